@@ -1,0 +1,46 @@
+//! Background work: the task handlers (one line per task kind) and periodic upkeep.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::AppState;
+use crate::clock::now_ms;
+use crate::queue::Task;
+use crate::registry::edge::{self, EDGE_SYNC};
+
+/// Registry history kept for the admin (older entries are dropped).
+const EVENTS_KEPT: usize = 100_000;
+const UPKEEP_EVERY: Duration = Duration::from_secs(60);
+
+pub async fn run_task(state: Arc<AppState>, task: Task) -> Result<(), String> {
+    match task.kind.as_str() {
+        EDGE_SYNC => edge::sync(&state.store, &state.registry, &state.edge, &task.payload).await,
+        other => Err(format!("no handler for task kind `{other}`")),
+    }
+}
+
+/// Compaction of the change log, the history and finished tasks.
+pub async fn upkeep(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(UPKEEP_EVERY);
+    while !*stop.borrow() {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => break,
+        }
+        let state = state.clone();
+        let outcome = tokio::task::spawn_blocking(move || -> crate::error::Result<()> {
+            state.queue.purge_done(now_ms())?;
+            state.store.compact_changes(state.config.changelog_retain)?;
+            state.registry.compact_events(EVENTS_KEPT)?;
+            Ok(())
+        })
+        .await;
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "upkeep failed"),
+            Err(e) => tracing::error!(error = %e, "upkeep panicked"),
+        }
+    }
+}

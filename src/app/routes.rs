@@ -1,0 +1,25 @@
+//! The root of the HTTP API: every capability's `routes()` merged, then errors made JSON.
+
+use std::sync::Arc;
+
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::Filter;
+
+use super::AppState;
+use crate::http::{json, recover};
+use crate::{queue, registry};
+
+pub fn routes(state: Arc<AppState>) -> BoxedFilter<(warp::reply::Response,)> {
+    let health = warp::path!("healthz")
+        .and(warp::get())
+        .map(|| json(StatusCode::OK, &serde_json::json!({ "status": "ok" })));
+    health
+        .or(registry::routes::routes(state.clone()).boxed())
+        .unify()
+        .or(queue::routes::routes(state).boxed())
+        .unify()
+        .recover(recover)
+        .unify()
+        .boxed()
+}

@@ -1,0 +1,22 @@
+//! What every handler and background job shares.
+
+use crate::config::Config;
+use crate::http::TokenHash;
+use crate::queue::Queue;
+use crate::registry::edge::EdgeSettings;
+use crate::registry::Registry;
+use crate::store::Store;
+
+pub struct Tokens {
+    pub admin: TokenHash,
+    pub registry: TokenHash,
+}
+
+pub struct AppState {
+    pub config: Config,
+    pub store: Store,
+    pub queue: Queue,
+    pub tokens: Tokens,
+    pub registry: Registry,
+    pub edge: EdgeSettings,
+}

@@ -1,0 +1,188 @@
+//! Typed configuration: built-in defaults < TOML file (`--config`) < `PROXYFLEET_*` environment.
+//!
+//! figment does the layering; this module only declares the settings and their defaults.
+//! Environment names are fixed by DESIGN.md: `PROXYFLEET_` + the field name in upper case.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// A secret value (token, key, password): never shown by `Debug`, so it cannot leak into logs.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address and port the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// sled database directory.
+    pub data_dir: PathBuf,
+    /// Bearer token of the admin API; generated and stored on first start when unset.
+    pub admin_token: Option<Secret>,
+    /// Bearer token proxies use to register; generated and stored on first start when unset.
+    pub registry_token: Option<Secret>,
+    /// A proxy silent for this long is unregistered by the sweeper.
+    pub heartbeat_ttl_secs: u64,
+    /// Accept private, loopback and link-local proxy addresses (labs and tests only).
+    pub allow_private_ips: bool,
+    /// Distinct clients a proxy may carry before the rebalancer acts.
+    pub max_clients: u32,
+    /// Redis mirror target; unset means no mirror.
+    pub redis_url: Option<String>,
+    /// MaxMind-format city database; unset means timezone fallback only.
+    pub geoip_db: Option<PathBuf>,
+    pub stripe_api_base: String,
+    pub stripe_secret_key: Option<Secret>,
+    pub stripe_webhook_secret: Option<Secret>,
+    /// e.g. `smtp://user:pass@host:587?tls=starttls`; unset means mail is queued, not sent.
+    pub smtp_url: Option<Secret>,
+
+    /// Largest request body accepted, in bytes (413 above it).
+    pub max_body_bytes: u64,
+    /// Edge routing: proxies are reachable as `<name>.<peers_domain>` through varnish.
+    pub peers_domain: String,
+    /// varnishd admin (CLI) address, e.g. `127.0.0.1:6082`; unset means the VCL is only written.
+    pub varnish_admin: Option<String>,
+    /// File holding varnishd's `-S` secret.
+    pub varnish_secret_file: Option<PathBuf>,
+    /// Where the rendered VCL is written; default `<data_dir>/edge/proxyfleet.vcl`.
+    pub edge_vcl_path: Option<PathBuf>,
+    /// URL path varnish probes on every proxy to decide whether it is healthy.
+    pub edge_probe_path: String,
+    /// A burst of registry changes within this window makes one VCL reload.
+    pub edge_debounce_ms: u64,
+
+    /// Background workers taking tasks off the durable queue.
+    pub queue_workers: usize,
+    /// Tries before a task becomes a dead letter.
+    pub queue_max_attempts: u32,
+    /// First retry delay; doubled on every further failure (with jitter), capped at 10 minutes.
+    pub queue_backoff_base_ms: u64,
+    /// A leased task whose worker neither acks nor fails in this time is handed out again.
+    pub queue_lease_secs: u64,
+    /// Finished tasks (and their idempotency keys) are kept this long.
+    pub queue_done_retention_secs: u64,
+    /// Change-log entries kept for replay (older ones are compacted away).
+    pub changelog_retain: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            admin_token: None,
+            registry_token: None,
+            heartbeat_ttl_secs: 300,
+            allow_private_ips: false,
+            max_clients: 200,
+            redis_url: None,
+            geoip_db: None,
+            stripe_api_base: "https://api.stripe.com".into(),
+            stripe_secret_key: None,
+            stripe_webhook_secret: None,
+            smtp_url: None,
+            max_body_bytes: 64 * 1024,
+            peers_domain: "peers.localhost".into(),
+            varnish_admin: None,
+            varnish_secret_file: None,
+            edge_vcl_path: None,
+            edge_probe_path: "/".into(),
+            edge_debounce_ms: 500,
+            queue_workers: 2,
+            queue_max_attempts: 8,
+            queue_backoff_base_ms: 1000,
+            queue_lease_secs: 60,
+            queue_done_retention_secs: 7 * 24 * 3600,
+            changelog_retain: 1_000_000,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the TOML file if given, then `PROXYFLEET_*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Config, figment::Error> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        // Only the names this struct declares: an unrelated PROXYFLEET_* variable in the
+        // environment must not stop the server.
+        let known = known_keys();
+        figment
+            .merge(Env::prefixed("PROXYFLEET_").filter(move |key| known.iter().any(|k| k.eq_ignore_ascii_case(key.as_str()))))
+            .extract()
+    }
+
+    pub fn edge_vcl_path(&self) -> PathBuf {
+        self.edge_vcl_path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("edge").join("proxyfleet.vcl"))
+    }
+}
+
+fn known_keys() -> Vec<String> {
+    match serde_json::to_value(Config::default()) {
+        Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_file_which_overrides_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("pf.toml", "heartbeat_ttl_secs = 42\nmax_clients = 7\n")?;
+            jail.set_env("PROXYFLEET_MAX_CLIENTS", "9");
+            jail.set_env("PROXYFLEET_ALLOW_PRIVATE_IPS", "true");
+            let config = Config::load(Some(Path::new("pf.toml")))?;
+            assert_eq!(config.heartbeat_ttl_secs, 42);
+            assert_eq!(config.max_clients, 9);
+            assert!(config.allow_private_ips);
+            assert_eq!(config.listen.port(), 8080);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_setting_in_file_is_an_error() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("pf.toml", "heartbeat_tll_secs = 1\n")?;
+            assert!(Config::load(Some(Path::new("pf.toml"))).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug() {
+        let config = Config {
+            admin_token: Some(Secret::new("hunter2")),
+            ..Config::default()
+        };
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}

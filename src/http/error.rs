@@ -1,0 +1,48 @@
+//! Every rejection becomes the JSON error shape of DESIGN.md:
+//! `{"error":{"code":"snake_case_code","message":"human sentence"}}`.
+
+use std::convert::Infallible;
+
+use serde_json::json;
+use warp::http::StatusCode;
+use warp::reject::{LengthRequired, MethodNotAllowed, PayloadTooLarge, UnsupportedMediaType};
+use warp::Rejection;
+
+use crate::error::Error;
+
+impl warp::reject::Reject for Error {}
+
+pub fn reject(error: Error) -> Rejection {
+    warp::reject::custom(error)
+}
+
+pub fn error_response(status: StatusCode, code: &str, message: &str) -> warp::reply::Response {
+    super::json(status, &json!({ "error": { "code": code, "message": message } }))
+}
+
+pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infallible> {
+    let response = if let Some(error) = rejection.find::<Error>() {
+        if let Error::Internal(detail) = error {
+            tracing::error!(%detail, "internal error");
+        }
+        error_response(error.status(), error.code(), &error.public_message())
+    } else if rejection.is_not_found() {
+        error_response(StatusCode::NOT_FOUND, "not_found", "no such resource")
+    } else if rejection.find::<PayloadTooLarge>().is_some() {
+        error_response(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "request body is too large")
+    } else if rejection.find::<LengthRequired>().is_some() {
+        error_response(StatusCode::LENGTH_REQUIRED, "length_required", "a Content-Length header is required")
+    } else if rejection.find::<MethodNotAllowed>().is_some() {
+        error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here")
+    } else if rejection.find::<UnsupportedMediaType>().is_some() {
+        error_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "unsupported content type")
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
+        error_response(StatusCode::BAD_REQUEST, "invalid_query", &e.to_string())
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
+        error_response(StatusCode::BAD_REQUEST, "invalid_header", &e.to_string())
+    } else {
+        tracing::error!(?rejection, "unhandled rejection");
+        error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+    };
+    Ok(response)
+}

@@ -1,0 +1,23 @@
+//! proxyfleet: the control plane of a circumvention proxy network, in one process.
+//!
+//! The map (one module per capability; each keeps types, pure logic, storage and routes apart):
+
+/// Wiring: `Application::build(config)`, background jobs, shutdown.
+pub mod app;
+/// Wall-clock milliseconds.
+pub mod clock;
+/// Typed configuration: defaults < TOML file < `PROXYFLEET_*` environment.
+pub mod config;
+/// The crate's one error type, with an HTTP status per variant.
+pub mod error;
+/// Shared HTTP pieces: JSON errors, bearer tokens, body limits and parsing.
+pub mod http;
+/// The durable task queue and its workers.
+pub mod queue;
+/// Proxies: register, heartbeat, unregister, expiry, history, edge (VCL) sync.
+pub mod registry;
+/// sled behind a typed interface: trees, transactions, change log, group commit.
+pub mod store;
+
+pub use app::Application;
+pub use config::Config;

@@ -1,0 +1,95 @@
+//! The `proxyfleet` command: parse the CLI, load the config, run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use proxyfleet::{Application, Config};
+
+#[derive(Parser)]
+#[command(name = "proxyfleet", version, about = "Control plane of a circumvention proxy network, on one box")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: HTTP API, registry, sweeper, task workers.
+    ///
+    /// Settings: built-in defaults, then the TOML file, then PROXYFLEET_* environment variables
+    /// (PROXYFLEET_LISTEN, PROXYFLEET_DATA_DIR, PROXYFLEET_ADMIN_TOKEN, ... see docs/CONFIG.md).
+    Serve {
+        /// TOML configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Print the effective configuration (secrets masked) and exit.
+    Config {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Serve { config } => serve(config),
+        Command::Config { config } => Config::load(config.as_deref())
+            .map(|c| println!("{c:#?}"))
+            .map_err(|e| e.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("proxyfleet: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config_file: Option<PathBuf>) -> Result<(), String> {
+    let config = Config::load(config_file.as_deref()).map_err(|e| format!("configuration: {e}"))?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        let app = Application::build(config).await.map_err(|e| e.to_string())?;
+        for (label, token) in app.new_tokens() {
+            println!("generated {label} token (shown once, only its hash is stored): {token}");
+        }
+        println!("proxyfleet listening on http://{}", app.address());
+        let shutdown = app.shutdown_handle();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            shutdown.trigger();
+        });
+        app.run_until_stopped().await.map_err(|e| e.to_string())
+    })
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

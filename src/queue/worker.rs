@@ -1,0 +1,59 @@
+//! Workers: lease a task, run it, ack or fail it. A handler that outlives its lease is cut
+//! off, so a task is never run by two workers at once.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::{Queue, Task};
+use crate::clock::now_ms;
+
+/// Longest idle wait: a wake-up missed between "nothing due" and waiting costs at most this.
+const MAX_IDLE: Duration = Duration::from_millis(500);
+
+pub async fn run<F, Fut>(queue: Queue, mut stop: watch::Receiver<bool>, handle: F)
+where
+    F: Fn(Task) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let run_limit = Duration::from_millis(queue.policy.lease_ms.saturating_sub(1000).max(1000));
+    while !*stop.borrow() {
+        match queue.lease(now_ms()) {
+            Ok(Some(task)) => {
+                let outcome = match tokio::time::timeout(run_limit, handle(task.clone())).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(format!("ran longer than {run_limit:?}")),
+                };
+                let recorded = match &outcome {
+                    Ok(()) => queue.ack(&task, now_ms()),
+                    Err(error) => {
+                        tracing::warn!(task = task.id, kind = %task.kind, attempt = task.attempts, %error, "task failed");
+                        queue.fail(&task, error, now_ms())
+                    }
+                };
+                if let Err(e) = recorded {
+                    tracing::error!(task = task.id, error = %e, "could not record task outcome");
+                }
+            }
+            Ok(None) => {
+                let idle = match queue.next_due_ms() {
+                    Ok(Some(due)) => Duration::from_millis(due.saturating_sub(now_ms())).min(MAX_IDLE),
+                    _ => MAX_IDLE,
+                };
+                tokio::select! {
+                    _ = queue.bell.notified() => {}
+                    _ = tokio::time::sleep(idle) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "task queue unavailable");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+    }
+}

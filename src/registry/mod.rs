@@ -1,0 +1,12 @@
+//! The proxy registry (peerdnsreg, done right): register / heartbeat / unregister, expiry,
+//! the history of arrivals and departures, and the edge routing config that follows the set.
+
+pub mod edge;
+pub mod model;
+pub mod routes;
+pub mod service;
+pub mod sweeper;
+pub mod validate;
+
+pub use model::{Proxy, ProxyEvent, ProxyName, Registration, RemovalReason, Role};
+pub use service::Registry;

@@ -1,0 +1,169 @@
+//! Registry data: what a proxy is, and the newtypes that can only be made by parsing.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// A proxy name: 1 to 63 of `[a-z0-9]`, so it is a DNS label and, prefixed `f_`, a VCL
+/// identifier (peerdnsreg's rule).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ProxyName(String);
+
+impl ProxyName {
+    pub fn parse(raw: &str) -> Result<ProxyName> {
+        let ok = (1..=63).contains(&raw.len())
+            && raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if ok {
+            Ok(ProxyName(raw.to_string()))
+        } else {
+            Err(Error::invalid(
+                "invalid_name",
+                "name must be 1 to 63 characters of lowercase letters a-z and digits 0-9",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ProxyName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a proxy is for. `fallback` is the default, as in the fallback-proxy proposal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    #[default]
+    Fallback,
+    Free,
+    Pro,
+    Standby,
+}
+
+impl Role {
+    pub fn parse(raw: &str) -> Result<Role> {
+        match raw {
+            "fallback" => Ok(Role::Fallback),
+            "free" => Ok(Role::Free),
+            "pro" => Ok(Role::Pro),
+            "standby" => Ok(Role::Standby),
+            _ => Err(Error::invalid("invalid_role", "role must be one of fallback, free, pro, standby")),
+        }
+    }
+}
+
+/// Where a proxy is. All optional: a proxy may not know its own location.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    /// ISO 3166-1 alpha-2, upper case.
+    pub country: Option<String>,
+    pub city: Option<String>,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+}
+
+/// Load a proxy reports in each heartbeat.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Load {
+    /// Distinct clients in the last window.
+    pub clients: Option<u32>,
+    /// CPU use, percent (0-100).
+    pub cpu: Option<f64>,
+    /// Bandwidth in use, bits per second.
+    pub bandwidth: Option<u64>,
+}
+
+/// A validated registration (or heartbeat).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registration {
+    pub name: ProxyName,
+    pub ip: IpAddr,
+    pub port: u16,
+    pub role: Role,
+    pub location: Location,
+    pub capacity: Option<u32>,
+    pub load: Load,
+}
+
+/// A registered proxy as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Proxy {
+    pub name: ProxyName,
+    pub ip: IpAddr,
+    pub port: u16,
+    pub role: Role,
+    pub location: Location,
+    pub capacity: Option<u32>,
+    pub load: Load,
+    pub registered_ms: u64,
+    pub last_seen_ms: u64,
+    pub expires_ms: u64,
+}
+
+impl Proxy {
+    /// The part of a proxy the edge routing config depends on.
+    pub fn endpoint(&self) -> (IpAddr, u16) {
+        (self.ip, self.port)
+    }
+}
+
+/// Why a proxy left the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemovalReason {
+    Unregistered,
+    Expired,
+}
+
+/// One entry of the registry's history: a proxy arrived, moved, or left.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProxyEvent {
+    pub seq: u64,
+    pub at_ms: u64,
+    pub name: ProxyName,
+    pub kind: ProxyEventKind,
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyEventKind {
+    Registered,
+    /// Re-registered with another address or port.
+    Moved,
+    Unregistered,
+    Expired,
+}
+
+impl From<RemovalReason> for ProxyEventKind {
+    fn from(reason: RemovalReason) -> Self {
+        match reason {
+            RemovalReason::Unregistered => ProxyEventKind::Unregistered,
+            RemovalReason::Expired => ProxyEventKind::Expired,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_dns_label_and_vcl_rule() {
+        assert!(ProxyName::parse("abc123").is_ok());
+        assert!(ProxyName::parse(&"a".repeat(63)).is_ok());
+        for bad in ["", "ABC", "a-b", "a_b", "a.b", "é", &"a".repeat(64)] {
+            assert!(ProxyName::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

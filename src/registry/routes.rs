@@ -1,0 +1,214 @@
+//! HTTP: `/register` and `/unregister` for proxies (registry token, form or JSON, as
+//! peerdnsreg), and the admin views of the registry and the edge config.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use warp::http::StatusCode;
+use warp::{Filter, Rejection, Reply};
+
+use super::model::{Proxy, ProxyEvent, ProxyName};
+use super::{edge, validate};
+use crate::app::AppState;
+use crate::clock::now_ms;
+use crate::error::Error;
+use crate::http::body::{fields, Fields};
+use crate::http::{admin, json, registry, reject, with_state};
+
+type Route = warp::reply::Response;
+
+/// A proxy as the API shows it: flat, times in unix seconds.
+#[derive(Serialize)]
+pub struct ProxyView {
+    name: String,
+    ip: String,
+    port: u16,
+    role: super::Role,
+    country: Option<String>,
+    city: Option<String>,
+    lat: Option<f64>,
+    lon: Option<f64>,
+    capacity: Option<u32>,
+    clients: Option<u32>,
+    cpu: Option<f64>,
+    bandwidth: Option<u64>,
+    registered_at: u64,
+    last_seen: u64,
+    expires_at: u64,
+}
+
+impl From<Proxy> for ProxyView {
+    fn from(p: Proxy) -> Self {
+        ProxyView {
+            name: p.name.to_string(),
+            ip: p.ip.to_string(),
+            port: p.port,
+            role: p.role,
+            country: p.location.country,
+            city: p.location.city,
+            lat: p.location.lat,
+            lon: p.location.lon,
+            capacity: p.capacity,
+            clients: p.load.clients,
+            cpu: p.load.cpu,
+            bandwidth: p.load.bandwidth,
+            registered_at: p.registered_ms / 1000,
+            last_seen: p.last_seen_ms / 1000,
+            expires_at: p.expires_ms / 1000,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    limit: Option<usize>,
+    before: Option<u64>,
+    name: Option<String>,
+}
+
+pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = Rejection> + Clone {
+    let limit = state.config.max_body_bytes;
+    let register = warp::path!("register")
+        .and(warp::post())
+        .and(registry(&state))
+        .and(fields(limit))
+        .and(with_state(&state))
+        .and_then(register);
+    let unregister = warp::path!("unregister")
+        .and(warp::post())
+        .and(registry(&state))
+        .and(fields(limit))
+        .and(with_state(&state))
+        .and_then(unregister);
+
+    let admin_base = warp::path("api").and(warp::path("v1")).and(warp::path("admin")).and(admin(&state));
+    let list = admin_base
+        .clone()
+        .and(warp::path!("proxies"))
+        .and(warp::get())
+        .and(with_state(&state))
+        .and_then(list);
+    let one = admin_base
+        .clone()
+        .and(warp::path!("proxies" / String))
+        .and(warp::get())
+        .and(with_state(&state))
+        .and_then(one);
+    let events = admin_base
+        .clone()
+        .and(warp::path!("registry" / "events"))
+        .and(warp::get())
+        .and(warp::query::<EventsQuery>())
+        .and(with_state(&state))
+        .and_then(events);
+    let vcl = admin_base
+        .clone()
+        .and(warp::path!("edge" / "varnish.vcl"))
+        .and(warp::get())
+        .and(with_state(&state))
+        .and_then(vcl);
+    let edge_status = admin_base
+        .and(warp::path!("edge"))
+        .and(warp::get())
+        .and(with_state(&state))
+        .and_then(edge_status);
+
+    register
+        .or(unregister)
+        .unify()
+        .or(list)
+        .unify()
+        .or(one)
+        .unify()
+        .or(events)
+        .unify()
+        .or(vcl)
+        .unify()
+        .or(edge_status)
+        .unify()
+}
+
+async fn register(fields: Fields, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let rules = validate::Rules {
+        allow_private_ips: state.config.allow_private_ips,
+    };
+    let registration = validate::registration(&fields, &rules).map_err(reject)?;
+    let proxy = state.registry.register(registration, now_ms()).await.map_err(reject)?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "name": proxy.name,
+            "expires_at": proxy.expires_ms / 1000,
+            "heartbeat_ttl_secs": state.config.heartbeat_ttl_secs,
+        }),
+    ))
+}
+
+async fn unregister(fields: Fields, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let name = validate::name_only(&fields).map_err(reject)?;
+    let proxy = state.registry.unregister(&name, now_ms()).await.map_err(reject)?;
+    Ok(json(StatusCode::OK, &serde_json::json!({ "name": proxy.name, "unregistered": true })))
+}
+
+async fn list(state: Arc<AppState>) -> Result<Route, Rejection> {
+    let proxies = state.registry.list(now_ms()).map_err(reject)?;
+    let proxies: Vec<ProxyView> = proxies.into_iter().map(ProxyView::from).collect();
+    Ok(json(StatusCode::OK, &serde_json::json!({ "proxies": proxies })))
+}
+
+async fn one(name: String, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let not_found = || reject(Error::NotFound(format!("proxy {name}")));
+    let parsed = ProxyName::parse(&name).map_err(|_| not_found())?;
+    match state.registry.get(&parsed, now_ms()).map_err(reject)? {
+        Some(proxy) => Ok(json(StatusCode::OK, &ProxyView::from(proxy))),
+        None => Err(not_found()),
+    }
+}
+
+#[derive(Serialize)]
+struct EventView {
+    seq: u64,
+    at: u64,
+    name: String,
+    kind: super::model::ProxyEventKind,
+    ip: String,
+    port: u16,
+}
+
+impl From<ProxyEvent> for EventView {
+    fn from(e: ProxyEvent) -> Self {
+        EventView {
+            seq: e.seq,
+            at: e.at_ms / 1000,
+            name: e.name.to_string(),
+            kind: e.kind,
+            ip: e.ip.to_string(),
+            port: e.port,
+        }
+    }
+}
+
+async fn events(query: EventsQuery, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let name = query.name.as_deref().map(ProxyName::parse).transpose().map_err(reject)?;
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let events = state
+        .registry
+        .events(limit, query.before, name.as_ref())
+        .map_err(reject)?;
+    let next_before = if events.len() == limit { events.last().map(|e| e.seq) } else { None };
+    let events: Vec<EventView> = events.into_iter().map(EventView::from).collect();
+    Ok(json(StatusCode::OK, &serde_json::json!({ "events": events, "next_before": next_before })))
+}
+
+async fn vcl(state: Arc<AppState>) -> Result<Route, Rejection> {
+    let (text, _) = edge::render_current(&state.registry, &state.edge).map_err(reject)?;
+    Ok(warp::reply::with_header(text, "content-type", "text/plain; charset=utf-8").into_response())
+}
+
+async fn edge_status(state: Arc<AppState>) -> Result<Route, Rejection> {
+    let (version, loaded) = edge::status(&state.store).map_err(reject)?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "version": version, "loaded": loaded, "vcl_path": state.edge.vcl_path }),
+    ))
+}

@@ -1,0 +1,255 @@
+//! Turning the fields of a `/register` request into a `Registration`, or the first reason it
+//! is not one. Pure: no I/O, so every rule is unit-tested here.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::model::{Load, Location, ProxyName, Registration, Role};
+use crate::error::{Error, Result};
+use crate::http::body::Fields;
+
+pub struct Rules {
+    pub allow_private_ips: bool,
+}
+
+pub fn registration(fields: &Fields, rules: &Rules) -> Result<Registration> {
+    let name = ProxyName::parse(required(fields, "name")?)?;
+    let ip = ip(required(fields, "ip")?, rules)?;
+    let port = port(required(fields, "port")?)?;
+    let role = optional(fields, "role").map(Role::parse).transpose()?.unwrap_or_default();
+    let location = location(fields)?;
+    let capacity = optional(fields, "capacity")
+        .map(|v| integer(v, "capacity", 1, 10_000_000).map(|n| n as u32))
+        .transpose()?;
+    let load = Load {
+        clients: optional(fields, "clients")
+            .map(|v| integer(v, "clients", 0, 100_000_000).map(|n| n as u32))
+            .transpose()?,
+        cpu: optional(fields, "cpu").map(|v| float(v, "cpu", 0.0, 100.0)).transpose()?,
+        bandwidth: optional(fields, "bandwidth")
+            .map(|v| integer(v, "bandwidth", 0, u64::MAX))
+            .transpose()?,
+    };
+    Ok(Registration {
+        name,
+        ip,
+        port,
+        role,
+        location,
+        capacity,
+        load,
+    })
+}
+
+pub fn name_only(fields: &Fields) -> Result<ProxyName> {
+    ProxyName::parse(required(fields, "name")?)
+}
+
+fn required<'a>(fields: &'a Fields, name: &'static str) -> Result<&'a str> {
+    optional(fields, name).ok_or_else(|| Error::invalid("missing_field", format!("field `{name}` is required")))
+}
+
+/// A field's value; an empty value counts as absent (forms send `city=` for "unknown").
+fn optional<'a>(fields: &'a Fields, name: &str) -> Option<&'a str> {
+    fields.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+}
+
+fn port(raw: &str) -> Result<u16> {
+    match raw.parse::<u16>() {
+        Ok(port) if port > 0 => Ok(port),
+        _ => Err(Error::invalid("invalid_port", "port must be an integer from 1 to 65535")),
+    }
+}
+
+fn integer(raw: &str, field: &'static str, min: u64, max: u64) -> Result<u64> {
+    match raw.parse::<u64>() {
+        Ok(v) if (min..=max).contains(&v) => Ok(v),
+        _ => Err(Error::invalid(
+            "invalid_number",
+            format!("`{field}` must be an integer from {min} to {max}"),
+        )),
+    }
+}
+
+fn float(raw: &str, field: &'static str, min: f64, max: f64) -> Result<f64> {
+    match raw.parse::<f64>() {
+        Ok(v) if v.is_finite() && (min..=max).contains(&v) => Ok(v),
+        _ => Err(Error::invalid(
+            "invalid_number",
+            format!("`{field}` must be a number from {min} to {max}"),
+        )),
+    }
+}
+
+fn ip(raw: &str, rules: &Rules) -> Result<IpAddr> {
+    let ip: IpAddr = raw
+        .parse()
+        .map_err(|_| Error::invalid("invalid_ip", "ip must be an IPv4 or IPv6 address"))?;
+    // A v4 address written as v6 is judged as the v4 address it is.
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    if !is_unicast(&ip) {
+        return Err(Error::invalid("invalid_ip", "ip must be a unicast address"));
+    }
+    if !rules.allow_private_ips && !is_public(&ip) {
+        return Err(Error::invalid(
+            "private_ip",
+            "ip must be a public address (private, loopback and reserved ranges are refused)",
+        ));
+    }
+    Ok(ip)
+}
+
+fn is_unicast(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => !(v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()),
+        IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast()),
+    }
+}
+
+fn is_public(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => is_public_v6(v6),
+    }
+}
+
+fn is_public_v4(ip: &Ipv4Addr) -> bool {
+    let [a, b, _, _] = ip.octets();
+    let shared_cgnat = a == 100 && (64..128).contains(&b); // 100.64.0.0/10
+    let benchmarking = a == 198 && (b == 18 || b == 19); // 198.18.0.0/15
+    let reserved = a >= 240; // 240.0.0.0/4
+    let this_network = a == 0; // 0.0.0.0/8
+    let protocol_assignments = a == 192 && b == 0 && ip.octets()[2] == 0; // 192.0.0.0/24
+    !(ip.is_private()
+        || ip.is_loopback()
+        || ip.is_link_local()
+        || ip.is_documentation()
+        || shared_cgnat
+        || benchmarking
+        || reserved
+        || this_network
+        || protocol_assignments)
+}
+
+fn is_public_v6(ip: &Ipv6Addr) -> bool {
+    let documentation = ip.segments()[0] == 0x2001 && ip.segments()[1] == 0x0db8; // 2001:db8::/32
+    !(ip.is_loopback() || ip.is_unique_local() || ip.is_unicast_link_local() || documentation)
+}
+
+fn location(fields: &Fields) -> Result<Location> {
+    let country = optional(fields, "country")
+        .map(|raw| {
+            let upper = raw.to_ascii_uppercase();
+            isocountry::CountryCode::for_alpha2(&upper)
+                .map(|_| upper)
+                .map_err(|_| Error::invalid("invalid_country", "country must be an ISO 3166-1 alpha-2 code such as DE"))
+        })
+        .transpose()?;
+    let city = optional(fields, "city")
+        .map(|raw| {
+            if raw.chars().count() <= 100 && !raw.chars().any(char::is_control) {
+                Ok(raw.to_string())
+            } else {
+                Err(Error::invalid("invalid_city", "city must be at most 100 printable characters"))
+            }
+        })
+        .transpose()?;
+    let lat = optional(fields, "lat").map(|v| coordinate(v, "lat", 90.0)).transpose()?;
+    let lon = optional(fields, "lon").map(|v| coordinate(v, "lon", 180.0)).transpose()?;
+    if lat.is_some() != lon.is_some() {
+        return Err(Error::invalid("invalid_location", "lat and lon must be given together"));
+    }
+    Ok(Location {
+        country,
+        city,
+        lat,
+        lon,
+    })
+}
+
+fn coordinate(raw: &str, field: &'static str, limit: f64) -> Result<f64> {
+    float(raw, field, -limit, limit)
+        .map_err(|_| Error::invalid("invalid_location", format!("{field} must be a number from -{limit} to {limit}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(pairs: &[(&str, &str)]) -> Fields {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    const PUBLIC: Rules = Rules { allow_private_ips: false };
+    const LAB: Rules = Rules { allow_private_ips: true };
+
+    fn code(result: Result<Registration>) -> &'static str {
+        result.err().map(|e| e.code()).unwrap_or("ok")
+    }
+
+    #[test]
+    fn accepts_a_full_registration() {
+        let reg = registration(
+            &fields(&[
+                ("name", "fl1"),
+                ("ip", "54.230.90.149"),
+                ("port", "443"),
+                ("role", "pro"),
+                ("country", "de"),
+                ("city", "Frankfurt"),
+                ("lat", "50.11"),
+                ("lon", "8.68"),
+                ("capacity", "300"),
+                ("clients", "12"),
+                ("cpu", "37.5"),
+                ("bandwidth", "1000000"),
+            ]),
+            &PUBLIC,
+        )
+        .unwrap();
+        assert_eq!(reg.role, Role::Pro);
+        assert_eq!(reg.location.country.as_deref(), Some("DE"));
+        assert_eq!(reg.capacity, Some(300));
+        assert_eq!(reg.load.clients, Some(12));
+    }
+
+    #[test]
+    fn refuses_each_bad_field() {
+        let base = [("name", "fl1"), ("ip", "54.230.90.149"), ("port", "443")];
+        let with = |k: &'static str, v: &'static str| {
+            let mut f = fields(&base);
+            f.insert(k.into(), v.into());
+            registration(&f, &PUBLIC)
+        };
+        assert_eq!(code(with("name", "Bad-Name")), "invalid_name");
+        assert_eq!(code(with("ip", "nope")), "invalid_ip");
+        assert_eq!(code(with("ip", "224.0.0.1")), "invalid_ip");
+        assert_eq!(code(with("port", "0")), "invalid_port");
+        assert_eq!(code(with("port", "65536")), "invalid_port");
+        assert_eq!(code(with("role", "boss")), "invalid_role");
+        assert_eq!(code(with("country", "XX")), "invalid_country");
+        assert_eq!(code(with("lat", "91")), "invalid_location");
+        assert_eq!(code(with("cpu", "101")), "invalid_number");
+        assert_eq!(code(with("capacity", "0")), "invalid_number");
+        assert_eq!(code(with("clients", "-1")), "invalid_number");
+        let mut no_port = fields(&base);
+        no_port.remove("port");
+        assert_eq!(code(registration(&no_port, &PUBLIC)), "missing_field");
+        let mut lat_only = fields(&base);
+        lat_only.insert("lat".into(), "10".into());
+        assert_eq!(code(registration(&lat_only, &PUBLIC)), "invalid_location");
+    }
+
+    #[test]
+    fn private_addresses_only_in_a_lab() {
+        for private in ["10.0.0.1", "127.0.0.1", "192.168.1.1", "100.64.0.1", "169.254.1.1", "::1", "fd00::1", "fe80::1", "::ffff:10.0.0.1"] {
+            let f = fields(&[("name", "a"), ("ip", private), ("port", "1")]);
+            assert_eq!(code(registration(&f, &PUBLIC)), "private_ip", "{private}");
+            assert_eq!(code(registration(&f, &LAB)), "ok", "{private}");
+        }
+        let public_v6 = fields(&[("name", "a"), ("ip", "2a00:1450::1"), ("port", "1")]);
+        assert_eq!(code(registration(&public_v6, &PUBLIC)), "ok");
+    }
+}

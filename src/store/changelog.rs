@@ -1,0 +1,74 @@
+//! The change log: every committed change gets the next sequence number, in the same
+//! transaction as the change itself, so replaying the log in sequence order (the Redis mirror,
+//! notifications) sees exactly the committed history, in order, with no gaps.
+
+use serde::{Deserialize, Serialize};
+
+use super::codec::{key_u64, u64_key};
+use super::{Store, TreeId, Tx, TxResult};
+use crate::error::Result;
+use crate::registry::{Proxy, RemovalReason};
+
+const SEQ: &str = "changelog.seq";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Change {
+    pub seq: u64,
+    pub at_ms: u64,
+    pub kind: ChangeKind,
+}
+
+/// What changed. New capabilities append variants (never reorder: the log is stored).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum ChangeKind {
+    /// A proxy registered or heartbeated: its full current record.
+    ProxyUpserted(Proxy),
+    ProxyRemoved { name: String, reason: RemovalReason },
+}
+
+impl Tx<'_> {
+    /// Appends a change and returns its sequence number.
+    pub fn log(&self, at_ms: u64, kind: ChangeKind) -> TxResult<u64> {
+        let seq = self.next(SEQ)?;
+        self.put(TreeId::Changes, u64_key(seq), &Change { seq, at_ms, kind })?;
+        Ok(seq)
+    }
+}
+
+impl Store {
+    /// The sequence number of the newest committed change (0 when none).
+    pub fn last_seq(&self) -> Result<u64> {
+        Ok(self.get(TreeId::Meta, SEQ)?.unwrap_or(0))
+    }
+
+    /// Up to `limit` changes with `seq > after`, in order.
+    pub fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
+        self.scan_from::<Change>(TreeId::Changes, u64_key(after.saturating_add(1)))
+            .take(limit)
+            .map(|item| item.map(|(_, change)| change))
+            .collect()
+    }
+
+    /// The oldest sequence number still in the log (older ones were compacted away).
+    pub fn first_retained_seq(&self) -> Result<Option<u64>> {
+        Ok(self.first_key(TreeId::Changes)?.and_then(|k| key_u64(&k)))
+    }
+
+    /// Drops the oldest entries so that at most `retain` remain. Returns how many went.
+    pub fn compact_changes(&self, retain: u64) -> Result<u64> {
+        let last = self.last_seq()?;
+        let keep_from = last.saturating_sub(retain) + 1;
+        let mut removed = 0;
+        for key in self.keys_from(TreeId::Changes, u64_key(0)) {
+            let key = key?;
+            match key_u64(&key) {
+                Some(seq) if seq < keep_from => {
+                    self.trees[TreeId::Changes as usize].remove(key)?;
+                    removed += 1;
+                }
+                _ => break,
+            }
+        }
+        Ok(removed)
+    }
+}

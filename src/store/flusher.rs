@@ -1,0 +1,52 @@
+//! Group commit. Every acknowledged write must be on disk, but one fsync per request is slow
+//! and sled 0.34's `flush_async` deadlocks when many tasks await it at once (DESIGN.md).
+//! So one task owns flushing: requests queue a waiter, the task takes every waiter queued so
+//! far, runs one blocking `flush()` and answers them all. Waiters that arrive during a flush
+//! share the next one.
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+
+type Waiter = oneshot::Sender<Result<(), String>>;
+
+#[derive(Clone)]
+pub struct Flusher {
+    waiters: mpsc::UnboundedSender<Waiter>,
+}
+
+impl Flusher {
+    /// Starts the flushing task on the current tokio runtime.
+    pub fn start(db: sled::Db) -> Flusher {
+        let (waiters, mut queue) = mpsc::unbounded_channel::<Waiter>();
+        tokio::spawn(async move {
+            while let Some(first) = queue.recv().await {
+                let mut batch = vec![first];
+                while let Ok(more) = queue.try_recv() {
+                    batch.push(more);
+                }
+                let db = db.clone();
+                let outcome = match tokio::task::spawn_blocking(move || db.flush()).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(format!("flush: {e}")),
+                    Err(e) => Err(format!("flush task: {e}")),
+                };
+                for waiter in batch {
+                    let _ = waiter.send(outcome.clone());
+                }
+            }
+        });
+        Flusher { waiters }
+    }
+
+    /// Resolves once everything written before the call is on disk.
+    pub async fn flushed(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters
+            .send(tx)
+            .map_err(|_| Error::internal("flusher stopped"))?;
+        rx.await
+            .map_err(|_| Error::internal("flusher dropped a waiter"))?
+            .map_err(Error::internal)
+    }
+}

@@ -1,0 +1,187 @@
+//! Storage: sled behind a small typed interface, so the rest of the crate never touches sled
+//! directly and the engine could be swapped.
+//!
+//! - `Store::transaction` runs a multi-tree transaction (`tx.rs`);
+//! - every change is appended to the change log in the same transaction (`changelog.rs`);
+//! - `Store::durable` waits for the group-commit flusher before a write is acknowledged.
+
+pub mod changelog;
+pub mod codec;
+mod flusher;
+mod tx;
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sled::Transactional;
+
+pub use changelog::{Change, ChangeKind};
+pub use tx::{abort, Tx, TxResult};
+
+use crate::error::{Error, Result};
+use codec::decode;
+use flusher::Flusher;
+
+/// Every tree of the database. The discriminant is the position in `Store::trees`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeId {
+    /// Counters, secrets' hashes, settings generated at first start.
+    Meta,
+    /// Change log: seq (u64 BE) -> `Change`.
+    Changes,
+    /// Registered proxies: name -> `Proxy`.
+    Proxies,
+    /// Expiry index: (expires_at_ms, name) -> ().
+    ProxyExpiry,
+    /// Why proxies came and went: seq (u64 BE) -> `ProxyEvent`.
+    ProxyEvents,
+    /// Durable task queue: id (u64 BE) -> `Task`.
+    Tasks,
+    /// Idempotency keys: key -> task id.
+    TaskKeys,
+    /// When each live task is next due: (due_ms, id) -> ().
+    TaskSchedule,
+}
+
+impl TreeId {
+    const ALL: [TreeId; 8] = [
+        TreeId::Meta,
+        TreeId::Changes,
+        TreeId::Proxies,
+        TreeId::ProxyExpiry,
+        TreeId::ProxyEvents,
+        TreeId::Tasks,
+        TreeId::TaskKeys,
+        TreeId::TaskSchedule,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            TreeId::Meta => "meta",
+            TreeId::Changes => "changes",
+            TreeId::Proxies => "proxies",
+            TreeId::ProxyExpiry => "proxy_expiry",
+            TreeId::ProxyEvents => "proxy_events",
+            TreeId::Tasks => "tasks",
+            TreeId::TaskKeys => "task_keys",
+            TreeId::TaskSchedule => "task_schedule",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    trees: Vec<sled::Tree>,
+    flusher: Flusher,
+}
+
+impl Store {
+    /// Opens (or creates) the database. Must run inside a tokio runtime (it starts the flusher).
+    pub fn open(dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::internal(format!("create {}: {e}", dir.display())))?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(256 * 1024 * 1024)
+            .open()
+            .map_err(|e| Error::internal(format!("open {}: {e}", dir.display())))?;
+        let trees = TreeId::ALL
+            .iter()
+            .map(|id| db.open_tree(id.name()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let flusher = Flusher::start(db.clone());
+        Ok(Store { db, trees, flusher })
+    }
+
+    fn tree(&self, id: TreeId) -> &sled::Tree {
+        &self.trees[id as usize]
+    }
+
+    /// Runs `body` atomically over all trees. sled may run it more than once on conflict,
+    /// so it must only read and write through `tx`.
+    pub fn transaction<T>(&self, body: impl Fn(&Tx) -> TxResult<T>) -> Result<T> {
+        let result = self.trees.as_slice().transaction(|trees| body(&Tx { trees }));
+        result.map_err(Error::from)
+    }
+
+    /// Resolves when every write made before the call is on disk (shared group commit).
+    pub async fn durable(&self) -> Result<()> {
+        self.flusher.flushed().await
+    }
+
+    /// A blocking flush, for shutdown.
+    pub fn flush_now(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn get<V: DeserializeOwned>(&self, tree: TreeId, key: impl AsRef<[u8]>) -> Result<Option<V>> {
+        match self.tree(tree).get(key.as_ref())? {
+            Some(bytes) => Ok(Some(decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes one record outside a transaction (for single-record state such as the meta tree).
+    pub fn put<V: Serialize>(&self, tree: TreeId, key: impl AsRef<[u8]>, value: &V) -> Result<()> {
+        self.tree(tree).insert(key.as_ref(), codec::encode(value)?)?;
+        Ok(())
+    }
+
+    /// Every value of a tree, in key order.
+    pub fn values<V: DeserializeOwned>(&self, tree: TreeId) -> impl Iterator<Item = Result<V>> + '_ {
+        self.tree(tree)
+            .iter()
+            .values()
+            .map(|item| decode(&item?))
+    }
+
+    /// Entries with keys in `[from, ..)`, in key order.
+    pub fn scan_from<V: DeserializeOwned>(
+        &self,
+        tree: TreeId,
+        from: impl AsRef<[u8]>,
+    ) -> impl Iterator<Item = Result<(sled::IVec, V)>> + '_ {
+        self.tree(tree)
+            .range(from.as_ref()..)
+            .map(|item| {
+                let (key, value) = item?;
+                Ok((key, decode(&value)?))
+            })
+    }
+
+    /// Entries in reverse key order (newest first for time- or sequence-keyed trees).
+    pub fn scan_rev<V: DeserializeOwned>(
+        &self,
+        tree: TreeId,
+        before: Option<&[u8]>,
+    ) -> Box<dyn Iterator<Item = Result<(sled::IVec, V)>> + '_> {
+        let tree = self.tree(tree);
+        let iter = match before {
+            Some(b) => tree.range(..b.to_vec()).rev(),
+            None => tree.iter().rev(),
+        };
+        Box::new(iter.map(|item| {
+            let (key, value) = item?;
+            Ok((key, decode(&value)?))
+        }))
+    }
+
+    /// Keys only (index trees), in order, starting at `from`.
+    pub fn keys_from(&self, tree: TreeId, from: impl AsRef<[u8]>) -> impl Iterator<Item = Result<sled::IVec>> + '_ {
+        self.tree(tree)
+            .range(from.as_ref()..)
+            .keys()
+            .map(|k| k.map_err(Error::from))
+    }
+
+    pub fn first_key(&self, tree: TreeId) -> Result<Option<sled::IVec>> {
+        Ok(self.tree(tree).first()?.map(|(k, _)| k))
+    }
+
+    pub fn len(&self, tree: TreeId) -> usize {
+        self.tree(tree).len()
+    }
+}
