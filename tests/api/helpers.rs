@@ -1,0 +1,235 @@
+//! Test harness: the real application on an ephemeral loopback port with a temporary data
+//! dir, spoken to over HTTP. `spawn_app` runs it in-process; `ServerProcess` runs the real
+//! binary, for restarts and kill -9.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use proxyfleet::app::ShutdownHandle;
+use proxyfleet::{Application, Config};
+use reqwest::{Response, StatusCode};
+use serde_json::Value;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const REGISTRY_TOKEN: &str = "test-registry-token";
+
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub client: reqwest::Client,
+    pub data_dir: tempfile::TempDir,
+    pub shutdown: ShutdownHandle,
+}
+
+/// A config for tests: port 0, its own data dir, known tokens, private IPs allowed.
+pub fn test_config(data_dir: &Path) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data_dir.to_path_buf(),
+        admin_token: Some(proxyfleet::config::Secret::new(ADMIN_TOKEN)),
+        registry_token: Some(proxyfleet::config::Secret::new(REGISTRY_TOKEN)),
+        allow_private_ips: true,
+        edge_debounce_ms: 50,
+        queue_backoff_base_ms: 50,
+        ..Config::default()
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let mut config = test_config(data_dir.path());
+    adjust(&mut config);
+    let app = Application::build(config).await.expect("app builds");
+    let address = app.address();
+    let shutdown = app.shutdown_handle();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        data_dir,
+        shutdown,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    pub async fn register(&self, form: &[(&str, &str)]) -> Response {
+        self.client
+            .post(self.url("/register"))
+            .bearer_auth(REGISTRY_TOKEN)
+            .form(form)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn register_ok(&self, name: &str, port: u16) -> Value {
+        let port = port.to_string();
+        let response = self.register(&[("name", name), ("ip", "127.0.0.1"), ("port", &port)]).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.expect("json")
+    }
+
+    pub async fn unregister(&self, name: &str) -> Response {
+        self.client
+            .post(self.url("/unregister"))
+            .bearer_auth(REGISTRY_TOKEN)
+            .form(&[("name", name)])
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn admin_get(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn admin_json(&self, path: &str) -> Value {
+        let response = self.admin_get(path).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.json().await.expect("json")
+    }
+
+    pub async fn proxy_names(&self) -> Vec<String> {
+        proxy_names(&self.admin_json("/api/v1/admin/proxies").await)
+    }
+}
+
+pub fn proxy_names(list: &Value) -> Vec<String> {
+    let mut names: Vec<String> = list["proxies"]
+        .as_array()
+        .expect("proxies array")
+        .iter()
+        .map(|p| p["name"].as_str().expect("name").to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Asserts the DESIGN.md error shape and returns its code.
+pub async fn error_code(response: Response) -> String {
+    let body: Value = response.json().await.expect("error body is JSON");
+    let message = body["error"]["message"].as_str().expect("error.message");
+    assert!(!message.is_empty());
+    body["error"]["code"].as_str().expect("error.code").to_string()
+}
+
+/// Polls `check` until it returns Some, or panics after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The real `proxyfleet` binary, serving on an ephemeral port.
+pub struct ServerProcess {
+    pub child: Child,
+    pub address: SocketAddr,
+}
+
+impl ServerProcess {
+    pub fn start(data_dir: &Path, extra_env: &[(&str, &str)]) -> ServerProcess {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_proxyfleet"));
+        command
+            .arg("serve")
+            .env("PROXYFLEET_LISTEN", "127.0.0.1:0")
+            .env("PROXYFLEET_DATA_DIR", data_dir)
+            .env("PROXYFLEET_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("PROXYFLEET_REGISTRY_TOKEN", REGISTRY_TOKEN)
+            .env("PROXYFLEET_ALLOW_PRIVATE_IPS", "true")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (key, value) in extra_env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start proxyfleet binary");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let address = loop {
+            let line = lines
+                .next()
+                .expect("proxyfleet exited before listening")
+                .expect("read stdout");
+            if let Some(url) = line.strip_prefix("proxyfleet listening on http://") {
+                break url.parse().expect("address");
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        ServerProcess { child, address }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+        assert!(sent.success());
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Path of a system program the test needs, or a clear failure naming the package.
+pub fn require_program(name: &str, package: &str) -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin", "/sbin", "/bin"] {
+        let path = Path::new(dir).join(name);
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!("`{name}` is not installed: this test needs the Debian package `{package}` (the README's test command installs it)");
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}

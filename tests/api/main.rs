@@ -1,0 +1,9 @@
+//! Integration tests: the real server, real HTTP, real varnishd.
+
+mod health;
+mod helpers;
+mod persistence;
+mod queue;
+mod registry;
+mod validation;
+mod varnish;

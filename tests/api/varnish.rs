@@ -1,0 +1,117 @@
+//! End to end through a real varnishd: proxies registered with proxyfleet become varnish
+//! backends reachable by Host `<name>.<peers domain>`, and stop being reachable when they leave.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use warp::Filter;
+
+use crate::helpers::{eventually, free_port, require_program, spawn_app_with, TestApp};
+
+const DOMAIN: &str = "peers.test";
+
+struct Varnishd {
+    child: Child,
+    http: SocketAddr,
+}
+
+impl Varnishd {
+    async fn start(workdir: &Path) -> Varnishd {
+        let varnishd = require_program("varnishd", "varnish");
+        let secret = workdir.join("secret");
+        std::fs::write(&secret, "proxyfleet-test-secret\n").unwrap();
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(varnishd)
+            .args(["-F", "-j", "none", "-b", "none", "-s", "malloc,16m"])
+            .arg("-n")
+            .arg(workdir.join("work"))
+            .args(["-a", &http.to_string(), "-T", &admin])
+            .arg("-S")
+            .arg(&secret)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start varnishd");
+        let mut varnish = Varnishd { child, http };
+        eventually(Duration::from_secs(20), "varnishd's admin port", || {
+            let admin = admin.clone();
+            async move { tokio::net::TcpStream::connect(&admin).await.ok() }
+        })
+        .await;
+        assert!(varnish.child.try_wait().unwrap().is_none(), "varnishd exited at start");
+        std::fs::write(workdir.join("admin"), &admin).unwrap();
+        varnish
+    }
+}
+
+impl Drop for Varnishd {
+    fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// A tiny HTTP backend that names itself in every answer.
+fn backend(label: &'static str) -> SocketAddr {
+    let (address, server) = warp::serve(warp::any().map(move || label)).bind_ephemeral(([127, 0, 0, 1], 0));
+    tokio::spawn(server);
+    address
+}
+
+async fn through_varnish(varnish: &Varnishd, host: &str) -> Option<String> {
+    let response = reqwest::Client::new()
+        .get(format!("http://{}/", varnish.http))
+        .header("host", host)
+        .send()
+        .await
+        .ok()?;
+    response.status().is_success().then_some(())?;
+    response.text().await.ok()
+}
+
+async fn wait_for_edge_version(app: &TestApp, version: u64) {
+    eventually(Duration::from_secs(20), "varnish to load the new VCL", || async {
+        let status = app.admin_json("/api/v1/admin/edge").await;
+        (status["loaded"]["version"] == version && status["loaded"]["varnish_vcl"].is_string()).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn varnish_routes_by_host_to_registered_proxies_only() {
+    let workdir = tempfile::tempdir().unwrap();
+    let varnish = Varnishd::start(workdir.path()).await;
+    let admin = std::fs::read_to_string(workdir.path().join("admin")).unwrap();
+    let secret = workdir.path().join("secret");
+    let app = spawn_app_with(|c| {
+        c.varnish_admin = Some(admin);
+        c.varnish_secret_file = Some(secret);
+        c.peers_domain = DOMAIN.into();
+    })
+    .await;
+    let alpha = backend("backend-alpha");
+    let beta = backend("backend-beta");
+    app.register_ok("alpha", alpha.port()).await;
+    app.register_ok("beta", beta.port()).await;
+    wait_for_edge_version(&app, 2).await;
+
+    let reached = eventually(Duration::from_secs(10), "alpha through varnish", || {
+        through_varnish(&varnish, "alpha.peers.test")
+    })
+    .await;
+    assert_eq!(reached, "backend-alpha");
+    assert_eq!(through_varnish(&varnish, "beta.peers.test").await.as_deref(), Some("backend-beta"));
+    assert_eq!(through_varnish(&varnish, "BETA.peers.test:80").await.as_deref(), Some("backend-beta"));
+
+    let response = app.unregister("alpha").await;
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    wait_for_edge_version(&app, 3).await;
+    // alpha's host now falls through to the director, which only has beta.
+    for _ in 0..5 {
+        assert_eq!(through_varnish(&varnish, "alpha.peers.test").await.as_deref(), Some("backend-beta"));
+    }
+}
