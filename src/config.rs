@@ -122,7 +122,7 @@ impl Default for Config {
 
 impl Config {
     /// Defaults, then the TOML file if given, then `PROXYFLEET_*` variables.
-    pub fn load(file: Option<&Path>) -> Result<Config, figment::Error> {
+    pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             figment = figment.merge(Toml::file_exact(path));
@@ -131,8 +131,12 @@ impl Config {
         // environment must not stop the server.
         let known = known_keys();
         figment
-            .merge(Env::prefixed("PROXYFLEET_").filter(move |key| known.iter().any(|k| k.eq_ignore_ascii_case(key.as_str()))))
+            .merge(
+                Env::prefixed("PROXYFLEET_")
+                    .filter(move |key| known.iter().any(|k| k.eq_ignore_ascii_case(key.as_str()))),
+            )
             .extract()
+            .map_err(Box::new)
     }
 
     pub fn edge_vcl_path(&self) -> PathBuf {
@@ -150,6 +154,7 @@ fn known_keys() -> Vec<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
 mod tests {
     use super::*;
 
@@ -159,7 +164,7 @@ mod tests {
             jail.create_file("pf.toml", "heartbeat_ttl_secs = 42\nmax_clients = 7\n")?;
             jail.set_env("PROXYFLEET_MAX_CLIENTS", "9");
             jail.set_env("PROXYFLEET_ALLOW_PRIVATE_IPS", "true");
-            let config = Config::load(Some(Path::new("pf.toml")))?;
+            let config = Config::load(Some(Path::new("pf.toml"))).map_err(|e| *e)?;
             assert_eq!(config.heartbeat_ttl_secs, 42);
             assert_eq!(config.max_clients, 9);
             assert!(config.allow_private_ips);

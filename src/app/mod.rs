@@ -87,7 +87,9 @@ impl Application {
             .try_bind_with_graceful_shutdown(state.config.listen, async move {
                 let _ = server_stop.wait_for(|stopped| *stopped).await;
             })
-            .map_err(|e| Error::internal(format!("cannot listen on {}: {e}", state.config.listen)))?;
+            .map_err(|e| {
+                Error::internal(format!("cannot listen on {}: {e}", state.config.listen))
+            })?;
 
         let background = start_background(&state, &stop);
         Ok(Application {
@@ -123,7 +125,10 @@ impl Application {
         // Requests are finished; let workers finish their current task, then flush.
         let _ = self.stop.send(true);
         for job in self.background {
-            if tokio::time::timeout(Duration::from_secs(30), job).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(30), job)
+                .await
+                .is_err()
+            {
                 tracing::warn!("a background job did not stop within 30 s");
             }
         }
@@ -138,12 +143,18 @@ fn start_background(state: &Arc<AppState>, stop: &Arc<watch::Sender<bool>>) -> V
     for _ in 0..state.config.queue_workers.max(1) {
         let state = state.clone();
         let handler_state = state.clone();
-        jobs.push(tokio::spawn(worker::run(state.queue.clone(), stop.subscribe(), move |task| {
-            jobs::run_task(handler_state.clone(), task)
-        })));
+        jobs.push(tokio::spawn(worker::run(
+            state.queue.clone(),
+            stop.subscribe(),
+            move |task| jobs::run_task(handler_state.clone(), task),
+        )));
     }
     let ttl = Duration::from_secs(state.config.heartbeat_ttl_secs.max(1));
-    jobs.push(tokio::spawn(sweeper::run(state.registry.clone(), ttl, stop.subscribe())));
+    jobs.push(tokio::spawn(sweeper::run(
+        state.registry.clone(),
+        ttl,
+        stop.subscribe(),
+    )));
     jobs.push(tokio::spawn(jobs::upkeep(state.clone(), stop.subscribe())));
     jobs
 }

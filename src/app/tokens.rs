@@ -16,14 +16,24 @@ pub type NewTokens = Vec<(&'static str, String)>;
 pub async fn load_or_create(store: &Store, config: &Config) -> Result<(Tokens, NewTokens)> {
     let mut generated = NewTokens::new();
     let admin = resolve(store, "admin", config.admin_token.as_ref(), &mut generated)?;
-    let registry = resolve(store, "registry", config.registry_token.as_ref(), &mut generated)?;
+    let registry = resolve(
+        store,
+        "registry",
+        config.registry_token.as_ref(),
+        &mut generated,
+    )?;
     if !generated.is_empty() {
         store.durable().await?;
     }
     Ok((Tokens { admin, registry }, generated))
 }
 
-fn resolve(store: &Store, label: &'static str, configured: Option<&Secret>, generated: &mut NewTokens) -> Result<TokenHash> {
+fn resolve(
+    store: &Store,
+    label: &'static str,
+    configured: Option<&Secret>,
+    generated: &mut NewTokens,
+) -> Result<TokenHash> {
     if let Some(token) = configured.filter(|t| !t.expose().is_empty()) {
         return Ok(TokenHash::of(token.expose()));
     }

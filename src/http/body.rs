@@ -24,18 +24,28 @@ pub fn fields(limit: u64) -> impl Filter<Extract = (Fields,), Error = Rejection>
 }
 
 /// A JSON body of type `T`, limited to `limit` bytes.
-pub fn json<T: DeserializeOwned + Send>(limit: u64) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+pub fn json<T: DeserializeOwned + Send>(
+    limit: u64,
+) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
     warp::body::content_length_limit(limit)
         .and(warp::body::bytes())
         .and_then(|body: Bytes| async move {
-            serde_json::from_slice::<T>(&body)
-                .map_err(|e| reject(Error::bad_request("invalid_json", format!("body is not valid JSON for this request: {e}"))))
+            serde_json::from_slice::<T>(&body).map_err(|e| {
+                reject(Error::bad_request(
+                    "invalid_json",
+                    format!("body is not valid JSON for this request: {e}"),
+                ))
+            })
         })
 }
 
 pub fn parse_fields(content_type: Option<&str>, body: &[u8]) -> Result<Fields> {
     let is_json = content_type
-        .map(|ct| ct.trim_start().to_ascii_lowercase().starts_with("application/json"))
+        .map(|ct| {
+            ct.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        })
         .unwrap_or(false);
     if is_json {
         parse_json_fields(body)
@@ -48,7 +58,10 @@ fn parse_json_fields(body: &[u8]) -> Result<Fields> {
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| Error::bad_request("invalid_json", format!("body is not valid JSON: {e}")))?;
     let serde_json::Value::Object(map) = value else {
-        return Err(Error::bad_request("invalid_json", "body must be a JSON object"));
+        return Err(Error::bad_request(
+            "invalid_json",
+            "body must be a JSON object",
+        ));
     };
     let mut fields = Fields::new();
     for (name, value) in map {
@@ -70,12 +83,16 @@ fn parse_json_fields(body: &[u8]) -> Result<Fields> {
 }
 
 fn parse_form_fields(body: &[u8]) -> Result<Fields> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
-        .map_err(|e| Error::bad_request("invalid_form", format!("body is not a valid form: {e}")))?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|e| {
+        Error::bad_request("invalid_form", format!("body is not a valid form: {e}"))
+    })?;
     let mut fields = Fields::new();
     for (name, value) in pairs {
         if fields.contains_key(&name) {
-            return Err(Error::bad_request("duplicate_field", format!("field `{name}` is given twice")));
+            return Err(Error::bad_request(
+                "duplicate_field",
+                format!("field `{name}` is given twice"),
+            ));
         }
         fields.insert(name, value);
     }
@@ -89,7 +106,11 @@ mod tests {
     #[test]
     fn form_and_json_give_the_same_fields() {
         let form = parse_fields(None, b"name=a1&ip=1.2.3.4&port=443").unwrap();
-        let json = parse_fields(Some("application/json"), br#"{"name":"a1","ip":"1.2.3.4","port":443}"#).unwrap();
+        let json = parse_fields(
+            Some("application/json"),
+            br#"{"name":"a1","ip":"1.2.3.4","port":443}"#,
+        )
+        .unwrap();
         assert_eq!(form, json);
         assert_eq!(form["port"], "443");
     }

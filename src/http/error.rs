@@ -17,7 +17,10 @@ pub fn reject(error: Error) -> Rejection {
 }
 
 pub fn error_response(status: StatusCode, code: &str, message: &str) -> warp::reply::Response {
-    super::json(status, &json!({ "error": { "code": code, "message": message } }))
+    super::json(
+        status,
+        &json!({ "error": { "code": code, "message": message } }),
+    )
 }
 
 pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infallible> {
@@ -29,20 +32,40 @@ pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infa
     } else if rejection.is_not_found() {
         error_response(StatusCode::NOT_FOUND, "not_found", "no such resource")
     } else if rejection.find::<PayloadTooLarge>().is_some() {
-        error_response(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "request body is too large")
+        error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "request body is too large",
+        )
     } else if rejection.find::<LengthRequired>().is_some() {
-        error_response(StatusCode::LENGTH_REQUIRED, "length_required", "a Content-Length header is required")
+        error_response(
+            StatusCode::LENGTH_REQUIRED,
+            "length_required",
+            "a Content-Length header is required",
+        )
     } else if rejection.find::<MethodNotAllowed>().is_some() {
-        error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here")
+        error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed here",
+        )
     } else if rejection.find::<UnsupportedMediaType>().is_some() {
-        error_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "unsupported content type")
+        error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "unsupported content type",
+        )
     } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
         error_response(StatusCode::BAD_REQUEST, "invalid_query", &e.to_string())
     } else if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
         error_response(StatusCode::BAD_REQUEST, "invalid_header", &e.to_string())
     } else {
         tracing::error!(?rejection, "unhandled rejection");
-        error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
     };
     Ok(response)
 }

@@ -22,7 +22,9 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> warp::reply::Response
 }
 
 /// Hands the shared state to a handler.
-pub fn with_state(state: &Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), Error = Infallible> + Clone {
+pub fn with_state(
+    state: &Arc<AppState>,
+) -> impl Filter<Extract = (Arc<AppState>,), Error = Infallible> + Clone {
     let state = state.clone();
     warp::any().map(move || state.clone())
 }

@@ -27,7 +27,10 @@ mod tests {
         for attempt in 1..6u32 {
             let expected = 1000u64 << (attempt - 1);
             let d = delay_ms(1000, attempt);
-            assert!(d >= expected * 4 / 5 && d <= expected * 6 / 5, "attempt {attempt}: {d}");
+            assert!(
+                d >= expected * 4 / 5 && d <= expected * 6 / 5,
+                "attempt {attempt}: {d}"
+            );
         }
         assert!(delay_ms(1000, 40) <= CAP_MS * 6 / 5);
         assert_eq!(delay_ms(0, 3), 0);

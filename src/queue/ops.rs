@@ -57,7 +57,9 @@ impl Queue {
 
     /// Enqueues in a transaction of its own, durably.
     pub async fn enqueue(&self, task: NewTask, now_ms: u64) -> Result<u64> {
-        let id = self.store.transaction(|tx| self.enqueue_in(tx, &task, now_ms))?;
+        let id = self
+            .store
+            .transaction(|tx| self.enqueue_in(tx, &task, now_ms))?;
         self.store.durable().await?;
         self.wake();
         Ok(id)
@@ -75,7 +77,9 @@ impl Queue {
             if due > now_ms {
                 return Ok(None);
             }
-            let outcome = self.store.transaction(|tx| self.lease_in(tx, &entry, id, now_ms))?;
+            let outcome = self
+                .store
+                .transaction(|tx| self.lease_in(tx, &entry, id, now_ms))?;
             if let LeaseOutcome::Leased(task) = outcome {
                 return Ok(Some(*task));
             }
@@ -141,7 +145,8 @@ impl Queue {
                 task.state = TaskState::Dead;
             } else {
                 task.state = TaskState::Ready;
-                task.due_ms = now_ms + backoff::delay_ms(self.policy.backoff_base_ms, task.attempts);
+                task.due_ms =
+                    now_ms + backoff::delay_ms(self.policy.backoff_base_ms, task.attempts);
                 tx.put_marker(TreeId::TaskSchedule, pair_key(task.due_ms, task.id))?;
             }
             tx.put(TreeId::Tasks, u64_key(task.id), &task)?;
@@ -156,7 +161,10 @@ impl Queue {
                 return abort(Error::NotFound(format!("task {id}")));
             };
             if task.state != TaskState::Dead {
-                return abort(Error::conflict("task_not_dead", format!("task {id} is not a dead letter")));
+                return abort(Error::conflict(
+                    "task_not_dead",
+                    format!("task {id} is not a dead letter"),
+                ));
             }
             task.state = TaskState::Ready;
             task.attempts = 0;
@@ -177,7 +185,10 @@ impl Queue {
 
     /// When the earliest live task is due (or its lease runs out).
     pub fn next_due_ms(&self) -> Result<Option<u64>> {
-        Ok(self.store.first_key(TreeId::TaskSchedule)?.and_then(|k| key_u64(&k)))
+        Ok(self
+            .store
+            .first_key(TreeId::TaskSchedule)?
+            .and_then(|k| key_u64(&k)))
     }
 
     pub fn counts(&self) -> Result<QueueCounts> {

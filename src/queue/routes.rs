@@ -17,7 +17,9 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
-pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+pub fn routes(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     let base = warp::path!("api" / "v1" / "admin" / "queue" / ..).and(admin(&state));
     let counts = base
         .clone()

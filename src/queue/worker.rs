@@ -38,7 +38,9 @@ where
             }
             Ok(None) => {
                 let idle = match queue.next_due_ms() {
-                    Ok(Some(due)) => Duration::from_millis(due.saturating_sub(now_ms())).min(MAX_IDLE),
+                    Ok(Some(due)) => {
+                        Duration::from_millis(due.saturating_sub(now_ms())).min(MAX_IDLE)
+                    }
                     _ => MAX_IDLE,
                 };
                 tokio::select! {

@@ -16,7 +16,9 @@ pub struct ProxyName(String);
 impl ProxyName {
     pub fn parse(raw: &str) -> Result<ProxyName> {
         let ok = (1..=63).contains(&raw.len())
-            && raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
         if ok {
             Ok(ProxyName(raw.to_string()))
         } else {
@@ -56,7 +58,10 @@ impl Role {
             "free" => Ok(Role::Free),
             "pro" => Ok(Role::Pro),
             "standby" => Ok(Role::Standby),
-            _ => Err(Error::invalid("invalid_role", "role must be one of fallback, free, pro, standby")),
+            _ => Err(Error::invalid(
+                "invalid_role",
+                "role must be one of fallback, free, pro, standby",
+            )),
         }
     }
 }

@@ -81,7 +81,10 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .and(with_state(&state))
         .and_then(unregister);
 
-    let admin_base = warp::path("api").and(warp::path("v1")).and(warp::path("admin")).and(admin(&state));
+    let admin_base = warp::path("api")
+        .and(warp::path("v1"))
+        .and(warp::path("admin"))
+        .and(admin(&state));
     let list = admin_base
         .clone()
         .and(warp::path!("proxies"))
@@ -133,7 +136,11 @@ async fn register(fields: Fields, state: Arc<AppState>) -> Result<Route, Rejecti
         allow_private_ips: state.config.allow_private_ips,
     };
     let registration = validate::registration(&fields, &rules).map_err(reject)?;
-    let proxy = state.registry.register(registration, now_ms()).await.map_err(reject)?;
+    let proxy = state
+        .registry
+        .register(registration, now_ms())
+        .await
+        .map_err(reject)?;
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({
@@ -146,14 +153,24 @@ async fn register(fields: Fields, state: Arc<AppState>) -> Result<Route, Rejecti
 
 async fn unregister(fields: Fields, state: Arc<AppState>) -> Result<Route, Rejection> {
     let name = validate::name_only(&fields).map_err(reject)?;
-    let proxy = state.registry.unregister(&name, now_ms()).await.map_err(reject)?;
-    Ok(json(StatusCode::OK, &serde_json::json!({ "name": proxy.name, "unregistered": true })))
+    let proxy = state
+        .registry
+        .unregister(&name, now_ms())
+        .await
+        .map_err(reject)?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "name": proxy.name, "unregistered": true }),
+    ))
 }
 
 async fn list(state: Arc<AppState>) -> Result<Route, Rejection> {
     let proxies = state.registry.list(now_ms()).map_err(reject)?;
     let proxies: Vec<ProxyView> = proxies.into_iter().map(ProxyView::from).collect();
-    Ok(json(StatusCode::OK, &serde_json::json!({ "proxies": proxies })))
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "proxies": proxies }),
+    ))
 }
 
 async fn one(name: String, state: Arc<AppState>) -> Result<Route, Rejection> {
@@ -189,15 +206,27 @@ impl From<ProxyEvent> for EventView {
 }
 
 async fn events(query: EventsQuery, state: Arc<AppState>) -> Result<Route, Rejection> {
-    let name = query.name.as_deref().map(ProxyName::parse).transpose().map_err(reject)?;
+    let name = query
+        .name
+        .as_deref()
+        .map(ProxyName::parse)
+        .transpose()
+        .map_err(reject)?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let events = state
         .registry
         .events(limit, query.before, name.as_ref())
         .map_err(reject)?;
-    let next_before = if events.len() == limit { events.last().map(|e| e.seq) } else { None };
+    let next_before = if events.len() == limit {
+        events.last().map(|e| e.seq)
+    } else {
+        None
+    };
     let events: Vec<EventView> = events.into_iter().map(EventView::from).collect();
-    Ok(json(StatusCode::OK, &serde_json::json!({ "events": events, "next_before": next_before })))
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "events": events, "next_before": next_before }),
+    ))
 }
 
 async fn vcl(state: Arc<AppState>) -> Result<Route, Rejection> {

@@ -33,7 +33,9 @@ impl Registry {
 
     /// Registers a proxy or refreshes it (the heartbeat). Durable when it returns.
     pub async fn register(&self, reg: Registration, now_ms: u64) -> Result<Proxy> {
-        let (proxy, edge_changed) = self.store.transaction(|tx| self.register_in(tx, &reg, now_ms))?;
+        let (proxy, edge_changed) = self
+            .store
+            .transaction(|tx| self.register_in(tx, &reg, now_ms))?;
         self.store.durable().await?;
         if edge_changed {
             self.queue.wake();
@@ -57,7 +59,10 @@ impl Registry {
             expires_ms: now_ms + self.ttl_ms,
         };
         if let Some(previous) = &previous {
-            tx.remove(TreeId::ProxyExpiry, time_name_key(previous.expires_ms, name))?;
+            tx.remove(
+                TreeId::ProxyExpiry,
+                time_name_key(previous.expires_ms, name),
+            )?;
         }
         tx.put_marker(TreeId::ProxyExpiry, time_name_key(proxy.expires_ms, name))?;
         tx.put(TreeId::Proxies, name, &proxy)?;
@@ -93,7 +98,9 @@ impl Registry {
         for key in self.store.keys_from(TreeId::ProxyExpiry, u64_key(0)) {
             let key = key?;
             match key_u64(&key) {
-                Some(expires) if expires <= now_ms => overdue.push(String::from_utf8_lossy(&key[8..]).into_owned()),
+                Some(expires) if expires <= now_ms => {
+                    overdue.push(String::from_utf8_lossy(&key[8..]).into_owned())
+                }
                 _ => break,
             }
         }
@@ -118,7 +125,13 @@ impl Registry {
         Ok(removed)
     }
 
-    fn remove_in(&self, tx: &Tx, proxy: &Proxy, reason: RemovalReason, now_ms: u64) -> TxResult<()> {
+    fn remove_in(
+        &self,
+        tx: &Tx,
+        proxy: &Proxy,
+        reason: RemovalReason,
+        now_ms: u64,
+    ) -> TxResult<()> {
         let name = proxy.name.as_str();
         tx.remove(TreeId::Proxies, name)?;
         tx.remove(TreeId::ProxyExpiry, time_name_key(proxy.expires_ms, name))?;
@@ -160,7 +173,12 @@ impl Registry {
     }
 
     /// History, newest first: up to `limit` events older than `before` (a seq), optionally of one proxy.
-    pub fn events(&self, limit: usize, before: Option<u64>, name: Option<&ProxyName>) -> Result<Vec<ProxyEvent>> {
+    pub fn events(
+        &self,
+        limit: usize,
+        before: Option<u64>,
+        name: Option<&ProxyName>,
+    ) -> Result<Vec<ProxyEvent>> {
         let before_key = before.map(u64_key);
         self.store
             .scan_rev::<ProxyEvent>(TreeId::ProxyEvents, before_key.as_ref().map(|k| &k[..]))
@@ -183,13 +201,20 @@ impl Registry {
             .map(|k| k.map(|k| k.to_vec()))
             .collect::<Result<_>>()?;
         for key in &old {
-            self.store.transaction(|tx| tx.remove(TreeId::ProxyEvents, key))?;
+            self.store
+                .transaction(|tx| tx.remove(TreeId::ProxyEvents, key))?;
         }
         Ok(old.len())
     }
 }
 
-fn record_event(tx: &Tx, seq: u64, at_ms: u64, proxy: &Proxy, kind: ProxyEventKind) -> TxResult<()> {
+fn record_event(
+    tx: &Tx,
+    seq: u64,
+    at_ms: u64,
+    proxy: &Proxy,
+    kind: ProxyEventKind,
+) -> TxResult<()> {
     let event = ProxyEvent {
         seq,
         at_ms,

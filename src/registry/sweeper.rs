@@ -21,7 +21,9 @@ pub async fn run(registry: Registry, ttl: Duration, mut stop: watch::Receiver<bo
             _ = stop.changed() => break,
         }
         match registry.sweep(now_ms()).await {
-            Ok(removed) if !removed.is_empty() => tracing::info!(count = removed.len(), "expired silent proxies"),
+            Ok(removed) if !removed.is_empty() => {
+                tracing::info!(count = removed.len(), "expired silent proxies")
+            }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "sweep failed"),
         }
@@ -34,8 +36,17 @@ mod tests {
 
     #[test]
     fn checks_at_least_every_few_seconds() {
-        assert_eq!(interval_for(Duration::from_secs(2)), Duration::from_millis(500));
-        assert_eq!(interval_for(Duration::from_secs(300)), Duration::from_secs(15));
-        assert_eq!(interval_for(Duration::from_millis(100)), Duration::from_millis(250));
+        assert_eq!(
+            interval_for(Duration::from_secs(2)),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            interval_for(Duration::from_secs(300)),
+            Duration::from_secs(15)
+        );
+        assert_eq!(
+            interval_for(Duration::from_millis(100)),
+            Duration::from_millis(250)
+        );
     }
 }

@@ -15,7 +15,10 @@ pub fn registration(fields: &Fields, rules: &Rules) -> Result<Registration> {
     let name = ProxyName::parse(required(fields, "name")?)?;
     let ip = ip(required(fields, "ip")?, rules)?;
     let port = port(required(fields, "port")?)?;
-    let role = optional(fields, "role").map(Role::parse).transpose()?.unwrap_or_default();
+    let role = optional(fields, "role")
+        .map(Role::parse)
+        .transpose()?
+        .unwrap_or_default();
     let location = location(fields)?;
     let capacity = optional(fields, "capacity")
         .map(|v| integer(v, "capacity", 1, 10_000_000).map(|n| n as u32))
@@ -24,7 +27,9 @@ pub fn registration(fields: &Fields, rules: &Rules) -> Result<Registration> {
         clients: optional(fields, "clients")
             .map(|v| integer(v, "clients", 0, 100_000_000).map(|n| n as u32))
             .transpose()?,
-        cpu: optional(fields, "cpu").map(|v| float(v, "cpu", 0.0, 100.0)).transpose()?,
+        cpu: optional(fields, "cpu")
+            .map(|v| float(v, "cpu", 0.0, 100.0))
+            .transpose()?,
         bandwidth: optional(fields, "bandwidth")
             .map(|v| integer(v, "bandwidth", 0, u64::MAX))
             .transpose()?,
@@ -45,7 +50,8 @@ pub fn name_only(fields: &Fields) -> Result<ProxyName> {
 }
 
 fn required<'a>(fields: &'a Fields, name: &'static str) -> Result<&'a str> {
-    optional(fields, name).ok_or_else(|| Error::invalid("missing_field", format!("field `{name}` is required")))
+    optional(fields, name)
+        .ok_or_else(|| Error::invalid("missing_field", format!("field `{name}` is required")))
 }
 
 /// A field's value; an empty value counts as absent (forms send `city=` for "unknown").
@@ -56,7 +62,10 @@ fn optional<'a>(fields: &'a Fields, name: &str) -> Option<&'a str> {
 fn port(raw: &str) -> Result<u16> {
     match raw.parse::<u16>() {
         Ok(port) if port > 0 => Ok(port),
-        _ => Err(Error::invalid("invalid_port", "port must be an integer from 1 to 65535")),
+        _ => Err(Error::invalid(
+            "invalid_port",
+            "port must be an integer from 1 to 65535",
+        )),
     }
 }
 
@@ -144,7 +153,12 @@ fn location(fields: &Fields) -> Result<Location> {
             let upper = raw.to_ascii_uppercase();
             isocountry::CountryCode::for_alpha2(&upper)
                 .map(|_| upper)
-                .map_err(|_| Error::invalid("invalid_country", "country must be an ISO 3166-1 alpha-2 code such as DE"))
+                .map_err(|_| {
+                    Error::invalid(
+                        "invalid_country",
+                        "country must be an ISO 3166-1 alpha-2 code such as DE",
+                    )
+                })
         })
         .transpose()?;
     let city = optional(fields, "city")
@@ -152,14 +166,24 @@ fn location(fields: &Fields) -> Result<Location> {
             if raw.chars().count() <= 100 && !raw.chars().any(char::is_control) {
                 Ok(raw.to_string())
             } else {
-                Err(Error::invalid("invalid_city", "city must be at most 100 printable characters"))
+                Err(Error::invalid(
+                    "invalid_city",
+                    "city must be at most 100 printable characters",
+                ))
             }
         })
         .transpose()?;
-    let lat = optional(fields, "lat").map(|v| coordinate(v, "lat", 90.0)).transpose()?;
-    let lon = optional(fields, "lon").map(|v| coordinate(v, "lon", 180.0)).transpose()?;
+    let lat = optional(fields, "lat")
+        .map(|v| coordinate(v, "lat", 90.0))
+        .transpose()?;
+    let lon = optional(fields, "lon")
+        .map(|v| coordinate(v, "lon", 180.0))
+        .transpose()?;
     if lat.is_some() != lon.is_some() {
-        return Err(Error::invalid("invalid_location", "lat and lon must be given together"));
+        return Err(Error::invalid(
+            "invalid_location",
+            "lat and lon must be given together",
+        ));
     }
     Ok(Location {
         country,
@@ -170,8 +194,12 @@ fn location(fields: &Fields) -> Result<Location> {
 }
 
 fn coordinate(raw: &str, field: &'static str, limit: f64) -> Result<f64> {
-    float(raw, field, -limit, limit)
-        .map_err(|_| Error::invalid("invalid_location", format!("{field} must be a number from -{limit} to {limit}")))
+    float(raw, field, -limit, limit).map_err(|_| {
+        Error::invalid(
+            "invalid_location",
+            format!("{field} must be a number from -{limit} to {limit}"),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -179,11 +207,18 @@ mod tests {
     use super::*;
 
     fn fields(pairs: &[(&str, &str)]) -> Fields {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
-    const PUBLIC: Rules = Rules { allow_private_ips: false };
-    const LAB: Rules = Rules { allow_private_ips: true };
+    const PUBLIC: Rules = Rules {
+        allow_private_ips: false,
+    };
+    const LAB: Rules = Rules {
+        allow_private_ips: true,
+    };
 
     fn code(result: Result<Registration>) -> &'static str {
         result.err().map(|e| e.code()).unwrap_or("ok")
@@ -244,7 +279,17 @@ mod tests {
 
     #[test]
     fn private_addresses_only_in_a_lab() {
-        for private in ["10.0.0.1", "127.0.0.1", "192.168.1.1", "100.64.0.1", "169.254.1.1", "::1", "fd00::1", "fe80::1", "::ffff:10.0.0.1"] {
+        for private in [
+            "10.0.0.1",
+            "127.0.0.1",
+            "192.168.1.1",
+            "100.64.0.1",
+            "169.254.1.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
             let f = fields(&[("name", "a"), ("ip", private), ("port", "1")]);
             assert_eq!(code(registration(&f, &PUBLIC)), "private_ip", "{private}");
             assert_eq!(code(registration(&f, &LAB)), "ok", "{private}");

@@ -23,7 +23,10 @@ pub struct Change {
 pub enum ChangeKind {
     /// A proxy registered or heartbeated: its full current record.
     ProxyUpserted(Proxy),
-    ProxyRemoved { name: String, reason: RemovalReason },
+    ProxyRemoved {
+        name: String,
+        reason: RemovalReason,
+    },
 }
 
 impl Tx<'_> {

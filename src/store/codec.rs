@@ -11,7 +11,8 @@ fn config() -> bincode::config::Configuration {
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    bincode::serde::encode_to_vec(value, config()).map_err(|e| Error::internal(format!("encode: {e}")))
+    bincode::serde::encode_to_vec(value, config())
+        .map_err(|e| Error::internal(format!("encode: {e}")))
 }
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {

@@ -102,7 +102,10 @@ impl Store {
     /// Runs `body` atomically over all trees. sled may run it more than once on conflict,
     /// so it must only read and write through `tx`.
     pub fn transaction<T>(&self, body: impl Fn(&Tx) -> TxResult<T>) -> Result<T> {
-        let result = self.trees.as_slice().transaction(|trees| body(&Tx { trees }));
+        let result = self
+            .trees
+            .as_slice()
+            .transaction(|trees| body(&Tx { trees }));
         result.map_err(Error::from)
     }
 
@@ -117,7 +120,11 @@ impl Store {
         Ok(())
     }
 
-    pub fn get<V: DeserializeOwned>(&self, tree: TreeId, key: impl AsRef<[u8]>) -> Result<Option<V>> {
+    pub fn get<V: DeserializeOwned>(
+        &self,
+        tree: TreeId,
+        key: impl AsRef<[u8]>,
+    ) -> Result<Option<V>> {
         match self.tree(tree).get(key.as_ref())? {
             Some(bytes) => Ok(Some(decode(&bytes)?)),
             None => Ok(None),
@@ -126,16 +133,17 @@ impl Store {
 
     /// Writes one record outside a transaction (for single-record state such as the meta tree).
     pub fn put<V: Serialize>(&self, tree: TreeId, key: impl AsRef<[u8]>, value: &V) -> Result<()> {
-        self.tree(tree).insert(key.as_ref(), codec::encode(value)?)?;
+        self.tree(tree)
+            .insert(key.as_ref(), codec::encode(value)?)?;
         Ok(())
     }
 
     /// Every value of a tree, in key order.
-    pub fn values<V: DeserializeOwned>(&self, tree: TreeId) -> impl Iterator<Item = Result<V>> + '_ {
-        self.tree(tree)
-            .iter()
-            .values()
-            .map(|item| decode(&item?))
+    pub fn values<V: DeserializeOwned>(
+        &self,
+        tree: TreeId,
+    ) -> impl Iterator<Item = Result<V>> + '_ {
+        self.tree(tree).iter().values().map(|item| decode(&item?))
     }
 
     /// Entries with keys in `[from, ..)`, in key order.
@@ -144,12 +152,10 @@ impl Store {
         tree: TreeId,
         from: impl AsRef<[u8]>,
     ) -> impl Iterator<Item = Result<(sled::IVec, V)>> + '_ {
-        self.tree(tree)
-            .range(from.as_ref()..)
-            .map(|item| {
-                let (key, value) = item?;
-                Ok((key, decode(&value)?))
-            })
+        self.tree(tree).range(from.as_ref()..).map(|item| {
+            let (key, value) = item?;
+            Ok((key, decode(&value)?))
+        })
     }
 
     /// Entries in reverse key order (newest first for time- or sequence-keyed trees).
@@ -170,7 +176,11 @@ impl Store {
     }
 
     /// Keys only (index trees), in order, starting at `from`.
-    pub fn keys_from(&self, tree: TreeId, from: impl AsRef<[u8]>) -> impl Iterator<Item = Result<sled::IVec>> + '_ {
+    pub fn keys_from(
+        &self,
+        tree: TreeId,
+        from: impl AsRef<[u8]>,
+    ) -> impl Iterator<Item = Result<sled::IVec>> + '_ {
         self.tree(tree)
             .range(from.as_ref()..)
             .keys()

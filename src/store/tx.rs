@@ -30,7 +30,11 @@ impl Tx<'_> {
         &self.trees[id as usize]
     }
 
-    pub fn get<V: DeserializeOwned>(&self, tree: TreeId, key: impl AsRef<[u8]>) -> TxResult<Option<V>> {
+    pub fn get<V: DeserializeOwned>(
+        &self,
+        tree: TreeId,
+        key: impl AsRef<[u8]>,
+    ) -> TxResult<Option<V>> {
         match self.tree(tree).get(key.as_ref())? {
             Some(bytes) => Ok(Some(codec(decode(&bytes))?)),
             None => Ok(None),
@@ -41,7 +45,12 @@ impl Tx<'_> {
         Ok(self.tree(tree).get(key.as_ref())?.is_some())
     }
 
-    pub fn put<V: Serialize>(&self, tree: TreeId, key: impl AsRef<[u8]>, value: &V) -> TxResult<()> {
+    pub fn put<V: Serialize>(
+        &self,
+        tree: TreeId,
+        key: impl AsRef<[u8]>,
+        value: &V,
+    ) -> TxResult<()> {
         let bytes = codec(encode(value))?;
         self.tree(tree).insert(key.as_ref(), bytes)?;
         Ok(())

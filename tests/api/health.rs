@@ -15,7 +15,12 @@ async fn healthz_answers_ok() {
 #[tokio::test]
 async fn unknown_path_is_a_json_404() {
     let app = spawn_app().await;
-    let response = app.client.get(app.url("/no/such/thing")).send().await.unwrap();
+    let response = app
+        .client
+        .get(app.url("/no/such/thing"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(error_code(response).await, "not_found");
 }

@@ -80,7 +80,9 @@ impl TestApp {
 
     pub async fn register_ok(&self, name: &str, port: u16) -> Value {
         let port = port.to_string();
-        let response = self.register(&[("name", name), ("ip", "127.0.0.1"), ("port", &port)]).await;
+        let response = self
+            .register(&[("name", name), ("ip", "127.0.0.1"), ("port", &port)])
+            .await;
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.expect("json")
     }
@@ -131,7 +133,10 @@ pub async fn error_code(response: Response) -> String {
     let body: Value = response.json().await.expect("error body is JSON");
     let message = body["error"]["message"].as_str().expect("error.message");
     assert!(!message.is_empty());
-    body["error"]["code"].as_str().expect("error.code").to_string()
+    body["error"]["code"]
+        .as_str()
+        .expect("error.code")
+        .to_string()
 }
 
 /// Polls `check` until it returns Some, or panics after `limit`.
@@ -145,7 +150,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -201,7 +209,10 @@ impl ServerProcess {
     /// SIGTERM, then wait for a clean exit.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
         assert!(sent.success());
         self.child.wait().expect("wait")
     }
@@ -216,7 +227,14 @@ impl Drop for ServerProcess {
 
 /// Path of a system program the test needs, or a clear failure naming the package.
 pub fn require_program(name: &str, package: &str) -> PathBuf {
-    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin", "/sbin", "/bin"] {
+    for dir in [
+        "/usr/sbin",
+        "/usr/bin",
+        "/usr/local/bin",
+        "/usr/local/sbin",
+        "/sbin",
+        "/bin",
+    ] {
         let path = Path::new(dir).join(name);
         if path.exists() {
             return path;

@@ -37,7 +37,10 @@ async fn registrations_survive_a_clean_restart() {
         assert_eq!(response.status(), StatusCode::OK);
     }
     let status = server.terminate();
-    assert!(status.success(), "SIGTERM should end in a clean exit, got {status}");
+    assert!(
+        status.success(),
+        "SIGTERM should end in a clean exit, got {status}"
+    );
 
     let server = ServerProcess::start(dir.path(), &[]);
     assert_eq!(list(&server).await, vec!["one", "three", "two"]);
@@ -60,7 +63,11 @@ async fn acknowledged_registrations_survive_kill_9() {
                     let sent = client
                         .post(&url)
                         .bearer_auth(REGISTRY_TOKEN)
-                        .form(&[("name", name.as_str()), ("ip", "127.0.0.1"), ("port", "7000")])
+                        .form(&[
+                            ("name", name.as_str()),
+                            ("ip", "127.0.0.1"),
+                            ("port", "7000"),
+                        ])
                         .send()
                         .await;
                     match sent {
@@ -79,12 +86,21 @@ async fn acknowledged_registrations_survive_kill_9() {
             writer.await.unwrap();
         }
         let acked = acked.lock().unwrap().clone();
-        assert!(acked.len() > 50, "round {round}: too few writes before the kill ({})", acked.len());
+        assert!(
+            acked.len() > 50,
+            "round {round}: too few writes before the kill ({})",
+            acked.len()
+        );
 
         let server = ServerProcess::start(dir.path(), &[]);
         let present: BTreeSet<String> = list(&server).await.into_iter().collect();
         let lost: Vec<&String> = acked.difference(&present).collect();
-        assert!(lost.is_empty(), "round {round}: {} acknowledged registrations lost, e.g. {:?}", lost.len(), lost.first());
+        assert!(
+            lost.is_empty(),
+            "round {round}: {} acknowledged registrations lost, e.g. {:?}",
+            lost.len(),
+            lost.first()
+        );
         server.kill9();
     }
 }

@@ -70,15 +70,24 @@ fn failures_back_off_then_become_dead_letters_that_can_be_retried() {
                 assert_eq!(after.state, TaskState::Ready);
                 let delay = after.due_ms - now;
                 let expected = 1000u64 << (attempt - 1);
-                assert!(delay >= expected * 4 / 5 && delay <= expected * 6 / 5, "backoff {delay} after try {attempt}");
-                assert!(queue.lease(now + delay - 1).unwrap().is_none(), "not before its backoff");
+                assert!(
+                    delay >= expected * 4 / 5 && delay <= expected * 6 / 5,
+                    "backoff {delay} after try {attempt}"
+                );
+                assert!(
+                    queue.lease(now + delay - 1).unwrap().is_none(),
+                    "not before its backoff"
+                );
                 now = after.due_ms;
             } else {
                 assert_eq!(after.state, TaskState::Dead);
                 assert_eq!(after.last_error.as_deref(), Some("boom"));
             }
         }
-        assert!(queue.lease(u64::MAX / 2).unwrap().is_none(), "dead letters are not handed out");
+        assert!(
+            queue.lease(u64::MAX / 2).unwrap().is_none(),
+            "dead letters are not handed out"
+        );
         let dead = queue.list(TaskState::Dead, 10).unwrap();
         assert_eq!(dead.iter().map(|t| t.id).collect::<Vec<_>>(), vec![id]);
 
@@ -86,7 +95,10 @@ fn failures_back_off_then_become_dead_letters_that_can_be_retried() {
         assert_eq!((revived.state, revived.attempts), (TaskState::Ready, 0));
         let leased = queue.lease(now).unwrap().expect("retried task is due");
         assert_eq!(leased.id, id);
-        assert!(queue.retry_dead(id, now).await.is_err(), "only dead letters are retried");
+        assert!(
+            queue.retry_dead(id, now).await.is_err(),
+            "only dead letters are retried"
+        );
     });
 }
 
@@ -110,8 +122,14 @@ fn a_lease_held_by_a_crashed_process_is_handed_out_again() {
     runtime().block_on(async {
         let queue = Queue::new(Store::open(dir.path()).unwrap(), POLICY);
         let during = 1_000 + POLICY.lease_ms - 1;
-        assert!(queue.lease(during).unwrap().is_none(), "the lease still holds");
-        let again = queue.lease(1_000 + POLICY.lease_ms).unwrap().expect("lease ran out");
+        assert!(
+            queue.lease(during).unwrap().is_none(),
+            "the lease still holds"
+        );
+        let again = queue
+            .lease(1_000 + POLICY.lease_ms)
+            .unwrap()
+            .expect("lease ran out");
         assert_eq!((again.id, again.attempts), (id, 2));
         // The dead worker's late ack is refused: the task belongs to the new lease.
         let mut stale = again.clone();
@@ -140,7 +158,10 @@ async fn dead_letters_are_listed_and_retried_over_http() {
     let task = &dead["tasks"][0];
     assert_eq!(task["kind"], "edge.sync");
     assert_eq!(task["attempts"], 2);
-    assert!(task["last_error"].as_str().unwrap().contains("varnish admin"));
+    assert!(task["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("varnish admin"));
     let counts = app.admin_json("/api/v1/admin/queue").await;
     assert_eq!(counts["dead"], 1);
     assert_eq!(counts["by_kind"]["edge.sync"]["dead"], 1);
@@ -149,19 +170,37 @@ async fn dead_letters_are_listed_and_retried_over_http() {
     // A newer change comes in: the sync we revive next is superseded by it and just ends.
     app.register_ok("edge2", 9001).await;
     let retry_url = app.url(&format!("/api/v1/admin/queue/tasks/{id}/retry"));
-    let retried = app.client.post(&retry_url).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    let retried = app
+        .client
+        .post(&retry_url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(retried.status(), StatusCode::OK);
     let retried: Value = retried.json().await.unwrap();
     assert_eq!(retried["state"], "ready");
     assert_eq!(retried["attempts"], 0);
 
-    let done = eventually(Duration::from_secs(15), "the retried task to finish", || async {
-        let task = app.admin_json(&format!("/api/v1/admin/queue/tasks/{id}")).await;
-        (task["state"] == "done").then_some(task)
-    })
+    let done = eventually(
+        Duration::from_secs(15),
+        "the retried task to finish",
+        || async {
+            let task = app
+                .admin_json(&format!("/api/v1/admin/queue/tasks/{id}"))
+                .await;
+            (task["state"] == "done").then_some(task)
+        },
+    )
     .await;
     assert_eq!(done["id"], id);
-    let twice = app.client.post(&retry_url).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    let twice = app
+        .client
+        .post(&retry_url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(twice.status(), StatusCode::CONFLICT);
     assert_eq!(error_code(twice).await, "task_not_dead");
     let unknown = app
@@ -172,5 +211,4 @@ async fn dead_letters_are_listed_and_retried_over_http() {
         .await
         .unwrap();
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
-
 }

@@ -3,7 +3,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{error_code, eventually, spawn_app, spawn_app_with, ADMIN_TOKEN, REGISTRY_TOKEN};
+use crate::helpers::{
+    error_code, eventually, spawn_app, spawn_app_with, ADMIN_TOKEN, REGISTRY_TOKEN,
+};
 
 #[tokio::test]
 async fn register_heartbeat_and_unregister() {
@@ -39,7 +41,12 @@ async fn register_heartbeat_and_unregister() {
     // The heartbeat is registering again: it refreshes expiry and load.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let beat = app
-        .register(&[("name", "fl1"), ("ip", "127.0.0.1"), ("port", "8443"), ("clients", "25")])
+        .register(&[
+            ("name", "fl1"),
+            ("ip", "127.0.0.1"),
+            ("port", "8443"),
+            ("clients", "25"),
+        ])
         .await;
     assert_eq!(beat.status(), StatusCode::OK);
     let beat: Value = beat.json().await.unwrap();
@@ -52,20 +59,29 @@ async fn register_heartbeat_and_unregister() {
     let gone = app.unregister("fl1").await;
     assert_eq!(gone.status(), StatusCode::OK);
     assert!(app.proxy_names().await.is_empty());
-    assert_eq!(app.admin_get("/api/v1/admin/proxies/fl1").await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.admin_get("/api/v1/admin/proxies/fl1").await.status(),
+        StatusCode::NOT_FOUND
+    );
 
     let again = app.unregister("fl1").await;
     assert_eq!(again.status(), StatusCode::NOT_FOUND);
     assert_eq!(error_code(again).await, "not_found");
 
-    let history = app.admin_json("/api/v1/admin/registry/events?name=fl1").await;
+    let history = app
+        .admin_json("/api/v1/admin/registry/events?name=fl1")
+        .await;
     let kinds: Vec<&str> = history["events"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, vec!["unregistered", "registered"], "newest first, heartbeat is no event");
+    assert_eq!(
+        kinds,
+        vec!["unregistered", "registered"],
+        "newest first, heartbeat is no event"
+    );
 }
 
 #[tokio::test]
@@ -100,15 +116,55 @@ async fn wrong_or_missing_tokens_are_401_and_change_nothing() {
     let app = spawn_app().await;
     let form = [("name", "x1"), ("ip", "127.0.0.1"), ("port", "80")];
     let cases = [
-        (app.client.post(app.url("/register")).form(&form), "register without token"),
-        (app.client.post(app.url("/register")).bearer_auth("wrong").form(&form), "register, wrong token"),
-        (app.client.post(app.url("/register")).bearer_auth(ADMIN_TOKEN).form(&form), "register, admin token"),
-        (app.client.post(app.url("/unregister")).form(&[("name", "x1")]), "unregister without token"),
-        (app.client.get(app.url("/api/v1/admin/proxies")), "admin list without token"),
-        (app.client.get(app.url("/api/v1/admin/proxies")).bearer_auth(REGISTRY_TOKEN), "admin list, registry token"),
-        (app.client.get(app.url("/api/v1/admin/edge/varnish.vcl")).bearer_auth("nope"), "vcl, wrong token"),
-        (app.client.get(app.url("/api/v1/admin/queue")), "queue without token"),
-        (app.client.post(app.url("/api/v1/admin/queue/tasks/1/retry")), "retry without token"),
+        (
+            app.client.post(app.url("/register")).form(&form),
+            "register without token",
+        ),
+        (
+            app.client
+                .post(app.url("/register"))
+                .bearer_auth("wrong")
+                .form(&form),
+            "register, wrong token",
+        ),
+        (
+            app.client
+                .post(app.url("/register"))
+                .bearer_auth(ADMIN_TOKEN)
+                .form(&form),
+            "register, admin token",
+        ),
+        (
+            app.client
+                .post(app.url("/unregister"))
+                .form(&[("name", "x1")]),
+            "unregister without token",
+        ),
+        (
+            app.client.get(app.url("/api/v1/admin/proxies")),
+            "admin list without token",
+        ),
+        (
+            app.client
+                .get(app.url("/api/v1/admin/proxies"))
+                .bearer_auth(REGISTRY_TOKEN),
+            "admin list, registry token",
+        ),
+        (
+            app.client
+                .get(app.url("/api/v1/admin/edge/varnish.vcl"))
+                .bearer_auth("nope"),
+            "vcl, wrong token",
+        ),
+        (
+            app.client.get(app.url("/api/v1/admin/queue")),
+            "queue without token",
+        ),
+        (
+            app.client
+                .post(app.url("/api/v1/admin/queue/tasks/1/retry")),
+            "retry without token",
+        ),
     ];
     for (request, what) in cases {
         let response = request.send().await.unwrap();
@@ -123,7 +179,12 @@ async fn silent_proxies_expire_and_leave_the_vcl() {
     let app = spawn_app_with(|c| c.heartbeat_ttl_secs = 2).await;
     app.register_ok("quiet", 9001).await;
     app.register_ok("chatty", 9002).await;
-    let vcl = app.admin_get("/api/v1/admin/edge/varnish.vcl").await.text().await.unwrap();
+    let vcl = app
+        .admin_get("/api/v1/admin/edge/varnish.vcl")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(vcl.contains("backend f_quiet") && vcl.contains("backend f_chatty"));
 
     // chatty keeps beating; quiet stops.
@@ -137,13 +198,20 @@ async fn silent_proxies_expire_and_leave_the_vcl() {
 
     // The sweeper records why it left.
     let events = eventually(Duration::from_secs(10), "the expiry event", || async {
-        let history = app.admin_json("/api/v1/admin/registry/events?name=quiet").await;
+        let history = app
+            .admin_json("/api/v1/admin/registry/events?name=quiet")
+            .await;
         let latest = history["events"][0]["kind"].as_str().map(String::from);
         (latest.as_deref() == Some("expired")).then_some(history)
     })
     .await;
     assert_eq!(events["events"][0]["name"], "quiet");
-    let vcl = app.admin_get("/api/v1/admin/edge/varnish.vcl").await.text().await.unwrap();
+    let vcl = app
+        .admin_get("/api/v1/admin/edge/varnish.vcl")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(!vcl.contains("f_quiet") && vcl.contains("backend f_chatty"));
 }
 
@@ -154,29 +222,44 @@ async fn edge_sync_runs_only_when_the_routable_set_changes() {
     app.register_ok("b2", 9002).await;
     let status = eventually(Duration::from_secs(10), "edge sync", || async {
         let status = app.admin_json("/api/v1/admin/edge").await;
-        (status["loaded"]["version"] == status["version"] && status["version"] == 2).then_some(status)
+        (status["loaded"]["version"] == status["version"] && status["version"] == 2)
+            .then_some(status)
     })
     .await;
     assert_eq!(status["loaded"]["proxies"], 2);
     let written = std::fs::read_to_string(app.data_dir.path().join("edge/proxyfleet.vcl")).unwrap();
-    let served = app.admin_get("/api/v1/admin/edge/varnish.vcl").await.text().await.unwrap();
+    let served = app
+        .admin_get("/api/v1/admin/edge/varnish.vcl")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert_eq!(written, served);
 
     // Heartbeats with new load but the same address do not touch the edge.
     for clients in 1..5 {
         let clients = clients.to_string();
         let response = app
-            .register(&[("name", "a1"), ("ip", "127.0.0.1"), ("port", "9001"), ("clients", &clients)])
+            .register(&[
+                ("name", "a1"),
+                ("ip", "127.0.0.1"),
+                ("port", "9001"),
+                ("clients", &clients),
+            ])
             .await;
         assert_eq!(response.status(), StatusCode::OK);
     }
     assert_eq!(app.admin_json("/api/v1/admin/edge").await["version"], 2);
 
     // A new address does.
-    let response = app.register(&[("name", "a1"), ("ip", "127.0.0.9"), ("port", "9001")]).await;
+    let response = app
+        .register(&[("name", "a1"), ("ip", "127.0.0.9"), ("port", "9001")])
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(app.admin_json("/api/v1/admin/edge").await["version"], 3);
-    let history = app.admin_json("/api/v1/admin/registry/events?name=a1&limit=1").await;
+    let history = app
+        .admin_json("/api/v1/admin/registry/events?name=a1&limit=1")
+        .await;
     assert_eq!(history["events"][0]["kind"], "moved");
     assert_eq!(history["events"][0]["ip"], "127.0.0.9");
 }

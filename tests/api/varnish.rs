@@ -41,7 +41,10 @@ impl Varnishd {
             async move { tokio::net::TcpStream::connect(&admin).await.ok() }
         })
         .await;
-        assert!(varnish.child.try_wait().unwrap().is_none(), "varnishd exited at start");
+        assert!(
+            varnish.child.try_wait().unwrap().is_none(),
+            "varnishd exited at start"
+        );
         std::fs::write(workdir.join("admin"), &admin).unwrap();
         varnish
     }
@@ -57,7 +60,8 @@ impl Drop for Varnishd {
 
 /// A tiny HTTP backend that names itself in every answer.
 fn backend(label: &'static str) -> SocketAddr {
-    let (address, server) = warp::serve(warp::any().map(move || label)).bind_ephemeral(([127, 0, 0, 1], 0));
+    let (address, server) =
+        warp::serve(warp::any().map(move || label)).bind_ephemeral(([127, 0, 0, 1], 0));
     tokio::spawn(server);
     address
 }
@@ -74,10 +78,15 @@ async fn through_varnish(varnish: &Varnishd, host: &str) -> Option<String> {
 }
 
 async fn wait_for_edge_version(app: &TestApp, version: u64) {
-    eventually(Duration::from_secs(20), "varnish to load the new VCL", || async {
-        let status = app.admin_json("/api/v1/admin/edge").await;
-        (status["loaded"]["version"] == version && status["loaded"]["varnish_vcl"].is_string()).then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "varnish to load the new VCL",
+        || async {
+            let status = app.admin_json("/api/v1/admin/edge").await;
+            (status["loaded"]["version"] == version && status["loaded"]["varnish_vcl"].is_string())
+                .then_some(())
+        },
+    )
     .await;
 }
 
@@ -104,14 +113,29 @@ async fn varnish_routes_by_host_to_registered_proxies_only() {
     })
     .await;
     assert_eq!(reached, "backend-alpha");
-    assert_eq!(through_varnish(&varnish, "beta.peers.test").await.as_deref(), Some("backend-beta"));
-    assert_eq!(through_varnish(&varnish, "BETA.peers.test:80").await.as_deref(), Some("backend-beta"));
+    assert_eq!(
+        through_varnish(&varnish, "beta.peers.test")
+            .await
+            .as_deref(),
+        Some("backend-beta")
+    );
+    assert_eq!(
+        through_varnish(&varnish, "BETA.peers.test:80")
+            .await
+            .as_deref(),
+        Some("backend-beta")
+    );
 
     let response = app.unregister("alpha").await;
     assert_eq!(response.status(), reqwest::StatusCode::OK);
     wait_for_edge_version(&app, 3).await;
     // alpha's host now falls through to the director, which only has beta.
     for _ in 0..5 {
-        assert_eq!(through_varnish(&varnish, "alpha.peers.test").await.as_deref(), Some("backend-beta"));
+        assert_eq!(
+            through_varnish(&varnish, "alpha.peers.test")
+                .await
+                .as_deref(),
+            Some("backend-beta")
+        );
     }
 }

@@ -45,7 +45,10 @@ struct SyncPayload {
     version: u64,
 }
 
-pub fn render_current(registry: &Registry, settings: &EdgeSettings) -> crate::error::Result<(String, usize)> {
+pub fn render_current(
+    registry: &Registry,
+    settings: &EdgeSettings,
+) -> crate::error::Result<(String, usize)> {
     let proxies = registry.list(now_ms())?;
     let text = vcl::render(
         &proxies,
@@ -63,8 +66,14 @@ pub fn status(store: &Store) -> crate::error::Result<(u64, Option<EdgeStatus>)> 
 }
 
 /// The `edge.sync` task.
-pub async fn sync(store: &Store, registry: &Registry, settings: &EdgeSettings, payload: &str) -> Result<(), String> {
-    let payload: SyncPayload = serde_json::from_str(payload).map_err(|e| format!("bad payload: {e}"))?;
+pub async fn sync(
+    store: &Store,
+    registry: &Registry,
+    settings: &EdgeSettings,
+    payload: &str,
+) -> Result<(), String> {
+    let payload: SyncPayload =
+        serde_json::from_str(payload).map_err(|e| format!("bad payload: {e}"))?;
     let (current_version, last) = status(store).map_err(|e| e.to_string())?;
     if payload.version < current_version {
         return Ok(()); // a newer change queued its own sync
@@ -95,8 +104,14 @@ pub async fn sync(store: &Store, registry: &Registry, settings: &EdgeSettings, p
         synced_ms: now_ms(),
         varnish_vcl,
     };
-    store.put(TreeId::Meta, STATUS, &status).map_err(|e| e.to_string())?;
-    tracing::info!(version = status.version, proxies = count, "edge config synced");
+    store
+        .put(TreeId::Meta, STATUS, &status)
+        .map_err(|e| e.to_string())?;
+    tracing::info!(
+        version = status.version,
+        proxies = count,
+        "edge config synced"
+    );
     Ok(())
 }
 

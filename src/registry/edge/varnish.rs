@@ -52,7 +52,10 @@ impl VarnishCli {
         if status == 200 {
             Ok(body)
         } else {
-            Err(format!("varnish `{verb}` failed with status {status}: {}", body.trim()))
+            Err(format!(
+                "varnish `{verb}` failed with status {status}: {}",
+                body.trim()
+            ))
         }
     }
 
