@@ -7,6 +7,7 @@ pub mod routes;
 pub mod service;
 pub mod sweeper;
 pub mod validate;
+pub mod writes;
 
 pub use model::{Proxy, ProxyEvent, ProxyName, Registration, RemovalReason, Role};
 pub use service::Registry;

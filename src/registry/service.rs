@@ -1,82 +1,55 @@
-//! Registry operations: each is one transaction that updates the proxy, its expiry index, the
-//! history, the change log and, when the routable set changed, queues an edge sync.
+//! Registry operations: register (combined with concurrent heartbeats), unregister, sweep,
+//! and the reads. What each change writes is in `writes.rs`.
 
-use serde_json::json;
-
-use super::edge::EDGE_SYNC;
-use super::model::{Proxy, ProxyEvent, ProxyEventKind, ProxyName, Registration, RemovalReason};
+use super::model::{Proxy, ProxyEvent, ProxyName, Registration, RemovalReason};
+use super::writes::Writer;
 use crate::error::{Error, Result};
-use crate::queue::{NewTask, Queue};
-use crate::store::codec::{key_u64, time_name_key, u64_key};
-use crate::store::{abort, ChangeKind, Store, TreeId, Tx, TxResult};
+use crate::queue::Queue;
+use crate::store::codec::u64_key;
+use crate::store::combiner::Combiner;
+use crate::store::{abort, Store, TreeId};
 
-/// Meta counter bumped whenever the set of (name, ip, port) changes.
-pub const EDGE_VERSION: &str = "edge.version";
+/// Heartbeats sharing one transaction at most (see `store::combiner`).
+const HEARTBEATS_PER_TRANSACTION: usize = 256;
 
 #[derive(Clone)]
 pub struct Registry {
     store: Store,
     queue: Queue,
-    ttl_ms: u64,
-    edge_debounce_ms: u64,
+    writer: Writer,
+    heartbeats: Combiner<(Registration, u64), (Proxy, bool)>,
 }
 
 impl Registry {
+    /// Must run inside a tokio runtime (it starts the heartbeat combiner).
     pub fn new(store: Store, queue: Queue, ttl_ms: u64, edge_debounce_ms: u64) -> Registry {
+        let writer = Writer {
+            queue: queue.clone(),
+            ttl_ms,
+            edge_debounce_ms,
+        };
+        let combined = writer.clone();
+        let heartbeats = Combiner::start(
+            store.clone(),
+            HEARTBEATS_PER_TRANSACTION,
+            move |tx, batch: &[(Registration, u64)]| combined.register_all(tx, batch),
+        );
         Registry {
             store,
             queue,
-            ttl_ms,
-            edge_debounce_ms,
+            writer,
+            heartbeats,
         }
     }
 
-    /// Registers a proxy or refreshes it (the heartbeat). Durable when it returns.
+    /// Registers a proxy or refreshes it (the heartbeat), in a transaction shared with the
+    /// heartbeats arriving at the same time. Durable when it returns.
     pub async fn register(&self, reg: Registration, now_ms: u64) -> Result<Proxy> {
-        let (proxy, edge_changed) = self
-            .store
-            .transaction(|tx| self.register_in(tx, &reg, now_ms))?;
-        self.store.durable().await?;
+        let (proxy, edge_changed) = self.heartbeats.submit((reg, now_ms)).await?;
         if edge_changed {
             self.queue.wake();
         }
         Ok(proxy)
-    }
-
-    fn register_in(&self, tx: &Tx, reg: &Registration, now_ms: u64) -> TxResult<(Proxy, bool)> {
-        let name = reg.name.as_str();
-        let previous: Option<Proxy> = tx.get(TreeId::Proxies, name)?;
-        let proxy = Proxy {
-            name: reg.name.clone(),
-            ip: reg.ip,
-            port: reg.port,
-            role: reg.role,
-            location: reg.location.clone(),
-            capacity: reg.capacity,
-            load: reg.load.clone(),
-            registered_ms: previous.as_ref().map_or(now_ms, |p| p.registered_ms),
-            last_seen_ms: now_ms,
-            expires_ms: now_ms + self.ttl_ms,
-        };
-        if let Some(previous) = &previous {
-            tx.remove(
-                TreeId::ProxyExpiry,
-                time_name_key(previous.expires_ms, name),
-            )?;
-        }
-        tx.put_marker(TreeId::ProxyExpiry, time_name_key(proxy.expires_ms, name))?;
-        tx.put(TreeId::Proxies, name, &proxy)?;
-        let seq = tx.log(now_ms, ChangeKind::ProxyUpserted(proxy.clone()))?;
-        let event = match &previous {
-            None => Some(ProxyEventKind::Registered),
-            Some(p) if p.endpoint() != proxy.endpoint() => Some(ProxyEventKind::Moved),
-            Some(_) => None,
-        };
-        if let Some(kind) = event {
-            record_event(tx, seq, now_ms, &proxy, kind)?;
-            self.edge_changed(tx, now_ms)?;
-        }
-        Ok((proxy, event.is_some()))
     }
 
     pub async fn unregister(&self, name: &ProxyName, now_ms: u64) -> Result<Proxy> {
@@ -84,7 +57,8 @@ impl Registry {
             let Some(proxy) = tx.get::<Proxy>(TreeId::Proxies, name.as_str())? else {
                 return abort(Error::NotFound(format!("proxy {name}")));
             };
-            self.remove_in(tx, &proxy, RemovalReason::Unregistered, now_ms)?;
+            self.writer
+                .remove_in(tx, &proxy, RemovalReason::Unregistered, now_ms)?;
             Ok(proxy)
         })?;
         self.store.durable().await?;
@@ -94,14 +68,13 @@ impl Registry {
 
     /// Removes every proxy whose heartbeat is overdue. Returns the names removed.
     pub async fn sweep(&self, now_ms: u64) -> Result<Vec<ProxyName>> {
+        // A scan rather than an expiry index: fleets are thousands of proxies, a scan of them
+        // takes milliseconds, and an index would cost every heartbeat two more writes.
         let mut overdue = Vec::new();
-        for key in self.store.keys_from(TreeId::ProxyExpiry, u64_key(0)) {
-            let key = key?;
-            match key_u64(&key) {
-                Some(expires) if expires <= now_ms => {
-                    overdue.push(String::from_utf8_lossy(&key[8..]).into_owned())
-                }
-                _ => break,
+        for proxy in self.store.values::<Proxy>(TreeId::Proxies) {
+            let proxy = proxy?;
+            if proxy.expires_ms <= now_ms {
+                overdue.push(proxy.name.to_string());
             }
         }
         let mut removed = Vec::new();
@@ -110,7 +83,8 @@ impl Registry {
                 match tx.get::<Proxy>(TreeId::Proxies, &name)? {
                     // A heartbeat may have landed since the scan: only remove what is still overdue.
                     Some(proxy) if proxy.expires_ms <= now_ms => {
-                        self.remove_in(tx, &proxy, RemovalReason::Expired, now_ms)?;
+                        self.writer
+                            .remove_in(tx, &proxy, RemovalReason::Expired, now_ms)?;
                         Ok(Some(proxy.name))
                     }
                     _ => Ok(None),
@@ -123,40 +97,6 @@ impl Registry {
             self.queue.wake();
         }
         Ok(removed)
-    }
-
-    fn remove_in(
-        &self,
-        tx: &Tx,
-        proxy: &Proxy,
-        reason: RemovalReason,
-        now_ms: u64,
-    ) -> TxResult<()> {
-        let name = proxy.name.as_str();
-        tx.remove(TreeId::Proxies, name)?;
-        tx.remove(TreeId::ProxyExpiry, time_name_key(proxy.expires_ms, name))?;
-        let seq = tx.log(
-            now_ms,
-            ChangeKind::ProxyRemoved {
-                name: name.to_string(),
-                reason,
-            },
-        )?;
-        record_event(tx, seq, now_ms, proxy, reason.into())?;
-        self.edge_changed(tx, now_ms)
-    }
-
-    /// The routable set changed: bump its version and queue a (debounced) edge sync.
-    fn edge_changed(&self, tx: &Tx, now_ms: u64) -> TxResult<()> {
-        let version = tx.next(EDGE_VERSION)?;
-        let task = NewTask {
-            kind: EDGE_SYNC,
-            key: format!("{EDGE_SYNC}:{version}"),
-            payload: json!({ "version": version }),
-            due_ms: now_ms + self.edge_debounce_ms,
-        };
-        self.queue.enqueue_in(tx, &task, now_ms)?;
-        Ok(())
     }
 
     /// Live proxies (an overdue one is hidden even before the sweeper removes it).
@@ -206,22 +146,4 @@ impl Registry {
         }
         Ok(old.len())
     }
-}
-
-fn record_event(
-    tx: &Tx,
-    seq: u64,
-    at_ms: u64,
-    proxy: &Proxy,
-    kind: ProxyEventKind,
-) -> TxResult<()> {
-    let event = ProxyEvent {
-        seq,
-        at_ms,
-        name: proxy.name.clone(),
-        kind,
-        ip: proxy.ip,
-        port: proxy.port,
-    };
-    tx.put(TreeId::ProxyEvents, u64_key(seq), &event)
 }

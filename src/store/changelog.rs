@@ -21,8 +21,8 @@ pub struct Change {
 /// What changed. New capabilities append variants (never reorder: the log is stored).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum ChangeKind {
-    /// A proxy registered or heartbeated: its full current record.
-    ProxyUpserted(Proxy),
+    /// Proxies registered or heartbeated (one entry per combined batch): their full records.
+    ProxiesUpserted(Vec<Proxy>),
     ProxyRemoved {
         name: String,
         reason: RemovalReason,

@@ -36,11 +36,3 @@ pub fn pair_key(a: u64, b: u64) -> [u8; 16] {
     key[8..].copy_from_slice(&b.to_be_bytes());
     key
 }
-
-/// `(time, name)`: a time-ordered index of named things.
-pub fn time_name_key(time: u64, name: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(8 + name.len());
-    key.extend_from_slice(&time.to_be_bytes());
-    key.extend_from_slice(name.as_bytes());
-    key
-}

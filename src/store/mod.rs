@@ -7,6 +7,7 @@
 
 pub mod changelog;
 pub mod codec;
+pub mod combiner;
 mod flusher;
 mod tx;
 
@@ -32,9 +33,7 @@ pub enum TreeId {
     Changes,
     /// Registered proxies: name -> `Proxy`.
     Proxies,
-    /// Expiry index: (expires_at_ms, name) -> ().
-    ProxyExpiry,
-    /// Why proxies came and went: seq (u64 BE) -> `ProxyEvent`.
+    /// Why proxies came and went: event seq (u64 BE) -> `ProxyEvent`.
     ProxyEvents,
     /// Durable task queue: id (u64 BE) -> `Task`.
     Tasks,
@@ -45,11 +44,10 @@ pub enum TreeId {
 }
 
 impl TreeId {
-    const ALL: [TreeId; 8] = [
+    const ALL: [TreeId; 7] = [
         TreeId::Meta,
         TreeId::Changes,
         TreeId::Proxies,
-        TreeId::ProxyExpiry,
         TreeId::ProxyEvents,
         TreeId::Tasks,
         TreeId::TaskKeys,
@@ -61,7 +59,6 @@ impl TreeId {
             TreeId::Meta => "meta",
             TreeId::Changes => "changes",
             TreeId::Proxies => "proxies",
-            TreeId::ProxyExpiry => "proxy_expiry",
             TreeId::ProxyEvents => "proxy_events",
             TreeId::Tasks => "tasks",
             TreeId::TaskKeys => "task_keys",

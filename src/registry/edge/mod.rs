@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::service::{Registry, EDGE_VERSION};
+use super::service::Registry;
+use super::writes::EDGE_VERSION;
 use crate::clock::now_ms;
 use crate::store::{Store, TreeId};
 use varnish::VarnishCli;

@@ -1,0 +1,117 @@
+//! What registry changes write, inside a transaction: the proxies, the history, the change
+//! log and, when the routable set changed, an edge sync task.
+
+use serde_json::json;
+
+use super::edge::EDGE_SYNC;
+use super::model::{Proxy, ProxyEvent, ProxyEventKind, Registration, RemovalReason};
+use crate::queue::{NewTask, Queue};
+use crate::store::codec::u64_key;
+use crate::store::{ChangeKind, TreeId, Tx, TxResult};
+
+/// Meta counter bumped whenever the set of (name, ip, port) changes.
+pub const EDGE_VERSION: &str = "edge.version";
+/// Meta counter numbering the registry history.
+const EVENT_SEQ: &str = "registry.event_seq";
+
+#[derive(Clone)]
+pub struct Writer {
+    pub queue: Queue,
+    pub ttl_ms: u64,
+    pub edge_debounce_ms: u64,
+}
+
+impl Writer {
+    /// Registers or refreshes a batch of proxies (`(registration, received at)`, in arrival
+    /// order) as one change-log entry. Returns each proxy as stored and whether the routable
+    /// set changed.
+    pub fn register_all(
+        &self,
+        tx: &Tx,
+        batch: &[(Registration, u64)],
+    ) -> TxResult<Vec<(Proxy, bool)>> {
+        let mut stored = Vec::with_capacity(batch.len());
+        let mut set_changed = false;
+        for (reg, now_ms) in batch {
+            let previous: Option<Proxy> = tx.get(TreeId::Proxies, reg.name.as_str())?;
+            let proxy = Proxy {
+                name: reg.name.clone(),
+                ip: reg.ip,
+                port: reg.port,
+                role: reg.role,
+                location: reg.location.clone(),
+                capacity: reg.capacity,
+                load: reg.load.clone(),
+                registered_ms: previous.as_ref().map_or(*now_ms, |p| p.registered_ms),
+                last_seen_ms: *now_ms,
+                expires_ms: now_ms + self.ttl_ms,
+            };
+            tx.put(TreeId::Proxies, reg.name.as_str(), &proxy)?;
+            let event = match &previous {
+                None => Some(ProxyEventKind::Registered),
+                Some(p) if p.endpoint() != proxy.endpoint() => Some(ProxyEventKind::Moved),
+                Some(_) => None,
+            };
+            if let Some(kind) = event {
+                record_event(tx, *now_ms, &proxy, kind)?;
+                set_changed = true;
+            }
+            stored.push((proxy, event.is_some()));
+        }
+        let Some(last_at) = batch.last().map(|(_, at)| *at) else {
+            return Ok(stored);
+        };
+        let upserted = stored.iter().map(|(p, _)| p.clone()).collect();
+        tx.log(last_at, ChangeKind::ProxiesUpserted(upserted))?;
+        if set_changed {
+            self.edge_changed(tx, last_at)?;
+        }
+        Ok(stored)
+    }
+
+    pub fn remove_in(
+        &self,
+        tx: &Tx,
+        proxy: &Proxy,
+        reason: RemovalReason,
+        now_ms: u64,
+    ) -> TxResult<()> {
+        let name = proxy.name.as_str();
+        tx.remove(TreeId::Proxies, name)?;
+        tx.log(
+            now_ms,
+            ChangeKind::ProxyRemoved {
+                name: name.to_string(),
+                reason,
+            },
+        )?;
+        record_event(tx, now_ms, proxy, reason.into())?;
+        self.edge_changed(tx, now_ms)
+    }
+
+    /// The routable set changed: bump its version and queue a (debounced) edge sync.
+    fn edge_changed(&self, tx: &Tx, now_ms: u64) -> TxResult<()> {
+        let version = tx.next(EDGE_VERSION)?;
+        let task = NewTask {
+            kind: EDGE_SYNC,
+            key: format!("{EDGE_SYNC}:{version}"),
+            payload: json!({ "version": version }),
+            due_ms: now_ms + self.edge_debounce_ms,
+        };
+        self.queue.enqueue_in(tx, &task, now_ms)?;
+        Ok(())
+    }
+}
+
+fn record_event(tx: &Tx, at_ms: u64, proxy: &Proxy, kind: ProxyEventKind) -> TxResult<()> {
+    let seq = tx.next(EVENT_SEQ)?;
+    let event = ProxyEvent {
+        seq,
+        at_ms,
+        name: proxy.name.clone(),
+        kind,
+        ip: proxy.ip,
+        port: proxy.port,
+    };
+    tx.put(TreeId::ProxyEvents, u64_key(seq), &event)
+}
