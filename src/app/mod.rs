@@ -25,6 +25,9 @@ use crate::registry::edge::EdgeSettings;
 use crate::registry::{sweeper, Registry};
 use crate::store::Store;
 
+/// How long requests in flight may take to finish once shutdown starts.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// Stops a running application: stop accepting, finish requests and tasks, flush.
 #[derive(Clone)]
 pub struct ShutdownHandle(Arc<watch::Sender<bool>>);
@@ -121,7 +124,18 @@ impl Application {
 
     /// Serves until the shutdown handle fires, then drains and flushes.
     pub async fn run_until_stopped(self) -> Result<()> {
-        self.server.await;
+        // After the signal, requests in flight get a grace period. hyper also waits for idle
+        // keep-alive connections, which a client may hold for minutes: those are cut at the end
+        // of the grace period.
+        let mut stopping = self.stop.subscribe();
+        let grace_over = async move {
+            let _ = stopping.wait_for(|stopped| *stopped).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
+        tokio::select! {
+            _ = self.server => {}
+            _ = grace_over => tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}: closing them"),
+        }
         // Requests are finished; let workers finish their current task, then flush.
         let _ = self.stop.send(true);
         for job in self.background {

@@ -51,7 +51,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
-        client: reqwest::Client::new(),
+        client: client(),
         data_dir,
         shutdown,
     }
@@ -126,6 +126,14 @@ pub fn proxy_names(list: &Value) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// An HTTP client whose requests cannot hang a test forever.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
 }
 
 /// Asserts the DESIGN.md error shape and returns its code.

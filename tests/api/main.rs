@@ -2,6 +2,7 @@
 
 mod health;
 mod helpers;
+mod install;
 mod persistence;
 mod queue;
 mod registry;

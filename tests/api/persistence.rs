@@ -8,10 +8,10 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{proxy_names, ServerProcess, ADMIN_TOKEN, REGISTRY_TOKEN};
+use crate::helpers::{client, proxy_names, ServerProcess, ADMIN_TOKEN, REGISTRY_TOKEN};
 
 async fn list(server: &ServerProcess) -> Vec<String> {
-    let response = reqwest::Client::new()
+    let response = client()
         .get(server.url("/api/v1/admin/proxies"))
         .bearer_auth(ADMIN_TOKEN)
         .send()
@@ -25,7 +25,7 @@ async fn list(server: &ServerProcess) -> Vec<String> {
 async fn registrations_survive_a_clean_restart() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path(), &[]);
-    let client = reqwest::Client::new();
+    let client = client();
     for name in ["one", "two", "three"] {
         let response = client
             .post(server.url("/register"))
@@ -57,7 +57,7 @@ async fn acknowledged_registrations_survive_kill_9() {
             let url = server.url("/register");
             let acked = acked.clone();
             writers.push(tokio::spawn(async move {
-                let client = reqwest::Client::new();
+                let client = client();
                 for i in 0..10_000 {
                     let name = format!("r{round}w{writer}n{i}");
                     let sent = client

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use warp::Filter;
 
-use crate::helpers::{eventually, free_port, require_program, spawn_app_with, TestApp};
+use crate::helpers::{client, eventually, free_port, require_program, spawn_app_with, TestApp};
 
 const DOMAIN: &str = "peers.test";
 
@@ -67,7 +67,7 @@ fn backend(label: &'static str) -> SocketAddr {
 }
 
 async fn through_varnish(varnish: &Varnishd, host: &str) -> Option<String> {
-    let response = reqwest::Client::new()
+    let response = client()
         .get(format!("http://{}/", varnish.http))
         .header("host", host)
         .send()

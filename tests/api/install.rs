@@ -1,0 +1,62 @@
+//! install.sh in a throwaway root: the files it makes, and that running it again keeps them.
+
+use std::process::Command;
+
+fn run_install(root: &std::path::Path) -> String {
+    let output = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/install.sh"))
+        .args([
+            "--prefix",
+            root.to_str().unwrap(),
+            "--binary",
+            env!("CARGO_BIN_EXE_proxyfleet"),
+        ])
+        .output()
+        .expect("run install.sh");
+    assert!(
+        output.status.success(),
+        "install.sh failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn install_sh_lays_out_a_working_root_and_is_idempotent() {
+    let root = tempfile::tempdir().unwrap();
+    let first = run_install(root.path());
+    assert!(first.contains("admin token:    pfa_"), "{first}");
+    let binary = root.path().join("usr/local/bin/proxyfleet");
+    let help = Command::new(&binary).arg("--help").output().unwrap();
+    assert!(help.status.success());
+    let config_path = root.path().join("etc/proxyfleet/config.toml");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    assert!(config.contains("admin_token = \"pfa_"));
+    let unit =
+        std::fs::read_to_string(root.path().join("etc/systemd/system/proxyfleet.service")).unwrap();
+    for line in [
+        "NoNewPrivileges=true",
+        "ProtectSystem=strict",
+        "ReadWritePaths=/var/lib/proxyfleet",
+        "Restart=on-failure",
+    ] {
+        assert!(unit.contains(line), "unit lacks {line}");
+    }
+    assert!(root.path().join("var/lib/proxyfleet").is_dir());
+    // The config it wrote is one the binary accepts.
+    let checked = Command::new(&binary)
+        .args(["config", "--config"])
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    // Again: an upgrade in place keeps the configuration (and prints no new tokens).
+    let second = run_install(root.path());
+    assert!(!second.contains("admin token"), "{second}");
+    assert_eq!(std::fs::read_to_string(&config_path).unwrap(), config);
+}
