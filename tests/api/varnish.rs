@@ -100,6 +100,7 @@ async fn varnish_routes_by_host_to_registered_proxies_only() {
         c.varnish_admin = Some(admin);
         c.varnish_secret_file = Some(secret);
         c.peers_domain = DOMAIN.into();
+        c.edge_debounce_ms = 300;
     })
     .await;
     let alpha = backend("backend-alpha");
@@ -107,6 +108,11 @@ async fn varnish_routes_by_host_to_registered_proxies_only() {
     app.register_ok("alpha", alpha.port()).await;
     app.register_ok("beta", beta.port()).await;
     wait_for_edge_version(&app, 2).await;
+    let status = app.admin_json("/api/v1/admin/edge").await;
+    assert_eq!(
+        status["loaded"]["loads"], 1,
+        "a burst of registrations makes one reload"
+    );
 
     let reached = eventually(Duration::from_secs(10), "alpha through varnish", || {
         through_varnish(&varnish, "alpha.peers.test")

@@ -39,6 +39,8 @@ pub struct EdgeStatus {
     pub synced_ms: u64,
     /// Name of the VCL active in varnishd, when a varnish admin address is configured.
     pub varnish_vcl: Option<String>,
+    /// VCLs written (and loaded) since the database was created.
+    pub loads: u64,
 }
 
 #[derive(Deserialize)]
@@ -104,6 +106,7 @@ pub async fn sync(
         proxies: count,
         synced_ms: now_ms(),
         varnish_vcl,
+        loads: last.map_or(0, |s| s.loads) + 1,
     };
     store
         .put(TreeId::Meta, STATUS, &status)
