@@ -85,6 +85,45 @@ pub struct Config {
     pub queue_done_retention_secs: u64,
     /// Change-log entries kept for replay (older ones are compacted away).
     pub changelog_retain: u64,
+
+    /// How an invitee's fallback is chosen: `trust` (inviter's, else closest ancestor's, else
+    /// least loaded) or `least_loaded`.
+    pub assignment_policy: AssignmentPolicy,
+    /// Fallback proxies each user is given.
+    pub fallbacks_per_user: usize,
+    /// Below this percentage of its limit a proxy counts as idle.
+    pub low_water_percent: u32,
+    /// Periodic rebalance interval; 0 turns periodic runs off.
+    pub rebalance_interval_secs: u64,
+    /// Periodic runs act on a proxy only once it has been over its limit this long.
+    pub rebalance_hysteresis_secs: u64,
+    /// A user is not moved twice within this time.
+    pub rebalance_cooldown_secs: u64,
+    /// Most users moved by one run.
+    pub rebalance_max_moves: usize,
+    /// A proxy idle (under the low-water mark) this long is drained.
+    pub drain_after_secs: u64,
+    /// Draining never leaves fewer fallback proxies than this.
+    pub min_fallback_proxies: usize,
+    /// Command run (by `sh -c`) to bring up a new proxy when none has headroom.
+    pub provision_command: Option<String>,
+    /// Command run to retire a drained proxy (`PROXYFLEET_PROXY` names it); unset = back to standby.
+    pub retire_command: Option<String>,
+    /// A provisioning request is not repeated for this long while we wait for the new proxy.
+    pub provision_wait_secs: u64,
+    /// Seed of the rebalancer's random choice of users (tests); unset = random.
+    pub rebalance_seed: Option<u64>,
+    /// Clients are told to poll their config again after this many seconds.
+    pub config_poll_secs: u64,
+    /// Longest `?wait=` of a config long-poll.
+    pub config_wait_max_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssignmentPolicy {
+    Trust,
+    LeastLoaded,
 }
 
 impl Default for Config {
@@ -116,6 +155,21 @@ impl Default for Config {
             queue_lease_secs: 60,
             queue_done_retention_secs: 7 * 24 * 3600,
             changelog_retain: 1_000_000,
+            assignment_policy: AssignmentPolicy::Trust,
+            fallbacks_per_user: 1,
+            low_water_percent: 10,
+            rebalance_interval_secs: 60,
+            rebalance_hysteresis_secs: 300,
+            rebalance_cooldown_secs: 3600,
+            rebalance_max_moves: 10_000,
+            drain_after_secs: 3600,
+            min_fallback_proxies: 2,
+            provision_command: None,
+            retire_command: None,
+            provision_wait_secs: 900,
+            rebalance_seed: None,
+            config_poll_secs: 300,
+            config_wait_max_secs: 60,
         }
     }
 }

@@ -8,8 +8,12 @@ pub mod app;
 pub mod clock;
 /// Typed configuration: defaults < TOML file < `PROXYFLEET_*` environment.
 pub mod config;
+/// The config server: what each client is told to use, with long-poll.
+pub mod distribution;
 /// The crate's one error type, with an HTTP status per variant.
 pub mod error;
+/// Users, trust graph, invitations, fallback assignment, the rebalancer.
+pub mod fleet;
 /// Shared HTTP pieces: JSON errors, bearer tokens, body limits and parsing.
 pub mod http;
 /// The durable task queue and its workers.

@@ -7,6 +7,7 @@ use tokio::sync::watch;
 
 use super::AppState;
 use crate::clock::now_ms;
+use crate::fleet::{self, invitations::MAIL_SEND};
 use crate::queue::Task;
 use crate::registry::edge::{self, EDGE_SYNC};
 
@@ -17,6 +18,9 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(60);
 pub async fn run_task(state: Arc<AppState>, task: Task) -> Result<(), String> {
     match task.kind.as_str() {
         EDGE_SYNC => edge::sync(&state.store, &state.registry, &state.edge, &task.payload).await,
+        fleet::PROXY_CHANGED => state.fleet.proxy_changed(&task.payload).await,
+        fleet::PROVISION | fleet::RETIRE => state.fleet.hook_task(&task.kind, &task.payload).await,
+        MAIL_SEND => state.fleet.hold_mail(&task.payload),
         other => Err(format!("no handler for task kind `{other}`")),
     }
 }

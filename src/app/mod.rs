@@ -19,9 +19,13 @@ pub use state::{AppState, Tokens};
 pub use tokens::NewTokens;
 
 use crate::config::Config;
+use crate::distribution::notify::ConfigNotifier;
 use crate::error::{Error, Result};
+use crate::fleet::rebalance::{self, RebalanceSettings};
+use crate::fleet::{Fleet, FleetSettings};
 use crate::queue::{worker, Queue, QueuePolicy};
 use crate::registry::edge::EdgeSettings;
+use crate::registry::writes::Writer;
 use crate::registry::{sweeper, Registry};
 use crate::store::Store;
 
@@ -64,8 +68,13 @@ impl Application {
         let registry = Registry::new(
             store.clone(),
             queue.clone(),
-            config.heartbeat_ttl_secs * 1000,
-            config.edge_debounce_ms,
+            Writer {
+                queue: queue.clone(),
+                ttl_ms: config.heartbeat_ttl_secs * 1000,
+                edge_debounce_ms: config.edge_debounce_ms,
+                max_clients: config.max_clients,
+                low_water_percent: config.low_water_percent,
+            },
         );
         let edge = EdgeSettings {
             peers_domain: config.peers_domain.clone(),
@@ -74,6 +83,14 @@ impl Application {
             varnish_admin: config.varnish_admin.clone(),
             varnish_secret_file: config.varnish_secret_file.clone(),
         };
+        let fleet = Fleet::new(
+            store.clone(),
+            queue.clone(),
+            registry.clone(),
+            ConfigNotifier::default(),
+            FleetSettings::from_config(&config),
+        );
+        let rebalance = RebalanceSettings::from_config(&config);
         let state = Arc::new(AppState {
             config,
             store,
@@ -81,6 +98,8 @@ impl Application {
             tokens,
             registry,
             edge,
+            fleet,
+            rebalance,
         });
 
         let (stop, _) = watch::channel(false);
@@ -170,5 +189,10 @@ fn start_background(state: &Arc<AppState>, stop: &Arc<watch::Sender<bool>>) -> V
         stop.subscribe(),
     )));
     jobs.push(tokio::spawn(jobs::upkeep(state.clone(), stop.subscribe())));
+    jobs.push(tokio::spawn(rebalance::periodic(
+        state.fleet.clone(),
+        state.rebalance.clone(),
+        stop.subscribe(),
+    )));
     jobs
 }

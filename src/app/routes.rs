@@ -8,7 +8,7 @@ use warp::Filter;
 
 use super::AppState;
 use crate::http::{json, recover};
-use crate::{queue, registry};
+use crate::{distribution, fleet, queue, registry};
 
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(warp::reply::Response,)> {
     let health = warp::path!("healthz")
@@ -17,7 +17,11 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(warp::reply::Response,)> {
     health
         .or(registry::routes::routes(state.clone()).boxed())
         .unify()
-        .or(queue::routes::routes(state).boxed())
+        .or(queue::routes::routes(state.clone()).boxed())
+        .unify()
+        .or(fleet::routes::routes(state.clone()).boxed())
+        .unify()
+        .or(distribution::routes::routes(state).boxed())
         .unify()
         .recover(recover)
         .unify()

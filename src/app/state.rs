@@ -1,6 +1,8 @@
 //! What every handler and background job shares.
 
 use crate::config::Config;
+use crate::fleet::rebalance::RebalanceSettings;
+use crate::fleet::Fleet;
 use crate::http::TokenHash;
 use crate::queue::Queue;
 use crate::registry::edge::EdgeSettings;
@@ -19,4 +21,6 @@ pub struct AppState {
     pub tokens: Tokens,
     pub registry: Registry,
     pub edge: EdgeSettings,
+    pub fleet: Fleet,
+    pub rebalance: RebalanceSettings,
 }

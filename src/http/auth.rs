@@ -11,6 +11,7 @@ use warp::{Filter, Rejection};
 use super::reject;
 use crate::app::AppState;
 use crate::error::Error;
+use crate::fleet::model::User;
 
 #[derive(Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TokenHash([u8; 32]);
@@ -18,6 +19,10 @@ pub struct TokenHash([u8; 32]);
 impl TokenHash {
     pub fn of(token: &str) -> TokenHash {
         TokenHash(Sha256::digest(token.as_bytes()).into())
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
     }
 
     pub fn matches(&self, presented: &str) -> bool {
@@ -47,6 +52,23 @@ pub fn bearer(expected: TokenHash) -> impl Filter<Extract = (), Error = Rejectio
             }
         })
         .untuple_one()
+}
+
+/// The active user whose token the Authorization header carries; else 401.
+pub fn user(state: &Arc<AppState>) -> impl Filter<Extract = (User,), Error = Rejection> + Clone {
+    let state = state.clone();
+    warp::header::optional::<String>("authorization").and_then(move |header: Option<String>| {
+        let state = state.clone();
+        async move {
+            let token =
+                bearer_value(header.as_deref()).ok_or_else(|| reject(Error::Unauthorized))?;
+            match state.fleet.user_by_token(token) {
+                Ok(Some(user)) => Ok(user),
+                Ok(None) => Err(reject(Error::Unauthorized)),
+                Err(e) => Err(reject(e)),
+            }
+        }
+    })
 }
 
 pub fn admin(state: &Arc<AppState>) -> impl Filter<Extract = (), Error = Rejection> + Clone {

@@ -11,7 +11,7 @@ use serde::Serialize;
 use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
-pub use auth::{admin, registry, TokenHash};
+pub use auth::{admin, registry, user, TokenHash};
 pub use error::{recover, reject};
 
 use crate::app::AppState;

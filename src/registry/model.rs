@@ -112,9 +112,20 @@ pub struct Proxy {
     pub registered_ms: u64,
     pub last_seen_ms: u64,
     pub expires_ms: u64,
+    /// The role was set by an operator or the rebalancer (promote, drain): heartbeats keep it.
+    pub role_pinned: bool,
+    /// Since when the reported clients exceed the limit (hysteresis of the rebalancer).
+    pub over_limit_since_ms: Option<u64>,
+    /// Since when the reported clients are below the low-water mark (drain of idle proxies).
+    pub under_low_since_ms: Option<u64>,
 }
 
 impl Proxy {
+    /// Clients this proxy may carry: its own capacity, else the fleet default.
+    pub fn limit(&self, default_max_clients: u32) -> u32 {
+        self.capacity.unwrap_or(default_max_clients)
+    }
+
     /// The part of a proxy the edge routing config depends on.
     pub fn endpoint(&self) -> (IpAddr, u16) {
         (self.ip, self.port)

@@ -16,18 +16,13 @@ const HEARTBEATS_PER_TRANSACTION: usize = 256;
 pub struct Registry {
     store: Store,
     queue: Queue,
-    writer: Writer,
+    pub(crate) writer: Writer,
     heartbeats: Combiner<(Registration, u64), (Proxy, bool)>,
 }
 
 impl Registry {
     /// Must run inside a tokio runtime (it starts the heartbeat combiner).
-    pub fn new(store: Store, queue: Queue, ttl_ms: u64, edge_debounce_ms: u64) -> Registry {
-        let writer = Writer {
-            queue: queue.clone(),
-            ttl_ms,
-            edge_debounce_ms,
-        };
+    pub fn new(store: Store, queue: Queue, writer: Writer) -> Registry {
         let combined = writer.clone();
         let heartbeats = Combiner::start(
             store.clone(),

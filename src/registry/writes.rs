@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::edge::EDGE_SYNC;
-use super::model::{Proxy, ProxyEvent, ProxyEventKind, Registration, RemovalReason};
+use super::model::{Proxy, ProxyEvent, ProxyEventKind, ProxyName, Registration, RemovalReason};
 use crate::queue::{NewTask, Queue};
 use crate::store::codec::u64_key;
 use crate::store::{ChangeKind, TreeId, Tx, TxResult};
@@ -19,6 +19,10 @@ pub struct Writer {
     pub queue: Queue,
     pub ttl_ms: u64,
     pub edge_debounce_ms: u64,
+    /// A proxy's limit when it registered no capacity.
+    pub max_clients: u32,
+    /// Below this percentage of its limit a proxy counts as idle.
+    pub low_water_percent: u32,
 }
 
 impl Writer {
@@ -34,18 +38,23 @@ impl Writer {
         let mut set_changed = false;
         for (reg, now_ms) in batch {
             let previous: Option<Proxy> = tx.get(TreeId::Proxies, reg.name.as_str())?;
-            let proxy = Proxy {
+            let pinned = previous.as_ref().filter(|p| p.role_pinned);
+            let mut proxy = Proxy {
                 name: reg.name.clone(),
                 ip: reg.ip,
                 port: reg.port,
-                role: reg.role,
+                role: pinned.map_or(reg.role, |p| p.role),
                 location: reg.location.clone(),
                 capacity: reg.capacity,
                 load: reg.load.clone(),
                 registered_ms: previous.as_ref().map_or(*now_ms, |p| p.registered_ms),
                 last_seen_ms: *now_ms,
                 expires_ms: now_ms + self.ttl_ms,
+                role_pinned: pinned.is_some(),
+                over_limit_since_ms: None,
+                under_low_since_ms: None,
             };
+            self.track_load(&mut proxy, previous.as_ref(), *now_ms);
             tx.put(TreeId::Proxies, reg.name.as_str(), &proxy)?;
             let event = match &previous {
                 None => Some(ProxyEventKind::Registered),
@@ -55,6 +64,9 @@ impl Writer {
             if let Some(kind) = event {
                 record_event(tx, *now_ms, &proxy, kind)?;
                 set_changed = true;
+                if kind == ProxyEventKind::Moved {
+                    self.proxy_changed(tx, &proxy.name, *now_ms)?;
+                }
             }
             stored.push((proxy, event.is_some()));
         }
@@ -86,7 +98,44 @@ impl Writer {
             },
         )?;
         record_event(tx, now_ms, proxy, reason.into())?;
+        self.proxy_changed(tx, &proxy.name, now_ms)?;
         self.edge_changed(tx, now_ms)
+    }
+
+    /// Since when the proxy is over its limit, or idle: the rebalancer's hysteresis.
+    fn track_load(&self, proxy: &mut Proxy, previous: Option<&Proxy>, now_ms: u64) {
+        let Some(clients) = proxy.load.clients else {
+            return; // no report: neither overloaded nor idle
+        };
+        let limit = proxy.limit(self.max_clients);
+        let low_water = u64::from(limit) * u64::from(self.low_water_percent) / 100;
+        if clients > limit {
+            proxy.over_limit_since_ms = Some(
+                previous
+                    .and_then(|p| p.over_limit_since_ms)
+                    .unwrap_or(now_ms),
+            );
+        }
+        if u64::from(clients) < low_water {
+            proxy.under_low_since_ms = Some(
+                previous
+                    .and_then(|p| p.under_low_since_ms)
+                    .unwrap_or(now_ms),
+            );
+        }
+    }
+
+    /// A proxy left or changed address: its users' configs must follow (a fleet task).
+    fn proxy_changed(&self, tx: &Tx, name: &ProxyName, now_ms: u64) -> TxResult<()> {
+        let seq = tx.counter(EVENT_SEQ)?;
+        let task = NewTask {
+            kind: crate::fleet::PROXY_CHANGED,
+            key: format!("{}:{name}:{seq}", crate::fleet::PROXY_CHANGED),
+            payload: json!({ "proxy": name }),
+            due_ms: now_ms,
+        };
+        self.queue.enqueue_in(tx, &task, now_ms)?;
+        Ok(())
     }
 
     /// The routable set changed: bump its version and queue a (debounced) edge sync.

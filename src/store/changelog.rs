@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::codec::{key_u64, u64_key};
 use super::{Store, TreeId, Tx, TxResult};
 use crate::error::Result;
+use crate::fleet::model::User;
 use crate::registry::{Proxy, RemovalReason};
 
 const SEQ: &str = "changelog.seq";
@@ -27,6 +28,8 @@ pub enum ChangeKind {
         name: String,
         reason: RemovalReason,
     },
+    /// A user was created or changed (status, proxies, config version): the full record.
+    UserUpserted(Box<User>),
 }
 
 impl Tx<'_> {

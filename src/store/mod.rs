@@ -41,10 +41,30 @@ pub enum TreeId {
     TaskKeys,
     /// When each live task is next due: (due_ms, id) -> ().
     TaskSchedule,
+    /// Users: id (u64 BE) -> `User`.
+    Users,
+    /// Unique emails (lower case) -> user id.
+    UserEmails,
+    /// SHA-256 of user tokens -> user id.
+    UserTokens,
+    /// Proxy -> user links: (proxy name, 0, user id BE) -> (). Always agrees with `User::proxies`.
+    ProxyUsers,
+    /// Users linked to each proxy: proxy name -> count.
+    ProxyAssigned,
+    /// Assignment history: (user id, seq) -> `Assignment`.
+    UserHistory,
+    /// Users owed a fallback proxy (theirs went away, or none was free): user id -> since_ms.
+    NeedsFallback,
+    /// Invitations: code -> `Invitation`.
+    Invitations,
+    /// Rebalance plans: id (u64 BE) -> `Plan`.
+    Plans,
+    /// Mail outbox: id (u64 BE) -> `Mail`.
+    Outbox,
 }
 
 impl TreeId {
-    const ALL: [TreeId; 7] = [
+    const ALL: [TreeId; 17] = [
         TreeId::Meta,
         TreeId::Changes,
         TreeId::Proxies,
@@ -52,6 +72,16 @@ impl TreeId {
         TreeId::Tasks,
         TreeId::TaskKeys,
         TreeId::TaskSchedule,
+        TreeId::Users,
+        TreeId::UserEmails,
+        TreeId::UserTokens,
+        TreeId::ProxyUsers,
+        TreeId::ProxyAssigned,
+        TreeId::UserHistory,
+        TreeId::NeedsFallback,
+        TreeId::Invitations,
+        TreeId::Plans,
+        TreeId::Outbox,
     ];
 
     fn name(self) -> &'static str {
@@ -63,6 +93,16 @@ impl TreeId {
             TreeId::Tasks => "tasks",
             TreeId::TaskKeys => "task_keys",
             TreeId::TaskSchedule => "task_schedule",
+            TreeId::Users => "users",
+            TreeId::UserEmails => "user_emails",
+            TreeId::UserTokens => "user_tokens",
+            TreeId::ProxyUsers => "proxy_users",
+            TreeId::ProxyAssigned => "proxy_assigned",
+            TreeId::UserHistory => "user_history",
+            TreeId::NeedsFallback => "needs_fallback",
+            TreeId::Invitations => "invitations",
+            TreeId::Plans => "plans",
+            TreeId::Outbox => "outbox",
         }
     }
 }
@@ -180,6 +220,30 @@ impl Store {
     ) -> impl Iterator<Item = Result<sled::IVec>> + '_ {
         self.tree(tree)
             .range(from.as_ref()..)
+            .keys()
+            .map(|k| k.map_err(Error::from))
+    }
+
+    /// Entries whose key starts with `prefix`, in key order.
+    pub fn scan_prefix<V: DeserializeOwned>(
+        &self,
+        tree: TreeId,
+        prefix: impl AsRef<[u8]>,
+    ) -> impl Iterator<Item = Result<(sled::IVec, V)>> + '_ {
+        self.tree(tree).scan_prefix(prefix.as_ref()).map(|item| {
+            let (key, value) = item?;
+            Ok((key, decode(&value)?))
+        })
+    }
+
+    /// Keys only, with the given prefix.
+    pub fn keys_with_prefix(
+        &self,
+        tree: TreeId,
+        prefix: impl AsRef<[u8]>,
+    ) -> impl Iterator<Item = Result<sled::IVec>> + '_ {
+        self.tree(tree)
+            .scan_prefix(prefix.as_ref())
             .keys()
             .map(|k| k.map_err(Error::from))
     }

@@ -108,6 +108,9 @@ mod tests {
             registered_ms: 0,
             last_seen_ms: 0,
             expires_ms: 1,
+            role_pinned: false,
+            over_limit_since_ms: None,
+            under_low_since_ms: None,
         }
     }
 

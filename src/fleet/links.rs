@@ -1,0 +1,103 @@
+//! User <-> proxy links. The forward side is `User::proxies`, the reverse side the
+//! `ProxyUsers` index plus a per-proxy count; `set_proxies` changes all of them, the user's
+//! config version and the assignment history in the caller's transaction, so they never
+//! disagree.
+
+use super::model::{Assignment, User};
+use super::users::save_user;
+use crate::error::Result;
+use crate::store::codec::{key_u64, pair_key, u64_key};
+use crate::store::{Store, TreeId, Tx, TxResult};
+
+/// History entries kept per user (older ones are dropped).
+pub const HISTORY_KEPT: u64 = 50;
+
+pub fn proxy_user_key(proxy: &str, user: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(proxy.len() + 9);
+    key.extend_from_slice(proxy.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&u64_key(user));
+    key
+}
+
+fn proxy_prefix(proxy: &str) -> Vec<u8> {
+    let mut prefix = proxy.as_bytes().to_vec();
+    prefix.push(0);
+    prefix
+}
+
+fn adjust_assigned(tx: &Tx, proxy: &str, delta: i64) -> TxResult<()> {
+    let current: u64 = tx.get(TreeId::ProxyAssigned, proxy)?.unwrap_or(0);
+    let next = current.saturating_add_signed(delta);
+    if next == 0 {
+        tx.remove(TreeId::ProxyAssigned, proxy)?;
+    } else {
+        tx.put(TreeId::ProxyAssigned, proxy, &next)?;
+    }
+    Ok(())
+}
+
+/// Gives `user` the proxy set `proxies` (newest last): updates both indexes, bumps the config
+/// version, appends to the history and stores the user. Does nothing if the set is unchanged.
+pub fn set_proxies(
+    tx: &Tx,
+    user: &mut User,
+    proxies: Vec<String>,
+    reason: &str,
+    now_ms: u64,
+) -> TxResult<bool> {
+    if user.proxies == proxies {
+        return Ok(false);
+    }
+    for gone in user.proxies.iter().filter(|p| !proxies.contains(p)) {
+        tx.remove(TreeId::ProxyUsers, proxy_user_key(gone, user.id))?;
+        adjust_assigned(tx, gone, -1)?;
+    }
+    for added in proxies.iter().filter(|p| !user.proxies.contains(p)) {
+        tx.put_marker(TreeId::ProxyUsers, proxy_user_key(added, user.id))?;
+        adjust_assigned(tx, added, 1)?;
+    }
+    let entry = Assignment {
+        at_ms: now_ms,
+        proxies: proxies.clone(),
+        reason: reason.to_string(),
+    };
+    tx.put(
+        TreeId::UserHistory,
+        pair_key(user.id, user.history_len),
+        &entry,
+    )?;
+    if user.history_len >= HISTORY_KEPT {
+        tx.remove(
+            TreeId::UserHistory,
+            pair_key(user.id, user.history_len - HISTORY_KEPT),
+        )?;
+    }
+    user.history_len += 1;
+    user.proxies = proxies;
+    user.config_version += 1;
+    save_user(tx, user, now_ms)?;
+    Ok(true)
+}
+
+/// Users linked to `proxy`, from the reverse index.
+pub fn users_of(store: &Store, proxy: &str) -> Result<Vec<u64>> {
+    let prefix = proxy_prefix(proxy);
+    store
+        .keys_with_prefix(TreeId::ProxyUsers, &prefix)
+        .map(|key| key.map(|k| key_u64(&k[prefix.len()..]).unwrap_or(0)))
+        .collect()
+}
+
+/// How many users are linked to `proxy`.
+pub fn assigned(store: &Store, proxy: &str) -> Result<u64> {
+    Ok(store.get(TreeId::ProxyAssigned, proxy)?.unwrap_or(0))
+}
+
+/// The user's history, oldest first.
+pub fn history(store: &Store, user: u64) -> Result<Vec<Assignment>> {
+    store
+        .scan_prefix::<Assignment>(TreeId::UserHistory, u64_key(user))
+        .map(|item| item.map(|(_, entry)| entry))
+        .collect()
+}

@@ -1,0 +1,180 @@
+//! Users, the trust graph, invitations, fallback assignment and the rebalancer (the
+//! fallback-proxy proposal).
+
+pub mod invitations;
+pub mod links;
+pub mod model;
+pub mod policy;
+pub mod rebalance;
+pub mod routes;
+pub mod users;
+
+use std::process::Stdio;
+
+use crate::config::{AssignmentPolicy, Config};
+use crate::distribution::notify::ConfigNotifier;
+use crate::error::Result;
+use crate::queue::Queue;
+use crate::registry::Registry;
+use crate::store::codec::u64_key;
+use crate::store::{Store, TreeId};
+use links::set_proxies;
+use model::User;
+
+/// Task: a proxy left or changed address; its users' configs follow.
+pub const PROXY_CHANGED: &str = "fleet.proxy_changed";
+/// Task: run the provisioning hook.
+pub const PROVISION: &str = "fleet.provision";
+/// Task: run the retire hook for a drained proxy.
+pub const RETIRE: &str = "fleet.retire";
+
+/// Users changed per transaction when a proxy's users are all touched.
+const USERS_PER_TRANSACTION: usize = 500;
+
+#[derive(Debug, Clone)]
+pub struct FleetSettings {
+    pub policy: AssignmentPolicy,
+    pub fallbacks_per_user: usize,
+    pub max_clients: u32,
+    pub provision_command: Option<String>,
+    pub retire_command: Option<String>,
+}
+
+impl FleetSettings {
+    pub fn from_config(config: &Config) -> FleetSettings {
+        FleetSettings {
+            policy: config.assignment_policy,
+            fallbacks_per_user: config.fallbacks_per_user.max(1),
+            max_clients: config.max_clients,
+            provision_command: config.provision_command.clone(),
+            retire_command: config.retire_command.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Fleet {
+    pub store: Store,
+    pub queue: Queue,
+    pub registry: Registry,
+    pub notifier: ConfigNotifier,
+    pub settings: FleetSettings,
+    /// One rebalance at a time (periodic and manual runs).
+    pub rebalancing: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Fleet {
+    pub fn new(
+        store: Store,
+        queue: Queue,
+        registry: Registry,
+        notifier: ConfigNotifier,
+        settings: FleetSettings,
+    ) -> Fleet {
+        Fleet {
+            store,
+            queue,
+            registry,
+            notifier,
+            settings,
+            rebalancing: Default::default(),
+        }
+    }
+
+    /// The `fleet.proxy_changed` task: if the proxy is gone, its users lose it (and are owed a
+    /// new fallback); if it moved, their config version changes.
+    pub async fn proxy_changed(&self, payload: &str) -> std::result::Result<(), String> {
+        let name = serde_json::from_str::<serde_json::Value>(payload)
+            .ok()
+            .and_then(|v| v["proxy"].as_str().map(String::from))
+            .ok_or_else(|| format!("bad payload {payload}"))?;
+        self.follow_proxy(&name, crate::clock::now_ms())
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn follow_proxy(&self, name: &str, now_ms: u64) -> Result<()> {
+        let gone = self
+            .store
+            .get::<crate::registry::Proxy>(TreeId::Proxies, name)?
+            .is_none();
+        let users = links::users_of(&self.store, name)?;
+        for chunk in users.chunks(USERS_PER_TRANSACTION) {
+            self.store.transaction(|tx| {
+                for id in chunk {
+                    let Some(mut user) = tx.get::<User>(TreeId::Users, u64_key(*id))? else {
+                        continue;
+                    };
+                    if gone {
+                        let kept: Vec<String> = user
+                            .proxies
+                            .iter()
+                            .filter(|p| *p != name)
+                            .cloned()
+                            .collect();
+                        set_proxies(tx, &mut user, kept, &format!("proxy {name} left"), now_ms)?;
+                        tx.put(TreeId::NeedsFallback, u64_key(*id), &now_ms)?;
+                    } else {
+                        user.config_version += 1;
+                        users::save_user(tx, &user, now_ms)?;
+                    }
+                }
+                Ok(())
+            })?;
+            self.store.durable().await?;
+            self.notifier.notify(chunk);
+        }
+        Ok(())
+    }
+
+    /// Runs an operator's hook command with `sh -c`, with `env` added. Ok when it exits 0.
+    pub async fn run_hook(command: &str, env: &[(&str, &str)]) -> std::result::Result<(), String> {
+        let mut child = tokio::process::Command::new("sh");
+        child
+            .arg("-c")
+            .arg(command)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            child.env(key, value);
+        }
+        let output = child.output().await.map_err(|e| format!("hook: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            Err(format!(
+                "hook exited with {}: {}",
+                output.status,
+                stderr.trim()
+            ))
+        }
+    }
+
+    /// The `fleet.provision` and `fleet.retire` tasks.
+    pub async fn hook_task(&self, kind: &str, payload: &str) -> std::result::Result<(), String> {
+        let payload: serde_json::Value =
+            serde_json::from_str(payload).map_err(|e| format!("bad payload: {e}"))?;
+        let reason = payload["reason"].as_str().unwrap_or_default();
+        match kind {
+            PROVISION => match &self.settings.provision_command {
+                Some(command) => Self::run_hook(command, &[("PROXYFLEET_REASON", reason)]).await,
+                None => Ok(()), // nothing configured: the plan records the need for the operator
+            },
+            _ => {
+                let proxy = payload["proxy"].as_str().unwrap_or_default();
+                match &self.settings.retire_command {
+                    Some(command) => {
+                        Self::run_hook(
+                            command,
+                            &[("PROXYFLEET_PROXY", proxy), ("PROXYFLEET_REASON", reason)],
+                        )
+                        .await
+                    }
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Users, invitations and the assignment history.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::http::TokenHash;
+
+/// A validated, lower-cased email address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Email> {
+        let lowered = raw.trim().to_lowercase();
+        let valid = lowered.len() <= 254
+            && email_address::EmailAddress::parse_with_options(
+                &lowered,
+                email_address::Options::default()
+                    .with_required_tld()
+                    .without_display_text(),
+            )
+            .is_ok();
+        if valid {
+            Ok(Email(lowered))
+        } else {
+            Err(Error::invalid(
+                "invalid_email",
+                "email must be a valid address such as ana@example.org",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserStatus {
+    Active,
+    Disabled,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub id: u64,
+    pub email: Email,
+    /// The trust-graph edge: who invited this user.
+    pub invited_by: Option<u64>,
+    pub created_ms: u64,
+    pub token_hash: TokenHash,
+    pub status: UserStatus,
+    /// Pro until this time (the Pro tier sets it).
+    pub pro_until_ms: Option<u64>,
+    /// The user's fallback proxies, newest last. `ProxyUsers` is the reverse index, changed
+    /// in the same transaction (`links::set_proxies`).
+    pub proxies: Vec<String>,
+    /// Bumped whenever the user's proxy set changes: the config's `version`.
+    pub config_version: u64,
+    /// When the rebalancer last moved this user (its cooldown).
+    pub last_moved_ms: Option<u64>,
+    /// Next history sequence number.
+    pub history_len: u64,
+}
+
+/// One entry of the assignment history: the proxy set the user was given, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub at_ms: u64,
+    pub proxies: Vec<String>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Invitation {
+    pub code: String,
+    pub inviter: u64,
+    pub email: Email,
+    pub created_ms: u64,
+    /// Set by the first accept; later accepts return this user.
+    pub accepted_user: Option<u64>,
+}
+
+/// A mail waiting for the mailer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mail {
+    pub id: u64,
+    pub to: String,
+    pub template: String,
+    /// Template variables as JSON text.
+    pub data: String,
+    pub created_ms: u64,
+    pub sent_ms: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_validated_and_lower_cased() {
+        assert_eq!(
+            Email::parse(" Ana@Example.ORG ").unwrap().as_str(),
+            "ana@example.org"
+        );
+        for bad in [
+            "",
+            "ana",
+            "ana@",
+            "@example.org",
+            "ana@example",
+            "Ana <ana@example.org>",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

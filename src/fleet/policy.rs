@@ -1,0 +1,114 @@
+//! Choosing fallback proxies (pure). The trust policy is the proposal's: an invitee gets the
+//! inviter's newest fallback proxy, else the closest ancestor's, else the least loaded one.
+
+use crate::config::AssignmentPolicy;
+
+/// A proxy that can take users, with what it carries now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub name: String,
+    pub limit: u32,
+    /// max(reported clients, linked users): whichever says it is busier.
+    pub load: u64,
+}
+
+impl Candidate {
+    pub fn headroom(&self) -> i64 {
+        i64::from(self.limit) - self.load as i64
+    }
+}
+
+/// The candidate with the most headroom that is not in `exclude` (ties: by name, so the
+/// choice is stable).
+pub fn least_loaded<'a>(candidates: &'a [Candidate], exclude: &[String]) -> Option<&'a Candidate> {
+    candidates
+        .iter()
+        .filter(|c| !exclude.contains(&c.name))
+        .max_by(|a, b| {
+            a.headroom()
+                .cmp(&b.headroom())
+                .then_with(|| b.name.cmp(&a.name))
+        })
+}
+
+/// Picks `count` fallback proxies. `ancestry` is the proxy lists (newest last) of the inviter,
+/// then the inviter's inviter, and so on up the trust graph.
+pub fn choose(
+    policy: AssignmentPolicy,
+    count: usize,
+    ancestry: &[Vec<String>],
+    candidates: &[Candidate],
+) -> Vec<String> {
+    let mut chosen: Vec<String> = Vec::with_capacity(count);
+    if policy == AssignmentPolicy::Trust {
+        let live = |name: &String| candidates.iter().any(|c| &c.name == name);
+        if let Some(inherited) = ancestry
+            .iter()
+            .find_map(|proxies| proxies.iter().rev().find(|p| live(p)))
+        {
+            chosen.push(inherited.clone());
+        }
+    }
+    while chosen.len() < count {
+        match least_loaded(candidates, &chosen) {
+            Some(candidate) => chosen.push(candidate.name.clone()),
+            None => break,
+        }
+    }
+    chosen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(name: &str, limit: u32, load: u64) -> Candidate {
+        Candidate {
+            name: name.into(),
+            limit,
+            load,
+        }
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn trust_takes_the_closest_ancestors_newest_live_proxy() {
+        let candidates = [c("a", 10, 9), c("b", 10, 0), c("c", 10, 5)];
+        let ancestry = [
+            names(&[]),
+            names(&["gone"]),
+            names(&["a", "c"]),
+            names(&["b"]),
+        ];
+        assert_eq!(
+            choose(AssignmentPolicy::Trust, 1, &ancestry, &candidates),
+            names(&["c"])
+        );
+        assert_eq!(
+            choose(AssignmentPolicy::Trust, 2, &ancestry, &candidates),
+            names(&["c", "b"])
+        );
+    }
+
+    #[test]
+    fn without_ancestry_or_by_policy_the_least_loaded_wins() {
+        let candidates = [c("a", 10, 9), c("b", 100, 50), c("c", 10, 5)];
+        let ancestry = [names(&["a"])];
+        assert_eq!(
+            choose(AssignmentPolicy::Trust, 1, &[], &candidates),
+            names(&["b"])
+        );
+        assert_eq!(
+            choose(AssignmentPolicy::LeastLoaded, 1, &ancestry, &candidates),
+            names(&["b"])
+        );
+        assert_eq!(
+            choose(AssignmentPolicy::LeastLoaded, 5, &ancestry, &candidates),
+            names(&["b", "c", "a"])
+        );
+        assert!(choose(AssignmentPolicy::LeastLoaded, 1, &ancestry, &[]).is_empty());
+    }
+}

@@ -1,0 +1,113 @@
+//! Carrying out a plan: promotions, moves (in transactions of a few hundred users, each move
+//! changing both link indexes at once), drains, provisioning requests, and the plan's record.
+
+use serde_json::json;
+
+use super::plan::{DrainAction, Plan};
+use crate::error::Result;
+use crate::fleet::links::set_proxies;
+use crate::fleet::model::{User, UserStatus};
+use crate::fleet::{Fleet, PROVISION, RETIRE};
+use crate::queue::NewTask;
+use crate::registry::{Proxy, Role};
+use crate::store::codec::u64_key;
+use crate::store::{ChangeKind, TreeId, Tx, TxResult};
+
+const MOVES_PER_TRANSACTION: usize = 500;
+const NEXT_PLAN_ID: &str = "rebalance.next_plan_id";
+pub const PROVISION_REQUESTED: &str = "rebalance.provision_requested_ms";
+
+fn set_role(tx: &Tx, name: &str, role: Role, now_ms: u64) -> TxResult<()> {
+    let Some(mut proxy) = tx.get::<Proxy>(TreeId::Proxies, name)? else {
+        return Ok(()); // it left meanwhile
+    };
+    proxy.role = role;
+    proxy.role_pinned = true;
+    proxy.under_low_since_ms = None;
+    tx.put(TreeId::Proxies, name, &proxy)?;
+    tx.log(now_ms, ChangeKind::ProxiesUpserted(vec![proxy]))?;
+    Ok(())
+}
+
+/// Applies `plan` (already numbered) and stores it. Returns the users whose config changed.
+pub async fn apply(fleet: &Fleet, plan: &mut Plan, now_ms: u64) -> Result<Vec<u64>> {
+    let store = &fleet.store;
+    plan.id = store.transaction(|tx| {
+        let id = tx.next(NEXT_PLAN_ID)?;
+        for promotion in &plan.promoted {
+            set_role(tx, &promotion.proxy, Role::Fallback, now_ms)?;
+        }
+        Ok(id)
+    })?;
+
+    let mut changed = Vec::new();
+    for chunk in plan.moves.chunks(MOVES_PER_TRANSACTION) {
+        let moved = store.transaction(|tx| {
+            let mut moved = Vec::new();
+            for step in chunk {
+                let Some(mut user) = tx.get::<User>(TreeId::Users, u64_key(step.user))? else {
+                    continue;
+                };
+                // The world may have moved since the snapshot: only apply what still makes sense.
+                let still_there = step
+                    .from
+                    .as_ref()
+                    .is_none_or(|from| user.proxies.contains(from));
+                let target_live = tx.contains(TreeId::Proxies, &step.to)?;
+                if user.status != UserStatus::Active
+                    || !still_there
+                    || !target_live
+                    || user.proxies.contains(&step.to)
+                {
+                    continue;
+                }
+                let mut proxies: Vec<String> = user
+                    .proxies
+                    .iter()
+                    .filter(|p| Some(*p) != step.from.as_ref())
+                    .cloned()
+                    .collect();
+                proxies.push(step.to.clone());
+                user.last_moved_ms = Some(now_ms);
+                set_proxies(tx, &mut user, proxies, &step.reason, now_ms)?;
+                if user.proxies.len() >= fleet.settings.fallbacks_per_user {
+                    tx.remove(TreeId::NeedsFallback, u64_key(user.id))?;
+                }
+                moved.push(user.id);
+            }
+            Ok(moved)
+        })?;
+        store.durable().await?;
+        fleet.notifier.notify(&moved);
+        changed.extend(moved);
+    }
+
+    store.transaction(|tx| {
+        for drain in &plan.retired {
+            set_role(tx, &drain.proxy, Role::Standby, now_ms)?;
+            if drain.action == DrainAction::Retire {
+                let task = NewTask {
+                    kind: RETIRE,
+                    key: format!("{RETIRE}:{}:{}", plan.id, drain.proxy),
+                    payload: json!({ "proxy": drain.proxy, "reason": drain.reason }),
+                    due_ms: now_ms,
+                };
+                fleet.queue.enqueue_in(tx, &task, now_ms)?;
+            }
+        }
+        for request in &plan.provisioned {
+            let task = NewTask {
+                kind: PROVISION,
+                key: format!("{PROVISION}:{}", plan.id),
+                payload: json!({ "reason": request.reason }),
+                due_ms: now_ms,
+            };
+            fleet.queue.enqueue_in(tx, &task, now_ms)?;
+            tx.put(TreeId::Meta, PROVISION_REQUESTED, &now_ms)?;
+        }
+        tx.put(TreeId::Plans, u64_key(plan.id), &*plan)
+    })?;
+    store.durable().await?;
+    fleet.queue.wake();
+    Ok(changed)
+}

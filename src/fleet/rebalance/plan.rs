@@ -1,0 +1,604 @@
+//! The rebalancer's planning (pure): from a snapshot of proxies and the users on the ones that
+//! matter, decide which users move where, which standby proxies are promoted, whether a new
+//! proxy must be provisioned, and which idle proxies are drained, each with its reason.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use rand::seq::SliceRandom;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::registry::Role;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyState {
+    pub name: String,
+    pub role: Role,
+    pub limit: u32,
+    /// Distinct clients last reported (None: the proxy reports no load).
+    pub clients: Option<u32>,
+    /// Users linked to it.
+    pub assigned: u64,
+    pub over_limit_since_ms: Option<u64>,
+    pub under_low_since_ms: Option<u64>,
+}
+
+impl ProxyState {
+    fn load(&self) -> u64 {
+        u64::from(self.clients.unwrap_or(0)).max(self.assigned)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserState {
+    pub id: u64,
+    pub proxies: Vec<String>,
+    pub last_moved_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub proxies: Vec<ProxyState>,
+    /// Users of the overloaded and idle proxies.
+    pub users_on: BTreeMap<String, Vec<UserState>>,
+    /// Users owed a fallback.
+    pub needs_fallback: Vec<UserState>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub hysteresis_ms: u64,
+    pub cooldown_ms: u64,
+    pub max_moves: usize,
+    pub drain_after_ms: u64,
+    pub min_fallback_proxies: usize,
+    pub fallbacks_per_user: usize,
+    /// A provisioning request is outstanding: do not ask again.
+    pub provisioning_pending: bool,
+    /// Drained proxies are retired through the hook rather than set to standby.
+    pub retire_hook: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Periodic,
+    Manual,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Move {
+    pub user: u64,
+    pub from: Option<String>,
+    pub to: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Promotion {
+    pub proxy: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provisioning {
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrainAction {
+    Standby,
+    Retire,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Drain {
+    pub proxy: String,
+    pub action: DrainAction,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub id: u64,
+    pub at_ms: u64,
+    pub trigger: Trigger,
+    pub dry_run: bool,
+    pub moves: Vec<Move>,
+    pub promoted: Vec<Promotion>,
+    pub provisioned: Vec<Provisioning>,
+    pub retired: Vec<Drain>,
+    /// Users that should have moved (or needed a fallback) but found no room.
+    pub unplaced: u64,
+}
+
+/// Working state while planning: loads include the moves planned so far.
+struct Board {
+    load: HashMap<String, u64>,
+    limit: HashMap<String, u32>,
+    /// Proxies users may be moved to (fallback role, plus promotions).
+    targets: Vec<String>,
+    standby: Vec<String>,
+}
+
+impl Board {
+    fn headroom(&self, name: &str) -> i64 {
+        i64::from(*self.limit.get(name).unwrap_or(&0)) - *self.load.get(name).unwrap_or(&0) as i64
+    }
+
+    /// The target with the most headroom (> 0) not in `avoid`.
+    fn best_target(&self, avoid: &[String]) -> Option<String> {
+        self.targets
+            .iter()
+            .filter(|t| !avoid.contains(t) && self.headroom(t) > 0)
+            .max_by(|a, b| {
+                self.headroom(a)
+                    .cmp(&self.headroom(b))
+                    .then_with(|| b.cmp(a))
+            })
+            .cloned()
+    }
+
+    fn shift(&mut self, from: Option<&str>, to: &str) {
+        if let Some(from) = from {
+            if let Some(load) = self.load.get_mut(from) {
+                *load = load.saturating_sub(1);
+            }
+        }
+        *self.load.entry(to.to_string()).or_default() += 1;
+    }
+}
+
+pub fn plan(
+    snapshot: &Snapshot,
+    rules: &Rules,
+    trigger: Trigger,
+    now_ms: u64,
+    rng: &mut impl Rng,
+) -> Plan {
+    let mut plan = Plan {
+        id: 0,
+        at_ms: now_ms,
+        trigger,
+        dry_run: false,
+        moves: Vec::new(),
+        promoted: Vec::new(),
+        provisioned: Vec::new(),
+        retired: Vec::new(),
+        unplaced: 0,
+    };
+    let mut standby: Vec<&ProxyState> = snapshot
+        .proxies
+        .iter()
+        .filter(|p| p.role == Role::Standby)
+        .collect();
+    // Promote the biggest standby first.
+    standby.sort_by(|a, b| b.limit.cmp(&a.limit).then_with(|| a.name.cmp(&b.name)));
+    let mut board = Board {
+        load: snapshot
+            .proxies
+            .iter()
+            .map(|p| (p.name.clone(), p.load()))
+            .collect(),
+        limit: snapshot
+            .proxies
+            .iter()
+            .map(|p| (p.name.clone(), p.limit))
+            .collect(),
+        targets: snapshot
+            .proxies
+            .iter()
+            .filter(|p| p.role == Role::Fallback)
+            .map(|p| p.name.clone())
+            .collect(),
+        standby: standby.iter().map(|p| p.name.clone()).collect(),
+    };
+    let mut moved: HashSet<u64> = HashSet::new();
+
+    relieve_overloaded(
+        snapshot, rules, trigger, now_ms, rng, &mut board, &mut plan, &mut moved,
+    );
+    place_needy(snapshot, rules, &mut board, &mut plan, &mut moved);
+    drain_idle(snapshot, rules, now_ms, &mut board, &mut plan, &mut moved);
+    plan
+}
+
+/// Finds room for one user: an existing target, else a promoted standby, else nothing (and a
+/// provisioning request, once per plan).
+fn find_room(
+    board: &mut Board,
+    plan: &mut Plan,
+    rules: &Rules,
+    avoid: &[String],
+    why: &str,
+) -> Option<String> {
+    if let Some(target) = board.best_target(avoid) {
+        return Some(target);
+    }
+    while !board.standby.is_empty() {
+        let promoted = board.standby.remove(0);
+        plan.promoted.push(Promotion {
+            proxy: promoted.clone(),
+            reason: format!("no fallback proxy had headroom ({why})"),
+        });
+        board.targets.push(promoted.clone());
+        if board.headroom(&promoted) > 0 && !avoid.contains(&promoted) {
+            return Some(promoted);
+        }
+    }
+    if plan.provisioned.is_empty() && !rules.provisioning_pending {
+        plan.provisioned.push(Provisioning {
+            reason: format!("no fallback or standby proxy had headroom ({why})"),
+        });
+    }
+    None
+}
+
+#[allow(clippy::too_many_arguments)]
+fn relieve_overloaded(
+    snapshot: &Snapshot,
+    rules: &Rules,
+    trigger: Trigger,
+    now_ms: u64,
+    rng: &mut impl Rng,
+    board: &mut Board,
+    plan: &mut Plan,
+    moved: &mut HashSet<u64>,
+) {
+    let mut overloaded: Vec<(&ProxyState, u64)> = snapshot
+        .proxies
+        .iter()
+        .filter(|p| p.role != Role::Standby)
+        .filter_map(|p| {
+            let clients = u64::from(p.clients?);
+            let excess = clients.checked_sub(u64::from(p.limit)).filter(|e| *e > 0)?;
+            let settled = match trigger {
+                Trigger::Manual => true,
+                Trigger::Periodic => p
+                    .over_limit_since_ms
+                    .is_some_and(|since| now_ms.saturating_sub(since) >= rules.hysteresis_ms),
+            };
+            settled.then_some((p, excess))
+        })
+        .collect();
+    overloaded.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.name.cmp(&b.0.name)));
+
+    for (proxy, excess) in overloaded {
+        let mut movable: Vec<&UserState> = snapshot
+            .users_on
+            .get(&proxy.name)
+            .map(|users| users.iter().collect())
+            .unwrap_or_default();
+        movable.retain(|u| {
+            !moved.contains(&u.id)
+                && u.last_moved_ms
+                    .is_none_or(|at| now_ms.saturating_sub(at) >= rules.cooldown_ms)
+        });
+        movable.sort_by_key(|u| u.id); // a seeded shuffle needs a fixed starting order
+        movable.shuffle(rng);
+        let wanted = (excess as usize).min(movable.len());
+        let why = format!(
+            "{} carries {} clients over its limit of {}",
+            proxy.name, excess, proxy.limit
+        );
+        for user in movable.into_iter().take(wanted) {
+            if plan.moves.len() >= rules.max_moves {
+                plan.unplaced += 1;
+                continue;
+            }
+            let mut avoid = user.proxies.clone();
+            avoid.push(proxy.name.clone());
+            match find_room(board, plan, rules, &avoid, &why) {
+                Some(to) => {
+                    board.shift(Some(&proxy.name), &to);
+                    moved.insert(user.id);
+                    plan.moves.push(Move {
+                        user: user.id,
+                        from: Some(proxy.name.clone()),
+                        to,
+                        reason: why.clone(),
+                    });
+                }
+                None => plan.unplaced += 1,
+            }
+        }
+    }
+}
+
+fn place_needy(
+    snapshot: &Snapshot,
+    rules: &Rules,
+    board: &mut Board,
+    plan: &mut Plan,
+    moved: &mut HashSet<u64>,
+) {
+    for user in &snapshot.needs_fallback {
+        let missing = rules.fallbacks_per_user.saturating_sub(user.proxies.len());
+        let mut have = user.proxies.clone();
+        for _ in 0..missing {
+            if plan.moves.len() >= rules.max_moves {
+                plan.unplaced += 1;
+                break;
+            }
+            match find_room(
+                board,
+                plan,
+                rules,
+                &have,
+                "a user had fewer fallback proxies than configured",
+            ) {
+                Some(to) => {
+                    board.shift(None, &to);
+                    moved.insert(user.id);
+                    have.push(to.clone());
+                    plan.moves.push(Move {
+                        user: user.id,
+                        from: None,
+                        to,
+                        reason: "the user had fewer fallback proxies than configured".into(),
+                    });
+                }
+                None => {
+                    plan.unplaced += 1;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn drain_idle(
+    snapshot: &Snapshot,
+    rules: &Rules,
+    now_ms: u64,
+    board: &mut Board,
+    plan: &mut Plan,
+    moved: &mut HashSet<u64>,
+) {
+    let busy: HashSet<&str> = plan.moves.iter().map(|m| m.to.as_str()).collect();
+    let promoted: HashSet<&str> = plan.promoted.iter().map(|p| p.proxy.as_str()).collect();
+    let mut idle: Vec<&ProxyState> = snapshot
+        .proxies
+        .iter()
+        .filter(|p| p.role == Role::Fallback)
+        .filter(|p| !busy.contains(p.name.as_str()) && !promoted.contains(p.name.as_str()))
+        .filter(|p| {
+            p.under_low_since_ms
+                .is_some_and(|since| now_ms.saturating_sub(since) >= rules.drain_after_ms)
+        })
+        .collect();
+    // The idlest first.
+    idle.sort_by(|a, b| a.load().cmp(&b.load()).then_with(|| a.name.cmp(&b.name)));
+    let mut drained: Vec<String> = Vec::new();
+    for proxy in idle {
+        if board.targets.len() <= rules.min_fallback_proxies {
+            break;
+        }
+        let users: Vec<&UserState> = snapshot
+            .users_on
+            .get(&proxy.name)
+            .map(|u| u.iter().filter(|u| !moved.contains(&u.id)).collect())
+            .unwrap_or_default();
+        if plan.moves.len() + users.len() > rules.max_moves {
+            continue;
+        }
+        // Tentatively take the proxy out; put it back if its users do not all fit.
+        board.targets.retain(|t| t != &proxy.name);
+        let mut tentative = Vec::new();
+        let mut fits = true;
+        for user in &users {
+            let mut avoid = user.proxies.clone();
+            avoid.extend(drained.iter().cloned());
+            match board.best_target(&avoid) {
+                Some(to) => {
+                    board.shift(Some(&proxy.name), &to);
+                    tentative.push((user.id, to));
+                }
+                None => {
+                    fits = false;
+                    break;
+                }
+            }
+        }
+        if !fits {
+            for (_, to) in &tentative {
+                board.shift(Some(to), &proxy.name);
+            }
+            board.targets.push(proxy.name.clone());
+            continue;
+        }
+        let reason = format!(
+            "{} has been under its low-water mark since {}",
+            proxy.name,
+            proxy.under_low_since_ms.unwrap_or(0) / 1000
+        );
+        for (user, to) in tentative {
+            moved.insert(user);
+            plan.moves.push(Move {
+                user,
+                from: Some(proxy.name.clone()),
+                to,
+                reason: format!("draining idle {}", proxy.name),
+            });
+        }
+        plan.retired.push(Drain {
+            proxy: proxy.name.clone(),
+            action: if rules.retire_hook {
+                DrainAction::Retire
+            } else {
+                DrainAction::Standby
+            },
+            reason,
+        });
+        drained.push(proxy.name.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    fn proxy(
+        name: &str,
+        role: Role,
+        limit: u32,
+        clients: Option<u32>,
+        assigned: u64,
+    ) -> ProxyState {
+        ProxyState {
+            name: name.into(),
+            role,
+            limit,
+            clients,
+            assigned,
+            over_limit_since_ms: clients.filter(|c| *c > limit).map(|_| 1_000),
+            under_low_since_ms: None,
+        }
+    }
+
+    fn users(ids: std::ops::Range<u64>, on: &str) -> Vec<UserState> {
+        ids.map(|id| UserState {
+            id,
+            proxies: vec![on.into()],
+            last_moved_ms: None,
+        })
+        .collect()
+    }
+
+    fn rules() -> Rules {
+        Rules {
+            hysteresis_ms: 60_000,
+            cooldown_ms: 3_600_000,
+            max_moves: 1000,
+            drain_after_ms: 3_600_000,
+            min_fallback_proxies: 1,
+            fallbacks_per_user: 1,
+            provisioning_pending: false,
+            retire_hook: false,
+        }
+    }
+
+    fn run(snapshot: &Snapshot, trigger: Trigger, now: u64) -> Plan {
+        plan(
+            snapshot,
+            &rules(),
+            trigger,
+            now,
+            &mut StdRng::seed_from_u64(7),
+        )
+    }
+
+    #[test]
+    fn an_overloaded_proxy_sheds_its_excess_onto_a_promoted_standby() {
+        let snapshot = Snapshot {
+            proxies: vec![
+                proxy("p1", Role::Fallback, 5, Some(10), 10),
+                proxy("p2", Role::Standby, 5, None, 0),
+            ],
+            users_on: [("p1".to_string(), users(1..11, "p1"))].into(),
+            needs_fallback: vec![],
+        };
+        let plan = run(&snapshot, Trigger::Manual, 2_000);
+        assert_eq!(plan.moves.len(), 5);
+        assert!(plan
+            .moves
+            .iter()
+            .all(|m| m.from.as_deref() == Some("p1") && m.to == "p2"));
+        assert_eq!(plan.promoted.len(), 1);
+        assert_eq!(plan.promoted[0].proxy, "p2");
+        assert!(plan.provisioned.is_empty());
+        // Seeded: the same snapshot gives the same users.
+        assert_eq!(plan, run(&snapshot, Trigger::Manual, 2_000));
+    }
+
+    #[test]
+    fn periodic_runs_wait_out_the_hysteresis_and_cooldown_holds_users() {
+        let mut snapshot = Snapshot {
+            proxies: vec![
+                proxy("p1", Role::Fallback, 5, Some(10), 10),
+                proxy("p2", Role::Fallback, 50, Some(0), 0),
+            ],
+            users_on: [("p1".to_string(), users(1..11, "p1"))].into(),
+            needs_fallback: vec![],
+        };
+        assert!(
+            run(&snapshot, Trigger::Periodic, 30_000).moves.is_empty(),
+            "a spike is not acted on"
+        );
+        assert_eq!(run(&snapshot, Trigger::Periodic, 61_000).moves.len(), 5);
+        for user in snapshot.users_on.get_mut("p1").unwrap().iter_mut() {
+            user.last_moved_ms = Some(60_000);
+        }
+        assert!(
+            run(&snapshot, Trigger::Manual, 61_000).moves.is_empty(),
+            "cooldown"
+        );
+    }
+
+    #[test]
+    fn without_room_it_asks_for_a_new_proxy_once() {
+        let snapshot = Snapshot {
+            proxies: vec![proxy("p1", Role::Fallback, 5, Some(10), 10)],
+            users_on: [("p1".to_string(), users(1..11, "p1"))].into(),
+            needs_fallback: users(20..23, "x")
+                .into_iter()
+                .map(|mut u| {
+                    u.proxies.clear();
+                    u
+                })
+                .collect(),
+        };
+        let plan = run(&snapshot, Trigger::Manual, 2_000);
+        assert!(plan.moves.is_empty());
+        assert_eq!(plan.provisioned.len(), 1);
+        assert_eq!(plan.unplaced, 5 + 3);
+        let mut pending = rules();
+        pending.provisioning_pending = true;
+        let again = super::plan(
+            &snapshot,
+            &pending,
+            Trigger::Manual,
+            2_000,
+            &mut StdRng::seed_from_u64(1),
+        );
+        assert!(
+            again.provisioned.is_empty(),
+            "a request is already outstanding"
+        );
+    }
+
+    #[test]
+    fn idle_proxies_are_drained_but_never_below_the_minimum() {
+        let mut idle = proxy("idle", Role::Fallback, 100, Some(1), 2);
+        idle.under_low_since_ms = Some(0);
+        let mut idle2 = proxy("idle2", Role::Fallback, 100, Some(0), 0);
+        idle2.under_low_since_ms = Some(0);
+        let snapshot = Snapshot {
+            proxies: vec![
+                idle,
+                idle2,
+                proxy("busy", Role::Fallback, 100, Some(50), 50),
+            ],
+            users_on: [("idle".to_string(), users(1..3, "idle"))].into(),
+            needs_fallback: vec![],
+        };
+        let plan = run(&snapshot, Trigger::Periodic, 4_000_000);
+        let drained: Vec<&str> = plan.retired.iter().map(|d| d.proxy.as_str()).collect();
+        assert_eq!(drained, vec!["idle2", "idle"]);
+        assert_eq!(plan.moves.len(), 2);
+        assert!(plan.moves.iter().all(|m| m.to == "busy"));
+        let mut strict = rules();
+        strict.min_fallback_proxies = 2;
+        let plan = super::plan(
+            &snapshot,
+            &strict,
+            Trigger::Periodic,
+            4_000_000,
+            &mut StdRng::seed_from_u64(1),
+        );
+        assert_eq!(plan.retired.len(), 1, "keeps two fallback proxies");
+    }
+}

@@ -1,0 +1,56 @@
+//! Reading what the planner needs: every live proxy, and the users of the proxies that are
+//! overloaded or idle, and the users owed a fallback.
+
+use std::collections::BTreeMap;
+
+use super::plan::{ProxyState, Snapshot, UserState};
+use crate::error::Result;
+use crate::fleet::model::{User, UserStatus};
+use crate::fleet::{links, Fleet};
+use crate::store::codec::{key_u64, u64_key};
+use crate::store::TreeId;
+
+fn user_state(user: &User) -> UserState {
+    UserState {
+        id: user.id,
+        proxies: user.proxies.clone(),
+        last_moved_ms: user.last_moved_ms,
+    }
+}
+
+pub fn take(fleet: &Fleet, now_ms: u64) -> Result<Snapshot> {
+    let max_clients = fleet.settings.max_clients;
+    let mut snapshot = Snapshot::default();
+    let mut users_on: BTreeMap<String, Vec<UserState>> = BTreeMap::new();
+    for proxy in fleet.registry.list(now_ms)? {
+        let name = proxy.name.to_string();
+        let limit = proxy.limit(max_clients);
+        let overloaded = proxy.load.clients.is_some_and(|c| c > limit);
+        if overloaded || proxy.under_low_since_ms.is_some() {
+            let mut users = Vec::new();
+            for id in links::users_of(&fleet.store, &name)? {
+                if let Some(user) = fleet.user(id)? {
+                    users.push(user_state(&user));
+                }
+            }
+            users_on.insert(name.clone(), users);
+        }
+        snapshot.proxies.push(ProxyState {
+            assigned: links::assigned(&fleet.store, &name)?,
+            name,
+            role: proxy.role,
+            limit,
+            clients: proxy.load.clients,
+            over_limit_since_ms: proxy.over_limit_since_ms,
+            under_low_since_ms: proxy.under_low_since_ms,
+        });
+    }
+    snapshot.users_on = users_on;
+    for key in fleet.store.keys_from(TreeId::NeedsFallback, u64_key(0)) {
+        let Some(id) = key_u64(&key?) else { continue };
+        if let Some(user) = fleet.user(id)?.filter(|u| u.status == UserStatus::Active) {
+            snapshot.needs_fallback.push(user_state(&user));
+        }
+    }
+    Ok(snapshot)
+}

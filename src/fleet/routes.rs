@@ -1,0 +1,255 @@
+//! HTTP: users and the rebalancer (admin), invitations (users), the mail outbox (admin).
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use warp::http::StatusCode;
+use warp::{Filter, Rejection};
+
+use super::links;
+use super::model::{Email, User, UserStatus};
+use super::rebalance::{self, plan::Trigger};
+use super::users::Created;
+use crate::app::AppState;
+use crate::clock::now_ms;
+use crate::distribution::config::proxy_entries;
+use crate::error::Error;
+use crate::http::body::json as json_body;
+use crate::http::{admin, json, reject, user, with_state};
+
+type Route = warp::reply::Response;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    email: String,
+    invited_by: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewInvitation {
+    email: String,
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+    after: Option<u64>,
+    q: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RebalanceQuery {
+    dry_run: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct UserSummary {
+    id: u64,
+    email: String,
+    status: UserStatus,
+    invited_by: Option<u64>,
+    created_at: u64,
+    proxies: Vec<String>,
+    pro_until: Option<u64>,
+}
+
+impl From<&User> for UserSummary {
+    fn from(u: &User) -> Self {
+        UserSummary {
+            id: u.id,
+            email: u.email.as_str().to_string(),
+            status: u.status,
+            invited_by: u.invited_by,
+            created_at: u.created_ms / 1000,
+            proxies: u.proxies.clone(),
+            pro_until: u.pro_until_ms.map(|ms| ms / 1000),
+        }
+    }
+}
+
+fn created_reply(state: &AppState, created: Created) -> Route {
+    let status = if created.token.is_some() {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let proxies = proxy_entries(&state.registry, &created.user, now_ms()).unwrap_or_default();
+    json(
+        status,
+        &serde_json::json!({
+            "id": created.user.id,
+            "email": created.user.email,
+            "invited_by": created.user.invited_by,
+            "token": created.token,
+            "proxies": proxies,
+            "already_accepted": created.token.is_none(),
+        }),
+    )
+}
+
+pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = Rejection> + Clone {
+    let limit = state.config.max_body_bytes;
+    let admin_base = warp::path("api")
+        .and(warp::path("v1"))
+        .and(warp::path("admin"))
+        .and(admin(&state));
+
+    let create = admin_base
+        .clone()
+        .and(warp::path!("users"))
+        .and(warp::post())
+        .and(json_body::<NewUser>(limit))
+        .and(with_state(&state))
+        .and_then(|body: NewUser, state: Arc<AppState>| async move {
+            let email = Email::parse(&body.email).map_err(reject)?;
+            let created = state
+                .fleet
+                .create_user(&email, body.invited_by, now_ms())
+                .await
+                .map_err(reject)?;
+            Ok::<_, Rejection>(created_reply(&state, created))
+        });
+    let list = admin_base
+        .clone()
+        .and(warp::path!("users"))
+        .and(warp::get())
+        .and(warp::query::<ListQuery>())
+        .and(with_state(&state))
+        .and_then(|q: ListQuery, state: Arc<AppState>| async move {
+            let limit = q.limit.unwrap_or(50).clamp(1, 500);
+            let users = state
+                .fleet
+                .list_users(q.after, q.q.as_deref(), limit)
+                .map_err(reject)?;
+            let next_after = (users.len() == limit)
+                .then(|| users.last().map(|u| u.id))
+                .flatten();
+            let users: Vec<UserSummary> = users.iter().map(UserSummary::from).collect();
+            Ok::<_, Rejection>(json(
+                StatusCode::OK,
+                &serde_json::json!({ "users": users, "next_after": next_after }),
+            ))
+        });
+    let one = admin_base
+        .clone()
+        .and(warp::path!("users" / u64))
+        .and(warp::get())
+        .and(with_state(&state))
+        .and_then(|id: u64, state: Arc<AppState>| async move {
+            let user = state.fleet.user(id).map_err(reject)?.ok_or_else(|| reject(Error::NotFound(format!("user {id}"))))?;
+            let now = now_ms();
+            let proxies = proxy_entries(&state.registry, &user, now).map_err(reject)?;
+            let history = links::history(&state.store, id).map_err(reject)?;
+            let history: Vec<serde_json::Value> = history
+                .iter()
+                .map(|h| serde_json::json!({ "at": h.at_ms / 1000, "proxies": h.proxies, "reason": h.reason }))
+                .collect();
+            Ok::<_, Rejection>(json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "user": UserSummary::from(&user),
+                    "proxies": proxies,
+                    "pro": { "active": user.pro_until_ms.is_some_and(|t| t > now), "until": user.pro_until_ms.map(|t| t / 1000) },
+                    "config_version": user.config_version,
+                    "history": history,
+                }),
+            ))
+        });
+    let disable = admin_base
+        .clone()
+        .and(warp::path!("users" / u64 / "disable"))
+        .and(warp::post())
+        .and(with_state(&state))
+        .and_then(|id: u64, state: Arc<AppState>| async move {
+            let user = state.fleet.disable(id, now_ms()).await.map_err(reject)?;
+            Ok::<_, Rejection>(json(StatusCode::OK, &UserSummary::from(&user)))
+        });
+    let rebalance = admin_base
+        .clone()
+        .and(warp::path!("rebalance"))
+        .and(warp::post())
+        .and(warp::query::<RebalanceQuery>())
+        .and(with_state(&state))
+        .and_then(|q: RebalanceQuery, state: Arc<AppState>| async move {
+            let dry_run = q.dry_run.unwrap_or(true);
+            let plan = rebalance::run(&state.fleet, &state.rebalance, Trigger::Manual, dry_run)
+                .await
+                .map_err(reject)?;
+            Ok::<_, Rejection>(json(StatusCode::OK, &plan))
+        });
+    let plans = admin_base
+        .clone()
+        .and(warp::path!("rebalance" / "plans"))
+        .and(warp::get())
+        .and(warp::query::<ListQuery>())
+        .and(with_state(&state))
+        .and_then(|q: ListQuery, state: Arc<AppState>| async move {
+            let plans = rebalance::history(&state.fleet, q.limit.unwrap_or(20).clamp(1, 200))
+                .map_err(reject)?;
+            Ok::<_, Rejection>(json(StatusCode::OK, &serde_json::json!({ "plans": plans })))
+        });
+    let outbox = admin_base
+        .and(warp::path!("mail" / "outbox"))
+        .and(warp::get())
+        .and(warp::query::<ListQuery>())
+        .and(with_state(&state))
+        .and_then(|q: ListQuery, state: Arc<AppState>| async move {
+            let mails = state
+                .fleet
+                .outbox(q.limit.unwrap_or(50).clamp(1, 500))
+                .map_err(reject)?;
+            Ok::<_, Rejection>(json(StatusCode::OK, &serde_json::json!({ "mails": mails })))
+        });
+
+    let invite = warp::path!("api" / "v1" / "invitations")
+        .and(warp::post())
+        .and(user(&state))
+        .and(json_body::<NewInvitation>(limit))
+        .and(with_state(&state))
+        .and_then(
+            |inviter: User, body: NewInvitation, state: Arc<AppState>| async move {
+                let email = Email::parse(&body.email).map_err(reject)?;
+                let invitation = state
+                    .fleet
+                    .invite(&inviter, &email, now_ms())
+                    .await
+                    .map_err(reject)?;
+                Ok::<_, Rejection>(json(
+                    StatusCode::CREATED,
+                    &serde_json::json!({
+                        "code": invitation.code,
+                        "email": invitation.email,
+                        "inviter": invitation.inviter,
+                        "created_at": invitation.created_ms / 1000,
+                    }),
+                ))
+            },
+        );
+    let accept = warp::path!("api" / "v1" / "invitations" / String / "accept")
+        .and(warp::post())
+        .and(with_state(&state))
+        .and_then(|code: String, state: Arc<AppState>| async move {
+            let created = state.fleet.accept(&code, now_ms()).await.map_err(reject)?;
+            Ok::<_, Rejection>(created_reply(&state, created))
+        });
+
+    create
+        .or(list)
+        .unify()
+        .or(one)
+        .unify()
+        .or(disable)
+        .unify()
+        .or(rebalance)
+        .unify()
+        .or(plans)
+        .unify()
+        .or(outbox)
+        .unify()
+        .or(invite)
+        .unify()
+        .or(accept)
+        .unify()
+}

@@ -1,0 +1,231 @@
+//! Users: creation (with their first fallback proxies), reading, listing, disabling.
+
+use rand::RngCore;
+
+use super::links::{self, set_proxies};
+use super::model::{Email, User, UserStatus};
+use super::policy::{self, Candidate};
+use super::Fleet;
+use crate::error::{Error, Result};
+use crate::http::TokenHash;
+use crate::registry::Role;
+use crate::store::codec::u64_key;
+use crate::store::{abort, ChangeKind, TreeId, Tx, TxResult};
+
+const NEXT_USER_ID: &str = "users.next_id";
+/// How far up the trust graph the trust policy looks.
+const MAX_ANCESTRY: usize = 64;
+
+/// A new user as the API returns it once: with the token.
+pub struct Created {
+    pub user: User,
+    pub token: Option<String>,
+}
+
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    format!("pfu_{}", hex::encode(bytes))
+}
+
+/// Stores the user and records the change for replay.
+pub fn save_user(tx: &Tx, user: &User, now_ms: u64) -> TxResult<()> {
+    tx.put(TreeId::Users, u64_key(user.id), user)?;
+    tx.log(now_ms, ChangeKind::UserUpserted(Box::new(user.clone())))?;
+    Ok(())
+}
+
+impl Fleet {
+    /// Live fallback proxies with their load.
+    pub fn candidates(&self, now_ms: u64) -> Result<Vec<Candidate>> {
+        let mut candidates = Vec::new();
+        for proxy in self.registry.list(now_ms)? {
+            if proxy.role != Role::Fallback {
+                continue;
+            }
+            let assigned = links::assigned(&self.store, proxy.name.as_str())?;
+            candidates.push(Candidate {
+                limit: proxy.limit(self.settings.max_clients),
+                load: u64::from(proxy.load.clients.unwrap_or(0)).max(assigned),
+                name: proxy.name.to_string(),
+            });
+        }
+        Ok(candidates)
+    }
+
+    /// The proxy lists of `inviter`, its inviter, and so on (cycles and depth bounded).
+    fn ancestry(&self, inviter: Option<u64>) -> Result<Vec<Vec<String>>> {
+        let mut lists = Vec::new();
+        let mut next = inviter;
+        let mut seen = Vec::new();
+        while let Some(id) = next {
+            if seen.contains(&id) || lists.len() >= MAX_ANCESTRY {
+                break;
+            }
+            seen.push(id);
+            let Some(user) = self.user(id)? else { break };
+            lists.push(user.proxies.clone());
+            next = user.invited_by;
+        }
+        Ok(lists)
+    }
+
+    /// The fallback proxies a new user with this inviter gets now.
+    pub fn initial_proxies(&self, invited_by: Option<u64>, now_ms: u64) -> Result<Vec<String>> {
+        let ancestry = self.ancestry(invited_by)?;
+        let candidates = self.candidates(now_ms)?;
+        Ok(policy::choose(
+            self.settings.policy,
+            self.settings.fallbacks_per_user,
+            &ancestry,
+            &candidates,
+        ))
+    }
+
+    /// Creates a user inside `tx`: unique email, token, first proxies. `proxies` were chosen
+    /// before the transaction (a choice, not an invariant: the rebalancer corrects it).
+    pub fn create_in(
+        &self,
+        tx: &Tx,
+        email: &Email,
+        invited_by: Option<u64>,
+        proxies: &[String],
+        token: &str,
+        now_ms: u64,
+    ) -> TxResult<User> {
+        if tx.contains(TreeId::UserEmails, email.as_str())? {
+            return abort(Error::conflict(
+                "email_taken",
+                format!("{} already has an account", email.as_str()),
+            ));
+        }
+        if let Some(inviter) = invited_by {
+            if !tx.contains(TreeId::Users, u64_key(inviter))? {
+                return abort(Error::invalid(
+                    "unknown_inviter",
+                    format!("no user {inviter} to be invited by"),
+                ));
+            }
+        }
+        let id = tx.next(NEXT_USER_ID)?;
+        let token_hash = TokenHash::of(token);
+        let mut user = User {
+            id,
+            email: email.clone(),
+            invited_by,
+            created_ms: now_ms,
+            token_hash,
+            status: UserStatus::Active,
+            pro_until_ms: None,
+            proxies: Vec::new(),
+            config_version: 0,
+            last_moved_ms: None,
+            history_len: 0,
+        };
+        tx.put(TreeId::UserEmails, email.as_str(), &id)?;
+        tx.put(TreeId::UserTokens, token_hash.as_bytes(), &id)?;
+        if !set_proxies(
+            tx,
+            &mut user,
+            proxies.to_vec(),
+            "first fallback on sign-up",
+            now_ms,
+        )? {
+            save_user(tx, &user, now_ms)?;
+        }
+        if user.proxies.len() < self.settings.fallbacks_per_user {
+            tx.put(TreeId::NeedsFallback, u64_key(id), &now_ms)?;
+        }
+        Ok(user)
+    }
+
+    pub async fn create_user(
+        &self,
+        email: &Email,
+        invited_by: Option<u64>,
+        now_ms: u64,
+    ) -> Result<Created> {
+        let proxies = self.initial_proxies(invited_by, now_ms)?;
+        let token = new_token();
+        let user = self
+            .store
+            .transaction(|tx| self.create_in(tx, email, invited_by, &proxies, &token, now_ms))?;
+        self.store.durable().await?;
+        Ok(Created {
+            user,
+            token: Some(token),
+        })
+    }
+
+    pub fn user(&self, id: u64) -> Result<Option<User>> {
+        self.store.get(TreeId::Users, u64_key(id))
+    }
+
+    /// The active user holding this token.
+    pub fn user_by_token(&self, token: &str) -> Result<Option<User>> {
+        let hash = TokenHash::of(token);
+        let Some(id) = self.store.get::<u64>(TreeId::UserTokens, hash.as_bytes())? else {
+            return Ok(None);
+        };
+        Ok(self
+            .user(id)?
+            .filter(|u| u.status == UserStatus::Active && u.token_hash == hash))
+    }
+
+    /// A page of users: by id after `after`, or by email prefix `query`.
+    pub fn list_users(
+        &self,
+        after: Option<u64>,
+        query: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<User>> {
+        match query
+            .map(|q| q.trim().to_lowercase())
+            .filter(|q| !q.is_empty())
+        {
+            Some(prefix) => {
+                let mut found = Vec::new();
+                for item in self
+                    .store
+                    .scan_prefix::<u64>(TreeId::UserEmails, prefix.as_bytes())
+                {
+                    let (_, id) = item?;
+                    if after.is_some_and(|a| id <= a) {
+                        continue;
+                    }
+                    if let Some(user) = self.user(id)? {
+                        found.push(user);
+                    }
+                    if found.len() >= limit {
+                        break;
+                    }
+                }
+                Ok(found)
+            }
+            None => self
+                .store
+                .scan_from::<User>(TreeId::Users, u64_key(after.map_or(0, |a| a + 1)))
+                .take(limit)
+                .map(|item| item.map(|(_, user)| user))
+                .collect(),
+        }
+    }
+
+    /// Disables a user: the token stops working and the proxy slots are released.
+    pub async fn disable(&self, id: u64, now_ms: u64) -> Result<User> {
+        let user = self.store.transaction(|tx| {
+            let Some(mut user) = tx.get::<User>(TreeId::Users, u64_key(id))? else {
+                return abort(Error::NotFound(format!("user {id}")));
+            };
+            user.status = UserStatus::Disabled;
+            if !set_proxies(tx, &mut user, Vec::new(), "account disabled", now_ms)? {
+                save_user(tx, &user, now_ms)?;
+            }
+            tx.remove(TreeId::NeedsFallback, u64_key(id))?;
+            Ok(user)
+        })?;
+        self.store.durable().await?;
+        self.notifier.notify(&[id]);
+        Ok(user)
+    }
+}
