@@ -101,3 +101,53 @@ pub fn history(store: &Store, user: u64) -> Result<Vec<Assignment>> {
         .map(|item| item.map(|(_, entry)| entry))
         .collect()
 }
+
+/// Checks that the two sides of every link agree and that the per-proxy counts are right.
+/// Returns one line per problem (none when consistent). Reads only.
+pub fn check(store: &Store) -> Result<Vec<String>> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut problems = Vec::new();
+    let mut forward: BTreeSet<(String, u64)> = BTreeSet::new();
+    for user in store.values::<User>(TreeId::Users) {
+        let user = user?;
+        for proxy in &user.proxies {
+            if !forward.insert((proxy.clone(), user.id)) {
+                problems.push(format!("user {} lists proxy {proxy} twice", user.id));
+            }
+        }
+    }
+    let mut reverse: BTreeSet<(String, u64)> = BTreeSet::new();
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for key in store.keys_from(TreeId::ProxyUsers, []) {
+        let key = key?;
+        let Some(split) = key.iter().position(|b| *b == 0) else {
+            problems.push("malformed proxy_users key".into());
+            continue;
+        };
+        let proxy = String::from_utf8_lossy(&key[..split]).into_owned();
+        let user = key_u64(&key[split + 1..]).unwrap_or(0);
+        *counts.entry(proxy.clone()).or_default() += 1;
+        reverse.insert((proxy, user));
+    }
+    for (proxy, user) in forward.difference(&reverse) {
+        problems.push(format!(
+            "user {user} lists {proxy} but {proxy} does not list the user"
+        ));
+    }
+    for (proxy, user) in reverse.difference(&forward) {
+        problems.push(format!(
+            "{proxy} lists user {user} but the user does not list it"
+        ));
+    }
+    let stored: BTreeMap<String, u64> = store
+        .scan_from::<u64>(TreeId::ProxyAssigned, [])
+        .filter_map(|item| item.ok())
+        .map(|(k, n)| (String::from_utf8_lossy(&k).into_owned(), n))
+        .collect();
+    if stored != counts {
+        problems.push(format!(
+            "per-proxy user counts disagree with the index: stored {stored:?}, counted {counts:?}"
+        ));
+    }
+    Ok(problems)
+}

@@ -33,6 +33,12 @@ struct NewInvitation {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetProxies {
+    proxies: Vec<String>,
+}
+
+#[derive(Deserialize)]
 struct ListQuery {
     limit: Option<usize>,
     after: Option<u64>,
@@ -166,6 +172,34 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
             let user = state.fleet.disable(id, now_ms()).await.map_err(reject)?;
             Ok::<_, Rejection>(json(StatusCode::OK, &UserSummary::from(&user)))
         });
+    let set_proxies = admin_base
+        .clone()
+        .and(warp::path!("users" / u64 / "proxies"))
+        .and(warp::put())
+        .and(json_body::<SetProxies>(limit))
+        .and(with_state(&state))
+        .and_then(
+            |id: u64, body: SetProxies, state: Arc<AppState>| async move {
+                let user = state
+                    .fleet
+                    .set_user_proxies(id, body.proxies, now_ms())
+                    .await
+                    .map_err(reject)?;
+                Ok::<_, Rejection>(json(StatusCode::OK, &UserSummary::from(&user)))
+            },
+        );
+    let check = admin_base
+        .clone()
+        .and(warp::path!("check"))
+        .and(warp::get())
+        .and(with_state(&state))
+        .and_then(|state: Arc<AppState>| async move {
+            let problems = links::check(&state.store).map_err(reject)?;
+            Ok::<_, Rejection>(json(
+                StatusCode::OK,
+                &serde_json::json!({ "ok": problems.is_empty(), "problems": problems }),
+            ))
+        });
     let rebalance = admin_base
         .clone()
         .and(warp::path!("rebalance"))
@@ -241,6 +275,10 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .or(one)
         .unify()
         .or(disable)
+        .unify()
+        .or(set_proxies)
+        .unify()
+        .or(check)
         .unify()
         .or(rebalance)
         .unify()

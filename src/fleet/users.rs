@@ -211,6 +211,41 @@ impl Fleet {
         }
     }
 
+    /// Sets a user's proxies by hand (an operator's move). Each must be a live proxy.
+    pub async fn set_user_proxies(
+        &self,
+        id: u64,
+        proxies: Vec<String>,
+        now_ms: u64,
+    ) -> Result<User> {
+        for name in &proxies {
+            let parsed = crate::registry::ProxyName::parse(name)?;
+            if self.registry.get(&parsed, now_ms)?.is_none() {
+                return Err(Error::invalid(
+                    "unknown_proxy",
+                    format!("no live proxy {name}"),
+                ));
+            }
+        }
+        let wanted = self.settings.fallbacks_per_user;
+        let user = self.store.transaction(|tx| {
+            let Some(mut user) = tx.get::<User>(TreeId::Users, u64_key(id))? else {
+                return abort(Error::NotFound(format!("user {id}")));
+            };
+            set_proxies(tx, &mut user, proxies.clone(), "set by an operator", now_ms)?;
+            if user.proxies.len() < wanted && !user.proxies.is_empty() {
+                tx.put(TreeId::NeedsFallback, u64_key(id), &now_ms)?;
+            } else {
+                // An empty set is the operator's choice: the rebalancer leaves it alone.
+                tx.remove(TreeId::NeedsFallback, u64_key(id))?;
+            }
+            Ok(user)
+        })?;
+        self.store.durable().await?;
+        self.notifier.notify(&[id]);
+        Ok(user)
+    }
+
     /// Disables a user: the token stops working and the proxy slots are released.
     pub async fn disable(&self, id: u64, now_ms: u64) -> Result<User> {
         let user = self.store.transaction(|tx| {

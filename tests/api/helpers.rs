@@ -33,6 +33,9 @@ pub fn test_config(data_dir: &Path) -> Config {
         allow_private_ips: true,
         edge_debounce_ms: 50,
         queue_backoff_base_ms: 50,
+        // Rebalances only when a test asks, with a fixed seed.
+        rebalance_interval_secs: 0,
+        rebalance_seed: Some(42),
         ..Config::default()
     }
 }
@@ -258,4 +261,105 @@ pub fn free_port() -> u16 {
         .local_addr()
         .expect("addr")
         .port()
+}
+
+impl TestApp {
+    pub async fn admin_post(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Registers (or heartbeats) a lab proxy with extra fields.
+    pub async fn proxy(&self, name: &str, port: u16, extra: &[(&str, &str)]) {
+        let port = port.to_string();
+        let mut form = vec![("name", name), ("ip", "127.0.0.1"), ("port", port.as_str())];
+        form.extend_from_slice(extra);
+        let response = self.register(&form).await;
+        assert_eq!(response.status(), StatusCode::OK, "register {name}");
+    }
+
+    /// Creates a user; returns (id, token, proxy names).
+    pub async fn create_user(
+        &self,
+        email: &str,
+        invited_by: Option<u64>,
+    ) -> (u64, String, Vec<String>) {
+        let response = self
+            .admin_post(
+                "/api/v1/admin/users",
+                &serde_json::json!({ "email": email, "invited_by": invited_by }),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED, "create {email}");
+        let body: Value = response.json().await.expect("json");
+        (
+            body["id"].as_u64().expect("id"),
+            body["token"].as_str().expect("token").to_string(),
+            names_of(&body["proxies"]),
+        )
+    }
+
+    /// A user's proxy names, as the admin API sees them.
+    pub async fn user_proxies(&self, id: u64) -> Vec<String> {
+        let body = self.admin_json(&format!("/api/v1/admin/users/{id}")).await;
+        body["user"]["proxies"]
+            .as_array()
+            .expect("proxies")
+            .iter()
+            .map(|p| p.as_str().expect("name").to_string())
+            .collect()
+    }
+
+    pub async fn config(&self, token: &str) -> (StatusCode, Option<String>, Value) {
+        let response = self
+            .client
+            .get(self.url("/api/v1/config"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status();
+        let etag = response
+            .headers()
+            .get("etag")
+            .map(|v| v.to_str().unwrap().to_string());
+        let body = if status == StatusCode::OK {
+            response.json().await.expect("json")
+        } else {
+            Value::Null
+        };
+        (status, etag, body)
+    }
+
+    pub async fn rebalance(&self, dry_run: bool) -> Value {
+        let response = self
+            .client
+            .post(self.url(&format!("/api/v1/admin/rebalance?dry_run={dry_run}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.expect("json")
+    }
+
+    /// The store's invariants, as `GET /api/v1/admin/check` reports them.
+    pub async fn assert_consistent(&self) {
+        let check = self.admin_json("/api/v1/admin/check").await;
+        assert_eq!(check["ok"], true, "{check}");
+    }
+}
+
+/// Names from a list of proxy objects.
+pub fn names_of(list: &Value) -> Vec<String> {
+    list.as_array()
+        .expect("array")
+        .iter()
+        .map(|p| p["name"].as_str().expect("name").to_string())
+        .collect()
 }

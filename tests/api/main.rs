@@ -1,10 +1,12 @@
 //! Integration tests: the real server, real HTTP, real varnishd.
 
+mod fleet;
 mod health;
 mod helpers;
 mod install;
 mod persistence;
 mod queue;
+mod rebalance;
 mod registry;
 mod validation;
 mod varnish;

@@ -1,0 +1,277 @@
+//! Users, the trust graph, invitations and fallback assignment.
+
+use std::time::Duration;
+
+use proxyfleet::config::AssignmentPolicy;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{error_code, eventually, names_of, spawn_app, spawn_app_with, TestApp};
+
+async fn invite_and_accept(app: &TestApp, inviter_token: &str, email: &str) -> Value {
+    let response = app
+        .client
+        .post(app.url("/api/v1/invitations"))
+        .bearer_auth(inviter_token)
+        .json(&json!({ "email": email }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let code = response.json::<Value>().await.unwrap()["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let accepted = app
+        .client
+        .post(app.url(&format!("/api/v1/invitations/{code}/accept")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), StatusCode::CREATED);
+    accepted.json().await.unwrap()
+}
+
+async fn set_proxies(app: &TestApp, user: u64, proxies: &[&str]) {
+    let response = app
+        .client
+        .put(app.url(&format!("/api/v1/admin/users/{user}/proxies")))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .json(&json!({ "proxies": proxies }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn trust_policy_reaches_the_closest_ancestor_with_a_proxy() {
+    let app = spawn_app().await;
+    app.proxy("pa", 9001, &[("capacity", "1000")]).await;
+    // Four levels: root -> one -> two -> (the invitee).
+    let (root, _, root_proxies) = app.create_user("root@example.org", None).await;
+    assert_eq!(root_proxies, vec!["pa"]);
+    let (one, _, _) = app.create_user("one@example.org", Some(root)).await;
+    let (two, two_token, _) = app.create_user("two@example.org", Some(one)).await;
+    // The inviter and its parent lose their proxies; a roomier proxy appears.
+    set_proxies(&app, one, &[]).await;
+    set_proxies(&app, two, &[]).await;
+    app.proxy("pz", 9002, &[("capacity", "100000")]).await;
+
+    let invitee = invite_and_accept(&app, &two_token, "three@example.org").await;
+    assert_eq!(
+        names_of(&invitee["proxies"]),
+        vec!["pa"],
+        "the root's proxy, not the least loaded pz"
+    );
+    assert_eq!(invitee["invited_by"], two);
+    let token = invitee["token"].as_str().unwrap();
+    let (status, _, config) = app.config(token).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(names_of(&config["proxies"]), vec!["pa"]);
+
+    // With nobody up the chain holding a proxy, the least loaded one.
+    set_proxies(&app, root, &[]).await;
+    let orphan = invite_and_accept(&app, &two_token, "four@example.org").await;
+    assert_eq!(names_of(&orphan["proxies"]), vec!["pz"]);
+    app.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn least_loaded_policy_ignores_the_trust_graph() {
+    let app = spawn_app_with(|c| c.assignment_policy = AssignmentPolicy::LeastLoaded).await;
+    app.proxy("busy", 9001, &[("capacity", "100"), ("clients", "60")])
+        .await;
+    let (root, _, proxies) = app.create_user("root@example.org", None).await;
+    assert_eq!(proxies, vec!["busy"]);
+    app.proxy("calm", 9002, &[("capacity", "100"), ("clients", "10")])
+        .await;
+    let (_, _, proxies) = app.create_user("child@example.org", Some(root)).await;
+    assert_eq!(proxies, vec!["calm"]);
+}
+
+#[tokio::test]
+async fn a_second_fallback_when_configured() {
+    let app = spawn_app_with(|c| c.fallbacks_per_user = 2).await;
+    app.proxy("pa", 9001, &[]).await;
+    app.proxy("pb", 9002, &[]).await;
+    let (_, token, proxies) = app.create_user("two@example.org", None).await;
+    assert_eq!(proxies.len(), 2);
+    let (_, _, config) = app.config(&token).await;
+    assert_eq!(names_of(&config["proxies"]).len(), 2);
+}
+
+#[tokio::test]
+async fn accepting_an_invitation_twice_or_concurrently_makes_one_user() {
+    let app = spawn_app().await;
+    app.proxy("pa", 9001, &[]).await;
+    let (_, token, _) = app.create_user("host@example.org", None).await;
+    let response = app
+        .client
+        .post(app.url("/api/v1/invitations"))
+        .bearer_auth(&token)
+        .json(&json!({ "email": "Guest@Example.org" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let code = response.json::<Value>().await.unwrap()["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let mut accepts = Vec::new();
+    for _ in 0..12 {
+        let client = app.client.clone();
+        let url = app.url(&format!("/api/v1/invitations/{code}/accept"));
+        accepts.push(tokio::spawn(async move {
+            let response = client.post(url).send().await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        }));
+    }
+    let mut created = 0;
+    let mut ids = Vec::new();
+    for accept in accepts {
+        let (status, body) = accept.await.unwrap();
+        match status {
+            StatusCode::CREATED => {
+                created += 1;
+                assert!(body["token"].as_str().unwrap().starts_with("pfu_"));
+            }
+            StatusCode::OK => assert!(body["token"].is_null() && body["already_accepted"] == true),
+            other => panic!("accept answered {other}"),
+        }
+        ids.push(body["id"].as_u64().unwrap());
+    }
+    assert_eq!(created, 1, "exactly one accept creates the user");
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "every accept names the same user");
+    let listed = app.admin_json("/api/v1/admin/users?q=guest@").await;
+    assert_eq!(listed["users"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["users"][0]["email"], "guest@example.org");
+
+    // The invitation mail waits in the outbox.
+    let outbox = eventually(
+        Duration::from_secs(10),
+        "the held invitation mail",
+        || async {
+            let outbox = app.admin_json("/api/v1/admin/mail/outbox").await;
+            (outbox["mails"][0]["last_error"].is_string()).then_some(outbox)
+        },
+    )
+    .await;
+    assert_eq!(outbox["mails"][0]["to"], "guest@example.org");
+    assert_eq!(outbox["mails"][0]["template"], "invitation");
+}
+
+#[tokio::test]
+async fn user_input_errors_and_auth() {
+    let app = spawn_app().await;
+    let bad = app
+        .admin_post("/api/v1/admin/users", &json!({ "email": "not-an-email" }))
+        .await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error_code(bad).await, "invalid_email");
+    let (id, token, _) = app.create_user("Dup@example.org", None).await;
+    let dup = app
+        .admin_post(
+            "/api/v1/admin/users",
+            &json!({ "email": "dup@EXAMPLE.org" }),
+        )
+        .await;
+    assert_eq!(dup.status(), StatusCode::CONFLICT);
+    assert_eq!(error_code(dup).await, "email_taken");
+    let orphan = app
+        .admin_post(
+            "/api/v1/admin/users",
+            &json!({ "email": "o@example.org", "invited_by": 999 }),
+        )
+        .await;
+    assert_eq!(orphan.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let unknown = app.admin_get("/api/v1/admin/users/999").await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let missing = app
+        .client
+        .post(app.url("/api/v1/invitations/nope/accept"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+
+    let no_token = app
+        .client
+        .get(app.url("/api/v1/config"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_token.status(), StatusCode::UNAUTHORIZED);
+    let bad_token = app
+        .client
+        .get(app.url("/api/v1/config"))
+        .bearer_auth("pfu_nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_token.status(), StatusCode::UNAUTHORIZED);
+    let invite_no_token = app
+        .client
+        .post(app.url("/api/v1/invitations"))
+        .json(&json!({"email": "x@example.org"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(invite_no_token.status(), StatusCode::UNAUTHORIZED);
+
+    // Disabling a user ends its token and frees its proxies.
+    assert_eq!(app.config(&token).await.0, StatusCode::OK);
+    let disabled = app
+        .admin_post(&format!("/api/v1/admin/users/{id}/disable"), &json!({}))
+        .await;
+    assert_eq!(disabled.status(), StatusCode::OK);
+    assert_eq!(app.config(&token).await.0, StatusCode::UNAUTHORIZED);
+    let page = app.admin_json("/api/v1/admin/users?limit=10").await;
+    assert_eq!(page["users"][0]["status"], "disabled");
+}
+
+#[tokio::test]
+async fn config_etag_and_a_departing_proxy() {
+    let app = spawn_app().await;
+    app.proxy("pa", 9001, &[]).await;
+    let (id, token, _) = app.create_user("c@example.org", None).await;
+    let (status, etag, config) = app.config(&token).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(config["version"], 1);
+    assert_eq!(names_of(&config["proxies"]), vec!["pa"]);
+    assert!(config["poll_after_secs"].as_u64().unwrap() > 0);
+    let etag = etag.unwrap();
+    let again = app
+        .client
+        .get(app.url("/api/v1/config"))
+        .bearer_auth(&token)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+
+    // The proxy leaves: it is gone from the config at once, and the version moves on.
+    assert_eq!(app.unregister("pa").await.status(), StatusCode::OK);
+    let (_, new_etag, config) = app.config(&token).await;
+    assert!(names_of(&config["proxies"]).is_empty());
+    assert_ne!(new_etag.unwrap(), etag);
+    eventually(Duration::from_secs(10), "the version bump", || async {
+        (app.config(&token).await.2["version"] == 2).then_some(())
+    })
+    .await;
+    assert!(app.user_proxies(id).await.is_empty());
+    // The next rebalance gives the user a new fallback.
+    app.proxy("pb", 9002, &[]).await;
+    let plan = app.rebalance(false).await;
+    assert_eq!(plan["moves"][0]["user"], id);
+    assert_eq!(names_of(&app.config(&token).await.2["proxies"]), vec!["pb"]);
+    let detail = app.admin_json(&format!("/api/v1/admin/users/{id}")).await;
+    let history: Vec<&Value> = detail["history"].as_array().unwrap().iter().collect();
+    assert_eq!(history.len(), 3, "sign-up, proxy left, new fallback");
+    assert_eq!(history[2]["proxies"], json!(["pb"]));
+    app.assert_consistent().await;
+}

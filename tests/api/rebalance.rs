@@ -1,0 +1,337 @@
+//! The rebalancer over HTTP: overload, dry run, hysteresis, drain, long-poll, and the link
+//! indexes under concurrent change.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{names_of, spawn_app_with, TestApp, REGISTRY_TOKEN};
+
+/// The scenario: limit 5, ten users on p1 which reports 10 clients, standby p2.
+async fn overloaded_fleet(app: &TestApp) -> Vec<(u64, String)> {
+    app.proxy("p1", 9001, &[("clients", "0")]).await;
+    let mut users = Vec::new();
+    for i in 0..10 {
+        let (id, token, proxies) = app.create_user(&format!("u{i}@example.org"), None).await;
+        assert_eq!(proxies, vec!["p1"]);
+        users.push((id, token));
+    }
+    app.proxy("p2", 9002, &[("role", "standby")]).await;
+    app.proxy("p1", 9001, &[("clients", "10")]).await;
+    users
+}
+
+async fn configs(app: &TestApp, users: &[(u64, String)]) -> BTreeMap<u64, Value> {
+    let mut all = BTreeMap::new();
+    for (id, token) in users {
+        let (status, _, config) = app.config(token).await;
+        assert_eq!(status, StatusCode::OK);
+        all.insert(*id, config);
+    }
+    all
+}
+
+#[tokio::test]
+async fn an_overloaded_proxy_hands_its_excess_to_a_promoted_standby() {
+    let app = spawn_app_with(|c| c.max_clients = 5).await;
+    let users = overloaded_fleet(&app).await;
+    let before = configs(&app, &users).await;
+
+    let plan = app.rebalance(false).await;
+    assert_eq!(plan["dry_run"], false);
+    assert_eq!(plan["moves"].as_array().unwrap().len(), 5);
+    assert_eq!(plan["promoted"][0]["proxy"], "p2");
+    assert!(plan["promoted"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("headroom"));
+    let moved: Vec<u64> = plan["moves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["user"].as_u64().unwrap())
+        .collect();
+    for m in plan["moves"].as_array().unwrap() {
+        assert_eq!(
+            (m["from"].as_str(), m["to"].as_str()),
+            (Some("p1"), Some("p2"))
+        );
+        assert!(m["reason"].as_str().unwrap().contains("p1"));
+    }
+
+    let after = configs(&app, &users).await;
+    for (id, config) in &after {
+        if moved.contains(id) {
+            assert_eq!(names_of(&config["proxies"]), vec!["p2"], "user {id} moved");
+            assert_ne!(config["version"], before[id]["version"]);
+        } else {
+            assert_eq!(config, &before[id], "user {id} is untouched");
+        }
+    }
+    assert_eq!(
+        app.admin_json("/api/v1/admin/proxies/p2").await["role"],
+        "fallback"
+    );
+    let plans = app.admin_json("/api/v1/admin/rebalance/plans").await;
+    assert_eq!(plans["plans"][0]["id"], plan["id"]);
+    app.assert_consistent().await;
+
+    // Once p1 reports its new load, a second run has nothing to do.
+    app.proxy("p1", 9001, &[("clients", "5")]).await;
+    assert!(app.rebalance(false).await["moves"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_dry_run_changes_nothing() {
+    let app = spawn_app_with(|c| c.max_clients = 5).await;
+    let users = overloaded_fleet(&app).await;
+    let before = configs(&app, &users).await;
+    let plan = app.rebalance(true).await;
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(plan["moves"].as_array().unwrap().len(), 5);
+    assert_eq!(configs(&app, &users).await, before);
+    assert_eq!(
+        app.admin_json("/api/v1/admin/proxies/p2").await["role"],
+        "standby"
+    );
+    assert!(
+        app.admin_json("/api/v1/admin/rebalance/plans").await["plans"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_load_spike_does_not_move_anyone_in_periodic_runs() {
+    let app = spawn_app_with(|c| {
+        c.max_clients = 5;
+        c.rebalance_interval_secs = 1;
+        c.rebalance_hysteresis_secs = 3600;
+    })
+    .await;
+    let users = overloaded_fleet(&app).await;
+    let before = configs(&app, &users).await;
+    // Wait for at least two periodic runs to have looked at the spike.
+    let plans =
+        crate::helpers::eventually(Duration::from_secs(15), "two periodic runs", || async {
+            let plans = app.admin_json("/api/v1/admin/rebalance/plans").await;
+            (plans["plans"].as_array().unwrap().len() >= 2).then_some(plans)
+        })
+        .await;
+    for plan in plans["plans"].as_array().unwrap() {
+        assert_eq!(plan["trigger"], "periodic");
+        assert!(plan["moves"].as_array().unwrap().is_empty());
+    }
+    assert_eq!(configs(&app, &users).await, before);
+}
+
+#[tokio::test]
+async fn an_idle_proxy_is_drained_to_standby() {
+    let app = spawn_app_with(|c| {
+        c.max_clients = 100;
+        c.drain_after_secs = 0;
+        c.min_fallback_proxies = 1;
+    })
+    .await;
+    app.proxy("idle", 9001, &[("clients", "50")]).await;
+    let (a, token_a, _) = app.create_user("a@example.org", None).await;
+    let (b, _, _) = app.create_user("b@example.org", None).await;
+    assert_eq!(app.user_proxies(a).await, vec!["idle"]);
+    app.proxy("busy", 9002, &[("clients", "40")]).await;
+    app.proxy("idle", 9001, &[("clients", "1")]).await; // under 10% of 100
+
+    let plan = app.rebalance(false).await;
+    assert_eq!(plan["retired"][0]["proxy"], "idle");
+    assert_eq!(plan["retired"][0]["action"], "standby");
+    assert_eq!(
+        app.admin_json("/api/v1/admin/proxies/idle").await["role"],
+        "standby"
+    );
+    assert_eq!(app.user_proxies(a).await, vec!["busy"]);
+    assert_eq!(app.user_proxies(b).await, vec!["busy"]);
+    assert_eq!(
+        names_of(&app.config(&token_a).await.2["proxies"]),
+        vec!["busy"]
+    );
+    // A heartbeat does not undo the drain (the role is pinned), and the minimum holds.
+    app.proxy("idle", 9001, &[("clients", "0"), ("role", "fallback")])
+        .await;
+    assert_eq!(
+        app.admin_json("/api/v1/admin/proxies/idle").await["role"],
+        "standby"
+    );
+    app.proxy("busy", 9002, &[("clients", "0")]).await;
+    assert!(
+        app.rebalance(false).await["retired"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "never below the minimum"
+    );
+    app.assert_consistent().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_returns_as_soon_as_the_user_is_moved() {
+    let app = spawn_app_with(|c| c.max_clients = 1).await;
+    app.proxy("p1", 9001, &[("clients", "0")]).await;
+    let (_, token, _) = app.create_user("waiter@example.org", None).await;
+    app.proxy("p2", 9002, &[("capacity", "10")]).await;
+    let (_, etag, config) = app.config(&token).await;
+    assert_eq!(names_of(&config["proxies"]), vec!["p1"]);
+
+    let poll = {
+        let client = app.client.clone();
+        let url = app.url("/api/v1/config?wait=30");
+        let token = token.clone();
+        let etag = etag.unwrap();
+        tokio::spawn(async move {
+            let response = client
+                .get(url)
+                .bearer_auth(token)
+                .header("if-none-match", etag)
+                .send()
+                .await
+                .unwrap();
+            (
+                response.status(),
+                Instant::now(),
+                response.json::<Value>().await.unwrap(),
+            )
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!poll.is_finished(), "the poll waits while nothing changes");
+    app.proxy("p1", 9001, &[("clients", "2")]).await;
+    let moved_at = Instant::now();
+    let plan = app.rebalance(false).await;
+    assert_eq!(plan["moves"].as_array().unwrap().len(), 1);
+    let (status, answered_at, config) = poll.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(names_of(&config["proxies"]), vec!["p2"]);
+    let latency = answered_at.duration_since(moved_at);
+    // Woken by the move, not by the 30 s deadline.
+    assert!(
+        latency < Duration::from_secs(29),
+        "the poll ran to its deadline"
+    );
+    println!("long-poll answered {latency:?} after the rebalance request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_invitations_departures_and_rebalances_keep_the_indexes_in_agreement() {
+    let app = spawn_app_with(|c| {
+        c.max_clients = 3;
+        c.fallbacks_per_user = 2;
+        c.rebalance_cooldown_secs = 0;
+    })
+    .await;
+    for (i, name) in ["pa", "pb", "pc", "pd"].iter().enumerate() {
+        app.proxy(
+            name,
+            9000 + i as u16,
+            &[("clients", "0"), ("capacity", "3")],
+        )
+        .await;
+    }
+    let (_, host_token, _) = app.create_user("host@example.org", None).await;
+    let mut jobs = Vec::new();
+    for i in 0..24 {
+        let client = app.client.clone();
+        let base = app.url("");
+        let host_token = host_token.clone();
+        jobs.push(tokio::spawn(async move {
+            let invited = client
+                .post(format!("{base}/api/v1/invitations"))
+                .bearer_auth(&host_token)
+                .json(&json!({ "email": format!("g{i}@example.org") }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(invited.status(), StatusCode::CREATED);
+            let code = invited.json::<Value>().await.unwrap()["code"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            for _ in 0..2 {
+                let accepted = client
+                    .post(format!("{base}/api/v1/invitations/{code}/accept"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(accepted.status().is_success());
+            }
+        }));
+    }
+    for round in 0..6 {
+        let client = app.client.clone();
+        let base = app.url("");
+        jobs.push(tokio::spawn(async move {
+            let name = ["pa", "pb", "pc", "pd"][round % 4];
+            // Overload one proxy, then make another leave and come back.
+            client
+                .post(format!("{base}/register"))
+                .bearer_auth(REGISTRY_TOKEN)
+                .form(&[
+                    ("name", name),
+                    ("ip", "127.0.0.1"),
+                    ("port", "9100"),
+                    ("clients", "9"),
+                    ("capacity", "3"),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let other = ["pa", "pb", "pc", "pd"][(round + 1) % 4];
+            client
+                .post(format!("{base}/unregister"))
+                .bearer_auth(REGISTRY_TOKEN)
+                .form(&[("name", other)])
+                .send()
+                .await
+                .unwrap();
+            let rebalanced = client
+                .post(format!("{base}/api/v1/admin/rebalance?dry_run=false"))
+                .bearer_auth(crate::helpers::ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(rebalanced.status(), StatusCode::OK);
+            client
+                .post(format!("{base}/register"))
+                .bearer_auth(REGISTRY_TOKEN)
+                .form(&[
+                    ("name", other),
+                    ("ip", "127.0.0.1"),
+                    ("port", "9101"),
+                    ("clients", "0"),
+                    ("capacity", "3"),
+                ])
+                .send()
+                .await
+                .unwrap();
+        }));
+    }
+    for job in jobs {
+        job.await.unwrap();
+    }
+    // Let the queued proxy_changed tasks finish, then check.
+    crate::helpers::eventually(Duration::from_secs(15), "the queue to drain", || async {
+        let counts = app.admin_json("/api/v1/admin/queue").await;
+        (counts["ready"] == 0 && counts["leased"] == 0).then_some(())
+    })
+    .await;
+    app.assert_consistent().await;
+    let users = app.admin_json("/api/v1/admin/users?limit=500").await;
+    assert_eq!(
+        users["users"].as_array().unwrap().len(),
+        25,
+        "one user per invitation, plus the host"
+    );
+}
