@@ -13,6 +13,8 @@ use crate::registry::edge::{self, EDGE_SYNC};
 
 /// Registry history kept for the admin (older entries are dropped).
 const EVENTS_KEPT: usize = 100_000;
+/// Rebalance plans kept for the admin.
+const PLANS_KEPT: usize = 1_000;
 const UPKEEP_EVERY: Duration = Duration::from_secs(60);
 
 pub async fn run_task(state: Arc<AppState>, task: Task) -> Result<(), String> {
@@ -38,6 +40,7 @@ pub async fn upkeep(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
             state.queue.purge_done(now_ms())?;
             state.store.compact_changes(state.config.changelog_retain)?;
             state.registry.compact_events(EVENTS_KEPT)?;
+            crate::fleet::rebalance::compact_history(&state.fleet, PLANS_KEPT)?;
             Ok(())
         })
         .await;

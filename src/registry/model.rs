@@ -118,6 +118,17 @@ pub struct Proxy {
     pub over_limit_since_ms: Option<u64>,
     /// Since when the reported clients are below the low-water mark (drain of idle proxies).
     pub under_low_since_ms: Option<u64>,
+    /// When the load history last took a sample of this proxy.
+    pub load_sampled_ms: u64,
+}
+
+/// One point of a proxy's load history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadSample {
+    pub at_ms: u64,
+    pub clients: Option<u32>,
+    pub cpu: Option<f64>,
+    pub bandwidth: Option<u64>,
 }
 
 impl Proxy {

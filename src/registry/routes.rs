@@ -97,6 +97,12 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .and(warp::get())
         .and(with_state(&state))
         .and_then(one);
+    let load = admin_base
+        .clone()
+        .and(warp::path!("proxies" / String / "load"))
+        .and(warp::get())
+        .and(with_state(&state))
+        .and_then(load);
     let events = admin_base
         .clone()
         .and(warp::path!("registry" / "events"))
@@ -122,6 +128,8 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .or(list)
         .unify()
         .or(one)
+        .unify()
+        .or(load)
         .unify()
         .or(events)
         .unify()
@@ -180,6 +188,30 @@ async fn one(name: String, state: Arc<AppState>) -> Result<Route, Rejection> {
         Some(proxy) => Ok(json(StatusCode::OK, &ProxyView::from(proxy))),
         None => Err(not_found()),
     }
+}
+
+async fn load(name: String, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let not_found = || reject(Error::NotFound(format!("proxy {name}")));
+    let parsed = ProxyName::parse(&name).map_err(|_| not_found())?;
+    if state
+        .registry
+        .get(&parsed, now_ms())
+        .map_err(reject)?
+        .is_none()
+    {
+        return Err(not_found());
+    }
+    let samples: Vec<serde_json::Value> = state
+        .registry
+        .load_history(&parsed)
+        .map_err(reject)?
+        .into_iter()
+        .map(|s| serde_json::json!({ "at": s.at_ms / 1000, "clients": s.clients, "cpu": s.cpu, "bandwidth": s.bandwidth }))
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "name": name, "samples": samples }),
+    ))
 }
 
 #[derive(Serialize)]

@@ -107,6 +107,14 @@ impl Registry {
         Ok(proxy.filter(|p| p.expires_ms > now_ms))
     }
 
+    /// The proxy's load samples, oldest first.
+    pub fn load_history(&self, name: &ProxyName) -> Result<Vec<super::model::LoadSample>> {
+        Ok(self
+            .store
+            .get(TreeId::ProxyLoad, name.as_str())?
+            .unwrap_or_default())
+    }
+
     /// History, newest first: up to `limit` events older than `before` (a seq), optionally of one proxy.
     pub fn events(
         &self,

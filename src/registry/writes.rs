@@ -4,13 +4,19 @@
 use serde_json::json;
 
 use super::edge::EDGE_SYNC;
-use super::model::{Proxy, ProxyEvent, ProxyEventKind, ProxyName, Registration, RemovalReason};
+use super::model::{
+    LoadSample, Proxy, ProxyEvent, ProxyEventKind, ProxyName, Registration, RemovalReason,
+};
 use crate::queue::{NewTask, Queue};
 use crate::store::codec::u64_key;
 use crate::store::{ChangeKind, TreeId, Tx, TxResult};
 
 /// Meta counter bumped whenever the set of (name, ip, port) changes.
 pub const EDGE_VERSION: &str = "edge.version";
+/// One load sample per proxy per 30 s, 120 kept: an hour for charts.
+const SAMPLE_EVERY_MS: u64 = 30_000;
+pub const SAMPLES_KEPT: usize = 120;
+
 /// Meta counter numbering the registry history.
 const EVENT_SEQ: &str = "registry.event_seq";
 
@@ -53,8 +59,13 @@ impl Writer {
                 role_pinned: pinned.is_some(),
                 over_limit_since_ms: None,
                 under_low_since_ms: None,
+                load_sampled_ms: previous.as_ref().map_or(0, |p| p.load_sampled_ms),
             };
             self.track_load(&mut proxy, previous.as_ref(), *now_ms);
+            if now_ms.saturating_sub(proxy.load_sampled_ms) >= SAMPLE_EVERY_MS {
+                sample_load(tx, &proxy, *now_ms)?;
+                proxy.load_sampled_ms = *now_ms;
+            }
             tx.put(TreeId::Proxies, reg.name.as_str(), &proxy)?;
             let event = match &previous {
                 None => Some(ProxyEventKind::Registered),
@@ -90,6 +101,7 @@ impl Writer {
     ) -> TxResult<()> {
         let name = proxy.name.as_str();
         tx.remove(TreeId::Proxies, name)?;
+        tx.remove(TreeId::ProxyLoad, name)?;
         tx.log(
             now_ms,
             ChangeKind::ProxyRemoved {
@@ -150,6 +162,22 @@ impl Writer {
         self.queue.enqueue_in(tx, &task, now_ms)?;
         Ok(())
     }
+}
+
+fn sample_load(tx: &Tx, proxy: &Proxy, now_ms: u64) -> TxResult<()> {
+    let mut samples: Vec<LoadSample> = tx
+        .get(TreeId::ProxyLoad, proxy.name.as_str())?
+        .unwrap_or_default();
+    if samples.len() >= SAMPLES_KEPT {
+        samples.drain(..=samples.len() - SAMPLES_KEPT);
+    }
+    samples.push(LoadSample {
+        at_ms: now_ms,
+        clients: proxy.load.clients,
+        cpu: proxy.load.cpu,
+        bandwidth: proxy.load.bandwidth,
+    });
+    tx.put(TreeId::ProxyLoad, proxy.name.as_str(), &samples)
 }
 
 fn record_event(tx: &Tx, at_ms: u64, proxy: &Proxy, kind: ProxyEventKind) -> TxResult<()> {

@@ -33,6 +33,8 @@ pub enum TreeId {
     Changes,
     /// Registered proxies: name -> `Proxy`.
     Proxies,
+    /// Load history: proxy name -> `Vec<LoadSample>` (oldest first, bounded).
+    ProxyLoad,
     /// Why proxies came and went: event seq (u64 BE) -> `ProxyEvent`.
     ProxyEvents,
     /// Durable task queue: id (u64 BE) -> `Task`.
@@ -64,10 +66,11 @@ pub enum TreeId {
 }
 
 impl TreeId {
-    const ALL: [TreeId; 17] = [
+    const ALL: [TreeId; 18] = [
         TreeId::Meta,
         TreeId::Changes,
         TreeId::Proxies,
+        TreeId::ProxyLoad,
         TreeId::ProxyEvents,
         TreeId::Tasks,
         TreeId::TaskKeys,
@@ -89,6 +92,7 @@ impl TreeId {
             TreeId::Meta => "meta",
             TreeId::Changes => "changes",
             TreeId::Proxies => "proxies",
+            TreeId::ProxyLoad => "proxy_load",
             TreeId::ProxyEvents => "proxy_events",
             TreeId::Tasks => "tasks",
             TreeId::TaskKeys => "task_keys",

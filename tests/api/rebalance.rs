@@ -335,3 +335,50 @@ async fn concurrent_invitations_departures_and_rebalances_keep_the_indexes_in_ag
         "one user per invitation, plus the host"
     );
 }
+
+#[tokio::test]
+async fn without_any_room_the_provisioning_hook_runs_once() {
+    let marker = tempfile::tempdir().unwrap();
+    let log = marker.path().join("provisioned");
+    let command = format!("echo \"$PROXYFLEET_REASON\" >> {}", log.display());
+    let app = spawn_app_with(|c| {
+        c.max_clients = 5;
+        c.provision_command = Some(command);
+    })
+    .await;
+    app.proxy("p1", 9001, &[("clients", "0")]).await;
+    for i in 0..7 {
+        app.create_user(&format!("u{i}@example.org"), None).await;
+    }
+    app.proxy("p1", 9001, &[("clients", "7")]).await;
+    let plan = app.rebalance(false).await;
+    assert!(plan["moves"].as_array().unwrap().is_empty());
+    assert_eq!(plan["unplaced"], 2);
+    assert!(plan["provisioned"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("p1"));
+    let written =
+        crate::helpers::eventually(Duration::from_secs(10), "the hook to run", || async {
+            std::fs::read_to_string(&log).ok()
+        })
+        .await;
+    assert!(
+        written.contains("p1 carries 2 clients over its limit of 5"),
+        "{written}"
+    );
+    // While we wait for the new proxy, the next run does not ask again.
+    assert!(app.rebalance(false).await["provisioned"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    // It registers itself; the run after that moves users onto it.
+    app.proxy("fresh", 9003, &[("clients", "0")]).await;
+    assert_eq!(
+        app.rebalance(false).await["moves"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}

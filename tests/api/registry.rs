@@ -53,6 +53,10 @@ async fn register_heartbeat_and_unregister() {
     assert!(beat["expires_at"].as_u64().unwrap() > first_expiry);
     let proxy = app.admin_json("/api/v1/admin/proxies/fl1").await;
     assert_eq!(proxy["clients"], 25);
+    // The load history samples every 30 s: the heartbeat a second later adds no point.
+    let load = app.admin_json("/api/v1/admin/proxies/fl1/load").await;
+    assert_eq!(load["samples"].as_array().unwrap().len(), 1);
+    assert_eq!(load["samples"][0]["clients"], 10);
     assert_eq!(proxy["registered_at"].as_u64(), Some(first_expiry - 300));
     assert_eq!(app.proxy_names().await, vec!["fl1"]);
 

@@ -15,7 +15,6 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::Result;
 use crate::fleet::Fleet;
-use crate::store::codec::u64_key;
 use crate::store::TreeId;
 use plan::{Plan, Rules, Trigger};
 
@@ -95,8 +94,20 @@ pub fn history(fleet: &Fleet, limit: usize) -> Result<Vec<Plan>> {
         .collect()
 }
 
-pub fn plan_by_id(fleet: &Fleet, id: u64) -> Result<Option<Plan>> {
-    fleet.store.get(TreeId::Plans, u64_key(id))
+/// Drops the oldest plans beyond `keep`.
+pub fn compact_history(fleet: &Fleet, keep: usize) -> Result<usize> {
+    let old: Vec<sled::IVec> = fleet
+        .store
+        .scan_rev::<Plan>(TreeId::Plans, None)
+        .skip(keep)
+        .map(|item| item.map(|(key, _)| key))
+        .collect::<Result<_>>()?;
+    for key in &old {
+        fleet
+            .store
+            .transaction(|tx| tx.remove(TreeId::Plans, key))?;
+    }
+    Ok(old.len())
 }
 
 /// Periodic runs.

@@ -2,7 +2,8 @@
 //! matter, decide which users move where, which standby proxies are promoted, whether a new
 //! proxy must be provisioned, and which idle proxies are drained, each with its reason.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -113,12 +114,13 @@ pub struct Plan {
     pub unplaced: u64,
 }
 
-/// Working state while planning: loads include the moves planned so far.
+/// Working state while planning: loads include the moves planned so far, and the proxies
+/// users may be moved to are kept ranked by headroom, so picking a target is O(log n).
 struct Board {
     load: HashMap<String, u64>,
     limit: HashMap<String, u32>,
-    /// Proxies users may be moved to (fallback role, plus promotions).
-    targets: Vec<String>,
+    /// Targets (fallback role, plus promotions) as (headroom, name), best last.
+    ranked: BTreeSet<(i64, Reverse<String>)>,
     standby: Vec<String>,
 }
 
@@ -127,26 +129,52 @@ impl Board {
         i64::from(*self.limit.get(name).unwrap_or(&0)) - *self.load.get(name).unwrap_or(&0) as i64
     }
 
-    /// The target with the most headroom (> 0) not in `avoid`.
+    fn targets(&self) -> usize {
+        self.ranked.len()
+    }
+
+    fn is_target(&self, name: &str) -> bool {
+        self.ranked
+            .contains(&(self.headroom(name), Reverse(name.to_string())))
+    }
+
+    fn add_target(&mut self, name: &str) {
+        self.ranked
+            .insert((self.headroom(name), Reverse(name.to_string())));
+    }
+
+    fn remove_target(&mut self, name: &str) {
+        self.ranked
+            .remove(&(self.headroom(name), Reverse(name.to_string())));
+    }
+
+    /// The target with the most headroom (> 0) not in `avoid` (ties: the smaller name).
     fn best_target(&self, avoid: &[String]) -> Option<String> {
-        self.targets
+        self.ranked
             .iter()
-            .filter(|t| !avoid.contains(t) && self.headroom(t) > 0)
-            .max_by(|a, b| {
-                self.headroom(a)
-                    .cmp(&self.headroom(b))
-                    .then_with(|| b.cmp(a))
-            })
-            .cloned()
+            .rev()
+            .take_while(|(headroom, _)| *headroom > 0)
+            .find(|(_, Reverse(name))| !avoid.contains(name))
+            .map(|(_, Reverse(name))| name.clone())
+    }
+
+    fn change_load(&mut self, name: &str, delta: i64) {
+        let ranked = self.is_target(name);
+        if ranked {
+            self.remove_target(name);
+        }
+        let load = self.load.entry(name.to_string()).or_default();
+        *load = load.saturating_add_signed(delta);
+        if ranked {
+            self.add_target(name);
+        }
     }
 
     fn shift(&mut self, from: Option<&str>, to: &str) {
         if let Some(from) = from {
-            if let Some(load) = self.load.get_mut(from) {
-                *load = load.saturating_sub(1);
-            }
+            self.change_load(from, -1);
         }
-        *self.load.entry(to.to_string()).or_default() += 1;
+        self.change_load(to, 1);
     }
 }
 
@@ -186,14 +214,12 @@ pub fn plan(
             .iter()
             .map(|p| (p.name.clone(), p.limit))
             .collect(),
-        targets: snapshot
-            .proxies
-            .iter()
-            .filter(|p| p.role == Role::Fallback)
-            .map(|p| p.name.clone())
-            .collect(),
+        ranked: BTreeSet::new(),
         standby: standby.iter().map(|p| p.name.clone()).collect(),
     };
+    for proxy in snapshot.proxies.iter().filter(|p| p.role == Role::Fallback) {
+        board.add_target(&proxy.name);
+    }
     let mut moved: HashSet<u64> = HashSet::new();
 
     relieve_overloaded(
@@ -222,7 +248,7 @@ fn find_room(
             proxy: promoted.clone(),
             reason: format!("no fallback proxy had headroom ({why})"),
         });
-        board.targets.push(promoted.clone());
+        board.add_target(&promoted);
         if board.headroom(&promoted) > 0 && !avoid.contains(&promoted) {
             return Some(promoted);
         }
@@ -372,7 +398,7 @@ fn drain_idle(
     idle.sort_by(|a, b| a.load().cmp(&b.load()).then_with(|| a.name.cmp(&b.name)));
     let mut drained: Vec<String> = Vec::new();
     for proxy in idle {
-        if board.targets.len() <= rules.min_fallback_proxies {
+        if board.targets() <= rules.min_fallback_proxies {
             break;
         }
         let users: Vec<&UserState> = snapshot
@@ -384,7 +410,7 @@ fn drain_idle(
             continue;
         }
         // Tentatively take the proxy out; put it back if its users do not all fit.
-        board.targets.retain(|t| t != &proxy.name);
+        board.remove_target(&proxy.name);
         let mut tentative = Vec::new();
         let mut fits = true;
         for user in &users {
@@ -405,7 +431,7 @@ fn drain_idle(
             for (_, to) in &tentative {
                 board.shift(Some(to), &proxy.name);
             }
-            board.targets.push(proxy.name.clone());
+            board.add_target(&proxy.name);
             continue;
         }
         let reason = format!(

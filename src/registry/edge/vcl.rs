@@ -111,6 +111,7 @@ mod tests {
             role_pinned: false,
             over_limit_since_ms: None,
             under_low_since_ms: None,
+            load_sampled_ms: 0,
         }
     }
 
