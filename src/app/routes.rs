@@ -14,14 +14,16 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(warp::reply::Response,)> {
     let health = warp::path!("healthz")
         .and(warp::get())
         .map(|| json(StatusCode::OK, &serde_json::json!({ "status": "ok" })));
-    health
+    // The hot paths (config reads, heartbeats) come first: warp tries routes in order.
+    distribution::routes::routes(state.clone())
+        .boxed()
         .or(registry::routes::routes(state.clone()).boxed())
+        .unify()
+        .or(health)
         .unify()
         .or(queue::routes::routes(state.clone()).boxed())
         .unify()
-        .or(fleet::routes::routes(state.clone()).boxed())
-        .unify()
-        .or(distribution::routes::routes(state).boxed())
+        .or(fleet::routes::routes(state).boxed())
         .unify()
         .recover(recover)
         .unify()
