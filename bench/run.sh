@@ -94,9 +94,10 @@ read and one registry read per proxy, rendered and hashed for its ETag.
 
 ## Rebalance planning
 
-\`bench-plan 1000000 10000 10\`: 1,000,000 users on 10,000 proxies (limit 100 each, 100 users
-each), 10% of the proxies reporting 150 clients; every user is in the snapshot. Pure planning,
-after the snapshot is built in memory.
+\`bench-plan 1000000 10000 10\`: 1,000,000 users on 10,000 proxies (limit 200 each, 100 users
+each), 10% of the proxies reporting 250 clients (50 over: 50,000 moves); every user is in the
+snapshot. Pure planning, after the snapshot is built in memory (reading it from sled is not in
+this figure). Targets: under 5 s and under 2 GB.
 
 $plan_line
 MD
