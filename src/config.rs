@@ -117,6 +117,15 @@ pub struct Config {
     pub config_poll_secs: u64,
     /// Longest `?wait=` of a config long-poll.
     pub config_wait_max_secs: u64,
+    /// Free proxies in each client's subset.
+    pub free_subset_k: usize,
+    /// Pro proxies in each pro client's config.
+    pub pro_subset_k: usize,
+    /// When set, clients of one /16 network within a window of this many seconds share a free
+    /// subset (so mass sign-ups from one network learn little).
+    pub subset_network_window_secs: Option<u64>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,6 +179,10 @@ impl Default for Config {
             rebalance_seed: None,
             config_poll_secs: 300,
             config_wait_max_secs: 60,
+            free_subset_k: 3,
+            pro_subset_k: 3,
+            subset_network_window_secs: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -19,7 +19,9 @@ pub use state::{AppState, Tokens};
 pub use tokens::NewTokens;
 
 use crate::config::Config;
+use crate::distribution::keys::Keys;
 use crate::distribution::notify::ConfigNotifier;
+use crate::distribution::{Distribution, DistributionSettings};
 use crate::error::{Error, Result};
 use crate::fleet::rebalance::{self, RebalanceSettings};
 use crate::fleet::{Fleet, FleetSettings};
@@ -91,6 +93,17 @@ impl Application {
             FleetSettings::from_config(&config),
         );
         let rebalance = RebalanceSettings::from_config(&config);
+        let distribution = Distribution::new(
+            Keys::load_or_create(&store).await?,
+            DistributionSettings {
+                free_k: config.free_subset_k,
+                pro_k: config.pro_subset_k,
+                network_window_secs: config.subset_network_window_secs,
+                poll_after_secs: config.config_poll_secs,
+            },
+            store.clone(),
+            registry.clone(),
+        );
         let state = Arc::new(AppState {
             config,
             store,
@@ -100,6 +113,7 @@ impl Application {
             edge,
             fleet,
             rebalance,
+            distribution,
         });
 
         let (stop, _) = watch::channel(false);

@@ -1,6 +1,7 @@
 //! What every handler and background job shares.
 
 use crate::config::Config;
+use crate::distribution::Distribution;
 use crate::fleet::rebalance::RebalanceSettings;
 use crate::fleet::Fleet;
 use crate::http::TokenHash;
@@ -23,4 +24,5 @@ pub struct AppState {
     pub edge: EdgeSettings,
     pub fleet: Fleet,
     pub rebalance: RebalanceSettings,
+    pub distribution: Distribution,
 }

@@ -1,12 +1,16 @@
-//! Building a user's client config (pure apart from reading the registry): the user's proxies
-//! that are live right now, so a proxy that left is simply absent, and an ETag over the body.
+//! Building a client's config: pro proxies first (for pro users), then the user's fallback
+//! proxies, then a stable subset of k free proxies. Only live proxies are listed, so one that
+//! left is simply absent. Pure apart from the registry view it is given.
+
+use std::collections::HashMap;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::subset::{pick, Secret};
 use crate::error::Result;
 use crate::fleet::model::User;
-use crate::registry::{ProxyName, Registry, Role};
+use crate::registry::{Proxy, ProxyName, Registry, Role};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ProxyEntry {
@@ -18,14 +22,134 @@ pub struct ProxyEntry {
     pub city: Option<String>,
 }
 
+impl From<&Proxy> for ProxyEntry {
+    fn from(proxy: &Proxy) -> Self {
+        ProxyEntry {
+            name: proxy.name.to_string(),
+            ip: proxy.ip.to_string(),
+            port: proxy.port,
+            role: proxy.role,
+            country: proxy.location.country.clone(),
+            city: proxy.location.city.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ClientConfig {
+    /// Changes whenever the proxy list changes (a 48-bit digest of it).
     pub version: u64,
     pub proxies: Vec<ProxyEntry>,
     pub poll_after_secs: u64,
 }
 
-/// The user's proxies that are live now, in the user's order (newest last).
+/// The live fleet as the config server sees it: by name, and the free and pro names.
+pub struct FleetView {
+    pub by_name: HashMap<String, Proxy>,
+    pub free: Vec<String>,
+    pub pro: Vec<String>,
+}
+
+impl FleetView {
+    pub fn new(proxies: Vec<Proxy>) -> FleetView {
+        let names = |role: Role| -> Vec<String> {
+            let mut names: Vec<String> = proxies
+                .iter()
+                .filter(|p| p.role == role)
+                .map(|p| p.name.to_string())
+                .collect();
+            names.sort();
+            names
+        };
+        let (free, pro) = (names(Role::Free), names(Role::Pro));
+        FleetView {
+            by_name: proxies
+                .into_iter()
+                .map(|p| (p.name.to_string(), p))
+                .collect(),
+            free,
+            pro,
+        }
+    }
+
+    fn live(&self, name: &str, now_ms: u64) -> Option<&Proxy> {
+        self.by_name.get(name).filter(|p| p.expires_ms > now_ms)
+    }
+}
+
+/// What decides a config besides the user.
+pub struct Rules<'a> {
+    pub secret: &'a Secret,
+    pub free_k: usize,
+    pub pro_k: usize,
+    /// The key of the free subset: the user, or a network and time window.
+    pub subset_key: &'a str,
+    pub poll_after_secs: u64,
+}
+
+pub fn build(view: &FleetView, user: &User, rules: &Rules, now_ms: u64) -> ClientConfig {
+    let pro = user.pro_until_ms.is_some_and(|until| until > now_ms);
+    let live_pro: Vec<String>;
+    let pro_picks: Vec<&String> = if pro {
+        live_pro = view
+            .pro
+            .iter()
+            .filter(|n| view.live(n, now_ms).is_some())
+            .cloned()
+            .collect();
+        pick(
+            rules.secret,
+            &format!("pro:{}", user.id),
+            &live_pro,
+            rules.pro_k,
+        )
+    } else {
+        Vec::new()
+    };
+    let live_free: Vec<String> = view
+        .free
+        .iter()
+        .filter(|n| view.live(n, now_ms).is_some())
+        .cloned()
+        .collect();
+    let free_picks = pick(rules.secret, rules.subset_key, &live_free, rules.free_k);
+    let mut ordered: Vec<String> = Vec::new();
+    for name in pro_picks
+        .into_iter()
+        .chain(user.proxies.iter())
+        .chain(free_picks)
+    {
+        if !ordered.contains(name) && view.live(name, now_ms).is_some() {
+            ordered.push(name.clone());
+        }
+    }
+    let proxies: Vec<ProxyEntry> = ordered
+        .iter()
+        .filter_map(|n| view.live(n, now_ms))
+        .map(ProxyEntry::from)
+        .collect();
+    ClientConfig {
+        version: list_version(&proxies),
+        proxies,
+        poll_after_secs: rules.poll_after_secs,
+    }
+}
+
+fn list_version(proxies: &[ProxyEntry]) -> u64 {
+    let mut hasher = Sha256::new();
+    for p in proxies {
+        hasher.update(p.name.as_bytes());
+        hasher.update([0]);
+        hasher.update(p.ip.as_bytes());
+        hasher.update(p.port.to_be_bytes());
+    }
+    let digest = hasher.finalize();
+    let mut bytes = [0u8; 8];
+    bytes[2..].copy_from_slice(&digest[..6]);
+    u64::from_be_bytes(bytes)
+}
+
+/// The user's fallback proxies that are live now (for admin views).
 pub fn proxy_entries(registry: &Registry, user: &User, now_ms: u64) -> Result<Vec<ProxyEntry>> {
     let mut entries = Vec::with_capacity(user.proxies.len());
     for name in &user.proxies {
@@ -33,30 +157,10 @@ pub fn proxy_entries(registry: &Registry, user: &User, now_ms: u64) -> Result<Ve
             continue;
         };
         if let Some(proxy) = registry.get(&name, now_ms)? {
-            entries.push(ProxyEntry {
-                name: proxy.name.to_string(),
-                ip: proxy.ip.to_string(),
-                port: proxy.port,
-                role: proxy.role,
-                country: proxy.location.country,
-                city: proxy.location.city,
-            });
+            entries.push(ProxyEntry::from(&proxy));
         }
     }
     Ok(entries)
-}
-
-pub fn build(
-    registry: &Registry,
-    user: &User,
-    poll_after_secs: u64,
-    now_ms: u64,
-) -> Result<ClientConfig> {
-    Ok(ClientConfig {
-        version: user.config_version,
-        proxies: proxy_entries(registry, user, now_ms)?,
-        poll_after_secs,
-    })
 }
 
 /// The body as sent and its strong ETag.
@@ -67,12 +171,15 @@ pub fn render(config: &ClientConfig) -> (Vec<u8>, String) {
     (body, etag)
 }
 
-/// Does an `If-None-Match` header value match `etag` (a list, or `*`)?
+/// Does an `If-None-Match` header value match `etag` (a list, or `*`)? A tag of the gzip
+/// variant (`"...-gz"`) matches its plain tag: both name the same config.
 pub fn matches(if_none_match: &str, etag: &str) -> bool {
+    let plain = |tag: &str| tag.trim().trim_start_matches("W/").replace("-gz\"", "\"");
+    let wanted = plain(etag);
     if_none_match
         .split(',')
-        .map(|tag| tag.trim().trim_start_matches("W/"))
-        .any(|tag| tag == "*" || tag == etag)
+        .map(plain)
+        .any(|tag| tag == "*" || tag == wanted)
 }
 
 #[cfg(test)]
@@ -96,6 +203,11 @@ mod tests {
         assert_eq!(render(&a).1, ta);
         assert!(matches(&ta, &ta));
         assert!(matches(&format!("\"x\", W/{ta}"), &ta));
+        let bare = ta.trim_matches('"');
+        assert!(
+            matches(&format!("\"{bare}-gz\""), &ta),
+            "the gzip variant names the same config"
+        );
         assert!(matches("*", &ta));
         assert!(!matches("\"x\"", &ta));
     }

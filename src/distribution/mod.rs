@@ -1,6 +1,112 @@
-//! The config server: what each client is told to use. This part serves the user's fallback
-//! proxies (the fleet's assignment); free subsets, the pro merge and signing build on it.
+//! The config server: what each client is told to use. Pro proxies first for pro users, the
+//! user's fallback proxies, and a stable rendezvous subset of the free proxies; signed with
+//! Ed25519, cacheable (ETag), compressed, long-pollable.
 
 pub mod config;
+pub mod keys;
 pub mod notify;
 pub mod routes;
+pub mod subset;
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::error::Result;
+use crate::fleet::model::User;
+use crate::registry::Registry;
+use crate::store::{Store, TreeId};
+use config::{ClientConfig, FleetView, Rules};
+use keys::Keys;
+
+/// The live fleet is re-read at most this often (and at once when the set changes).
+const VIEW_MAX_AGE: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone)]
+pub struct DistributionSettings {
+    pub free_k: usize,
+    pub pro_k: usize,
+    /// When set, clients of one /16 (IPv6: /32) within one window share a free subset.
+    pub network_window_secs: Option<u64>,
+    pub poll_after_secs: u64,
+}
+
+pub struct Distribution {
+    pub keys: Keys,
+    pub settings: DistributionSettings,
+    store: Store,
+    registry: Registry,
+    view: Mutex<Option<(u64, Instant, Arc<FleetView>)>>,
+}
+
+impl Distribution {
+    pub fn new(
+        keys: Keys,
+        settings: DistributionSettings,
+        store: Store,
+        registry: Registry,
+    ) -> Distribution {
+        Distribution {
+            keys,
+            settings,
+            store,
+            registry,
+            view: Mutex::new(None),
+        }
+    }
+
+    /// The live fleet, cached for a second unless the routable set changed meanwhile.
+    pub fn view(&self, now_ms: u64) -> Result<Arc<FleetView>> {
+        let version: u64 = self
+            .store
+            .get(TreeId::Meta, crate::registry::writes::EDGE_VERSION)?
+            .unwrap_or(0);
+        let mut cached = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((seen, at, view)) = cached.as_ref() {
+            if *seen == version && at.elapsed() < VIEW_MAX_AGE {
+                return Ok(view.clone());
+            }
+        }
+        let view = Arc::new(FleetView::new(self.registry.list(now_ms)?));
+        *cached = Some((version, Instant::now(), view.clone()));
+        Ok(view)
+    }
+
+    /// The key of a user's free subset: the user, or the client's network and time window.
+    pub fn subset_key(&self, user: &User, client: Option<IpAddr>, now_ms: u64) -> String {
+        match (self.settings.network_window_secs, client) {
+            (Some(window), Some(ip)) if window > 0 => {
+                let slot = now_ms / 1000 / window;
+                match ip {
+                    IpAddr::V4(v4) => {
+                        let [a, b, _, _] = v4.octets();
+                        format!("net4:{a}.{b}:{slot}")
+                    }
+                    IpAddr::V6(v6) => {
+                        let s = v6.segments();
+                        format!("net6:{:x}:{:x}:{slot}", s[0], s[1])
+                    }
+                }
+            }
+            _ => format!("user:{}", user.id),
+        }
+    }
+
+    pub fn config_for(
+        &self,
+        user: &User,
+        client: Option<IpAddr>,
+        now_ms: u64,
+    ) -> Result<ClientConfig> {
+        let view = self.view(now_ms)?;
+        let key = self.subset_key(user, client, now_ms);
+        let rules = Rules {
+            secret: &self.keys.rendezvous,
+            free_k: self.settings.free_k,
+            pro_k: self.settings.pro_k,
+            subset_key: &key,
+            poll_after_secs: self.settings.poll_after_secs,
+        };
+        Ok(config::build(&view, user, &rules, now_ms))
+    }
+}

@@ -1,45 +1,105 @@
-//! `GET /api/v1/config`: the user's config with ETag / If-None-Match (304), and `?wait=SECS`
-//! to hold the request until the config changes (long-poll).
+//! `GET /api/v1/config`: the user's signed config with ETag / If-None-Match (304), gzip when
+//! accepted, and `?wait=SECS` to hold the request until the config changes (long-poll).
+//! `GET /api/v1/config/pubkey`: the key that verifies the signatures.
+//! `GET /api/v1/admin/distribution/exposure`: what the subset size costs in exposure.
 
+use std::io::Write;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use serde::Deserialize;
 use warp::http::{header, Response, StatusCode};
 use warp::{Filter, Rejection};
 
-use super::config::{build, matches, render};
+use super::config::{matches, render};
+use super::subset::accounts_to_learn;
 use crate::app::AppState;
 use crate::clock::now_ms;
+use crate::error::Error;
 use crate::fleet::model::User;
-use crate::http::{reject, user, with_state};
+use crate::http::client_ip::client_ip;
+use crate::http::{admin, json, reject, user, with_state};
+
+/// Header carrying the base64 Ed25519 signature of the (uncompressed) body.
+pub const SIGNATURE_HEADER: &str = "x-proxyfleet-signature";
 
 #[derive(Deserialize)]
 struct ConfigQuery {
     wait: Option<u64>,
 }
 
-pub fn routes(
-    state: Arc<AppState>,
-) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
-    warp::path!("api" / "v1" / "config")
+#[derive(Deserialize)]
+struct ExposureQuery {
+    trials: Option<usize>,
+}
+
+type Route = warp::reply::Response;
+
+pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = Rejection> + Clone {
+    let trusted = Arc::new(state.config.trusted_proxies.clone());
+    let config = warp::path!("api" / "v1" / "config")
         .and(warp::get())
         .and(user(&state))
         .and(warp::query::<ConfigQuery>())
         .and(warp::header::optional::<String>("if-none-match"))
+        .and(warp::header::optional::<String>("accept-encoding"))
+        .and(client_ip(trusted))
         .and(with_state(&state))
-        .and_then(get_config)
+        .and_then(get_config);
+    let pubkey = warp::path!("api" / "v1" / "config" / "pubkey")
+        .and(warp::get())
+        .and(with_state(&state))
+        .map(|state: Arc<AppState>| {
+            json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "algorithm": "ed25519",
+                    "public_key": state.distribution.keys.public_key(),
+                    "signature_header": SIGNATURE_HEADER,
+                }),
+            )
+        });
+    let exposure = warp::path!("api" / "v1" / "admin" / "distribution" / "exposure")
+        .and(warp::get())
+        .and(admin(&state))
+        .and(warp::query::<ExposureQuery>())
+        .and(with_state(&state))
+        .and_then(exposure);
+    config.or(pubkey).unify().or(exposure).unify()
+}
+
+struct Rendered {
+    body: Vec<u8>,
+    etag: String,
+}
+
+fn render_for(
+    state: &AppState,
+    user: &User,
+    client: Option<IpAddr>,
+) -> Result<Rendered, Rejection> {
+    let config = state
+        .distribution
+        .config_for(user, client, now_ms())
+        .map_err(reject)?;
+    let (body, etag) = render(&config);
+    Ok(Rendered { body, etag })
 }
 
 async fn get_config(
     user: User,
     query: ConfigQuery,
     if_none_match: Option<String>,
+    accept_encoding: Option<String>,
+    client: Option<IpAddr>,
     state: Arc<AppState>,
-) -> Result<warp::reply::Response, Rejection> {
-    let poll = state.config.config_poll_secs;
-    let (mut body, mut etag) =
-        render(&build(&state.registry, &user, poll, now_ms()).map_err(reject)?);
+) -> Result<Route, Rejection> {
+    let mut rendered = render_for(&state, &user, client)?;
     let wait = Duration::from_secs(
         query
             .wait
@@ -48,10 +108,12 @@ async fn get_config(
     );
     if !wait.is_zero() {
         // Hold until the config differs from what the client has (or had when it asked).
-        let known = if_none_match.clone().unwrap_or_else(|| etag.clone());
+        let known = if_none_match
+            .clone()
+            .unwrap_or_else(|| rendered.etag.clone());
         let deadline = tokio::time::Instant::now() + wait;
         let bell = state.fleet.notifier.bell(user.id);
-        while matches(&known, &etag) {
+        while matches(&known, &rendered.etag) {
             let notified = bell.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
@@ -61,9 +123,8 @@ async fn get_config(
                 .user(user.id)
                 .map_err(reject)?
                 .unwrap_or_else(|| user.clone());
-            (body, etag) =
-                render(&build(&state.registry, &current, poll, now_ms()).map_err(reject)?);
-            if !matches(&known, &etag) {
+            rendered = render_for(&state, &current, client)?;
+            if !matches(&known, &rendered.etag) {
                 break;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -72,21 +133,101 @@ async fn get_config(
         }
         state.fleet.notifier.release(user.id, bell);
     }
-    let unchanged = if_none_match
-        .as_deref()
-        .is_some_and(|inm| matches(inm, &etag));
+    let gzip = accept_encoding.is_some_and(|ae| accepts_gzip(&ae));
+    let etag = if gzip {
+        gzip_tag(&rendered.etag)
+    } else {
+        rendered.etag.clone()
+    };
     let builder = Response::builder()
         .header(header::ETAG, &etag)
-        .header(header::CACHE_CONTROL, "private, no-cache");
-    let response = if unchanged {
-        builder.status(StatusCode::NOT_MODIFIED).body(Vec::new())
+        .header(header::CACHE_CONTROL, "private, max-age=0, must-revalidate")
+        .header(header::VARY, "Accept-Encoding, Authorization");
+    if if_none_match
+        .as_deref()
+        .is_some_and(|inm| matches(inm, &rendered.etag))
+    {
+        return builder
+            .status(StatusCode::NOT_MODIFIED)
+            .body(warp::hyper::Body::empty())
+            .map_err(|e| reject(Error::internal(e)));
+    }
+    let signature = state.distribution.keys.sign(&rendered.body);
+    let builder = builder
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(SIGNATURE_HEADER, signature);
+    let response = if gzip {
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+        encoder
+            .write_all(&rendered.body)
+            .and_then(|_| encoder.finish())
+            .map_err(|e| reject(Error::internal(e)))
+            .and_then(|compressed| {
+                builder
+                    .header(header::CONTENT_ENCODING, "gzip")
+                    .body(warp::hyper::Body::from(compressed))
+                    .map_err(|e| reject(Error::internal(e)))
+            })?
     } else {
         builder
-            .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(body)
+            .body(warp::hyper::Body::from(rendered.body))
+            .map_err(|e| reject(Error::internal(e)))?
     };
-    response
-        .map(|r| r.map(warp::hyper::Body::from))
-        .map_err(|e| reject(crate::error::Error::internal(e)))
+    Ok(response)
+}
+
+/// `"abc"` -> `"abc-gz"`: the gzip variant's tag (`matches` treats both as one config).
+fn gzip_tag(etag: &str) -> String {
+    format!("\"{}-gz\"", etag.trim_matches('"'))
+}
+
+fn accepts_gzip(accept_encoding: &str) -> bool {
+    accept_encoding.split(',').any(|coding| {
+        let mut parts = coding.split(';');
+        let name = parts.next().unwrap_or_default().trim();
+        let refused = parts.any(|p| p.trim().replace(' ', "") == "q=0");
+        (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+    })
+}
+
+async fn exposure(query: ExposureQuery, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let now = now_ms();
+    let view = state.distribution.view(now).map_err(reject)?;
+    let free: Vec<String> = view
+        .free
+        .iter()
+        .filter(|n| view.by_name.get(*n).is_some_and(|p| p.expires_ms > now))
+        .cloned()
+        .collect();
+    let k = state.distribution.settings.free_k;
+    let trials = query.trials.unwrap_or(20).clamp(1, 200);
+    let report = tokio::task::spawn_blocking(move || {
+        let mut rng = StdRng::from_entropy();
+        let half = accounts_to_learn(&free, k, 0.5, trials, 1_000_000, &mut rng);
+        let most = accounts_to_learn(&free, k, 0.9, trials, 1_000_000, &mut rng);
+        serde_json::json!({
+            "free_proxies": free.len(),
+            "k": k,
+            "trials": trials,
+            "accounts_for_50_percent": half,
+            "accounts_for_90_percent": most,
+        })
+    })
+    .await
+    .map_err(|e| reject(Error::internal(e)))?;
+    Ok(json(StatusCode::OK, &report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::accepts_gzip;
+
+    #[test]
+    fn reads_accept_encoding() {
+        assert!(accepts_gzip("gzip, deflate, br"));
+        assert!(accepts_gzip("br;q=1.0, GZIP;q=0.5"));
+        assert!(!accepts_gzip("gzip;q=0"));
+        assert!(!accepts_gzip("identity"));
+    }
 }

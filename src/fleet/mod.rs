@@ -124,6 +124,8 @@ impl Fleet {
             self.store.durable().await?;
             self.notifier.notify(chunk);
         }
+        // Free subsets of any user may have shown it too.
+        self.notifier.notify_all();
         Ok(())
     }
 

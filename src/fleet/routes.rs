@@ -39,6 +39,12 @@ struct SetProxies {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GiftPro {
+    days: u64,
+}
+
+#[derive(Deserialize)]
 struct ListQuery {
     limit: Option<usize>,
     after: Option<u64>,
@@ -188,6 +194,20 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
                 Ok::<_, Rejection>(json(StatusCode::OK, &UserSummary::from(&user)))
             },
         );
+    let gift = admin_base
+        .clone()
+        .and(warp::path!("users" / u64 / "pro"))
+        .and(warp::post())
+        .and(json_body::<GiftPro>(limit))
+        .and(with_state(&state))
+        .and_then(|id: u64, body: GiftPro, state: Arc<AppState>| async move {
+            let user = state
+                .fleet
+                .gift_pro(id, body.days, now_ms())
+                .await
+                .map_err(reject)?;
+            Ok::<_, Rejection>(json(StatusCode::OK, &UserSummary::from(&user)))
+        });
     let check = admin_base
         .clone()
         .and(warp::path!("check"))
@@ -277,6 +297,8 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .or(disable)
         .unify()
         .or(set_proxies)
+        .unify()
+        .or(gift)
         .unify()
         .or(check)
         .unify()

@@ -246,6 +246,28 @@ impl Fleet {
         Ok(user)
     }
 
+    /// Gives a user `days` of Pro, from now or from the current expiry, whichever is later.
+    pub async fn gift_pro(&self, id: u64, days: u64, now_ms: u64) -> Result<User> {
+        if !(1..=3650).contains(&days) {
+            return Err(Error::invalid(
+                "invalid_days",
+                "days must be from 1 to 3650",
+            ));
+        }
+        let user = self.store.transaction(|tx| {
+            let Some(mut user) = tx.get::<User>(TreeId::Users, u64_key(id))? else {
+                return abort(Error::NotFound(format!("user {id}")));
+            };
+            let from = user.pro_until_ms.unwrap_or(0).max(now_ms);
+            user.pro_until_ms = Some(from + days * 86_400_000);
+            save_user(tx, &user, now_ms)?;
+            Ok(user)
+        })?;
+        self.store.durable().await?;
+        self.notifier.notify(&[id]);
+        Ok(user)
+    }
+
     /// Disables a user: the token stops working and the proxy slots are released.
     pub async fn disable(&self, id: u64, now_ms: u64) -> Result<User> {
         let user = self.store.transaction(|tx| {

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod client_ip;
 pub mod error;
 
 use std::convert::Infallible;

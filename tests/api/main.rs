@@ -1,5 +1,6 @@
 //! Integration tests: the real server, real HTTP, real varnishd.
 
+mod distribution;
 mod fleet;
 mod health;
 mod helpers;
