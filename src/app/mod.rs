@@ -25,6 +25,8 @@ use crate::distribution::{Distribution, DistributionSettings};
 use crate::error::{Error, Result};
 use crate::fleet::rebalance::{self, RebalanceSettings};
 use crate::fleet::{Fleet, FleetSettings};
+use crate::gateways::geo::GeoDb;
+use crate::gateways::Gateways;
 use crate::queue::{worker, Queue, QueuePolicy};
 use crate::registry::edge::EdgeSettings;
 use crate::registry::writes::Writer;
@@ -104,6 +106,11 @@ impl Application {
             store.clone(),
             registry.clone(),
         );
+        let gateways = Gateways::new(
+            GeoDb::open(config.geoip_db.as_deref()),
+            config.peers_domain.clone(),
+            config.max_clients,
+        );
         let state = Arc::new(AppState {
             config,
             store,
@@ -114,6 +121,7 @@ impl Application {
             fleet,
             rebalance,
             distribution,
+            gateways,
         });
 
         let (stop, _) = watch::channel(false);

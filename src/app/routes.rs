@@ -8,7 +8,7 @@ use warp::Filter;
 
 use super::AppState;
 use crate::http::{json, recover};
-use crate::{distribution, fleet, queue, registry};
+use crate::{distribution, fleet, gateways, queue, registry};
 
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(warp::reply::Response,)> {
     let health = warp::path!("healthz")
@@ -18,6 +18,8 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(warp::reply::Response,)> {
     distribution::routes::routes(state.clone())
         .boxed()
         .or(registry::routes::routes(state.clone()).boxed())
+        .unify()
+        .or(gateways::routes::routes(state.clone()).boxed())
         .unify()
         .or(health)
         .unify()

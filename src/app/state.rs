@@ -4,6 +4,7 @@ use crate::config::Config;
 use crate::distribution::Distribution;
 use crate::fleet::rebalance::RebalanceSettings;
 use crate::fleet::Fleet;
+use crate::gateways::Gateways;
 use crate::http::TokenHash;
 use crate::queue::Queue;
 use crate::registry::edge::EdgeSettings;
@@ -25,4 +26,5 @@ pub struct AppState {
     pub fleet: Fleet,
     pub rebalance: RebalanceSettings,
     pub distribution: Distribution,
+    pub gateways: Gateways,
 }

@@ -74,6 +74,8 @@ pub struct Location {
     pub city: Option<String>,
     pub lat: Option<f64>,
     pub lon: Option<f64>,
+    /// UTC offset in minutes, if the proxy said (the gateway recommender's timezone fallback).
+    pub tz_offset_min: Option<i32>,
 }
 
 /// Load a proxy reports in each heartbeat.

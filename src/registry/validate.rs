@@ -185,12 +185,46 @@ fn location(fields: &Fields) -> Result<Location> {
             "lat and lon must be given together",
         ));
     }
+    let tz_offset_min = optional(fields, "tz")
+        .map(|raw| {
+            utc_offset_minutes(raw).ok_or_else(|| {
+                Error::invalid(
+                    "invalid_tz",
+                    "tz must be a UTC offset such as +2, -5 or +05:30",
+                )
+            })
+        })
+        .transpose()?;
     Ok(Location {
         country,
         city,
         lat,
         lon,
+        tz_offset_min,
     })
+}
+
+/// A UTC offset as minutes: `+2`, `-5`, `2`, `+05:30`, `UTC+1`, `-03:30`. Within -12:00..+14:00.
+pub fn utc_offset_minutes(raw: &str) -> Option<i32> {
+    let text = raw.trim();
+    let text = text
+        .strip_prefix("UTC")
+        .or_else(|| text.strip_prefix("utc"))
+        .unwrap_or(text);
+    let (sign, rest) = match text.as_bytes().first()? {
+        b'+' => (1, &text[1..]),
+        b'-' => (-1, &text[1..]),
+        _ => (1, text),
+    };
+    let (hours, minutes) = match rest.split_once(':') {
+        Some((h, m)) => (h.parse::<i32>().ok()?, m.parse::<i32>().ok()?),
+        None => (rest.parse::<i32>().ok()?, 0),
+    };
+    if !(0..60).contains(&minutes) || hours < 0 {
+        return None;
+    }
+    let total = sign * (hours * 60 + minutes);
+    (-12 * 60..=14 * 60).contains(&total).then_some(total)
 }
 
 fn coordinate(raw: &str, field: &'static str, limit: f64) -> Result<f64> {
@@ -267,6 +301,8 @@ mod tests {
         assert_eq!(code(with("country", "XX")), "invalid_country");
         assert_eq!(code(with("lat", "91")), "invalid_location");
         assert_eq!(code(with("cpu", "101")), "invalid_number");
+        assert_eq!(code(with("tz", "+15")), "invalid_tz");
+        assert_eq!(code(with("tz", "soon")), "invalid_tz");
         assert_eq!(code(with("capacity", "0")), "invalid_number");
         assert_eq!(code(with("clients", "-1")), "invalid_number");
         let mut no_port = fields(&base);
@@ -275,6 +311,18 @@ mod tests {
         let mut lat_only = fields(&base);
         lat_only.insert("lat".into(), "10".into());
         assert_eq!(code(registration(&lat_only, &PUBLIC)), "invalid_location");
+    }
+
+    #[test]
+    fn utc_offsets_in_the_usual_spellings() {
+        assert_eq!(utc_offset_minutes("+2"), Some(120));
+        assert_eq!(utc_offset_minutes("-5"), Some(-300));
+        assert_eq!(utc_offset_minutes("+05:30"), Some(330));
+        assert_eq!(utc_offset_minutes("UTC-3:30"), Some(-210));
+        assert_eq!(utc_offset_minutes("0"), Some(0));
+        assert_eq!(utc_offset_minutes("+14"), Some(840));
+        assert_eq!(utc_offset_minutes("+2:75"), None);
+        assert_eq!(utc_offset_minutes(""), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod distribution;
 mod fleet;
+mod gateways;
 mod health;
 mod helpers;
 mod install;

@@ -1,0 +1,93 @@
+//! Gateway recommendation, compatible with LEAP's menshen: geolocate the client, sort the
+//! gateways by distance then load, with city, coordinate and timezone overrides.
+
+pub mod geo;
+pub mod rank;
+pub mod routes;
+
+use std::sync::{Arc, Mutex};
+
+use crate::distribution::config::FleetView;
+use crate::registry::{Proxy, Role};
+use geo::GeoDb;
+use rank::{location_key, offset_from_longitude, Centres, Gateway, LocationLoad};
+
+/// The gateways of one fleet view, with what every request needs precomputed.
+pub struct GatewaySet {
+    pub gateways: Vec<Gateway>,
+    pub centres: Centres,
+    pub locations: std::collections::BTreeMap<String, LocationLoad>,
+}
+
+pub struct Gateways {
+    pub geo: GeoDb,
+    peers_domain: String,
+    max_clients: u32,
+    cached: Mutex<Option<(Arc<FleetView>, Arc<GatewaySet>)>>,
+}
+
+impl Gateways {
+    pub fn new(geo: GeoDb, peers_domain: String, max_clients: u32) -> Gateways {
+        Gateways {
+            geo,
+            peers_domain,
+            max_clients,
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// A proxy as a gateway: it needs coordinates, and a standby proxy is not offered.
+    fn gateway(&self, proxy: &Proxy) -> Option<Gateway> {
+        let (lat, lon) = (proxy.location.lat?, proxy.location.lon?);
+        if proxy.role == Role::Standby {
+            return None;
+        }
+        let limit = f64::from(proxy.limit(self.max_clients).max(1));
+        let clients = f64::from(proxy.load.clients.unwrap_or(0));
+        let fullness = rank::round3(clients / limit);
+        let city = proxy
+            .location
+            .city
+            .clone()
+            .unwrap_or_else(|| proxy.name.to_string());
+        Some(Gateway {
+            host: format!("{}.{}", proxy.name, self.peers_domain),
+            ip: proxy.ip.to_string(),
+            location: location_key(&city),
+            city,
+            country_code: proxy.location.country.clone(),
+            lat,
+            lon,
+            tz_offset_min: proxy
+                .location
+                .tz_offset_min
+                .unwrap_or_else(|| offset_from_longitude(lon)),
+            fullness,
+            overloaded: fullness >= 1.0 || proxy.load.cpu.is_some_and(|cpu| cpu >= 95.0),
+        })
+    }
+
+    /// The gateway set of `view`, built once per view.
+    pub fn set(&self, view: &Arc<FleetView>, now_ms: u64) -> Arc<GatewaySet> {
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((seen, set)) = cached.as_ref() {
+            if Arc::ptr_eq(seen, view) {
+                return set.clone();
+            }
+        }
+        let mut gateways: Vec<Gateway> = view
+            .by_name
+            .values()
+            .filter(|p| p.expires_ms > now_ms)
+            .filter_map(|p| self.gateway(p))
+            .collect();
+        gateways.sort_by(|a, b| a.host.cmp(&b.host));
+        let set = Arc::new(GatewaySet {
+            centres: rank::centres(&gateways),
+            locations: rank::locations(&gateways),
+            gateways,
+        });
+        *cached = Some((view.clone(), set.clone()));
+        set
+    }
+}

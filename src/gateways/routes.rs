@@ -1,0 +1,181 @@
+//! `GET /json` (menshen's shape) and the admin's count of manual city overrides.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use rand::thread_rng;
+use serde::Deserialize;
+use serde_json::json;
+use warp::http::StatusCode;
+use warp::{Filter, Rejection};
+
+use super::rank::{self, location_key, Origin};
+use crate::app::AppState;
+use crate::clock::now_ms;
+use crate::http::client_ip::client_ip;
+use crate::http::{admin, json, reject, with_state};
+use crate::registry::validate::utc_offset_minutes;
+use crate::store::TreeId;
+
+const OVERRIDE_PREFIX: &str = "gateways.override.";
+const DEFAULT_N: usize = 3;
+const MAX_N: usize = 100;
+
+#[derive(Deserialize)]
+struct JsonQuery {
+    city: Option<String>,
+    lat: Option<f64>,
+    lon: Option<f64>,
+    tz: Option<String>,
+    n: Option<usize>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+type Route = warp::reply::Response;
+
+pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = Rejection> + Clone {
+    let trusted = Arc::new(state.config.trusted_proxies.clone());
+    let recommend = warp::path!("json")
+        .and(warp::get())
+        .and(warp::query::<JsonQuery>())
+        .and(client_ip(trusted))
+        .and(with_state(&state))
+        .and_then(recommend);
+    let overrides = warp::path!("api" / "v1" / "admin" / "gateways" / "overrides")
+        .and(warp::get())
+        .and(admin(&state))
+        .and(with_state(&state))
+        .and_then(|state: Arc<AppState>| async move {
+            let mut counts = serde_json::Map::new();
+            for item in state
+                .store
+                .scan_prefix::<u64>(TreeId::Meta, OVERRIDE_PREFIX)
+            {
+                let (key, count) = item.map_err(reject)?;
+                let city = String::from_utf8_lossy(&key[OVERRIDE_PREFIX.len()..]).into_owned();
+                counts.insert(city, json!(count));
+            }
+            Ok::<_, Rejection>(json(StatusCode::OK, &json!({ "overrides": counts })))
+        });
+    recommend.or(overrides).unify()
+}
+
+fn bad(code: &'static str, message: &str) -> Rejection {
+    reject(crate::error::Error::bad_request(code, message))
+}
+
+async fn recommend(
+    query: JsonQuery,
+    client: Option<IpAddr>,
+    state: Arc<AppState>,
+) -> Result<Route, Rejection> {
+    let now = now_ms();
+    let view = state.distribution.view(now).map_err(reject)?;
+    let set = state.gateways.set(&view, now);
+    let n = query.n.unwrap_or(DEFAULT_N).clamp(1, MAX_N);
+    let place = client.and_then(|ip| state.gateways.geo.lookup(ip));
+
+    let origin = match (query.lat, query.lon) {
+        (Some(lat), Some(lon))
+            if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon) =>
+        {
+            Origin::Point { lat, lon }
+        }
+        (Some(_), _) | (_, Some(_)) => {
+            return Err(bad(
+                "invalid_location",
+                "lat and lon must be given together, within range",
+            ))
+        }
+        _ => match (&place, &query.tz) {
+            (Some(p), _) => Origin::Point {
+                lat: p.lat,
+                lon: p.lon,
+            },
+            (None, Some(tz)) => Origin::Timezone {
+                offset_min: utc_offset_minutes(tz).ok_or_else(|| {
+                    bad("invalid_tz", "tz must be a UTC offset such as +2 or -05:00")
+                })?,
+            },
+            (None, None) => Origin::Unknown,
+        },
+    };
+
+    let chosen: Vec<&rank::Gateway> = match &query.city {
+        Some(city) => {
+            let key = location_key(city);
+            let in_city: Vec<rank::Gateway> = set
+                .gateways
+                .iter()
+                .filter(|g| g.location == key)
+                .cloned()
+                .collect();
+            if in_city.is_empty() {
+                let known: Vec<&String> = set.locations.keys().collect();
+                let message = format!("no gateway in {city}; see `cities` for the known ones");
+                return Ok(json(
+                    StatusCode::NOT_FOUND,
+                    &json!({ "error": { "code": "unknown_city", "message": message }, "cities": known }),
+                ));
+            }
+            if query.kind.as_deref() == Some("refresh") {
+                count_override(&state, &key).map_err(reject)?;
+            }
+            let mut ranked = in_city;
+            rank::rank(&mut ranked, Origin::Unknown, &mut thread_rng());
+            let hosts: Vec<String> = ranked.iter().take(n).map(|g| g.host.clone()).collect();
+            return Ok(answer(
+                client,
+                place.as_ref(),
+                &hosts,
+                &ranked.iter().take(n).collect::<Vec<_>>(),
+                &set.locations,
+            ));
+        }
+        None => rank::best(&set.gateways, &set.centres, origin, n, &mut thread_rng()),
+    };
+    let hosts: Vec<String> = chosen.iter().map(|g| g.host.clone()).collect();
+    Ok(answer(
+        client,
+        place.as_ref(),
+        &hosts,
+        &chosen,
+        &set.locations,
+    ))
+}
+
+fn count_override(state: &AppState, key: &str) -> crate::error::Result<()> {
+    let name = format!("{OVERRIDE_PREFIX}{key}");
+    state.store.transaction(|tx| {
+        let count: u64 = tx.get(TreeId::Meta, &name)?.unwrap_or(0);
+        tx.put(TreeId::Meta, &name, &(count + 1))
+    })
+}
+
+fn answer(
+    client: Option<IpAddr>,
+    place: Option<&super::geo::Place>,
+    hosts: &[String],
+    chosen: &[&rank::Gateway],
+    locations: &std::collections::BTreeMap<String, rank::LocationLoad>,
+) -> Route {
+    let sorted: Vec<serde_json::Value> = chosen
+        .iter()
+        .map(|g| json!({ "host": g.host, "ip_address": g.ip, "fullness": g.fullness, "overload": g.overloaded, "location": g.location }))
+        .collect();
+    json(
+        StatusCode::OK,
+        &json!({
+            "ip": client.map(|ip| ip.to_string()).unwrap_or_default(),
+            "cc": place.and_then(|p| p.country_code.clone()).unwrap_or_default(),
+            "city": place.and_then(|p| p.city.clone()).unwrap_or_default(),
+            "lat": place.map(|p| p.lat),
+            "lon": place.map(|p| p.lon),
+            "gateways": hosts,
+            "sortedGateways": sorted,
+            "locations": locations,
+            "attribution": "IP geolocation by DB-IP (https://db-ip.com), CC BY 4.0, where a DB-IP database is configured",
+        }),
+    )
+}
