@@ -84,7 +84,7 @@ pub fn best<'a>(
         keyed.select_nth_unstable_by(n - 1, |a, b| a.0.cmp(&b.0));
         keyed.truncate(n);
     }
-    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    keyed.sort_by_key(|a| a.0);
     keyed.into_iter().map(|(_, g)| g).collect()
 }
 
