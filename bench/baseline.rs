@@ -3,17 +3,26 @@
 //! what BENCHMARKS.md reports, so the figures mean the same on any machine.
 //!
 //! - `POST /register`: bearer check, body limit, form parsing, the same validation.
-//! - `GET /api/v1/config`: bearer check, a fixed three-proxy config serialised and hashed for
-//!   its ETag, 304 on If-None-Match, exactly as the real handler renders it.
+//! - `GET /api/v1/config`: bearer check against a set of tokens (TOKEN, plus those in
+//!   TOKENS_FILE), a fixed three-proxy config serialised and hashed for its ETag, 304 on
+//!   If-None-Match, exactly as the real handler renders it.
+//! - `GET /json`: 10,000 gateways in 200 cities held in memory, ranked for `lat`/`lon` and
+//!   rendered by the same code as proxyfleet's handler.
 //!
-//! Usage: bench-baseline ADDR TOKEN
+//! Usage: bench-baseline ADDR TOKEN [TOKENS_FILE]
 
 use std::net::SocketAddr;
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use proxyfleet::distribution::config::{matches, render, ClientConfig, ProxyEntry};
+use proxyfleet::gateways::rank::{self, location_key, offset_from_longitude, Gateway, Origin};
+use proxyfleet::gateways::GatewaySet;
 use proxyfleet::http::body::{fields, Fields};
 use proxyfleet::http::{auth::bearer, TokenHash};
 use proxyfleet::registry::{validate, Role};
+use rand::{Rng, SeedableRng};
 use warp::http::{header, Response, StatusCode};
 use warp::Filter;
 
@@ -35,6 +44,55 @@ fn fixed_config() -> ClientConfig {
     }
 }
 
+fn gateways(count: usize) -> GatewaySet {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let cities: Vec<(String, f64, f64)> = (0..200)
+        .map(|i| {
+            (
+                format!("City{i}"),
+                rng.gen_range(-60.0..70.0),
+                rng.gen_range(-180.0..180.0),
+            )
+        })
+        .collect();
+    let list = (0..count)
+        .map(|i| {
+            let (city, lat, lon) = &cities[i % cities.len()];
+            let fullness = rng.gen_range(0.0..1.5);
+            Gateway {
+                host: format!("gw{i}.peers.localhost"),
+                ip: "127.0.0.1".into(),
+                location: location_key(city),
+                city: city.clone(),
+                country_code: None,
+                lat: lat + rng.gen_range(-0.1..0.1),
+                lon: lon + rng.gen_range(-0.1..0.1),
+                tz_offset_min: offset_from_longitude(*lon),
+                fullness: rank::round3(fullness),
+                overloaded: fullness >= 1.0,
+            }
+        })
+        .collect();
+    GatewaySet::new(list)
+}
+
+/// An Ed25519 key like the server's, kept in memory.
+fn signing_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&rand::thread_rng().gen())
+}
+
+fn sign(key: &ed25519_dalek::SigningKey, body: &[u8]) -> String {
+    use base64::Engine;
+    use ed25519_dalek::Signer;
+    base64::engine::general_purpose::STANDARD.encode(key.sign(body).to_bytes())
+}
+
+#[derive(serde::Deserialize)]
+struct Point {
+    lat: Option<f64>,
+    lon: Option<f64>,
+}
+
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
@@ -43,6 +101,19 @@ async fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| ([127, 0, 0, 1], 18090).into());
     let token = TokenHash::of(&args.next().unwrap_or_else(|| "bench-token".into()));
+    let mut tokens: HashSet<[u8; 32]> = HashSet::from([*token.as_bytes()]);
+    if let Some(file) = args.next() {
+        for line in std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.is_empty())
+        {
+            tokens.insert(*TokenHash::of(line).as_bytes());
+        }
+    }
+    let tokens = Arc::new(tokens);
+    let set = Arc::new(gateways(10_000));
+    let signer = Arc::new(signing_key());
     let register = warp::path!("register")
         .and(warp::post())
         .and(bearer(token))
@@ -60,21 +131,53 @@ async fn main() {
         });
     let config = warp::path!("api" / "v1" / "config")
         .and(warp::get())
-        .and(bearer(token))
+        .and(warp::header::optional::<String>("authorization"))
         .and(warp::header::optional::<String>("if-none-match"))
-        .map(|if_none_match: Option<String>| {
-            let (body, etag) = render(&fixed_config());
-            let builder = Response::builder().header(header::ETAG, &etag);
-            if if_none_match.is_some_and(|inm| matches(&inm, &etag)) {
-                builder.status(StatusCode::NOT_MODIFIED).body(Vec::new())
-            } else {
-                builder
-                    .status(StatusCode::OK)
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(body)
-            }
-            .unwrap_or_default()
+        .map(
+            move |authorization: Option<String>, if_none_match: Option<String>| {
+                let presented = authorization
+                    .as_deref()
+                    .and_then(|a| a.strip_prefix("Bearer "))
+                    .unwrap_or_default();
+                if !tokens.contains(TokenHash::of(presented).as_bytes()) {
+                    return Response::builder()
+                        .status(StatusCode::UNAUTHORIZED)
+                        .body(Vec::new())
+                        .unwrap_or_default();
+                }
+                let (body, etag) = render(&fixed_config());
+                let builder = Response::builder().header(header::ETAG, &etag);
+                if if_none_match.is_some_and(|inm| matches(&inm, &etag)) {
+                    builder.status(StatusCode::NOT_MODIFIED).body(Vec::new())
+                } else {
+                    // Signed like the real config: signing is work, not storage.
+                    let signature = sign(&signer, &body);
+                    builder
+                        .status(StatusCode::OK)
+                        .header(header::CONTENT_TYPE, "application/json")
+                        .header("x-proxyfleet-signature", signature)
+                        .body(body)
+                }
+                .unwrap_or_default()
+            },
+        );
+    let json = warp::path!("json")
+        .and(warp::get())
+        .and(warp::query::<Point>())
+        .map(move |point: Point| {
+            let origin = match (point.lat, point.lon) {
+                (Some(lat), Some(lon)) => Origin::Point { lat, lon },
+                _ => Origin::Unknown,
+            };
+            let chosen = rank::best(
+                &set.gateways,
+                &set.centres,
+                origin,
+                3,
+                &mut rand::thread_rng(),
+            );
+            proxyfleet::gateways::routes::answer(None, None, &chosen, &set.locations_json)
         });
     println!("baseline listening on http://{address}");
-    warp::serve(register.or(config)).run(address).await;
+    warp::serve(register.or(config).or(json)).run(address).await;
 }

@@ -11,6 +11,7 @@ THREADS=2
 command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install wrk" >&2; exit 1; }
 
 cargo build --release --bin proxyfleet --bin bench-baseline --bin bench-plan >/dev/null
+command -v python3 >/dev/null || { echo "python3 is needed (bench/seed.py)" >&2; exit 1; }
 work=$(mktemp -d)
 cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
@@ -20,6 +21,7 @@ wait_up() { for _ in $(seq 100); do curl -fs "$1" >/dev/null 2>&1 && return 0; s
 
 base_port=$(port_of)
 ./target/release/bench-baseline "127.0.0.1:$base_port" bench-token >/dev/null &
+base_pid=$!
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$base_port/" && break; sleep 0.1; done
 
 pf_port=$(port_of)
@@ -27,6 +29,7 @@ PROXYFLEET_LISTEN="127.0.0.1:$pf_port" PROXYFLEET_DATA_DIR="$work/data" \
   PROXYFLEET_REGISTRY_TOKEN=bench-token PROXYFLEET_ADMIN_TOKEN=bench-admin \
   PROXYFLEET_ALLOW_PRIVATE_IPS=true PROXYFLEET_FALLBACKS_PER_USER=3 RUST_LOG=warn \
   ./target/release/proxyfleet serve >/dev/null &
+pf_pid=$!
 wait_up "http://127.0.0.1:$pf_port/healthz"
 
 run() { # url [wrk args...] -> "requests rps p50 p99 errors"
@@ -62,6 +65,36 @@ nm_pf=$(run "http://127.0.0.1:$pf_port/api/v1/config" -s bench/get.lua -H "Autho
 
 plan_line=$(./target/release/bench-plan 1000000 10000 10)
 
+# Second server: 100,000 users, then 10,000 gateways.
+kill "$pf_pid" "$base_pid"; wait "$pf_pid" "$base_pid" 2>/dev/null || true
+pf2_port=$(port_of)
+PROXYFLEET_LISTEN="127.0.0.1:$pf2_port" PROXYFLEET_DATA_DIR="$work/data2" \
+  PROXYFLEET_REGISTRY_TOKEN=bench-token PROXYFLEET_ADMIN_TOKEN=bench-admin \
+  PROXYFLEET_ALLOW_PRIVATE_IPS=true PROXYFLEET_FALLBACKS_PER_USER=3 RUST_LOG=warn \
+  PROXYFLEET_REBALANCE_INTERVAL_SECS=0 ./target/release/proxyfleet serve >/dev/null &
+pf2_pid=$!
+wait_up "http://127.0.0.1:$pf2_port/healthz"
+for i in 1 2 3; do
+  curl -fs -H "Authorization: Bearer bench-token" -d "name=fb$i&ip=127.0.0.$i&port=8443" "http://127.0.0.1:$pf2_port/register" >/dev/null
+done
+for i in $(seq 20); do
+  curl -fs -H "Authorization: Bearer bench-token" -d "name=free$i&ip=127.0.1.$i&port=8443&role=free" "http://127.0.0.1:$pf2_port/register" >/dev/null
+done
+seed_start=$(date +%s.%N)
+python3 bench/seed.py users "http://127.0.0.1:$pf2_port" bench-admin 100000 "$work/tokens"
+seed_secs=$(python3 -c "print(f'{$(date +%s.%N) - $seed_start:.1f}')")
+./target/release/bench-baseline "127.0.0.1:$base_port" bench-token "$work/tokens" >/dev/null &
+base_pid=$!
+for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$base_port/" && break; sleep 0.1; done
+many_base=$(BENCH_TOKENS="$work/tokens" run "http://127.0.0.1:$base_port" -s bench/config_users.lua)
+many_pf=$(BENCH_TOKENS="$work/tokens" run "http://127.0.0.1:$pf2_port" -s bench/config_users.lua)
+
+gw_start=$(date +%s.%N)
+python3 bench/seed.py gateways "http://127.0.0.1:$pf2_port" bench-token 10000
+gw_secs=$(python3 -c "print(f'{$(date +%s.%N) - $gw_start:.1f}')")
+json_base=$(run "http://127.0.0.1:$base_port/json?lat=50.85&lon=4.35" -s bench/get.lua)
+json_pf=$(run "http://127.0.0.1:$pf2_port/json?lat=50.85&lon=4.35" -s bench/get.lua)
+
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)
 cat > BENCHMARKS.md <<MD
 # Benchmarks
@@ -87,6 +120,26 @@ $(row "\`GET /api/v1/config\` 304 | proxyfleet" "$nm_pf")
 | heartbeats (1,000 proxies, every one durable) | **$(ratio "$hb_pf" "$hb_base")%** | >= 50% |
 | config 200 (3 proxies) | **$(ratio "$cfg_pf" "$cfg_base")%** | >= 70% |
 | config 304 (If-None-Match) | **$(ratio "$nm_pf" "$nm_base")%** | >= 70% |
+
+## At scale: 100,000 users, 10,000 gateways
+
+A second server: 3 fallback and 20 free proxies, then 100,000 users created over HTTP
+(\`bench/seed.py\`, 16 connections: ${seed_secs} s), each with 3 fallback proxies and a subset of 3
+free ones. Config reads pick a random user per request. Then 10,000 gateways registered in 200
+cities (${gw_secs} s) and \`/json\` asked for a client in Brussels (\`lat\`/\`lon\`). The
+baseline holds the same 100,000 token hashes and 10,000 gateways in memory.
+
+| path | server | requests | req/s | p50 ms | p99 ms | errors |
+|---|---|---:|---:|---:|---:|---:|
+$(row "\`GET /api/v1/config\`, 100,000 users | baseline" "$many_base")
+$(row "\`GET /api/v1/config\`, 100,000 users | proxyfleet" "$many_pf")
+$(row "\`GET /json\`, 10,000 gateways | baseline" "$json_base")
+$(row "\`GET /json\`, 10,000 gateways | proxyfleet" "$json_pf")
+
+| path | proxyfleet / baseline | target |
+|---|---:|---:|
+| config, 100,000 users | **$(ratio "$many_pf" "$many_base")%** | >= 70%, p99 < 5 ms |
+| /json, 10,000 gateways | **$(ratio "$json_pf" "$json_base")%** | >= 70%, p99 < 5 ms |
 
 Every proxyfleet heartbeat is acknowledged only once it is on disk: concurrent heartbeats share
 one sled transaction and one fsync (\`store::combiner\`). A config read is a token lookup, a user

@@ -17,6 +17,24 @@ pub struct GatewaySet {
     pub gateways: Vec<Gateway>,
     pub centres: Centres,
     pub locations: std::collections::BTreeMap<String, LocationLoad>,
+    /// `locations` serialised once: every answer carries it.
+    pub locations_json: Box<serde_json::value::RawValue>,
+}
+
+impl GatewaySet {
+    pub fn new(mut gateways: Vec<Gateway>) -> GatewaySet {
+        gateways.sort_by(|a, b| a.host.cmp(&b.host));
+        let locations = rank::locations(&gateways);
+        let locations_json = serde_json::value::to_raw_value(&locations).unwrap_or_else(|_| {
+            serde_json::value::RawValue::from_string("{}".into()).unwrap_or_default()
+        });
+        GatewaySet {
+            centres: rank::centres(&gateways),
+            locations,
+            locations_json,
+            gateways,
+        }
+    }
 }
 
 pub struct Gateways {
@@ -75,18 +93,13 @@ impl Gateways {
                 return set.clone();
             }
         }
-        let mut gateways: Vec<Gateway> = view
+        let gateways: Vec<Gateway> = view
             .by_name
             .values()
             .filter(|p| p.expires_ms > now_ms)
             .filter_map(|p| self.gateway(p))
             .collect();
-        gateways.sort_by(|a, b| a.host.cmp(&b.host));
-        let set = Arc::new(GatewaySet {
-            centres: rank::centres(&gateways),
-            locations: rank::locations(&gateways),
-            gateways,
-        });
+        let set = Arc::new(GatewaySet::new(gateways));
         *cached = Some((view.clone(), set.clone()));
         set
     }

@@ -64,7 +64,7 @@ pub fn offset_from_longitude(lon: f64) -> i32 {
 }
 
 /// The best `n` gateways for `origin`, best first (partial selection: the whole list is never
-/// sorted, which matters at 10,000 gateways).
+/// sorted, and distances are computed once per location, which matters at 10,000 gateways).
 pub fn best<'a>(
     gateways: &'a [Gateway],
     centres: &Centres,
@@ -72,9 +72,33 @@ pub fn best<'a>(
     n: usize,
     rng: &mut impl Rng,
 ) -> Vec<&'a Gateway> {
+    let buckets: Vec<i64> = match origin {
+        Origin::Point { lat, lon } => centres
+            .points
+            .iter()
+            .map(|(clat, clon)| (distance_km(lat, lon, *clat, *clon) / BUCKET_KM).floor() as i64)
+            .collect(),
+        _ => Vec::new(),
+    };
     let mut keyed: Vec<(SortKey, &Gateway)> = gateways
         .iter()
-        .map(|g| (sort_key(g, centres, origin, rng), g))
+        .enumerate()
+        .map(|(i, g)| {
+            let nearness = match origin {
+                Origin::Point { .. } => centres
+                    .slot
+                    .get(i)
+                    .and_then(|s| buckets.get(*s))
+                    .copied()
+                    .unwrap_or(i64::MAX),
+                Origin::Timezone { offset_min } => {
+                    i64::from(tz_distance(offset_min, g.tz_offset_min) / 60)
+                }
+                Origin::Unknown => 0,
+            };
+            let load_step = (g.fullness / FULLNESS_STEP).floor() as i64;
+            ((g.overloaded, nearness, load_step, rng.gen::<u32>()), g)
+        })
         .collect();
     let n = n.min(keyed.len());
     if n == 0 {
@@ -91,34 +115,34 @@ pub fn best<'a>(
 /// (overloaded, nearness bucket, fullness step, random tie-break): smaller is better.
 type SortKey = (bool, i64, i64, u32);
 
-/// Mean position of each location: a city's distance is its centre's, so its gateways share
-/// one distance bucket.
-pub type Centres = BTreeMap<String, (f64, f64)>;
-
-pub fn centres(gateways: &[Gateway]) -> Centres {
-    let mut sums: BTreeMap<String, (f64, f64, f64)> = BTreeMap::new();
-    for g in gateways {
-        let c = sums.entry(g.location.clone()).or_insert((0.0, 0.0, 0.0));
-        c.0 += g.lat;
-        c.1 += g.lon;
-        c.2 += 1.0;
-    }
-    sums.into_iter()
-        .map(|(k, (lat, lon, n))| (k, (lat / n, lon / n)))
-        .collect()
+/// Where each location's centre is, and which location each gateway (by position in the
+/// slice it was computed from) belongs to. A city's distance is its centre's, so its gateways
+/// share one distance bucket.
+pub struct Centres {
+    slot: Vec<usize>,
+    points: Vec<(f64, f64)>,
 }
 
-fn sort_key(g: &Gateway, centres: &Centres, origin: Origin, rng: &mut impl Rng) -> SortKey {
-    let nearness = match origin {
-        Origin::Point { lat, lon } => {
-            let (clat, clon) = centres.get(&g.location).copied().unwrap_or((g.lat, g.lon));
-            (distance_km(lat, lon, clat, clon) / BUCKET_KM).floor() as i64
+pub fn centres(gateways: &[Gateway]) -> Centres {
+    let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut sums: Vec<(f64, f64, f64)> = Vec::new();
+    let mut slot = Vec::with_capacity(gateways.len());
+    for g in gateways {
+        let next = index.len();
+        let at = *index.entry(g.location.as_str()).or_insert(next);
+        if at == sums.len() {
+            sums.push((0.0, 0.0, 0.0));
         }
-        Origin::Timezone { offset_min } => i64::from(tz_distance(offset_min, g.tz_offset_min) / 60),
-        Origin::Unknown => 0,
-    };
-    let load_step = (g.fullness / FULLNESS_STEP).floor() as i64;
-    (g.overloaded, nearness, load_step, rng.gen::<u32>())
+        sums[at].0 += g.lat;
+        sums[at].1 += g.lon;
+        sums[at].2 += 1.0;
+        slot.push(at);
+    }
+    let points = sums
+        .into_iter()
+        .map(|(lat, lon, n)| (lat / n, lon / n))
+        .collect();
+    Centres { slot, points }
 }
 
 /// Sorts `gateways` for `origin`, best first.

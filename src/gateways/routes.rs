@@ -124,25 +124,12 @@ async fn recommend(
             }
             let mut ranked = in_city;
             rank::rank(&mut ranked, Origin::Unknown, &mut thread_rng());
-            let hosts: Vec<String> = ranked.iter().take(n).map(|g| g.host.clone()).collect();
-            return Ok(answer(
-                client,
-                place.as_ref(),
-                &hosts,
-                &ranked.iter().take(n).collect::<Vec<_>>(),
-                &set.locations,
-            ));
+            let chosen: Vec<&rank::Gateway> = ranked.iter().take(n).collect();
+            return Ok(answer(client, place.as_ref(), &chosen, &set.locations_json));
         }
         None => rank::best(&set.gateways, &set.centres, origin, n, &mut thread_rng()),
     };
-    let hosts: Vec<String> = chosen.iter().map(|g| g.host.clone()).collect();
-    Ok(answer(
-        client,
-        place.as_ref(),
-        &hosts,
-        &chosen,
-        &set.locations,
-    ))
+    Ok(answer(client, place.as_ref(), &chosen, &set.locations_json))
 }
 
 fn count_override(state: &AppState, key: &str) -> crate::error::Result<()> {
@@ -153,13 +140,14 @@ fn count_override(state: &AppState, key: &str) -> crate::error::Result<()> {
     })
 }
 
-fn answer(
+/// The `/json` body for the chosen gateways (public: the benchmark baseline renders the same).
+pub fn answer(
     client: Option<IpAddr>,
     place: Option<&super::geo::Place>,
-    hosts: &[String],
     chosen: &[&rank::Gateway],
-    locations: &std::collections::BTreeMap<String, rank::LocationLoad>,
+    locations: &serde_json::value::RawValue,
 ) -> Route {
+    let hosts: Vec<&str> = chosen.iter().map(|g| g.host.as_str()).collect();
     let sorted: Vec<serde_json::Value> = chosen
         .iter()
         .map(|g| json!({ "host": g.host, "ip_address": g.ip, "fullness": g.fullness, "overload": g.overloaded, "location": g.location }))
