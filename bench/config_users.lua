@@ -10,10 +10,4 @@ request = function()
   return wrk.format("GET", "/api/v1/config", { ["Authorization"] = "Bearer " .. token })
 end
 
-done = function(summary, latency, requests)
-  local errors = summary.errors.connect + summary.errors.read + summary.errors.write
-    + summary.errors.status + summary.errors.timeout
-  io.write(string.format("RESULT %d %.0f %.3f %.3f %d\n", summary.requests,
-    summary.requests / (summary.duration / 1e6),
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000, errors))
-end
+dofile("bench/report.lua")

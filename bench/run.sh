@@ -58,10 +58,10 @@ user_token=$(curl -fs -H "Authorization: Bearer bench-admin" -H 'Content-Type: a
 etag_of() { curl -fs -D - -o /dev/null -H "Authorization: Bearer $2" "$1/api/v1/config" | awk 'tolower($1)=="etag:" {print $2}' | tr -d '\r'; }
 pf_etag=$(etag_of "http://127.0.0.1:$pf_port" "$user_token")
 base_etag=$(etag_of "http://127.0.0.1:$base_port" bench-token)
-cfg_base=$(run "http://127.0.0.1:$base_port/api/v1/config" -s bench/get.lua -H "Authorization: Bearer bench-token")
-cfg_pf=$(run "http://127.0.0.1:$pf_port/api/v1/config" -s bench/get.lua -H "Authorization: Bearer $user_token")
-nm_base=$(run "http://127.0.0.1:$base_port/api/v1/config" -s bench/get.lua -H "Authorization: Bearer bench-token" -H "If-None-Match: $base_etag")
-nm_pf=$(run "http://127.0.0.1:$pf_port/api/v1/config" -s bench/get.lua -H "Authorization: Bearer $user_token" -H "If-None-Match: $pf_etag")
+cfg_base=$(run "http://127.0.0.1:$base_port/api/v1/config" -s bench/report.lua -H "Authorization: Bearer bench-token")
+cfg_pf=$(run "http://127.0.0.1:$pf_port/api/v1/config" -s bench/report.lua -H "Authorization: Bearer $user_token")
+nm_base=$(run "http://127.0.0.1:$base_port/api/v1/config" -s bench/report.lua -H "Authorization: Bearer bench-token" -H "If-None-Match: $base_etag")
+nm_pf=$(run "http://127.0.0.1:$pf_port/api/v1/config" -s bench/report.lua -H "Authorization: Bearer $user_token" -H "If-None-Match: $pf_etag")
 
 plan_line=$(./target/release/bench-plan 1000000 10000 10)
 
@@ -92,8 +92,8 @@ many_pf=$(BENCH_TOKENS="$work/tokens" run "http://127.0.0.1:$pf2_port" -s bench/
 gw_start=$(date +%s.%N)
 python3 bench/seed.py gateways "http://127.0.0.1:$pf2_port" bench-token 10000
 gw_secs=$(python3 -c "print(f'{$(date +%s.%N) - $gw_start:.1f}')")
-json_base=$(run "http://127.0.0.1:$base_port/json?lat=50.85&lon=4.35" -s bench/get.lua)
-json_pf=$(run "http://127.0.0.1:$pf2_port/json?lat=50.85&lon=4.35" -s bench/get.lua)
+json_base=$(run "http://127.0.0.1:$base_port/json?lat=50.85&lon=4.35" -s bench/report.lua)
+json_pf=$(run "http://127.0.0.1:$pf2_port/json?lat=50.85&lon=4.35" -s bench/report.lua)
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)
 cat > BENCHMARKS.md <<MD

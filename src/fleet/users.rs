@@ -28,6 +28,14 @@ pub fn new_token() -> String {
     format!("pfu_{}", hex::encode(bytes))
 }
 
+/// The user `id`, or a 404 that aborts the transaction.
+fn existing_user(tx: &Tx, id: u64) -> TxResult<User> {
+    match tx.get::<User>(TreeId::Users, u64_key(id))? {
+        Some(user) => Ok(user),
+        None => abort(Error::NotFound(format!("user {id}"))),
+    }
+}
+
 /// Stores the user and records the change for replay.
 pub fn save_user(tx: &Tx, user: &User, now_ms: u64) -> TxResult<()> {
     tx.put(TreeId::Users, u64_key(user.id), user)?;
@@ -229,9 +237,7 @@ impl Fleet {
         }
         let wanted = self.settings.fallbacks_per_user;
         let user = self.store.transaction(|tx| {
-            let Some(mut user) = tx.get::<User>(TreeId::Users, u64_key(id))? else {
-                return abort(Error::NotFound(format!("user {id}")));
-            };
+            let mut user = existing_user(tx, id)?;
             set_proxies(tx, &mut user, proxies.clone(), "set by an operator", now_ms)?;
             if user.proxies.len() < wanted && !user.proxies.is_empty() {
                 tx.put(TreeId::NeedsFallback, u64_key(id), &now_ms)?;
@@ -255,9 +261,7 @@ impl Fleet {
             ));
         }
         let user = self.store.transaction(|tx| {
-            let Some(mut user) = tx.get::<User>(TreeId::Users, u64_key(id))? else {
-                return abort(Error::NotFound(format!("user {id}")));
-            };
+            let mut user = existing_user(tx, id)?;
             let from = user.pro_until_ms.unwrap_or(0).max(now_ms);
             user.pro_until_ms = Some(from + days * 86_400_000);
             save_user(tx, &user, now_ms)?;
@@ -271,9 +275,7 @@ impl Fleet {
     /// Disables a user: the token stops working and the proxy slots are released.
     pub async fn disable(&self, id: u64, now_ms: u64) -> Result<User> {
         let user = self.store.transaction(|tx| {
-            let Some(mut user) = tx.get::<User>(TreeId::Users, u64_key(id))? else {
-                return abort(Error::NotFound(format!("user {id}")));
-            };
+            let mut user = existing_user(tx, id)?;
             user.status = UserStatus::Disabled;
             if !set_proxies(tx, &mut user, Vec::new(), "account disabled", now_ms)? {
                 save_user(tx, &user, now_ms)?;

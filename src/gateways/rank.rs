@@ -80,9 +80,16 @@ pub fn best<'a>(
             .collect(),
         _ => Vec::new(),
     };
-    let mut keyed: Vec<(SortKey, &Gateway)> = gateways
-        .iter()
-        .enumerate()
+    // Only the nearest locations can hold the best n: walk them by distance bucket (whole
+    // buckets, ties included) until they hold n gateways that are not overloaded.
+    let candidates: Vec<usize> = match origin {
+        Origin::Point { .. } => nearest_candidates(centres, &buckets, n)
+            .unwrap_or_else(|| (0..gateways.len()).collect()),
+        _ => (0..gateways.len()).collect(),
+    };
+    let mut keyed: Vec<(SortKey, &Gateway)> = candidates
+        .into_iter()
+        .filter_map(|i| gateways.get(i).map(|g| (i, g)))
         .map(|(i, g)| {
             let nearness = match origin {
                 Origin::Point { .. } => centres
@@ -115,34 +122,69 @@ pub fn best<'a>(
 /// (overloaded, nearness bucket, fullness step, random tie-break): smaller is better.
 type SortKey = (bool, i64, i64, u32);
 
+/// Gateways of the nearest whole buckets of locations, once they hold `n` healthy ones.
+fn nearest_candidates(centres: &Centres, buckets: &[i64], n: usize) -> Option<Vec<usize>> {
+    let mut order: Vec<usize> = (0..buckets.len()).collect();
+    order.sort_by_key(|l| buckets[*l]);
+    let mut picked = Vec::new();
+    let mut healthy = 0;
+    let mut i = 0;
+    while i < order.len() {
+        let bucket = buckets[order[i]];
+        while i < order.len() && buckets[order[i]] == bucket {
+            picked.extend_from_slice(&centres.members[order[i]]);
+            healthy += centres.healthy[order[i]];
+            i += 1;
+        }
+        if healthy >= n {
+            return Some(picked);
+        }
+    }
+    None
+}
+
 /// Where each location's centre is, and which location each gateway (by position in the
 /// slice it was computed from) belongs to. A city's distance is its centre's, so its gateways
 /// share one distance bucket.
 pub struct Centres {
     slot: Vec<usize>,
     points: Vec<(f64, f64)>,
+    /// Gateways (positions) of each location, and how many of them are not overloaded.
+    members: Vec<Vec<usize>>,
+    healthy: Vec<usize>,
 }
 
 pub fn centres(gateways: &[Gateway]) -> Centres {
     let mut index: BTreeMap<&str, usize> = BTreeMap::new();
     let mut sums: Vec<(f64, f64, f64)> = Vec::new();
     let mut slot = Vec::with_capacity(gateways.len());
-    for g in gateways {
+    let mut members: Vec<Vec<usize>> = Vec::new();
+    let mut healthy: Vec<usize> = Vec::new();
+    for (position, g) in gateways.iter().enumerate() {
         let next = index.len();
         let at = *index.entry(g.location.as_str()).or_insert(next);
         if at == sums.len() {
             sums.push((0.0, 0.0, 0.0));
+            members.push(Vec::new());
+            healthy.push(0);
         }
         sums[at].0 += g.lat;
         sums[at].1 += g.lon;
         sums[at].2 += 1.0;
+        members[at].push(position);
+        healthy[at] += usize::from(!g.overloaded);
         slot.push(at);
     }
     let points = sums
         .into_iter()
         .map(|(lat, lon, n)| (lat / n, lon / n))
         .collect();
-    Centres { slot, points }
+    Centres {
+        slot,
+        points,
+        members,
+        healthy,
+    }
 }
 
 /// Sorts `gateways` for `origin`, best first.

@@ -1,4 +1,5 @@
--- wrk script for GET benchmarks (headers come from wrk -H). Prints one machine-readable line:
+-- wrk script: prints one machine-readable line when the run ends (used alone for plain GETs,
+-- and by the other scripts through dofile):
 -- RESULT requests rps p50_ms p99_ms errors
 done = function(summary, latency, requests)
   local errors = summary.errors.connect + summary.errors.read + summary.errors.write
