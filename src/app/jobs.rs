@@ -27,6 +27,30 @@ pub async fn run_task(state: Arc<AppState>, task: Task) -> Result<(), String> {
     }
 }
 
+/// Re-reads the live fleet every second (load, roles) and prepares the gateway set, so the
+/// config and `/json` requests never rebuild them themselves.
+pub async fn refresh_views(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(crate::distribution::VIEW_REFRESH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !*stop.borrow() {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => break,
+        }
+        let state = state.clone();
+        let refreshed = tokio::task::spawn_blocking(move || {
+            let now = now_ms();
+            state.distribution.refresh(now).map(|view| {
+                state.gateways.set(&view, now);
+            })
+        })
+        .await;
+        if let Ok(Err(e)) = refreshed {
+            tracing::error!(error = %e, "fleet view refresh failed");
+        }
+    }
+}
+
 /// Compaction of the change log, the history and finished tasks.
 pub async fn upkeep(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(UPKEEP_EVERY);

@@ -211,6 +211,10 @@ fn start_background(state: &Arc<AppState>, stop: &Arc<watch::Sender<bool>>) -> V
         stop.subscribe(),
     )));
     jobs.push(tokio::spawn(jobs::upkeep(state.clone(), stop.subscribe())));
+    jobs.push(tokio::spawn(jobs::refresh_views(
+        state.clone(),
+        stop.subscribe(),
+    )));
     jobs.push(tokio::spawn(rebalance::periodic(
         state.fleet.clone(),
         state.rebalance.clone(),

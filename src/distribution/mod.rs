@@ -9,8 +9,8 @@ pub mod routes;
 pub mod subset;
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use crate::error::Result;
 use crate::fleet::model::User;
@@ -19,8 +19,8 @@ use crate::store::{Store, TreeId};
 use config::{ClientConfig, FleetView, Rules};
 use keys::Keys;
 
-/// The live fleet is re-read at most this often (and at once when the set changes).
-const VIEW_MAX_AGE: Duration = Duration::from_secs(1);
+/// How often the background job re-reads the live fleet (load, roles).
+pub const VIEW_REFRESH: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct DistributionSettings {
@@ -36,7 +36,7 @@ pub struct Distribution {
     pub settings: DistributionSettings,
     store: Store,
     registry: Registry,
-    view: Mutex<Option<(u64, Instant, Arc<FleetView>)>>,
+    view: RwLock<Option<(u64, Arc<FleetView>)>>,
 }
 
 impl Distribution {
@@ -51,24 +51,44 @@ impl Distribution {
             settings,
             store,
             registry,
-            view: Mutex::new(None),
+            view: RwLock::new(None),
         }
     }
 
     /// The live fleet, cached for a second unless the routable set changed meanwhile.
+    /// The live fleet. Rebuilt here only when the routable set changed (a proxy came, left or
+    /// moved: configs must follow at once); load and role changes are picked up by `refresh`,
+    /// which a background job calls every `VIEW_REFRESH`, so no request waits for a rebuild.
     pub fn view(&self, now_ms: u64) -> Result<Arc<FleetView>> {
-        let version: u64 = self
-            .store
-            .get(TreeId::Meta, crate::registry::writes::EDGE_VERSION)?
-            .unwrap_or(0);
-        let mut cached = self.view.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((seen, at, view)) = cached.as_ref() {
-            if *seen == version && at.elapsed() < VIEW_MAX_AGE {
-                return Ok(view.clone());
+        let version = self.set_version()?;
+        {
+            let cached = self.view.read().unwrap_or_else(|e| e.into_inner());
+            if let Some((seen, view)) = cached.as_ref() {
+                if *seen == version {
+                    return Ok(view.clone());
+                }
             }
         }
+        self.rebuild(version, now_ms)
+    }
+
+    /// Rebuilds the view from the registry (the background refresh).
+    pub fn refresh(&self, now_ms: u64) -> Result<Arc<FleetView>> {
+        let version = self.set_version()?;
+        self.rebuild(version, now_ms)
+    }
+
+    fn set_version(&self) -> Result<u64> {
+        Ok(self
+            .store
+            .get(TreeId::Meta, crate::registry::writes::EDGE_VERSION)?
+            .unwrap_or(0))
+    }
+
+    fn rebuild(&self, version: u64, now_ms: u64) -> Result<Arc<FleetView>> {
         let view = Arc::new(FleetView::new(self.registry.list(now_ms)?));
-        *cached = Some((version, Instant::now(), view.clone()));
+        let mut cached = self.view.write().unwrap_or_else(|e| e.into_inner());
+        *cached = Some((version, view.clone()));
         Ok(view)
     }
 

@@ -87,12 +87,15 @@ impl Gateways {
 
     /// The gateway set of `view`, built once per view.
     pub fn set(&self, view: &Arc<FleetView>, now_ms: u64) -> Arc<GatewaySet> {
-        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((seen, set)) = cached.as_ref() {
-            if Arc::ptr_eq(seen, view) {
-                return set.clone();
+        {
+            let cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((seen, set)) = cached.as_ref() {
+                if Arc::ptr_eq(seen, view) {
+                    return set.clone();
+                }
             }
         }
+        // Built outside the lock: other requests keep using the previous set meanwhile.
         let gateways: Vec<Gateway> = view
             .by_name
             .values()
@@ -100,6 +103,7 @@ impl Gateways {
             .filter_map(|p| self.gateway(p))
             .collect();
         let set = Arc::new(GatewaySet::new(gateways));
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
         *cached = Some((view.clone(), set.clone()));
         set
     }

@@ -117,7 +117,16 @@ async fn overloaded_gateways_come_last() {
         ],
     )
     .await;
-    let (_, body) = get_json(&app, "?lat=50.8503&lon=4.3517&n=5").await;
+    // Load reaches /json within the view refresh (a second), not at once.
+    let body = crate::helpers::eventually(
+        std::time::Duration::from_secs(10),
+        "the new load",
+        || async {
+            let (_, body) = get_json(&app, "?lat=50.8503&lon=4.3517&n=5").await;
+            (body["locations"]["amsterdam"]["healthy"] == false).then_some(body)
+        },
+    )
+    .await;
     let order = hosts(&body);
     assert!(order.last().unwrap().starts_with("ams1"), "{order:?}");
     let ams = body["sortedGateways"]
