@@ -103,7 +103,6 @@ impl Application {
                 network_window_secs: config.subset_network_window_secs,
                 poll_after_secs: config.config_poll_secs,
             },
-            store.clone(),
             registry.clone(),
         );
         let gateways = Gateways::new(

@@ -15,7 +15,6 @@ use std::time::Duration;
 use crate::error::Result;
 use crate::fleet::model::User;
 use crate::registry::Registry;
-use crate::store::{Store, TreeId};
 use config::{ClientConfig, FleetView, Rules};
 use keys::Keys;
 
@@ -34,33 +33,25 @@ pub struct DistributionSettings {
 pub struct Distribution {
     pub keys: Keys,
     pub settings: DistributionSettings,
-    store: Store,
     registry: Registry,
     view: RwLock<Option<(u64, Arc<FleetView>)>>,
 }
 
 impl Distribution {
-    pub fn new(
-        keys: Keys,
-        settings: DistributionSettings,
-        store: Store,
-        registry: Registry,
-    ) -> Distribution {
+    pub fn new(keys: Keys, settings: DistributionSettings, registry: Registry) -> Distribution {
         Distribution {
             keys,
             settings,
-            store,
             registry,
             view: RwLock::new(None),
         }
     }
 
-    /// The live fleet, cached for a second unless the routable set changed meanwhile.
     /// The live fleet. Rebuilt here only when the routable set changed (a proxy came, left or
     /// moved: configs must follow at once); load and role changes are picked up by `refresh`,
     /// which a background job calls every `VIEW_REFRESH`, so no request waits for a rebuild.
     pub fn view(&self, now_ms: u64) -> Result<Arc<FleetView>> {
-        let version = self.set_version()?;
+        let version = self.registry.generation();
         {
             let cached = self.view.read().unwrap_or_else(|e| e.into_inner());
             if let Some((seen, view)) = cached.as_ref() {
@@ -74,15 +65,8 @@ impl Distribution {
 
     /// Rebuilds the view from the registry (the background refresh).
     pub fn refresh(&self, now_ms: u64) -> Result<Arc<FleetView>> {
-        let version = self.set_version()?;
+        let version = self.registry.generation();
         self.rebuild(version, now_ms)
-    }
-
-    fn set_version(&self) -> Result<u64> {
-        Ok(self
-            .store
-            .get(TreeId::Meta, crate::registry::writes::EDGE_VERSION)?
-            .unwrap_or(0))
     }
 
     fn rebuild(&self, version: u64, now_ms: u64) -> Result<Arc<FleetView>> {

@@ -1,6 +1,9 @@
 //! Registry operations: register (combined with concurrent heartbeats), unregister, sweep,
 //! and the reads. What each change writes is in `writes.rs`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use super::model::{Proxy, ProxyEvent, ProxyName, Registration, RemovalReason};
 use super::writes::Writer;
 use crate::error::{Error, Result};
@@ -18,6 +21,9 @@ pub struct Registry {
     queue: Queue,
     pub(crate) writer: Writer,
     heartbeats: Combiner<(Registration, u64), (Proxy, bool)>,
+    /// Bumped (after the commit) whenever a proxy came, left or moved: readers that cache the
+    /// fleet compare it instead of asking the store on every request.
+    generation: Arc<AtomicU64>,
 }
 
 impl Registry {
@@ -34,7 +40,18 @@ impl Registry {
             queue,
             writer,
             heartbeats,
+            generation: Arc::default(),
         }
+    }
+
+    /// Changes whenever the set of live proxies changes (not on heartbeats).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn set_changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.queue.wake();
     }
 
     /// Registers a proxy or refreshes it (the heartbeat), in a transaction shared with the
@@ -42,7 +59,7 @@ impl Registry {
     pub async fn register(&self, reg: Registration, now_ms: u64) -> Result<Proxy> {
         let (proxy, edge_changed) = self.heartbeats.submit((reg, now_ms)).await?;
         if edge_changed {
-            self.queue.wake();
+            self.set_changed();
         }
         Ok(proxy)
     }
@@ -57,7 +74,7 @@ impl Registry {
             Ok(proxy)
         })?;
         self.store.durable().await?;
-        self.queue.wake();
+        self.set_changed();
         Ok(proxy)
     }
 
@@ -89,7 +106,7 @@ impl Registry {
         }
         if !removed.is_empty() {
             self.store.durable().await?;
-            self.queue.wake();
+            self.set_changed();
         }
         Ok(removed)
     }

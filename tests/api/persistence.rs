@@ -79,8 +79,12 @@ async fn acknowledged_registrations_survive_kill_9() {
                 }
             }));
         }
-        // Let writes flow, then kill the server mid-stream.
-        tokio::time::sleep(Duration::from_millis(400 + 300 * round)).await;
+        // Let writes flow (however slow the machine), then kill the server mid-stream.
+        let wanted = 100 + 200 * round as usize;
+        let started = std::time::Instant::now();
+        while acked.lock().unwrap().len() < wanted && started.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         server.kill9();
         for writer in writers {
             writer.await.unwrap();

@@ -360,7 +360,10 @@ async fn without_any_room_the_provisioning_hook_runs_once() {
         .contains("p1"));
     let written =
         crate::helpers::eventually(Duration::from_secs(10), "the hook to run", || async {
-            std::fs::read_to_string(&log).ok()
+            // The hook appends a whole line: wait for it, not just for the file.
+            std::fs::read_to_string(&log)
+                .ok()
+                .filter(|text| text.ends_with('\n'))
         })
         .await;
     assert!(
