@@ -236,20 +236,16 @@ impl Fleet {
             }
         }
         let wanted = self.settings.fallbacks_per_user;
-        let user = self.store.transaction(|tx| {
-            let mut user = existing_user(tx, id)?;
-            set_proxies(tx, &mut user, proxies.clone(), "set by an operator", now_ms)?;
+        self.change_user(id, |tx, user| {
+            set_proxies(tx, user, proxies.clone(), "set by an operator", now_ms)?;
             if user.proxies.len() < wanted && !user.proxies.is_empty() {
-                tx.put(TreeId::NeedsFallback, u64_key(id), &now_ms)?;
+                tx.put(TreeId::NeedsFallback, u64_key(id), &now_ms)
             } else {
                 // An empty set is the operator's choice: the rebalancer leaves it alone.
-                tx.remove(TreeId::NeedsFallback, u64_key(id))?;
+                tx.remove(TreeId::NeedsFallback, u64_key(id)).map(|_| ())
             }
-            Ok(user)
-        })?;
-        self.store.durable().await?;
-        self.notifier.notify(&[id]);
-        Ok(user)
+        })
+        .await
     }
 
     /// Gives a user `days` of Pro, from now or from the current expiry, whichever is later.
@@ -260,27 +256,36 @@ impl Fleet {
                 "days must be from 1 to 3650",
             ));
         }
-        let user = self.store.transaction(|tx| {
-            let mut user = existing_user(tx, id)?;
+        self.change_user(id, |tx, user| {
             let from = user.pro_until_ms.unwrap_or(0).max(now_ms);
             user.pro_until_ms = Some(from + days * 86_400_000);
-            save_user(tx, &user, now_ms)?;
-            Ok(user)
-        })?;
-        self.store.durable().await?;
-        self.notifier.notify(&[id]);
-        Ok(user)
+            save_user(tx, user, now_ms)
+        })
+        .await
     }
 
     /// Disables a user: the token stops working and the proxy slots are released.
     pub async fn disable(&self, id: u64, now_ms: u64) -> Result<User> {
+        self.change_user(id, |tx, user| {
+            user.status = UserStatus::Disabled;
+            if !set_proxies(tx, user, Vec::new(), "account disabled", now_ms)? {
+                save_user(tx, user, now_ms)?;
+            }
+            tx.remove(TreeId::NeedsFallback, u64_key(id)).map(|_| ())
+        })
+        .await
+    }
+
+    /// Changes one user in a transaction (the change stores it), durably, and wakes the
+    /// user's config long-polls.
+    async fn change_user(
+        &self,
+        id: u64,
+        change: impl Fn(&Tx, &mut User) -> TxResult<()>,
+    ) -> Result<User> {
         let user = self.store.transaction(|tx| {
             let mut user = existing_user(tx, id)?;
-            user.status = UserStatus::Disabled;
-            if !set_proxies(tx, &mut user, Vec::new(), "account disabled", now_ms)? {
-                save_user(tx, &user, now_ms)?;
-            }
-            tx.remove(TreeId::NeedsFallback, u64_key(id))?;
+            change(tx, &mut user)?;
             Ok(user)
         })?;
         self.store.durable().await?;
