@@ -88,51 +88,48 @@ pub struct Rules<'a> {
 }
 
 pub fn build(view: &FleetView, user: &User, rules: &Rules, now_ms: u64) -> ClientConfig {
-    let pro = user.pro_until_ms.is_some_and(|until| until > now_ms);
-    let live_pro: Vec<String>;
-    let pro_picks: Vec<&String> = if pro {
-        live_pro = view
-            .pro
-            .iter()
-            .filter(|n| view.live(n, now_ms).is_some())
-            .cloned()
-            .collect();
+    let pro_picks = if user.pro_until_ms.is_some_and(|until| until > now_ms) {
         pick(
             rules.secret,
             &format!("pro:{}", user.id),
-            &live_pro,
+            &live_names(view, &view.pro, now_ms),
             rules.pro_k,
         )
+        .into_iter()
+        .copied()
+        .collect()
     } else {
         Vec::new()
     };
-    let live_free: Vec<String> = view
-        .free
-        .iter()
-        .filter(|n| view.live(n, now_ms).is_some())
-        .cloned()
-        .collect();
-    let free_picks = pick(rules.secret, rules.subset_key, &live_free, rules.free_k);
-    let mut ordered: Vec<String> = Vec::new();
-    for name in pro_picks
+    let free = live_names(view, &view.free, now_ms);
+    let free_picks = pick(rules.secret, rules.subset_key, &free, rules.free_k);
+    let mut proxies: Vec<ProxyEntry> = Vec::new();
+    let candidates = pro_picks
         .into_iter()
-        .chain(user.proxies.iter())
-        .chain(free_picks)
-    {
-        if !ordered.contains(name) && view.live(name, now_ms).is_some() {
-            ordered.push(name.clone());
+        .chain(user.proxies.iter().map(String::as_str))
+        .chain(free_picks.into_iter().copied());
+    for name in candidates {
+        if proxies.iter().any(|p| p.name == name) {
+            continue;
+        }
+        if let Some(proxy) = view.live(name, now_ms) {
+            proxies.push(ProxyEntry::from(proxy));
         }
     }
-    let proxies: Vec<ProxyEntry> = ordered
-        .iter()
-        .filter_map(|n| view.live(n, now_ms))
-        .map(ProxyEntry::from)
-        .collect();
     ClientConfig {
         version: list_version(&proxies),
         proxies,
         poll_after_secs: rules.poll_after_secs,
     }
+}
+
+/// The names in `names` whose proxy is live now.
+fn live_names<'a>(view: &FleetView, names: &'a [String], now_ms: u64) -> Vec<&'a str> {
+    names
+        .iter()
+        .map(String::as_str)
+        .filter(|name| view.live(name, now_ms).is_some())
+        .collect()
 }
 
 fn list_version(proxies: &[ProxyEntry]) -> u64 {

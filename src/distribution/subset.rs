@@ -21,9 +21,16 @@ fn score(secret: &Secret, key: &str, proxy: &str) -> u64 {
 }
 
 /// The `k` proxies with the highest scores for `key`, best first.
-pub fn pick<'a>(secret: &Secret, key: &str, proxies: &'a [String], k: usize) -> Vec<&'a String> {
-    let mut scored: Vec<(u64, &String)> =
-        proxies.iter().map(|p| (score(secret, key, p), p)).collect();
+pub fn pick<'a, S: AsRef<str> + Ord>(
+    secret: &Secret,
+    key: &str,
+    proxies: &'a [S],
+    k: usize,
+) -> Vec<&'a S> {
+    let mut scored: Vec<(u64, &S)> = proxies
+        .iter()
+        .map(|p| (score(secret, key, p.as_ref()), p))
+        .collect();
     let k = k.min(scored.len());
     if k == 0 {
         return Vec::new();

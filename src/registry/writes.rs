@@ -73,10 +73,10 @@ impl Writer {
                 Some(_) => None,
             };
             if let Some(kind) = event {
-                record_event(tx, *now_ms, &proxy, kind)?;
+                let event_seq = record_event(tx, *now_ms, &proxy, kind)?;
                 set_changed = true;
                 if kind == ProxyEventKind::Moved {
-                    self.proxy_changed(tx, &proxy.name, *now_ms)?;
+                    self.proxy_changed(tx, &proxy.name, event_seq, *now_ms)?;
                 }
             }
             stored.push((proxy, event.is_some()));
@@ -109,8 +109,8 @@ impl Writer {
                 reason,
             },
         )?;
-        record_event(tx, now_ms, proxy, reason.into())?;
-        self.proxy_changed(tx, &proxy.name, now_ms)?;
+        let event_seq = record_event(tx, now_ms, proxy, reason.into())?;
+        self.proxy_changed(tx, &proxy.name, event_seq, now_ms)?;
         self.edge_changed(tx, now_ms)
     }
 
@@ -137,12 +137,18 @@ impl Writer {
         }
     }
 
-    /// A proxy left or changed address: its users' configs must follow (a fleet task).
-    fn proxy_changed(&self, tx: &Tx, name: &ProxyName, now_ms: u64) -> TxResult<()> {
-        let seq = tx.counter(EVENT_SEQ)?;
+    /// A proxy left or changed address (history entry `event_seq`): its users' configs must
+    /// follow (a fleet task, one per event).
+    fn proxy_changed(
+        &self,
+        tx: &Tx,
+        name: &ProxyName,
+        event_seq: u64,
+        now_ms: u64,
+    ) -> TxResult<()> {
         let task = NewTask {
             kind: crate::fleet::PROXY_CHANGED,
-            key: format!("{}:{name}:{seq}", crate::fleet::PROXY_CHANGED),
+            key: format!("{}:{name}:{event_seq}", crate::fleet::PROXY_CHANGED),
             payload: json!({ "proxy": name }),
             due_ms: now_ms,
         };
@@ -180,7 +186,8 @@ fn sample_load(tx: &Tx, proxy: &Proxy, now_ms: u64) -> TxResult<()> {
     tx.put(TreeId::ProxyLoad, proxy.name.as_str(), &samples)
 }
 
-fn record_event(tx: &Tx, at_ms: u64, proxy: &Proxy, kind: ProxyEventKind) -> TxResult<()> {
+/// Appends to the registry history; returns the entry's sequence number.
+fn record_event(tx: &Tx, at_ms: u64, proxy: &Proxy, kind: ProxyEventKind) -> TxResult<u64> {
     let seq = tx.next(EVENT_SEQ)?;
     let event = ProxyEvent {
         seq,
@@ -190,5 +197,6 @@ fn record_event(tx: &Tx, at_ms: u64, proxy: &Proxy, kind: ProxyEventKind) -> TxR
         ip: proxy.ip,
         port: proxy.port,
     };
-    tx.put(TreeId::ProxyEvents, u64_key(seq), &event)
+    tx.put(TreeId::ProxyEvents, u64_key(seq), &event)?;
+    Ok(seq)
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use proxyfleet::config::AssignmentPolicy;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::helpers::{error_code, eventually, names_of, spawn_app, spawn_app_with, TestApp};
@@ -191,27 +191,15 @@ async fn user_input_errors_and_auth() {
     let unknown = app.admin_get("/api/v1/admin/users/999").await;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     let missing = app
-        .client
-        .post(app.url("/api/v1/invitations/nope/accept"))
-        .send()
-        .await
-        .unwrap();
+        .send_as(Method::POST, "/api/v1/invitations/nope/accept", None)
+        .await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 
-    let no_token = app
-        .client
-        .get(app.url("/api/v1/config"))
-        .send()
-        .await
-        .unwrap();
+    let no_token = app.send_as(Method::GET, "/api/v1/config", None).await;
     assert_eq!(no_token.status(), StatusCode::UNAUTHORIZED);
     let bad_token = app
-        .client
-        .get(app.url("/api/v1/config"))
-        .bearer_auth("pfu_nope")
-        .send()
-        .await
-        .unwrap();
+        .send_as(Method::GET, "/api/v1/config", Some("pfu_nope"))
+        .await;
     assert_eq!(bad_token.status(), StatusCode::UNAUTHORIZED);
     let invite_no_token = app
         .client

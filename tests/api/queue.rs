@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use proxyfleet::queue::{NewTask, Queue, QueuePolicy, TaskState};
 use proxyfleet::store::Store;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::helpers::{error_code, eventually, free_port, spawn_app_with, ADMIN_TOKEN};
@@ -169,14 +169,10 @@ async fn dead_letters_are_listed_and_retried_over_http() {
     let id = task["id"].as_u64().unwrap();
     // A newer change comes in: the sync we revive next is superseded by it and just ends.
     app.register_ok("edge2", 9001).await;
-    let retry_url = app.url(&format!("/api/v1/admin/queue/tasks/{id}/retry"));
+    let retry_path = format!("/api/v1/admin/queue/tasks/{id}/retry");
     let retried = app
-        .client
-        .post(&retry_url)
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+        .send_as(Method::POST, &retry_path, Some(ADMIN_TOKEN))
+        .await;
     assert_eq!(retried.status(), StatusCode::OK);
     let retried: Value = retried.json().await.unwrap();
     assert_eq!(retried["state"], "ready");
@@ -195,20 +191,16 @@ async fn dead_letters_are_listed_and_retried_over_http() {
     .await;
     assert_eq!(done["id"], id);
     let twice = app
-        .client
-        .post(&retry_url)
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+        .send_as(Method::POST, &retry_path, Some(ADMIN_TOKEN))
+        .await;
     assert_eq!(twice.status(), StatusCode::CONFLICT);
     assert_eq!(error_code(twice).await, "task_not_dead");
     let unknown = app
-        .client
-        .post(app.url("/api/v1/admin/queue/tasks/999999/retry"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+        .send_as(
+            Method::POST,
+            "/api/v1/admin/queue/tasks/999999/retry",
+            Some(ADMIN_TOKEN),
+        )
+        .await;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 }

@@ -96,11 +96,11 @@ pub fn history(fleet: &Fleet, limit: usize) -> Result<Vec<Plan>> {
 
 /// Drops the oldest plans beyond `keep`.
 pub fn compact_history(fleet: &Fleet, keep: usize) -> Result<usize> {
-    let old: Vec<sled::IVec> = fleet
+    let old: Vec<Vec<u8>> = fleet
         .store
         .scan_rev::<Plan>(TreeId::Plans, None)
         .skip(keep)
-        .map(|item| item.map(|(key, _)| key))
+        .map(|item| item.map(|(key, _)| key.to_vec()))
         .collect::<Result<_>>()?;
     for key in &old {
         fleet
