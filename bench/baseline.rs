@@ -145,7 +145,8 @@ async fn main() {
                         .body(Vec::new())
                         .unwrap_or_default();
                 }
-                let (body, etag) = render(&fixed_config());
+                let rendered = render(&fixed_config());
+                let (body, etag) = (rendered.body, rendered.etag);
                 let builder = Response::builder().header(header::ETAG, &etag);
                 if if_none_match.is_some_and(|inm| matches(&inm, &etag)) {
                     builder.status(StatusCode::NOT_MODIFIED).body(Vec::new())

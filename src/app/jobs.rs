@@ -40,8 +40,8 @@ pub async fn refresh_views(state: Arc<AppState>, mut stop: watch::Receiver<bool>
         let state = state.clone();
         let refreshed = tokio::task::spawn_blocking(move || {
             let now = now_ms();
-            state.distribution.refresh(now).map(|view| {
-                state.gateways.set(&view, now);
+            state.distribution.refresh(now, |view| {
+                state.gateways.set(view, now);
             })
         })
         .await;

@@ -43,25 +43,35 @@ pub struct ClientConfig {
     pub poll_after_secs: u64,
 }
 
-/// The live fleet as the config server sees it: by name, and the free and pro names.
+/// The live fleet as the config server sees it: by name, and the free and pro names (sorted),
+/// as they were when the view was built. The view is rebuilt every second and whenever a proxy
+/// comes or goes, so a request checks liveness only for the proxies it picks.
 pub struct FleetView {
     pub by_name: HashMap<String, Proxy>,
     pub free: Vec<String>,
     pub pro: Vec<String>,
+    /// The earliest expiry among the live proxies when the view was built.
+    first_expiry_ms: u64,
 }
 
 impl FleetView {
-    pub fn new(proxies: Vec<Proxy>) -> FleetView {
+    pub fn new(proxies: Vec<Proxy>, now_ms: u64) -> FleetView {
         let names = |role: Role| -> Vec<String> {
             let mut names: Vec<String> = proxies
                 .iter()
-                .filter(|p| p.role == role)
+                .filter(|p| p.role == role && p.expires_ms > now_ms)
                 .map(|p| p.name.to_string())
                 .collect();
             names.sort();
             names
         };
         let (free, pro) = (names(Role::Free), names(Role::Pro));
+        let first_expiry_ms = proxies
+            .iter()
+            .map(|p| p.expires_ms)
+            .filter(|expires| *expires > now_ms)
+            .min()
+            .unwrap_or(u64::MAX);
         FleetView {
             by_name: proxies
                 .into_iter()
@@ -69,11 +79,17 @@ impl FleetView {
                 .collect(),
             free,
             pro,
+            first_expiry_ms,
         }
     }
 
     fn live(&self, name: &str, now_ms: u64) -> Option<&Proxy> {
         self.by_name.get(name).filter(|p| p.expires_ms > now_ms)
+    }
+
+    /// True when no proxy that was live when the view was built has expired by `now_ms`.
+    pub fn none_expired_since_built(&self, now_ms: u64) -> bool {
+        self.first_expiry_ms > now_ms
     }
 }
 
@@ -123,12 +139,14 @@ pub fn build(view: &FleetView, user: &User, rules: &Rules, now_ms: u64) -> Clien
     }
 }
 
-/// The names in `names` whose proxy is live now.
+/// The names in `names` whose proxy is live now: all of them while none has expired since the
+/// view was built (the common case, no lookups), else the ones still live.
 fn live_names<'a>(view: &FleetView, names: &'a [String], now_ms: u64) -> Vec<&'a str> {
-    names
-        .iter()
-        .map(String::as_str)
-        .filter(|name| view.live(name, now_ms).is_some())
+    let all = names.iter().map(String::as_str);
+    if view.none_expired_since_built(now_ms) {
+        return all.collect();
+    }
+    all.filter(|name| view.live(name, now_ms).is_some())
         .collect()
 }
 
@@ -160,12 +178,19 @@ pub fn proxy_entries(registry: &Registry, user: &User, now_ms: u64) -> Result<Ve
     Ok(entries)
 }
 
-/// The body as sent and its strong ETag.
-pub fn render(config: &ClientConfig) -> (Vec<u8>, String) {
+/// A config as sent: the body, its strong ETag and the body's SHA-256 (the key under which its
+/// signature is cached).
+pub struct Rendered {
+    pub body: Vec<u8>,
+    pub etag: String,
+    pub digest: [u8; 32],
+}
+
+pub fn render(config: &ClientConfig) -> Rendered {
     let body = serde_json::to_vec(config).unwrap_or_default();
-    let digest = Sha256::digest(&body);
+    let digest: [u8; 32] = Sha256::digest(&body).into();
     let etag = format!("\"{}\"", hex::encode(&digest[..12]));
-    (body, etag)
+    Rendered { body, etag, digest }
 }
 
 /// Does an `If-None-Match` header value match `etag` (a list, or `*`)? A tag of the gzip
@@ -194,10 +219,10 @@ mod tests {
             version: 2,
             ..a.clone()
         };
-        let (_, ta) = render(&a);
-        let (_, tb) = render(&b);
+        let ta = render(&a).etag;
+        let tb = render(&b).etag;
         assert_ne!(ta, tb);
-        assert_eq!(render(&a).1, ta);
+        assert_eq!(render(&a).etag, ta);
         assert!(matches(&ta, &ta));
         assert!(matches(&format!("\"x\", W/{ta}"), &ta));
         let bare = ta.trim_matches('"');

@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::error::Result;
 use crate::fleet::model::User;
 use crate::registry::Registry;
-use config::{ClientConfig, FleetView, Rules};
+use config::{ClientConfig, FleetView, Rendered, Rules};
 use keys::Keys;
 
 /// How often the background job re-reads the live fleet (load, roles).
@@ -30,11 +30,24 @@ pub struct DistributionSettings {
     pub poll_after_secs: u64,
 }
 
+/// The fleet view with the registry generation and revision it was built from.
+struct CachedView {
+    generation: u64,
+    revision: u64,
+    view: Arc<FleetView>,
+}
+
+/// How many config signatures are kept: a client polls the same config again and again, and
+/// an Ed25519 signature costs more than the rest of a config request.
+const SIGNATURES_CACHED: usize = 200_000;
+
 pub struct Distribution {
     pub keys: Keys,
     pub settings: DistributionSettings,
     registry: Registry,
-    view: RwLock<Option<(u64, Arc<FleetView>)>>,
+    view: RwLock<Option<CachedView>>,
+    /// Signatures by the SHA-256 of the body they sign.
+    signatures: quick_cache::sync::Cache<[u8; 32], Arc<str>>,
 }
 
 impl Distribution {
@@ -44,36 +57,70 @@ impl Distribution {
             settings,
             registry,
             view: RwLock::new(None),
+            signatures: quick_cache::sync::Cache::new(SIGNATURES_CACHED),
         }
+    }
+
+    /// The base64 Ed25519 signature of a rendered config, signed once per distinct body.
+    pub fn signature(&self, rendered: &Rendered) -> Arc<str> {
+        if let Some(signature) = self.signatures.get(&rendered.digest) {
+            return signature;
+        }
+        let signature: Arc<str> = self.keys.sign(&rendered.body).into();
+        self.signatures.insert(rendered.digest, signature.clone());
+        signature
     }
 
     /// The live fleet. Rebuilt here only when the routable set changed (a proxy came, left or
     /// moved: configs must follow at once); load and role changes are picked up by `refresh`,
     /// which a background job calls every `VIEW_REFRESH`, so no request waits for a rebuild.
     pub fn view(&self, now_ms: u64) -> Result<Arc<FleetView>> {
-        let version = self.registry.generation();
+        let generation = self.registry.generation();
         {
             let cached = self.view.read().unwrap_or_else(|e| e.into_inner());
-            if let Some((seen, view)) = cached.as_ref() {
-                if *seen == version {
-                    return Ok(view.clone());
+            if let Some(cached) = cached.as_ref() {
+                if cached.generation == generation {
+                    return Ok(cached.view.clone());
                 }
             }
         }
-        self.rebuild(version, now_ms)
-    }
-
-    /// Rebuilds the view from the registry (the background refresh).
-    pub fn refresh(&self, now_ms: u64) -> Result<Arc<FleetView>> {
-        let version = self.registry.generation();
-        self.rebuild(version, now_ms)
-    }
-
-    fn rebuild(&self, version: u64, now_ms: u64) -> Result<Arc<FleetView>> {
-        let view = Arc::new(FleetView::new(self.registry.list(now_ms)?));
-        let mut cached = self.view.write().unwrap_or_else(|e| e.into_inner());
-        *cached = Some((version, view.clone()));
+        let revision = self.registry.revision();
+        let view = Arc::new(FleetView::new(self.registry.list(now_ms)?, now_ms));
+        self.publish(generation, revision, view.clone());
         Ok(view)
+    }
+
+    /// Rebuilds the view from the registry (the background refresh) when a proxy record was
+    /// written or a proxy expired since the last build. `prepare` runs on the new view before
+    /// requests can see it, so what is derived from it (the gateway set) is ready and no
+    /// request pays for building it.
+    pub fn refresh(&self, now_ms: u64, prepare: impl FnOnce(&Arc<FleetView>)) -> Result<()> {
+        // Read before the list, so a write landing during the rebuild triggers the next one.
+        let (generation, revision) = (self.registry.generation(), self.registry.revision());
+        let unchanged = {
+            let cached = self.view.read().unwrap_or_else(|e| e.into_inner());
+            cached.as_ref().is_some_and(|c| {
+                c.generation == generation
+                    && c.revision == revision
+                    && c.view.none_expired_since_built(now_ms)
+            })
+        };
+        if unchanged {
+            return Ok(());
+        }
+        let view = Arc::new(FleetView::new(self.registry.list(now_ms)?, now_ms));
+        prepare(&view);
+        self.publish(generation, revision, view);
+        Ok(())
+    }
+
+    fn publish(&self, generation: u64, revision: u64, view: Arc<FleetView>) {
+        let mut cached = self.view.write().unwrap_or_else(|e| e.into_inner());
+        *cached = Some(CachedView {
+            generation,
+            revision,
+            view,
+        });
     }
 
     /// The key of a user's free subset: the user, or the client's network and time window.

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use warp::http::{header, Response, StatusCode};
 use warp::{Filter, Rejection};
 
-use super::config::{matches, render};
+use super::config::{matches, render, Rendered};
 use super::subset::accounts_to_learn;
 use crate::app::AppState;
 use crate::clock::now_ms;
@@ -73,11 +73,6 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
     config.or(pubkey).unify().or(exposure).unify()
 }
 
-struct Rendered {
-    body: Vec<u8>,
-    etag: String,
-}
-
 fn render_for(
     state: &AppState,
     user: &User,
@@ -87,8 +82,7 @@ fn render_for(
         .distribution
         .config_for(user, client, now_ms())
         .map_err(reject)?;
-    let (body, etag) = render(&config);
-    Ok(Rendered { body, etag })
+    Ok(render(&config))
 }
 
 async fn get_config(
@@ -152,11 +146,11 @@ async fn get_config(
             .body(warp::hyper::Body::empty())
             .map_err(|e| reject(Error::internal(e)));
     }
-    let signature = state.distribution.keys.sign(&rendered.body);
+    let signature = state.distribution.signature(&rendered);
     let builder = builder
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/json")
-        .header(SIGNATURE_HEADER, signature);
+        .header(SIGNATURE_HEADER, &*signature);
     let response = if gzip {
         let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
         encoder

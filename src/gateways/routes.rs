@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use rand::thread_rng;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection};
@@ -140,6 +140,35 @@ fn count_override(state: &AppState, key: &str) -> crate::error::Result<()> {
     })
 }
 
+/// One entry of `sortedGateways`.
+#[derive(Serialize)]
+struct SortedGateway<'a> {
+    host: &'a str,
+    ip_address: &'a str,
+    fullness: f64,
+    overload: bool,
+    location: &'a str,
+}
+
+/// The `/json` body, borrowed: `locations` is spliced in as already-serialised text (a
+/// `json!` value would parse it back into a tree on every request).
+#[derive(Serialize)]
+struct Answer<'a> {
+    ip: String,
+    cc: &'a str,
+    city: &'a str,
+    lat: Option<f64>,
+    lon: Option<f64>,
+    gateways: Vec<&'a str>,
+    #[serde(rename = "sortedGateways")]
+    sorted_gateways: Vec<SortedGateway<'a>>,
+    locations: &'a serde_json::value::RawValue,
+    attribution: &'static str,
+}
+
+const ATTRIBUTION: &str =
+    "IP geolocation by DB-IP (https://db-ip.com), CC BY 4.0, where a DB-IP database is configured";
+
 /// The `/json` body for the chosen gateways (public: the benchmark baseline renders the same).
 pub fn answer(
     client: Option<IpAddr>,
@@ -147,23 +176,27 @@ pub fn answer(
     chosen: &[&rank::Gateway],
     locations: &serde_json::value::RawValue,
 ) -> Route {
-    let hosts: Vec<&str> = chosen.iter().map(|g| g.host.as_str()).collect();
-    let sorted: Vec<serde_json::Value> = chosen
-        .iter()
-        .map(|g| json!({ "host": g.host, "ip_address": g.ip, "fullness": g.fullness, "overload": g.overloaded, "location": g.location }))
-        .collect();
-    json(
-        StatusCode::OK,
-        &json!({
-            "ip": client.map(|ip| ip.to_string()).unwrap_or_default(),
-            "cc": place.and_then(|p| p.country_code.clone()).unwrap_or_default(),
-            "city": place.and_then(|p| p.city.clone()).unwrap_or_default(),
-            "lat": place.map(|p| p.lat),
-            "lon": place.map(|p| p.lon),
-            "gateways": hosts,
-            "sortedGateways": sorted,
-            "locations": locations,
-            "attribution": "IP geolocation by DB-IP (https://db-ip.com), CC BY 4.0, where a DB-IP database is configured",
-        }),
-    )
+    let body = Answer {
+        ip: client.map(|ip| ip.to_string()).unwrap_or_default(),
+        cc: place
+            .and_then(|p| p.country_code.as_deref())
+            .unwrap_or_default(),
+        city: place.and_then(|p| p.city.as_deref()).unwrap_or_default(),
+        lat: place.map(|p| p.lat),
+        lon: place.map(|p| p.lon),
+        gateways: chosen.iter().map(|g| g.host.as_str()).collect(),
+        sorted_gateways: chosen
+            .iter()
+            .map(|g| SortedGateway {
+                host: &g.host,
+                ip_address: &g.ip,
+                fullness: g.fullness,
+                overload: g.overloaded,
+                location: &g.location,
+            })
+            .collect(),
+        locations,
+        attribution: ATTRIBUTION,
+    };
+    json(StatusCode::OK, &body)
 }

@@ -49,6 +49,11 @@ impl Registry {
         self.generation.load(Ordering::Acquire)
     }
 
+    /// Changes whenever any proxy record is written (heartbeats, load, roles included).
+    pub fn revision(&self) -> u64 {
+        self.store.writes(TreeId::Proxies)
+    }
+
     fn set_changed(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.queue.wake();

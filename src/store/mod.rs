@@ -116,6 +116,9 @@ pub struct Store {
     db: sled::Db,
     trees: Vec<sled::Tree>,
     flusher: Flusher,
+    /// Committed writes per tree, counted in memory: readers that cache what they derive from
+    /// a tree compare this instead of re-reading the tree.
+    writes: std::sync::Arc<[std::sync::atomic::AtomicU64; TreeId::ALL.len()]>,
 }
 
 impl Store {
@@ -133,7 +136,12 @@ impl Store {
             .map(|id| db.open_tree(id.name()))
             .collect::<Result<Vec<_>, _>>()?;
         let flusher = Flusher::start(db.clone());
-        Ok(Store { db, trees, flusher })
+        Ok(Store {
+            db,
+            trees,
+            flusher,
+            writes: Default::default(),
+        })
     }
 
     fn tree(&self, id: TreeId) -> &sled::Tree {
@@ -143,11 +151,33 @@ impl Store {
     /// Runs `body` atomically over all trees. sled may run it more than once on conflict,
     /// so it must only read and write through `tx`.
     pub fn transaction<T>(&self, body: impl Fn(&Tx) -> TxResult<T>) -> Result<T> {
-        let result = self
-            .trees
-            .as_slice()
-            .transaction(|trees| body(&Tx { trees }));
+        let written = std::cell::Cell::new(0u32);
+        let result = self.trees.as_slice().transaction(|trees| {
+            let tx = Tx {
+                trees,
+                written: std::cell::Cell::new(0),
+            };
+            let value = body(&tx)?;
+            written.set(tx.written.get());
+            Ok(value)
+        });
+        if result.is_ok() {
+            self.count_writes(written.get());
+        }
         result.map_err(Error::from)
+    }
+
+    fn count_writes(&self, trees: u32) {
+        for (id, counter) in self.writes.iter().enumerate() {
+            if trees & (1 << id) != 0 {
+                counter.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// How many committed transactions (and single puts) have written `tree` since start.
+    pub fn writes(&self, tree: TreeId) -> u64 {
+        self.writes[tree as usize].load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Resolves when every write made before the call is on disk (shared group commit).
@@ -176,6 +206,7 @@ impl Store {
     pub fn put<V: Serialize>(&self, tree: TreeId, key: impl AsRef<[u8]>, value: &V) -> Result<()> {
         self.tree(tree)
             .insert(key.as_ref(), codec::encode(value)?)?;
+        self.count_writes(1 << tree as u32);
         Ok(())
     }
 

@@ -19,6 +19,9 @@ pub fn abort<T>(error: Error) -> TxResult<T> {
 
 pub struct Tx<'a> {
     pub(super) trees: &'a [TransactionalTree],
+    /// Bit per tree written (for `Store::writes`): an attempt that sled retries may set bits
+    /// for nothing, which only costs a reader a needless refresh.
+    pub(super) written: std::cell::Cell<u32>,
 }
 
 fn codec<T>(result: crate::error::Result<T>) -> TxResult<T> {
@@ -27,6 +30,11 @@ fn codec<T>(result: crate::error::Result<T>) -> TxResult<T> {
 
 impl Tx<'_> {
     fn tree(&self, id: TreeId) -> &TransactionalTree {
+        &self.trees[id as usize]
+    }
+
+    fn tree_to_write(&self, id: TreeId) -> &TransactionalTree {
+        self.written.set(self.written.get() | 1 << id as u32);
         &self.trees[id as usize]
     }
 
@@ -52,18 +60,19 @@ impl Tx<'_> {
         value: &V,
     ) -> TxResult<()> {
         let bytes = codec(encode(value))?;
-        self.tree(tree).insert(key.as_ref(), bytes)?;
+        self.tree_to_write(tree).insert(key.as_ref(), bytes)?;
         Ok(())
     }
 
     /// An index entry: the key is the information.
     pub fn put_marker(&self, tree: TreeId, key: impl AsRef<[u8]>) -> TxResult<()> {
-        self.tree(tree).insert(key.as_ref(), &[] as &[u8])?;
+        self.tree_to_write(tree)
+            .insert(key.as_ref(), &[] as &[u8])?;
         Ok(())
     }
 
     pub fn remove(&self, tree: TreeId, key: impl AsRef<[u8]>) -> TxResult<bool> {
-        Ok(self.tree(tree).remove(key.as_ref())?.is_some())
+        Ok(self.tree_to_write(tree).remove(key.as_ref())?.is_some())
     }
 
     /// Increments a counter in the meta tree and returns its new value. Commits are
