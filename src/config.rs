@@ -119,8 +119,14 @@ pub struct Config {
     pub config_wait_max_secs: u64,
     /// Free proxies in each client's subset.
     pub free_subset_k: usize,
-    /// Pro proxies in each pro client's config.
-    pub pro_subset_k: usize,
+    /// Pro proxies assigned to each pro user (the least loaded ones).
+    pub pro_proxies_per_user: usize,
+    /// Users a pro proxy without a declared capacity carries before it counts as full.
+    pub pro_max_clients: u32,
+    /// Pro plans; empty means the defaults `pro-1m` (30 days) and `pro-1y` (365 days).
+    pub plans: Vec<crate::billing::plans::Plan>,
+    /// How often the sweeper ends Pro that ran out.
+    pub pro_sweep_secs: u64,
     /// When set, clients of one /16 network within a window of this many seconds share a free
     /// subset (so mass sign-ups from one network learn little).
     pub subset_network_window_secs: Option<u64>,
@@ -180,7 +186,10 @@ impl Default for Config {
             config_poll_secs: 300,
             config_wait_max_secs: 60,
             free_subset_k: 3,
-            pro_subset_k: 3,
+            pro_proxies_per_user: 2,
+            pro_max_clients: 50,
+            plans: Vec::new(),
+            pro_sweep_secs: 30,
             subset_network_window_secs: None,
             trusted_proxies: Vec::new(),
         }

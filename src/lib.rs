@@ -4,6 +4,7 @@
 
 /// Wiring: `Application::build(config)`, background jobs, shutdown.
 pub mod app;
+pub mod billing;
 /// Wall-clock milliseconds.
 pub mod clock;
 /// Typed configuration: defaults < TOML file < `PROXYFLEET_*` environment.

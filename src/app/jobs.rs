@@ -51,6 +51,24 @@ pub async fn refresh_views(state: Arc<AppState>, mut stop: watch::Receiver<bool>
     }
 }
 
+/// Ends Pro that ran out (releases the pro proxies), every `pro_sweep_secs`.
+pub async fn expire_pro(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    let every = std::time::Duration::from_secs(state.config.pro_sweep_secs.max(1));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !*stop.borrow() {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => break,
+        }
+        match state.billing.expire_due(now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(users = n, "pro ended"),
+            Err(e) => tracing::error!(error = %e, "pro expiry sweep failed"),
+        }
+    }
+}
+
 /// Compaction of the change log, the history and finished tasks.
 pub async fn upkeep(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(UPKEEP_EVERY);

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 pub use state::{AppState, Tokens};
 pub use tokens::NewTokens;
 
+use crate::billing::{Billing, BillingSettings};
 use crate::config::Config;
 use crate::distribution::keys::Keys;
 use crate::distribution::notify::ConfigNotifier;
@@ -99,7 +100,6 @@ impl Application {
             Keys::load_or_create(&store).await?,
             DistributionSettings {
                 free_k: config.free_subset_k,
-                pro_k: config.pro_subset_k,
                 network_window_secs: config.subset_network_window_secs,
                 poll_after_secs: config.config_poll_secs,
             },
@@ -109,6 +109,12 @@ impl Application {
             GeoDb::open(config.geoip_db.as_deref()),
             config.peers_domain.clone(),
             config.max_clients,
+        );
+        let billing = Billing::new(
+            store.clone(),
+            registry.clone(),
+            fleet.notifier.clone(),
+            BillingSettings::from_config(&config)?,
         );
         let state = Arc::new(AppState {
             config,
@@ -121,6 +127,7 @@ impl Application {
             rebalance,
             distribution,
             gateways,
+            billing,
         });
 
         let (stop, _) = watch::channel(false);
@@ -210,6 +217,10 @@ fn start_background(state: &Arc<AppState>, stop: &Arc<watch::Sender<bool>>) -> V
         stop.subscribe(),
     )));
     jobs.push(tokio::spawn(jobs::upkeep(state.clone(), stop.subscribe())));
+    jobs.push(tokio::spawn(jobs::expire_pro(
+        state.clone(),
+        stop.subscribe(),
+    )));
     jobs.push(tokio::spawn(jobs::refresh_views(
         state.clone(),
         stop.subscribe(),

@@ -8,7 +8,7 @@ use warp::Filter;
 
 use super::AppState;
 use crate::http::{json, recover};
-use crate::{distribution, fleet, gateways, queue, registry};
+use crate::{billing, distribution, fleet, gateways, queue, registry};
 
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(warp::reply::Response,)> {
     let health = warp::path!("healthz")
@@ -24,6 +24,8 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(warp::reply::Response,)> {
         .or(health)
         .unify()
         .or(queue::routes::routes(state.clone()).boxed())
+        .unify()
+        .or(billing::routes::routes(state.clone()).boxed())
         .unify()
         .or(fleet::routes::routes(state).boxed())
         .unify()

@@ -1,5 +1,6 @@
 //! What every handler and background job shares.
 
+use crate::billing::Billing;
 use crate::config::Config;
 use crate::distribution::Distribution;
 use crate::fleet::rebalance::RebalanceSettings;
@@ -27,4 +28,5 @@ pub struct AppState {
     pub rebalance: RebalanceSettings,
     pub distribution: Distribution,
     pub gateways: Gateways,
+    pub billing: Billing,
 }

@@ -97,23 +97,15 @@ impl FleetView {
 pub struct Rules<'a> {
     pub secret: &'a Secret,
     pub free_k: usize,
-    pub pro_k: usize,
     /// The key of the free subset: the user, or a network and time window.
     pub subset_key: &'a str,
     pub poll_after_secs: u64,
 }
 
 pub fn build(view: &FleetView, user: &User, rules: &Rules, now_ms: u64) -> ClientConfig {
-    let pro_picks = if user.pro_until_ms.is_some_and(|until| until > now_ms) {
-        pick(
-            rules.secret,
-            &format!("pro:{}", user.id),
-            &live_names(view, &view.pro, now_ms),
-            rules.pro_k,
-        )
-        .into_iter()
-        .copied()
-        .collect()
+    // Pro proxies are assigned (least loaded, at purchase): listed while Pro lasts.
+    let pro_picks: Vec<&str> = if user.pro_until_ms.is_some_and(|until| until > now_ms) {
+        user.pro_proxies.iter().map(String::as_str).collect()
     } else {
         Vec::new()
     };

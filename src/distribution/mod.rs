@@ -24,7 +24,6 @@ pub const VIEW_REFRESH: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub struct DistributionSettings {
     pub free_k: usize,
-    pub pro_k: usize,
     /// When set, clients of one /16 (IPv6: /32) within one window share a free subset.
     pub network_window_secs: Option<u64>,
     pub poll_after_secs: u64,
@@ -154,7 +153,6 @@ impl Distribution {
         let rules = Rules {
             secret: &self.keys.rendezvous,
             free_k: self.settings.free_k,
-            pro_k: self.settings.pro_k,
             subset_key: &key,
             poll_after_secs: self.settings.poll_after_secs,
         };

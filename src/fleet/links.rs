@@ -105,48 +105,116 @@ pub fn history(store: &Store, user: u64) -> Result<Vec<Assignment>> {
 /// Checks that the two sides of every link agree and that the per-proxy counts are right.
 /// Returns one line per problem (none when consistent). Reads only.
 pub fn check(store: &Store) -> Result<Vec<String>> {
+    let users: Vec<User> = store.values::<User>(TreeId::Users).collect::<Result<_>>()?;
+    let mut problems = check_side(store, &users, Side::FALLBACK)?;
+    problems.extend(check_side(store, &users, Side::PRO)?);
+    problems.extend(check_pro_tokens(store, &users)?);
+    Ok(problems)
+}
+
+/// One kind of user <-> proxy link: where the forward list, the index and the counts live.
+struct Side {
+    name: &'static str,
+    forward: fn(&User) -> &Vec<String>,
+    index: TreeId,
+    counts: TreeId,
+}
+
+impl Side {
+    const FALLBACK: Side = Side {
+        name: "fallback",
+        forward: |u| &u.proxies,
+        index: TreeId::ProxyUsers,
+        counts: TreeId::ProxyAssigned,
+    };
+    const PRO: Side = Side {
+        name: "pro",
+        forward: |u| &u.pro_proxies,
+        index: TreeId::ProLinks,
+        counts: TreeId::ProCounts,
+    };
+}
+
+/// (proxy, rest of the key) of a `name 0 rest` index key.
+fn split_proxy_key(key: &[u8]) -> Option<(String, &[u8])> {
+    let split = key.iter().position(|b| *b == 0)?;
+    Some((
+        String::from_utf8_lossy(&key[..split]).into_owned(),
+        &key[split + 1..],
+    ))
+}
+
+fn check_side(store: &Store, users: &[User], side: Side) -> Result<Vec<String>> {
     use std::collections::{BTreeMap, BTreeSet};
+    let name = side.name;
     let mut problems = Vec::new();
     let mut forward: BTreeSet<(String, u64)> = BTreeSet::new();
-    for user in store.values::<User>(TreeId::Users) {
-        let user = user?;
-        for proxy in &user.proxies {
+    for user in users {
+        for proxy in (side.forward)(user) {
             if !forward.insert((proxy.clone(), user.id)) {
-                problems.push(format!("user {} lists proxy {proxy} twice", user.id));
+                problems.push(format!("user {} lists {name} proxy {proxy} twice", user.id));
             }
         }
     }
     let mut reverse: BTreeSet<(String, u64)> = BTreeSet::new();
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-    for key in store.keys_from(TreeId::ProxyUsers, []) {
+    for key in store.keys_from(side.index, []) {
         let key = key?;
-        let Some(split) = key.iter().position(|b| *b == 0) else {
-            problems.push("malformed proxy_users key".into());
+        let Some((proxy, rest)) = split_proxy_key(&key) else {
+            problems.push(format!("malformed {name} link key"));
             continue;
         };
-        let proxy = String::from_utf8_lossy(&key[..split]).into_owned();
-        let user = key_u64(&key[split + 1..]).unwrap_or(0);
+        let user = key_u64(rest).unwrap_or(0);
         *counts.entry(proxy.clone()).or_default() += 1;
         reverse.insert((proxy, user));
     }
     for (proxy, user) in forward.difference(&reverse) {
         problems.push(format!(
-            "user {user} lists {proxy} but {proxy} does not list the user"
+            "user {user} lists {name} proxy {proxy} but {proxy} does not list the user"
         ));
     }
     for (proxy, user) in reverse.difference(&forward) {
         problems.push(format!(
-            "{proxy} lists user {user} but the user does not list it"
+            "{name} proxy {proxy} lists user {user} but the user does not list it"
         ));
     }
     let stored: BTreeMap<String, u64> = store
-        .scan_from::<u64>(TreeId::ProxyAssigned, [])
+        .scan_from::<u64>(side.counts, [])
         .filter_map(|item| item.ok())
         .map(|(k, n)| (String::from_utf8_lossy(&k).into_owned(), n))
         .collect();
     if stored != counts {
         problems.push(format!(
-            "per-proxy user counts disagree with the index: stored {stored:?}, counted {counts:?}"
+            "per-proxy {name} user counts disagree with the index: stored {stored:?}, counted {counts:?}"
+        ));
+    }
+    Ok(problems)
+}
+
+/// Every pro link has the user's token in the proxy's accepted set, and nothing else is there.
+fn check_pro_tokens(store: &Store, users: &[User]) -> Result<Vec<String>> {
+    use std::collections::BTreeSet;
+    let expected: BTreeSet<(String, Vec<u8>)> = users
+        .iter()
+        .flat_map(|u| {
+            u.pro_proxies
+                .iter()
+                .map(|p| (p.clone(), u.token_hash.as_bytes().to_vec()))
+        })
+        .collect();
+    let mut found: BTreeSet<(String, Vec<u8>)> = BTreeSet::new();
+    for key in store.keys_from(TreeId::ProxyTokens, []) {
+        let key = key?;
+        if let Some((proxy, token)) = split_proxy_key(&key) {
+            found.insert((proxy, token.to_vec()));
+        }
+    }
+    let mut problems = Vec::new();
+    let missing = expected.difference(&found).count();
+    let stray = found.difference(&expected).count();
+    if missing > 0 || stray > 0 {
+        problems.push(format!(
+            "pro proxy tokens disagree with the pro links: {missing} missing, {stray} stray"
         ));
     }
     Ok(problems)

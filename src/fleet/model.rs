@@ -63,6 +63,8 @@ pub struct User {
     pub last_moved_ms: Option<u64>,
     /// Next history sequence number.
     pub history_len: u64,
+    /// Pro proxies assigned while Pro lasts (`billing::pro`); `ProLinks` is the reverse index.
+    pub pro_proxies: Vec<String>,
 }
 
 /// One entry of the assignment history: the proxy set the user was given, and why.

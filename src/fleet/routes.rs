@@ -163,7 +163,8 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
                 &serde_json::json!({
                     "user": UserSummary::from(&user),
                     "proxies": proxies,
-                    "pro": { "active": user.pro_until_ms.is_some_and(|t| t > now), "until": user.pro_until_ms.map(|t| t / 1000) },
+                    "pro": { "active": user.pro_until_ms.is_some_and(|t| t > now), "until": user.pro_until_ms.map(|t| t / 1000), "proxies": user.pro_proxies },
+                    "pro_until": user.pro_until_ms.map(|t| t / 1000),
                     "config_version": user.config_version,
                     "history": history,
                 }),
@@ -202,8 +203,8 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .and(with_state(&state))
         .and_then(|id: u64, body: GiftPro, state: Arc<AppState>| async move {
             let user = state
-                .fleet
-                .gift_pro(id, body.days, now_ms())
+                .billing
+                .gift(id, body.days, now_ms())
                 .await
                 .map_err(reject)?;
             Ok::<_, Rejection>(json(StatusCode::OK, &UserSummary::from(&user)))

@@ -129,6 +129,7 @@ impl Fleet {
             config_version: 0,
             last_moved_ms: None,
             history_len: 0,
+            pro_proxies: Vec::new(),
         };
         tx.put(TreeId::UserEmails, email.as_str(), &id)?;
         tx.put(TreeId::UserTokens, token_hash.as_bytes(), &id)?;
@@ -248,26 +249,11 @@ impl Fleet {
         .await
     }
 
-    /// Gives a user `days` of Pro, from now or from the current expiry, whichever is later.
-    pub async fn gift_pro(&self, id: u64, days: u64, now_ms: u64) -> Result<User> {
-        if !(1..=3650).contains(&days) {
-            return Err(Error::invalid(
-                "invalid_days",
-                "days must be from 1 to 3650",
-            ));
-        }
-        self.change_user(id, |tx, user| {
-            let from = user.pro_until_ms.unwrap_or(0).max(now_ms);
-            user.pro_until_ms = Some(from + days * 86_400_000);
-            save_user(tx, user, now_ms)
-        })
-        .await
-    }
-
     /// Disables a user: the token stops working and the proxy slots are released.
     pub async fn disable(&self, id: u64, now_ms: u64) -> Result<User> {
         self.change_user(id, |tx, user| {
             user.status = UserStatus::Disabled;
+            crate::billing::pro::release(tx, user)?;
             if !set_proxies(tx, user, Vec::new(), "account disabled", now_ms)? {
                 save_user(tx, user, now_ms)?;
             }

@@ -63,10 +63,24 @@ pub enum TreeId {
     Plans,
     /// Mail outbox: id (u64 BE) -> `Mail`.
     Outbox,
+    /// Pro proxy -> user links: (proxy name, 0, user id BE) -> (). Agrees with `User::pro_proxies`.
+    ProLinks,
+    /// Pro users linked to each pro proxy: proxy name -> count.
+    ProCounts,
+    /// Token hashes each pro proxy must accept: (proxy name, 0, SHA-256 of token) -> user id.
+    ProxyTokens,
+    /// When each user's Pro ends: (pro_until_ms BE, user id BE) -> ().
+    ProExpiry,
+    /// Payments: Stripe PaymentIntent (or Checkout Session) id -> `Payment`.
+    Payments,
+    /// Payments of each user: (user id BE, payment id) -> ().
+    UserPayments,
+    /// Stripe events already processed: event id -> `ProcessedEvent`.
+    StripeEvents,
 }
 
 impl TreeId {
-    const ALL: [TreeId; 18] = [
+    const ALL: [TreeId; 25] = [
         TreeId::Meta,
         TreeId::Changes,
         TreeId::Proxies,
@@ -85,6 +99,13 @@ impl TreeId {
         TreeId::Invitations,
         TreeId::Plans,
         TreeId::Outbox,
+        TreeId::ProLinks,
+        TreeId::ProCounts,
+        TreeId::ProxyTokens,
+        TreeId::ProExpiry,
+        TreeId::Payments,
+        TreeId::UserPayments,
+        TreeId::StripeEvents,
     ];
 
     fn name(self) -> &'static str {
@@ -107,6 +128,13 @@ impl TreeId {
             TreeId::Invitations => "invitations",
             TreeId::Plans => "plans",
             TreeId::Outbox => "outbox",
+            TreeId::ProLinks => "pro_links",
+            TreeId::ProCounts => "pro_counts",
+            TreeId::ProxyTokens => "proxy_tokens",
+            TreeId::ProExpiry => "pro_expiry",
+            TreeId::Payments => "payments",
+            TreeId::UserPayments => "user_payments",
+            TreeId::StripeEvents => "stripe_events",
         }
     }
 }

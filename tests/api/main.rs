@@ -1,5 +1,6 @@
 //! Integration tests: the real server, real HTTP, real varnishd.
 
+mod billing;
 mod distribution;
 mod fleet;
 mod gateways;

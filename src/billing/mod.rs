@@ -1,0 +1,212 @@
+//! The Pro tier: plans, Stripe payments (webhooks verified as Stripe documents them), pro
+//! time with its pro proxies, and the sweeper that ends Pro when it runs out.
+
+pub mod event;
+pub mod payments;
+pub mod plans;
+pub mod pro;
+pub mod routes;
+pub mod signature;
+
+use std::sync::Arc;
+
+use crate::config::{Config, Secret};
+use crate::distribution::notify::ConfigNotifier;
+use crate::error::{Error, Result};
+use crate::fleet::model::User;
+use crate::fleet::policy::Candidate;
+use crate::registry::{Registry, Role};
+use crate::store::codec::{key_u64, u64_key};
+use crate::store::{abort, Store, TreeId};
+use payments::{Outcome, Payment, ProContext};
+use plans::Plan;
+
+/// Users whose Pro ended handled per transaction by the sweeper.
+const EXPIRED_PER_TRANSACTION: usize = 200;
+
+#[derive(Debug, Clone)]
+pub struct BillingSettings {
+    pub plans: Vec<Plan>,
+    pub pro_proxies_per_user: usize,
+    /// Users a pro proxy carries before it counts as full (pro proxies carry fewer).
+    pub pro_max_clients: u32,
+    pub webhook_secret: Option<Secret>,
+}
+
+impl BillingSettings {
+    pub fn from_config(config: &Config) -> Result<BillingSettings> {
+        Ok(BillingSettings {
+            plans: plans::effective(&config.plans)?,
+            pro_proxies_per_user: config.pro_proxies_per_user,
+            pro_max_clients: config.pro_max_clients,
+            webhook_secret: config.stripe_webhook_secret.clone(),
+        })
+    }
+}
+
+#[derive(Clone)]
+pub struct Billing {
+    store: Store,
+    registry: Registry,
+    notifier: ConfigNotifier,
+    pub settings: Arc<BillingSettings>,
+}
+
+impl Billing {
+    pub fn new(
+        store: Store,
+        registry: Registry,
+        notifier: ConfigNotifier,
+        settings: BillingSettings,
+    ) -> Billing {
+        Billing {
+            store,
+            registry,
+            notifier,
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// Live pro proxies with their load: max(reported clients, linked pro users).
+    pub fn candidates(&self, now_ms: u64) -> Result<Vec<Candidate>> {
+        let mut candidates = Vec::new();
+        for proxy in self.registry.list(now_ms)? {
+            if proxy.role != Role::Pro {
+                continue;
+            }
+            let linked: u64 = self
+                .store
+                .get(TreeId::ProCounts, proxy.name.as_str())?
+                .unwrap_or(0);
+            candidates.push(Candidate {
+                limit: proxy.capacity.unwrap_or(self.settings.pro_max_clients),
+                load: u64::from(proxy.load.clients.unwrap_or(0)).max(linked),
+                name: proxy.name.to_string(),
+            });
+        }
+        Ok(candidates)
+    }
+
+    /// Verifies and applies one Stripe webhook delivery. Durable before it returns.
+    pub async fn webhook(
+        &self,
+        signature_header: Option<&str>,
+        body: &[u8],
+        now_ms: u64,
+    ) -> Result<Outcome> {
+        let secret = self.settings.webhook_secret.as_ref().ok_or_else(|| {
+            Error::Unavailable("billing is off: stripe_webhook_secret is not configured".into())
+        })?;
+        let header = signature_header.ok_or_else(|| {
+            Error::bad_request(
+                "invalid_signature",
+                "the Stripe-Signature header is missing",
+            )
+        })?;
+        let now_secs = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
+        signature::verify(secret.expose(), header, body, now_secs)
+            .map_err(|e| Error::bad_request("invalid_signature", e.message()))?;
+        let event = event::parse(body)?;
+        let candidates = self.candidates(now_ms)?;
+        let context = ProContext {
+            plans: &self.settings.plans,
+            candidates: &candidates,
+            proxies_per_user: self.settings.pro_proxies_per_user,
+        };
+        let (outcome, user) = self
+            .store
+            .transaction(|tx| payments::apply(tx, &event, &context, now_ms))?;
+        self.store.durable().await?;
+        if let Some(user) = user {
+            self.notifier.notify(&[user.id]);
+        }
+        tracing::info!(event = %event.id, kind = %event.kind, outcome = %outcome.describe(), "stripe event");
+        Ok(outcome)
+    }
+
+    /// Gives a user `days` of Pro (an operator's gift), with pro proxies if they had none.
+    pub async fn gift(&self, id: u64, days: u64, now_ms: u64) -> Result<User> {
+        if !(1..=3650).contains(&days) {
+            return Err(Error::invalid(
+                "invalid_days",
+                "days must be from 1 to 3650",
+            ));
+        }
+        let candidates = self.candidates(now_ms)?;
+        let per_user = self.settings.pro_proxies_per_user;
+        let user = self.store.transaction(|tx| {
+            let Some(mut user) = tx.get::<User>(TreeId::Users, u64_key(id))? else {
+                return abort(Error::NotFound(format!("user {id}")));
+            };
+            pro::extend(tx, &mut user, days, &candidates, per_user, now_ms)?;
+            Ok(user)
+        })?;
+        self.store.durable().await?;
+        self.notifier.notify(&[id]);
+        Ok(user)
+    }
+
+    /// Ends Pro for every user whose time ran out by `now_ms`. Returns how many.
+    pub async fn expire_due(&self, now_ms: u64) -> Result<usize> {
+        let mut due: Vec<u64> = Vec::new();
+        for key in self.store.keys_from(TreeId::ProExpiry, [0u8; 16]) {
+            let key = key?;
+            let (until, user) = (key_u64(&key[..]), key.get(8..).and_then(key_u64));
+            match (until, user) {
+                (Some(until), Some(user)) if until <= now_ms => due.push(user),
+                _ => break,
+            }
+        }
+        let mut expired = Vec::new();
+        for chunk in due.chunks(EXPIRED_PER_TRANSACTION) {
+            let changed = self.store.transaction(|tx| {
+                let mut changed = Vec::new();
+                for id in chunk {
+                    if let Some(mut user) = tx.get::<User>(TreeId::Users, u64_key(*id))? {
+                        if pro::expire(tx, &mut user, now_ms)? {
+                            changed.push(*id);
+                        }
+                    }
+                }
+                Ok(changed)
+            })?;
+            expired.extend(changed);
+        }
+        if !expired.is_empty() {
+            self.store.durable().await?;
+            self.notifier.notify(&expired);
+        }
+        Ok(expired.len())
+    }
+
+    /// A user's payments, newest first.
+    pub fn payments_of(&self, user_id: u64) -> Result<Vec<Payment>> {
+        let mut found = Vec::new();
+        for key in self
+            .store
+            .keys_with_prefix(TreeId::UserPayments, u64_key(user_id))
+        {
+            let key = key?;
+            let id = String::from_utf8_lossy(&key[8..]).into_owned();
+            if let Some(payment) = self.store.get::<Payment>(TreeId::Payments, &id)? {
+                found.push(payment);
+            }
+        }
+        found.sort_by_key(|p| std::cmp::Reverse(p.created_ms));
+        Ok(found)
+    }
+
+    /// All payments in id order, `limit` after `after` (a page of the admin list).
+    pub fn payments(&self, after: Option<&str>, limit: usize) -> Result<Vec<Payment>> {
+        let start = after.map(|a| format!("{a}\0")).unwrap_or_default();
+        self.store
+            .scan_from::<Payment>(TreeId::Payments, start.as_bytes())
+            .take(limit)
+            .map(|item| item.map(|(_, payment)| payment))
+            .collect()
+    }
+
+    pub fn totals(&self) -> Result<std::collections::BTreeMap<String, payments::Totals>> {
+        payments::totals(&self.store)
+    }
+}

@@ -1,0 +1,167 @@
+//! Pro time and pro proxies, inside the caller's transaction. A user who becomes Pro is given
+//! the least loaded pro proxies; one whose Pro ends gives them back. Each link is kept three
+//! ways that always agree: `User::pro_proxies`, the `ProLinks` reverse index with a count per
+//! proxy, and `ProxyTokens`, the token hashes a pro proxy must accept (what an http-proxy
+//! checks, through the Redis mirror, with one set lookup).
+
+use crate::fleet::links::proxy_user_key;
+use crate::fleet::model::User;
+use crate::fleet::policy::Candidate;
+use crate::fleet::users::save_user;
+use crate::store::codec::pair_key;
+use crate::store::{TreeId, Tx, TxResult};
+
+const DAY_MS: u64 = 86_400_000;
+
+pub fn is_pro(user: &User, now_ms: u64) -> bool {
+    user.pro_until_ms.is_some_and(|until| until > now_ms)
+}
+
+fn token_key(proxy: &str, token_hash: &[u8; 32]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(proxy.len() + 33);
+    key.extend_from_slice(proxy.as_bytes());
+    key.push(0);
+    key.extend_from_slice(token_hash);
+    key
+}
+
+fn adjust_count(tx: &Tx, proxy: &str, delta: i64) -> TxResult<()> {
+    let current: u64 = tx.get(TreeId::ProCounts, proxy)?.unwrap_or(0);
+    match current.saturating_add_signed(delta) {
+        0 => tx.remove(TreeId::ProCounts, proxy).map(|_| ()),
+        next => tx.put(TreeId::ProCounts, proxy, &next),
+    }
+}
+
+/// Links `user` to exactly `proxies` (both indexes, the tokens, the config version).
+fn set_pro_proxies(tx: &Tx, user: &mut User, proxies: Vec<String>) -> TxResult<()> {
+    if user.pro_proxies == proxies {
+        return Ok(());
+    }
+    let token = *user.token_hash.as_bytes();
+    for gone in user.pro_proxies.iter().filter(|p| !proxies.contains(p)) {
+        tx.remove(TreeId::ProLinks, proxy_user_key(gone, user.id))?;
+        tx.remove(TreeId::ProxyTokens, token_key(gone, &token))?;
+        adjust_count(tx, gone, -1)?;
+    }
+    for added in proxies.iter().filter(|p| !user.pro_proxies.contains(p)) {
+        tx.put_marker(TreeId::ProLinks, proxy_user_key(added, user.id))?;
+        tx.put(TreeId::ProxyTokens, token_key(added, &token), &user.id)?;
+        adjust_count(tx, added, 1)?;
+    }
+    user.pro_proxies = proxies;
+    user.config_version += 1;
+    Ok(())
+}
+
+/// Moves the user's entry in the expiry index from the old end of Pro to the new one.
+fn reindex_expiry(tx: &Tx, user: &User, old_until: Option<u64>) -> TxResult<()> {
+    if let Some(old) = old_until {
+        tx.remove(TreeId::ProExpiry, pair_key(old, user.id))?;
+    }
+    if let Some(until) = user.pro_until_ms {
+        tx.put_marker(TreeId::ProExpiry, pair_key(until, user.id))?;
+    }
+    Ok(())
+}
+
+/// The `count` pro proxies with the most headroom (ties by name, so the choice is stable).
+pub fn choose(candidates: &[Candidate], count: usize) -> Vec<String> {
+    let mut ranked: Vec<&Candidate> = candidates.iter().collect();
+    ranked.sort_by(|a, b| {
+        b.headroom()
+            .cmp(&a.headroom())
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    ranked
+        .into_iter()
+        .take(count)
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+/// Adds `days` of Pro from now or from the current end, whichever is later, and gives the user
+/// pro proxies if they had none. Stores the user.
+pub fn extend(
+    tx: &Tx,
+    user: &mut User,
+    days: u64,
+    candidates: &[Candidate],
+    per_user: usize,
+    now_ms: u64,
+) -> TxResult<()> {
+    let old_until = user.pro_until_ms;
+    let from = old_until.unwrap_or(0).max(now_ms);
+    user.pro_until_ms = Some(from + days * DAY_MS);
+    if user.pro_proxies.len() < per_user {
+        let mut proxies = user.pro_proxies.clone();
+        let more: Vec<Candidate> = candidates
+            .iter()
+            .filter(|c| !proxies.contains(&c.name))
+            .cloned()
+            .collect();
+        proxies.extend(choose(&more, per_user - proxies.len()));
+        set_pro_proxies(tx, user, proxies)?;
+    }
+    reindex_expiry(tx, user, old_until)?;
+    save_user(tx, user, now_ms)
+}
+
+/// Takes `days` of Pro back (a refund). If Pro is over, the pro proxies are released at once.
+pub fn shorten(tx: &Tx, user: &mut User, days: u64, now_ms: u64) -> TxResult<()> {
+    let old_until = user.pro_until_ms;
+    let Some(until) = old_until else {
+        return Ok(());
+    };
+    user.pro_until_ms = Some(until.saturating_sub(days * DAY_MS).max(now_ms.min(until)));
+    if !is_pro(user, now_ms) {
+        set_pro_proxies(tx, user, Vec::new())?;
+    }
+    reindex_expiry(tx, user, old_until)?;
+    save_user(tx, user, now_ms)
+}
+
+/// Ends Pro for a user whose time ran out: releases the pro proxies and the expiry entry.
+/// Does nothing (and returns false) if the user is Pro again meanwhile.
+pub fn expire(tx: &Tx, user: &mut User, now_ms: u64) -> TxResult<bool> {
+    if is_pro(user, now_ms) {
+        return Ok(false);
+    }
+    set_pro_proxies(tx, user, Vec::new())?;
+    if let Some(until) = user.pro_until_ms {
+        tx.remove(TreeId::ProExpiry, pair_key(until, user.id))?;
+    }
+    save_user(tx, user, now_ms)?;
+    Ok(true)
+}
+
+/// Releases the user's pro proxies (the account is disabled): their token stops being
+/// accepted by those proxies at once. The caller stores the user.
+pub fn release(tx: &Tx, user: &mut User) -> TxResult<()> {
+    set_pro_proxies(tx, user, Vec::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(name: &str, limit: u32, load: u64) -> Candidate {
+        Candidate {
+            name: name.into(),
+            limit,
+            load,
+        }
+    }
+
+    #[test]
+    fn the_least_loaded_are_chosen_ties_by_name() {
+        let candidates = [
+            candidate("b", 50, 10),
+            candidate("a", 50, 10),
+            candidate("c", 50, 40),
+            candidate("d", 100, 10),
+        ];
+        assert_eq!(choose(&candidates, 3), vec!["d", "a", "b"]);
+        assert_eq!(choose(&candidates, 9).len(), 4);
+    }
+}
