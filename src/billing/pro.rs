@@ -164,4 +164,54 @@ mod tests {
         assert_eq!(choose(&candidates, 3), vec!["d", "a", "b"]);
         assert_eq!(choose(&candidates, 9).len(), 4);
     }
+
+    fn user(id: u64) -> User {
+        User {
+            id,
+            email: crate::fleet::model::Email::parse("p@example.org").unwrap(),
+            invited_by: None,
+            created_ms: 0,
+            token_hash: crate::http::TokenHash::of("pfu_test"),
+            status: crate::fleet::model::UserStatus::Active,
+            pro_until_ms: None,
+            proxies: Vec::new(),
+            config_version: 0,
+            last_moved_ms: None,
+            history_len: 0,
+            pro_proxies: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn pro_ends_with_its_links_tokens_and_expiry_entry() {
+        use crate::store::codec::u64_key;
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        let candidates = [candidate("p1", 50, 0), candidate("p2", 50, 3)];
+        let now = 1_000 * DAY_MS;
+        let extended = store
+            .transaction(|tx| {
+                let mut u = user(1);
+                extend(tx, &mut u, 2, &candidates, 1, now)?;
+                Ok(u)
+            })
+            .unwrap();
+        assert_eq!(extended.pro_proxies, vec!["p1"]);
+        assert_eq!(extended.pro_until_ms, Some(now + 2 * DAY_MS));
+        assert!(crate::fleet::links::check(&store).unwrap().is_empty());
+        assert_eq!(store.keys_from(TreeId::ProExpiry, []).count(), 1);
+
+        let later = now + 2 * DAY_MS;
+        let ended = store
+            .transaction(|tx| {
+                let mut u: User = tx.get(TreeId::Users, u64_key(1))?.unwrap();
+                Ok((expire(tx, &mut u, later)?, u))
+            })
+            .unwrap();
+        assert!(ended.0, "Pro over at its end");
+        assert!(ended.1.pro_proxies.is_empty());
+        assert_eq!(store.keys_from(TreeId::ProExpiry, []).count(), 0);
+        assert_eq!(store.keys_from(TreeId::ProxyTokens, []).count(), 0);
+        assert!(crate::fleet::links::check(&store).unwrap().is_empty());
+    }
 }
