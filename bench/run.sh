@@ -142,8 +142,13 @@ $(row "\`GET /json\`, 10,000 gateways | proxyfleet" "$json_pf")
 | /json, 10,000 gateways | **$(ratio "$json_pf" "$json_base")%** | >= 70%, p99 < 5 ms |
 
 Every proxyfleet heartbeat is acknowledged only once it is on disk: concurrent heartbeats share
-one sled transaction and one fsync (\`store::combiner\`). A config read is a token lookup, a user
-read and one registry read per proxy, rendered and hashed for its ETag.
+one sled transaction and one fsync (\`store::combiner\`). A config read is a token lookup and a
+user read in sled, the list built from the in-memory fleet view, rendered and hashed for its
+ETag. The Ed25519 signature is cached by the body's SHA-256 (up to 200,000 bodies): clients
+poll the same config again and again, and a signature costs more than the rest of the request.
+The baseline signs every response, so config 200 can beat it. The fleet view and the gateway set
+are rebuilt by a background job only when a proxy record was written (or one expired), before
+requests see them; during the /json rows no proxy heartbeats, so no rebuild runs.
 
 ## Rebalance planning
 
