@@ -166,20 +166,8 @@ mod tests {
     }
 
     fn user(id: u64) -> User {
-        User {
-            id,
-            email: crate::fleet::model::Email::parse("p@example.org").unwrap(),
-            invited_by: None,
-            created_ms: 0,
-            token_hash: crate::http::TokenHash::of("pfu_test"),
-            status: crate::fleet::model::UserStatus::Active,
-            pro_until_ms: None,
-            proxies: Vec::new(),
-            config_version: 0,
-            last_moved_ms: None,
-            history_len: 0,
-            pro_proxies: Vec::new(),
-        }
+        let email = crate::fleet::model::Email::parse("p@example.org").unwrap();
+        User::new(id, email, crate::http::TokenHash::of("pfu_test"), None, 0)
     }
 
     #[tokio::test]

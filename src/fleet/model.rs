@@ -67,6 +67,32 @@ pub struct User {
     pub pro_proxies: Vec<String>,
 }
 
+impl User {
+    /// A new active user without proxies or Pro.
+    pub fn new(
+        id: u64,
+        email: Email,
+        token_hash: TokenHash,
+        invited_by: Option<u64>,
+        now_ms: u64,
+    ) -> User {
+        User {
+            id,
+            email,
+            invited_by,
+            created_ms: now_ms,
+            token_hash,
+            status: UserStatus::Active,
+            pro_until_ms: None,
+            proxies: Vec::new(),
+            config_version: 0,
+            last_moved_ms: None,
+            history_len: 0,
+            pro_proxies: Vec::new(),
+        }
+    }
+}
+
 /// One entry of the assignment history: the proxy set the user was given, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Assignment {

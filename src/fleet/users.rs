@@ -117,20 +117,7 @@ impl Fleet {
         }
         let id = tx.next(NEXT_USER_ID)?;
         let token_hash = TokenHash::of(token);
-        let mut user = User {
-            id,
-            email: email.clone(),
-            invited_by,
-            created_ms: now_ms,
-            token_hash,
-            status: UserStatus::Active,
-            pro_until_ms: None,
-            proxies: Vec::new(),
-            config_version: 0,
-            last_moved_ms: None,
-            history_len: 0,
-            pro_proxies: Vec::new(),
-        };
+        let mut user = User::new(id, email.clone(), token_hash, invited_by, now_ms);
         tx.put(TreeId::UserEmails, email.as_str(), &id)?;
         tx.put(TreeId::UserTokens, token_hash.as_bytes(), &id)?;
         if !set_proxies(

@@ -79,15 +79,7 @@ impl TestApp {
 #[tokio::test]
 async fn plans_default_to_a_month_and_a_year() {
     let app = billing_app().await;
-    let body: Value = app
-        .client
-        .get(app.url("/api/v1/pro/plans"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = app.public_json("/api/v1/pro/plans").await;
     let plans: Vec<(&str, u64)> = body["plans"]
         .as_array()
         .unwrap()

@@ -111,15 +111,7 @@ async fn configs_are_signed_compressed_and_cacheable() {
     let app = spawn_app().await;
     free_fleet(&app, 4).await;
     let (_, token, _) = app.create_user("s@example.org", None).await;
-    let key: Value = app
-        .client
-        .get(app.url("/api/v1/config/pubkey"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let key: Value = app.public_json("/api/v1/config/pubkey").await;
     assert_eq!(key["algorithm"], "ed25519");
     let raw = base64::engine::general_purpose::STANDARD
         .decode(key["public_key"].as_str().unwrap())

@@ -123,6 +123,13 @@ impl TestApp {
             .expect("request")
     }
 
+    /// GET without a token, expecting 200 and JSON.
+    pub async fn public_json(&self, path: &str) -> Value {
+        let response = self.send_as(reqwest::Method::GET, path, None).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.json().await.expect("json")
+    }
+
     pub async fn admin_json(&self, path: &str) -> Value {
         let response = self.admin_get(path).await;
         assert_eq!(response.status(), StatusCode::OK, "GET {path}");
