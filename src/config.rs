@@ -127,6 +127,10 @@ pub struct Config {
     pub plans: Vec<crate::billing::plans::Plan>,
     /// How often the sweeper ends Pro that ran out.
     pub pro_sweep_secs: u64,
+    /// Linked devices a Pro account may have.
+    pub devices_per_pro_user: usize,
+    /// Linked devices a free account may have.
+    pub devices_per_free_user: usize,
     /// When set, clients of one /16 network within a window of this many seconds share a free
     /// subset (so mass sign-ups from one network learn little).
     pub subset_network_window_secs: Option<u64>,
@@ -190,6 +194,8 @@ impl Default for Config {
             pro_max_clients: 50,
             plans: Vec::new(),
             pro_sweep_secs: 30,
+            devices_per_pro_user: 3,
+            devices_per_free_user: 1,
             subset_network_window_secs: None,
             trusted_proxies: Vec::new(),
         }

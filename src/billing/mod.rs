@@ -1,6 +1,7 @@
 //! The Pro tier: plans, Stripe payments (webhooks verified as Stripe documents them), pro
 //! time with its pro proxies, and the sweeper that ends Pro when it runs out.
 
+pub mod devices;
 pub mod event;
 pub mod payments;
 pub mod plans;
@@ -31,6 +32,8 @@ pub struct BillingSettings {
     /// Users a pro proxy carries before it counts as full (pro proxies carry fewer).
     pub pro_max_clients: u32,
     pub webhook_secret: Option<Secret>,
+    pub devices_per_pro_user: usize,
+    pub devices_per_free_user: usize,
 }
 
 impl BillingSettings {
@@ -40,6 +43,8 @@ impl BillingSettings {
             pro_proxies_per_user: config.pro_proxies_per_user,
             pro_max_clients: config.pro_max_clients,
             webhook_secret: config.stripe_webhook_secret.clone(),
+            devices_per_pro_user: config.devices_per_pro_user,
+            devices_per_free_user: config.devices_per_free_user,
         })
     }
 }

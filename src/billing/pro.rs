@@ -8,6 +8,7 @@ use crate::fleet::links::proxy_user_key;
 use crate::fleet::model::User;
 use crate::fleet::policy::Candidate;
 use crate::fleet::users::save_user;
+use crate::http::TokenHash;
 use crate::store::codec::pair_key;
 use crate::store::{TreeId, Tx, TxResult};
 
@@ -38,19 +39,46 @@ fn set_pro_proxies(tx: &Tx, user: &mut User, proxies: Vec<String>) -> TxResult<(
     if user.pro_proxies == proxies {
         return Ok(());
     }
-    let token = *user.token_hash.as_bytes();
     for gone in user.pro_proxies.iter().filter(|p| !proxies.contains(p)) {
         tx.remove(TreeId::ProLinks, proxy_user_key(gone, user.id))?;
-        tx.remove(TreeId::ProxyTokens, token_key(gone, &token))?;
+        for token in user.token_hashes() {
+            tx.remove(TreeId::ProxyTokens, token_key(gone, token.as_bytes()))?;
+        }
         adjust_count(tx, gone, -1)?;
     }
     for added in proxies.iter().filter(|p| !user.pro_proxies.contains(p)) {
         tx.put_marker(TreeId::ProLinks, proxy_user_key(added, user.id))?;
-        tx.put(TreeId::ProxyTokens, token_key(added, &token), &user.id)?;
+        for token in user.token_hashes() {
+            tx.put(
+                TreeId::ProxyTokens,
+                token_key(added, token.as_bytes()),
+                &user.id,
+            )?;
+        }
         adjust_count(tx, added, 1)?;
     }
     user.pro_proxies = proxies;
     user.config_version += 1;
+    Ok(())
+}
+
+/// A token the user's pro proxies must start accepting (a device was linked).
+pub fn accept_token(tx: &Tx, user: &User, token: &TokenHash) -> TxResult<()> {
+    for proxy in &user.pro_proxies {
+        tx.put(
+            TreeId::ProxyTokens,
+            token_key(proxy, token.as_bytes()),
+            &user.id,
+        )?;
+    }
+    Ok(())
+}
+
+/// A token the user's pro proxies must stop accepting (a device was removed).
+pub fn refuse_token(tx: &Tx, user: &User, token: &TokenHash) -> TxResult<()> {
+    for proxy in &user.pro_proxies {
+        tx.remove(TreeId::ProxyTokens, token_key(proxy, token.as_bytes()))?;
+    }
     Ok(())
 }
 

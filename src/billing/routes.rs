@@ -11,11 +11,18 @@ use warp::{Filter, Rejection};
 use crate::app::AppState;
 use crate::clock::now_ms;
 use crate::fleet::model::User;
+use crate::http::body::json as json_body;
 use crate::http::{admin, json, reject, user, with_state};
+use warp::Reply;
 
 /// Stripe's event payloads are small; this bounds a hostile one.
 const WEBHOOK_MAX_BYTES: u64 = 256 * 1024;
 const PAGE_MAX: usize = 500;
+
+#[derive(Deserialize)]
+struct NewDevice {
+    name: String,
+}
 
 #[derive(Deserialize)]
 struct Page {
@@ -85,5 +92,67 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
                 &json!({ "payments": payments, "next": next, "totals": totals }),
             ))
         });
-    plans.or(webhook).unify().or(mine).unify().or(all).unify()
+    let limit = state.config.max_body_bytes;
+    let add_device = warp::path!("api" / "v1" / "devices")
+        .and(warp::post())
+        .and(user(&state))
+        .and(json_body::<NewDevice>(limit))
+        .and(with_state(&state))
+        .and_then(
+            |user: User, body: NewDevice, state: Arc<AppState>| async move {
+                let (device, token) = state
+                    .billing
+                    .add_device(user.id, &body.name, now_ms())
+                    .await
+                    .map_err(reject)?;
+                Ok::<_, Rejection>(json(
+                    StatusCode::CREATED,
+                    &json!({ "id": device.id, "name": device.name, "token": token,
+                             "created_at": device.created_ms / 1000 }),
+                ))
+            },
+        );
+    let list_devices = warp::path!("api" / "v1" / "devices")
+        .and(warp::get())
+        .and(user(&state))
+        .and(with_state(&state))
+        .map(|user: User, state: Arc<AppState>| {
+            let devices: Vec<_> = user
+                .devices
+                .iter()
+                .map(|d| json!({ "id": d.id, "name": d.name, "created_at": d.created_ms / 1000 }))
+                .collect();
+            let limit = state.billing.device_limit(&user, now_ms());
+            json(
+                StatusCode::OK,
+                &json!({ "devices": devices, "limit": limit }),
+            )
+        });
+    let remove_device = warp::path!("api" / "v1" / "devices" / u64)
+        .and(warp::delete())
+        .and(user(&state))
+        .and(with_state(&state))
+        .and_then(|id: u64, user: User, state: Arc<AppState>| async move {
+            state
+                .billing
+                .remove_device(user.id, id, now_ms())
+                .await
+                .map_err(reject)?;
+            Ok::<_, Rejection>(
+                warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response(),
+            )
+        });
+    plans
+        .or(add_device)
+        .unify()
+        .or(list_devices)
+        .unify()
+        .or(remove_device)
+        .unify()
+        .or(webhook)
+        .unify()
+        .or(mine)
+        .unify()
+        .or(all)
+        .unify()
 }

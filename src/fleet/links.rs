@@ -197,9 +197,10 @@ fn check_pro_tokens(store: &Store, users: &[User]) -> Result<Vec<String>> {
     let expected: BTreeSet<(String, Vec<u8>)> = users
         .iter()
         .flat_map(|u| {
-            u.pro_proxies
-                .iter()
-                .map(|p| (p.clone(), u.token_hash.as_bytes().to_vec()))
+            u.pro_proxies.iter().flat_map(move |p| {
+                u.token_hashes()
+                    .map(move |t| (p.clone(), t.as_bytes().to_vec()))
+            })
         })
         .collect();
     let mut found: BTreeSet<(String, Vec<u8>)> = BTreeSet::new();

@@ -65,6 +65,17 @@ pub struct User {
     pub history_len: u64,
     /// Pro proxies assigned while Pro lasts (`billing::pro`); `ProLinks` is the reverse index.
     pub pro_proxies: Vec<String>,
+    /// Linked devices, each with its own token (`billing::devices`).
+    pub devices: Vec<Device>,
+}
+
+/// A linked device: its token authenticates the client API like the account's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Device {
+    pub id: u64,
+    pub name: String,
+    pub token_hash: TokenHash,
+    pub created_ms: u64,
 }
 
 impl User {
@@ -89,7 +100,13 @@ impl User {
             last_moved_ms: None,
             history_len: 0,
             pro_proxies: Vec::new(),
+            devices: Vec::new(),
         }
+    }
+
+    /// The account's token and every linked device's.
+    pub fn token_hashes(&self) -> impl Iterator<Item = &TokenHash> {
+        std::iter::once(&self.token_hash).chain(self.devices.iter().map(|d| &d.token_hash))
     }
 }
 

@@ -23,9 +23,14 @@ pub struct Created {
 }
 
 pub fn new_token() -> String {
+    new_token_with_prefix("pfu")
+}
+
+/// 256 random bits, hex, after a prefix naming the kind of token (`pfu` user, `pfd` device).
+pub fn new_token_with_prefix(prefix: &str) -> String {
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
-    format!("pfu_{}", hex::encode(bytes))
+    format!("{prefix}_{}", hex::encode(bytes))
 }
 
 /// The user `id`, or a 404 that aborts the transaction.
@@ -165,7 +170,7 @@ impl Fleet {
         };
         Ok(self
             .user(id)?
-            .filter(|u| u.status == UserStatus::Active && u.token_hash == hash))
+            .filter(|u| u.status == UserStatus::Active && u.token_hashes().any(|h| *h == hash)))
     }
 
     /// A page of users: by id after `after`, or by email prefix `query`.

@@ -1,6 +1,7 @@
 //! Integration tests: the real server, real HTTP, real varnishd.
 
 mod billing;
+mod devices;
 mod distribution;
 mod fleet;
 mod gateways;
