@@ -131,6 +131,8 @@ pub struct Config {
     pub devices_per_pro_user: usize,
     /// Linked devices a free account may have.
     pub devices_per_free_user: usize,
+    /// Pro days the redeemer and the owner of a referral code each get.
+    pub referral_bonus_days: u64,
     /// When set, clients of one /16 network within a window of this many seconds share a free
     /// subset (so mass sign-ups from one network learn little).
     pub subset_network_window_secs: Option<u64>,
@@ -196,6 +198,7 @@ impl Default for Config {
             pro_sweep_secs: 30,
             devices_per_pro_user: 3,
             devices_per_free_user: 1,
+            referral_bonus_days: 7,
             subset_network_window_secs: None,
             trusted_proxies: Vec::new(),
         }

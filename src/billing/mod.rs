@@ -1,11 +1,13 @@
 //! The Pro tier: plans, Stripe payments (webhooks verified as Stripe documents them), pro
 //! time with its pro proxies, and the sweeper that ends Pro when it runs out.
 
+pub mod codes;
 pub mod devices;
 pub mod event;
 pub mod payments;
 pub mod plans;
 pub mod pro;
+pub mod referrals;
 pub mod routes;
 pub mod signature;
 
@@ -34,6 +36,8 @@ pub struct BillingSettings {
     pub webhook_secret: Option<Secret>,
     pub devices_per_pro_user: usize,
     pub devices_per_free_user: usize,
+    /// Pro days the redeemer and the owner of a referral code each get.
+    pub referral_bonus_days: u64,
 }
 
 impl BillingSettings {
@@ -45,6 +49,7 @@ impl BillingSettings {
             webhook_secret: config.stripe_webhook_secret.clone(),
             devices_per_pro_user: config.devices_per_pro_user,
             devices_per_free_user: config.devices_per_free_user,
+            referral_bonus_days: config.referral_bonus_days.max(1),
         })
     }
 }

@@ -25,6 +25,20 @@ struct NewDevice {
 }
 
 #[derive(Deserialize)]
+struct Redeem {
+    code: String,
+}
+
+#[derive(Deserialize)]
+struct NewPromo {
+    code: Option<String>,
+    days: u64,
+    max_uses: u64,
+    /// Unix seconds.
+    expires_at: Option<u64>,
+}
+
+#[derive(Deserialize)]
 struct Page {
     after: Option<String>,
     limit: Option<usize>,
@@ -142,7 +156,74 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
                 warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response(),
             )
         });
+    let referral = warp::path!("api" / "v1" / "referrals")
+        .and(warp::get())
+        .and(user(&state))
+        .and(with_state(&state))
+        .and_then(|user: User, state: Arc<AppState>| async move {
+            let code = state
+                .billing
+                .referral_code(user.id, now_ms())
+                .await
+                .map_err(reject)?;
+            let redeemed_by = state.billing.redemptions(&code);
+            let bonus_days = state.billing.settings.referral_bonus_days;
+            Ok::<_, Rejection>(json(
+                StatusCode::OK,
+                &json!({ "code": code, "bonus_days": bonus_days, "redeemed_by": redeemed_by }),
+            ))
+        });
+    let redeem = warp::path!("api" / "v1" / "referrals" / "redeem")
+        .and(warp::post())
+        .and(user(&state))
+        .and(json_body::<Redeem>(limit))
+        .and(with_state(&state))
+        .and_then(
+            |user: User, body: Redeem, state: Arc<AppState>| async move {
+                let redeemed = state
+                    .billing
+                    .redeem(user.id, &body.code, now_ms())
+                    .await
+                    .map_err(reject)?;
+                Ok::<_, Rejection>(json(StatusCode::OK, &redeemed))
+            },
+        );
+    let promo_base = warp::path!("api" / "v1" / "admin" / "promo-codes").and(admin(&state));
+    let create_promo = promo_base
+        .clone()
+        .and(warp::post())
+        .and(json_body::<NewPromo>(limit))
+        .and(with_state(&state))
+        .and_then(|body: NewPromo, state: Arc<AppState>| async move {
+            let promo = state
+                .billing
+                .create_promo(
+                    body.code.as_deref(),
+                    body.days,
+                    body.max_uses,
+                    body.expires_at.map(|t| t.saturating_mul(1000)),
+                    now_ms(),
+                )
+                .await
+                .map_err(reject)?;
+            Ok::<_, Rejection>(json(StatusCode::CREATED, &promo))
+        });
+    let list_promos = promo_base
+        .and(warp::get())
+        .and(with_state(&state))
+        .and_then(|state: Arc<AppState>| async move {
+            let codes = state.billing.promo_codes().map_err(reject)?;
+            Ok::<_, Rejection>(json(StatusCode::OK, &json!({ "codes": codes })))
+        });
     plans
+        .or(referral)
+        .unify()
+        .or(redeem)
+        .unify()
+        .or(create_promo)
+        .unify()
+        .or(list_promos)
+        .unify()
         .or(add_device)
         .unify()
         .or(list_devices)

@@ -67,6 +67,10 @@ pub struct User {
     pub pro_proxies: Vec<String>,
     /// Linked devices, each with its own token (`billing::devices`).
     pub devices: Vec<Device>,
+    /// This user's referral code, made on first ask (`billing::referrals`).
+    pub referral_code: Option<String>,
+    /// Whose referral code this user redeemed (once per user).
+    pub referred_by: Option<u64>,
 }
 
 /// A linked device: its token authenticates the client API like the account's.
@@ -101,6 +105,8 @@ impl User {
             history_len: 0,
             pro_proxies: Vec::new(),
             devices: Vec::new(),
+            referral_code: None,
+            referred_by: None,
         }
     }
 

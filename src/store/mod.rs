@@ -77,10 +77,14 @@ pub enum TreeId {
     UserPayments,
     /// Stripe events already processed: event id -> `ProcessedEvent`.
     StripeEvents,
+    /// Referral and promo codes: code -> `Code`.
+    Codes,
+    /// Who redeemed which code: (code, 0, user id BE) -> redeemed_ms.
+    Redemptions,
 }
 
 impl TreeId {
-    const ALL: [TreeId; 25] = [
+    const ALL: [TreeId; 27] = [
         TreeId::Meta,
         TreeId::Changes,
         TreeId::Proxies,
@@ -106,6 +110,8 @@ impl TreeId {
         TreeId::Payments,
         TreeId::UserPayments,
         TreeId::StripeEvents,
+        TreeId::Codes,
+        TreeId::Redemptions,
     ];
 
     fn name(self) -> &'static str {
@@ -135,6 +141,8 @@ impl TreeId {
             TreeId::Payments => "payments",
             TreeId::UserPayments => "user_payments",
             TreeId::StripeEvents => "stripe_events",
+            TreeId::Codes => "codes",
+            TreeId::Redemptions => "redemptions",
         }
     }
 }

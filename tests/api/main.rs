@@ -11,6 +11,7 @@ mod install;
 mod persistence;
 mod queue;
 mod rebalance;
+mod referrals;
 mod registry;
 mod validation;
 mod varnish;
