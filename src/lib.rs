@@ -19,6 +19,7 @@ pub mod fleet;
 pub mod gateways;
 /// Shared HTTP pieces: JSON errors, bearer tokens, body limits and parsing.
 pub mod http;
+pub mod mail;
 /// The durable task queue and its workers.
 pub mod queue;
 /// Proxies: register, heartbeat, unregister, expiry, history, edge (VCL) sync.

@@ -7,7 +7,8 @@ use tokio::sync::watch;
 
 use super::AppState;
 use crate::clock::now_ms;
-use crate::fleet::{self, invitations::MAIL_SEND};
+use crate::fleet;
+use crate::mail::MAIL_SEND;
 use crate::queue::Task;
 use crate::registry::edge::{self, EDGE_SYNC};
 
@@ -22,7 +23,7 @@ pub async fn run_task(state: Arc<AppState>, task: Task) -> Result<(), String> {
         EDGE_SYNC => edge::sync(&state.store, &state.registry, &state.edge, &task.payload).await,
         fleet::PROXY_CHANGED => state.fleet.proxy_changed(&task.payload).await,
         fleet::PROVISION | fleet::RETIRE => state.fleet.hook_task(&task.kind, &task.payload).await,
-        MAIL_SEND => state.fleet.hold_mail(&task.payload),
+        MAIL_SEND => state.mailer.send_task(&task.payload, now_ms()).await,
         other => Err(format!("no handler for task kind `{other}`")),
     }
 }
@@ -51,7 +52,8 @@ pub async fn refresh_views(state: Arc<AppState>, mut stop: watch::Receiver<bool>
     }
 }
 
-/// Ends Pro that ran out (releases the pro proxies), every `pro_sweep_secs`.
+/// Ends Pro that ran out (releases the pro proxies) and warns users whose Pro ends within
+/// three days, every `pro_sweep_secs`.
 pub async fn expire_pro(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     let every = std::time::Duration::from_secs(state.config.pro_sweep_secs.max(1));
     let mut tick = tokio::time::interval(every);
@@ -65,6 +67,9 @@ pub async fn expire_pro(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
             Ok(0) => {}
             Ok(n) => tracing::info!(users = n, "pro ended"),
             Err(e) => tracing::error!(error = %e, "pro expiry sweep failed"),
+        }
+        if let Err(e) = state.billing.warn_expiring(now_ms()).await {
+            tracing::error!(error = %e, "pro expiry warnings failed");
         }
     }
 }

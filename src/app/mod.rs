@@ -28,6 +28,7 @@ use crate::fleet::rebalance::{self, RebalanceSettings};
 use crate::fleet::{Fleet, FleetSettings};
 use crate::gateways::geo::GeoDb;
 use crate::gateways::Gateways;
+use crate::mail::Mailer;
 use crate::queue::{worker, Queue, QueuePolicy};
 use crate::registry::edge::EdgeSettings;
 use crate::registry::writes::Writer;
@@ -112,10 +113,12 @@ impl Application {
         );
         let billing = Billing::new(
             store.clone(),
+            queue.clone(),
             registry.clone(),
             fleet.notifier.clone(),
             BillingSettings::from_config(&config)?,
         );
+        let mailer = Mailer::new(store.clone(), &config)?;
         let state = Arc::new(AppState {
             config,
             store,
@@ -128,6 +131,7 @@ impl Application {
             distribution,
             gateways,
             billing,
+            mailer,
         });
 
         let (stop, _) = watch::channel(false);

@@ -7,6 +7,7 @@ use crate::fleet::rebalance::RebalanceSettings;
 use crate::fleet::Fleet;
 use crate::gateways::Gateways;
 use crate::http::TokenHash;
+use crate::mail::Mailer;
 use crate::queue::Queue;
 use crate::registry::edge::EdgeSettings;
 use crate::registry::Registry;
@@ -29,4 +30,5 @@ pub struct AppState {
     pub distribution: Distribution,
     pub gateways: Gateways,
     pub billing: Billing,
+    pub mailer: Mailer,
 }

@@ -73,9 +73,12 @@ impl Billing {
             pro::accept_token(tx, &user, &token_hash)?;
             user.devices.push(device.clone());
             save_user(tx, &user, now_ms)?;
+            let data = serde_json::json!({ "device_name": device.name, "added_at": crate::mail::format_time(now_ms) });
+            self.mail_in(tx, &user, "device_added", &format!("device_added:{}", device.id), data, now_ms)?;
             Ok(device)
         })?;
         self.store.durable().await?;
+        self.queue.wake();
         Ok((device, token))
     }
 

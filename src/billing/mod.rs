@@ -18,11 +18,17 @@ use crate::distribution::notify::ConfigNotifier;
 use crate::error::{Error, Result};
 use crate::fleet::model::User;
 use crate::fleet::policy::Candidate;
+use crate::queue::Queue;
 use crate::registry::{Registry, Role};
 use crate::store::codec::{key_u64, u64_key};
 use crate::store::{abort, Store, TreeId};
 use payments::{Outcome, Payment, ProContext};
 use plans::Plan;
+
+/// Users are warned this long before their Pro ends.
+const PRO_WARNING_MS: u64 = 3 * 86_400_000;
+/// Meta key: the expiry index has been read for warnings up to (not including) this time.
+const WARNED_UNTIL: &str = "billing.warned_until";
 
 /// Users whose Pro ended handled per transaction by the sweeper.
 const EXPIRED_PER_TRANSACTION: usize = 200;
@@ -57,6 +63,7 @@ impl BillingSettings {
 #[derive(Clone)]
 pub struct Billing {
     store: Store,
+    queue: Queue,
     registry: Registry,
     notifier: ConfigNotifier,
     pub settings: Arc<BillingSettings>,
@@ -65,12 +72,14 @@ pub struct Billing {
 impl Billing {
     pub fn new(
         store: Store,
+        queue: Queue,
         registry: Registry,
         notifier: ConfigNotifier,
         settings: BillingSettings,
     ) -> Billing {
         Billing {
             store,
+            queue,
             registry,
             notifier,
             settings: Arc::new(settings),
@@ -123,12 +132,19 @@ impl Billing {
             candidates: &candidates,
             proxies_per_user: self.settings.pro_proxies_per_user,
         };
-        let (outcome, user) = self
-            .store
-            .transaction(|tx| payments::apply(tx, &event, &context, now_ms))?;
+        let (outcome, user) = self.store.transaction(|tx| {
+            let (outcome, user) = payments::apply(tx, &event, &context, now_ms)?;
+            if let (Outcome::Granted { .. }, Some(user), event::Effect::Paid(paid)) =
+                (&outcome, &user, &event.effect)
+            {
+                self.receipt_in(tx, user, paid, now_ms)?;
+            }
+            Ok((outcome, user))
+        })?;
         self.store.durable().await?;
         if let Some(user) = user {
             self.notifier.notify(&[user.id]);
+            self.queue.wake();
         }
         tracing::info!(event = %event.id, kind = %event.kind, outcome = %outcome.describe(), "stripe event");
         Ok(outcome)
@@ -173,7 +189,16 @@ impl Billing {
                 let mut changed = Vec::new();
                 for id in chunk {
                     if let Some(mut user) = tx.get::<User>(TreeId::Users, u64_key(*id))? {
+                        let until = user.pro_until_ms.unwrap_or(0);
                         if pro::expire(tx, &mut user, now_ms)? {
+                            self.mail_in(
+                                tx,
+                                &user,
+                                "pro_expired",
+                                &format!("pro_expired:{id}:{until}"),
+                                serde_json::json!({}),
+                                now_ms,
+                            )?;
                             changed.push(*id);
                         }
                     }
@@ -185,8 +210,116 @@ impl Billing {
         if !expired.is_empty() {
             self.store.durable().await?;
             self.notifier.notify(&expired);
+            self.queue.wake();
         }
         Ok(expired.len())
+    }
+
+    /// Queues `template` to the user in the caller's transaction, once per `event`.
+    fn mail_in(
+        &self,
+        tx: &crate::store::Tx,
+        user: &User,
+        template: &str,
+        event: &str,
+        mut data: serde_json::Value,
+        now_ms: u64,
+    ) -> crate::store::TxResult<()> {
+        if let Some(fields) = data.as_object_mut() {
+            fields.insert("email".into(), user.email.as_str().into());
+            let until = user.pro_until_ms.map(crate::mail::format_time);
+            fields.insert("pro_until".into(), until.into());
+        }
+        crate::mail::queue_in(
+            tx,
+            &self.queue,
+            user.email.as_str(),
+            template,
+            &data,
+            event,
+            now_ms,
+        )
+        .map(|_| ())
+    }
+
+    fn receipt_in(
+        &self,
+        tx: &crate::store::Tx,
+        user: &User,
+        paid: &event::Paid,
+        now_ms: u64,
+    ) -> crate::store::TxResult<()> {
+        let plan = self.settings.plans.iter().find(|p| p.id == paid.plan);
+        let data = serde_json::json!({
+            "payment_id": paid.payment_id,
+            "plan_name": plan.map_or(paid.plan.as_str(), |p| p.name.as_str()),
+            "days": plan.map_or(0, |p| p.days),
+            // Minor units shown as major ones with two decimals (zero-decimal currencies
+            // such as JPY would need their own rule).
+            "amount": format!("{}.{:02}", paid.amount / 100, paid.amount % 100),
+            "currency": paid.currency.to_uppercase(),
+            "paid_at": crate::mail::format_time(now_ms),
+        });
+        self.mail_in(
+            tx,
+            user,
+            "payment_receipt",
+            &format!("receipt:{}", paid.payment_id),
+            data,
+            now_ms,
+        )
+    }
+
+    /// Warns users whose Pro ends within `PRO_WARNING_MS`, once per end date: the watermark
+    /// in the meta tree remembers how far the expiry index has been read.
+    pub async fn warn_expiring(&self, now_ms: u64) -> Result<usize> {
+        let horizon = now_ms + PRO_WARNING_MS;
+        let from: u64 = self
+            .store
+            .get(TreeId::Meta, WARNED_UNTIL)?
+            .unwrap_or(now_ms);
+        let mut due: Vec<(u64, u64)> = Vec::new();
+        for key in self
+            .store
+            .keys_from(TreeId::ProExpiry, crate::store::codec::pair_key(from, 0))
+        {
+            let key = key?;
+            match (key_u64(&key[..]), key.get(8..).and_then(key_u64)) {
+                (Some(until), Some(user)) if until <= horizon => {
+                    if until > now_ms {
+                        due.push((until, user));
+                    }
+                }
+                _ => break,
+            }
+        }
+        let warned = self.store.transaction(|tx| {
+            let mut warned = 0;
+            for (until, id) in &due {
+                if let Some(user) = tx.get::<User>(TreeId::Users, u64_key(*id))? {
+                    // Only if this is still the user's end of Pro (not extended meanwhile).
+                    if user.pro_until_ms == Some(*until) {
+                        let event = format!("pro_expiring:{id}:{until}");
+                        self.mail_in(
+                            tx,
+                            &user,
+                            "pro_expiring",
+                            &event,
+                            serde_json::json!({}),
+                            now_ms,
+                        )?;
+                        warned += 1;
+                    }
+                }
+            }
+            tx.put(TreeId::Meta, WARNED_UNTIL, &(horizon + 1))?;
+            Ok(warned)
+        })?;
+        if warned > 0 {
+            self.store.durable().await?;
+            self.queue.wake();
+        }
+        Ok(warned)
     }
 
     /// A user's payments, newest first.

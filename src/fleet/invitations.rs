@@ -4,16 +4,12 @@
 use rand::RngCore;
 use serde_json::json;
 
-use super::model::{Email, Invitation, Mail, User};
+use super::model::{Email, Invitation, User};
 use super::users::{new_token, Created};
 use super::Fleet;
 use crate::error::{Error, Result};
-use crate::queue::NewTask;
 use crate::store::codec::u64_key;
-use crate::store::{abort, TreeId, Tx, TxResult};
-
-pub const MAIL_SEND: &str = "mail.send";
-const NEXT_MAIL_ID: &str = "mail.next_id";
+use crate::store::{abort, TreeId};
 
 fn new_code() -> String {
     let mut bytes = [0u8; 16];
@@ -40,42 +36,20 @@ impl Fleet {
             };
             tx.put(TreeId::Invitations, &code, &invitation)?;
             let data = json!({ "code": code, "inviter_email": inviter.email.as_str() });
-            self.queue_mail(tx, email.as_str(), "invitation", &data, now_ms)?;
+            crate::mail::queue_in(
+                tx,
+                &self.queue,
+                email.as_str(),
+                "invitation",
+                &data,
+                &format!("invitation:{code}"),
+                now_ms,
+            )?;
             Ok(invitation)
         })?;
         self.store.durable().await?;
         self.queue.wake();
         Ok(invitation)
-    }
-
-    /// Puts a mail in the outbox and queues its sending, in the caller's transaction.
-    pub fn queue_mail(
-        &self,
-        tx: &Tx,
-        to: &str,
-        template: &str,
-        data: &serde_json::Value,
-        now_ms: u64,
-    ) -> TxResult<u64> {
-        let id = tx.next(NEXT_MAIL_ID)?;
-        let mail = Mail {
-            id,
-            to: to.to_string(),
-            template: template.to_string(),
-            data: data.to_string(),
-            created_ms: now_ms,
-            sent_ms: None,
-            last_error: None,
-        };
-        tx.put(TreeId::Outbox, u64_key(id), &mail)?;
-        let task = NewTask {
-            kind: MAIL_SEND,
-            key: format!("{MAIL_SEND}:{id}"),
-            payload: json!({ "mail": id }),
-            due_ms: now_ms,
-        };
-        self.queue.enqueue_in(tx, &task, now_ms)?;
-        Ok(id)
     }
 
     /// Accepts an invitation: the first call creates the invitee (token shown), later calls
@@ -113,31 +87,5 @@ impl Fleet {
             user,
             token: fresh.then_some(token),
         })
-    }
-
-    pub fn outbox(&self, limit: usize) -> Result<Vec<Mail>> {
-        self.store
-            .scan_rev::<Mail>(TreeId::Outbox, None)
-            .take(limit)
-            .map(|item| item.map(|(_, mail)| mail))
-            .collect()
-    }
-
-    /// The `mail.send` task. Sending is the mailer's (a later capability); until an SMTP relay
-    /// is configured the mail stays in the outbox, marked as held.
-    pub fn hold_mail(&self, payload: &str) -> std::result::Result<(), String> {
-        let id = serde_json::from_str::<serde_json::Value>(payload)
-            .ok()
-            .and_then(|v| v["mail"].as_u64())
-            .ok_or_else(|| format!("bad payload {payload}"))?;
-        self.store
-            .transaction(|tx| {
-                let Some(mut mail) = tx.get::<Mail>(TreeId::Outbox, u64_key(id))? else {
-                    return Ok(());
-                };
-                mail.last_error = Some("held: no SMTP relay configured (smtp_url)".into());
-                tx.put(TreeId::Outbox, u64_key(id), &mail)
-            })
-            .map_err(|e| e.to_string())
     }
 }

@@ -134,19 +134,6 @@ pub struct Invitation {
     pub accepted_user: Option<u64>,
 }
 
-/// A mail waiting for the mailer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Mail {
-    pub id: u64,
-    pub to: String,
-    pub template: String,
-    /// Template variables as JSON text.
-    pub data: String,
-    pub created_ms: u64,
-    pub sent_ms: Option<u64>,
-    pub last_error: Option<String>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

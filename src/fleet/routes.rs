@@ -252,7 +252,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .and(with_state(&state))
         .and_then(|q: ListQuery, state: Arc<AppState>| async move {
             let mails = state
-                .fleet
+                .mailer
                 .outbox(q.limit.unwrap_or(50).clamp(1, 500))
                 .map_err(reject)?;
             Ok::<_, Rejection>(json(StatusCode::OK, &serde_json::json!({ "mails": mails })))

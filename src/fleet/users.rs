@@ -137,6 +137,16 @@ impl Fleet {
         if user.proxies.len() < self.settings.fallbacks_per_user {
             tx.put(TreeId::NeedsFallback, u64_key(id), &now_ms)?;
         }
+        let welcome = serde_json::json!({ "email": email.as_str() });
+        crate::mail::queue_in(
+            tx,
+            &self.queue,
+            email.as_str(),
+            "welcome",
+            &welcome,
+            &format!("welcome:{id}"),
+            now_ms,
+        )?;
         Ok(user)
     }
 

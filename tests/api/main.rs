@@ -8,6 +8,7 @@ mod gateways;
 mod health;
 mod helpers;
 mod install;
+mod mail;
 mod persistence;
 mod queue;
 mod rebalance;

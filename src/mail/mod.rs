@@ -1,0 +1,213 @@
+//! Mail: a durable outbox on the task queue, rendered from embedded templates and sent through
+//! an SMTP relay (Mandrill's, or any) with lettre. Every mail is queued in the transaction of
+//! the event it tells about, under a key naming that event, so one event makes one mail; the
+//! `mail.send` task retries with the queue's backoff and becomes a dead letter after
+//! `queue_max_attempts`, and a mail marked sent is never sent again. Each message carries a
+//! Message-ID derived from the mail id, so a relay that saw it once can drop a repeat after a
+//! crash between its answer and our record.
+
+pub mod templates;
+
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::queue::{NewTask, Queue};
+use crate::store::codec::u64_key;
+use crate::store::{Store, TreeId, Tx, TxResult};
+use templates::Templates;
+
+pub const MAIL_SEND: &str = "mail.send";
+const NEXT_MAIL_ID: &str = "mail.next_id";
+
+/// A mail in the outbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mail {
+    pub id: u64,
+    pub to: String,
+    pub template: String,
+    /// Template variables as JSON text.
+    pub data: String,
+    pub created_ms: u64,
+    pub sent_ms: Option<u64>,
+    pub last_error: Option<String>,
+    pub attempts: u32,
+}
+
+/// A time as mails show it: `2026-11-24T10:00:00Z`.
+pub fn format_time(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+        .to_string()
+}
+
+/// Queues `template` to `to` in the caller's transaction, once per `event` (e.g.
+/// `receipt:pi_123`): a second call for the same event queues nothing and returns None.
+pub fn queue_in(
+    tx: &Tx,
+    queue: &Queue,
+    to: &str,
+    template: &str,
+    data: &Value,
+    event: &str,
+    now_ms: u64,
+) -> TxResult<Option<u64>> {
+    let key = format!("{MAIL_SEND}:{event}");
+    if tx.contains(TreeId::TaskKeys, &key)? {
+        return Ok(None);
+    }
+    let id = tx.next(NEXT_MAIL_ID)?;
+    let mail = Mail {
+        id,
+        to: to.to_string(),
+        template: template.to_string(),
+        data: data.to_string(),
+        created_ms: now_ms,
+        sent_ms: None,
+        last_error: None,
+        attempts: 0,
+    };
+    tx.put(TreeId::Outbox, u64_key(id), &mail)?;
+    let task = NewTask {
+        kind: MAIL_SEND,
+        key,
+        payload: json!({ "mail": id }),
+        due_ms: now_ms,
+    };
+    queue.enqueue_in(tx, &task, now_ms)?;
+    Ok(Some(id))
+}
+
+pub struct Mailer {
+    store: Store,
+    templates: Templates,
+    transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
+    from: Mailbox,
+    /// Right-hand side of the Message-IDs.
+    domain: String,
+}
+
+impl Mailer {
+    pub fn new(store: Store, config: &Config) -> Result<Mailer> {
+        let from: Mailbox = config.mail_from.parse().map_err(|e| {
+            Error::internal(format!(
+                "mail_from {:?} is not an address: {e}",
+                config.mail_from
+            ))
+        })?;
+        let transport = match &config.smtp_url {
+            None => None,
+            // The URL holds the relay's password: only the parse error's kind is reported.
+            Some(url) => Some(
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
+                    .map_err(|e| Error::internal(format!("smtp_url cannot be used: {e}")))?
+                    .timeout(Some(std::time::Duration::from_secs(30)))
+                    .build(),
+            ),
+        };
+        Ok(Mailer {
+            store,
+            templates: Templates::load(
+                &config.mail_product_name,
+                config.app_download_url.as_deref(),
+            ),
+            domain: from.email.domain().to_string(),
+            transport,
+            from,
+        })
+    }
+
+    pub fn outbox(&self, limit: usize) -> Result<Vec<Mail>> {
+        self.store
+            .scan_rev::<Mail>(TreeId::Outbox, None)
+            .take(limit)
+            .map(|item| item.map(|(_, mail)| mail))
+            .collect()
+    }
+
+    fn update(&self, id: u64, change: impl Fn(&mut Mail)) -> std::result::Result<(), String> {
+        self.store
+            .transaction(|tx| {
+                if let Some(mut mail) = tx.get::<Mail>(TreeId::Outbox, u64_key(id))? {
+                    change(&mut mail);
+                    tx.put(TreeId::Outbox, u64_key(id), &mail)?;
+                }
+                Ok(())
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    fn message(&self, mail: &Mail) -> std::result::Result<Message, String> {
+        let data: Value =
+            serde_json::from_str(&mail.data).map_err(|e| format!("mail data: {e}"))?;
+        let rendered = self.templates.render(&mail.template, &data)?;
+        let to: Mailbox = mail
+            .to
+            .parse()
+            .map_err(|e| format!("recipient {:?}: {e}", mail.to))?;
+        let body = MultiPart::alternative_plain_html(rendered.text, rendered.html);
+        let body = rendered.attachments.into_iter().fold(
+            MultiPart::mixed().multipart(body),
+            |parts, (file, content)| {
+                let part: SinglePart = Attachment::new(file).body(content, ContentType::TEXT_PLAIN);
+                parts.singlepart(part)
+            },
+        );
+        Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(rendered.subject)
+            .message_id(Some(format!("<mail-{}@{}>", mail.id, self.domain)))
+            .multipart(body)
+            .map_err(|e| format!("building the message: {e}"))
+    }
+
+    /// The `mail.send` task: renders and sends one mail. An error is returned for the queue to
+    /// retry (and recorded on the mail, for the admin's outbox).
+    pub async fn send_task(&self, payload: &str, now_ms: u64) -> std::result::Result<(), String> {
+        let id = serde_json::from_str::<Value>(payload)
+            .ok()
+            .and_then(|v| v["mail"].as_u64())
+            .ok_or_else(|| format!("bad payload {payload}"))?;
+        let mail: Option<Mail> = self
+            .store
+            .get(TreeId::Outbox, u64_key(id))
+            .map_err(|e| e.to_string())?;
+        let Some(mail) = mail.filter(|m| m.sent_ms.is_none()) else {
+            return Ok(());
+        };
+        let Some(transport) = &self.transport else {
+            return self.update(id, |m| {
+                m.last_error = Some("held: no SMTP relay configured (smtp_url)".into());
+            });
+        };
+        let outcome = match self.message(&mail) {
+            Ok(message) => transport
+                .send(message)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("smtp: {e}")),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(()) => {
+                self.update(id, |m| {
+                    m.sent_ms = Some(now_ms);
+                    m.last_error = None;
+                    m.attempts += 1;
+                })?;
+                self.store.durable().await.map_err(|e| e.to_string())
+            }
+            Err(error) => {
+                self.update(id, |m| {
+                    m.last_error = Some(error.clone());
+                    m.attempts += 1;
+                })?;
+                Err(error)
+            }
+        }
+    }
+}
