@@ -20,8 +20,9 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet varnish 2
 fi
 
 # From PyPI: Stripe's official library (the webhook tests check our signature scheme against
-# it) and aiosmtpd (the real SMTP server the mail tests deliver to).
-for module in stripe aiosmtpd; do
+# it), aiosmtpd (the real SMTP server the mail tests deliver to) and localstripe (a Stripe
+# emulator: customers, payment intents, signed webhooks).
+for module in stripe aiosmtpd localstripe; do
   if ! python3 -c "import $module" >/dev/null 2>&1; then
     echo "installing $module (PyPI)"
     python3 -m pip install --quiet --disable-pip-version-check "$module" 2>/dev/null \

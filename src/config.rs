@@ -139,6 +139,10 @@ pub struct Config {
     pub devices_per_free_user: usize,
     /// Pro days the redeemer and the owner of a referral code each get.
     pub referral_bonus_days: u64,
+    /// Where Stripe Checkout sends a web buyer after paying; unset = checkout links are off.
+    pub checkout_success_url: Option<String>,
+    /// Where Stripe Checkout sends a web buyer who cancels.
+    pub checkout_cancel_url: Option<String>,
     /// When set, clients of one /16 network within a window of this many seconds share a free
     /// subset (so mass sign-ups from one network learn little).
     pub subset_network_window_secs: Option<u64>,
@@ -208,6 +212,8 @@ impl Default for Config {
             devices_per_pro_user: 3,
             devices_per_free_user: 1,
             referral_bonus_days: 7,
+            checkout_success_url: None,
+            checkout_cancel_url: None,
             subset_network_window_secs: None,
             trusted_proxies: Vec::new(),
         }

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 pub use state::{AppState, Tokens};
 pub use tokens::NewTokens;
 
+use crate::billing::stripe_api::StripeApi;
 use crate::billing::{Billing, BillingSettings};
 use crate::config::Config;
 use crate::distribution::keys::Keys;
@@ -116,6 +117,10 @@ impl Application {
             queue.clone(),
             registry.clone(),
             fleet.notifier.clone(),
+            match &config.stripe_secret_key {
+                Some(key) => Some(StripeApi::new(&config.stripe_api_base, key.expose())?),
+                None => None,
+            },
             BillingSettings::from_config(&config)?,
         );
         let mailer = Mailer::new(store.clone(), &config)?;

@@ -7,9 +7,11 @@ pub mod event;
 pub mod payments;
 pub mod plans;
 pub mod pro;
+pub mod purchase;
 pub mod referrals;
 pub mod routes;
 pub mod signature;
+pub mod stripe_api;
 
 use std::sync::Arc;
 
@@ -44,6 +46,8 @@ pub struct BillingSettings {
     pub devices_per_free_user: usize,
     /// Pro days the redeemer and the owner of a referral code each get.
     pub referral_bonus_days: u64,
+    pub checkout_success_url: Option<String>,
+    pub checkout_cancel_url: Option<String>,
 }
 
 impl BillingSettings {
@@ -56,6 +60,8 @@ impl BillingSettings {
             devices_per_pro_user: config.devices_per_pro_user,
             devices_per_free_user: config.devices_per_free_user,
             referral_bonus_days: config.referral_bonus_days.max(1),
+            checkout_success_url: config.checkout_success_url.clone(),
+            checkout_cancel_url: config.checkout_cancel_url.clone(),
         })
     }
 }
@@ -66,6 +72,8 @@ pub struct Billing {
     queue: Queue,
     registry: Registry,
     notifier: ConfigNotifier,
+    /// Stripe's API, when `stripe_secret_key` is set.
+    stripe: Option<stripe_api::StripeApi>,
     pub settings: Arc<BillingSettings>,
 }
 
@@ -75,9 +83,11 @@ impl Billing {
         queue: Queue,
         registry: Registry,
         notifier: ConfigNotifier,
+        stripe: Option<stripe_api::StripeApi>,
         settings: BillingSettings,
     ) -> Billing {
         Billing {
+            stripe,
             store,
             queue,
             registry,

@@ -8,6 +8,7 @@ use serde_json::json;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection};
 
+use super::purchase::PurchaseMode;
 use crate::app::AppState;
 use crate::clock::now_ms;
 use crate::fleet::model::User;
@@ -22,6 +23,14 @@ const PAGE_MAX: usize = 500;
 #[derive(Deserialize)]
 struct NewDevice {
     name: String,
+}
+
+#[derive(Deserialize)]
+struct Purchase {
+    plan: String,
+    #[serde(default)]
+    mode: PurchaseMode,
+    idempotency_key: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -156,6 +165,27 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
                 warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response(),
             )
         });
+    let purchase = warp::path!("api" / "v1" / "pro" / "purchase")
+        .and(warp::post())
+        .and(user(&state))
+        .and(json_body::<Purchase>(limit))
+        .and(with_state(&state))
+        .and_then(
+            |user: User, body: Purchase, state: Arc<AppState>| async move {
+                let started = state
+                    .billing
+                    .purchase(
+                        &user,
+                        &body.plan,
+                        body.mode,
+                        body.idempotency_key.as_deref(),
+                        now_ms(),
+                    )
+                    .await
+                    .map_err(reject)?;
+                Ok::<_, Rejection>(json(StatusCode::CREATED, &started))
+            },
+        );
     let referral = warp::path!("api" / "v1" / "referrals")
         .and(warp::get())
         .and(user(&state))
@@ -216,6 +246,8 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
             Ok::<_, Rejection>(json(StatusCode::OK, &json!({ "codes": codes })))
         });
     plans
+        .or(purchase)
+        .unify()
         .or(referral)
         .unify()
         .or(redeem)

@@ -71,6 +71,8 @@ pub struct User {
     pub referral_code: Option<String>,
     /// Whose referral code this user redeemed (once per user).
     pub referred_by: Option<u64>,
+    /// The user's Stripe Customer, made on the first purchase.
+    pub stripe_customer: Option<String>,
 }
 
 /// A linked device: its token authenticates the client API like the account's.
@@ -107,6 +109,7 @@ impl User {
             devices: Vec::new(),
             referral_code: None,
             referred_by: None,
+            stripe_customer: None,
         }
     }
 

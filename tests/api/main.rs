@@ -10,6 +10,7 @@ mod helpers;
 mod install;
 mod mail;
 mod persistence;
+mod purchase;
 mod queue;
 mod rebalance;
 mod referrals;
