@@ -81,6 +81,33 @@ pub fn queue_in(
     Ok(Some(id))
 }
 
+/// lettre's form of an `smtp_url`: DESIGN.md's `?tls=starttls` is lettre's `?tls=required`
+/// (STARTTLS, refusing to go on in clear); everything else is passed as it is.
+fn lettre_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed)
+            if parsed
+                .query_pairs()
+                .any(|(k, v)| k == "tls" && v == "starttls") =>
+        {
+            let pairs: Vec<(String, String)> = parsed
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k == "tls" && v == "starttls" {
+                        "required".into()
+                    } else {
+                        v
+                    };
+                    (k.into_owned(), v.into_owned())
+                })
+                .collect();
+            parsed.query_pairs_mut().clear().extend_pairs(pairs);
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
 pub struct Mailer {
     store: Store,
     templates: Templates,
@@ -102,7 +129,7 @@ impl Mailer {
             None => None,
             // The URL holds the relay's password: only the parse error's kind is reported.
             Some(url) => Some(
-                AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(&lettre_url(url.expose()))
                     .map_err(|e| Error::internal(format!("smtp_url cannot be used: {e}")))?
                     .timeout(Some(std::time::Duration::from_secs(30)))
                     .build(),
@@ -208,6 +235,31 @@ impl Mailer {
                 })?;
                 Err(error)
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starttls_urls_become_lettres_required_tls_and_all_forms_are_accepted() {
+        assert_eq!(
+            lettre_url("smtp://user:pass@smtp.mandrillapp.com:587?tls=starttls"),
+            "smtp://user:pass@smtp.mandrillapp.com:587?tls=required"
+        );
+        assert_eq!(lettre_url("smtps://h:465"), "smtps://h:465");
+        for url in [
+            "smtp://127.0.0.1:2525",
+            "smtps://user:pass@smtp.example.org:465",
+            "smtp://user:pass@smtp.mandrillapp.com:587?tls=starttls",
+            "smtp://smtp.example.org:587?tls=opportunistic",
+        ] {
+            assert!(
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(&lettre_url(url)).is_ok(),
+                "{url}"
+            );
         }
     }
 }
