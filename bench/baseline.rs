@@ -9,6 +9,9 @@
 //! - `GET /json`: 10,000 gateways in 200 cities held in memory, ranked for `lat`/`lon` and
 //!   rendered by the same code as proxyfleet's handler.
 //!
+//! - `POST /api/v1/stripe/webhook`: the Stripe-Signature check with `bench-webhook-secret`
+//!   and the event parsed, as proxyfleet does before its transaction.
+//!
 //! Usage: bench-baseline ADDR TOKEN [TOKENS_FILE]
 
 use std::net::SocketAddr;
@@ -25,6 +28,9 @@ use proxyfleet::registry::{validate, Role};
 use rand::{Rng, SeedableRng};
 use warp::http::{header, Response, StatusCode};
 use warp::Filter;
+
+/// The webhook secret both servers use in the benchmark.
+const WEBHOOK_SECRET: &str = "bench-webhook-secret";
 
 fn fixed_config() -> ClientConfig {
     let proxies = (1..=3)
@@ -179,6 +185,30 @@ async fn main() {
             );
             proxyfleet::gateways::routes::answer(None, None, &chosen, &set.locations_json)
         });
+    let webhook = warp::path!("api" / "v1" / "stripe" / "webhook")
+        .and(warp::post())
+        .and(warp::header::optional::<String>("stripe-signature"))
+        .and(warp::body::content_length_limit(256 * 1024))
+        .and(warp::body::bytes())
+        .map(|signature: Option<String>, body: bytes::Bytes| {
+            let now = proxyfleet::clock::now_ms() / 1000;
+            let verified = signature.as_deref().is_some_and(|header| {
+                proxyfleet::billing::signature::verify(WEBHOOK_SECRET, header, &body, now as i64)
+                    .is_ok()
+            });
+            let parsed = verified && proxyfleet::billing::event::parse(&body).is_ok();
+            let status = if parsed {
+                StatusCode::OK
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            warp::reply::with_status(
+                warp::reply::json(&serde_json::json!({ "received": parsed })),
+                status,
+            )
+        });
     println!("baseline listening on http://{address}");
-    warp::serve(register.or(config).or(json)).run(address).await;
+    warp::serve(register.or(config).or(json).or(webhook))
+        .run(address)
+        .await;
 }

@@ -28,6 +28,7 @@ pf_port=$(port_of)
 PROXYFLEET_LISTEN="127.0.0.1:$pf_port" PROXYFLEET_DATA_DIR="$work/data" \
   PROXYFLEET_REGISTRY_TOKEN=bench-token PROXYFLEET_ADMIN_TOKEN=bench-admin \
   PROXYFLEET_ALLOW_PRIVATE_IPS=true PROXYFLEET_FALLBACKS_PER_USER=3 RUST_LOG=warn \
+  PROXYFLEET_STRIPE_WEBHOOK_SECRET=bench-webhook-secret \
   ./target/release/proxyfleet serve >/dev/null &
 pf_pid=$!
 wait_up "http://127.0.0.1:$pf_port/healthz"
@@ -62,6 +63,12 @@ cfg_base=$(run "http://127.0.0.1:$base_port/api/v1/config" -s bench/report.lua -
 cfg_pf=$(run "http://127.0.0.1:$pf_port/api/v1/config" -s bench/report.lua -H "Authorization: Bearer $user_token")
 nm_base=$(run "http://127.0.0.1:$base_port/api/v1/config" -s bench/report.lua -H "Authorization: Bearer bench-token" -H "If-None-Match: $base_etag")
 nm_pf=$(run "http://127.0.0.1:$pf_port/api/v1/config" -s bench/report.lua -H "Authorization: Bearer $user_token" -H "If-None-Match: $pf_etag")
+
+# Stripe webhooks: 1,000 more users, then distinct signed payment events spread over them.
+python3 bench/seed.py users "http://127.0.0.1:$pf_port" bench-admin 1000 "$work/wh_tokens"
+python3 bench/seed.py webhooks bench-webhook-secret 300000 1000 "$work/events"
+wh_base=$(BENCH_EVENTS="$work/events" run "http://127.0.0.1:$base_port" -s bench/webhooks.lua)
+wh_pf=$(BENCH_EVENTS="$work/events" run "http://127.0.0.1:$pf_port" -s bench/webhooks.lua)
 
 plan_line=$(./target/release/bench-plan 1000000 10000 10)
 
@@ -120,6 +127,22 @@ $(row "\`GET /api/v1/config\` 304 | proxyfleet" "$nm_pf")
 | heartbeats (1,000 proxies, every one durable) | **$(ratio "$hb_pf" "$hb_base")%** | >= 50% |
 | config 200 (3 proxies) | **$(ratio "$cfg_pf" "$cfg_base")%** | >= 70% |
 | config 304 (If-None-Match) | **$(ratio "$nm_pf" "$nm_base")%** | >= 70% |
+
+## Stripe webhooks
+
+\`payment_intent.succeeded\` events for 1,000 users, each with a distinct event and payment id,
+pre-signed with Stripe's scheme (\`bench/seed.py webhooks\`) and sent by wrk. proxyfleet checks
+the signature, parses the event and, in one durable transaction, records the event id, the
+payment and its totals, extends the user's Pro and queues the receipt mail. The baseline only
+checks the signature and parses the event.
+
+| path | server | requests | req/s | p50 ms | p99 ms | errors |
+|---|---|---:|---:|---:|---:|---:|
+$(row "\`POST /api/v1/stripe/webhook\` | baseline" "$wh_base")
+$(row "\`POST /api/v1/stripe/webhook\` | proxyfleet" "$wh_pf")
+
+Webhook processing: **$(echo "$wh_pf" | cut -d' ' -f2) events/s** with signature checks
+($(ratio "$wh_pf" "$wh_base")% of the signature-checking baseline).
 
 ## At scale: 100,000 users, 10,000 gateways
 

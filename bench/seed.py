@@ -3,6 +3,9 @@
 
   seed.py users URL ADMIN_TOKEN COUNT TOKENS_FILE   create COUNT users, write their tokens
   seed.py gateways URL REGISTRY_TOKEN COUNT          register COUNT gateways in 200 cities
+  seed.py webhooks SECRET COUNT USERS OUT            write COUNT signed Stripe events (distinct
+                                                     ids, users 1..USERS) to OUT, one a line:
+                                                     "<Stripe-Signature>\t<body>"
 """
 import http.client
 import json
@@ -77,7 +80,29 @@ def seed_gateways(url, token, count):
     run(url, list(range(count)), send)
 
 
+def write_webhooks(secret, count, users, out):
+    """Stripe's scheme: t=<now>,v1=hex(HMAC-SHA256(secret, "<t>.<body>"))."""
+    import hashlib
+    import hmac
+    import time
+    t = int(time.time())
+    with open(out, "w") as f:
+        for i in range(count):
+            body = json.dumps({
+                "id": f"evt_bench_{i}", "object": "event", "type": "payment_intent.succeeded",
+                "data": {"object": {
+                    "id": f"pi_bench_{i}", "object": "payment_intent", "amount": 499,
+                    "amount_received": 499, "currency": "usd", "status": "succeeded",
+                    "metadata": {"user_id": str(1 + i % users), "plan": "pro-1m"}}},
+            }, separators=(",", ":"))
+            mac = hmac.new(secret.encode(), f"{t}.{body}".encode(), hashlib.sha256).hexdigest()
+            f.write(f"t={t},v1={mac}\t{body}\n")
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "webhooks":
+        write_webhooks(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+        sys.exit(0)
     kind, url, token, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     if kind == "users":
         seed_users(url, token, count, sys.argv[5])

@@ -4,6 +4,7 @@
 pub mod codes;
 pub mod devices;
 pub mod event;
+mod mails;
 pub mod payments;
 pub mod plans;
 pub mod pro;
@@ -23,9 +24,47 @@ use crate::fleet::policy::Candidate;
 use crate::queue::Queue;
 use crate::registry::{Registry, Role};
 use crate::store::codec::{key_u64, u64_key};
+use crate::store::combiner::Combiner;
 use crate::store::{abort, Store, TreeId};
 use payments::{Outcome, Payment, ProContext};
 use plans::Plan;
+
+/// One webhook event to apply: the event, the pro proxies it may assign, the time.
+type WebhookJob = (event::Event, Arc<Vec<Candidate>>, u64);
+
+/// Most webhook events applied in one transaction.
+const WEBHOOKS_PER_TRANSACTION: usize = 256;
+
+fn webhook_combiner(
+    store: Store,
+    queue: Queue,
+    settings: Arc<BillingSettings>,
+) -> Combiner<WebhookJob, (Outcome, Option<User>)> {
+    Combiner::start(
+        store,
+        WEBHOOKS_PER_TRANSACTION,
+        move |tx, jobs: &[WebhookJob]| {
+            jobs.iter()
+                .map(|(event, candidates, now_ms)| {
+                    let context = ProContext {
+                        plans: &settings.plans,
+                        candidates,
+                        proxies_per_user: settings.pro_proxies_per_user,
+                    };
+                    // Events of one batch are applied in order, each seeing the ones before it:
+                    // a duplicate within the batch is still "already processed".
+                    let (outcome, user) = payments::apply(tx, event, &context, *now_ms)?;
+                    if let (Outcome::Granted { .. }, Some(user), event::Effect::Paid(paid)) =
+                        (&outcome, &user, &event.effect)
+                    {
+                        mails::receipt(tx, &queue, &settings.plans, user, paid, *now_ms)?;
+                    }
+                    Ok((outcome, user))
+                })
+                .collect()
+        },
+    )
+}
 
 /// Users are warned this long before their Pro ends.
 const PRO_WARNING_MS: u64 = 3 * 86_400_000;
@@ -72,6 +111,8 @@ pub struct Billing {
     queue: Queue,
     registry: Registry,
     notifier: ConfigNotifier,
+    /// Webhook events applied in shared transactions.
+    webhooks: Combiner<WebhookJob, (Outcome, Option<User>)>,
     /// Stripe's API, when `stripe_secret_key` is set.
     stripe: Option<stripe_api::StripeApi>,
     pub settings: Arc<BillingSettings>,
@@ -86,13 +127,16 @@ impl Billing {
         stripe: Option<stripe_api::StripeApi>,
         settings: BillingSettings,
     ) -> Billing {
+        let settings = Arc::new(settings);
+        let webhooks = webhook_combiner(store.clone(), queue.clone(), settings.clone());
         Billing {
+            webhooks,
             stripe,
             store,
             queue,
             registry,
             notifier,
-            settings: Arc::new(settings),
+            settings,
         }
     }
 
@@ -136,27 +180,16 @@ impl Billing {
         signature::verify(secret.expose(), header, body, now_secs)
             .map_err(|e| Error::bad_request("invalid_signature", e.message()))?;
         let event = event::parse(body)?;
-        let candidates = self.candidates(now_ms)?;
-        let context = ProContext {
-            plans: &self.settings.plans,
-            candidates: &candidates,
-            proxies_per_user: self.settings.pro_proxies_per_user,
-        };
-        let (outcome, user) = self.store.transaction(|tx| {
-            let (outcome, user) = payments::apply(tx, &event, &context, now_ms)?;
-            if let (Outcome::Granted { .. }, Some(user), event::Effect::Paid(paid)) =
-                (&outcome, &user, &event.effect)
-            {
-                self.receipt_in(tx, user, paid, now_ms)?;
-            }
-            Ok((outcome, user))
-        })?;
-        self.store.durable().await?;
+        let candidates = Arc::new(self.candidates(now_ms)?);
+        let (id, kind) = (event.id.clone(), event.kind.clone());
+        // Concurrent deliveries share one transaction and one fsync (they all touch the same
+        // counters, so separate transactions would mostly retry each other).
+        let (outcome, user) = self.webhooks.submit((event, candidates, now_ms)).await?;
         if let Some(user) = user {
             self.notifier.notify(&[user.id]);
             self.queue.wake();
         }
-        tracing::info!(event = %event.id, kind = %event.kind, outcome = %outcome.describe(), "stripe event");
+        tracing::info!(event = %id, kind = %kind, outcome = %outcome.describe(), "stripe event");
         Ok(outcome)
     }
 
@@ -232,52 +265,10 @@ impl Billing {
         user: &User,
         template: &str,
         event: &str,
-        mut data: serde_json::Value,
+        data: serde_json::Value,
         now_ms: u64,
     ) -> crate::store::TxResult<()> {
-        if let Some(fields) = data.as_object_mut() {
-            fields.insert("email".into(), user.email.as_str().into());
-            let until = user.pro_until_ms.map(crate::mail::format_time);
-            fields.insert("pro_until".into(), until.into());
-        }
-        crate::mail::queue_in(
-            tx,
-            &self.queue,
-            user.email.as_str(),
-            template,
-            &data,
-            event,
-            now_ms,
-        )
-        .map(|_| ())
-    }
-
-    fn receipt_in(
-        &self,
-        tx: &crate::store::Tx,
-        user: &User,
-        paid: &event::Paid,
-        now_ms: u64,
-    ) -> crate::store::TxResult<()> {
-        let plan = self.settings.plans.iter().find(|p| p.id == paid.plan);
-        let data = serde_json::json!({
-            "payment_id": paid.payment_id,
-            "plan_name": plan.map_or(paid.plan.as_str(), |p| p.name.as_str()),
-            "days": plan.map_or(0, |p| p.days),
-            // Minor units shown as major ones with two decimals (zero-decimal currencies
-            // such as JPY would need their own rule).
-            "amount": format!("{}.{:02}", paid.amount / 100, paid.amount % 100),
-            "currency": paid.currency.to_uppercase(),
-            "paid_at": crate::mail::format_time(now_ms),
-        });
-        self.mail_in(
-            tx,
-            user,
-            "payment_receipt",
-            &format!("receipt:{}", paid.payment_id),
-            data,
-            now_ms,
-        )
+        mails::to_user(tx, &self.queue, user, template, event, data, now_ms)
     }
 
     /// Warns users whose Pro ends within `PRO_WARNING_MS`, once per end date: the watermark
