@@ -29,6 +29,10 @@ use crate::store::{abort, Store, TreeId};
 use payments::{Outcome, Payment, ProContext};
 use plans::Plan;
 
+fn expiring_event(user: u64, until_ms: u64) -> String {
+    format!("pro_expiring:{user}:{until_ms}")
+}
+
 /// One webhook event to apply: the event, the pro proxies it may assign, the time.
 type WebhookJob = (event::Event, Arc<Vec<Candidate>>, u64);
 
@@ -68,8 +72,6 @@ fn webhook_combiner(
 
 /// Users are warned this long before their Pro ends.
 const PRO_WARNING_MS: u64 = 3 * 86_400_000;
-/// Meta key: the expiry index has been read for warnings up to (not including) this time.
-const WARNED_UNTIL: &str = "billing.warned_until";
 
 /// Users whose Pro ended handled per transaction by the sweeper.
 const EXPIRED_PER_TRANSACTION: usize = 200;
@@ -271,28 +273,31 @@ impl Billing {
         mails::to_user(tx, &self.queue, user, template, event, data, now_ms)
     }
 
-    /// Warns users whose Pro ends within `PRO_WARNING_MS`, once per end date: the watermark
-    /// in the meta tree remembers how far the expiry index has been read.
+    /// Warns users whose Pro ends within `PRO_WARNING_MS`, once per end date. Every sweep
+    /// reads the whole window of the expiry index (a Pro granted or shortened into it is seen
+    /// too); the mail's event key (`pro_expiring:<user>:<end>`) makes the notice once, and is
+    /// checked before the transaction so the sweep only writes for new ones.
     pub async fn warn_expiring(&self, now_ms: u64) -> Result<usize> {
         let horizon = now_ms + PRO_WARNING_MS;
-        let from: u64 = self
-            .store
-            .get(TreeId::Meta, WARNED_UNTIL)?
-            .unwrap_or(now_ms);
         let mut due: Vec<(u64, u64)> = Vec::new();
-        for key in self
-            .store
-            .keys_from(TreeId::ProExpiry, crate::store::codec::pair_key(from, 0))
-        {
+        for key in self.store.keys_from(
+            TreeId::ProExpiry,
+            crate::store::codec::pair_key(now_ms + 1, 0),
+        ) {
             let key = key?;
             match (key_u64(&key[..]), key.get(8..).and_then(key_u64)) {
                 (Some(until), Some(user)) if until <= horizon => {
-                    if until > now_ms {
+                    let task_key =
+                        format!("{}:{}", crate::mail::MAIL_SEND, expiring_event(user, until));
+                    if !self.store.contains(TreeId::TaskKeys, task_key)? {
                         due.push((until, user));
                     }
                 }
                 _ => break,
             }
+        }
+        if due.is_empty() {
+            return Ok(0);
         }
         let warned = self.store.transaction(|tx| {
             let mut warned = 0;
@@ -300,7 +305,7 @@ impl Billing {
                 if let Some(user) = tx.get::<User>(TreeId::Users, u64_key(*id))? {
                     // Only if this is still the user's end of Pro (not extended meanwhile).
                     if user.pro_until_ms == Some(*until) {
-                        let event = format!("pro_expiring:{id}:{until}");
+                        let event = expiring_event(*id, *until);
                         self.mail_in(
                             tx,
                             &user,
@@ -313,13 +318,10 @@ impl Billing {
                     }
                 }
             }
-            tx.put(TreeId::Meta, WARNED_UNTIL, &(horizon + 1))?;
             Ok(warned)
         })?;
-        if warned > 0 {
-            self.store.durable().await?;
-            self.queue.wake();
-        }
+        self.store.durable().await?;
+        self.queue.wake();
         Ok(warned)
     }
 

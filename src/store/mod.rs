@@ -238,6 +238,10 @@ impl Store {
         }
     }
 
+    pub fn contains(&self, tree: TreeId, key: impl AsRef<[u8]>) -> Result<bool> {
+        Ok(self.tree(tree).contains_key(key.as_ref())?)
+    }
+
     /// Writes one record outside a transaction (for single-record state such as the meta tree).
     pub fn put<V: Serialize>(&self, tree: TreeId, key: impl AsRef<[u8]>, value: &V) -> Result<()> {
         self.tree(tree)

@@ -5,6 +5,7 @@ use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::Sha256;
+use std::time::Duration;
 
 use crate::helpers::*;
 
@@ -403,4 +404,38 @@ async fn a_gift_assigns_pro_proxies_and_disabling_the_user_releases_them() {
         "its token no longer opens pro0"
     );
     app.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn pro_ending_within_three_days_is_announced_once() {
+    let app = spawn_app_with(|c| c.pro_sweep_secs = 1).await;
+    let (soon, _, _) = app.create_user("soon@example.org", None).await;
+    let (later, _, _) = app.create_user("later@example.org", None).await;
+    for (id, days) in [(soon, 2), (later, 30)] {
+        let gifted = app
+            .admin_post(
+                &format!("/api/v1/admin/users/{id}/pro"),
+                &json!({ "days": days }),
+            )
+            .await;
+        assert_eq!(gifted.status(), StatusCode::OK);
+    }
+    let expiring = |outbox: &Value| -> Vec<String> {
+        outbox["mails"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["template"] == "pro_expiring")
+            .map(|m| m["to"].as_str().unwrap().to_string())
+            .collect()
+    };
+    eventually(Duration::from_secs(10), "the expiring notice", || async {
+        let outbox = app.admin_json("/api/v1/admin/mail/outbox").await;
+        (!expiring(&outbox).is_empty()).then_some(())
+    })
+    .await;
+    // Several sweeps later: still one notice, and none for the user whose Pro runs for a month.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let outbox = app.admin_json("/api/v1/admin/mail/outbox").await;
+    assert_eq!(expiring(&outbox), vec!["soon@example.org"]);
 }
