@@ -385,13 +385,7 @@ async fn a_gift_assigns_pro_proxies_and_disabling_the_user_releases_them() {
     let app = billing_app().await;
     app.proxy("pro0", 11_000, &[("role", "pro")]).await;
     let (id, _, _) = app.create_user("gifted@example.org", None).await;
-    let gifted = app
-        .admin_post(
-            &format!("/api/v1/admin/users/{id}/pro"),
-            &json!({ "days": 3 }),
-        )
-        .await;
-    assert_eq!(gifted.status(), StatusCode::OK);
+    app.gift_pro(id, 3).await;
     assert_eq!(app.pro_of(id).await["proxies"], json!(["pro0"]));
     app.assert_consistent().await;
     let disabled = app

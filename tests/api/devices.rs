@@ -7,13 +7,8 @@ use crate::helpers::*;
 
 impl TestApp {
     async fn add_device(&self, token: &str, name: &str) -> reqwest::Response {
-        self.client
-            .post(self.url("/api/v1/devices"))
-            .bearer_auth(token)
-            .json(&json!({ "name": name }))
-            .send()
+        self.user_post(token, "/api/v1/devices", &json!({ "name": name }))
             .await
-            .expect("request")
     }
 }
 
@@ -73,13 +68,7 @@ async fn pro_accounts_link_three_devices_whose_tokens_their_pro_proxies_accept()
     let app = spawn_app().await;
     app.proxy("pro0", 11_000, &[("role", "pro")]).await;
     let (id, token, _) = app.create_user("family@example.org", None).await;
-    let gifted = app
-        .admin_post(
-            &format!("/api/v1/admin/users/{id}/pro"),
-            &json!({ "days": 30 }),
-        )
-        .await;
-    assert_eq!(gifted.status(), StatusCode::OK);
+    app.gift_pro(id, 30).await;
     for name in ["phone", "laptop", "tablet"] {
         assert_eq!(
             app.add_device(&token, name).await.status(),

@@ -5,7 +5,7 @@ use std::io::Read;
 use base64::Engine;
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::helpers::{names_of, spawn_app, spawn_app_with, TestApp};
 
@@ -86,13 +86,7 @@ async fn pro_users_get_pro_proxies_first_then_their_free_config() {
         "the fallback assignment stays in the config"
     );
     assert!(free_only.iter().all(|n| !n.starts_with("pro")));
-    let gifted = app
-        .admin_post(
-            &format!("/api/v1/admin/users/{id}/pro"),
-            &json!({ "days": 30 }),
-        )
-        .await;
-    assert_eq!(gifted.status(), StatusCode::OK);
+    app.gift_pro(id, 30).await;
     let detail = app.admin_json(&format!("/api/v1/admin/users/{id}")).await;
     assert_eq!(detail["pro"]["active"], true);
     let merged = names(&app, &token).await;

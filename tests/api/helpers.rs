@@ -295,6 +295,26 @@ impl TestApp {
             .expect("request")
     }
 
+    /// Gives a user `days` of Pro as the admin, expecting 200.
+    pub async fn gift_pro(&self, id: u64, days: u64) {
+        let path = format!("/api/v1/admin/users/{id}/pro");
+        let response = self
+            .admin_post(&path, &serde_json::json!({ "days": days }))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "POST {path}");
+    }
+
+    /// POSTs JSON with a user's (or device's) token.
+    pub async fn user_post(&self, token: &str, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
     /// Registers (or heartbeats) a lab proxy with extra fields.
     pub async fn proxy(&self, name: &str, port: u16, extra: &[(&str, &str)]) {
         let port = port.to_string();

@@ -77,13 +77,7 @@ impl Drop for LocalStripe {
 
 impl TestApp {
     async fn purchase(&self, token: &str, body: Value) -> reqwest::Response {
-        self.client
-            .post(self.url("/api/v1/pro/purchase"))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .expect("request")
+        self.user_post(token, "/api/v1/pro/purchase", &body).await
     }
 }
 

@@ -7,13 +7,8 @@ use crate::helpers::*;
 
 impl TestApp {
     async fn redeem(&self, token: &str, code: &str) -> reqwest::Response {
-        self.client
-            .post(self.url("/api/v1/referrals/redeem"))
-            .bearer_auth(token)
-            .json(&json!({ "code": code }))
-            .send()
+        self.user_post(token, "/api/v1/referrals/redeem", &json!({ "code": code }))
             .await
-            .expect("request")
     }
 
     async fn pro_until(&self, id: u64) -> Option<i64> {
