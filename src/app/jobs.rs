@@ -21,7 +21,10 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(60);
 pub async fn run_task(state: Arc<AppState>, task: Task) -> Result<(), String> {
     match task.kind.as_str() {
         EDGE_SYNC => edge::sync(&state.store, &state.registry, &state.edge, &task.payload).await,
-        fleet::PROXY_CHANGED => state.fleet.proxy_changed(&task.payload).await,
+        fleet::PROXY_CHANGED => {
+            let name = state.fleet.proxy_changed(&task.payload).await?;
+            (state.billing.proxy_changed(&name, now_ms()).await).map_err(|e| e.to_string())
+        }
         fleet::PROVISION | fleet::RETIRE => state.fleet.hook_task(&task.kind, &task.payload).await,
         MAIL_SEND => state.mailer.send_task(&task.payload, now_ms()).await,
         other => Err(format!("no handler for task kind `{other}`")),

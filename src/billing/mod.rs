@@ -73,7 +73,7 @@ fn webhook_combiner(
 /// Users are warned this long before their Pro ends.
 const PRO_WARNING_MS: u64 = 3 * 86_400_000;
 
-/// Users whose Pro ended handled per transaction by the sweeper.
+/// Users changed per transaction by the sweeper and by a pro proxy's departure.
 const EXPIRED_PER_TRANSACTION: usize = 200;
 
 #[derive(Debug, Clone)]
@@ -323,6 +323,33 @@ impl Billing {
         self.store.durable().await?;
         self.queue.wake();
         Ok(warned)
+    }
+
+    /// The `fleet.proxy_changed` task, Pro side: if the proxy left, its Pro users get another
+    /// pro proxy in its place.
+    pub async fn proxy_changed(&self, name: &str, now_ms: u64) -> Result<()> {
+        if self.store.contains(TreeId::Proxies, name)? {
+            return Ok(());
+        }
+        let users = crate::fleet::links::linked_users(&self.store, TreeId::ProLinks, name)?;
+        if users.is_empty() {
+            return Ok(());
+        }
+        let candidates = self.candidates(now_ms)?;
+        let per_user = self.settings.pro_proxies_per_user;
+        for chunk in users.chunks(EXPIRED_PER_TRANSACTION) {
+            self.store.transaction(|tx| {
+                for id in chunk {
+                    if let Some(mut user) = tx.get::<User>(TreeId::Users, u64_key(*id))? {
+                        pro::replace_departed(tx, &mut user, name, &candidates, per_user, now_ms)?;
+                    }
+                }
+                Ok(())
+            })?;
+            self.store.durable().await?;
+            self.notifier.notify(chunk);
+        }
+        Ok(())
     }
 
     /// A user's payments, newest first.

@@ -163,6 +163,38 @@ pub fn expire(tx: &Tx, user: &mut User, now_ms: u64) -> TxResult<bool> {
     Ok(true)
 }
 
+/// Replaces a departed pro proxy in the user's set with the best other candidate (while Pro
+/// lasts; past it, the proxy is just dropped). Stores the user. Returns whether it changed.
+pub fn replace_departed(
+    tx: &Tx,
+    user: &mut User,
+    gone: &str,
+    candidates: &[Candidate],
+    per_user: usize,
+    now_ms: u64,
+) -> TxResult<bool> {
+    if !user.pro_proxies.iter().any(|p| p == gone) {
+        return Ok(false);
+    }
+    let mut kept: Vec<String> = user
+        .pro_proxies
+        .iter()
+        .filter(|p| *p != gone)
+        .cloned()
+        .collect();
+    if is_pro(user, now_ms) && kept.len() < per_user {
+        let others: Vec<Candidate> = candidates
+            .iter()
+            .filter(|c| c.name != gone && !kept.contains(&c.name))
+            .cloned()
+            .collect();
+        kept.extend(choose(&others, per_user - kept.len()));
+    }
+    set_pro_proxies(tx, user, kept)?;
+    save_user(tx, user, now_ms)?;
+    Ok(true)
+}
+
 /// Releases the user's pro proxies (the account is disabled): their token stops being
 /// accepted by those proxies at once. The caller stores the user.
 pub fn release(tx: &Tx, user: &mut User) -> TxResult<()> {

@@ -82,9 +82,14 @@ pub fn set_proxies(
 
 /// Users linked to `proxy`, from the reverse index.
 pub fn users_of(store: &Store, proxy: &str) -> Result<Vec<u64>> {
+    linked_users(store, TreeId::ProxyUsers, proxy)
+}
+
+/// The users of `proxy` in a `name 0 user` index (`ProxyUsers` or `ProLinks`).
+pub fn linked_users(store: &Store, index: TreeId, proxy: &str) -> Result<Vec<u64>> {
     let prefix = proxy_prefix(proxy);
     store
-        .keys_with_prefix(TreeId::ProxyUsers, &prefix)
+        .keys_with_prefix(index, &prefix)
         .map(|key| key.map(|k| key_u64(&k[prefix.len()..]).unwrap_or(0)))
         .collect()
 }

@@ -83,14 +83,16 @@ impl Fleet {
 
     /// The `fleet.proxy_changed` task: if the proxy is gone, its users lose it (and are owed a
     /// new fallback); if it moved, their config version changes.
-    pub async fn proxy_changed(&self, payload: &str) -> std::result::Result<(), String> {
+    /// Returns the proxy's name, for the other capabilities that follow it (the Pro tier).
+    pub async fn proxy_changed(&self, payload: &str) -> std::result::Result<String, String> {
         let name = serde_json::from_str::<serde_json::Value>(payload)
             .ok()
             .and_then(|v| v["proxy"].as_str().map(String::from))
             .ok_or_else(|| format!("bad payload {payload}"))?;
         self.follow_proxy(&name, crate::clock::now_ms())
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        Ok(name)
     }
 
     async fn follow_proxy(&self, name: &str, now_ms: u64) -> Result<()> {
