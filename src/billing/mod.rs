@@ -107,12 +107,25 @@ impl BillingSettings {
     }
 }
 
+/// What choosing pro proxies needs of a registered pro proxy.
+struct ProProxy {
+    name: String,
+    limit: u32,
+    clients: u32,
+    expires_ms: u64,
+}
+
+/// The pro proxies and the registry revision they were read at.
+type ProProxies = (u64, Arc<Vec<ProProxy>>);
+
 #[derive(Clone)]
 pub struct Billing {
     store: Store,
     queue: Queue,
     registry: Registry,
     notifier: ConfigNotifier,
+    /// Pro proxies as last read, with the registry revision they were read at.
+    pro_proxies: Arc<std::sync::Mutex<Option<ProProxies>>>,
     /// Webhook events applied in shared transactions.
     webhooks: Combiner<WebhookJob, (Outcome, Option<User>)>,
     /// Stripe's API, when `stripe_secret_key` is set.
@@ -132,6 +145,7 @@ impl Billing {
         let settings = Arc::new(settings);
         let webhooks = webhook_combiner(store.clone(), queue.clone(), settings.clone());
         Billing {
+            pro_proxies: Arc::default(),
             webhooks,
             stripe,
             store,
@@ -142,21 +156,45 @@ impl Billing {
         }
     }
 
+    /// The live pro proxies, from the registry only when a proxy record was written since the
+    /// last read (a fleet of thousands is not decoded again for every payment).
+    fn pro_proxies(&self, now_ms: u64) -> Result<Arc<Vec<ProProxy>>> {
+        let revision = self.registry.revision();
+        let mut cached = self.pro_proxies.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((seen, list)) = cached.as_ref() {
+            if *seen == revision {
+                return Ok(list.clone());
+            }
+        }
+        let list: Vec<ProProxy> = self
+            .registry
+            .list(now_ms)?
+            .into_iter()
+            .filter(|p| p.role == Role::Pro)
+            .map(|p| ProProxy {
+                name: p.name.to_string(),
+                limit: p.capacity.unwrap_or(self.settings.pro_max_clients),
+                clients: p.load.clients.unwrap_or(0),
+                expires_ms: p.expires_ms,
+            })
+            .collect();
+        let list = Arc::new(list);
+        *cached = Some((revision, list.clone()));
+        Ok(list)
+    }
+
     /// Live pro proxies with their load: max(reported clients, linked pro users).
     pub fn candidates(&self, now_ms: u64) -> Result<Vec<Candidate>> {
         let mut candidates = Vec::new();
-        for proxy in self.registry.list(now_ms)? {
-            if proxy.role != Role::Pro {
+        for proxy in self.pro_proxies(now_ms)?.iter() {
+            if proxy.expires_ms <= now_ms {
                 continue;
             }
-            let linked: u64 = self
-                .store
-                .get(TreeId::ProCounts, proxy.name.as_str())?
-                .unwrap_or(0);
+            let linked: u64 = self.store.get(TreeId::ProCounts, &proxy.name)?.unwrap_or(0);
             candidates.push(Candidate {
-                limit: proxy.capacity.unwrap_or(self.settings.pro_max_clients),
-                load: u64::from(proxy.load.clients.unwrap_or(0)).max(linked),
-                name: proxy.name.to_string(),
+                limit: proxy.limit,
+                load: u64::from(proxy.clients).max(linked),
+                name: proxy.name.clone(),
             });
         }
         Ok(candidates)
