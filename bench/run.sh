@@ -67,8 +67,8 @@ nm_pf=$(run "http://127.0.0.1:$pf_port/api/v1/config" -s bench/report.lua -H "Au
 # Stripe webhooks: 1,000 more users, then distinct signed payment events spread over them.
 python3 bench/seed.py users "http://127.0.0.1:$pf_port" bench-admin 1000 "$work/wh_tokens"
 python3 bench/seed.py webhooks bench-webhook-secret 300000 1000 "$work/events"
-wh_base=$(BENCH_EVENTS="$work/events" run "http://127.0.0.1:$base_port" -s bench/webhooks.lua)
-wh_pf=$(BENCH_EVENTS="$work/events" run "http://127.0.0.1:$pf_port" -s bench/webhooks.lua)
+wh_base=$(BENCH_EVENTS="$work/events" BENCH_THREADS="$THREADS" run "http://127.0.0.1:$base_port" -s bench/webhooks.lua)
+wh_pf=$(BENCH_EVENTS="$work/events" BENCH_THREADS="$THREADS" run "http://127.0.0.1:$pf_port" -s bench/webhooks.lua)
 
 plan_line=$(./target/release/bench-plan 1000000 10000 10)
 

@@ -6,16 +6,17 @@ for line in io.lines(os.getenv("BENCH_EVENTS")) do
   local tab = line:find("\t", 1, true)
   if tab then events[#events + 1] = { line:sub(1, tab - 1), line:sub(tab + 1) } end
 end
+-- wrk has no call that tells a thread how many there are: run.sh passes its -t as BENCH_THREADS.
 local threads, counter = 0, 0
+local stride = tonumber(os.getenv("BENCH_THREADS") or "1")
 
 setup = function(thread)
   thread:set("offset", threads)
   threads = threads + 1
-  thread:set("stride", 2)
 end
 
 request = function()
-  local index = (offset or 0) + counter * (stride or 1)
+  local index = (offset or 0) + counter * stride
   counter = counter + 1
   local event = events[(index % #events) + 1]
   return wrk.format("POST", "/api/v1/stripe/webhook",

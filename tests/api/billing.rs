@@ -18,13 +18,6 @@ async fn billing_app() -> TestApp {
     .await
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 /// Stripe's scheme, written out here (not the server's code): t=<secs>,v1=hex(HMAC-SHA256(secret, "t.body")).
 fn stripe_header(secret: &str, t: i64, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();

@@ -28,12 +28,7 @@ async fn a_device_token_reads_the_same_config_until_the_device_is_removed() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(from_device, app.config(&token).await.2);
 
-    let listed: Value = app
-        .send_as(Method::GET, "/api/v1/devices", Some(&device_token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = app.user_json(&device_token, "/api/v1/devices").await;
     assert_eq!(listed["limit"], 1);
     assert_eq!(listed["devices"][0]["id"], device["id"]);
     assert!(
@@ -99,12 +94,7 @@ async fn nobody_removes_another_users_device_and_bad_names_are_refused() {
         app.send_as(Method::DELETE, &path, None).await.status(),
         StatusCode::UNAUTHORIZED
     );
-    let still: Value = app
-        .send_as(Method::GET, "/api/v1/devices", Some(&ana))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let still: Value = app.user_json(&ana, "/api/v1/devices").await;
     assert_eq!(still["devices"].as_array().unwrap().len(), 1);
     let bad = app.add_device(&bob, "   ").await;
     assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);

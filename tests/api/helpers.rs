@@ -304,6 +304,13 @@ impl TestApp {
         assert_eq!(response.status(), StatusCode::OK, "POST {path}");
     }
 
+    /// GET with a user's (or device's) token, expecting 200 and JSON.
+    pub async fn user_json(&self, token: &str, path: &str) -> Value {
+        let response = self.send_as(reqwest::Method::GET, path, Some(token)).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.json().await.expect("json")
+    }
+
     /// POSTs JSON with a user's (or device's) token.
     pub async fn user_post(&self, token: &str, path: &str, body: &Value) -> Response {
         self.client
@@ -403,4 +410,12 @@ pub fn names_of(list: &Value) -> Vec<String> {
         .iter()
         .map(|p| p["name"].as_str().expect("name").to_string())
         .collect()
+}
+
+/// Now, in Unix seconds (what the API's `*_at` and `until` fields use).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
 }

@@ -123,22 +123,20 @@ async fn welcome_invitation_and_device_mails_arrive_once_with_text_and_html() {
         .ends_with("@proxyfleet.test>"));
 
     let invited = app
-        .client
-        .post(app.url("/api/v1/invitations"))
-        .bearer_auth(&token)
-        .json(&json!({ "email": "bob@example.org" }))
-        .send()
-        .await
-        .unwrap();
+        .user_post(
+            &token,
+            "/api/v1/invitations",
+            &json!({ "email": "bob@example.org" }),
+        )
+        .await;
     assert_eq!(invited.status(), StatusCode::CREATED);
     let device = app
-        .client
-        .post(app.url("/api/v1/devices"))
-        .bearer_auth(&token)
-        .json(&json!({ "name": "<b>phone</b>" }))
-        .send()
-        .await
-        .unwrap();
+        .user_post(
+            &token,
+            "/api/v1/devices",
+            &json!({ "name": "<b>phone</b>" }),
+        )
+        .await;
     assert_eq!(device.status(), StatusCode::CREATED);
     let all = sink.wait_for(3).await;
     let invitation = all

@@ -1,6 +1,6 @@
 //! Referral codes (both sides get the bonus, once) and promo codes (uses, expiry).
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
@@ -16,34 +16,17 @@ impl TestApp {
     }
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 #[tokio::test]
 async fn a_referral_gives_both_sides_the_bonus_once() {
     let app = spawn_app().await;
     let (ana, ana_token, _) = app.create_user("ana@example.org", None).await;
     let (bob, bob_token, _) = app.create_user("bob@example.org", None).await;
     let (_, cy_token, _) = app.create_user("cy@example.org", None).await;
-    let mine: Value = app
-        .send_as(Method::GET, "/api/v1/referrals", Some(&ana_token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let mine: Value = app.user_json(&ana_token, "/api/v1/referrals").await;
     let code = mine["code"].as_str().unwrap().to_string();
     assert_eq!(code.len(), 8);
     assert_eq!(mine["bonus_days"], 7);
-    let again: Value = app
-        .send_as(Method::GET, "/api/v1/referrals", Some(&ana_token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let again: Value = app.user_json(&ana_token, "/api/v1/referrals").await;
     assert_eq!(again["code"], code.as_str(), "one code per user, stable");
 
     let own = app.redeem(&ana_token, &code).await;
@@ -66,20 +49,10 @@ async fn a_referral_gives_both_sides_the_bonus_once() {
     assert_eq!(error_code(twice).await, "already_redeemed");
 
     // Bob cannot redeem a second referral code either.
-    let cys: Value = app
-        .send_as(Method::GET, "/api/v1/referrals", Some(&cy_token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let cys: Value = app.user_json(&cy_token, "/api/v1/referrals").await;
     let second = app.redeem(&bob_token, cys["code"].as_str().unwrap()).await;
     assert_eq!(error_code(second).await, "already_referred");
-    let count: Value = app
-        .send_as(Method::GET, "/api/v1/referrals", Some(&ana_token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let count: Value = app.user_json(&ana_token, "/api/v1/referrals").await;
     assert_eq!(count["redeemed_by"], 1);
 
     let unknown = app.redeem(&cy_token, "ZZZZ2222").await;
