@@ -50,6 +50,8 @@ pub struct Config {
     pub max_clients: u32,
     /// Redis mirror target; unset means no mirror.
     pub redis_url: Option<String>,
+    /// Prefix of every key the Redis mirror writes (several fleets can share one Redis).
+    pub redis_prefix: String,
     /// MaxMind-format city database; unset means timezone fallback only.
     pub geoip_db: Option<PathBuf>,
     pub stripe_api_base: String,
@@ -168,6 +170,7 @@ impl Default for Config {
             allow_private_ips: false,
             max_clients: 200,
             redis_url: None,
+            redis_prefix: "proxyfleet:".into(),
             geoip_db: None,
             stripe_api_base: "https://api.stripe.com".into(),
             stripe_secret_key: None,

@@ -20,6 +20,8 @@ pub mod gateways;
 /// Shared HTTP pieces: JSON errors, bearer tokens, body limits and parsing.
 pub mod http;
 pub mod mail;
+/// The Redis mirror of the change log, and the edge (read-only, Redis-backed) mode.
+pub mod mirror;
 /// The durable task queue and its workers.
 pub mod queue;
 /// Proxies: register, heartbeat, unregister, expiry, history, edge (VCL) sync.

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use proxyfleet::mirror::edge::{EdgeApp, EdgeSettings};
 use proxyfleet::{Application, Config};
 
 #[derive(Parser)]
@@ -28,6 +29,27 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Serve the read APIs (GET /json, /api/v1/config, /api/v1/config/pubkey) from a Redis
+    /// that a primary mirrors into; writes are answered 421. Run many behind a load balancer.
+    Edge {
+        /// The Redis (or Redis replica) the primary mirrors into.
+        #[arg(long, value_name = "URL", env = "PROXYFLEET_REDIS_URL")]
+        redis: String,
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
+        listen: std::net::SocketAddr,
+        /// Key prefix the primary writes under.
+        #[arg(long, default_value = "proxyfleet:", env = "PROXYFLEET_REDIS_PREFIX")]
+        prefix: String,
+        /// MaxMind-format city database (the primary's, for identical `/json` answers).
+        #[arg(long, value_name = "FILE", env = "PROXYFLEET_GEOIP_DB")]
+        geoip: Option<PathBuf>,
+        /// The primary's public URL, told to clients that send writes here.
+        #[arg(long, value_name = "URL")]
+        primary: Option<String>,
+        /// Addresses of reverse proxies whose X-Forwarded-For is believed.
+        #[arg(long = "trusted-proxy", value_name = "IP")]
+        trusted_proxies: Vec<std::net::IpAddr>,
+    },
     /// Print the effective configuration (secrets masked) and exit.
     Config {
         #[arg(long, value_name = "FILE")]
@@ -46,6 +68,22 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Serve { config } => serve(config),
+        Command::Edge {
+            redis,
+            listen,
+            prefix,
+            geoip,
+            primary,
+            trusted_proxies,
+        } => edge(EdgeSettings {
+            redis_url: redis,
+            listen,
+            prefix,
+            geoip_db: geoip,
+            primary,
+            trusted_proxies,
+            config_wait_max_secs: Config::default().config_wait_max_secs,
+        }),
         Command::Config { config } => Config::load(config.as_deref())
             .map(|c| println!("{c:#?}"))
             .map_err(|e| e.to_string()),
@@ -57,6 +95,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn edge(settings: EdgeSettings) -> Result<(), String> {
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        let app = EdgeApp::build(settings).await.map_err(|e| e.to_string())?;
+        println!("proxyfleet edge listening on http://{}", app.address());
+        let stopper = app.stopper();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            let _ = stopper.send(true);
+        });
+        app.run().await;
+        Ok(())
+    })
 }
 
 fn serve(config_file: Option<PathBuf>) -> Result<(), String> {

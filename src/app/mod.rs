@@ -30,6 +30,7 @@ use crate::fleet::{Fleet, FleetSettings};
 use crate::gateways::geo::GeoDb;
 use crate::gateways::Gateways;
 use crate::mail::Mailer;
+use crate::mirror::{self, Mirror};
 use crate::queue::{worker, Queue, QueuePolicy};
 use crate::registry::edge::EdgeSettings;
 use crate::registry::writes::Writer;
@@ -124,6 +125,7 @@ impl Application {
             BillingSettings::from_config(&config)?,
         );
         let mailer = Mailer::new(store.clone(), &config)?;
+        let mirror = Mirror::new(config.redis_url.clone(), &config.redis_prefix);
         let state = Arc::new(AppState {
             config,
             store,
@@ -137,6 +139,7 @@ impl Application {
             gateways,
             billing,
             mailer,
+            mirror,
         });
 
         let (stop, _) = watch::channel(false);
@@ -226,6 +229,10 @@ fn start_background(state: &Arc<AppState>, stop: &Arc<watch::Sender<bool>>) -> V
         stop.subscribe(),
     )));
     jobs.push(tokio::spawn(jobs::upkeep(state.clone(), stop.subscribe())));
+    jobs.push(tokio::spawn(mirror::stream::run(
+        state.clone(),
+        stop.subscribe(),
+    )));
     jobs.push(tokio::spawn(jobs::expire_pro(
         state.clone(),
         stop.subscribe(),

@@ -8,7 +8,7 @@ use warp::Filter;
 
 use super::AppState;
 use crate::http::{json, recover};
-use crate::{billing, distribution, fleet, gateways, queue, registry};
+use crate::{billing, distribution, fleet, gateways, mirror, queue, registry};
 
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(warp::reply::Response,)> {
     let health = warp::path!("healthz")
@@ -26,6 +26,8 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(warp::reply::Response,)> {
         .or(queue::routes::routes(state.clone()).boxed())
         .unify()
         .or(billing::routes::routes(state.clone()).boxed())
+        .unify()
+        .or(mirror::routes::routes(state.clone()).boxed())
         .unify()
         .or(fleet::routes::routes(state).boxed())
         .unify()

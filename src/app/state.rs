@@ -8,6 +8,7 @@ use crate::fleet::Fleet;
 use crate::gateways::Gateways;
 use crate::http::TokenHash;
 use crate::mail::Mailer;
+use crate::mirror::Mirror;
 use crate::queue::Queue;
 use crate::registry::edge::EdgeSettings;
 use crate::registry::Registry;
@@ -31,4 +32,5 @@ pub struct AppState {
     pub gateways: Gateways,
     pub billing: Billing,
     pub mailer: Mailer,
+    pub mirror: Mirror,
 }

@@ -149,6 +149,17 @@ impl Distribution {
         now_ms: u64,
     ) -> Result<ClientConfig> {
         let view = self.view(now_ms)?;
+        Ok(self.config_in(&view, user, client, now_ms))
+    }
+
+    /// The config of `user` against a given fleet view (the Redis mirror keeps its own).
+    pub fn config_in(
+        &self,
+        view: &FleetView,
+        user: &User,
+        client: Option<IpAddr>,
+        now_ms: u64,
+    ) -> ClientConfig {
         let key = self.subset_key(user, client, now_ms);
         let rules = Rules {
             secret: &self.keys.rendezvous,
@@ -156,6 +167,6 @@ impl Distribution {
             subset_key: &key,
             poll_after_secs: self.settings.poll_after_secs,
         };
-        Ok(config::build(&view, user, &rules, now_ms))
+        config::build(view, user, &rules, now_ms)
     }
 }

@@ -54,16 +54,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
     let pubkey = warp::path!("api" / "v1" / "config" / "pubkey")
         .and(warp::get())
         .and(with_state(&state))
-        .map(|state: Arc<AppState>| {
-            json(
-                StatusCode::OK,
-                &serde_json::json!({
-                    "algorithm": "ed25519",
-                    "public_key": state.distribution.keys.public_key(),
-                    "signature_header": SIGNATURE_HEADER,
-                }),
-            )
-        });
+        .map(|state: Arc<AppState>| pubkey_response(&state.distribution.keys.public_key()));
     let exposure = warp::path!("api" / "v1" / "admin" / "distribution" / "exposure")
         .and(warp::get())
         .and(admin(&state))
@@ -71,6 +62,18 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .and(with_state(&state))
         .and_then(exposure);
     config.or(pubkey).unify().or(exposure).unify()
+}
+
+/// `GET /api/v1/config/pubkey`'s answer (the edge sends the same).
+pub fn pubkey_response(public_key: &str) -> Route {
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "algorithm": "ed25519",
+            "public_key": public_key,
+            "signature_header": SIGNATURE_HEADER,
+        }),
+    )
 }
 
 fn render_for(
@@ -127,34 +130,49 @@ async fn get_config(
         }
         state.fleet.notifier.release(user.id, bell);
     }
-    let gzip = accept_encoding.is_some_and(|ae| accepts_gzip(&ae));
-    let etag = if gzip {
-        gzip_tag(&rendered.etag)
+    let signature = state.distribution.signature(&rendered);
+    respond(
+        &rendered.body,
+        &rendered.etag,
+        &signature,
+        if_none_match.as_deref(),
+        accept_encoding.as_deref(),
+    )
+}
+
+/// The response for a config: 304 when the client has it, else the body (gzip when
+/// accepted) with its signature. Shared with the edge, so both answer byte for byte alike.
+pub fn respond(
+    body: &[u8],
+    etag: &str,
+    signature: &str,
+    if_none_match: Option<&str>,
+    accept_encoding: Option<&str>,
+) -> Result<Route, Rejection> {
+    let gzip = accept_encoding.is_some_and(accepts_gzip);
+    let sent_etag = if gzip {
+        gzip_tag(etag)
     } else {
-        rendered.etag.clone()
+        etag.to_string()
     };
     let builder = Response::builder()
-        .header(header::ETAG, &etag)
+        .header(header::ETAG, &sent_etag)
         .header(header::CACHE_CONTROL, "private, max-age=0, must-revalidate")
         .header(header::VARY, "Accept-Encoding, Authorization");
-    if if_none_match
-        .as_deref()
-        .is_some_and(|inm| matches(inm, &rendered.etag))
-    {
+    if if_none_match.is_some_and(|inm| matches(inm, etag)) {
         return builder
             .status(StatusCode::NOT_MODIFIED)
             .body(warp::hyper::Body::empty())
             .map_err(|e| reject(Error::internal(e)));
     }
-    let signature = state.distribution.signature(&rendered);
     let builder = builder
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/json")
-        .header(SIGNATURE_HEADER, &*signature);
+        .header(SIGNATURE_HEADER, signature);
     let response = if gzip {
         let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
         encoder
-            .write_all(&rendered.body)
+            .write_all(body)
             .and_then(|_| encoder.finish())
             .map_err(|e| reject(Error::internal(e)))
             .and_then(|compressed| {
@@ -165,7 +183,7 @@ async fn get_config(
             })?
     } else {
         builder
-            .body(warp::hyper::Body::from(rendered.body))
+            .body(warp::hyper::Body::from(body.to_vec()))
             .map_err(|e| reject(Error::internal(e)))?
     };
     Ok(response)

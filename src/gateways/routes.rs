@@ -22,7 +22,7 @@ const DEFAULT_N: usize = 3;
 const MAX_N: usize = 100;
 
 #[derive(Deserialize)]
-struct JsonQuery {
+pub struct JsonQuery {
     city: Option<String>,
     lat: Option<f64>,
     lon: Option<f64>,
@@ -73,8 +73,22 @@ async fn recommend(
     let now = now_ms();
     let view = state.distribution.view(now).map_err(reject)?;
     let set = state.gateways.set(&view, now);
+    recommend_in(&set, &state.gateways.geo, &query, client, |key| {
+        count_override(&state, key)
+    })
+}
+
+/// The `/json` answer from a gateway set (shared with the edge, which reads the set from
+/// Redis). `count_override` records a manual city choice (`type=refresh`).
+pub fn recommend_in(
+    set: &super::GatewaySet,
+    geo: &super::geo::GeoDb,
+    query: &JsonQuery,
+    client: Option<IpAddr>,
+    count_override: impl FnOnce(&str) -> crate::error::Result<()>,
+) -> Result<Route, Rejection> {
     let n = query.n.unwrap_or(DEFAULT_N).clamp(1, MAX_N);
-    let place = client.and_then(|ip| state.gateways.geo.lookup(ip));
+    let place = client.and_then(|ip| geo.lookup(ip));
 
     let origin = match (query.lat, query.lon) {
         (Some(lat), Some(lon))
@@ -120,7 +134,7 @@ async fn recommend(
                 ));
             }
             if query.kind.as_deref() == Some("refresh") {
-                count_override(&state, &key).map_err(reject)?;
+                count_override(&key).map_err(reject)?;
             }
             let mut ranked = in_city;
             rank::rank(&mut ranked, Origin::Unknown, &mut thread_rng());

@@ -155,6 +155,8 @@ pub struct Store {
     /// Committed writes per tree, counted in memory: readers that cache what they derive from
     /// a tree compare this instead of re-reading the tree.
     writes: std::sync::Arc<[std::sync::atomic::AtomicU64; TreeId::ALL.len()]>,
+    /// Rung after every commit that appended to the change log (the Redis mirror waits on it).
+    changed: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl Store {
@@ -177,6 +179,7 @@ impl Store {
             trees,
             flusher,
             writes: Default::default(),
+            changed: Default::default(),
         })
     }
 
@@ -203,7 +206,16 @@ impl Store {
         result.map_err(Error::from)
     }
 
+    /// Resolves after the next commit that appends to the change log (or at once if one
+    /// happened since the last wait): a single waiter, the Redis mirror.
+    pub async fn next_change(&self) {
+        self.changed.notified().await
+    }
+
     fn count_writes(&self, trees: u32) {
+        if trees & (1 << TreeId::Changes as u32) != 0 {
+            self.changed.notify_one();
+        }
         for (id, counter) in self.writes.iter().enumerate() {
             if trees & (1 << id) != 0 {
                 counter.fetch_add(1, std::sync::atomic::Ordering::AcqRel);

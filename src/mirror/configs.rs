@@ -1,0 +1,137 @@
+//! Keeps `<prefix>config:<user>` equal to what the primary would send each user. A user's
+//! config changes when the user changes (written with the user's change) or when a proxy
+//! comes, leaves or changes what a config shows of it (ip, port, role, country, city): then
+//! every user's config is rewritten, a chunk at a time between change batches, so streaming
+//! never waits for a whole sweep.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use redis::Pipeline;
+
+use super::keys::Keys;
+use super::records::write_config;
+use crate::app::AppState;
+use crate::distribution::config::{render, FleetView};
+use crate::error::Result;
+use crate::fleet::model::User;
+use crate::registry::Proxy;
+use crate::store::codec::u64_key;
+use crate::store::{Change, ChangeKind, TreeId};
+
+/// Users whose configs one sweep step rewrites.
+pub const SWEEP_CHUNK: usize = 1_000;
+
+/// What a client config shows of a proxy: a change here changes configs.
+type Shown = (
+    std::net::IpAddr,
+    u16,
+    crate::registry::Role,
+    Option<String>,
+    Option<String>,
+);
+
+fn shown(proxy: &Proxy) -> Shown {
+    (
+        proxy.ip,
+        proxy.port,
+        proxy.role,
+        proxy.location.country.clone(),
+        proxy.location.city.clone(),
+    )
+}
+
+pub struct Configs {
+    view: Arc<FleetView>,
+    shown: HashMap<String, Shown>,
+    /// The next user id of a sweep in progress.
+    sweep_from: Option<u64>,
+}
+
+impl Configs {
+    /// The fleet as it is now; no sweep pending.
+    pub fn load(state: &AppState, now_ms: u64) -> Result<Configs> {
+        let proxies = state.registry.list(now_ms)?;
+        Ok(Configs {
+            shown: proxies
+                .iter()
+                .map(|p| (p.name.to_string(), shown(p)))
+                .collect(),
+            view: Arc::new(FleetView::new(proxies, now_ms)),
+            sweep_from: None,
+        })
+    }
+
+    /// Notes what a change does to the fleet; true when configs must be swept.
+    pub fn observe(&mut self, change: &Change) -> bool {
+        match &change.kind {
+            ChangeKind::ProxiesUpserted(proxies) => {
+                let mut changed = false;
+                for proxy in proxies {
+                    let now = shown(proxy);
+                    if self.shown.get(proxy.name.as_str()) != Some(&now) {
+                        self.shown.insert(proxy.name.to_string(), now);
+                        changed = true;
+                    }
+                }
+                changed
+            }
+            ChangeKind::ProxyRemoved { name, .. } => self.shown.remove(name).is_some(),
+            ChangeKind::UserUpserted(_) => false,
+        }
+    }
+
+    /// Rebuilds the view from the registry and starts (or restarts) a sweep of every user.
+    pub fn start_sweep(&mut self, state: &AppState, now_ms: u64) -> Result<()> {
+        self.view = Arc::new(FleetView::new(state.registry.list(now_ms)?, now_ms));
+        self.sweep_from = Some(0);
+        Ok(())
+    }
+
+    pub fn sweeping(&self) -> bool {
+        self.sweep_from.is_some()
+    }
+
+    /// Appends the config of `user` as the primary would render it now.
+    pub fn write(
+        &self,
+        pipe: &mut Pipeline,
+        keys: &Keys,
+        state: &AppState,
+        user: &User,
+        now_ms: u64,
+    ) {
+        let config = state.distribution.config_in(&self.view, user, None, now_ms);
+        let rendered = render(&config);
+        let signature = state.distribution.signature(&rendered);
+        write_config(pipe, keys, user.id, config.version, &rendered, &signature);
+    }
+
+    /// The next chunk of the sweep in progress: its commands and how many users it covers.
+    /// Ends the sweep after the last user.
+    pub fn sweep_step(
+        &mut self,
+        pipe: &mut Pipeline,
+        keys: &Keys,
+        state: &AppState,
+        now_ms: u64,
+    ) -> Result<usize> {
+        let Some(from) = self.sweep_from else {
+            return Ok(0);
+        };
+        let users: Vec<User> = state
+            .store
+            .scan_from::<User>(TreeId::Users, u64_key(from))
+            .take(SWEEP_CHUNK)
+            .map(|item| item.map(|(_, user)| user))
+            .collect::<Result<_>>()?;
+        for user in &users {
+            self.write(pipe, keys, state, user, now_ms);
+        }
+        self.sweep_from = match users.last() {
+            Some(last) if users.len() == SWEEP_CHUNK => Some(last.id + 1),
+            _ => None,
+        };
+        Ok(users.len())
+    }
+}

@@ -1,0 +1,163 @@
+//! `proxyfleet edge`: serves the read APIs (`GET /json`, `GET /api/v1/config`,
+//! `GET /api/v1/config/pubkey`) from Redis alone, with the primary's own rendering code, so
+//! its answers are byte for byte the primary's. Writes get 421 with the primary's address.
+//! Run many behind any load balancer, each against a Redis replica.
+
+pub mod reader;
+pub mod routes;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use tokio::sync::watch;
+
+use super::keys::Keys;
+use crate::clock::now_ms;
+use crate::distribution::config::FleetView;
+use crate::error::{Error, Result};
+use crate::gateways::geo::GeoDb;
+use crate::gateways::{GatewaySet, Gateways};
+use reader::Settings;
+
+/// How often the edge looks for a new fleet in Redis (the primary refreshes as often).
+const REFRESH: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone)]
+pub struct EdgeSettings {
+    pub redis_url: String,
+    pub listen: SocketAddr,
+    pub prefix: String,
+    pub geoip_db: Option<PathBuf>,
+    /// Where writes must go, told to clients that send them here.
+    pub primary: Option<String>,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub config_wait_max_secs: u64,
+}
+
+/// The fleet as last read from Redis, with the gateway set `/json` ranks.
+pub struct Loaded {
+    pub settings: Settings,
+    pub seq: Option<u64>,
+    pub view: Arc<FleetView>,
+    pub gateways: Gateways,
+    pub set: Arc<GatewaySet>,
+}
+
+pub struct EdgeState {
+    pub settings: EdgeSettings,
+    pub keys: Keys,
+    pub conn: MultiplexedConnection,
+    pub loaded: RwLock<Option<Arc<Loaded>>>,
+}
+
+impl EdgeState {
+    pub fn loaded(&self) -> Option<Arc<Loaded>> {
+        self.loaded
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Re-reads the fleet when the mirror moved on or a proxy expired since the last read.
+    async fn refresh(&self) -> std::result::Result<(), String> {
+        let mut conn = self.conn.clone();
+        let seq = reader::seq(&mut conn, &self.keys).await?;
+        let now = now_ms();
+        if let Some(current) = self.loaded() {
+            if current.seq == seq && current.view.none_expired_since_built(now) {
+                return Ok(());
+            }
+        }
+        let Some(settings) = reader::settings(&mut conn, &self.keys).await? else {
+            return Ok(()); // Nothing mirrored yet.
+        };
+        let proxies = reader::proxies(&mut conn, &self.keys).await?;
+        let view = Arc::new(FleetView::new(proxies, now));
+        let gateways = Gateways::new(
+            GeoDb::open(self.settings.geoip_db.as_deref()),
+            settings.peers_domain.clone(),
+            settings.max_clients,
+        );
+        let set = gateways.set(&view, now);
+        *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(Loaded {
+            settings,
+            seq,
+            view,
+            gateways,
+            set,
+        }));
+        Ok(())
+    }
+}
+
+pub struct EdgeApp {
+    address: SocketAddr,
+    server: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    state: Arc<EdgeState>,
+    stop: Arc<watch::Sender<bool>>,
+}
+
+impl EdgeApp {
+    /// Connects to Redis and binds the listener (port 0 picks a free port).
+    pub async fn build(settings: EdgeSettings) -> Result<EdgeApp> {
+        let conn = super::connect(&settings.redis_url)
+            .await
+            .map_err(|e| Error::internal(format!("redis {}: {e}", settings.redis_url)))?;
+        let state = Arc::new(EdgeState {
+            keys: Keys::new(&settings.prefix),
+            settings,
+            conn,
+            loaded: RwLock::new(None),
+        });
+        if let Err(e) = state.refresh().await {
+            tracing::warn!(error = %e, "edge: first read of the fleet failed");
+        }
+        let stop = Arc::new(watch::channel(false).0);
+        let mut server_stop = stop.subscribe();
+        let (address, server) = warp::serve(routes::routes(state.clone()))
+            .try_bind_with_graceful_shutdown(state.settings.listen, async move {
+                let _ = server_stop.wait_for(|stopped| *stopped).await;
+            })
+            .map_err(|e| {
+                Error::internal(format!("cannot listen on {}: {e}", state.settings.listen))
+            })?;
+        Ok(EdgeApp {
+            address,
+            server: Box::pin(server),
+            state,
+            stop,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn stopper(&self) -> Arc<watch::Sender<bool>> {
+        self.stop.clone()
+    }
+
+    /// Serves until `stopper()` sends true, refreshing the fleet every second.
+    pub async fn run(self) {
+        let state = self.state.clone();
+        let mut stop = self.stop.subscribe();
+        let refresher = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REFRESH);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            while !*stop.borrow() {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => break,
+                }
+                if let Err(e) = state.refresh().await {
+                    tracing::warn!(error = %e, "edge: fleet refresh from redis failed");
+                }
+            }
+        });
+        self.server.await;
+        refresher.abort();
+    }
+}

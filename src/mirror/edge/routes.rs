@@ -1,0 +1,176 @@
+//! The edge's HTTP API: the primary's read routes, answered from Redis; 421 for everything
+//! that would write.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use warp::http::{Method, StatusCode};
+use warp::{Filter, Rejection};
+
+use super::reader::{self, StoredConfig};
+use super::EdgeState;
+use crate::distribution::config::matches;
+use crate::distribution::routes::{pubkey_response, respond};
+use crate::error::Error;
+use crate::gateways::routes::{recommend_in, JsonQuery};
+use crate::http::client_ip::client_ip;
+use crate::http::{json, recover, reject};
+
+type Route = warp::reply::Response;
+
+/// How often a long-polling client's config is looked at again.
+const POLL: Duration = Duration::from_millis(500);
+
+#[derive(Deserialize)]
+struct ConfigQuery {
+    wait: Option<u64>,
+}
+
+fn with_edge(
+    state: &Arc<EdgeState>,
+) -> impl Filter<Extract = (Arc<EdgeState>,), Error = std::convert::Infallible> + Clone {
+    let state = state.clone();
+    warp::any().map(move || state.clone())
+}
+
+fn unavailable(error: impl std::fmt::Display) -> Rejection {
+    reject(Error::Unavailable(format!("redis: {error}")))
+}
+
+fn not_loaded() -> Rejection {
+    reject(Error::Unavailable(
+        "nothing mirrored yet: the primary has not written this Redis".into(),
+    ))
+}
+
+pub fn routes(
+    state: Arc<EdgeState>,
+) -> impl Filter<Extract = (Route,), Error = std::convert::Infallible> + Clone {
+    let trusted = Arc::new(state.settings.trusted_proxies.clone());
+    let config = warp::path!("api" / "v1" / "config")
+        .and(warp::get())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::query::<ConfigQuery>())
+        .and(warp::header::optional::<String>("if-none-match"))
+        .and(warp::header::optional::<String>("accept-encoding"))
+        .and(with_edge(&state))
+        .and_then(get_config);
+    let pubkey = warp::path!("api" / "v1" / "config" / "pubkey")
+        .and(warp::get())
+        .and(with_edge(&state))
+        .and_then(|state: Arc<EdgeState>| async move {
+            let loaded = state.loaded().ok_or_else(not_loaded)?;
+            Ok::<_, Rejection>(pubkey_response(&loaded.settings.public_key))
+        });
+    let gateways = warp::path!("json")
+        .and(warp::get())
+        .and(warp::query::<JsonQuery>())
+        .and(client_ip(trusted))
+        .and(with_edge(&state))
+        .and_then(
+            |query: JsonQuery, client: Option<IpAddr>, state: Arc<EdgeState>| async move {
+                let loaded = state.loaded().ok_or_else(not_loaded)?;
+                // Manual city choices are counted by the primary only.
+                recommend_in(
+                    &loaded.set,
+                    &loaded.gateways.geo,
+                    &query,
+                    client,
+                    |_| Ok(()),
+                )
+            },
+        );
+    let health = warp::path!("healthz")
+        .and(warp::get())
+        .map(|| json(StatusCode::OK, &serde_json::json!({ "status": "ok" })));
+    // Checked first: a write never reaches the read routes. Reads fall through (not_found is
+    // the weakest rejection, so a read route's own 401 or 400 wins over it).
+    let writes = warp::method().and(with_edge(&state)).and_then(
+        |method: Method, state: Arc<EdgeState>| async move {
+            if method == Method::GET || method == Method::HEAD {
+                Err(warp::reject::not_found())
+            } else {
+                Ok(read_only(&state))
+            }
+        },
+    );
+    writes
+        .or(config)
+        .unify()
+        .or(pubkey)
+        .unify()
+        .or(gateways)
+        .unify()
+        .or(health)
+        .unify()
+        .recover(recover)
+        .unify()
+}
+
+/// 421 for a write, naming the primary when known.
+fn read_only(state: &EdgeState) -> Route {
+    let message = match &state.settings.primary {
+        Some(primary) => {
+            format!("this is a read-only edge; send writes to the primary at {primary}")
+        }
+        None => "this is a read-only edge; send writes to the primary".to_string(),
+    };
+    json(
+        StatusCode::MISDIRECTED_REQUEST,
+        &serde_json::json!({ "error": { "code": "read_only_edge", "message": message },
+            "primary": state.settings.primary }),
+    )
+}
+
+fn bearer(header: Option<&str>) -> Option<&str> {
+    let (scheme, token) = header?.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+async fn current(state: &EdgeState, user: u64) -> Result<StoredConfig, Rejection> {
+    let mut conn = state.conn.clone();
+    reader::config(&mut conn, &state.keys, user)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(not_loaded)
+}
+
+async fn get_config(
+    authorization: Option<String>,
+    query: ConfigQuery,
+    if_none_match: Option<String>,
+    accept_encoding: Option<String>,
+    state: Arc<EdgeState>,
+) -> Result<Route, Rejection> {
+    let token = bearer(authorization.as_deref()).ok_or_else(|| reject(Error::Unauthorized))?;
+    let mut conn = state.conn.clone();
+    let user = reader::user_of(&mut conn, &state.keys, token)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| reject(Error::Unauthorized))?;
+    let mut config = current(&state, user).await?;
+    let wait = Duration::from_secs(
+        query
+            .wait
+            .unwrap_or(0)
+            .min(state.settings.config_wait_max_secs),
+    );
+    if !wait.is_zero() {
+        // Hold until the config differs from what the client has (or had when it asked).
+        let known = if_none_match.clone().unwrap_or_else(|| config.etag.clone());
+        let deadline = tokio::time::Instant::now() + wait;
+        while matches(&known, &config.etag) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + POLL)).await;
+            config = current(&state, user).await?;
+        }
+    }
+    respond(
+        &config.body,
+        &config.etag,
+        &config.signature,
+        if_none_match.as_deref(),
+        accept_encoding.as_deref(),
+    )
+}

@@ -1,0 +1,91 @@
+//! The Redis key schema (docs/REDIS.md), in one place: every key the mirror writes and the
+//! edge reads is named here, under a configurable prefix.
+
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Keys {
+        Keys {
+            prefix: prefix.to_string(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Every key of the mirror matches this pattern (for SCAN).
+    pub fn pattern(&self) -> String {
+        format!("{}*", glob_escape(&self.prefix))
+    }
+
+    /// The last change sequence applied to Redis.
+    pub fn seq(&self) -> String {
+        format!("{}mirror:seq", self.prefix)
+    }
+
+    /// Which store the mirrored data came from (a Redis holding another store's is resynced).
+    pub fn source(&self) -> String {
+        format!("{}mirror:source", self.prefix)
+    }
+
+    /// Settings readers need: public key, peers domain, default capacity.
+    pub fn settings(&self) -> String {
+        format!("{}settings", self.prefix)
+    }
+
+    pub fn events(&self) -> String {
+        format!("{}events", self.prefix)
+    }
+
+    pub fn proxies(&self) -> String {
+        format!("{}proxies", self.prefix)
+    }
+
+    pub fn proxy(&self, name: &str) -> String {
+        format!("{}proxy:{name}", self.prefix)
+    }
+
+    pub fn user(&self, id: u64) -> String {
+        format!("{}user:{id}", self.prefix)
+    }
+
+    pub fn config(&self, user: u64) -> String {
+        format!("{}config:{user}", self.prefix)
+    }
+
+    /// A token's SHA-256 (hex) -> the user id it authenticates.
+    pub fn token(&self, hash_hex: &str) -> String {
+        format!("{}token:{hash_hex}", self.prefix)
+    }
+}
+
+/// `prefix` with the glob characters of SCAN MATCH escaped.
+fn glob_escape(prefix: &str) -> String {
+    let mut escaped = String::with_capacity(prefix.len());
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_carry_the_prefix() {
+        let keys = Keys::new("pf:");
+        assert_eq!(keys.proxy("a1"), "pf:proxy:a1");
+        assert_eq!(keys.user(7), "pf:user:7");
+        assert_eq!(keys.config(7), "pf:config:7");
+        assert_eq!(keys.seq(), "pf:mirror:seq");
+        assert_eq!(Keys::new("a*b:").pattern(), "a\\*b:*");
+    }
+}

@@ -1,0 +1,160 @@
+//! The Redis mirror: replays the change log into a real Redis, in order and without loss, so
+//! http-proxies, config servers and edges read the fleet from Redis (LEP 013's shared memory).
+//!
+//! - `keys.rs`: the key schema (docs/REDIS.md); `records.rs`: records -> commands (pure);
+//! - `stream.rs`: the replication loop (batches of changes in MULTI/EXEC, resume, retry);
+//! - `resync.rs`: full copy from sled when Redis is empty, replaced or too far behind;
+//! - `routes.rs`: the admin's view (state, lag, last error) and `/metrics`;
+//! - `edge/`: `proxyfleet edge`, the read APIs served from Redis alone.
+
+pub mod configs;
+pub mod edge;
+pub mod keys;
+pub mod records;
+pub mod resync;
+pub mod routes;
+pub mod stream;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+use keys::Keys;
+
+/// Where the last applied sequence is kept in sled (Redis keeps its own copy in `mirror:seq`).
+pub const APPLIED_SEQ: &str = "mirror.applied_seq";
+/// The id of this store, written to Redis so a Redis holding another store's data is resynced.
+pub const SOURCE_ID: &str = "mirror.source";
+/// Changes sent per MULTI/EXEC.
+pub const BATCH: usize = 1_000;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Off,
+    Connecting,
+    Resyncing,
+    Streaming,
+    /// Redis unreachable or refusing: retrying with backoff.
+    Failing,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub state: State,
+    pub applied_seq: u64,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<u64>,
+    pub resyncs: u64,
+    pub last_resync_records: u64,
+    pub last_resync_ms: u64,
+    pub configs_written: u64,
+    /// Users whose config is still to be rewritten after a proxy came, left or changed.
+    pub configs_pending: bool,
+}
+
+/// The mirror's shared handle: settings, status for the admin, resync requests.
+pub struct Mirror {
+    pub keys: Keys,
+    pub url: Option<String>,
+    status: Mutex<Status>,
+    resync_requested: AtomicBool,
+}
+
+/// What the admin sees: the status plus the lag against the store.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub enabled: bool,
+    #[serde(flatten)]
+    pub status: Status,
+    pub last_seq: u64,
+    pub changes_behind: u64,
+    pub seconds_behind: f64,
+}
+
+impl Mirror {
+    pub fn new(url: Option<String>, prefix: &str) -> Mirror {
+        Mirror {
+            keys: Keys::new(prefix),
+            status: Mutex::new(Status {
+                state: if url.is_some() {
+                    State::Connecting
+                } else {
+                    State::Off
+                },
+                applied_seq: 0,
+                last_error: None,
+                last_error_at: None,
+                resyncs: 0,
+                last_resync_records: 0,
+                last_resync_ms: 0,
+                configs_written: 0,
+                configs_pending: false,
+            }),
+            url,
+            resync_requested: AtomicBool::new(false),
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Status)) {
+        change(&mut self.status.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// Asks the mirror to copy everything again (the admin's resync button).
+    pub fn request_resync(&self) -> Result<()> {
+        if self.url.is_none() {
+            return Err(Error::conflict(
+                "mirror_off",
+                "the Redis mirror is off: set PROXYFLEET_REDIS_URL",
+            ));
+        }
+        self.resync_requested.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn take_resync_request(&self) -> bool {
+        self.resync_requested.swap(false, Ordering::AcqRel)
+    }
+
+    pub fn report(&self, store: &Store, now_ms: u64) -> Result<Report> {
+        let status = self.status();
+        let last_seq = store.last_seq()?;
+        let behind = last_seq.saturating_sub(status.applied_seq);
+        let seconds_behind = match store.changes_after(status.applied_seq, 1)?.first() {
+            Some(oldest) if behind > 0 => now_ms.saturating_sub(oldest.at_ms) as f64 / 1000.0,
+            _ => 0.0,
+        };
+        Ok(Report {
+            enabled: self.url.is_some(),
+            status,
+            last_seq,
+            changes_behind: behind,
+            seconds_behind,
+        })
+    }
+}
+
+/// A connection to Redis with timeouts, so a hung server fails the batch instead of the mirror.
+pub async fn connect(url: &str) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let client = redis::Client::open(url)?;
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+}

@@ -1,0 +1,291 @@
+//! The replication loop: connect, decide whether Redis can resume or needs a full copy, then
+//! send the change log in batches, each batch one MULTI/EXEC that also sets `mirror:seq`, so
+//! Redis always holds exactly the changes up to its own `mirror:seq` (no gap, no reordering,
+//! whichever side crashes). Only changes already on disk are sent: Redis is never ahead of
+//! what sled would recover after a crash.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use tokio::sync::watch;
+
+use super::configs::Configs;
+use super::records::apply_change;
+use super::{connect, resync, State, APPLIED_SEQ, BATCH, SOURCE_ID};
+use crate::app::AppState;
+use crate::clock::now_ms;
+use crate::store::{ChangeKind, TreeId};
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How often an idle mirror looks for a resync request even when nothing changes.
+const IDLE_TICK: Duration = Duration::from_millis(250);
+
+/// Where streaming can start.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Start {
+    /// Redis holds exactly the changes up to this sequence.
+    Resume(u64),
+    /// Redis must be copied from sled first; why.
+    Resync(&'static str),
+}
+
+/// Decides from what Redis says it holds and what sled still has.
+pub fn decide(
+    redis_seq: Option<u64>,
+    redis_source: Option<&str>,
+    our_source: &str,
+    last_seq: u64,
+    first_retained: Option<u64>,
+) -> Start {
+    let Some(seq) = redis_seq else {
+        return Start::Resync("redis holds no mirror (empty or new)");
+    };
+    if redis_source != Some(our_source) {
+        return Start::Resync("redis holds another store's mirror");
+    }
+    if seq > last_seq {
+        return Start::Resync("redis is ahead of the store (restored from an older backup?)");
+    }
+    match first_retained {
+        // The next change Redis needs was compacted away.
+        Some(first) if seq + 1 < first => Start::Resync("redis is behind the retained change log"),
+        None if seq < last_seq => Start::Resync("redis is behind the retained change log"),
+        _ => Start::Resume(seq),
+    }
+}
+
+/// The mirror job: runs sessions until stopped, backing off while Redis fails.
+pub async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    let Some(url) = state.mirror.url.clone() else {
+        return;
+    };
+    let mut backoff = BACKOFF_MIN;
+    while !*stop.borrow() {
+        state.mirror.update(|s| s.state = State::Connecting);
+        let mut progressed = false;
+        match session(&state, &url, &mut stop, &mut progressed).await {
+            Ok(()) => break,
+            Err(error) => {
+                tracing::warn!(%error, "redis mirror interrupted; retrying");
+                state.mirror.update(|s| {
+                    s.state = State::Failing;
+                    s.last_error = Some(error);
+                    s.last_error_at = Some(now_ms() / 1000);
+                });
+            }
+        }
+        if progressed {
+            backoff = BACKOFF_MIN;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.changed() => break,
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+fn text(error: impl std::fmt::Display) -> String {
+    error.to_string()
+}
+
+/// This store's id (made on first use).
+pub fn source_id(state: &AppState) -> Result<String, String> {
+    if let Some(id) = state
+        .store
+        .get::<String>(TreeId::Meta, SOURCE_ID)
+        .map_err(text)?
+    {
+        return Ok(id);
+    }
+    let id = hex::encode(rand::random::<[u8; 16]>());
+    state
+        .store
+        .put(TreeId::Meta, SOURCE_ID, &id)
+        .map_err(text)?;
+    Ok(id)
+}
+
+async fn session(
+    state: &Arc<AppState>,
+    url: &str,
+    stop: &mut watch::Receiver<bool>,
+    progressed: &mut bool,
+) -> Result<(), String> {
+    let keys = state.mirror.keys.clone();
+    let mut conn = connect(url).await.map_err(text)?;
+    let source = source_id(state)?;
+    let (redis_seq, redis_source): (Option<u64>, Option<String>) = redis::pipe()
+        .get(keys.seq())
+        .get(keys.source())
+        .query_async(&mut conn)
+        .await
+        .map_err(text)?;
+    let start = decide(
+        redis_seq,
+        redis_source.as_deref(),
+        &source,
+        state.store.last_seq().map_err(text)?,
+        state.store.first_retained_seq().map_err(text)?,
+    );
+    let mut configs = Configs::load(state, now_ms()).map_err(text)?;
+    let mut applied = match start {
+        Start::Resume(seq) => {
+            resync::write_settings(state, &mut conn).await?;
+            // The proxies may have changed while nobody mirrored: rewrite every config.
+            configs.start_sweep(state, now_ms()).map_err(text)?;
+            seq
+        }
+        Start::Resync(reason) => {
+            tracing::info!(reason, "redis mirror: full resync");
+            resync::run(state, &mut conn, &mut configs, &source).await?
+        }
+    };
+    record_applied(state, applied)?;
+    state.mirror.update(|s| s.state = State::Streaming);
+    *progressed = true;
+
+    loop {
+        if *stop.borrow() {
+            return Ok(());
+        }
+        if state.mirror.take_resync_request() {
+            applied = resync::run(state, &mut conn, &mut configs, &source).await?;
+            record_applied(state, applied)?;
+            state.mirror.update(|s| s.state = State::Streaming);
+        }
+        let changes = state.store.changes_after(applied, BATCH).map_err(text)?;
+        if changes.is_empty() && !configs.sweeping() {
+            tokio::select! {
+                _ = state.store.next_change() => {}
+                _ = tokio::time::sleep(IDLE_TICK) => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        if let Some(first) = changes.first() {
+            if first.seq != applied + 1 {
+                // The changes Redis needs next were compacted away while it was behind.
+                applied = resync::run(state, &mut conn, &mut configs, &source).await?;
+                record_applied(state, applied)?;
+                state.mirror.update(|s| s.state = State::Streaming);
+                continue;
+            }
+            applied = send_batch(state, &mut conn, &mut configs, &changes).await?;
+            record_applied(state, applied)?;
+        }
+        if configs.sweeping() {
+            sweep_step(state, &mut conn, &mut configs, applied).await?;
+        }
+    }
+}
+
+/// Sends one batch of changes (and the configs of the users they carry) in one MULTI/EXEC
+/// with the new `mirror:seq`. Returns the last sequence sent.
+async fn send_batch(
+    state: &AppState,
+    conn: &mut MultiplexedConnection,
+    configs: &mut Configs,
+    changes: &[crate::store::Change],
+) -> Result<u64, String> {
+    let keys = &state.mirror.keys;
+    // Never let Redis get ahead of what sled would recover after a crash.
+    state.store.durable().await.map_err(text)?;
+    let now = now_ms();
+    let mut sweep = false;
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    let mut written = 0;
+    for change in changes {
+        apply_change(&mut pipe, keys, change);
+        sweep |= configs.observe(change);
+        if let ChangeKind::UserUpserted(user) = &change.kind {
+            configs.write(&mut pipe, keys, state, user, now);
+            written += 1;
+        }
+    }
+    let last = changes.last().map_or(0, |c| c.seq);
+    pipe.set(keys.seq(), last).ignore();
+    pipe.query_async::<()>(conn).await.map_err(text)?;
+    if sweep {
+        configs.start_sweep(state, now).map_err(text)?;
+    }
+    state.mirror.update(|s| {
+        s.configs_written += written;
+        s.configs_pending = configs.sweeping();
+    });
+    Ok(last)
+}
+
+async fn sweep_step(
+    state: &AppState,
+    conn: &mut MultiplexedConnection,
+    configs: &mut Configs,
+    applied: u64,
+) -> Result<(), String> {
+    let keys = &state.mirror.keys;
+    let mut pipe = redis::pipe();
+    let users = configs
+        .sweep_step(&mut pipe, keys, state, now_ms())
+        .map_err(text)?;
+    if !configs.sweeping() {
+        let message = serde_json::json!({ "kind": "configs", "ids": [], "seq": applied });
+        pipe.publish(keys.events(), message.to_string()).ignore();
+    }
+    pipe.query_async::<()>(conn).await.map_err(text)?;
+    state.mirror.update(|s| {
+        s.configs_written += users as u64;
+        s.configs_pending = configs.sweeping();
+    });
+    Ok(())
+}
+
+fn record_applied(state: &AppState, applied: u64) -> Result<(), String> {
+    state
+        .store
+        .put(TreeId::Meta, APPLIED_SEQ, &applied)
+        .map_err(text)?;
+    state.mirror.update(|s| s.applied_seq = applied);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resumes_only_when_redis_holds_this_stores_gapless_prefix() {
+        assert_eq!(
+            decide(Some(5), Some("me"), "me", 9, Some(1)),
+            Start::Resume(5)
+        );
+        assert_eq!(
+            decide(Some(9), Some("me"), "me", 9, None),
+            Start::Resume(9),
+            "caught up with an empty log"
+        );
+        assert_eq!(
+            decide(Some(5), Some("me"), "me", 9, Some(6)),
+            Start::Resume(5),
+            "the next change needed is the first retained"
+        );
+        assert!(matches!(
+            decide(Some(5), Some("me"), "me", 9, Some(7)),
+            Start::Resync(_)
+        ));
+        assert!(matches!(
+            decide(None, None, "me", 9, Some(1)),
+            Start::Resync(_)
+        ));
+        assert!(matches!(
+            decide(Some(5), Some("other"), "me", 9, Some(1)),
+            Start::Resync(_)
+        ));
+        assert!(matches!(
+            decide(Some(12), Some("me"), "me", 9, Some(1)),
+            Start::Resync(_)
+        ));
+    }
+}
