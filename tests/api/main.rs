@@ -3,6 +3,7 @@
 mod billing;
 mod devices;
 mod distribution;
+mod edge;
 mod fleet;
 mod gateways;
 mod health;

@@ -1,0 +1,273 @@
+//! `proxyfleet edge`: the read APIs served from Redis alone answer byte for byte what the
+//! primary answers; writes are refused with 421.
+
+use std::time::Duration;
+
+use proxyfleet::mirror::edge::{EdgeApp, EdgeSettings};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{client, eventually, spawn_app_with, TestApp};
+use crate::redis_support::{caught_up, RedisServer};
+
+struct Edge {
+    base: String,
+    stop: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+async fn start_edge(redis: &RedisServer) -> Edge {
+    let app = EdgeApp::build(EdgeSettings {
+        redis_url: redis.url(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        prefix: "proxyfleet:".into(),
+        geoip_db: None,
+        primary: Some("https://fleet.example.org".into()),
+        trusted_proxies: Vec::new(),
+        config_wait_max_secs: 60,
+    })
+    .await
+    .expect("edge starts");
+    let edge = Edge {
+        base: format!("http://{}", app.address()),
+        stop: app.stopper(),
+    };
+    tokio::spawn(app.run());
+    edge
+}
+
+/// Status, the headers a client relies on, and the raw body.
+async fn fetch(
+    url: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (StatusCode, Vec<(String, String)>, Vec<u8>) {
+    let mut request = client().get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    let kept = [
+        "etag",
+        "x-proxyfleet-signature",
+        "content-type",
+        "content-encoding",
+        "cache-control",
+        "vary",
+    ];
+    let headers = kept
+        .iter()
+        .filter_map(|name| {
+            response
+                .headers()
+                .get(*name)
+                .map(|v| (name.to_string(), v.to_str().unwrap().to_string()))
+        })
+        .collect();
+    (
+        status,
+        headers,
+        response.bytes().await.expect("body").to_vec(),
+    )
+}
+
+async fn same_answer(
+    app: &TestApp,
+    edge: &Edge,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+) -> bool {
+    fetch(&app.url(path), token, headers).await
+        == fetch(&format!("{}{path}", edge.base), token, headers).await
+}
+
+#[tokio::test]
+async fn the_edge_answers_reads_byte_for_byte_like_the_primary() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let app = spawn_app_with(move |c| c.redis_url = Some(url)).await;
+    let cities = [
+        ("berlin", "Berlin", "DE", "52.52", "13.40", "10"),
+        ("paris", "Paris", "FR", "48.86", "2.35", "50"),
+        ("tokyo", "Tokyo", "JP", "35.68", "139.69", "90"),
+    ];
+    for (i, (name, city, country, lat, lon, clients)) in cities.iter().enumerate() {
+        let role = if i == 0 { "fallback" } else { "free" };
+        app.proxy(
+            name,
+            10_000 + i as u16,
+            &[
+                ("role", role),
+                ("city", city),
+                ("country", country),
+                ("lat", lat),
+                ("lon", lon),
+                ("clients", clients),
+            ],
+        )
+        .await;
+    }
+    app.proxy("pro1", 10_010, &[("role", "pro")]).await;
+    let mut tokens = Vec::new();
+    for i in 0..3 {
+        let (id, token, _) = app.create_user(&format!("e{i}@example.org"), None).await;
+        tokens.push((id, token));
+    }
+    caught_up(&app.url(""), Duration::from_secs(30)).await;
+    let edge = start_edge(&redis).await;
+
+    // Both refresh their fleet every second: wait until the edge has read it.
+    eventually(
+        Duration::from_secs(10),
+        "the edge to read the fleet",
+        || async {
+            same_answer(&app, &edge, "/json?lat=50&lon=8&n=3", None, &[])
+                .await
+                .then_some(())
+        },
+    )
+    .await;
+    for path in [
+        "/json?lat=40&lon=120&n=2",
+        "/json?city=Paris",
+        "/json?tz=%2B9",
+        "/api/v1/config/pubkey",
+    ] {
+        assert!(
+            same_answer(&app, &edge, path, None, &[]).await,
+            "GET {path} differs"
+        );
+    }
+    for (_, token) in &tokens {
+        let plain = fetch(&format!("{}/api/v1/config", edge.base), Some(token), &[]).await;
+        assert_eq!(plain.0, StatusCode::OK);
+        assert_eq!(
+            plain,
+            fetch(&app.url("/api/v1/config"), Some(token), &[]).await
+        );
+        let gzip = [("accept-encoding", "gzip")];
+        assert!(
+            same_answer(&app, &edge, "/api/v1/config", Some(token), &gzip).await,
+            "gzip differs"
+        );
+        let etag = plain.1.iter().find(|(n, _)| n == "etag").unwrap().1.clone();
+        let cached = [("if-none-match", etag.as_str())];
+        let not_modified = fetch(
+            &format!("{}/api/v1/config", edge.base),
+            Some(token),
+            &cached,
+        )
+        .await;
+        assert_eq!(not_modified.0, StatusCode::NOT_MODIFIED);
+        assert!(same_answer(&app, &edge, "/api/v1/config", Some(token), &cached).await);
+    }
+
+    // A wrong token is refused alike; writes are sent to the primary.
+    let refused = fetch(
+        &format!("{}/api/v1/config", edge.base),
+        Some("pfu_wrong"),
+        &[],
+    )
+    .await;
+    assert_eq!(refused.0, StatusCode::UNAUTHORIZED);
+    let body: Value = serde_json::from_slice(&refused.2).unwrap();
+    assert_eq!(body["error"]["code"], "unauthorized");
+    for path in ["/register", "/api/v1/admin/users", "/api/v1/config"] {
+        let response = client()
+            .post(format!("{}{path}", edge.base))
+            .body("name=x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::MISDIRECTED_REQUEST,
+            "POST {path}"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "read_only_edge");
+        assert_eq!(body["primary"], "https://fleet.example.org");
+    }
+
+    // A long-poll on the edge returns when the user's config changes on the primary.
+    let (id, token) = tokens[0].clone();
+    let before = fetch(&format!("{}/api/v1/config", edge.base), Some(&token), &[]).await;
+    let etag = before
+        .1
+        .iter()
+        .find(|(n, _)| n == "etag")
+        .unwrap()
+        .1
+        .clone();
+    let edge_url = format!("{}/api/v1/config?wait=20", edge.base);
+    let waiting = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let answer = fetch(&edge_url, Some(&token), &[("if-none-match", etag.as_str())]).await;
+        (answer, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.gift_pro(id, 30).await;
+    let (answer, waited) = waiting.await.unwrap();
+    assert_eq!(answer.0, StatusCode::OK);
+    assert!(
+        waited < Duration::from_secs(20),
+        "answered on the change, not at the deadline"
+    );
+    let config: Value = serde_json::from_slice(&answer.2).unwrap();
+    let names: Vec<&str> = config["proxies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.first(), Some(&"pro1"), "{names:?}");
+    assert!(same_answer(&app, &edge, "/api/v1/config", Some(&tokens[0].1), &[]).await);
+
+    // Load reported to the primary reaches the edge's gateway ranking.
+    app.proxy(
+        "berlin",
+        10_000,
+        &[
+            ("role", "fallback"),
+            ("city", "Berlin"),
+            ("country", "DE"),
+            ("lat", "52.52"),
+            ("lon", "13.40"),
+            ("clients", "150"),
+        ],
+    )
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "the edge to follow the load",
+        || async {
+            let (_, _, body) =
+                fetch(&format!("{}/json?lat=50&lon=8&n=3", edge.base), None, &[]).await;
+            let json: Value = serde_json::from_slice(&body).unwrap();
+            let berlin = json["sortedGateways"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|g| g["location"] == "berlin")
+                .cloned();
+            berlin.filter(|g| g["fullness"] == 0.75).map(|_| ())
+        },
+    )
+    .await;
+    eventually(Duration::from_secs(10), "both to agree again", || async {
+        same_answer(&app, &edge, "/json?lat=50&lon=8&n=3", None, &[])
+            .await
+            .then_some(())
+    })
+    .await;
+}
