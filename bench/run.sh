@@ -182,4 +182,6 @@ this figure). Targets: under 5 s and under 2 GB.
 
 $plan_line
 MD
+# The Redis mirror and the edge: its own script, since it needs redis-server.
+{ echo; bash bench/mirror.sh "$DURATION"; } >>BENCHMARKS.md
 cat BENCHMARKS.md

@@ -12,7 +12,7 @@ use crate::registry::Role;
 use crate::store::codec::u64_key;
 use crate::store::{abort, ChangeKind, TreeId, Tx, TxResult};
 
-const NEXT_USER_ID: &str = "users.next_id";
+pub const NEXT_USER_ID: &str = "users.next_id";
 /// How far up the trust graph the trust policy looks.
 const MAX_ANCESTRY: usize = 64;
 

@@ -49,6 +49,20 @@ impl Keys {
         format!("{}proxy:{name}", self.prefix)
     }
 
+    /// The users whose fallback list holds the proxy.
+    pub fn proxy_users(&self, name: &str) -> String {
+        format!("{}proxy:{name}:users", self.prefix)
+    }
+
+    /// The users a pro proxy serves, and the token hashes it accepts.
+    pub fn proxy_pro_users(&self, name: &str) -> String {
+        format!("{}proxy:{name}:pro_users", self.prefix)
+    }
+
+    pub fn proxy_tokens(&self, name: &str) -> String {
+        format!("{}proxy:{name}:tokens", self.prefix)
+    }
+
     pub fn user(&self, id: u64) -> String {
         format!("{}user:{id}", self.prefix)
     }

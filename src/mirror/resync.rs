@@ -7,7 +7,7 @@ use redis::aio::MultiplexedConnection;
 use serde_json::json;
 
 use super::configs::Configs;
-use super::records::{write_proxy, write_user};
+use super::records::{write_new_user, write_proxy};
 use super::State;
 use crate::app::AppState;
 use crate::clock::now_ms;
@@ -18,7 +18,7 @@ use crate::store::codec::u64_key;
 use crate::store::TreeId;
 
 /// Users per pipeline during a copy.
-const CHUNK: usize = 1_000;
+const CHUNK: usize = 2_000;
 
 fn text(error: impl std::fmt::Display) -> String {
     error.to_string()
@@ -77,6 +77,7 @@ pub async fn run(
 
     *configs = Configs::load(state, now_ms()).map_err(text)?;
     let mut from = 0u64;
+    let mut in_flight: Option<tokio::task::JoinHandle<redis::RedisResult<()>>> = None;
     loop {
         let users: Vec<User> = state
             .store
@@ -85,20 +86,29 @@ pub async fn run(
             .map(|item| item.map(|(_, user)| user))
             .collect::<crate::error::Result<_>>()
             .map_err(text)?;
-        let now = now_ms();
-        let mut pipe = redis::pipe();
-        for user in &users {
-            write_user(&mut pipe, &keys, user, seq, false);
-            configs.write(&mut pipe, &keys, state, user, now);
-        }
-        if !pipe.is_empty() {
-            pipe.query_async::<()>(conn).await.map_err(text)?;
+        let pipes = build_chunk(state, &keys, configs, &users);
+        if !users.is_empty() {
+            // One chunk in flight while the next is built: Redis and our CPU work at once.
+            if let Some(previous) = in_flight.take() {
+                previous.await.map_err(text)?.map_err(text)?;
+            }
+            let mut sender = conn.clone();
+            in_flight = Some(tokio::spawn(async move {
+                for pipe in pipes {
+                    pipe.query_async::<()>(&mut sender).await?;
+                }
+                Ok(())
+            }));
         }
         records += users.len() as u64;
         match users.last() {
             Some(last) if users.len() == CHUNK => from = last.id + 1,
             _ => break,
         }
+    }
+
+    if let Some(last) = in_flight {
+        last.await.map_err(text)?.map_err(text)?;
     }
 
     let message = json!({ "kind": "resync", "ids": [], "seq": seq }).to_string();
@@ -122,6 +132,42 @@ pub async fn run(
         s.configs_pending = false;
     });
     Ok(seq)
+}
+
+/// The commands for one chunk of users, as two pipelines. Rendering and signing configs is
+/// most of a copy's CPU, so the halves are built on two threads; their order does not matter
+/// because the copy writes into an empty prefix and set additions commute.
+fn build_chunk(
+    state: &AppState,
+    keys: &super::keys::Keys,
+    configs: &Configs,
+    users: &[User],
+) -> [redis::Pipeline; 2] {
+    let build = |part: &[User]| {
+        let now = now_ms();
+        let mut pipe = redis::pipe();
+        for user in part {
+            write_new_user(&mut pipe, keys, user);
+            configs.write(&mut pipe, keys, state, user, now);
+        }
+        pipe
+    };
+    let (first, second) = users.split_at(users.len() / 2);
+    let both = || {
+        std::thread::scope(|scope| {
+            let other = scope.spawn(|| build(second));
+            let first = build(first);
+            // A panic on the helper thread is a bug: build that half again here to surface it.
+            let second = other.join().unwrap_or_else(|_| build(second));
+            [first, second]
+        })
+    };
+    // On the server's multi-threaded runtime, other tasks move to another worker meanwhile;
+    // an embedding current-thread runtime (the tests' in-process server) just waits.
+    match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::CurrentThread => both(),
+        _ => tokio::task::block_in_place(both),
+    }
 }
 
 /// Removes every key under the prefix (SCAN + UNLINK: the server never blocks on a huge DEL).
