@@ -150,6 +150,13 @@ pub struct Config {
     pub subset_network_window_secs: Option<u64>,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// How long an admin panel session lasts.
+    pub admin_session_hours: u64,
+    /// Mark the panel's session cookie `Secure` (set it when the panel is served over HTTPS;
+    /// a request with `X-Forwarded-Proto: https` gets it anyway).
+    pub admin_cookie_secure: bool,
+    /// Login attempts allowed at once per client address and per username, then one a minute.
+    pub admin_login_burst: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,6 +226,9 @@ impl Default for Config {
             checkout_cancel_url: None,
             subset_network_window_secs: None,
             trusted_proxies: Vec::new(),
+            admin_session_hours: 12,
+            admin_cookie_secure: false,
+            admin_login_burst: 5,
         }
     }
 }

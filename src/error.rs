@@ -11,6 +11,9 @@ pub enum Error {
     Invalid { code: &'static str, message: String },
     #[error("missing or wrong bearer token")]
     Unauthorized,
+    /// 403: authenticated, but this request is refused (a missing CSRF token, say).
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
     #[error("{0} not found")]
     NotFound(String),
     #[error("{message}")]
@@ -18,6 +21,9 @@ pub enum Error {
     /// 503: a feature that needs configuration (billing, mail) is off.
     #[error("{0}")]
     Unavailable(String),
+    /// 429: too many attempts; the client may try again after this many seconds.
+    #[error("too many attempts; try again in {0} s")]
+    TooManyRequests(u64),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -48,6 +54,13 @@ impl Error {
         }
     }
 
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Error::Forbidden {
+            code,
+            message: message.into(),
+        }
+    }
+
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         Error::Internal(detail.to_string())
     }
@@ -57,7 +70,9 @@ impl Error {
             Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
+            Error::Forbidden { .. } => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Conflict { .. } => StatusCode::CONFLICT,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -67,7 +82,8 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::BadRequest { code, .. } | Error::Invalid { code, .. } => code,
-            Error::Conflict { code, .. } => code,
+            Error::Conflict { code, .. } | Error::Forbidden { code, .. } => code,
+            Error::TooManyRequests(_) => "too_many_requests",
             Error::Unauthorized => "unauthorized",
             Error::NotFound(_) => "not_found",
             Error::Unavailable(_) => "unavailable",

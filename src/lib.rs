@@ -2,6 +2,8 @@
 //!
 //! The map (one module per capability; each keeps types, pure logic, storage and routes apart):
 
+/// The admin web panel: accounts, sessions, CSRF, audit trail, the embedded UI.
+pub mod admin;
 /// Wiring: `Application::build(config)`, background jobs, shutdown.
 pub mod app;
 pub mod billing;

@@ -50,10 +50,29 @@ enum Command {
         #[arg(long = "trusted-proxy", value_name = "IP")]
         trusted_proxies: Vec<std::net::IpAddr>,
     },
+    /// Manage admin panel accounts (the server must be stopped: the store is opened here).
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+        #[arg(long, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+    },
     /// Print the effective configuration (secrets masked) and exit.
     Config {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminAction {
+    /// Create an account and print its password once (or read one from stdin).
+    Create {
+        #[arg(long)]
+        username: String,
+        /// Read the password from the first line of stdin instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
     },
 }
 
@@ -84,6 +103,7 @@ fn main() -> ExitCode {
             trusted_proxies,
             config_wait_max_secs: Config::default().config_wait_max_secs,
         }),
+        Command::Admin { action, config } => admin(action, config),
         Command::Config { config } => Config::load(config.as_deref())
             .map(|c| println!("{c:#?}"))
             .map_err(|e| e.to_string()),
@@ -109,6 +129,46 @@ fn edge(settings: EdgeSettings) -> Result<(), String> {
             let _ = stopper.send(true);
         });
         app.run().await;
+        Ok(())
+    })
+}
+
+fn admin(action: AdminAction, config_file: Option<PathBuf>) -> Result<(), String> {
+    let config = Config::load(config_file.as_deref()).map_err(|e| format!("configuration: {e}"))?;
+    let AdminAction::Create {
+        username,
+        password_stdin,
+    } = action;
+    let (password, generated) = if password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| format!("reading the password: {e}"))?;
+        (line.trim_end_matches(['\r', '\n']).to_string(), false)
+    } else {
+        (proxyfleet::admin::accounts::generate_password(), true)
+    };
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        let store = proxyfleet::store::Store::open(&config.data_dir).map_err(|e| {
+            format!(
+                "opening {}: {e} (is the server running? stop it, or create the account with \
+                 POST /admin/api/accounts and the admin token)",
+                config.data_dir.display()
+            )
+        })?;
+        let account = proxyfleet::admin::accounts::create(
+            &store,
+            &username,
+            &password,
+            proxyfleet::clock::now_ms(),
+        )
+        .map_err(|e| e.to_string())?;
+        store.flush_now().map_err(|e| e.to_string())?;
+        println!("created admin account {:?}", account.username);
+        if generated {
+            println!("password (shown once, only its argon2 hash is stored): {password}");
+        }
         Ok(())
     })
 }

@@ -63,6 +63,10 @@ impl Application {
     /// Opens everything and binds the listener (port 0 picks a free port), without serving yet.
     pub async fn build(config: Config) -> Result<Application> {
         let store = Store::open(&config.data_dir)?;
+        let indexed = crate::fleet::invitees::backfill(&store)?;
+        if indexed > 0 {
+            tracing::info!(indexed, "built the invitee index of the trust graph");
+        }
         let (tokens, new_tokens) = tokens::load_or_create(&store, &config).await?;
         let queue = Queue::new(
             store.clone(),
@@ -126,7 +130,9 @@ impl Application {
         );
         let mailer = Mailer::new(store.clone(), &config)?;
         let mirror = Mirror::new(config.redis_url.clone(), &config.redis_prefix);
+        let admin = crate::admin::AdminPanel::new(config.admin_login_burst);
         let state = Arc::new(AppState {
+            admin,
             config,
             store,
             queue,

@@ -8,14 +8,14 @@ use warp::Filter;
 
 use super::AppState;
 use crate::http::{json, recover};
-use crate::{billing, distribution, fleet, gateways, mirror, queue, registry};
+use crate::{admin, billing, distribution, fleet, gateways, mirror, queue, registry};
 
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(warp::reply::Response,)> {
     let health = warp::path!("healthz")
         .and(warp::get())
         .map(|| json(StatusCode::OK, &serde_json::json!({ "status": "ok" })));
     // The hot paths (config reads, heartbeats) come first: warp tries routes in order.
-    distribution::routes::routes(state.clone())
+    let api = distribution::routes::routes(state.clone())
         .boxed()
         .or(registry::routes::routes(state.clone()).boxed())
         .unify()
@@ -29,9 +29,13 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(warp::reply::Response,)> {
         .unify()
         .or(mirror::routes::routes(state.clone()).boxed())
         .unify()
-        .or(fleet::routes::routes(state).boxed())
+        .or(fleet::routes::routes(state.clone()).boxed())
+        .unify()
+        .or(admin::routes::routes(state.clone()).boxed())
         .unify()
         .recover(recover)
         .unify()
-        .boxed()
+        .boxed();
+    // Every mutating admin call is recorded in the audit trail once answered.
+    admin::layer::audited(state, api).boxed()
 }

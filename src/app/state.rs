@@ -20,6 +20,7 @@ pub struct Tokens {
 }
 
 pub struct AppState {
+    pub admin: crate::admin::AdminPanel,
     pub config: Config,
     pub store: Store,
     pub queue: Queue,

@@ -2,6 +2,7 @@
 //! fallback-proxy proposal).
 
 pub mod invitations;
+pub mod invitees;
 pub mod links;
 pub mod model;
 pub mod policy;

@@ -19,6 +19,9 @@ use crate::http::{admin, json, reject, user, with_state};
 
 type Route = warp::reply::Response;
 
+/// Invitees listed on a user's page (the first ones; the count is not bounded).
+const CHILDREN_SHOWN: usize = 200;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewUser {
@@ -158,10 +161,28 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
                 .iter()
                 .map(|h| serde_json::json!({ "at": h.at_ms / 1000, "proxies": h.proxies, "reason": h.reason }))
                 .collect();
+            let children = super::invitees::children(&state.store, id, CHILDREN_SHOWN)
+                .map_err(reject)?;
+            let devices: Vec<serde_json::Value> = user
+                .devices
+                .iter()
+                .map(|d| serde_json::json!({ "id": d.id, "name": d.name, "created_at": d.created_ms / 1000 }))
+                .collect();
+            let payments = state.billing.payments_of(id).map_err(reject)?;
+            // What the client is served now, as the config server renders it (account subset).
+            let config = state
+                .distribution
+                .config_for(&user, None, now)
+                .map_err(reject)?;
             Ok::<_, Rejection>(json(
                 StatusCode::OK,
                 &serde_json::json!({
                     "user": UserSummary::from(&user),
+                    "parent": user.invited_by,
+                    "children": children,
+                    "devices": devices,
+                    "payments": payments,
+                    "config": config,
                     "proxies": proxies,
                     "pro": { "active": user.pro_until_ms.is_some_and(|t| t > now), "until": user.pro_until_ms.map(|t| t / 1000), "proxies": user.pro_proxies },
                     "pro_until": user.pro_until_ms.map(|t| t / 1000),

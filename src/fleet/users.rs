@@ -9,7 +9,7 @@ use super::Fleet;
 use crate::error::{Error, Result};
 use crate::http::TokenHash;
 use crate::registry::Role;
-use crate::store::codec::u64_key;
+use crate::store::codec::{pair_key, u64_key};
 use crate::store::{abort, ChangeKind, TreeId, Tx, TxResult};
 
 pub const NEXT_USER_ID: &str = "users.next_id";
@@ -125,6 +125,9 @@ impl Fleet {
         let mut user = User::new(id, email.clone(), token_hash, invited_by, now_ms);
         tx.put(TreeId::UserEmails, email.as_str(), &id)?;
         tx.put(TreeId::UserTokens, token_hash.as_bytes(), &id)?;
+        if let Some(inviter) = invited_by {
+            tx.put_marker(TreeId::Invitees, pair_key(inviter, id))?;
+        }
         if !set_proxies(
             tx,
             &mut user,

@@ -71,8 +71,9 @@ pub fn user(state: &Arc<AppState>) -> impl Filter<Extract = (User,), Error = Rej
     })
 }
 
+/// The admin token, or an admin panel session (with its CSRF token on mutating calls).
 pub fn admin(state: &Arc<AppState>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    bearer(state.tokens.admin)
+    crate::admin::guard::admin(state)
 }
 
 pub fn registry(state: &Arc<AppState>) -> impl Filter<Extract = (), Error = Rejection> + Clone {

@@ -28,7 +28,13 @@ pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infa
         if let Error::Internal(detail) = error {
             tracing::error!(%detail, "internal error");
         }
-        error_response(error.status(), error.code(), &error.public_message())
+        let mut response = error_response(error.status(), error.code(), &error.public_message());
+        if let Error::TooManyRequests(secs) = error {
+            response
+                .headers_mut()
+                .insert(warp::http::header::RETRY_AFTER, (*secs).into());
+        }
+        response
     } else if rejection.is_not_found() {
         error_response(StatusCode::NOT_FOUND, "not_found", "no such resource")
     } else if rejection.find::<PayloadTooLarge>().is_some() {

@@ -89,6 +89,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .clone()
         .and(warp::path!("proxies"))
         .and(warp::get())
+        .and(warp::query::<ListQuery>())
         .and(with_state(&state))
         .and_then(list);
     let one = admin_base
@@ -172,12 +173,79 @@ async fn unregister(fields: Fields, state: Arc<AppState>) -> Result<Route, Rejec
     ))
 }
 
-async fn list(state: Arc<AppState>) -> Result<Route, Rejection> {
-    let proxies = state.registry.list(now_ms()).map_err(reject)?;
-    let proxies: Vec<ProxyView> = proxies.into_iter().map(ProxyView::from).collect();
+/// Without `limit`, every live proxy (scripts); with it, one page in name order after `after`,
+/// filtered on the server by `role` and `q` (a substring of name, ip, country or city).
+/// `history=true` adds each proxy's recent client counts (the panel's sparklines).
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+    after: Option<String>,
+    q: Option<String>,
+    role: Option<String>,
+    history: Option<bool>,
+}
+
+/// Load samples a list row carries with `history=true`.
+const ROW_HISTORY: usize = 30;
+
+async fn list(query: ListQuery, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let now = now_ms();
+    let Some(limit) = query.limit else {
+        let proxies = state.registry.list(now).map_err(reject)?;
+        let proxies: Vec<ProxyView> = proxies.into_iter().map(ProxyView::from).collect();
+        return Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({ "proxies": proxies }),
+        ));
+    };
+    let role = query
+        .role
+        .as_deref()
+        .filter(|r| !r.is_empty())
+        .map(super::Role::parse)
+        .transpose()
+        .map_err(reject)?;
+    let needle = query
+        .q
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or("")
+        .to_lowercase();
+    let filter = super::service::ListFilter {
+        role,
+        needle: &needle,
+    };
+    let page = state
+        .registry
+        .page(query.after.as_deref(), limit.clamp(1, 500), &filter, now)
+        .map_err(reject)?;
+    let next_after = page.next_after.clone();
+    let rows: Vec<serde_json::Value> = page
+        .proxies
+        .into_iter()
+        .map(|proxy| {
+            let history = if query.history.unwrap_or(false) {
+                let samples = state.registry.load_history(&proxy.name).unwrap_or_default();
+                let start = samples.len().saturating_sub(ROW_HISTORY);
+                Some(
+                    samples[start..]
+                        .iter()
+                        .map(|s| s.clients)
+                        .collect::<Vec<_>>(),
+                )
+            } else {
+                None
+            };
+            let mut row = serde_json::to_value(ProxyView::from(proxy)).unwrap_or_default();
+            if let (Some(history), Some(map)) = (history, row.as_object_mut()) {
+                map.insert("history".into(), serde_json::json!(history));
+            }
+            row
+        })
+        .collect();
     Ok(json(
         StatusCode::OK,
-        &serde_json::json!({ "proxies": proxies }),
+        &serde_json::json!({ "proxies": rows, "next_after": next_after, "matched_total": page.matched_total }),
     ))
 }
 

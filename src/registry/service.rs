@@ -124,6 +124,37 @@ impl Registry {
             .collect()
     }
 
+    /// One page of live proxies in name order after `after`, and how many match in all.
+    pub fn page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        filter: &ListFilter,
+        now_ms: u64,
+    ) -> Result<ProxyPage> {
+        let mut proxies = Vec::with_capacity(limit);
+        let mut matched_total = 0usize;
+        for item in self.store.values::<Proxy>(TreeId::Proxies) {
+            let proxy = item?;
+            if proxy.expires_ms <= now_ms || !filter.keeps(&proxy) {
+                continue;
+            }
+            matched_total += 1;
+            let past_cursor = after.is_none_or(|after| proxy.name.as_str() > after);
+            if past_cursor && proxies.len() < limit {
+                proxies.push(proxy);
+            }
+        }
+        let next_after = (proxies.len() == limit)
+            .then(|| proxies.last().map(|p| p.name.to_string()))
+            .flatten();
+        Ok(ProxyPage {
+            proxies,
+            next_after,
+            matched_total,
+        })
+    }
+
     pub fn get(&self, name: &ProxyName, now_ms: u64) -> Result<Option<Proxy>> {
         let proxy: Option<Proxy> = self.store.get(TreeId::Proxies, name.as_str())?;
         Ok(proxy.filter(|p| p.expires_ms > now_ms))
@@ -171,4 +202,35 @@ impl Registry {
         }
         Ok(old.len())
     }
+}
+
+/// What the admin list keeps: one role, and a lower-case substring of name, ip, country or city.
+pub struct ListFilter<'a> {
+    pub role: Option<super::Role>,
+    pub needle: &'a str,
+}
+
+impl ListFilter<'_> {
+    pub fn keeps(&self, proxy: &Proxy) -> bool {
+        if self.role.is_some_and(|role| role != proxy.role) {
+            return false;
+        }
+        if self.needle.is_empty() {
+            return true;
+        }
+        let location = &proxy.location;
+        proxy.name.as_str().to_lowercase().contains(self.needle)
+            || proxy.ip.to_string().contains(self.needle)
+            || [&location.country, &location.city]
+                .into_iter()
+                .flatten()
+                .any(|v| v.to_lowercase().contains(self.needle))
+    }
+}
+
+pub struct ProxyPage {
+    pub proxies: Vec<Proxy>,
+    pub next_after: Option<String>,
+    /// Live proxies matching the filter, on every page.
+    pub matched_total: usize,
 }

@@ -81,10 +81,18 @@ pub enum TreeId {
     Codes,
     /// Who redeemed which code: (code, 0, user id BE) -> redeemed_ms.
     Redemptions,
+    /// Admin panel accounts: username -> `AdminAccount`.
+    AdminAccounts,
+    /// Admin panel sessions: SHA-256 of the session cookie -> `Session`.
+    AdminSessions,
+    /// What admins did: seq (u64 BE) -> `AuditEntry`.
+    Audit,
+    /// The trust graph downwards: (inviter id BE, invitee id BE) -> ().
+    Invitees,
 }
 
 impl TreeId {
-    const ALL: [TreeId; 27] = [
+    const ALL: [TreeId; 31] = [
         TreeId::Meta,
         TreeId::Changes,
         TreeId::Proxies,
@@ -112,6 +120,10 @@ impl TreeId {
         TreeId::StripeEvents,
         TreeId::Codes,
         TreeId::Redemptions,
+        TreeId::AdminAccounts,
+        TreeId::AdminSessions,
+        TreeId::Audit,
+        TreeId::Invitees,
     ];
 
     fn name(self) -> &'static str {
@@ -143,6 +155,10 @@ impl TreeId {
             TreeId::StripeEvents => "stripe_events",
             TreeId::Codes => "codes",
             TreeId::Redemptions => "redemptions",
+            TreeId::AdminAccounts => "admin_accounts",
+            TreeId::AdminSessions => "admin_sessions",
+            TreeId::Audit => "audit",
+            TreeId::Invitees => "invitees",
         }
     }
 }

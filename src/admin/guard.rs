@@ -1,0 +1,92 @@
+//! Who may call the admin API: the admin bearer token (scripts, CI, the CLI) or a panel
+//! session cookie. A session's mutating calls must also carry its CSRF token in
+//! `X-CSRF-Token`: the cookie alone is what a forged cross-site request would have.
+
+use std::sync::Arc;
+
+use warp::http::Method;
+use warp::{Filter, Rejection};
+
+use super::accounts::AdminAccount;
+use super::sessions::{self, Session, COOKIE};
+use crate::app::AppState;
+use crate::clock::now_ms;
+use crate::error::Error;
+use crate::http::reject;
+
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// The actor name of requests made with the admin bearer token.
+pub const TOKEN_ACTOR: &str = "admin-token";
+
+pub fn is_mutating(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+fn bearer_value(header: Option<&str>) -> Option<&str> {
+    let (scheme, token) = header?.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The admin behind a request, if any (does not check CSRF).
+pub fn actor(
+    state: &AppState,
+    authorization: Option<&str>,
+    cookie: Option<&str>,
+) -> Option<String> {
+    if bearer_value(authorization).is_some_and(|token| state.tokens.admin.matches(token)) {
+        return Some(TOKEN_ACTOR.to_string());
+    }
+    let (session, _) = sessions::find(&state.store, cookie?, now_ms()).ok()??;
+    Some(session.username)
+}
+
+/// The session a cookie stands for; 401 when there is none or it ended.
+pub fn session(
+    state: &AppState,
+    cookie: Option<&str>,
+) -> Result<(Session, AdminAccount), Rejection> {
+    let cookie = cookie.ok_or_else(|| reject(Error::Unauthorized))?;
+    sessions::find(&state.store, cookie, now_ms())
+        .map_err(reject)?
+        .ok_or_else(|| reject(Error::Unauthorized))
+}
+
+/// A mutating call of a session must echo its CSRF token.
+pub fn check_csrf(session: &Session, presented: Option<&str>) -> Result<(), Rejection> {
+    match presented {
+        Some(token) if session.csrf_matches(token) => Ok(()),
+        _ => Err(reject(Error::forbidden(
+            "csrf_failed",
+            "missing or wrong X-CSRF-Token for this session",
+        ))),
+    }
+}
+
+/// Passes for the admin token, or for a live session (with its CSRF token when mutating).
+pub fn admin(state: &Arc<AppState>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    let state = state.clone();
+    warp::method()
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::cookie::optional::<String>(COOKIE))
+        .and(warp::header::optional::<String>(CSRF_HEADER))
+        .and_then(
+            move |method: Method,
+                  authorization: Option<String>,
+                  cookie: Option<String>,
+                  csrf: Option<String>| {
+                let state = state.clone();
+                async move {
+                    let token = bearer_value(authorization.as_deref());
+                    if token.is_some_and(|t| state.tokens.admin.matches(t)) {
+                        return Ok(());
+                    }
+                    let (session, _) = session(&state, cookie.as_deref())?;
+                    if is_mutating(&method) {
+                        check_csrf(&session, csrf.as_deref())?;
+                    }
+                    Ok::<(), Rejection>(())
+                }
+            },
+        )
+        .untuple_one()
+}

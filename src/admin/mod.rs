@@ -1,0 +1,29 @@
+//! The admin web panel: accounts with argon2 passwords, cookie sessions with CSRF tokens,
+//! login throttling, the audit trail of every admin action, and the embedded UI at `/admin/`.
+
+pub mod accounts;
+pub mod audit;
+pub mod guard;
+pub mod layer;
+pub mod routes;
+pub mod sessions;
+pub mod summary;
+pub mod throttle;
+pub mod ui;
+
+use std::time::Duration;
+
+use throttle::LoginThrottle;
+
+/// What the panel keeps in memory.
+pub struct AdminPanel {
+    pub throttle: LoginThrottle,
+}
+
+impl AdminPanel {
+    pub fn new(login_burst: u32) -> AdminPanel {
+        AdminPanel {
+            throttle: LoginThrottle::new(login_burst, Duration::from_secs(60)),
+        }
+    }
+}

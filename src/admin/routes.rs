@@ -1,0 +1,359 @@
+//! HTTP: the panel's page and files under `/admin/`, and its own API under `/admin/api/`
+//! (login, logout, session, password, accounts, audit trail). Everything else the panel shows
+//! comes from the admin API (`/api/v1/admin/...`), which accepts its session.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use warp::http::{header, StatusCode};
+use warp::path::Tail;
+use warp::{Filter, Rejection, Reply};
+
+use super::guard::{self, check_csrf, CSRF_HEADER};
+use super::sessions::{self, COOKIE};
+use super::{accounts, audit};
+use crate::app::AppState;
+use crate::clock::now_ms;
+use crate::error::Error;
+use crate::http::body::json as json_body;
+use crate::http::client_ip::client_ip;
+use crate::http::{admin, json, reject, with_state};
+
+type Route = warp::reply::Response;
+
+/// Logins and password changes are tiny; anything bigger is not one.
+const SMALL_BODY: u64 = 4 * 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Login {
+    username: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordChange {
+    current: String,
+    new: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAccount {
+    username: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+struct SeriesQuery {
+    days: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    limit: Option<usize>,
+    before: Option<u64>,
+    q: Option<String>,
+}
+
+fn cookie_header(
+    state: &AppState,
+    value: &str,
+    max_age_secs: u64,
+    forwarded_https: bool,
+) -> String {
+    let secure = if state.config.admin_cookie_secure || forwarded_https {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}")
+}
+
+fn with_cookie(mut response: Route, cookie: String) -> Route {
+    if let Ok(value) = header::HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+fn note(state: &AppState, actor: &str, action: &str, status: u16, ip: Option<IpAddr>) {
+    let ip = ip.map(|ip| ip.to_string());
+    if let Err(error) = audit::record(&state.store, actor, action, status, ip, now_ms()) {
+        tracing::error!(%error, "audit trail: could not record");
+    }
+}
+
+async fn login(
+    body: Login,
+    ip: Option<IpAddr>,
+    forwarded_proto: Option<String>,
+    state: Arc<AppState>,
+) -> Result<Route, Rejection> {
+    let username = body.username.trim().to_lowercase();
+    if let Err(wait) = state.admin.throttle.check(ip, &username) {
+        note(&state, &username, "login_throttled", 429, ip);
+        return Err(reject(Error::TooManyRequests(wait)));
+    }
+    // argon2 takes tens of milliseconds: off the async workers.
+    let verified = {
+        let state = state.clone();
+        let username = username.clone();
+        tokio::task::spawn_blocking(move || {
+            let account = accounts::get(&state.store, &username)?;
+            Ok::<_, Error>(account.filter(|a| accounts::password_matches(a, &body.password)))
+        })
+        .await
+        .map_err(|e| reject(Error::internal(e)))?
+        .map_err(reject)?
+    };
+    let Some(account) = verified else {
+        note(&state, &username, "login_failed", 401, ip);
+        state.store.durable().await.map_err(reject)?;
+        return Err(reject(Error::Unauthorized));
+    };
+    let ttl_ms = state.config.admin_session_hours.max(1) * 3_600_000;
+    let (cookie, session) =
+        sessions::start(&state.store, &account, now_ms(), ttl_ms).map_err(reject)?;
+    note(&state, &account.username, "login", 200, ip);
+    state.store.durable().await.map_err(reject)?;
+    let https = forwarded_proto.is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    let response = json(
+        StatusCode::OK,
+        &serde_json::json!({ "username": account.username, "csrf": session.csrf }),
+    );
+    Ok(with_cookie(
+        response,
+        cookie_header(&state, &cookie, ttl_ms / 1000, https),
+    ))
+}
+
+pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = Rejection> + Clone {
+    let trusted = Arc::new(state.config.trusted_proxies.clone());
+    let page = warp::path("admin")
+        .and(warp::get())
+        .and(warp::path::tail())
+        .and_then(|tail: Tail| async move {
+            super::ui::file(tail.as_str())
+                .map(|r| r.into_response())
+                .ok_or_else(warp::reject::not_found)
+        });
+    // `/admin` without the slash: the page's relative links need it.
+    let bare = warp::path!("admin")
+        .and(warp::get())
+        .and(warp::path::end())
+        .map(|| {
+            warp::http::Response::builder()
+                .status(StatusCode::MOVED_PERMANENTLY)
+                .header(header::LOCATION, "/admin/")
+                .body(warp::hyper::Body::empty())
+                .unwrap_or_default()
+        });
+
+    let api = warp::path("admin").and(warp::path("api"));
+    let login_route = api
+        .and(warp::path!("login"))
+        .and(warp::post())
+        .and(json_body::<Login>(SMALL_BODY))
+        .and(client_ip(trusted.clone()))
+        .and(warp::header::optional::<String>("x-forwarded-proto"))
+        .and(with_state(&state))
+        .and_then(login);
+
+    let session_cookie = warp::cookie::optional::<String>(COOKIE);
+    let logout = api
+        .and(warp::path!("logout"))
+        .and(warp::post())
+        .and(session_cookie)
+        .and(warp::header::optional::<String>(CSRF_HEADER))
+        .and(client_ip(trusted.clone()))
+        .and(with_state(&state))
+        .and_then(
+            |cookie: Option<String>,
+             csrf: Option<String>,
+             ip: Option<IpAddr>,
+             state: Arc<AppState>| async move {
+                let (session, _) = guard::session(&state, cookie.as_deref())?;
+                check_csrf(&session, csrf.as_deref())?;
+                if let Some(cookie) = cookie.as_deref() {
+                    sessions::end(&state.store, cookie).map_err(reject)?;
+                }
+                note(&state, &session.username, "logout", 204, ip);
+                state.store.durable().await.map_err(reject)?;
+                let response =
+                    warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response();
+                Ok::<_, Rejection>(with_cookie(response, cookie_header(&state, "", 0, false)))
+            },
+        );
+
+    let current = api
+        .and(warp::path!("session"))
+        .and(warp::get())
+        .and(session_cookie)
+        .and(with_state(&state))
+        .and_then(|cookie: Option<String>, state: Arc<AppState>| async move {
+            let (session, _) = guard::session(&state, cookie.as_deref())?;
+            Ok::<_, Rejection>(json(
+                StatusCode::OK,
+                &serde_json::json!({ "username": session.username, "csrf": session.csrf,
+                    "expires_ms": session.expires_ms }),
+            ))
+        });
+
+    let password = api
+        .and(warp::path!("password"))
+        .and(warp::post())
+        .and(session_cookie)
+        .and(warp::header::optional::<String>(CSRF_HEADER))
+        .and(json_body::<PasswordChange>(SMALL_BODY))
+        .and(client_ip(trusted))
+        .and(with_state(&state))
+        .and_then(change_password);
+
+    let list_accounts = api
+        .and(warp::path!("accounts"))
+        .and(warp::get())
+        .and(admin(&state))
+        .and(with_state(&state))
+        .and_then(|state: Arc<AppState>| async move {
+            let accounts: Vec<_> = accounts::list(&state.store)
+                .map_err(reject)?
+                .into_iter()
+                .map(|a| serde_json::json!({ "username": a.username, "created_ms": a.created_ms }))
+                .collect();
+            Ok::<_, Rejection>(json(
+                StatusCode::OK,
+                &serde_json::json!({ "accounts": accounts }),
+            ))
+        });
+    let create_account = api
+        .and(warp::path!("accounts"))
+        .and(warp::post())
+        .and(admin(&state))
+        .and(json_body::<NewAccount>(SMALL_BODY))
+        .and(with_state(&state))
+        .and_then(|body: NewAccount, state: Arc<AppState>| async move {
+            let store = state.store.clone();
+            let account = tokio::task::spawn_blocking(move || {
+                accounts::create(&store, &body.username, &body.password, now_ms())
+            })
+            .await
+            .map_err(|e| reject(Error::internal(e)))?
+            .map_err(reject)?;
+            state.store.durable().await.map_err(reject)?;
+            Ok::<_, Rejection>(json(
+                StatusCode::CREATED,
+                &serde_json::json!({ "username": account.username, "created_ms": account.created_ms }),
+            ))
+        });
+
+    let audit_list = api
+        .and(warp::path!("audit"))
+        .and(warp::get())
+        .and(admin(&state))
+        .and(warp::query::<AuditQuery>())
+        .and(with_state(&state))
+        .and_then(|query: AuditQuery, state: Arc<AppState>| async move {
+            let limit = query.limit.unwrap_or(50).clamp(1, 500);
+            let q = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+            let (entries, next) =
+                audit::page(&state.store, query.before, limit, q).map_err(reject)?;
+            Ok::<_, Rejection>(json(
+                StatusCode::OK,
+                &serde_json::json!({ "entries": entries, "next_before": next }),
+            ))
+        });
+
+    let summary = warp::path!("api" / "v1" / "admin" / "summary")
+        .and(warp::get())
+        .and(admin(&state))
+        .and(with_state(&state))
+        .and_then(|state: Arc<AppState>| async move {
+            let summary = super::summary::summary(&state, now_ms()).map_err(reject)?;
+            Ok::<_, Rejection>(json(StatusCode::OK, &summary))
+        });
+    let series = warp::path!("api" / "v1" / "admin" / "summary" / "series")
+        .and(warp::get())
+        .and(admin(&state))
+        .and(warp::query::<SeriesQuery>())
+        .and(with_state(&state))
+        .and_then(|query: SeriesQuery, state: Arc<AppState>| async move {
+            let days = query.days.unwrap_or(14).clamp(1, 90);
+            let series = super::summary::series(&state, now_ms(), days).map_err(reject)?;
+            Ok::<_, Rejection>(json(StatusCode::OK, &series))
+        });
+
+    login_route
+        .or(summary)
+        .unify()
+        .or(series)
+        .unify()
+        .or(logout)
+        .unify()
+        .or(current)
+        .unify()
+        .or(password)
+        .unify()
+        .or(list_accounts)
+        .unify()
+        .or(create_account)
+        .unify()
+        .or(audit_list)
+        .unify()
+        .or(bare)
+        .unify()
+        .or(page)
+        .unify()
+}
+
+/// Checks the current password, stores the new one under a new epoch and ends every session
+/// of the account (this one too) in one transaction: the panel then asks to sign in again.
+async fn change_password(
+    cookie: Option<String>,
+    csrf: Option<String>,
+    body: PasswordChange,
+    ip: Option<IpAddr>,
+    state: Arc<AppState>,
+) -> Result<Route, Rejection> {
+    let (session, account) = guard::session(&state, cookie.as_deref())?;
+    check_csrf(&session, csrf.as_deref())?;
+    accounts::check_password(&body.new).map_err(reject)?;
+    let store = state.store.clone();
+    let changed = tokio::task::spawn_blocking(move || {
+        if !accounts::password_matches(&account, &body.current) {
+            return Ok(None);
+        }
+        let mut account = account;
+        account.password_hash = accounts::hash_password(&body.new)?;
+        account.password_epoch += 1;
+        let ended = sessions::keys_of_account(&store, &account.username)?;
+        accounts::save(&store, &account, &ended)?;
+        Ok::<_, Error>(Some(account))
+    })
+    .await
+    .map_err(|e| reject(Error::internal(e)))?
+    .map_err(reject)?;
+    let Some(account) = changed else {
+        note(
+            &state,
+            &session.username,
+            "password_change_refused",
+            403,
+            ip,
+        );
+        state.store.durable().await.map_err(reject)?;
+        return Err(reject(Error::forbidden(
+            "wrong_password",
+            "the current password is not right",
+        )));
+    };
+    note(&state, &account.username, "password_changed", 200, ip);
+    state.store.durable().await.map_err(reject)?;
+    let response = json(
+        StatusCode::OK,
+        &serde_json::json!({ "status": "password changed; every session has ended, sign in again" }),
+    );
+    Ok(with_cookie(response, cookie_header(&state, "", 0, false)))
+}

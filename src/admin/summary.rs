@@ -1,0 +1,177 @@
+//! The dashboard's figures, each read the cheap way so the page stays fast at 1,000,000
+//! users: proxies from the registry (thousands), users from the id counter, Pro users from the
+//! expiry index, sign-ups per day by binary search on the id-ordered user tree (ids grow with
+//! time), fleet load from the proxies' bounded load histories.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::app::AppState;
+use crate::error::Result;
+use crate::fleet::model::User;
+use crate::fleet::users::NEXT_USER_ID;
+use crate::registry::Proxy;
+use crate::store::codec::u64_key;
+use crate::store::TreeId;
+
+const DAY_MS: u64 = 86_400_000;
+
+#[derive(Serialize, Default)]
+pub struct RoleCount {
+    pub proxies: u64,
+    pub clients: u64,
+    pub capacity: u64,
+}
+
+#[derive(Serialize)]
+pub struct Summary {
+    pub proxies: BTreeMap<String, RoleCount>,
+    pub proxies_total: u64,
+    pub clients: u64,
+    pub capacity: u64,
+    pub users_total: u64,
+    pub users_pro: u64,
+    /// Currency -> amount (minor units) paid this calendar month (UTC), less refunds.
+    pub revenue_this_month: BTreeMap<String, i64>,
+    pub payments_this_month: u64,
+    pub queue: crate::queue::QueueCounts,
+    pub mirror: crate::mirror::Report,
+    pub at_ms: u64,
+}
+
+fn role_name(proxy: &Proxy) -> String {
+    serde_json::to_value(proxy.role)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The first millisecond of the UTC month holding `now_ms`.
+pub fn month_start_ms(now_ms: u64) -> u64 {
+    use chrono::Datelike;
+    chrono::DateTime::from_timestamp_millis(now_ms as i64)
+        .and_then(|at| at.date_naive().with_day(1))
+        .and_then(|first| first.and_hms_opt(0, 0, 0))
+        .map_or(0, |first| first.and_utc().timestamp_millis() as u64)
+}
+
+pub fn summary(state: &AppState, now_ms: u64) -> Result<Summary> {
+    let mut proxies: BTreeMap<String, RoleCount> = BTreeMap::new();
+    let (mut total, mut clients, mut capacity) = (0u64, 0u64, 0u64);
+    for proxy in state.registry.list(now_ms)? {
+        let entry = proxies.entry(role_name(&proxy)).or_default();
+        let carried = u64::from(proxy.load.clients.unwrap_or(0));
+        let room = u64::from(proxy.capacity.unwrap_or(state.config.max_clients));
+        entry.proxies += 1;
+        entry.clients += carried;
+        entry.capacity += room;
+        total += 1;
+        clients += carried;
+        capacity += room;
+    }
+    let users_total: u64 = state.store.get(TreeId::Meta, NEXT_USER_ID)?.unwrap_or(0);
+    // Pro users: expiry index entries (until_ms BE, user BE) from now on.
+    let users_pro = state
+        .store
+        .keys_from(TreeId::ProExpiry, u64_key(now_ms))
+        .count() as u64;
+    let month = month_start_ms(now_ms);
+    let mut revenue: BTreeMap<String, i64> = BTreeMap::new();
+    let mut payments_this_month = 0;
+    for payment in state
+        .store
+        .values::<crate::billing::payments::Payment>(TreeId::Payments)
+    {
+        let payment = payment?;
+        if payment.created_ms >= month {
+            payments_this_month += 1;
+            *revenue.entry(payment.currency.clone()).or_default() +=
+                payment.amount as i64 - payment.refunded as i64;
+        }
+    }
+    Ok(Summary {
+        proxies,
+        proxies_total: total,
+        clients,
+        capacity,
+        users_total,
+        users_pro,
+        revenue_this_month: revenue,
+        payments_this_month,
+        queue: state.queue.counts()?,
+        mirror: state.mirror.report(&state.store, now_ms)?,
+        at_ms: now_ms,
+    })
+}
+
+/// The first user created at or after `at_ms` (ids grow with creation time).
+fn first_id_since(state: &AppState, at_ms: u64, last_id: u64) -> Result<u64> {
+    let (mut low, mut high) = (1u64, last_id + 1);
+    while low < high {
+        let mid = low + (high - low) / 2;
+        let created = state
+            .store
+            .scan_from::<User>(TreeId::Users, u64_key(mid))
+            .next()
+            .transpose()?
+            .map(|(_, user)| (user.id, user.created_ms));
+        match created {
+            Some((_, created_ms)) if created_ms < at_ms => low = mid + 1,
+            _ => high = mid,
+        }
+    }
+    Ok(low)
+}
+
+#[derive(Serialize)]
+pub struct Series {
+    /// Oldest first: (day start in unix seconds, users created that day).
+    pub signups_per_day: Vec<(u64, u64)>,
+    /// Oldest first: (unix seconds, clients reported by all proxies in that 30 s slot).
+    pub fleet_clients: Vec<(u64, u64)>,
+}
+
+pub fn series(state: &AppState, now_ms: u64, days: u64) -> Result<Series> {
+    let last_id: u64 = state.store.get(TreeId::Meta, NEXT_USER_ID)?.unwrap_or(0);
+    let today = now_ms / DAY_MS * DAY_MS;
+    let mut bounds = Vec::new();
+    for back in (0..days).rev() {
+        let start = today - back * DAY_MS;
+        bounds.push((start, first_id_since(state, start, last_id)?));
+    }
+    let signups_per_day = bounds
+        .iter()
+        .enumerate()
+        .map(|(i, (start, first))| {
+            let next = bounds.get(i + 1).map_or(last_id + 1, |(_, id)| *id);
+            (start / 1000, next.saturating_sub(*first))
+        })
+        .collect();
+    let mut slots: BTreeMap<u64, u64> = BTreeMap::new();
+    for proxy in state.registry.list(now_ms)? {
+        for sample in state.registry.load_history(&proxy.name)? {
+            *slots.entry(sample.at_ms / 30_000 * 30).or_default() +=
+                u64::from(sample.clients.unwrap_or(0));
+        }
+    }
+    Ok(Series {
+        signups_per_day,
+        fleet_clients: slots.into_iter().collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn month_starts_on_the_first() {
+        // 2026-11-25T00:21:00Z -> 2026-11-01T00:00:00Z
+        assert_eq!(month_start_ms(1_795_566_060_000), 1_793_491_200_000);
+        // 2024-02-29T12:00:00Z -> 2024-02-01
+        assert_eq!(month_start_ms(1_709_208_000_000), 1_706_745_600_000);
+        // The first itself.
+        assert_eq!(month_start_ms(1_706_745_600_000), 1_706_745_600_000);
+    }
+}

@@ -1,0 +1,51 @@
+// Talks to the server. The session cookie travels by itself (HttpOnly, SameSite=Strict); every
+// mutating call also sends the session's CSRF token, which only this page can read.
+
+let csrf = null;
+let onSignedOut = () => {};
+
+export function setCsrf(token) { csrf = token; }
+export function whenSignedOut(handler) { onSignedOut = handler; }
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function call(method, path, body) {
+  const headers = { 'Accept': 'application/json' };
+  if (method !== 'GET') headers['X-CSRF-Token'] = csrf || '';
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: 'same-origin',
+    cache: 'no-cache',
+  });
+  const text = await response.text();
+  const data = text && response.headers.get('content-type')?.includes('json') ? JSON.parse(text) : text;
+  if (!response.ok) {
+    const error = data?.error || {};
+    if (response.status === 401 && !path.endsWith('/login')) onSignedOut();
+    throw new ApiError(response.status, error.code || 'http_' + response.status, error.message || response.statusText);
+  }
+  return data;
+}
+
+export const get = (path) => call('GET', path);
+export const post = (path, body) => call('POST', path, body ?? {});
+export const put = (path, body) => call('PUT', path, body);
+
+/// `path?k=v&...` without the empty values.
+export function query(path, params) {
+  const search = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== undefined && value !== null && value !== '') search.set(key, value);
+  }
+  const text = search.toString();
+  return text ? `${path}?${text}` : path;
+}

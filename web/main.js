@@ -1,0 +1,121 @@
+// The panel: sign-in, the navigation and a hash router. Each page is a module exporting
+// `title` and `render(main, params)`; a page may return a `refresh` function, which the live
+// loop calls every few seconds while the page is shown (the dashboard and proxies move by it).
+
+import { get, post, setCsrf, whenSignedOut, ApiError } from './api.js';
+import { h, replace, notice } from './ui.js';
+import * as dashboard from './pages/dashboard.js';
+import * as proxies from './pages/proxies.js';
+import * as users from './pages/users.js';
+import * as user from './pages/user.js';
+import * as rebalance from './pages/rebalance.js';
+import * as money from './pages/money.js';
+import * as queues from './pages/queues.js';
+import * as settings from './pages/settings.js';
+import * as audit from './pages/audit.js';
+import * as account from './pages/account.js';
+
+const PAGES = [
+  ['dashboard', dashboard], ['proxies', proxies], ['users', users], ['rebalance', rebalance],
+  ['money', money], ['queues', queues], ['audit', audit], ['settings', settings], ['account', account],
+];
+const LIVE_EVERY_MS = 2000;
+
+const root = document.getElementById('app');
+let me = null;
+let live = null;
+
+function route() {
+  const [name, ...rest] = (location.hash.replace(/^#\/?/, '') || 'dashboard').split('/');
+  if (name === 'users' && rest.length) return { page: user, name: 'users', params: { id: rest[0] } };
+  const found = PAGES.find(([key]) => key === name);
+  return found ? { page: found[1], name, params: {} } : { page: dashboard, name: 'dashboard', params: {} };
+}
+
+function stopLive() {
+  if (live) clearInterval(live);
+  live = null;
+}
+
+async function show() {
+  stopLive();
+  if (!me) return showLogin();
+  const { page, name, params } = route();
+  const main = h('main', { id: 'main', 'data-page': name });
+  replace(root,
+    h('header', {},
+      h('span', { class: 'brand' }, 'proxyfleet'),
+      h('nav', {}, PAGES.filter(([key]) => key !== 'account').map(([key, mod]) =>
+        h('a', { href: `#/${key}`, class: key === name ? 'active' : '' }, mod.title))),
+      h('span', { class: 'who' },
+        h('a', { href: '#/account', id: 'account-link' }, me.username),
+        h('button', { type: 'button', id: 'logout', onclick: logout }, 'Sign out'))),
+    h('div', { id: 'notices', 'aria-live': 'polite' }),
+    main);
+  try {
+    const refresh = await page.render(main, params);
+    if (typeof refresh === 'function') {
+      live = setInterval(() => refresh().catch((e) => console.warn('refresh failed', e)), LIVE_EVERY_MS);
+    }
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 401)) {
+      main.append(h('p', { class: 'error' }, `Could not load this page: ${error.message}`));
+    }
+  }
+}
+
+function showLogin(message) {
+  stopLive();
+  const error = h('p', { class: 'error', id: 'login-error' }, message || '');
+  const form = h('form', { id: 'login', class: 'login', onsubmit: async (event) => {
+    event.preventDefault();
+    const data = new FormData(form);
+    try {
+      const session = await post('/admin/api/login', { username: data.get('username'), password: data.get('password') });
+      setCsrf(session.csrf);
+      me = session;
+      show();
+    } catch (e) {
+      error.textContent = e.status === 429 ? 'Too many attempts; wait a minute.' : 'Wrong username or password.';
+    }
+  } },
+  h('h1', {}, 'proxyfleet'),
+  h('label', {}, 'Username', h('input', { name: 'username', autocomplete: 'username', required: true, autofocus: true })),
+  h('label', {}, 'Password', h('input', { name: 'password', type: 'password', autocomplete: 'current-password', required: true })),
+  h('button', { type: 'submit' }, 'Sign in'),
+  error);
+  replace(root, form);
+}
+
+async function logout() {
+  try { await post('/admin/api/logout'); } catch (e) { /* the session may be gone already */ }
+  me = null;
+  setCsrf(null);
+  showLogin('Signed out.');
+}
+
+whenSignedOut(() => {
+  if (me) {
+    me = null;
+    showLogin('Your session has ended; sign in again.');
+  }
+});
+
+export function signedOut(message) {
+  me = null;
+  setCsrf(null);
+  showLogin(message);
+}
+
+window.addEventListener('hashchange', show);
+
+(async () => {
+  try {
+    me = await get('/admin/api/session');
+    setCsrf(me.csrf);
+  } catch (e) {
+    me = null;
+  }
+  if (!me) notice('');
+  show();
+})();

@@ -1,0 +1,54 @@
+// Every proxy, a page at a time, filtered on the server: status, role, location, clients
+// against capacity, heartbeat age, recent load; drain, promote and retire with confirmation.
+
+import { get, post, query } from '../api.js';
+import { h, replace, table, fullness, sparkline, ago, notice, confirmThen, number } from '../ui.js';
+
+export const title = 'Proxies';
+const PAGE = 50;
+
+export async function render(main) {
+  const filters = { q: '', role: '' };
+  const cursors = [null];
+  const list = h('div', { id: 'proxy-list' });
+  const count = h('span', { class: 'muted', id: 'proxy-count' });
+  const form = h('form', { class: 'filters', onsubmit: (e) => { e.preventDefault(); filters.q = form.q.value; filters.role = form.role.value; cursors.length = 1; load(); } },
+    h('input', { name: 'q', type: 'search', placeholder: 'name, ip, country, city' }),
+    h('select', { name: 'role' }, ['', 'fallback', 'free', 'pro', 'standby'].map((r) => h('option', { value: r }, r || 'any role'))),
+    h('button', { type: 'submit' }, 'Filter'), count);
+  replace(main, h('h1', {}, title), form, list);
+
+  const act = (name, action, question) => confirmThen(question, async () => {
+    try {
+      await post(`/api/v1/admin/proxies/${encodeURIComponent(name)}/action`, { action });
+      notice(`${name}: ${action} done`);
+      await load();
+    } catch (e) { notice(`${name}: ${e.message}`, 'error'); }
+  });
+
+  async function load() {
+    const after = cursors[cursors.length - 1];
+    const page = await get(query('/api/v1/admin/proxies', { limit: PAGE, after, q: filters.q, role: filters.role, history: true }));
+    count.textContent = `${number(page.matched_total)} proxies`;
+    replace(list,
+      table([
+        ['Name', (p) => h('span', { class: 'name' }, p.name)],
+        ['Status', (p) => h('span', { class: `status ${p.role}` }, p.role === 'standby' ? 'standby' : 'up')],
+        ['Role', (p) => p.role],
+        ['Address', (p) => `${p.ip}:${p.port}`],
+        ['Location', (p) => [p.city, p.country].filter(Boolean).join(', ') || '–'],
+        ['Clients', (p) => fullness(p.clients, p.capacity)],
+        ['Heartbeat', (p) => ago(p.last_seen)],
+        ['Load', (p) => sparkline((p.history || []).map((v) => v || 0))],
+        ['', (p) => h('span', { class: 'actions' },
+          p.role !== 'standby' ? h('button', { type: 'button', onclick: () => act(p.name, 'drain', `Drain ${p.name}? Its users move to other proxies.`) }, 'Drain') : null,
+          p.role === 'standby' ? h('button', { type: 'button', onclick: () => act(p.name, 'promote', `Promote ${p.name} to a fallback proxy?`) }, 'Promote') : null,
+          h('button', { type: 'button', class: 'danger', onclick: () => act(p.name, 'retire', `Retire ${p.name}? It is drained and its retire command runs.`) }, 'Retire'))],
+      ], page.proxies, 'No proxy matches.'),
+      h('div', { class: 'pager' },
+        h('button', { type: 'button', disabled: cursors.length < 2, onclick: () => { cursors.pop(); load(); } }, '← Previous'),
+        h('button', { type: 'button', disabled: !page.next_after, onclick: () => { cursors.push(page.next_after); load(); } }, 'Next →')));
+  }
+  await load();
+  return load;
+}
