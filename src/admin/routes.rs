@@ -285,7 +285,35 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
             Ok::<_, Rejection>(json(StatusCode::OK, &series))
         });
 
+    let settings = warp::path!("api" / "v1" / "admin" / "settings")
+        .and(warp::get())
+        .and(admin(&state))
+        .and(with_state(&state))
+        .map(|state: Arc<AppState>| {
+            json(
+                StatusCode::OK,
+                &serde_json::json!({ "settings": super::settings::masked(&state.config) }),
+            )
+        });
+
+    let map = warp::path!("api" / "v1" / "admin" / "map")
+        .and(warp::get())
+        .and(admin(&state))
+        .and(with_state(&state))
+        .and_then(|state: Arc<AppState>| async move {
+            let proxies = state.registry.list(now_ms()).map_err(reject)?;
+            let places = super::map::places(&proxies, state.config.max_clients);
+            Ok::<_, Rejection>(json(
+                StatusCode::OK,
+                &serde_json::json!({ "places": places }),
+            ))
+        });
+
     login_route
+        .or(map)
+        .unify()
+        .or(settings)
+        .unify()
         .or(summary)
         .unify()
         .or(series)

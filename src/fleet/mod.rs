@@ -6,6 +6,7 @@ pub mod invitees;
 pub mod links;
 pub mod model;
 pub mod policy;
+pub mod proxy_actions;
 pub mod rebalance;
 pub mod routes;
 pub mod users;
@@ -82,7 +83,7 @@ impl Fleet {
         }
     }
 
-    /// The `fleet.proxy_changed` task: if the proxy is gone, its users lose it (and are owed a
+    /// The `fleet.proxy_changed` task: if the proxy is gone or drained, its users lose it (and are owed a
     /// new fallback); if it moved, their config version changes.
     /// Returns the proxy's name, for the other capabilities that follow it (the Pro tier).
     pub async fn proxy_changed(&self, payload: &str) -> std::result::Result<String, String> {
@@ -97,10 +98,17 @@ impl Fleet {
     }
 
     async fn follow_proxy(&self, name: &str, now_ms: u64) -> Result<()> {
-        let gone = self
+        // A drained (standby) proxy carries no one: its users lose it like a proxy that left.
+        let proxy = self
             .store
-            .get::<crate::registry::Proxy>(TreeId::Proxies, name)?
-            .is_none();
+            .get::<crate::registry::Proxy>(TreeId::Proxies, name)?;
+        let gone = proxy
+            .as_ref()
+            .is_none_or(|p| p.role == crate::registry::Role::Standby);
+        let why = match proxy {
+            None => format!("proxy {name} left"),
+            Some(_) => format!("proxy {name} was drained"),
+        };
         let users = links::users_of(&self.store, name)?;
         for chunk in users.chunks(USERS_PER_TRANSACTION) {
             self.store.transaction(|tx| {
@@ -115,7 +123,7 @@ impl Fleet {
                             .filter(|p| *p != name)
                             .cloned()
                             .collect();
-                        set_proxies(tx, &mut user, kept, &format!("proxy {name} left"), now_ms)?;
+                        set_proxies(tx, &mut user, kept, &why, now_ms)?;
                         tx.put(TreeId::NeedsFallback, u64_key(*id), &now_ms)?;
                     } else {
                         user.config_version += 1;

@@ -8,6 +8,7 @@ use warp::{Filter, Rejection};
 
 use super::links;
 use super::model::{Email, User, UserStatus};
+use super::proxy_actions::ProxyAction;
 use super::rebalance::{self, plan::Trigger};
 use super::users::Created;
 use crate::app::AppState;
@@ -16,6 +17,7 @@ use crate::distribution::config::proxy_entries;
 use crate::error::Error;
 use crate::http::body::json as json_body;
 use crate::http::{admin, json, reject, user, with_state};
+use crate::registry::ProxyName;
 
 type Route = warp::reply::Response;
 
@@ -27,6 +29,12 @@ const CHILDREN_SHOWN: usize = 200;
 struct NewUser {
     email: String,
     invited_by: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProxyActionBody {
+    action: ProxyAction,
 }
 
 #[derive(Deserialize)]
@@ -52,6 +60,8 @@ struct ListQuery {
     limit: Option<usize>,
     after: Option<u64>,
     q: Option<String>,
+    /// The email cursor of a search (`q`): the last email of the previous page.
+    after_email: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -136,15 +146,21 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
             let limit = q.limit.unwrap_or(50).clamp(1, 500);
             let users = state
                 .fleet
-                .list_users(q.after, q.q.as_deref(), limit)
+                .list_users(q.after, q.q.as_deref(), q.after_email.as_deref(), limit)
                 .map_err(reject)?;
-            let next_after = (users.len() == limit)
-                .then(|| users.last().map(|u| u.id))
-                .flatten();
+            let full = users.len() == limit;
+            let last = users.last().filter(|_| full);
+            let next_after = last.map(|u| u.id);
+            let next_after_email = last.map(|u| u.email.as_str().to_string());
             let users: Vec<UserSummary> = users.iter().map(UserSummary::from).collect();
             Ok::<_, Rejection>(json(
                 StatusCode::OK,
-                &serde_json::json!({ "users": users, "next_after": next_after }),
+                &serde_json::json!({
+                    "users": users,
+                    "next_after": next_after,
+                    "next_after_email": next_after_email,
+                    "users_total": state.fleet.users_total().map_err(reject)?,
+                }),
             ))
         });
     let one = admin_base
@@ -266,6 +282,26 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
                 .map_err(reject)?;
             Ok::<_, Rejection>(json(StatusCode::OK, &serde_json::json!({ "plans": plans })))
         });
+    let proxy_action = admin_base
+        .clone()
+        .and(warp::path!("proxies" / String / "action"))
+        .and(warp::post())
+        .and(json_body::<ProxyActionBody>(limit))
+        .and(with_state(&state))
+        .and_then(
+            |name: String, body: ProxyActionBody, state: Arc<AppState>| async move {
+                let name = ProxyName::parse(&name).map_err(reject)?;
+                let proxy = state
+                    .fleet
+                    .proxy_action(&name, body.action, now_ms())
+                    .await
+                    .map_err(reject)?;
+                Ok::<_, Rejection>(json(
+                    StatusCode::OK,
+                    &serde_json::json!({ "name": proxy.name, "role": proxy.role, "action": body.action }),
+                ))
+            },
+        );
     let outbox = admin_base
         .and(warp::path!("mail" / "outbox"))
         .and(warp::get())
@@ -327,6 +363,8 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .or(rebalance)
         .unify()
         .or(plans)
+        .unify()
+        .or(proxy_action)
         .unify()
         .or(outbox)
         .unify()

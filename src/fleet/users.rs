@@ -186,11 +186,18 @@ impl Fleet {
             .filter(|u| u.status == UserStatus::Active && u.token_hashes().any(|h| *h == hash)))
     }
 
-    /// A page of users: by id after `after`, or by email prefix `query`.
+    /// Users ever created (ids are dense from 1), without counting the tree.
+    pub fn users_total(&self) -> Result<u64> {
+        Ok(self.store.get(TreeId::Meta, NEXT_USER_ID)?.unwrap_or(0))
+    }
+
+    /// A page of users: by id after `after`, or, with `query`, by email prefix in email order
+    /// after the email `after_email` (each page is one range scan, however deep it is).
     pub fn list_users(
         &self,
         after: Option<u64>,
         query: Option<&str>,
+        after_email: Option<&str>,
         limit: usize,
     ) -> Result<Vec<User>> {
         match query
@@ -198,20 +205,23 @@ impl Fleet {
             .filter(|q| !q.is_empty())
         {
             Some(prefix) => {
+                // Just past `after_email` (keys are whole emails), never before the prefix.
+                let from = match after_email {
+                    Some(email) if email.as_bytes() >= prefix.as_bytes() => {
+                        let mut key = email.to_lowercase().into_bytes();
+                        key.push(0);
+                        key
+                    }
+                    _ => prefix.as_bytes().to_vec(),
+                };
                 let mut found = Vec::new();
-                for item in self
-                    .store
-                    .scan_prefix::<u64>(TreeId::UserEmails, prefix.as_bytes())
-                {
-                    let (_, id) = item?;
-                    if after.is_some_and(|a| id <= a) {
-                        continue;
+                for item in self.store.scan_from::<u64>(TreeId::UserEmails, &from) {
+                    let (email, id) = item?;
+                    if !email.starts_with(prefix.as_bytes()) || found.len() >= limit {
+                        break;
                     }
                     if let Some(user) = self.user(id)? {
                         found.push(user);
-                    }
-                    if found.len() >= limit {
-                        break;
                     }
                 }
                 Ok(found)

@@ -17,7 +17,8 @@ const MOVES_PER_TRANSACTION: usize = 500;
 const NEXT_PLAN_ID: &str = "rebalance.next_plan_id";
 pub const PROVISION_REQUESTED: &str = "rebalance.provision_requested_ms";
 
-fn set_role(tx: &Tx, name: &str, role: Role, now_ms: u64) -> TxResult<()> {
+/// Sets and pins a proxy's role (the rebalancer's promotions and drains, an operator's actions).
+pub(crate) fn set_role(tx: &Tx, name: &str, role: Role, now_ms: u64) -> TxResult<()> {
     let Some(mut proxy) = tx.get::<Proxy>(TreeId::Proxies, name)? else {
         return Ok(()); // it left meanwhile
     };

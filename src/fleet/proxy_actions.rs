@@ -1,0 +1,78 @@
+//! An operator's hand on one proxy: drain it (its users move elsewhere and it carries no one),
+//! promote a standby to a fallback, or retire it (drain, then the retire hook). The role is
+//! pinned, so the proxy's own heartbeats do not undo the operator's choice.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::rebalance::apply::set_role;
+use super::{Fleet, PROXY_CHANGED, RETIRE};
+use crate::error::{Error, Result};
+use crate::queue::NewTask;
+use crate::registry::{Proxy, ProxyName, Role};
+use crate::store::TreeId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyAction {
+    Drain,
+    Promote,
+    Retire,
+}
+
+impl ProxyAction {
+    /// The role the proxy ends with.
+    fn role(self) -> Role {
+        match self {
+            ProxyAction::Promote => Role::Fallback,
+            ProxyAction::Drain | ProxyAction::Retire => Role::Standby,
+        }
+    }
+}
+
+impl Fleet {
+    /// Applies `action` to proxy `name` in one transaction with the tasks that carry it out:
+    /// moving its users off (a `fleet.proxy_changed` task; they are owed new fallbacks, which
+    /// the rebalancer places) and, to retire, the retire hook. Returns the proxy as it now is.
+    pub async fn proxy_action(
+        &self,
+        name: &ProxyName,
+        action: ProxyAction,
+        now_ms: u64,
+    ) -> Result<Proxy> {
+        let name = name.as_str();
+        let proxy = self.store.transaction(|tx| {
+            let Some(before) = tx.get::<Proxy>(TreeId::Proxies, name)? else {
+                return Ok(None);
+            };
+            set_role(tx, name, action.role(), now_ms)?;
+            if action != ProxyAction::Promote {
+                let task = NewTask {
+                    kind: PROXY_CHANGED,
+                    key: format!("{PROXY_CHANGED}:{name}:{action:?}:{now_ms}"),
+                    payload: json!({ "proxy": name }),
+                    due_ms: now_ms,
+                };
+                self.queue.enqueue_in(tx, &task, now_ms)?;
+            }
+            if action == ProxyAction::Retire {
+                let task = NewTask {
+                    kind: RETIRE,
+                    key: format!("{RETIRE}:manual:{name}:{now_ms}"),
+                    payload: json!({ "proxy": name, "reason": "retired by an operator" }),
+                    due_ms: now_ms,
+                };
+                self.queue.enqueue_in(tx, &task, now_ms)?;
+            }
+            let after = tx.get::<Proxy>(TreeId::Proxies, name)?;
+            Ok(after.or(Some(before)))
+        })?;
+        let Some(proxy) = proxy else {
+            return Err(Error::NotFound(format!("proxy {name}")));
+        };
+        self.store.durable().await?;
+        self.queue.wake();
+        self.notifier.notify_all();
+        Ok(proxy)
+    }
+}
