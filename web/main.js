@@ -6,6 +6,7 @@ import { get, post, setCsrf, whenSignedOut, ApiError } from './api.js';
 import { h, replace, notice } from './ui.js';
 import * as dashboard from './pages/dashboard.js';
 import * as proxies from './pages/proxies.js';
+import * as map from './pages/map.js';
 import * as users from './pages/users.js';
 import * as user from './pages/user.js';
 import * as rebalance from './pages/rebalance.js';
@@ -16,7 +17,7 @@ import * as audit from './pages/audit.js';
 import * as account from './pages/account.js';
 
 const PAGES = [
-  ['dashboard', dashboard], ['proxies', proxies], ['users', users], ['rebalance', rebalance],
+  ['dashboard', dashboard], ['map', map], ['proxies', proxies], ['users', users], ['rebalance', rebalance],
   ['money', money], ['queues', queues], ['audit', audit], ['settings', settings], ['account', account],
 ];
 const LIVE_EVERY_MS = 2000;
@@ -116,6 +117,5 @@ window.addEventListener('hashchange', show);
   } catch (e) {
     me = null;
   }
-  if (!me) notice('');
   show();
 })();

@@ -143,7 +143,16 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
     // `/admin` without the slash: the page's relative links need it.
     let bare = warp::path!("admin")
         .and(warp::get())
-        .and(warp::path::end())
+        .and(warp::path::full())
+        .and_then(|full: warp::path::FullPath| async move {
+            // `path!` also matches `/admin/`, which is the page itself.
+            if full.as_str() == "/admin" {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one()
         .map(|| {
             warp::http::Response::builder()
                 .status(StatusCode::MOVED_PERMANENTLY)

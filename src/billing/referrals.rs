@@ -35,6 +35,14 @@ pub struct PromoCode {
     pub created_at: u64,
 }
 
+/// A user's referral code as the admin sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReferralCode {
+    pub code: String,
+    pub owner: u64,
+    pub uses: u64,
+}
+
 fn redemption_key(code: &str, user: u64) -> Vec<u8> {
     let mut key = code.as_bytes().to_vec();
     key.push(0);
@@ -234,6 +242,28 @@ impl Billing {
                     expires_at: expires_ms.map(|t| t / 1000),
                     created_at: created_ms / 1000,
                 });
+            }
+        }
+        Ok(found)
+    }
+
+    /// A page of referral codes after `after`, in code order, each with its owner and uses.
+    pub fn referral_codes(&self, after: Option<&str>, limit: usize) -> Result<Vec<ReferralCode>> {
+        let from = after.map_or_else(Vec::new, |code| {
+            let mut key = code.as_bytes().to_vec();
+            key.push(0); // just past it
+            key
+        });
+        let mut found = Vec::new();
+        for item in self.store.scan_from::<Code>(TreeId::Codes, from) {
+            if found.len() >= limit {
+                break;
+            }
+            let (key, code) = item?;
+            if let Code::Referral { owner } = code {
+                let code = String::from_utf8_lossy(&key).into_owned();
+                let uses = self.redemptions(&code) as u64;
+                found.push(ReferralCode { code, owner, uses });
             }
         }
         Ok(found)

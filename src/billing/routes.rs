@@ -245,7 +245,28 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
             let codes = state.billing.promo_codes().map_err(reject)?;
             Ok::<_, Rejection>(json(StatusCode::OK, &json!({ "codes": codes })))
         });
+    let referral_codes = warp::path!("api" / "v1" / "admin" / "referral-codes")
+        .and(warp::get())
+        .and(admin(&state))
+        .and(warp::query::<Page>())
+        .and(with_state(&state))
+        .and_then(|page: Page, state: Arc<AppState>| async move {
+            let limit = page.limit.unwrap_or(100).clamp(1, PAGE_MAX);
+            let codes = state
+                .billing
+                .referral_codes(page.after.as_deref(), limit)
+                .map_err(reject)?;
+            let next = (codes.len() == limit)
+                .then(|| codes.last().map(|c| c.code.clone()))
+                .flatten();
+            Ok::<_, Rejection>(json(
+                StatusCode::OK,
+                &json!({ "codes": codes, "next": next }),
+            ))
+        });
     plans
+        .or(referral_codes)
+        .unify()
         .or(purchase)
         .unify()
         .or(referral)

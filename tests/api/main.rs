@@ -1,5 +1,7 @@
 //! Integration tests: the real server, real HTTP, real varnishd.
 
+mod admin;
+mod admin_ui;
 mod billing;
 mod devices;
 mod distribution;

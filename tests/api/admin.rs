@@ -1,0 +1,384 @@
+//! The admin panel's access rules over real HTTP: argon2 accounts, the session cookie, CSRF on
+//! every mutation, login throttling, sessions ended by a password change, the audit trail,
+//! masked settings and the operator's proxy actions.
+
+use reqwest::header::{COOKIE, SET_COOKIE};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{error_code, spawn_app, spawn_app_with, TestApp, ADMIN_TOKEN};
+
+pub const ADMIN_USER: &str = "ops";
+pub const ADMIN_PASSWORD: &str = "correct horse battery";
+
+/// Makes the panel account the tests sign in with (through the admin token).
+pub async fn create_account(app: &TestApp) {
+    let response = app
+        .admin_post(
+            "/admin/api/accounts",
+            &json!({ "username": ADMIN_USER, "password": ADMIN_PASSWORD }),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED, "account created");
+}
+
+/// A signed-in panel session: the cookie pair and the CSRF token.
+pub struct Session {
+    pub cookie: String,
+    pub csrf: String,
+    pub set_cookie: String,
+}
+
+async fn login(app: &TestApp, password: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/admin/api/login"))
+        .json(&json!({ "username": ADMIN_USER, "password": password }))
+        .send()
+        .await
+        .expect("login request")
+}
+
+pub async fn sign_in(app: &TestApp) -> Session {
+    let response = login(app, ADMIN_PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let set_cookie = response
+        .headers()
+        .get(SET_COOKIE)
+        .expect("a session cookie")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    let body: Value = response.json().await.unwrap();
+    Session {
+        cookie,
+        csrf: body["csrf"].as_str().unwrap().to_string(),
+        set_cookie,
+    }
+}
+
+async fn with_session(
+    app: &TestApp,
+    session: &Session,
+    method: reqwest::Method,
+    path: &str,
+    csrf: Option<&str>,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut request = app
+        .client
+        .request(method, app.url(path))
+        .header(COOKIE, &session.cookie);
+    if let Some(token) = csrf {
+        request = request.header("X-CSRF-Token", token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.expect("request")
+}
+
+async fn users_total(app: &TestApp) -> u64 {
+    app.admin_json("/api/v1/admin/summary").await["users_total"]
+        .as_u64()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_session_cookie_is_httponly_and_strict_and_mutations_need_its_csrf_token() {
+    let app = spawn_app().await;
+    create_account(&app).await;
+
+    let wrong = login(&app, "not the password at all").await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(wrong.headers().get(SET_COOKIE).is_none());
+
+    let session = sign_in(&app).await;
+    assert!(session.cookie.starts_with("pf_admin="));
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(
+            session.set_cookie.contains(attribute),
+            "{}",
+            session.set_cookie
+        );
+    }
+    assert!(
+        !session.set_cookie.contains("Secure"),
+        "plain HTTP on loopback"
+    );
+
+    let me = with_session(
+        &app,
+        &session,
+        reqwest::Method::GET,
+        "/admin/api/session",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(me.status(), StatusCode::OK);
+    assert_eq!(me.json::<Value>().await.unwrap()["username"], ADMIN_USER);
+
+    // A mutation with the cookie alone (what a cross-site form would carry) is refused.
+    let before = users_total(&app).await;
+    let body = json!({ "email": "forged@example.org" });
+    for csrf in [None, Some("0000")] {
+        let refused = with_session(
+            &app,
+            &session,
+            reqwest::Method::POST,
+            "/api/v1/admin/users",
+            csrf,
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        assert_eq!(error_code(refused).await, "csrf_failed");
+    }
+    assert_eq!(users_total(&app).await, before, "nothing was created");
+
+    let created = with_session(
+        &app,
+        &session,
+        reqwest::Method::POST,
+        "/api/v1/admin/users",
+        Some(&session.csrf),
+        Some(body),
+    )
+    .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert_eq!(users_total(&app).await, before + 1);
+
+    // Who did it, from the audit trail.
+    let audit = with_session(
+        &app,
+        &session,
+        reqwest::Method::GET,
+        "/admin/api/audit?q=users",
+        None,
+        None,
+    )
+    .await;
+    let entries: Value = audit.json().await.unwrap();
+    let entry = entries["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "POST /api/v1/admin/users" && e["status"] == 201)
+        .expect("the creation is in the audit log");
+    assert_eq!(entry["actor"], ADMIN_USER);
+
+    // Behind a TLS proxy the cookie is Secure.
+    let https = app
+        .client
+        .post(app.url("/admin/api/login"))
+        .header("X-Forwarded-Proto", "https")
+        .json(&json!({ "username": ADMIN_USER, "password": ADMIN_PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    let cookie = https.headers().get(SET_COOKIE).unwrap().to_str().unwrap();
+    assert!(cookie.contains("Secure"), "{cookie}");
+}
+
+#[tokio::test]
+async fn logins_are_throttled_after_a_burst_with_retry_after() {
+    let app = spawn_app_with(|c| c.admin_login_burst = 3).await;
+    create_account(&app).await;
+    for _ in 0..3 {
+        assert_eq!(
+            login(&app, "guess guess guess").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // Now even the right password waits.
+    let throttled = login(&app, ADMIN_PASSWORD).await;
+    assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = throttled.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After {wait}");
+    assert_eq!(error_code(throttled).await, "too_many_requests");
+
+    let audit = app.admin_json("/admin/api/audit?q=login").await;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(actions.iter().filter(|a| **a == "login_failed").count(), 3);
+    assert!(actions.contains(&"login_throttled"));
+}
+
+#[tokio::test]
+async fn changing_the_password_ends_every_session_of_the_account() {
+    let app = spawn_app().await;
+    create_account(&app).await;
+    let first = sign_in(&app).await;
+    let second = sign_in(&app).await;
+
+    let wrong = with_session(
+        &app,
+        &first,
+        reqwest::Method::POST,
+        "/admin/api/password",
+        Some(&first.csrf),
+        Some(json!({ "current": "not my password", "new": "a much longer password" })),
+    )
+    .await;
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+    assert_eq!(error_code(wrong).await, "wrong_password");
+    let short = with_session(
+        &app,
+        &first,
+        reqwest::Method::POST,
+        "/admin/api/password",
+        Some(&first.csrf),
+        Some(json!({ "current": ADMIN_PASSWORD, "new": "short" })),
+    )
+    .await;
+    assert_eq!(short.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    let changed = with_session(
+        &app,
+        &first,
+        reqwest::Method::POST,
+        "/admin/api/password",
+        Some(&first.csrf),
+        Some(json!({ "current": ADMIN_PASSWORD, "new": "a much longer password" })),
+    )
+    .await;
+    assert_eq!(changed.status(), StatusCode::OK);
+
+    for session in [&first, &second] {
+        let gone = with_session(
+            &app,
+            session,
+            reqwest::Method::GET,
+            "/admin/api/session",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(gone.status(), StatusCode::UNAUTHORIZED);
+        let api = with_session(
+            &app,
+            session,
+            reqwest::Method::GET,
+            "/api/v1/admin/summary",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        login(&app, ADMIN_PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login(&app, "a much longer password").await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn the_panel_is_served_from_the_binary_with_a_strict_policy() {
+    let app = spawn_app().await;
+    let page = app.client.get(app.url("/admin/")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(csp.contains("default-src 'self'"), "{csp}");
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    assert!(page.text().await.unwrap().contains("app/main.js"));
+
+    let script = app
+        .client
+        .get(app.url("/admin/app/main.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(script.status(), StatusCode::OK);
+    assert!(script.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .contains("javascript"));
+    let missing = app
+        .client
+        .get(app.url("/admin/app/README.md"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    // Without a session the panel's data stays shut.
+    let data = app
+        .client
+        .get(app.url("/api/v1/admin/summary"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(data.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn settings_show_every_setting_with_secrets_masked() {
+    let app = spawn_app().await;
+    let text = app
+        .admin_get("/api/v1/admin/settings")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains(ADMIN_TOKEN), "{text}");
+    assert!(!text.contains(crate::helpers::REGISTRY_TOKEN), "{text}");
+    let settings: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(settings["settings"]["heartbeat_ttl_secs"], 300);
+    assert_eq!(settings["settings"]["admin_token"], "••••••");
+}
+
+#[tokio::test]
+async fn draining_a_proxy_moves_its_users_off_and_retiring_runs_the_hook_task() {
+    let app = spawn_app().await;
+    app.proxy("alpha", 9001, &[]).await;
+    let (id, _, _) = app.create_user("drained@example.org", None).await;
+    assert_eq!(app.user_proxies(id).await, vec!["alpha"]);
+
+    let path = "/api/v1/admin/proxies/alpha/action";
+    let bad = app.admin_post(path, &json!({ "action": "explode" })).await;
+    assert!(bad.status().is_client_error());
+    let unknown = app
+        .admin_post(
+            "/api/v1/admin/proxies/nobody/action",
+            &json!({ "action": "drain" }),
+        )
+        .await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+
+    let drained = app.admin_post(path, &json!({ "action": "drain" })).await;
+    assert_eq!(drained.status(), StatusCode::OK);
+    assert_eq!(drained.json::<Value>().await.unwrap()["role"], "standby");
+    crate::helpers::eventually(
+        std::time::Duration::from_secs(10),
+        "the user left the drained proxy",
+        || async { app.user_proxies(id).await.is_empty().then_some(()) },
+    )
+    .await;
+    // Its own heartbeat does not undo the operator's choice.
+    app.proxy("alpha", 9001, &[]).await;
+    let listed = app.admin_json("/api/v1/admin/proxies").await;
+    assert_eq!(listed["proxies"][0]["role"], "standby");
+
+    let promoted = app.admin_post(path, &json!({ "action": "promote" })).await;
+    assert_eq!(promoted.json::<Value>().await.unwrap()["role"], "fallback");
+
+    let retired = app.admin_post(path, &json!({ "action": "retire" })).await;
+    assert_eq!(retired.status(), StatusCode::OK);
+    let counts = app.admin_json("/api/v1/admin/queue").await;
+    assert!(counts["by_kind"]["fleet.retire"].is_object(), "{counts}");
+}

@@ -1,0 +1,353 @@
+//! The admin panel in a real headless Chromium (Debian's, driven by chromedriver through
+//! WebDriver): sign in, watch a proxy appear live, search a user, gift Pro days and find the
+//! audit entry, dry-run the rebalancer, see a CSRF-less form refused, and be signed out by a
+//! password change. Screenshots of each page go to `PROXYFLEET_SCREENSHOTS` when it is set
+//! (the README's come from `docs/screenshots/`).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+use crate::admin::{create_account, ADMIN_PASSWORD, ADMIN_USER};
+use crate::helpers::{free_port, require_program, spawn_app_with, TestApp};
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// chromedriver on a free port, stopped with the test.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_driver() -> Driver {
+    let program = require_program("chromedriver", "chromium-driver");
+    require_program("chromium", "chromium");
+    let port = free_port();
+    let child = Command::new(program)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "chromedriver did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
+    // The flags keep Chromium off the network (this machine's is closed) and quiet.
+    let args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([format!("--user-data-dir={}", profile.display())])
+    .collect::<Vec<_>>();
+    let capabilities = json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args },
+    });
+    let Value::Object(capabilities) = capabilities else {
+        unreachable!()
+    };
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(true);
+    ClientBuilder::new(http)
+        .capabilities(capabilities)
+        .connect(&driver.url)
+        .await
+        .expect("a Chromium session through chromedriver")
+}
+
+async fn fill(browser: &Client, css: &str, text: &str) {
+    let field = browser
+        .wait()
+        .at_most(PATIENCE)
+        .for_element(Locator::Css(css))
+        .await
+        .expect(css);
+    field.clear().await.expect("clear");
+    field.send_keys(text).await.expect("type");
+}
+
+async fn click(browser: &Client, css: &str) {
+    let element = browser
+        .wait()
+        .at_most(PATIENCE)
+        .for_element(Locator::Css(css))
+        .await
+        .expect(css);
+    element.click().await.expect("click");
+}
+
+/// Waits until the element at `css` shows `wanted`; returns its text.
+async fn wait_for_text(browser: &Client, css: &str, wanted: &str) -> String {
+    let started = Instant::now();
+    loop {
+        if let Ok(element) = browser.find(Locator::Css(css)).await {
+            if let Ok(text) = element.text().await {
+                if text.contains(wanted) {
+                    return text;
+                }
+            }
+        }
+        if started.elapsed() > PATIENCE {
+            let page = match browser.find(Locator::Css("body")).await {
+                Ok(body) => body.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            panic!("`{css}` never showed `{wanted}`; the page shows:\n{page}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn screenshot(browser: &Client, name: &str) {
+    let png = browser.screenshot().await.expect("screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+    if let Some(dir) = std::env::var_os("PROXYFLEET_SCREENSHOTS") {
+        let dir = PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).expect("screenshot dir");
+        std::fs::write(dir.join(format!("{name}.png")), png).expect("screenshot written");
+    }
+}
+
+/// Runs a fetch in the page (with the page's cookie) and returns the response's status.
+async fn fetch_status(browser: &Client, method: &str, path: &str, body: &str) -> u64 {
+    let script = r#"
+        const [method, path, body, done] = arguments;
+        fetch(path, { method, headers: { 'Content-Type': 'application/json' }, body: method === 'GET' ? undefined : body, credentials: 'same-origin' })
+          .then((r) => done(r.status), () => done(0));
+    "#;
+    browser
+        .execute_async(script, vec![json!(method), json!(path), json!(body)])
+        .await
+        .expect("fetch in the page")
+        .as_u64()
+        .expect("a status")
+}
+
+async fn seed(app: &TestApp) {
+    let located = [
+        ("country", "NL"),
+        ("city", "Amsterdam"),
+        ("lat", "52.37"),
+        ("lon", "4.9"),
+        ("clients", "120"),
+        ("capacity", "200"),
+    ];
+    app.proxy("ams1", 9101, &located).await;
+    app.proxy(
+        "dal1",
+        9102,
+        &[
+            ("country", "US"),
+            ("city", "Dallas"),
+            ("lat", "32.8"),
+            ("lon", "-96.8"),
+            ("clients", "190"),
+            ("capacity", "200"),
+        ],
+    )
+    .await;
+    let (alice, _, _) = app.create_user("alice@example.org", None).await;
+    app.create_user("bob@example.org", Some(alice)).await;
+    app.create_user("alfred@example.org", Some(alice)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_runs_the_fleet_from_the_browser() {
+    let app = spawn_app_with(|c| c.admin_login_burst = 50).await;
+    create_account(&app).await;
+    seed(&app).await;
+    let driver = start_driver();
+    let profile = tempfile::tempdir().expect("profile dir");
+    let browser = browser(&driver, profile.path()).await;
+
+    // Sign in.
+    browser
+        .goto(&app.url("/admin/"))
+        .await
+        .expect("open the panel");
+    fill(&browser, "#login input[name=username]", ADMIN_USER).await;
+    fill(&browser, "#login input[name=password]", "not the password").await;
+    click(&browser, "#login button[type=submit]").await;
+    wait_for_text(&browser, "#login-error", "Wrong username or password").await;
+    fill(&browser, "#login input[name=password]", ADMIN_PASSWORD).await;
+    click(&browser, "#login button[type=submit]").await;
+    wait_for_text(&browser, "#card-proxies", "2").await;
+    wait_for_text(&browser, "#card-users", "3").await;
+    screenshot(&browser, "dashboard").await;
+
+    // A proxy that registers now appears on the open proxies page without a reload.
+    browser.goto(&app.url("/admin/#/proxies")).await.unwrap();
+    wait_for_text(&browser, "#proxy-list", "ams1").await;
+    app.proxy(
+        "fra1",
+        9103,
+        &[
+            ("country", "DE"),
+            ("city", "Frankfurt"),
+            ("clients", "30"),
+            ("capacity", "200"),
+        ],
+    )
+    .await;
+    wait_for_text(&browser, "#proxy-list", "fra1").await;
+    screenshot(&browser, "proxies").await;
+
+    browser.goto(&app.url("/admin/#/map")).await.unwrap();
+    wait_for_text(&browser, "#places", "Dallas").await;
+    screenshot(&browser, "map").await;
+
+    // Search a user by email prefix, open them, gift Pro days.
+    browser.goto(&app.url("/admin/#/users")).await.unwrap();
+    fill(&browser, "#user-search input[name=q]", "al").await;
+    click(&browser, "#user-search button[type=submit]").await;
+    let found = wait_for_text(&browser, "#user-list", "alfred@example.org").await;
+    assert!(
+        found.contains("alice@example.org") && !found.contains("bob@example.org"),
+        "{found}"
+    );
+    browser
+        .find(Locator::LinkText("alice@example.org"))
+        .await
+        .expect("alice is listed")
+        .click()
+        .await
+        .expect("open alice");
+    let detail = wait_for_text(&browser, "#user-detail", "#2").await;
+    assert!(
+        detail.contains("#3"),
+        "alice invited bob and alfred: {detail}"
+    );
+    fill(&browser, "#gift-form input[name=days]", "45").await;
+    click(&browser, "#gift-form button[type=submit]").await;
+    wait_for_text(&browser, "#pro-status", "until").await;
+    screenshot(&browser, "user").await;
+
+    browser.goto(&app.url("/admin/#/audit")).await.unwrap();
+    let audit = wait_for_text(&browser, "#audit-list", "/pro").await;
+    assert!(
+        audit.contains(ADMIN_USER),
+        "the gift is recorded with who did it: {audit}"
+    );
+    screenshot(&browser, "audit").await;
+
+    // The rebalancer's dry run shows the plan it would carry out, without carrying it out.
+    browser.goto(&app.url("/admin/#/rebalance")).await.unwrap();
+    click(&browser, "#dry-run-now").await;
+    wait_for_text(&browser, "#dry-run-plan", "Dry run").await;
+    screenshot(&browser, "rebalancer").await;
+
+    for (page, css, text) in [
+        ("money", "#promo-form", "New promo code"),
+        ("queues", "#queue-counts", "mail.send"),
+        ("settings", "#settings", "heartbeat_ttl_secs"),
+    ] {
+        browser
+            .goto(&app.url(&format!("/admin/#/{page}")))
+            .await
+            .unwrap();
+        wait_for_text(&browser, css, text).await;
+        screenshot(&browser, page).await;
+    }
+
+    // A form posted from the page without the CSRF token is refused and changes nothing.
+    let alice_before = app.admin_json("/api/v1/admin/users/1").await;
+    let status = fetch_status(&browser, "POST", "/api/v1/admin/users/1/disable", "{}").await;
+    assert_eq!(status, 403);
+    browser
+        .execute(
+            "const f = document.createElement('form'); f.method = 'POST'; f.action = '/api/v1/admin/users/1/disable'; document.body.append(f); f.submit();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let refused = browser
+        .wait()
+        .at_most(PATIENCE)
+        .for_element(Locator::Css("body"))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while !refused
+        .text()
+        .await
+        .unwrap_or_default()
+        .contains("csrf_failed")
+    {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the CSRF-less form was not refused"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let alice_after = app.admin_json("/api/v1/admin/users/1").await;
+    assert_eq!(alice_after["user"]["status"], "active");
+    assert_eq!(alice_before["user"], alice_after["user"]);
+
+    // Changing the password signs this browser out.
+    browser.goto(&app.url("/admin/#/account")).await.unwrap();
+    fill(
+        &browser,
+        "#password-form input[name=current]",
+        ADMIN_PASSWORD,
+    )
+    .await;
+    fill(
+        &browser,
+        "#password-form input[name=new]",
+        "an even longer passphrase",
+    )
+    .await;
+    fill(
+        &browser,
+        "#password-form input[name=again]",
+        "an even longer passphrase",
+    )
+    .await;
+    click(&browser, "#password-form button[type=submit]").await;
+    wait_for_text(&browser, "#login-error", "Password changed").await;
+    assert_eq!(
+        fetch_status(&browser, "GET", "/admin/api/session", "").await,
+        401
+    );
+    browser.refresh().await.unwrap();
+    browser
+        .wait()
+        .at_most(PATIENCE)
+        .for_element(Locator::Css("#login"))
+        .await
+        .expect("the sign-in form again");
+
+    browser.close().await.expect("close the browser");
+}

@@ -1,0 +1,27 @@
+// Who did what, when: every admin action, newest first, searchable by actor or action.
+
+import { get, query } from '../api.js';
+import { h, replace, table, dateMs } from '../ui.js';
+
+export const title = 'Audit log';
+
+export async function render(main) {
+  const state = { q: '', cursors: [null] };
+  const list = h('div', { id: 'audit-list' });
+  const form = h('form', { class: 'filters', onsubmit: (e) => { e.preventDefault(); state.q = form.q.value.trim(); state.cursors = [null]; load(); } },
+    h('input', { name: 'q', type: 'search', placeholder: 'who or what' }), h('button', { type: 'submit' }, 'Search'));
+  replace(main, h('h1', {}, title), form, list);
+
+  async function load() {
+    const page = await get(query('/admin/api/audit', { limit: 50, q: state.q, before: state.cursors[state.cursors.length - 1] }));
+    replace(list, table([
+      ['When', (e) => dateMs(e.at_ms)], ['Who', (e) => e.actor], ['What', (e) => h('code', {}, e.action)],
+      ['Result', (e) => h('span', { class: `status s${String(e.status)[0]}xx` }, String(e.status))], ['From', (e) => e.client_ip || '–'],
+    ], page.entries, 'Nothing recorded.'),
+    h('div', { class: 'pager' },
+      h('button', { type: 'button', disabled: state.cursors.length < 2, onclick: () => { state.cursors.pop(); load(); } }, '← Newer'),
+      h('button', { type: 'button', disabled: !page.next_before, onclick: () => { state.cursors.push(page.next_before); load(); } }, 'Older →')));
+  }
+  await load();
+  return load;
+}

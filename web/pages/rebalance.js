@@ -1,0 +1,48 @@
+// The rebalancer: its latest plans with their reasons; a dry run shows what it would do now,
+// and "apply" plans again from the live state and carries it out.
+
+import { get, post } from '../api.js';
+import { h, replace, table, dateMs, notice, confirmThen, number } from '../ui.js';
+
+export const title = 'Rebalancer';
+
+function planView(plan, id) {
+  const moves = plan.moves.slice(0, 200);
+  return h('section', { class: 'plan', id },
+    h('h3', {}, plan.dry_run ? 'Dry run' : `Plan #${plan.id}`, ' · ', dateMs(plan.at_ms), ' · ', plan.trigger,
+      ` · ${number(plan.moves.length)} moves, ${number(plan.promoted.length)} promoted, ${number(plan.provisioned.length)} provisioning requests, ${number(plan.retired.length)} drained, ${number(plan.unplaced)} unplaced`),
+    plan.promoted.length ? h('ul', {}, plan.promoted.map((p) => h('li', {}, `Promote ${p.proxy}: ${p.reason}`))) : null,
+    plan.provisioned.length ? h('ul', {}, plan.provisioned.map((p) => h('li', {}, `Provision a proxy: ${p.reason}`))) : null,
+    plan.retired.length ? h('ul', {}, plan.retired.map((d) => h('li', {}, `Drain ${d.proxy} (${d.action}): ${d.reason}`))) : null,
+    table([['User', (m) => h('a', { href: `#/users/${m.user}` }, `#${m.user}`)], ['From', (m) => m.from || '–'], ['To', (m) => m.to], ['Why', (m) => m.reason]],
+      moves, 'No user moves.'),
+    plan.moves.length > moves.length ? h('p', { class: 'muted' }, `…and ${number(plan.moves.length - moves.length)} more moves.`) : null);
+}
+
+export async function render(main) {
+  const preview = h('div', { id: 'dry-run' });
+  const history = h('div', { id: 'plans' });
+  const dryRun = h('button', { type: 'button', id: 'dry-run-now', onclick: async () => {
+    try {
+      const plan = await post('/api/v1/admin/rebalance?dry_run=true');
+      replace(preview, planView(plan, 'dry-run-plan'));
+    } catch (e) { notice(e.message, 'error'); }
+  } }, 'Dry run now');
+  const apply = h('button', { type: 'button', class: 'primary', onclick: () => confirmThen('Rebalance now? Users whose proxy changes get a new config.', async () => {
+    try {
+      const plan = await post('/api/v1/admin/rebalance?dry_run=false');
+      notice(`Plan #${plan.id} applied: ${plan.moves.length} moves`);
+      replace(preview);
+      await load();
+    } catch (e) { notice(e.message, 'error'); }
+  }) }, 'Apply');
+  replace(main, h('h1', {}, title),
+    h('p', { class: 'muted' }, 'A dry run shows what the rebalancer would do now. Apply plans again from the live state and carries it out.'),
+    h('div', { class: 'actions' }, dryRun, apply), preview, h('h2', {}, 'Latest plans'), history);
+
+  async function load() {
+    const { plans } = await get('/api/v1/admin/rebalance/plans?limit=10');
+    replace(history, plans.length ? plans.map((p) => planView(p)) : h('p', { class: 'empty' }, 'No plan yet.'));
+  }
+  await load();
+}

@@ -1,0 +1,75 @@
+// One user: trust-graph parent and children, Pro status, devices, payments, assignment history
+// and the config the client is served now; disable, gift Pro days, move to a proxy.
+
+import { get, post, put } from '../api.js';
+import { h, replace, table, date, notice, confirmThen, number } from '../ui.js';
+
+export const title = 'User';
+
+const link = (id) => h('a', { href: `#/users/${id}` }, `#${id}`);
+const money = (amount, currency) => `${(amount / 100).toFixed(2)} ${String(currency).toUpperCase()}`;
+
+export async function render(main, { id }) {
+  const body = h('div', { id: 'user-detail' });
+  replace(main, body);
+
+  async function load() {
+    const d = await get(`/api/v1/admin/users/${encodeURIComponent(id)}`);
+    const u = d.user;
+    const giftForm = h('form', { class: 'inline', id: 'gift-form', onsubmit: async (e) => {
+      e.preventDefault();
+      const days = Number(giftForm.days.value);
+      try {
+        await post(`/api/v1/admin/users/${u.id}/pro`, { days });
+        notice(`Gave ${days} Pro days to ${u.email}`);
+        await load();
+      } catch (err) { notice(err.message, 'error'); }
+    } },
+    h('input', { name: 'days', type: 'number', min: 1, max: 3650, value: 30, required: true }),
+    h('button', { type: 'submit' }, 'Gift Pro days'));
+    const moveForm = h('form', { class: 'inline', id: 'move-form', onsubmit: async (e) => {
+      e.preventDefault();
+      const proxies = moveForm.proxies.value.split(/[\s,]+/).filter(Boolean);
+      try {
+        await put(`/api/v1/admin/users/${u.id}/proxies`, { proxies });
+        notice(`${u.email} now uses ${proxies.join(', ')}`);
+        await load();
+      } catch (err) { notice(err.message, 'error'); }
+    } },
+    h('input', { name: 'proxies', placeholder: 'proxy names, comma separated', value: u.proxies.join(', '), required: true }),
+    h('button', { type: 'submit' }, 'Move'));
+    const disable = u.status === 'active'
+      ? h('button', { type: 'button', class: 'danger', id: 'disable-user', onclick: () => confirmThen(`Disable ${u.email}? Their tokens stop working.`, async () => {
+        try { await post(`/api/v1/admin/users/${u.id}/disable`); notice(`${u.email} disabled`); await load(); } catch (err) { notice(err.message, 'error'); }
+      }) }, 'Disable')
+      : null;
+
+    replace(body,
+      h('h1', {}, u.email, ' ', h('span', { class: `status ${u.status}` }, u.status)),
+      h('dl', { class: 'facts' },
+        h('dt', {}, 'Id'), h('dd', {}, String(u.id)),
+        h('dt', {}, 'Joined'), h('dd', {}, date(u.created_at)),
+        h('dt', {}, 'Invited by'), h('dd', {}, d.parent ? link(d.parent) : 'nobody (a root of the trust graph)'),
+        h('dt', {}, 'Invited'), h('dd', {}, d.children.length ? d.children.map((c) => [link(c), ' ']) : 'nobody yet'),
+        h('dt', {}, 'Pro'), h('dd', { id: 'pro-status' }, d.pro.active ? `until ${date(d.pro.until)}` : 'free'),
+        h('dt', {}, 'Pro proxies'), h('dd', {}, d.pro.proxies.join(', ') || '–'),
+        h('dt', {}, 'Config version'), h('dd', {}, number(d.config_version))),
+      h('div', { class: 'actions' }, giftForm, moveForm, disable),
+      h('h2', {}, 'Current config'),
+      table([
+        ['Proxy', (p) => p.name], ['Role', (p) => p.role], ['Address', (p) => `${p.ip}:${p.port}`],
+        ['Location', (p) => [p.city, p.country].filter(Boolean).join(', ') || '–'],
+      ], d.config?.proxies || [], 'No proxy in the config.'),
+      h('h2', {}, 'Devices'),
+      table([['Name', (x) => x.name], ['Linked', (x) => date(x.created_at)]], d.devices, 'No linked device.'),
+      h('h2', {}, 'Payments'),
+      table([
+        ['When', (p) => date(p.created_ms / 1000)], ['Plan', (p) => p.plan], ['Amount', (p) => money(p.amount, p.currency)],
+        ['Refunded', (p) => (p.refunded ? money(p.refunded, p.currency) : '–')], ['Days', (p) => number(p.days)], ['Status', (p) => p.status],
+      ], d.payments, 'No payment.'),
+      h('h2', {}, 'Assignment history'),
+      table([['When', (x) => date(x.at)], ['Proxies', (x) => x.proxies.join(', ') || '–'], ['Why', (x) => x.reason]],
+        [...d.history].reverse(), 'No change yet.'));
+  }
+  await load();
+}
