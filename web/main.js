@@ -68,21 +68,33 @@ async function show() {
 function showLogin(message) {
   stopLive();
   const error = h('p', { class: 'error', id: 'login-error' }, message || '');
+  // Shown when the server asks for the second factor.
+  const code = h('label', { hidden: true }, 'Authenticator code',
+    h('input', { name: 'totp', inputmode: 'numeric', autocomplete: 'one-time-code', pattern: '[0-9]{6}' }));
   const form = h('form', { id: 'login', class: 'login', onsubmit: async (event) => {
     event.preventDefault();
     const data = new FormData(form);
+    const credentials = { username: data.get('username'), password: data.get('password') };
+    if (data.get('totp')) credentials.totp = data.get('totp');
     try {
-      const session = await post('/admin/api/login', { username: data.get('username'), password: data.get('password') });
+      const session = await post('/admin/api/login', credentials);
       setCsrf(session.csrf);
       me = session;
       show();
     } catch (e) {
-      error.textContent = e.status === 429 ? 'Too many attempts; wait a minute.' : 'Wrong username or password.';
+      if (e.code === 'totp_required') {
+        code.hidden = false;
+        code.querySelector('input').focus();
+        error.textContent = 'Enter the code from your authenticator app.';
+        return;
+      }
+      error.textContent = e.status === 429 ? 'Too many attempts; wait a minute.' : 'Wrong username, password or code.';
     }
   } },
   h('h1', {}, 'proxyfleet'),
   h('label', {}, 'Username', h('input', { name: 'username', autocomplete: 'username', required: true, autofocus: true })),
   h('label', {}, 'Password', h('input', { name: 'password', type: 'password', autocomplete: 'current-password', required: true })),
+  code,
   h('button', { type: 'submit' }, 'Sign in'),
   error);
   replace(root, form);

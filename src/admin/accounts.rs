@@ -21,7 +21,7 @@ pub struct AdminAccount {
     pub password_hash: String,
     /// Bumped by every password change; sessions of an older epoch are void.
     pub password_epoch: u64,
-    /// Base32 TOTP secret, once a second factor is turned on (not offered yet).
+    /// Base32 TOTP secret while the second factor is on (`admin::totp`).
     pub totp_secret: Option<String>,
     pub created_ms: u64,
 }

@@ -7,10 +7,12 @@ pub mod guard;
 pub mod layer;
 pub mod map;
 pub mod routes;
+pub mod second_factor;
 pub mod sessions;
 pub mod settings;
 pub mod summary;
 pub mod throttle;
+pub mod totp;
 pub mod ui;
 
 use std::time::Duration;

@@ -30,6 +30,8 @@ const SMALL_BODY: u64 = 4 * 1024;
 struct Login {
     username: String,
     password: String,
+    /// The authenticator code, for accounts with the second factor on.
+    totp: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -114,6 +116,19 @@ async fn login(
         state.store.durable().await.map_err(reject)?;
         return Err(reject(Error::Unauthorized));
     };
+    if let Some(secret) = &account.totp_secret {
+        let Some(code) = body.totp.as_deref().filter(|c| !c.trim().is_empty()) else {
+            return Err(reject(Error::forbidden(
+                "totp_required",
+                "enter the code from your authenticator app",
+            )));
+        };
+        if !super::totp::code_matches(secret, code, now_ms() / 1000) {
+            note(&state, &username, "login_failed_totp", 401, ip);
+            state.store.durable().await.map_err(reject)?;
+            return Err(reject(Error::Unauthorized));
+        }
+    }
     let ttl_ms = state.config.admin_session_hours.max(1) * 3_600_000;
     let (cookie, session) =
         sessions::start(&state.store, &account, now_ms(), ttl_ms).map_err(reject)?;
@@ -203,11 +218,12 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .and(session_cookie)
         .and(with_state(&state))
         .and_then(|cookie: Option<String>, state: Arc<AppState>| async move {
-            let (session, _) = guard::session(&state, cookie.as_deref())?;
+            let (session, account) = guard::session(&state, cookie.as_deref())?;
             Ok::<_, Rejection>(json(
                 StatusCode::OK,
                 &serde_json::json!({ "username": session.username, "csrf": session.csrf,
-                    "expires_ms": session.expires_ms }),
+                    "expires_ms": session.expires_ms,
+                    "totp_enabled": account.totp_secret.is_some() }),
             ))
         });
 
@@ -319,6 +335,8 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         });
 
     login_route
+        .or(super::second_factor::routes(state.clone()))
+        .unify()
         .or(map)
         .unify()
         .or(settings)

@@ -382,3 +382,120 @@ async fn draining_a_proxy_moves_its_users_off_and_retiring_runs_the_hook_task() 
     let counts = app.admin_json("/api/v1/admin/queue").await;
     assert!(counts["by_kind"]["fleet.retire"].is_object(), "{counts}");
 }
+
+#[tokio::test]
+async fn a_second_factor_is_asked_for_once_turned_on() {
+    use proxyfleet::admin::totp::code_at;
+    let app = spawn_app_with(|c| c.admin_login_burst = 20).await;
+    create_account(&app).await;
+    let session = sign_in(&app).await;
+    let now = || crate::helpers::unix_now() as u64;
+
+    let fresh: Value = with_session(
+        &app,
+        &session,
+        reqwest::Method::GET,
+        "/admin/api/totp/new",
+        None,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let secret = fresh["secret"].as_str().unwrap().to_string();
+    assert!(fresh["otpauth_url"]
+        .as_str()
+        .unwrap()
+        .starts_with("otpauth://totp/proxyfleet:ops?secret="));
+
+    // Turning it on needs the CSRF token and a right code; a wrong one changes nothing.
+    let no_csrf = with_session(
+        &app,
+        &session,
+        reqwest::Method::POST,
+        "/admin/api/totp",
+        None,
+        Some(json!({ "secret": secret, "code": code_at(&secret, now()).unwrap() })),
+    )
+    .await;
+    assert_eq!(no_csrf.status(), StatusCode::FORBIDDEN);
+    let wrong = with_session(
+        &app,
+        &session,
+        reqwest::Method::POST,
+        "/admin/api/totp",
+        Some(&session.csrf),
+        Some(json!({ "secret": secret, "code": "000000" })),
+    )
+    .await;
+    assert_eq!(wrong.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        login(&app, ADMIN_PASSWORD).await.status(),
+        StatusCode::OK,
+        "still off"
+    );
+
+    let on = with_session(
+        &app,
+        &session,
+        reqwest::Method::POST,
+        "/admin/api/totp",
+        Some(&session.csrf),
+        Some(json!({ "secret": secret, "code": code_at(&secret, now()).unwrap() })),
+    )
+    .await;
+    assert_eq!(on.status(), StatusCode::OK);
+
+    // The password alone is not enough now; a wrong code is a failed login.
+    let asked = login(&app, ADMIN_PASSWORD).await;
+    assert_eq!(asked.status(), StatusCode::FORBIDDEN);
+    assert_eq!(error_code(asked).await, "totp_required");
+    let with_code = |code: String| {
+        app.client
+            .post(app.url("/admin/api/login"))
+            .json(&json!({ "username": ADMIN_USER, "password": ADMIN_PASSWORD, "totp": code }))
+            .send()
+    };
+    assert_eq!(
+        with_code("123456".into()).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let ok = with_code(code_at(&secret, now()).unwrap()).await.unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+
+    let me: Value = with_session(
+        &app,
+        &session,
+        reqwest::Method::GET,
+        "/admin/api/session",
+        None,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(me["totp_enabled"], true);
+    let off = with_session(
+        &app,
+        &session,
+        reqwest::Method::POST,
+        "/admin/api/totp/disable",
+        Some(&session.csrf),
+        Some(json!({ "code": code_at(&secret, now()).unwrap() })),
+    )
+    .await;
+    assert_eq!(off.status(), StatusCode::OK);
+    assert_eq!(login(&app, ADMIN_PASSWORD).await.status(), StatusCode::OK);
+
+    let audit = app.admin_json("/admin/api/audit?q=totp").await;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(actions.contains(&"POST /admin/api/totp"), "{actions:?}");
+    assert!(actions.contains(&"login_failed_totp"), "{actions:?}");
+}

@@ -200,7 +200,7 @@ async fn an_operator_runs_the_fleet_from_the_browser() {
     fill(&browser, "#login input[name=username]", ADMIN_USER).await;
     fill(&browser, "#login input[name=password]", "not the password").await;
     click(&browser, "#login button[type=submit]").await;
-    wait_for_text(&browser, "#login-error", "Wrong username or password").await;
+    wait_for_text(&browser, "#login-error", "Wrong username").await;
     fill(&browser, "#login input[name=password]", ADMIN_PASSWORD).await;
     click(&browser, "#login button[type=submit]").await;
     wait_for_text(&browser, "#card-proxies", "2").await;
