@@ -47,7 +47,6 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .and(warp::cookie::optional::<String>(COOKIE));
 
     let fresh = base
-        .clone()
         .and(warp::path!("new"))
         .and(warp::get())
         .and(with_state(&state))
