@@ -63,8 +63,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         });
 
     let enable =
-        base.clone()
-            .and(warp::path::end())
+        base.and(warp::path::end())
             .and(warp::post())
             .and(warp::header::optional::<String>(CSRF_HEADER))
             .and(json_body::<Enable>(SMALL_BODY))
