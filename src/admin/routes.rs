@@ -18,7 +18,7 @@ use crate::clock::now_ms;
 use crate::error::Error;
 use crate::http::body::json as json_body;
 use crate::http::client_ip::client_ip;
-use crate::http::{admin, json, reject, with_state};
+use crate::http::{admin, json, json_with_etag, reject, with_state};
 
 type Route = warp::reply::Response;
 
@@ -294,10 +294,11 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
     let summary = warp::path!("api" / "v1" / "admin" / "summary")
         .and(warp::get())
         .and(admin(&state))
+        .and(warp::header::optional::<String>("if-none-match"))
         .and(with_state(&state))
-        .and_then(|state: Arc<AppState>| async move {
+        .and_then(|seen: Option<String>, state: Arc<AppState>| async move {
             let summary = super::summary::summary(&state, now_ms()).map_err(reject)?;
-            Ok::<_, Rejection>(json(StatusCode::OK, &summary))
+            Ok::<_, Rejection>(json_with_etag(&summary, seen.as_deref()))
         });
     let series = warp::path!("api" / "v1" / "admin" / "summary" / "series")
         .and(warp::get())
@@ -324,14 +325,13 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
     let map = warp::path!("api" / "v1" / "admin" / "map")
         .and(warp::get())
         .and(admin(&state))
+        .and(warp::header::optional::<String>("if-none-match"))
         .and(with_state(&state))
-        .and_then(|state: Arc<AppState>| async move {
+        .and_then(|seen: Option<String>, state: Arc<AppState>| async move {
             let proxies = state.registry.list(now_ms()).map_err(reject)?;
             let places = super::map::places(&proxies, state.config.max_clients);
-            Ok::<_, Rejection>(json(
-                StatusCode::OK,
-                &serde_json::json!({ "places": places }),
-            ))
+            let body = serde_json::json!({ "places": places });
+            Ok::<_, Rejection>(json_with_etag(&body, seen.as_deref()))
         });
 
     login_route

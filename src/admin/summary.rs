@@ -37,7 +37,6 @@ pub struct Summary {
     pub payments_this_month: u64,
     pub queue: crate::queue::QueueCounts,
     pub mirror: crate::mirror::Report,
-    pub at_ms: u64,
 }
 
 fn role_name(proxy: &Proxy) -> String {
@@ -101,7 +100,6 @@ pub fn summary(state: &AppState, now_ms: u64) -> Result<Summary> {
         payments_this_month,
         queue: state.queue.counts()?,
         mirror: state.mirror.report(&state.store, now_ms)?,
-        at_ms: now_ms,
     })
 }
 

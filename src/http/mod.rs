@@ -22,6 +22,39 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> warp::reply::Response
     warp::reply::with_status(warp::reply::json(body), status).into_response()
 }
 
+/// A 200 JSON reply with a strong ETag of its bytes, or a bare 304 when `if_none_match` names
+/// it: the admin panel polls its live pages every few seconds, and most polls find nothing new.
+pub fn json_with_etag<T: Serialize>(
+    body: &T,
+    if_none_match: Option<&str>,
+) -> warp::reply::Response {
+    use sha2::{Digest, Sha256};
+    let Ok(bytes) = serde_json::to_vec(body) else {
+        return json(StatusCode::OK, body); // not reachable for our types; no ETag then
+    };
+    let digest = Sha256::digest(&bytes);
+    let etag = format!("\"{}\"", hex::encode(&digest[..12]));
+    let unchanged = if_none_match.is_some_and(|header| {
+        header
+            .split(',')
+            .any(|tag| tag.trim().trim_start_matches("W/") == etag)
+    });
+    let builder = warp::http::Response::builder()
+        .header(warp::http::header::ETAG, &etag)
+        .header(warp::http::header::CACHE_CONTROL, "private, no-cache");
+    let response = if unchanged {
+        builder
+            .status(StatusCode::NOT_MODIFIED)
+            .body(warp::hyper::Body::empty())
+    } else {
+        builder
+            .status(StatusCode::OK)
+            .header(warp::http::header::CONTENT_TYPE, "application/json")
+            .body(warp::hyper::Body::from(bytes))
+    };
+    response.unwrap_or_else(|_| warp::http::Response::new(warp::hyper::Body::empty()))
+}
+
 /// Hands the shared state to a handler.
 pub fn with_state(
     state: &Arc<AppState>,

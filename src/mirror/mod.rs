@@ -133,13 +133,19 @@ impl Mirror {
     pub fn report(&self, store: &Store, now_ms: u64) -> Result<Report> {
         let status = self.status();
         let last_seq = store.last_seq()?;
-        let behind = last_seq.saturating_sub(status.applied_seq);
+        // With no Redis configured nothing is owed to it: nothing is behind.
+        let enabled = self.url.is_some();
+        let behind = if enabled {
+            last_seq.saturating_sub(status.applied_seq)
+        } else {
+            0
+        };
         let seconds_behind = match store.changes_after(status.applied_seq, 1)?.first() {
             Some(oldest) if behind > 0 => now_ms.saturating_sub(oldest.at_ms) as f64 / 1000.0,
             _ => 0.0,
         };
         Ok(Report {
-            enabled: self.url.is_some(),
+            enabled,
             status,
             last_seq,
             changes_behind: behind,

@@ -13,7 +13,7 @@ use crate::app::AppState;
 use crate::clock::now_ms;
 use crate::error::Error;
 use crate::http::body::{fields, Fields};
-use crate::http::{admin, json, registry, reject, with_state};
+use crate::http::{admin, json, json_with_etag, registry, reject, with_state};
 
 type Route = warp::reply::Response;
 
@@ -90,6 +90,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .and(warp::path!("proxies"))
         .and(warp::get())
         .and(warp::query::<ListQuery>())
+        .and(warp::header::optional::<String>("if-none-match"))
         .and(with_state(&state))
         .and_then(list);
     let one = admin_base
@@ -188,7 +189,11 @@ struct ListQuery {
 /// Load samples a list row carries with `history=true`.
 const ROW_HISTORY: usize = 30;
 
-async fn list(query: ListQuery, state: Arc<AppState>) -> Result<Route, Rejection> {
+async fn list(
+    query: ListQuery,
+    seen: Option<String>,
+    state: Arc<AppState>,
+) -> Result<Route, Rejection> {
     let now = now_ms();
     let Some(limit) = query.limit else {
         let proxies = state.registry.list(now).map_err(reject)?;
@@ -243,10 +248,8 @@ async fn list(query: ListQuery, state: Arc<AppState>) -> Result<Route, Rejection
             row
         })
         .collect();
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({ "proxies": rows, "next_after": next_after, "matched_total": page.matched_total }),
-    ))
+    let body = serde_json::json!({ "proxies": rows, "next_after": next_after, "matched_total": page.matched_total });
+    Ok(json_with_etag(&body, seen.as_deref()))
 }
 
 async fn one(name: String, state: Arc<AppState>) -> Result<Route, Rejection> {

@@ -499,3 +499,39 @@ async fn a_second_factor_is_asked_for_once_turned_on() {
     assert!(actions.contains(&"POST /admin/api/totp"), "{actions:?}");
     assert!(actions.contains(&"login_failed_totp"), "{actions:?}");
 }
+
+#[tokio::test]
+async fn live_pages_answer_304_until_something_changes() {
+    let app = spawn_app().await;
+    app.proxy("first", 9001, &[]).await;
+    let get = |path: &'static str, etag: Option<String>| {
+        let mut request = app.client.get(app.url(path)).bearer_auth(ADMIN_TOKEN);
+        if let Some(etag) = etag {
+            request = request.header("If-None-Match", etag);
+        }
+        request.send()
+    };
+    let paths = [
+        "/api/v1/admin/summary",
+        "/api/v1/admin/proxies?limit=50&history=true",
+        "/api/v1/admin/map",
+    ];
+    for (n, path) in paths.into_iter().enumerate() {
+        // Background work (the edge sync a registration queues) settles first; then a poll
+        // naming the current ETag gets a bare 304.
+        let etag =
+            crate::helpers::eventually(std::time::Duration::from_secs(10), "a 304", || async {
+                let fresh = get(path, None).await.unwrap();
+                assert_eq!(fresh.status(), StatusCode::OK);
+                let etag = fresh.headers()["etag"].to_str().unwrap().to_string();
+                let again = get(path, Some(etag.clone())).await.unwrap();
+                (again.status() == StatusCode::NOT_MODIFIED).then_some(etag)
+            })
+            .await;
+        app.proxy(&format!("second{n}"), 9002, &[("country", "NL")])
+            .await;
+        let changed = get(path, Some(etag.clone())).await.unwrap();
+        assert_eq!(changed.status(), StatusCode::OK, "{path}");
+        assert_ne!(changed.headers()["etag"].to_str().unwrap(), etag);
+    }
+}
