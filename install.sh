@@ -122,6 +122,14 @@ if [ "$LIVE" -eq 1 ] && ! ls "$DATA_DIR"/geoip/*.mmdb >/dev/null 2>&1; then
   fi
 fi
 
+# The admin panel's first account, on a first install only (the server is not running yet):
+# its generated password is printed once below, and only its argon2 hash is kept.
+ADMIN_ACCOUNT=""
+if [ "$NEW_TOKENS" -eq 1 ]; then
+  ADMIN_ACCOUNT=$(PROXYFLEET_DATA_DIR="$DATA_DIR" "$BIN_DIR/proxyfleet" admin create \
+    --username admin --config "$CONF_DIR/config.toml")
+fi
+
 if [ "$LIVE" -eq 1 ]; then
   id proxyfleet >/dev/null 2>&1 || useradd --system --home-dir /var/lib/proxyfleet --shell /usr/sbin/nologin proxyfleet
   chown -R proxyfleet:proxyfleet "$DATA_DIR"
@@ -133,6 +141,8 @@ if [ "$NEW_TOKENS" -eq 1 ]; then
   echo "admin token:    $admin_token"
   echo "registry token: $registry_token"
   echo "(stored in $CONF_DIR/config.toml; shown once)"
+  echo "admin panel:    http://127.0.0.1:8080/admin/ (user admin)"
+  echo "$ADMIN_ACCOUNT"
 fi
 
 if [ "$LIVE" -eq 1 ] && has_systemd; then

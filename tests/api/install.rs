@@ -26,6 +26,9 @@ fn install_sh_lays_out_a_working_root_and_is_idempotent() {
     let root = tempfile::tempdir().unwrap();
     let first = run_install(root.path());
     assert!(first.contains("admin token:    pfa_"), "{first}");
+    // The panel's first account, with its password shown once.
+    assert!(first.contains("created admin account \"admin\""), "{first}");
+    assert!(first.contains("password (shown once"), "{first}");
     let binary = root.path().join("usr/local/bin/proxyfleet");
     let help = Command::new(&binary).arg("--help").output().unwrap();
     assert!(help.status.success());
