@@ -57,25 +57,35 @@ pub async fn sign_in(app: &TestApp) -> Session {
     }
 }
 
-async fn with_session(
-    app: &TestApp,
-    session: &Session,
-    method: reqwest::Method,
-    path: &str,
-    csrf: Option<&str>,
-    body: Option<Value>,
-) -> reqwest::Response {
-    let mut request = app
-        .client
-        .request(method, app.url(path))
-        .header(COOKIE, &session.cookie);
-    if let Some(token) = csrf {
-        request = request.header("X-CSRF-Token", token);
+impl Session {
+    pub async fn get(&self, app: &TestApp, path: &str) -> reqwest::Response {
+        let request = app.client.get(app.url(path)).header(COOKIE, &self.cookie);
+        request.send().await.expect("request")
     }
-    if let Some(body) = body {
-        request = request.json(&body);
+
+    /// A mutation with the session's CSRF token, as the panel sends it.
+    pub async fn post(&self, app: &TestApp, path: &str, body: Value) -> reqwest::Response {
+        self.post_with_csrf(app, path, Some(&self.csrf), body).await
     }
-    request.send().await.expect("request")
+
+    /// A mutation with the given CSRF token, or none (what a cross-site form would send).
+    pub async fn post_with_csrf(
+        &self,
+        app: &TestApp,
+        path: &str,
+        csrf: Option<&str>,
+        body: Value,
+    ) -> reqwest::Response {
+        let mut request = app
+            .client
+            .post(app.url(path))
+            .header(COOKIE, &self.cookie)
+            .json(&body);
+        if let Some(token) = csrf {
+            request = request.header("X-CSRF-Token", token);
+        }
+        request.send().await.expect("request")
+    }
 }
 
 async fn users_total(app: &TestApp) -> u64 {
@@ -107,15 +117,7 @@ async fn a_session_cookie_is_httponly_and_strict_and_mutations_need_its_csrf_tok
         "plain HTTP on loopback"
     );
 
-    let me = with_session(
-        &app,
-        &session,
-        reqwest::Method::GET,
-        "/admin/api/session",
-        None,
-        None,
-    )
-    .await;
+    let me = session.get(&app, "/admin/api/session").await;
     assert_eq!(me.status(), StatusCode::OK);
     assert_eq!(me.json::<Value>().await.unwrap()["username"], ADMIN_USER);
 
@@ -123,42 +125,20 @@ async fn a_session_cookie_is_httponly_and_strict_and_mutations_need_its_csrf_tok
     let before = users_total(&app).await;
     let body = json!({ "email": "forged@example.org" });
     for csrf in [None, Some("0000")] {
-        let refused = with_session(
-            &app,
-            &session,
-            reqwest::Method::POST,
-            "/api/v1/admin/users",
-            csrf,
-            Some(body.clone()),
-        )
-        .await;
+        let refused = session
+            .post_with_csrf(&app, "/api/v1/admin/users", csrf, body.clone())
+            .await;
         assert_eq!(refused.status(), StatusCode::FORBIDDEN);
         assert_eq!(error_code(refused).await, "csrf_failed");
     }
     assert_eq!(users_total(&app).await, before, "nothing was created");
 
-    let created = with_session(
-        &app,
-        &session,
-        reqwest::Method::POST,
-        "/api/v1/admin/users",
-        Some(&session.csrf),
-        Some(body),
-    )
-    .await;
+    let created = session.post(&app, "/api/v1/admin/users", body).await;
     assert_eq!(created.status(), StatusCode::CREATED);
     assert_eq!(users_total(&app).await, before + 1);
 
     // Who did it, from the audit trail.
-    let audit = with_session(
-        &app,
-        &session,
-        reqwest::Method::GET,
-        "/admin/api/audit?q=users",
-        None,
-        None,
-    )
-    .await;
+    let audit = session.get(&app, "/admin/api/audit?q=users").await;
     let entries: Value = audit.json().await.unwrap();
     let entry = entries["entries"]
         .as_array()
@@ -220,59 +200,37 @@ async fn changing_the_password_ends_every_session_of_the_account() {
     let first = sign_in(&app).await;
     let second = sign_in(&app).await;
 
-    let wrong = with_session(
-        &app,
-        &first,
-        reqwest::Method::POST,
-        "/admin/api/password",
-        Some(&first.csrf),
-        Some(json!({ "current": "not my password", "new": "a much longer password" })),
-    )
-    .await;
+    let wrong = first
+        .post(
+            &app,
+            "/admin/api/password",
+            json!({ "current": "not my password", "new": "a much longer password" }),
+        )
+        .await;
     assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
     assert_eq!(error_code(wrong).await, "wrong_password");
-    let short = with_session(
-        &app,
-        &first,
-        reqwest::Method::POST,
-        "/admin/api/password",
-        Some(&first.csrf),
-        Some(json!({ "current": ADMIN_PASSWORD, "new": "short" })),
-    )
-    .await;
+    let short = first
+        .post(
+            &app,
+            "/admin/api/password",
+            json!({ "current": ADMIN_PASSWORD, "new": "short" }),
+        )
+        .await;
     assert_eq!(short.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
-    let changed = with_session(
-        &app,
-        &first,
-        reqwest::Method::POST,
-        "/admin/api/password",
-        Some(&first.csrf),
-        Some(json!({ "current": ADMIN_PASSWORD, "new": "a much longer password" })),
-    )
-    .await;
+    let changed = first
+        .post(
+            &app,
+            "/admin/api/password",
+            json!({ "current": ADMIN_PASSWORD, "new": "a much longer password" }),
+        )
+        .await;
     assert_eq!(changed.status(), StatusCode::OK);
 
     for session in [&first, &second] {
-        let gone = with_session(
-            &app,
-            session,
-            reqwest::Method::GET,
-            "/admin/api/session",
-            None,
-            None,
-        )
-        .await;
+        let gone = session.get(&app, "/admin/api/session").await;
         assert_eq!(gone.status(), StatusCode::UNAUTHORIZED);
-        let api = with_session(
-            &app,
-            session,
-            reqwest::Method::GET,
-            "/api/v1/admin/summary",
-            None,
-            None,
-        )
-        .await;
+        let api = session.get(&app, "/api/v1/admin/summary").await;
         assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
     }
     assert_eq!(
@@ -391,18 +349,12 @@ async fn a_second_factor_is_asked_for_once_turned_on() {
     let session = sign_in(&app).await;
     let now = || crate::helpers::unix_now() as u64;
 
-    let fresh: Value = with_session(
-        &app,
-        &session,
-        reqwest::Method::GET,
-        "/admin/api/totp/new",
-        None,
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let fresh: Value = session
+        .get(&app, "/admin/api/totp/new")
+        .await
+        .json()
+        .await
+        .unwrap();
     let secret = fresh["secret"].as_str().unwrap().to_string();
     assert!(fresh["otpauth_url"]
         .as_str()
@@ -410,25 +362,23 @@ async fn a_second_factor_is_asked_for_once_turned_on() {
         .starts_with("otpauth://totp/proxyfleet:ops?secret="));
 
     // Turning it on needs the CSRF token and a right code; a wrong one changes nothing.
-    let no_csrf = with_session(
-        &app,
-        &session,
-        reqwest::Method::POST,
-        "/admin/api/totp",
-        None,
-        Some(json!({ "secret": secret, "code": code_at(&secret, now()).unwrap() })),
-    )
-    .await;
+    let code = || code_at(&secret, now()).unwrap();
+    let no_csrf = session
+        .post_with_csrf(
+            &app,
+            "/admin/api/totp",
+            None,
+            json!({ "secret": secret, "code": code() }),
+        )
+        .await;
     assert_eq!(no_csrf.status(), StatusCode::FORBIDDEN);
-    let wrong = with_session(
-        &app,
-        &session,
-        reqwest::Method::POST,
-        "/admin/api/totp",
-        Some(&session.csrf),
-        Some(json!({ "secret": secret, "code": "000000" })),
-    )
-    .await;
+    let wrong = session
+        .post(
+            &app,
+            "/admin/api/totp",
+            json!({ "secret": secret, "code": "000000" }),
+        )
+        .await;
     assert_eq!(wrong.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(
         login(&app, ADMIN_PASSWORD).await.status(),
@@ -436,15 +386,13 @@ async fn a_second_factor_is_asked_for_once_turned_on() {
         "still off"
     );
 
-    let on = with_session(
-        &app,
-        &session,
-        reqwest::Method::POST,
-        "/admin/api/totp",
-        Some(&session.csrf),
-        Some(json!({ "secret": secret, "code": code_at(&secret, now()).unwrap() })),
-    )
-    .await;
+    let on = session
+        .post(
+            &app,
+            "/admin/api/totp",
+            json!({ "secret": secret, "code": code() }),
+        )
+        .await;
     assert_eq!(on.status(), StatusCode::OK);
 
     // The password alone is not enough now; a wrong code is a failed login.
@@ -461,31 +409,19 @@ async fn a_second_factor_is_asked_for_once_turned_on() {
         with_code("123456".into()).await.unwrap().status(),
         StatusCode::UNAUTHORIZED
     );
-    let ok = with_code(code_at(&secret, now()).unwrap()).await.unwrap();
+    let ok = with_code(code()).await.unwrap();
     assert_eq!(ok.status(), StatusCode::OK);
 
-    let me: Value = with_session(
-        &app,
-        &session,
-        reqwest::Method::GET,
-        "/admin/api/session",
-        None,
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let me: Value = session
+        .get(&app, "/admin/api/session")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(me["totp_enabled"], true);
-    let off = with_session(
-        &app,
-        &session,
-        reqwest::Method::POST,
-        "/admin/api/totp/disable",
-        Some(&session.csrf),
-        Some(json!({ "code": code_at(&secret, now()).unwrap() })),
-    )
-    .await;
+    let off = session
+        .post(&app, "/admin/api/totp/disable", json!({ "code": code() }))
+        .await;
     assert_eq!(off.status(), StatusCode::OK);
     assert_eq!(login(&app, ADMIN_PASSWORD).await.status(), StatusCode::OK);
 
