@@ -53,6 +53,17 @@ struct Page {
     limit: Option<usize>,
 }
 
+impl Page {
+    fn limit(&self) -> usize {
+        self.limit.unwrap_or(100).clamp(1, PAGE_MAX)
+    }
+
+    /// The cursor of the next page: the last item's key, when this page came back full.
+    fn next<T>(items: &[T], limit: usize, key: impl Fn(&T) -> String) -> Option<String> {
+        items.last().filter(|_| items.len() == limit).map(key)
+    }
+}
+
 type Route = warp::reply::Response;
 
 pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = Rejection> + Clone {
@@ -101,14 +112,12 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .and(warp::query::<Page>())
         .and(with_state(&state))
         .and_then(|page: Page, state: Arc<AppState>| async move {
-            let limit = page.limit.unwrap_or(100).clamp(1, PAGE_MAX);
+            let limit = page.limit();
             let payments = state
                 .billing
                 .payments(page.after.as_deref(), limit)
                 .map_err(reject)?;
-            let next = (payments.len() == limit)
-                .then(|| payments.last().map(|p| p.id.clone()))
-                .flatten();
+            let next = Page::next(&payments, limit, |p| p.id.clone());
             let totals = state.billing.totals().map_err(reject)?;
             Ok::<_, Rejection>(json(
                 StatusCode::OK,
@@ -251,14 +260,12 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .and(warp::query::<Page>())
         .and(with_state(&state))
         .and_then(|page: Page, state: Arc<AppState>| async move {
-            let limit = page.limit.unwrap_or(100).clamp(1, PAGE_MAX);
+            let limit = page.limit();
             let codes = state
                 .billing
                 .referral_codes(page.after.as_deref(), limit)
                 .map_err(reject)?;
-            let next = (codes.len() == limit)
-                .then(|| codes.last().map(|c| c.code.clone()))
-                .flatten();
+            let next = Page::next(&codes, limit, |c| c.code.clone());
             Ok::<_, Rejection>(json(
                 StatusCode::OK,
                 &json!({ "codes": codes, "next": next }),
