@@ -1,5 +1,6 @@
-// Every place the fleet has gateways, on an equirectangular world grid: one dot per city,
-// sized by its proxy count and coloured by fullness; the table below gives the same places.
+// Every place the fleet has gateways, on an equirectangular world map (Natural Earth's land,
+// assets/admin/world-land.svg): one dot per city, sized by its proxy count and coloured by
+// fullness; the table below gives the same places.
 
 import { get } from '../api.js';
 import { h, replace, svg, table, number, fullness } from '../ui.js';
@@ -32,7 +33,8 @@ export async function render(main) {
       return dot;
     });
     replace(map, svg('svg', { viewBox: `0 0 ${W} ${H}`, class: 'world', role: 'img', 'aria-label': 'gateways by location' },
-      svg('rect', { x: 0, y: 0, width: W, height: H, class: 'sea' }), grid(), ...dots));
+      svg('rect', { x: 0, y: 0, width: W, height: H, class: 'sea' }),
+      svg('image', { href: 'world-land.svg', x: 0, y: 0, width: W, height: H }), grid(), ...dots));
     replace(list, table([
       ['Place', (p) => [p.city, p.country].filter(Boolean).join(', ') || 'unknown'],
       ['Proxies', (p) => number(p.proxies)],
