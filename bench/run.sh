@@ -184,4 +184,5 @@ $plan_line
 MD
 # The Redis mirror and the edge: its own script, since it needs redis-server.
 { echo; bash bench/mirror.sh "$DURATION"; } >>BENCHMARKS.md
+{ echo; bash bench/admin.sh; } >>BENCHMARKS.md
 cat BENCHMARKS.md
