@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod down;
 pub mod guard;
 pub mod layer;
 pub mod map;

@@ -28,6 +28,8 @@ pub struct RoleCount {
 pub struct Summary {
     pub proxies: BTreeMap<String, RoleCount>,
     pub proxies_total: u64,
+    /// Proxies that left in the last 24 h and are not back.
+    pub proxies_down: super::down::Down,
     pub clients: u64,
     pub capacity: u64,
     pub users_total: u64,
@@ -58,7 +60,9 @@ pub fn month_start_ms(now_ms: u64) -> u64 {
 pub fn summary(state: &AppState, now_ms: u64) -> Result<Summary> {
     let mut proxies: BTreeMap<String, RoleCount> = BTreeMap::new();
     let (mut total, mut clients, mut capacity) = (0u64, 0u64, 0u64);
+    let mut live = std::collections::HashSet::new();
     for proxy in state.registry.list(now_ms)? {
+        live.insert(proxy.name.as_str().to_string());
         let entry = proxies.entry(role_name(&proxy)).or_default();
         let carried = u64::from(proxy.load.clients.unwrap_or(0));
         let room = u64::from(proxy.capacity.unwrap_or(state.config.max_clients));
@@ -69,6 +73,17 @@ pub fn summary(state: &AppState, now_ms: u64) -> Result<Summary> {
         clients += carried;
         capacity += room;
     }
+    // The history newest first, read only as far back as the window.
+    let history = state
+        .store
+        .scan_rev::<crate::registry::ProxyEvent>(TreeId::ProxyEvents, None)
+        .take(super::down::MAX_EVENTS)
+        .map_while(|item| item.ok().map(|(_, event)| event));
+    let proxies_down = super::down::count(
+        history,
+        |name| live.contains(name),
+        now_ms.saturating_sub(super::down::WINDOW_MS),
+    );
     let users_total: u64 = state.store.get(TreeId::Meta, NEXT_USER_ID)?.unwrap_or(0);
     // Pro users: expiry index entries (until_ms BE, user BE) from now on.
     let users_pro = state
@@ -92,6 +107,7 @@ pub fn summary(state: &AppState, now_ms: u64) -> Result<Summary> {
     Ok(Summary {
         proxies,
         proxies_total: total,
+        proxies_down,
         clients,
         capacity,
         users_total,

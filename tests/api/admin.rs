@@ -471,3 +471,23 @@ async fn live_pages_answer_304_until_something_changes() {
         assert_ne!(changed.headers()["etag"].to_str().unwrap(), etag);
     }
 }
+
+#[tokio::test]
+async fn the_dashboard_counts_proxies_that_left_and_did_not_come_back() {
+    let app = spawn_app().await;
+    app.proxy("stays", 9001, &[]).await;
+    app.proxy("leaves", 9002, &[]).await;
+    let down = || async { app.admin_json("/api/v1/admin/summary").await["proxies_down"].clone() };
+    assert_eq!(down().await["unregistered"], 0);
+
+    assert_eq!(app.unregister("leaves").await.status(), StatusCode::OK);
+    let after = down().await;
+    assert_eq!(
+        (after["unregistered"].as_u64(), after["expired"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(after["window_secs"], 86_400);
+
+    app.proxy("leaves", 9002, &[]).await;
+    assert_eq!(down().await["unregistered"], 0, "it is back");
+}

@@ -46,6 +46,8 @@ export async function render(main) {
     const lag = s.mirror.enabled ? `${number(s.mirror.changes_behind)} behind · ${s.mirror.state}` : 'off';
     replace(cards,
       card('Proxies up', number(s.proxies_total), roles || 'none registered', 'card-proxies'),
+      card('Proxies down (24 h)', number(s.proxies_down.expired + s.proxies_down.unregistered),
+        `${number(s.proxies_down.expired)} went silent · ${number(s.proxies_down.unregistered)} unregistered`, 'card-down'),
       card('Users', number(s.users_total), `${number(s.users_pro)} pro · ${number(s.users_total - s.users_pro)} free`, 'card-users'),
       card('Clients carried', `${number(s.clients)} / ${number(s.capacity)}`, `${full}% of capacity`, 'card-load'),
       card('Revenue this month', money(s.revenue_this_month), `${number(s.payments_this_month)} payments`, 'card-revenue'),
