@@ -57,6 +57,12 @@ enum Command {
         #[arg(long, value_name = "FILE", global = true)]
         config: Option<PathBuf>,
     },
+    /// Check the store's invariants (link indexes, queue) without changing anything; exits 1
+    /// when a problem is found. The server must be stopped (the store is opened here).
+    Check {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Print the effective configuration (secrets masked) and exit.
     Config {
         #[arg(long, value_name = "FILE")]
@@ -104,6 +110,7 @@ fn main() -> ExitCode {
             config_wait_max_secs: Config::default().config_wait_max_secs,
         }),
         Command::Admin { action, config } => admin(action, config),
+        Command::Check { config } => check(config),
         Command::Config { config } => Config::load(config.as_deref())
             .map(|c| println!("{c:#?}"))
             .map_err(|e| e.to_string()),
@@ -170,6 +177,29 @@ fn admin(action: AdminAction, config_file: Option<PathBuf>) -> Result<(), String
             println!("password (shown once, only its argon2 hash is stored): {password}");
         }
         Ok(())
+    })
+}
+
+fn check(config_file: Option<PathBuf>) -> Result<(), String> {
+    let config = Config::load(config_file.as_deref()).map_err(|e| format!("configuration: {e}"))?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        let store = proxyfleet::store::Store::open(&config.data_dir).map_err(|e| {
+            format!(
+                "opening {}: {e} (is the server running? stop it, or use GET /api/v1/admin/check)",
+                config.data_dir.display()
+            )
+        })?;
+        let problems =
+            proxyfleet::app::check::store_invariants(&store).map_err(|e| e.to_string())?;
+        if problems.is_empty() {
+            println!("ok: the link indexes and the task queue are consistent");
+            return Ok(());
+        }
+        for problem in &problems {
+            println!("{problem}");
+        }
+        Err(format!("{} problem(s) found", problems.len()))
     })
 }
 

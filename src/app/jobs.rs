@@ -12,6 +12,15 @@ use crate::mail::MAIL_SEND;
 use crate::queue::Task;
 use crate::registry::edge::{self, EDGE_SYNC};
 
+/// Every task kind `run_task` handles (`proxyfleet check` flags any other).
+pub const TASK_KINDS: [&str; 5] = [
+    EDGE_SYNC,
+    fleet::PROXY_CHANGED,
+    fleet::PROVISION,
+    fleet::RETIRE,
+    MAIL_SEND,
+];
+
 /// Registry history kept for the admin (older entries are dropped).
 const EVENTS_KEPT: usize = 100_000;
 /// Rebalance plans kept for the admin.

@@ -1,6 +1,7 @@
 //! Wiring: open the store, resolve tokens, start the background jobs, bind the HTTP listener,
 //! and shut all of it down in order.
 
+pub mod check;
 mod jobs;
 mod routes;
 mod state;

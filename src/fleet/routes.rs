@@ -252,7 +252,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .and(warp::get())
         .and(with_state(&state))
         .and_then(|state: Arc<AppState>| async move {
-            let problems = links::check(&state.store).map_err(reject)?;
+            let problems = crate::app::check::store_invariants(&state.store).map_err(reject)?;
             Ok::<_, Rejection>(json(
                 StatusCode::OK,
                 &serde_json::json!({ "ok": problems.is_empty(), "problems": problems }),

@@ -9,6 +9,7 @@
 //! - an operator can list dead letters and retry them.
 
 pub mod backoff;
+pub mod check;
 mod ops;
 pub mod routes;
 pub mod worker;

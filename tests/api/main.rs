@@ -3,6 +3,7 @@
 mod admin;
 mod admin_ui;
 mod billing;
+mod check;
 mod devices;
 mod distribution;
 mod edge;

@@ -1,0 +1,12 @@
+//! The store's invariants, all in one place for `proxyfleet check` and `GET /api/v1/admin/check`:
+//! both sides of every user <-> proxy link agree (with their counts), and the task queue is well
+//! formed. Reads only.
+
+use crate::error::Result;
+use crate::store::Store;
+
+pub fn store_invariants(store: &Store) -> Result<Vec<String>> {
+    let mut problems = crate::fleet::links::check(store)?;
+    problems.extend(crate::queue::check::check(store, &super::jobs::TASK_KINDS)?);
+    Ok(problems)
+}
