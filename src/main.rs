@@ -157,13 +157,10 @@ fn admin(action: AdminAction, config_file: Option<PathBuf>) -> Result<(), String
     };
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async move {
-        let store = proxyfleet::store::Store::open(&config.data_dir).map_err(|e| {
-            format!(
-                "opening {}: {e} (is the server running? stop it, or create the account with \
-                 POST /admin/api/accounts and the admin token)",
-                config.data_dir.display()
-            )
-        })?;
+        let store = open_offline(
+            &config,
+            "create the account with POST /admin/api/accounts and the admin token",
+        )?;
         let account = proxyfleet::admin::accounts::create(
             &store,
             &username,
@@ -180,16 +177,22 @@ fn admin(action: AdminAction, config_file: Option<PathBuf>) -> Result<(), String
     })
 }
 
+/// Opens the store for a command that runs beside no server (sled allows one process); the
+/// error says what to do instead while the server runs.
+fn open_offline(config: &Config, instead: &str) -> Result<proxyfleet::store::Store, String> {
+    proxyfleet::store::Store::open(&config.data_dir).map_err(|e| {
+        format!(
+            "opening {}: {e} (is the server running? stop it, or {instead})",
+            config.data_dir.display()
+        )
+    })
+}
+
 fn check(config_file: Option<PathBuf>) -> Result<(), String> {
     let config = Config::load(config_file.as_deref()).map_err(|e| format!("configuration: {e}"))?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async move {
-        let store = proxyfleet::store::Store::open(&config.data_dir).map_err(|e| {
-            format!(
-                "opening {}: {e} (is the server running? stop it, or use GET /api/v1/admin/check)",
-                config.data_dir.display()
-            )
-        })?;
+        let store = open_offline(&config, "use GET /api/v1/admin/check")?;
         let problems =
             proxyfleet::app::check::store_invariants(&store).map_err(|e| e.to_string())?;
         if problems.is_empty() {

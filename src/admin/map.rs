@@ -76,31 +76,17 @@ pub fn places(proxies: &[Proxy], default_capacity: u32) -> Vec<Place> {
 mod tests {
     use super::*;
     use crate::registry::model::Location;
-    use crate::registry::{ProxyName, Role};
 
     fn proxy(name: &str, city: &str, lat: f64, clients: u32) -> Proxy {
-        let mut proxy = Proxy {
-            name: ProxyName::parse(name).unwrap(),
-            ip: "192.0.2.1".parse().unwrap(),
-            port: 443,
-            role: Role::Fallback,
-            location: Location {
-                country: Some("NL".into()),
-                city: Some(city.into()),
-                lat: Some(lat),
-                lon: Some(4.9),
-                ..Location::default()
-            },
-            capacity: Some(100),
-            load: Default::default(),
-            registered_ms: 0,
-            last_seen_ms: 0,
-            expires_ms: 1,
-            role_pinned: false,
-            over_limit_since_ms: None,
-            under_low_since_ms: None,
-            load_sampled_ms: 0,
+        let mut proxy = Proxy::example(name, "192.0.2.1", 443);
+        proxy.location = Location {
+            country: Some("NL".into()),
+            city: Some(city.into()),
+            lat: Some(lat),
+            lon: Some(4.9),
+            ..Location::default()
         };
+        proxy.capacity = Some(100);
         proxy.load.clients = Some(clients);
         proxy
     }

@@ -134,6 +134,27 @@ pub struct LoadSample {
 }
 
 impl Proxy {
+    /// A bare fallback proxy for unit tests: no location, no load, never seen.
+    #[cfg(test)]
+    pub fn example(name: &str, ip: &str, port: u16) -> Proxy {
+        Proxy {
+            name: ProxyName::parse(name).expect("a valid test name"),
+            ip: ip.parse().expect("a valid test address"),
+            port,
+            role: Role::Fallback,
+            location: Location::default(),
+            capacity: None,
+            load: Load::default(),
+            registered_ms: 0,
+            last_seen_ms: 0,
+            expires_ms: 1,
+            role_pinned: false,
+            over_limit_since_ms: None,
+            under_low_since_ms: None,
+            load_sampled_ms: 0,
+        }
+    }
+
     /// Clients this proxy may carry: its own capacity, else the fleet default.
     pub fn limit(&self, default_max_clients: u32) -> u32 {
         self.capacity.unwrap_or(default_max_clients)

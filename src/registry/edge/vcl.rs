@@ -94,25 +94,9 @@ fn vcl_string(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::model::{Load, Location, ProxyName, Role};
 
     fn proxy(name: &str, ip: &str, port: u16) -> Proxy {
-        Proxy {
-            name: ProxyName::parse(name).unwrap(),
-            ip: ip.parse().unwrap(),
-            port,
-            role: Role::Fallback,
-            location: Location::default(),
-            capacity: None,
-            load: Load::default(),
-            registered_ms: 0,
-            last_seen_ms: 0,
-            expires_ms: 1,
-            role_pinned: false,
-            over_limit_since_ms: None,
-            under_low_since_ms: None,
-            load_sampled_ms: 0,
-        }
+        Proxy::example(name, ip, port)
     }
 
     const SETTINGS: VclSettings = VclSettings {
