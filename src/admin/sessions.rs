@@ -79,24 +79,49 @@ pub fn end(store: &Store, cookie: &str) -> Result<()> {
 
 /// Store keys of every session of `username` (to end them with a password change).
 pub fn keys_of_account(store: &Store, username: &str) -> Result<Vec<Vec<u8>>> {
+    keys_where(store, |session| session.username == username)
+}
+
+/// Ends the sessions past their expiry (periodic upkeep; `find` already refuses them).
+pub fn end_expired(store: &Store, now_ms: u64) -> Result<usize> {
+    let keys = keys_where(store, |session| session.expires_ms <= now_ms)?;
+    store.transaction(|tx| {
+        for key in &keys {
+            tx.remove(TreeId::AdminSessions, key)?;
+        }
+        Ok(keys.len())
+    })
+}
+
+fn keys_where(store: &Store, wanted: impl Fn(&Session) -> bool) -> Result<Vec<Vec<u8>>> {
     store
         .scan_from::<Session>(TreeId::AdminSessions, [])
         .filter_map(|item| match item {
-            Ok((key, session)) if session.username == username => Some(Ok(key.to_vec())),
+            Ok((key, session)) if wanted(&session) => Some(Ok(key.to_vec())),
             Ok(_) => None,
             Err(e) => Some(Err(e)),
         })
         .collect()
 }
 
-/// Store keys of expired sessions (the sweeper removes them).
-pub fn expired(store: &Store, now_ms: u64) -> Result<Vec<Vec<u8>>> {
-    store
-        .scan_from::<Session>(TreeId::AdminSessions, [])
-        .filter_map(|item| match item {
-            Ok((key, session)) if session.expires_ms <= now_ms => Some(Ok(key.to_vec())),
-            Ok(_) => None,
-            Err(e) => Some(Err(e)),
-        })
-        .collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn expired_sessions_are_ended_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let account = accounts::create(&store, "ops", "correct horse battery", 0).unwrap();
+        let (old, _) = start(&store, &account, 0, 1_000).unwrap();
+        let (live, _) = start(&store, &account, 0, 60_000).unwrap();
+
+        assert_eq!(end_expired(&store, 5_000).unwrap(), 1);
+        assert!(store
+            .get::<Session>(TreeId::AdminSessions, key_of(&old))
+            .unwrap()
+            .is_none());
+        assert!(find(&store, &live, 5_000).unwrap().is_some());
+        assert_eq!(end_expired(&store, 5_000).unwrap(), 0);
+    }
 }

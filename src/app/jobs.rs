@@ -100,6 +100,8 @@ pub async fn upkeep(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
             state.store.compact_changes(state.config.changelog_retain)?;
             state.registry.compact_events(EVENTS_KEPT)?;
             crate::fleet::rebalance::compact_history(&state.fleet, PLANS_KEPT)?;
+            crate::admin::sessions::end_expired(&state.store, now_ms())?;
+            state.admin.throttle.shrink();
             Ok(())
         })
         .await;
