@@ -41,7 +41,7 @@ serve() { # data_dir port [extra env...]
   local dir="$1" port="$2"; shift 2
   env PROXYFLEET_LISTEN="127.0.0.1:$port" PROXYFLEET_DATA_DIR="$dir" \
     PROXYFLEET_REGISTRY_TOKEN=bench-token PROXYFLEET_ADMIN_TOKEN=bench-admin \
-    PROXYFLEET_ALLOW_PRIVATE_IPS=true PROXYFLEET_FALLBACKS_PER_USER=3 RUST_LOG=warn \
+    PROXYFLEET_ALLOW_PRIVATE_IPS=true PROXYFLEET_RATE_LIMITS__ENABLED=false PROXYFLEET_FALLBACKS_PER_USER=3 RUST_LOG=warn \
     PROXYFLEET_REBALANCE_INTERVAL_SECS=0 PROXYFLEET_HEARTBEAT_TTL_SECS=86400 "$@" \
     ./target/release/proxyfleet serve >/dev/null 2>&1 &
 }

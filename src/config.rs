@@ -157,6 +157,9 @@ pub struct Config {
     pub admin_cookie_secure: bool,
     /// Login attempts allowed at once per client address and per username, then one a minute.
     pub admin_login_burst: u32,
+    /// Per-address and per-token limits of the public endpoints (`[rate_limits]` table;
+    /// environment: `PROXYFLEET_RATE_LIMITS__JSON__PER_IP_PER_MINUTE=...`).
+    pub rate_limits: crate::http::rate_limit::RateLimitSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,6 +232,7 @@ impl Default for Config {
             admin_session_hours: 12,
             admin_cookie_secure: false,
             admin_login_burst: 5,
+            rate_limits: Default::default(),
         }
     }
 }
@@ -246,7 +250,12 @@ impl Config {
         figment
             .merge(
                 Env::prefixed("PROXYFLEET_")
-                    .filter(move |key| known.iter().any(|k| k.eq_ignore_ascii_case(key.as_str()))),
+                    .filter(move |key| {
+                        let top = key.as_str().split("__").next().unwrap_or_default();
+                        known.iter().any(|k| k.eq_ignore_ascii_case(top))
+                    })
+                    // `__` reaches into a table: PROXYFLEET_RATE_LIMITS__ENABLED=false.
+                    .split("__"),
             )
             .extract()
             .map_err(Box::new)
@@ -277,11 +286,16 @@ mod tests {
             jail.create_file("pf.toml", "heartbeat_ttl_secs = 42\nmax_clients = 7\n")?;
             jail.set_env("PROXYFLEET_MAX_CLIENTS", "9");
             jail.set_env("PROXYFLEET_ALLOW_PRIVATE_IPS", "true");
+            jail.set_env("PROXYFLEET_RATE_LIMITS__JSON__IP_BURST", "3");
+            jail.set_env("PROXYFLEET_RATE_LIMITS__ENABLED", "false");
             let config = Config::load(Some(Path::new("pf.toml"))).map_err(|e| *e)?;
             assert_eq!(config.heartbeat_ttl_secs, 42);
             assert_eq!(config.max_clients, 9);
             assert!(config.allow_private_ips);
             assert_eq!(config.listen.port(), 8080);
+            assert_eq!(config.rate_limits.json.ip_burst, 3);
+            assert_eq!(config.rate_limits.json.per_ip_per_minute, 60);
+            assert!(!config.rate_limits.enabled);
             Ok(())
         });
     }

@@ -102,6 +102,7 @@ pub async fn upkeep(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
             crate::fleet::rebalance::compact_history(&state.fleet, PLANS_KEPT)?;
             crate::admin::sessions::end_expired(&state.store, now_ms())?;
             state.admin.throttle.shrink();
+            state.limits.shrink();
             Ok(())
         })
         .await;

@@ -132,7 +132,9 @@ impl Application {
         let mailer = Mailer::new(store.clone(), &config)?;
         let mirror = Mirror::new(config.redis_url.clone(), &config.redis_prefix);
         let admin = crate::admin::AdminPanel::new(config.admin_login_burst);
+        let limits = crate::http::rate_limit::RateLimits::new(&config.rate_limits);
         let state = Arc::new(AppState {
+            limits,
             admin,
             config,
             store,

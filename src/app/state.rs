@@ -34,4 +34,5 @@ pub struct AppState {
     pub billing: Billing,
     pub mailer: Mailer,
     pub mirror: Mirror,
+    pub limits: crate::http::rate_limit::RateLimits,
 }

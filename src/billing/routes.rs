@@ -13,6 +13,7 @@ use crate::app::AppState;
 use crate::clock::now_ms;
 use crate::fleet::model::User;
 use crate::http::body::json as json_body;
+use crate::http::rate_limit::{limited, Endpoint};
 use crate::http::{admin, json, reject, user, with_state};
 use warp::Reply;
 
@@ -214,6 +215,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         });
     let redeem = warp::path!("api" / "v1" / "referrals" / "redeem")
         .and(warp::post())
+        .and(limited(&state, Endpoint::ReferralRedeem))
         .and(user(&state))
         .and(json_body::<Redeem>(limit))
         .and(with_state(&state))

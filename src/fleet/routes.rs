@@ -16,6 +16,8 @@ use crate::clock::now_ms;
 use crate::distribution::config::proxy_entries;
 use crate::error::Error;
 use crate::http::body::json as json_body;
+use crate::http::client_ip::client_ip;
+use crate::http::rate_limit::{check_code, limited, Endpoint};
 use crate::http::{admin, json, reject, user, with_state};
 use crate::registry::ProxyName;
 
@@ -317,6 +319,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
 
     let invite = warp::path!("api" / "v1" / "invitations")
         .and(warp::post())
+        .and(limited(&state, Endpoint::InvitationCreate))
         .and(user(&state))
         .and(json_body::<NewInvitation>(limit))
         .and(with_state(&state))
@@ -341,8 +344,11 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         );
     let accept = warp::path!("api" / "v1" / "invitations" / String / "accept")
         .and(warp::post())
+        .and(client_ip(Arc::new(state.config.trusted_proxies.clone())))
         .and(with_state(&state))
-        .and_then(|code: String, state: Arc<AppState>| async move {
+        .and_then(|code: String, ip, state: Arc<AppState>| async move {
+            // The code is the credential here: each one, and each address, gets a few tries.
+            check_code(&state, Endpoint::InvitationAccept, ip, &code)?;
             let created = state.fleet.accept(&code, now_ms()).await.map_err(reject)?;
             Ok::<_, Rejection>(created_reply(&state, created))
         });

@@ -13,6 +13,7 @@ use super::rank::{self, location_key, Origin};
 use crate::app::AppState;
 use crate::clock::now_ms;
 use crate::http::client_ip::client_ip;
+use crate::http::rate_limit::{limited, Endpoint};
 use crate::http::{admin, json, reject, with_state};
 use crate::registry::validate::utc_offset_minutes;
 use crate::store::TreeId;
@@ -38,6 +39,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
     let trusted = Arc::new(state.config.trusted_proxies.clone());
     let recommend = warp::path!("json")
         .and(warp::get())
+        .and(limited(&state, Endpoint::Json))
         .and(warp::query::<JsonQuery>())
         .and(client_ip(trusted))
         .and(with_state(&state))

@@ -13,6 +13,7 @@ use crate::app::AppState;
 use crate::clock::now_ms;
 use crate::error::Error;
 use crate::http::body::{fields, Fields};
+use crate::http::rate_limit::{limited, Endpoint};
 use crate::http::{admin, json, json_with_etag, registry, reject, with_state};
 
 type Route = warp::reply::Response;
@@ -70,6 +71,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
     let limit = state.config.max_body_bytes;
     let register = warp::path!("register")
         .and(warp::post())
+        .and(limited(&state, Endpoint::Register))
         .and(registry(&state))
         .and(fields(limit))
         .and(with_state(&state))

@@ -36,6 +36,11 @@ pub fn test_config(data_dir: &Path) -> Config {
         // Rebalances only when a test asks, with a fixed seed.
         rebalance_interval_secs: 0,
         rebalance_seed: Some(42),
+        // Every test talks from 127.0.0.1; tests/api/rate_limits.rs turns them on.
+        rate_limits: proxyfleet::http::rate_limit::RateLimitSettings {
+            enabled: false,
+            ..Default::default()
+        },
         ..Config::default()
     }
 }
@@ -206,6 +211,7 @@ impl ServerProcess {
             .env("PROXYFLEET_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("PROXYFLEET_REGISTRY_TOKEN", REGISTRY_TOKEN)
             .env("PROXYFLEET_ALLOW_PRIVATE_IPS", "true")
+            .env("PROXYFLEET_RATE_LIMITS__ENABLED", "false")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

@@ -17,6 +17,7 @@ mod mirror;
 mod persistence;
 mod purchase;
 mod queue;
+mod rate_limits;
 mod rebalance;
 mod redis_support;
 mod referrals;

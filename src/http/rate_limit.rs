@@ -1,0 +1,285 @@
+//! Rate limits on the public endpoints, per client address and per credential (governor's
+//! GCRA, in memory). A censor or a scraper enumerating the fleet through `/json`, invitation
+//! codes or referral codes gets a 429 with `Retry-After` long before it learns much.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use warp::{Filter, Rejection};
+
+use super::client_ip::client_ip;
+use super::reject;
+use crate::app::AppState;
+use crate::error::Error;
+
+/// One endpoint's allowance: requests per minute, per client address and per credential
+/// (the bearer token, or the invitation code), each with the burst allowed at once.
+/// A rate of 0 turns that side off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limit {
+    pub per_ip_per_minute: u32,
+    pub per_token_per_minute: u32,
+    pub ip_burst: u32,
+    pub token_burst: u32,
+}
+
+impl Default for Limit {
+    fn default() -> Self {
+        Limit::new((60, 30), (0, 1))
+    }
+}
+
+impl Limit {
+    /// `(per minute, burst)` per address, then per credential.
+    pub const fn new(per_ip: (u32, u32), per_token: (u32, u32)) -> Limit {
+        Limit {
+            per_ip_per_minute: per_ip.0,
+            ip_burst: per_ip.1,
+            per_token_per_minute: per_token.0,
+            token_burst: per_token.1,
+        }
+    }
+}
+
+/// The `[rate_limits]` table of the config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Off only for benchmarks and labs: every limit below is ignored.
+    pub enabled: bool,
+    /// `POST /register`: proxies heartbeat about once a minute each; the registry token is
+    /// shared by the whole fleet, so it has no per-token limit by default.
+    pub register: Limit,
+    /// `GET /json` (gateway recommendation, no token).
+    pub json: Limit,
+    /// `POST /api/v1/invitations/{code}/accept`: the sign-up.
+    pub invitation_accept: Limit,
+    /// `POST /api/v1/invitations` (a user inviting someone).
+    pub invitation_create: Limit,
+    /// `POST /api/v1/referrals/redeem`.
+    pub referral_redeem: Limit,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        RateLimitSettings {
+            enabled: true,
+            register: Limit::new((120, 60), (0, 1)),
+            json: Limit::new((60, 30), (0, 1)),
+            invitation_accept: Limit::new((10, 10), (5, 5)),
+            invitation_create: Limit::new((30, 10), (20, 10)),
+            referral_redeem: Limit::new((10, 10), (5, 5)),
+        }
+    }
+}
+
+/// The endpoints with a limit.
+#[derive(Debug, Clone, Copy)]
+pub enum Endpoint {
+    Register,
+    Json,
+    InvitationAccept,
+    InvitationCreate,
+    ReferralRedeem,
+}
+
+/// The limiters of one endpoint.
+struct Limiters {
+    by_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    by_token: Option<DefaultKeyedRateLimiter<[u8; 16]>>,
+}
+
+impl Limiters {
+    fn new(limit: Limit) -> Limiters {
+        let quota = |per_minute: u32, burst: u32| {
+            let per_minute = NonZeroU32::new(per_minute)?;
+            let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+            Some(Quota::per_minute(per_minute).allow_burst(burst))
+        };
+        Limiters {
+            by_ip: quota(limit.per_ip_per_minute, limit.ip_burst).map(RateLimiter::keyed),
+            by_token: quota(limit.per_token_per_minute, limit.token_burst).map(RateLimiter::keyed),
+        }
+    }
+
+    /// Ok, or the seconds to wait.
+    fn check(&self, ip: Option<IpAddr>, credential: Option<&str>) -> Result<(), u64> {
+        let clock = DefaultClock::default();
+        let wait = |outcome: Result<(), governor::NotUntil<_>>| {
+            outcome.map_err(|not_until| {
+                not_until
+                    .wait_time_from(clock.now())
+                    .as_secs()
+                    .saturating_add(1)
+            })
+        };
+        if let (Some(limiter), Some(ip)) = (&self.by_ip, ip) {
+            wait(limiter.check_key(&ip))?;
+        }
+        if let (Some(limiter), Some(credential)) = (&self.by_token, credential) {
+            wait(limiter.check_key(&credential_key(credential)))?;
+        }
+        Ok(())
+    }
+
+    fn shrink(&self) {
+        if let Some(limiter) = &self.by_ip {
+            limiter.retain_recent();
+        }
+        if let Some(limiter) = &self.by_token {
+            limiter.retain_recent();
+        }
+    }
+}
+
+/// Credentials are kept as a short hash, never as themselves.
+fn credential_key(credential: &str) -> [u8; 16] {
+    let digest = Sha256::digest(credential.as_bytes());
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
+}
+
+pub struct RateLimits {
+    enabled: bool,
+    register: Limiters,
+    json: Limiters,
+    invitation_accept: Limiters,
+    invitation_create: Limiters,
+    referral_redeem: Limiters,
+}
+
+impl RateLimits {
+    pub fn new(settings: &RateLimitSettings) -> RateLimits {
+        RateLimits {
+            enabled: settings.enabled,
+            register: Limiters::new(settings.register),
+            json: Limiters::new(settings.json),
+            invitation_accept: Limiters::new(settings.invitation_accept),
+            invitation_create: Limiters::new(settings.invitation_create),
+            referral_redeem: Limiters::new(settings.referral_redeem),
+        }
+    }
+
+    fn limiters(&self, endpoint: Endpoint) -> &Limiters {
+        match endpoint {
+            Endpoint::Register => &self.register,
+            Endpoint::Json => &self.json,
+            Endpoint::InvitationAccept => &self.invitation_accept,
+            Endpoint::InvitationCreate => &self.invitation_create,
+            Endpoint::ReferralRedeem => &self.referral_redeem,
+        }
+    }
+
+    /// Ok, or the seconds to wait before trying again.
+    pub fn check(
+        &self,
+        endpoint: Endpoint,
+        ip: Option<IpAddr>,
+        credential: Option<&str>,
+    ) -> Result<(), u64> {
+        if !self.enabled {
+            return Ok(());
+        }
+        self.limiters(endpoint).check(ip, credential)
+    }
+
+    /// Drops the state of keys idle long enough to be full again (called by upkeep).
+    pub fn shrink(&self) {
+        for endpoint in [
+            Endpoint::Register,
+            Endpoint::Json,
+            Endpoint::InvitationAccept,
+            Endpoint::InvitationCreate,
+            Endpoint::ReferralRedeem,
+        ] {
+            self.limiters(endpoint).shrink();
+        }
+    }
+}
+
+/// Rejects with 429 once the client address or its bearer token is over the endpoint's limit.
+/// Put it right after the path match: it counts only this endpoint's requests, and it runs
+/// before authentication, so it slows down token guessing too.
+pub fn limited(
+    state: &Arc<AppState>,
+    endpoint: Endpoint,
+) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    let state = state.clone();
+    client_ip(Arc::new(state.config.trusted_proxies.clone()))
+        .and(warp::header::optional::<String>("authorization"))
+        .and_then(move |ip: Option<IpAddr>, authorization: Option<String>| {
+            let state = state.clone();
+            async move {
+                state
+                    .limits
+                    .check(endpoint, ip, authorization.as_deref())
+                    .map_err(|wait| reject(Error::TooManyRequests(wait)))
+            }
+        })
+        .untuple_one()
+}
+
+/// As [`limited`], for endpoints whose credential is a code in the path.
+pub fn check_code(
+    state: &AppState,
+    endpoint: Endpoint,
+    ip: Option<IpAddr>,
+    code: &str,
+) -> Result<(), Rejection> {
+    state
+        .limits
+        .check(endpoint, ip, Some(code))
+        .map_err(|wait| reject(Error::TooManyRequests(wait)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(last: u8) -> Option<IpAddr> {
+        Some(IpAddr::from([192, 0, 2, last]))
+    }
+
+    #[test]
+    fn the_address_and_the_token_each_have_their_allowance() {
+        let limits = RateLimits::new(&RateLimitSettings {
+            referral_redeem: Limit::new((60, 2), (60, 2)),
+            ..RateLimitSettings::default()
+        });
+        let redeem = Endpoint::ReferralRedeem;
+        assert!(limits.check(redeem, ip(1), Some("Bearer a")).is_ok());
+        assert!(limits.check(redeem, ip(1), Some("Bearer b")).is_ok());
+        let wait = limits.check(redeem, ip(1), Some("Bearer c")).unwrap_err();
+        assert!((1..=61).contains(&wait));
+        // The same token from another address is still counted against the token.
+        assert!(limits.check(redeem, ip(2), Some("Bearer a")).is_ok());
+        assert!(limits.check(redeem, ip(3), Some("Bearer a")).is_err());
+        // Other endpoints are not affected.
+        assert!(limits.check(Endpoint::Json, ip(1), None).is_ok());
+    }
+
+    #[test]
+    fn zero_and_disabled_mean_no_limit() {
+        let limits = RateLimits::new(&RateLimitSettings {
+            json: Limit::new((0, 1), (0, 1)),
+            ..RateLimitSettings::default()
+        });
+        for _ in 0..1000 {
+            assert!(limits.check(Endpoint::Json, ip(1), None).is_ok());
+        }
+        let off = RateLimits::new(&RateLimitSettings {
+            enabled: false,
+            ..RateLimitSettings::default()
+        });
+        for _ in 0..1000 {
+            assert!(off.check(Endpoint::Register, ip(1), None).is_ok());
+        }
+    }
+}
