@@ -40,6 +40,30 @@ pub fn actor(
     Some(session.username)
 }
 
+/// A panel session's own calls (password, second factor): the live session from the cookie,
+/// and, on mutating calls, its CSRF token. Put it before the body is read, so an anonymous
+/// caller learns nothing about the body's shape.
+pub fn signed_in(
+    state: &Arc<AppState>,
+) -> impl Filter<Extract = ((Session, AdminAccount),), Error = Rejection> + Clone {
+    let state = state.clone();
+    warp::method()
+        .and(warp::cookie::optional::<String>(COOKIE))
+        .and(warp::header::optional::<String>(CSRF_HEADER))
+        .and_then(
+            move |method: Method, cookie: Option<String>, csrf: Option<String>| {
+                let state = state.clone();
+                async move {
+                    let (session, account) = session(&state, cookie.as_deref())?;
+                    if is_mutating(&method) {
+                        check_csrf(&session, csrf.as_deref())?;
+                    }
+                    Ok::<_, Rejection>((session, account))
+                }
+            },
+        )
+}
+
 /// The session a cookie stands for; 401 when there is none or it ended.
 pub fn session(
     state: &AppState,

@@ -10,8 +10,9 @@ use warp::http::{header, StatusCode};
 use warp::path::Tail;
 use warp::{Filter, Rejection, Reply};
 
+use super::accounts::AdminAccount;
 use super::guard::{self, check_csrf, CSRF_HEADER};
-use super::sessions::{self, COOKIE};
+use super::sessions::{self, Session, COOKIE};
 use super::{accounts, audit};
 use crate::app::AppState;
 use crate::clock::now_ms;
@@ -230,8 +231,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
     let password = api
         .and(warp::path!("password"))
         .and(warp::post())
-        .and(session_cookie)
-        .and(warp::header::optional::<String>(CSRF_HEADER))
+        .and(guard::signed_in(&state))
         .and(json_body::<PasswordChange>(SMALL_BODY))
         .and(client_ip(trusted))
         .and(with_state(&state))
@@ -366,14 +366,11 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
 /// Checks the current password, stores the new one under a new epoch and ends every session
 /// of the account (this one too) in one transaction: the panel then asks to sign in again.
 async fn change_password(
-    cookie: Option<String>,
-    csrf: Option<String>,
+    (session, account): (Session, AdminAccount),
     body: PasswordChange,
     ip: Option<IpAddr>,
     state: Arc<AppState>,
 ) -> Result<Route, Rejection> {
-    let (session, account) = guard::session(&state, cookie.as_deref())?;
-    check_csrf(&session, csrf.as_deref())?;
     accounts::check_password(&body.new).map_err(reject)?;
     let store = state.store.clone();
     let changed = tokio::task::spawn_blocking(move || {

@@ -8,8 +8,9 @@ use serde::Deserialize;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection};
 
-use super::guard::{self, check_csrf, CSRF_HEADER};
-use super::sessions::COOKIE;
+use super::accounts::AdminAccount;
+use super::guard;
+use super::sessions::Session;
 use super::{accounts, totp};
 use crate::app::AppState;
 use crate::clock::now_ms;
@@ -43,15 +44,13 @@ fn wrong_code() -> Rejection {
 pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = Rejection> + Clone {
     let base = warp::path("admin")
         .and(warp::path("api"))
-        .and(warp::path("totp"))
-        .and(warp::cookie::optional::<String>(COOKIE));
+        .and(warp::path("totp"));
 
     let fresh = base
         .and(warp::path!("new"))
         .and(warp::get())
-        .and(with_state(&state))
-        .and_then(|cookie: Option<String>, state: Arc<AppState>| async move {
-            let (session, _) = guard::session(&state, cookie.as_deref())?;
+        .and(guard::signed_in(&state))
+        .and_then(|(session, _): (Session, AdminAccount)| async move {
             let secret = totp::new_secret();
             Ok::<_, Rejection>(json(
                 StatusCode::OK,
@@ -65,16 +64,13 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
     let enable =
         base.and(warp::path::end())
             .and(warp::post())
-            .and(warp::header::optional::<String>(CSRF_HEADER))
+            .and(guard::signed_in(&state))
             .and(json_body::<Enable>(SMALL_BODY))
             .and(with_state(&state))
             .and_then(
-                |cookie: Option<String>,
-                 csrf: Option<String>,
+                |(_, mut account): (Session, AdminAccount),
                  body: Enable,
                  state: Arc<AppState>| async move {
-                    let (session, mut account) = guard::session(&state, cookie.as_deref())?;
-                    check_csrf(&session, csrf.as_deref())?;
                     totp::check_secret(&body.secret).map_err(reject)?;
                     if !totp::code_matches(&body.secret, &body.code, now_ms() / 1000) {
                         return Err(wrong_code());
@@ -92,16 +88,13 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
     let disable =
         base.and(warp::path!("disable"))
             .and(warp::post())
-            .and(warp::header::optional::<String>(CSRF_HEADER))
+            .and(guard::signed_in(&state))
             .and(json_body::<Disable>(SMALL_BODY))
             .and(with_state(&state))
             .and_then(
-                |cookie: Option<String>,
-                 csrf: Option<String>,
+                |(_, mut account): (Session, AdminAccount),
                  body: Disable,
                  state: Arc<AppState>| async move {
-                    let (session, mut account) = guard::session(&state, cookie.as_deref())?;
-                    check_csrf(&session, csrf.as_deref())?;
                     let Some(secret) = account.totp_secret.clone() else {
                         return Err(reject(Error::conflict(
                             "totp_off",

@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use routes::OPENAPI;
 pub use state::{AppState, Tokens};
 pub use tokens::NewTokens;
 

@@ -10,10 +10,22 @@ use super::AppState;
 use crate::http::{json, recover};
 use crate::{admin, billing, distribution, fleet, gateways, mirror, queue, registry};
 
+/// Every endpoint, for people and for tools (tests/api/openapi.rs keeps it true to the routes).
+pub const OPENAPI: &str = include_str!("../../assets/openapi.json");
+
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(warp::reply::Response,)> {
     let health = warp::path!("healthz")
         .and(warp::get())
         .map(|| json(StatusCode::OK, &serde_json::json!({ "status": "ok" })));
+    let openapi = warp::path!("api" / "v1" / "openapi.json")
+        .and(warp::get())
+        .map(|| {
+            warp::http::Response::builder()
+                .header(warp::http::header::CONTENT_TYPE, "application/json")
+                .header(warp::http::header::CACHE_CONTROL, "public, max-age=3600")
+                .body(warp::hyper::Body::from(OPENAPI))
+                .unwrap_or_default()
+        });
     // The hot paths (config reads, heartbeats) come first: warp tries routes in order.
     let api = distribution::routes::routes(state.clone())
         .boxed()
@@ -22,6 +34,8 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(warp::reply::Response,)> {
         .or(gateways::routes::routes(state.clone()).boxed())
         .unify()
         .or(health)
+        .unify()
+        .or(openapi)
         .unify()
         .or(queue::routes::routes(state.clone()).boxed())
         .unify()

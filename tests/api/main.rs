@@ -14,6 +14,7 @@ mod helpers;
 mod install;
 mod mail;
 mod mirror;
+mod openapi;
 mod persistence;
 mod purchase;
 mod queue;
