@@ -160,6 +160,12 @@ pub struct Config {
     /// Per-address and per-token limits of the public endpoints (`[rate_limits]` table;
     /// environment: `PROXYFLEET_RATE_LIMITS__JSON__PER_IP_PER_MINUTE=...`).
     pub rate_limits: crate::http::rate_limit::RateLimitSettings,
+    /// Where scheduled and pre-migration backups go; default: `<data_dir>-backups` beside it.
+    pub backup_dir: Option<PathBuf>,
+    /// A backup every this many seconds while the server runs (default a day); 0 = off.
+    pub backup_interval_secs: u64,
+    /// Scheduled backups kept (the oldest go first).
+    pub backup_keep: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,6 +239,9 @@ impl Default for Config {
             admin_cookie_secure: false,
             admin_login_burst: 5,
             rate_limits: Default::default(),
+            backup_dir: None,
+            backup_interval_secs: 86_400,
+            backup_keep: 7,
         }
     }
 }
@@ -259,6 +268,18 @@ impl Config {
             )
             .extract()
             .map_err(Box::new)
+    }
+
+    pub fn backup_dir(&self) -> PathBuf {
+        self.backup_dir.clone().unwrap_or_else(|| {
+            let mut name = self
+                .data_dir
+                .file_name()
+                .map(|n| n.to_os_string())
+                .unwrap_or_else(|| "data".into());
+            name.push("-backups");
+            self.data_dir.with_file_name(name)
+        })
     }
 
     pub fn edge_vcl_path(&self) -> PathBuf {

@@ -6,6 +6,8 @@
 pub mod admin;
 /// Wiring: `Application::build(config)`, background jobs, shutdown.
 pub mod app;
+/// Backups: consistent online snapshots, restore, the schedule.
+pub mod backup;
 pub mod billing;
 /// Wall-clock milliseconds.
 pub mod clock;
@@ -22,6 +24,8 @@ pub mod gateways;
 /// Shared HTTP pieces: JSON errors, bearer tokens, body limits and parsing.
 pub mod http;
 pub mod mail;
+/// Prometheus metrics: request counts and latency by route, tasks, mails, the store's figures.
+pub mod metrics;
 /// The Redis mirror of the change log, and the edge (read-only, Redis-backed) mode.
 pub mod mirror;
 /// The durable task queue and its workers.

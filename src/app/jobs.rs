@@ -28,6 +28,12 @@ const PLANS_KEPT: usize = 1_000;
 const UPKEEP_EVERY: Duration = Duration::from_secs(60);
 
 pub async fn run_task(state: Arc<AppState>, task: Task) -> Result<(), String> {
+    let outcome = handle(&state, &task).await;
+    state.metrics.task_ran(&task.kind, outcome.is_ok());
+    outcome
+}
+
+async fn handle(state: &Arc<AppState>, task: &Task) -> Result<(), String> {
     match task.kind.as_str() {
         EDGE_SYNC => edge::sync(&state.store, &state.registry, &state.edge, &task.payload).await,
         fleet::PROXY_CHANGED => {

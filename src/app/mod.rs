@@ -3,6 +3,7 @@
 
 pub mod check;
 mod jobs;
+mod migrations;
 mod routes;
 mod state;
 mod tokens;
@@ -18,7 +19,7 @@ use tokio::task::JoinHandle;
 
 pub use routes::OPENAPI;
 pub use state::{AppState, Tokens};
-pub use tokens::NewTokens;
+pub use tokens::{NewTokens, BACKUP_COOKIE};
 
 use crate::billing::stripe_api::StripeApi;
 use crate::billing::{Billing, BillingSettings};
@@ -65,10 +66,7 @@ impl Application {
     /// Opens everything and binds the listener (port 0 picks a free port), without serving yet.
     pub async fn build(config: Config) -> Result<Application> {
         let store = Store::open(&config.data_dir)?;
-        let indexed = crate::fleet::invitees::backfill(&store)?;
-        if indexed > 0 {
-            tracing::info!(indexed, "built the invitee index of the trust graph");
-        }
+        migrations::run(&store, &config)?;
         let (tokens, new_tokens) = tokens::load_or_create(&store, &config).await?;
         let queue = Queue::new(
             store.clone(),
@@ -135,6 +133,7 @@ impl Application {
         let admin = crate::admin::AdminPanel::new(config.admin_login_burst);
         let limits = crate::http::rate_limit::RateLimits::new(&config.rate_limits);
         let state = Arc::new(AppState {
+            metrics: crate::metrics::Metrics::new(routes::OPENAPI),
             limits,
             admin,
             config,
@@ -239,6 +238,10 @@ fn start_background(state: &Arc<AppState>, stop: &Arc<watch::Sender<bool>>) -> V
         stop.subscribe(),
     )));
     jobs.push(tokio::spawn(jobs::upkeep(state.clone(), stop.subscribe())));
+    jobs.push(tokio::spawn(crate::backup::schedule::run(
+        state.clone(),
+        stop.subscribe(),
+    )));
     jobs.push(tokio::spawn(mirror::stream::run(
         state.clone(),
         stop.subscribe(),
@@ -251,9 +254,11 @@ fn start_background(state: &Arc<AppState>, stop: &Arc<watch::Sender<bool>>) -> V
         state.clone(),
         stop.subscribe(),
     )));
+    let observed = state.clone();
     jobs.push(tokio::spawn(rebalance::periodic(
         state.fleet.clone(),
         state.rebalance.clone(),
+        move |plan| observed.metrics.rebalanced(plan),
         stop.subscribe(),
     )));
     jobs

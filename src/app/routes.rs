@@ -8,7 +8,9 @@ use warp::Filter;
 
 use super::AppState;
 use crate::http::{json, recover};
-use crate::{admin, billing, distribution, fleet, gateways, mirror, queue, registry};
+use crate::{
+    admin, backup, billing, distribution, fleet, gateways, metrics, mirror, queue, registry,
+};
 
 /// Every endpoint, for people and for tools (tests/api/openapi.rs keeps it true to the routes).
 pub const OPENAPI: &str = include_str!("../../assets/openapi.json");
@@ -43,6 +45,10 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(warp::reply::Response,)> {
         .unify()
         .or(mirror::routes::routes(state.clone()).boxed())
         .unify()
+        .or(metrics::routes::routes(state.clone()).boxed())
+        .unify()
+        .or(backup::routes::routes(state.clone()).boxed())
+        .unify()
         .or(fleet::routes::routes(state.clone()).boxed())
         .unify()
         .or(admin::routes::routes(state.clone()).boxed())
@@ -50,6 +56,18 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(warp::reply::Response,)> {
         .recover(recover)
         .unify()
         .boxed();
-    // Every mutating admin call is recorded in the audit trail once answered.
-    admin::layer::audited(state, api).boxed()
+    // Every mutating admin call is recorded in the audit trail once answered; every answer is
+    // counted by route template (never the raw path: it may hold a code or a user id).
+    let observed = state.clone();
+    admin::layer::audited(state, api)
+        .with(warp::log::custom(move |info| {
+            observed.metrics.observe_request(
+                info.method().as_str(),
+                info.path(),
+                info.status().as_u16(),
+                info.elapsed(),
+            )
+        }))
+        .map(warp::Reply::into_response)
+        .boxed()
 }

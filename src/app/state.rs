@@ -17,6 +17,8 @@ use crate::store::Store;
 pub struct Tokens {
     pub admin: TokenHash,
     pub registry: TokenHash,
+    /// Accepted by `GET /api/v1/admin/backup` only (see `tokens::BACKUP_COOKIE`).
+    pub backup: TokenHash,
 }
 
 pub struct AppState {
@@ -35,4 +37,5 @@ pub struct AppState {
     pub mailer: Mailer,
     pub mirror: Mirror,
     pub limits: crate::http::rate_limit::RateLimits,
+    pub metrics: crate::metrics::Metrics,
 }

@@ -25,7 +25,39 @@ pub async fn load_or_create(store: &Store, config: &Config) -> Result<(Tokens, N
     if !generated.is_empty() {
         store.durable().await?;
     }
-    Ok((Tokens { admin, registry }, generated))
+    let backup = write_backup_cookie(&config.data_dir)?;
+    Ok((
+        Tokens {
+            admin,
+            registry,
+            backup,
+        },
+        generated,
+    ))
+}
+
+/// The file `proxyfleet backup` reads to ask the running server for a snapshot (as Tor's
+/// control cookie): whoever can read the data directory may take a backup, without the admin
+/// token. A new one each start; readable by the server's user only.
+pub const BACKUP_COOKIE: &str = "backup.cookie";
+
+fn write_backup_cookie(data_dir: &std::path::Path) -> Result<TokenHash> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    let cookie = hex::encode(bytes);
+    let path = data_dir.join(BACKUP_COOKIE);
+    let io = |e: std::io::Error| crate::error::Error::internal(format!("{}: {e}", path.display()));
+    let _ = std::fs::remove_file(&path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io)?;
+    file.write_all(cookie.as_bytes()).map_err(io)?;
+    Ok(TokenHash::of(&cookie))
 }
 
 fn resolve(

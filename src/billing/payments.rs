@@ -66,6 +66,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// A short name for counting.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Granted { .. } => "granted",
+            Outcome::Revoked { .. } => "revoked",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Ignored(_) => "ignored",
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Outcome::Granted { user_id, days } => format!("granted {days} days to user {user_id}"),

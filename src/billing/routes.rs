@@ -89,7 +89,9 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
                     .billing
                     .webhook(signature.as_deref(), &body, now_ms())
                     .await
+                    .inspect_err(|_| state.metrics.webhook("rejected"))
                     .map_err(reject)?;
+                state.metrics.webhook(outcome.kind());
                 Ok::<_, Rejection>(json(
                     StatusCode::OK,
                     &json!({ "received": true, "outcome": outcome.describe() }),

@@ -271,6 +271,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
             let plan = rebalance::run(&state.fleet, &state.rebalance, Trigger::Manual, dry_run)
                 .await
                 .map_err(reject)?;
+            state.metrics.rebalanced(&plan);
             Ok::<_, Rejection>(json(StatusCode::OK, &plan))
         });
     let plans = admin_base

@@ -4,13 +4,12 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use warp::http::{header, Response, StatusCode};
+use warp::http::StatusCode;
 use warp::{Filter, Rejection};
 
 use super::{Report, State};
 use crate::app::AppState;
 use crate::clock::now_ms;
-use crate::error::Error;
 use crate::http::{admin, json, reject, with_state};
 
 type Route = warp::reply::Response;
@@ -38,22 +37,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
                 &serde_json::json!({ "status": "resync requested" }),
             ))
         });
-    let metrics = warp::path!("metrics")
-        .and(warp::get())
-        .and(admin(&state))
-        .and(with_state(&state))
-        .and_then(|state: Arc<AppState>| async move {
-            let report = state
-                .mirror
-                .report(&state.store, now_ms())
-                .map_err(reject)?;
-            Response::builder()
-                .status(StatusCode::OK)
-                .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
-                .body(warp::hyper::Body::from(prometheus_text(&report)))
-                .map_err(|e| reject(Error::internal(e)))
-        });
-    status.or(resync).unify().or(metrics).unify()
+    status.or(resync).unify()
 }
 
 /// The mirror's gauges in Prometheus' text format.

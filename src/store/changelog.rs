@@ -65,6 +65,7 @@ impl Store {
         let last = self.last_seq()?;
         let keep_from = last.saturating_sub(retain) + 1;
         let mut removed = 0;
+        let _writing = self.write_gate();
         for key in self.keys_from(TreeId::Changes, u64_key(0)) {
             let key = key?;
             match key_u64(&key) {

@@ -9,6 +9,7 @@ pub mod changelog;
 pub mod codec;
 pub mod combiner;
 mod flusher;
+pub mod format;
 mod tx;
 
 use std::path::Path;
@@ -163,6 +164,9 @@ impl TreeId {
     }
 }
 
+/// One tree's records as raw bytes: (tree name, [(key, value)]).
+pub type TreeSnapshot = (&'static str, Vec<(sled::IVec, sled::IVec)>);
+
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
@@ -173,6 +177,9 @@ pub struct Store {
     writes: std::sync::Arc<[std::sync::atomic::AtomicU64; TreeId::ALL.len()]>,
     /// Rung after every commit that appended to the change log (the Redis mirror waits on it).
     changed: std::sync::Arc<tokio::sync::Notify>,
+    /// Writes hold it shared; a snapshot holds it alone for the moment it copies the trees,
+    /// so a backup never sees half of a multi-record change (sled has no read snapshots).
+    gate: std::sync::Arc<std::sync::RwLock<()>>,
 }
 
 impl Store {
@@ -196,7 +203,47 @@ impl Store {
             flusher,
             writes: Default::default(),
             changed: Default::default(),
+            gate: Default::default(),
         })
+    }
+
+    /// Shared by writers (a poisoned lock only means a writer panicked: the data is sled's).
+    fn write_gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.gate
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Every record of every tree at one instant, as raw bytes: (tree name, key, value).
+    /// Writers wait while the copy is made (about a second per million records here).
+    pub fn snapshot(&self) -> Result<Vec<TreeSnapshot>> {
+        let _alone = self
+            .gate
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        TreeId::ALL
+            .iter()
+            .map(|&id| {
+                let records = self.tree(id).iter().collect::<sled::Result<Vec<_>>>()?;
+                Ok((id.name(), records))
+            })
+            .collect()
+    }
+
+    /// Loads records made by [`Store::snapshot`] into this (empty) store, in one batch per
+    /// tree, and flushes. Trees this version does not know are an error: nothing is dropped.
+    pub fn load(&self, tree: &str, records: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+        let id = TreeId::ALL
+            .iter()
+            .copied()
+            .find(|id| id.name() == tree)
+            .ok_or_else(|| Error::internal(format!("the backup has an unknown tree `{tree}`")))?;
+        let mut batch = sled::Batch::default();
+        for (key, value) in records {
+            batch.insert(key, value);
+        }
+        self.tree(id).apply_batch(batch)?;
+        Ok(())
     }
 
     fn tree(&self, id: TreeId) -> &sled::Tree {
@@ -206,6 +253,7 @@ impl Store {
     /// Runs `body` atomically over all trees. sled may run it more than once on conflict,
     /// so it must only read and write through `tx`.
     pub fn transaction<T>(&self, body: impl Fn(&Tx) -> TxResult<T>) -> Result<T> {
+        let _writing = self.write_gate();
         let written = std::cell::Cell::new(0u32);
         let result = self.trees.as_slice().transaction(|trees| {
             let tx = Tx {
@@ -272,6 +320,7 @@ impl Store {
 
     /// Writes one record outside a transaction (for single-record state such as the meta tree).
     pub fn put<V: Serialize>(&self, tree: TreeId, key: impl AsRef<[u8]>, value: &V) -> Result<()> {
+        let _writing = self.write_gate();
         self.tree(tree)
             .insert(key.as_ref(), codec::encode(value)?)?;
         self.count_writes(1 << tree as u32);

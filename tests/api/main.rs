@@ -2,6 +2,7 @@
 
 mod admin;
 mod admin_ui;
+mod backup;
 mod billing;
 mod check;
 mod devices;
@@ -13,6 +14,7 @@ mod health;
 mod helpers;
 mod install;
 mod mail;
+mod metrics;
 mod mirror;
 mod openapi;
 mod persistence;

@@ -110,8 +110,13 @@ pub fn compact_history(fleet: &Fleet, keep: usize) -> Result<usize> {
     Ok(old.len())
 }
 
-/// Periodic runs.
-pub async fn periodic(fleet: Fleet, settings: RebalanceSettings, mut stop: watch::Receiver<bool>) {
+/// Periodic runs; `ran` sees each plan (for the metrics).
+pub async fn periodic(
+    fleet: Fleet,
+    settings: RebalanceSettings,
+    ran: impl Fn(&Plan) + Send + 'static,
+    mut stop: watch::Receiver<bool>,
+) {
     if settings.interval.is_zero() {
         return;
     }
@@ -122,7 +127,11 @@ pub async fn periodic(fleet: Fleet, settings: RebalanceSettings, mut stop: watch
             _ = tick.tick() => {}
             _ = stop.changed() => break,
         }
-        match run(&fleet, &settings, Trigger::Periodic, false).await {
+        let outcome = run(&fleet, &settings, Trigger::Periodic, false).await;
+        if let Ok(plan) = &outcome {
+            ran(plan);
+        }
+        match outcome {
             Ok(plan)
                 if !plan.moves.is_empty()
                     || !plan.retired.is_empty()

@@ -1,0 +1,59 @@
+//! Data-format migrations, run at start before anything else reads the store. A backup of the
+//! store as it was is written first, so an upgrade that goes wrong can be undone with
+//! `proxyfleet restore`. A store newer than this binary is refused.
+
+use crate::backup::schedule::file_name;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::store::format::{self, DATA_FORMAT};
+use crate::store::Store;
+
+/// One step: from format `from` to `from + 1`.
+struct Migration {
+    from: u64,
+    what: &'static str,
+    run: fn(&Store) -> Result<()>,
+}
+
+const MIGRATIONS: [Migration; 1] = [Migration {
+    from: 0,
+    what: "stores made before formats were recorded: build the trust graph's invitee index",
+    run: |store| crate::fleet::invitees::backfill(store).map(|_| ()),
+}];
+
+/// Brings the store to `DATA_FORMAT`. Returns the backup taken first, if any migration ran.
+pub fn run(store: &Store, config: &Config) -> Result<Option<std::path::PathBuf>> {
+    let Some(found) = format::read(store)? else {
+        format::write(store, DATA_FORMAT)?; // a new store
+        return Ok(None);
+    };
+    if found > DATA_FORMAT {
+        return Err(Error::internal(format!(
+            "{} holds data format {found}, written by a newer proxyfleet; this one knows up to \
+             format {DATA_FORMAT}. Run the newer version, or restore a backup of this format",
+            config.data_dir.display()
+        )));
+    }
+    if found == DATA_FORMAT {
+        return Ok(None);
+    }
+    let prefix = format!("pre-migration-{found}-to-{DATA_FORMAT}-");
+    let path = config
+        .backup_dir()
+        .join(file_name(&prefix, crate::clock::now_ms()));
+    let written = crate::backup::write_file(store, &path)?;
+    tracing::info!(path = %written.path.display(), records = written.records,
+        "backup taken before migrating the store");
+    for step in MIGRATIONS.iter().filter(|m| m.from >= found) {
+        tracing::info!(
+            from = step.from,
+            to = step.from + 1,
+            what = step.what,
+            "migrating"
+        );
+        (step.run)(store)?;
+        format::write(store, step.from + 1)?;
+    }
+    store.flush_now()?;
+    Ok(Some(written.path))
+}

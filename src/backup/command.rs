@@ -1,0 +1,80 @@
+//! `proxyfleet backup` and `proxyfleet restore`. A backup opens the store itself when no
+//! server runs; otherwise (sled allows one process) it asks the running server, with the
+//! cookie the server left in its data directory.
+
+use std::path::Path;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::store::format::DATA_FORMAT;
+use crate::store::Store;
+
+/// Writes a backup of the store `config` names to `out`; returns what was written.
+pub async fn backup(config: &Config, out: &Path) -> Result<super::Written> {
+    if !config.data_dir.is_dir() {
+        return Err(Error::internal(format!(
+            "{} does not exist: nothing to back up",
+            config.data_dir.display()
+        )));
+    }
+    match Store::open(&config.data_dir) {
+        Ok(store) => {
+            let written = super::write_file(&store, out);
+            drop(store);
+            written
+        }
+        Err(_) => from_running_server(config, out).await,
+    }
+}
+
+async fn from_running_server(config: &Config, out: &Path) -> Result<super::Written> {
+    let cookie_path = config.data_dir.join(crate::app::BACKUP_COOKIE);
+    let cookie = std::fs::read_to_string(&cookie_path).map_err(|e| {
+        Error::internal(format!(
+            "the store is in use and {} cannot be read ({e}): run this as the server's user",
+            cookie_path.display()
+        ))
+    })?;
+    let mut address = config.listen;
+    if address.ip().is_unspecified() {
+        address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let url = format!("http://{address}/api/v1/admin/backup");
+    let response = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(cookie.trim())
+        .send()
+        .await
+        .map_err(|e| Error::internal(format!("asking the running server at {url}: {e}")))?;
+    if !response.status().is_success() {
+        return Err(Error::internal(format!(
+            "the running server at {url} answered {}",
+            response.status()
+        )));
+    }
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| Error::internal(format!("reading the backup from {url}: {e}")))?;
+    let (header, _) = super::format::verify(&bytes, u64::MAX)
+        .map_err(|e| Error::internal(format!("the server sent a bad backup: {e}")))?;
+    let partial = out.with_extension("partial");
+    let io = |e: std::io::Error| Error::internal(format!("{}: {e}", out.display()));
+    std::fs::write(&partial, &bytes).map_err(io)?;
+    std::fs::File::open(&partial)
+        .and_then(|f| f.sync_all())
+        .map_err(io)?;
+    std::fs::rename(&partial, out).map_err(io)?;
+    Ok(super::Written {
+        path: out.to_path_buf(),
+        records: header.records,
+        bytes: bytes.len() as u64,
+    })
+}
+
+/// Restores `file` into the empty directory `data_dir`.
+pub fn restore(file: &Path, data_dir: &Path) -> Result<super::format::Header> {
+    let header = super::restore(file, data_dir)?;
+    debug_assert!(header.data_format <= DATA_FORMAT);
+    Ok(header)
+}

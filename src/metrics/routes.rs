@@ -1,0 +1,41 @@
+//! `GET /metrics` (admin token): the process's counters, the store's gauges, the mirror's lag.
+
+use std::sync::Arc;
+
+use warp::http::{header, Response, StatusCode};
+use warp::{Filter, Rejection};
+
+use crate::app::AppState;
+use crate::clock::now_ms;
+use crate::error::Error;
+use crate::http::{admin, reject, with_state};
+
+pub fn routes(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    warp::path!("metrics")
+        .and(warp::get())
+        .and(admin(&state))
+        .and(with_state(&state))
+        .and_then(|state: Arc<AppState>| async move {
+            let gathered = state.clone();
+            let text = tokio::task::spawn_blocking(move || render(&gathered))
+                .await
+                .map_err(|e| reject(Error::internal(e)))?
+                .map_err(reject)?;
+            Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)
+                .body(warp::hyper::Body::from(text))
+                .map_err(|e| reject(Error::internal(e)))
+        })
+}
+
+fn render(state: &AppState) -> crate::error::Result<String> {
+    let now = now_ms();
+    let summary = crate::admin::summary::summary(state, now)?;
+    let mut text = state.metrics.encode_counters();
+    text.push_str(&super::scrape::gauges(&summary, &state.billing.totals()?));
+    text.push_str(&crate::mirror::routes::prometheus_text(&summary.mirror));
+    Ok(text)
+}
