@@ -22,7 +22,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 serve() {
   env PROXYFLEET_LISTEN="127.0.0.1:$port" PROXYFLEET_DATA_DIR="$work/data" \
     PROXYFLEET_REGISTRY_TOKEN=bench-token PROXYFLEET_ADMIN_TOKEN=bench-admin \
-    PROXYFLEET_ALLOW_PRIVATE_IPS=true PROXYFLEET_RATE_LIMITS__ENABLED=false RUST_LOG=warn PROXYFLEET_REBALANCE_INTERVAL_SECS=0 \
+    PROXYFLEET_ALLOW_PRIVATE_IPS=true PROXYFLEET_RATE_LIMITS__ENABLED=false PROXYFLEET_HTTPS_LISTEN=127.0.0.1:0 RUST_LOG=warn PROXYFLEET_REBALANCE_INTERVAL_SECS=0 \
     PROXYFLEET_HEARTBEAT_TTL_SECS=86400 ./target/release/proxyfleet serve >"$work/log" 2>&1 &
   pid=$!
   for _ in $(seq 3000); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return 0; sleep 0.1; done

@@ -27,7 +27,7 @@ for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$base_port/" && b
 pf_port=$(port_of)
 PROXYFLEET_LISTEN="127.0.0.1:$pf_port" PROXYFLEET_DATA_DIR="$work/data" \
   PROXYFLEET_REGISTRY_TOKEN=bench-token PROXYFLEET_ADMIN_TOKEN=bench-admin \
-  PROXYFLEET_ALLOW_PRIVATE_IPS=true PROXYFLEET_RATE_LIMITS__ENABLED=false PROXYFLEET_FALLBACKS_PER_USER=3 RUST_LOG=warn \
+  PROXYFLEET_ALLOW_PRIVATE_IPS=true PROXYFLEET_RATE_LIMITS__ENABLED=false PROXYFLEET_HTTPS_LISTEN=127.0.0.1:0 PROXYFLEET_FALLBACKS_PER_USER=3 RUST_LOG=warn \
   PROXYFLEET_STRIPE_WEBHOOK_SECRET=bench-webhook-secret \
   ./target/release/proxyfleet serve >/dev/null &
 pf_pid=$!
@@ -77,7 +77,7 @@ kill "$pf_pid" "$base_pid"; wait "$pf_pid" "$base_pid" 2>/dev/null || true
 pf2_port=$(port_of)
 PROXYFLEET_LISTEN="127.0.0.1:$pf2_port" PROXYFLEET_DATA_DIR="$work/data2" \
   PROXYFLEET_REGISTRY_TOKEN=bench-token PROXYFLEET_ADMIN_TOKEN=bench-admin \
-  PROXYFLEET_ALLOW_PRIVATE_IPS=true PROXYFLEET_RATE_LIMITS__ENABLED=false PROXYFLEET_FALLBACKS_PER_USER=3 RUST_LOG=warn \
+  PROXYFLEET_ALLOW_PRIVATE_IPS=true PROXYFLEET_RATE_LIMITS__ENABLED=false PROXYFLEET_HTTPS_LISTEN=127.0.0.1:0 PROXYFLEET_FALLBACKS_PER_USER=3 RUST_LOG=warn \
   PROXYFLEET_REBALANCE_INTERVAL_SECS=0 ./target/release/proxyfleet serve >/dev/null &
 pf2_pid=$!
 wait_up "http://127.0.0.1:$pf2_port/healthz"

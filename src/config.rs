@@ -38,6 +38,16 @@ pub struct Config {
     pub listen: SocketAddr,
     /// sled database directory.
     pub data_dir: PathBuf,
+    /// HTTPS listener for the client APIs (and the panel); unset = no HTTPS.
+    pub https_listen: Option<SocketAddr>,
+    /// PEM certificate chain and key for HTTPS; both unset = a self-signed pair made on first
+    /// start under `<data_dir>/tls/` (its SHA-256 fingerprint is printed at every start).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Names the self-signed certificate is made for; empty = `localhost`, `127.0.0.1`.
+    pub tls_hostnames: Vec<String>,
+    /// Allow `listen` (plain HTTP) off loopback, e.g. behind a TLS proxy on a private network.
+    pub allow_public_http: bool,
     /// Bearer token of the admin API; generated and stored on first start when unset.
     pub admin_token: Option<Secret>,
     /// Bearer token proxies use to register; generated and stored on first start when unset.
@@ -180,6 +190,11 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
+            https_listen: Some(SocketAddr::from(([0, 0, 0, 0], 8443))),
+            tls_cert: None,
+            tls_key: None,
+            tls_hostnames: Vec::new(),
+            allow_public_http: false,
             admin_token: None,
             registry_token: None,
             heartbeat_ttl_secs: 300,

@@ -265,6 +265,17 @@ fn serve(config_file: Option<PathBuf>) -> Result<(), String> {
             println!("generated {label} token (shown once, only its hash is stored): {token}");
         }
         println!("proxyfleet listening on http://{}", app.address());
+        if let Some(https) = app.https() {
+            let kind = if https.self_signed {
+                "self-signed certificate"
+            } else {
+                "certificate"
+            };
+            println!(
+                "proxyfleet listening on https://{} ({kind}, SHA-256 fingerprint {})",
+                https.address, https.fingerprint
+            );
+        }
         let shutdown = app.shutdown_handle();
         tokio::spawn(async move {
             wait_for_signal().await;

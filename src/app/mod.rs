@@ -6,6 +6,7 @@ mod jobs;
 mod migrations;
 mod routes;
 mod state;
+pub mod tls;
 mod tokens;
 
 use std::future::Future;
@@ -53,8 +54,16 @@ impl ShutdownHandle {
     }
 }
 
+/// The HTTPS listener, when there is one.
+pub struct Https {
+    pub address: SocketAddr,
+    pub fingerprint: String,
+    pub self_signed: bool,
+}
+
 pub struct Application {
     address: SocketAddr,
+    https: Option<Https>,
     server: Pin<Box<dyn Future<Output = ()> + Send>>,
     state: Arc<AppState>,
     stop: Arc<watch::Sender<bool>>,
@@ -65,6 +74,11 @@ pub struct Application {
 impl Application {
     /// Opens everything and binds the listener (port 0 picks a free port), without serving yet.
     pub async fn build(config: Config) -> Result<Application> {
+        tls::check_plain_http(&config)?;
+        let tls_files = config
+            .https_listen
+            .map(|_| tls::load_or_create(&config))
+            .transpose()?;
         let store = Store::open(&config.data_dir)?;
         migrations::run(&store, &config)?;
         let (tokens, new_tokens) = tokens::load_or_create(&store, &config).await?;
@@ -154,18 +168,41 @@ impl Application {
         let (stop, _) = watch::channel(false);
         let stop = Arc::new(stop);
         let mut server_stop = stop.subscribe();
-        let (address, server) = warp::serve(routes::routes(state.clone()))
+        let routes = routes::routes(state.clone());
+        let (address, server) = warp::serve(routes.clone())
             .try_bind_with_graceful_shutdown(state.config.listen, async move {
                 let _ = server_stop.wait_for(|stopped| *stopped).await;
             })
             .map_err(|e| {
                 Error::internal(format!("cannot listen on {}: {e}", state.config.listen))
             })?;
+        let mut server: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(server);
+        let mut https = None;
+        if let (Some(listen), Some(files)) = (state.config.https_listen, tls_files) {
+            let mut tls_stop = stop.subscribe();
+            let (tls_address, tls_server) = warp::serve(routes)
+                .tls()
+                .cert(&files.cert_pem)
+                .key(&files.key_pem)
+                .try_bind_with_graceful_shutdown(listen, async move {
+                    let _ = tls_stop.wait_for(|stopped| *stopped).await;
+                })
+                .map_err(|e| Error::internal(format!("cannot serve HTTPS on {listen}: {e}")))?;
+            server = Box::pin(async move {
+                tokio::join!(server, tls_server);
+            });
+            https = Some(Https {
+                address: tls_address,
+                fingerprint: files.fingerprint,
+                self_signed: files.self_signed,
+            });
+        }
 
         let background = start_background(&state, &stop);
         Ok(Application {
             address,
-            server: Box::pin(server),
+            https,
+            server,
             state,
             stop,
             background,
@@ -175,6 +212,10 @@ impl Application {
 
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    pub fn https(&self) -> Option<&Https> {
+        self.https.as_ref()
     }
 
     pub fn port(&self) -> u16 {

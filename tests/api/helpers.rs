@@ -27,6 +27,8 @@ pub struct TestApp {
 pub fn test_config(data_dir: &Path) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
+        // tests/api/https.rs turns HTTPS on.
+        https_listen: None,
         data_dir: data_dir.to_path_buf(),
         admin_token: Some(proxyfleet::config::Secret::new(ADMIN_TOKEN)),
         registry_token: Some(proxyfleet::config::Secret::new(REGISTRY_TOKEN)),
@@ -212,6 +214,7 @@ impl ServerProcess {
             .env("PROXYFLEET_REGISTRY_TOKEN", REGISTRY_TOKEN)
             .env("PROXYFLEET_ALLOW_PRIVATE_IPS", "true")
             .env("PROXYFLEET_RATE_LIMITS__ENABLED", "false")
+            .env("PROXYFLEET_HTTPS_LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

@@ -12,6 +12,7 @@ mod fleet;
 mod gateways;
 mod health;
 mod helpers;
+mod https;
 mod install;
 mod mail;
 mod metrics;

@@ -1,0 +1,80 @@
+//! HTTPS out of the box: a self-signed certificate made on first start, kept across restarts,
+//! its fingerprint given to the operator; a client that trusts exactly that certificate gets
+//! the API over TLS. Plain HTTP off loopback is refused unless allowed.
+
+use proxyfleet::Application;
+use reqwest::StatusCode;
+
+use crate::helpers::test_config;
+
+async fn start(
+    data: &std::path::Path,
+) -> (
+    std::net::SocketAddr,
+    String,
+    proxyfleet::app::ShutdownHandle,
+) {
+    let mut config = test_config(data);
+    config.https_listen = Some("127.0.0.1:0".parse().unwrap());
+    let app = Application::build(config).await.expect("builds with HTTPS");
+    let https = app.https().expect("an HTTPS listener");
+    assert!(https.self_signed);
+    let (address, fingerprint) = (https.address, https.fingerprint.clone());
+    let shutdown = app.shutdown_handle();
+    tokio::spawn(app.run_until_stopped());
+    (address, fingerprint, shutdown)
+}
+
+#[tokio::test]
+async fn the_api_answers_over_tls_with_a_kept_self_signed_certificate() {
+    let data = tempfile::tempdir().unwrap();
+    let (address, fingerprint, shutdown) = start(data.path()).await;
+    let pem = std::fs::read(data.path().join("tls/self-signed.crt")).unwrap();
+    assert_eq!(
+        proxyfleet::app::tls::fingerprint(&pem).unwrap(),
+        fingerprint,
+        "the printed fingerprint is the certificate's"
+    );
+    let pinned = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .resolve("localhost", address)
+        .build()
+        .unwrap();
+    let url = format!("https://localhost:{}/healthz", address.port());
+    let response = pinned.get(&url).send().await.expect("TLS handshake");
+    assert_eq!(response.status(), StatusCode::OK);
+    // A client that does not trust it is refused by TLS itself.
+    let stranger = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .resolve("localhost", address)
+        .build()
+        .unwrap();
+    assert!(stranger.get(&url).send().await.is_err());
+    shutdown.trigger();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
+    let (_, again, shutdown) = start(data.path()).await;
+    assert_eq!(again, fingerprint, "the same certificate after a restart");
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn plain_http_off_loopback_is_refused_unless_allowed() {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = test_config(data.path());
+    config.listen = "0.0.0.0:0".parse().unwrap();
+    let refused = Application::build(config.clone())
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        refused.to_string().contains("allow_public_http"),
+        "{refused}"
+    );
+    config.allow_public_http = true;
+    let app = Application::build(config)
+        .await
+        .expect("allowed when said so");
+    app.shutdown_handle().trigger();
+}
