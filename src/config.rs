@@ -48,6 +48,8 @@ pub struct Config {
     pub tls_hostnames: Vec<String>,
     /// Allow `listen` (plain HTTP) off loopback, e.g. behind a TLS proxy on a private network.
     pub allow_public_http: bool,
+    /// Log lines as `text` or `json`; the level comes from `RUST_LOG` (default `info`).
+    pub log_format: LogFormat,
     /// Bearer token of the admin API; generated and stored on first start when unset.
     pub admin_token: Option<Secret>,
     /// Bearer token proxies use to register; generated and stored on first start when unset.
@@ -178,6 +180,14 @@ pub struct Config {
     pub backup_keep: usize,
 }
 
+/// How log lines are written: `text` for people, `json` (one object a line) for collectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AssignmentPolicy {
@@ -195,6 +205,7 @@ impl Default for Config {
             tls_key: None,
             tls_hostnames: Vec::new(),
             allow_public_http: false,
+            log_format: LogFormat::Text,
             admin_token: None,
             registry_token: None,
             heartbeat_ttl_secs: 300,

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use proxyfleet::config::LogFormat;
 use proxyfleet::mirror::edge::{EdgeApp, EdgeSettings};
 use proxyfleet::{Application, Config};
 
@@ -98,17 +99,66 @@ enum AdminAction {
     },
 }
 
+const HTTP_STACK: [&str; 9] = [
+    "warp",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "http",
+    "reqwest",
+    "rustls",
+    "tokio_rustls",
+    "redis",
+];
+
+/// Logs go to stderr (journald keeps them under systemd), as text or one JSON object a line.
+fn init_logs(format: LogFormat) {
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The HTTP stack's debug and trace lines carry paths, headers and bodies, which hold
+    // invitation codes and tokens: they stay off whatever RUST_LOG asks.
+    for quiet in HTTP_STACK {
+        if let Ok(directive) = format!("{quiet}=info").parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let result = match cli.command {
-        Command::Serve { config } => serve(config),
+        // The server's log format is a setting: read the configuration first.
+        Command::Serve { config } => match Config::load(config.as_deref()) {
+            Ok(config) => {
+                init_logs(config.log_format);
+                serve(config)
+            }
+            Err(e) => Err(format!("configuration: {e}")),
+        },
+        command => {
+            init_logs(LogFormat::Text);
+            run_command(command)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("proxyfleet: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_command(command: Command) -> Result<(), String> {
+    match command {
+        Command::Serve { .. } => unreachable!("handled in main"),
         Command::Edge {
             redis,
             listen,
@@ -132,13 +182,6 @@ fn main() -> ExitCode {
         Command::Config { config } => Config::load(config.as_deref())
             .map(|c| println!("{c:#?}"))
             .map_err(|e| e.to_string()),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("proxyfleet: {message}");
-            ExitCode::FAILURE
-        }
     }
 }
 
@@ -254,8 +297,7 @@ fn check(config_file: Option<PathBuf>) -> Result<(), String> {
     })
 }
 
-fn serve(config_file: Option<PathBuf>) -> Result<(), String> {
-    let config = Config::load(config_file.as_deref()).map_err(|e| format!("configuration: {e}"))?;
+fn serve(config: Config) -> Result<(), String> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async move {
         let app = Application::build(config)

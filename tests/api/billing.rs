@@ -19,7 +19,7 @@ async fn billing_app() -> TestApp {
 }
 
 /// Stripe's scheme, written out here (not the server's code): t=<secs>,v1=hex(HMAC-SHA256(secret, "t.body")).
-fn stripe_header(secret: &str, t: i64, body: &[u8]) -> String {
+pub fn stripe_header(secret: &str, t: i64, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(format!("{t}.").as_bytes());
     mac.update(body);

@@ -205,6 +205,15 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn start(data_dir: &Path, extra_env: &[(&str, &str)]) -> ServerProcess {
+        ServerProcess::start_logging(data_dir, extra_env, Stdio::inherit())
+    }
+
+    /// As `start`, with the server's log (stderr) sent to `logs`.
+    pub fn start_logging(
+        data_dir: &Path,
+        extra_env: &[(&str, &str)],
+        logs: Stdio,
+    ) -> ServerProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_proxyfleet"));
         command
             .arg("serve")
@@ -217,7 +226,7 @@ impl ServerProcess {
             .env("PROXYFLEET_HTTPS_LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(logs);
         for (key, value) in extra_env {
             command.env(key, value);
         }

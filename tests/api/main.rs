@@ -26,5 +26,6 @@ mod rebalance;
 mod redis_support;
 mod referrals;
 mod registry;
+mod secrets;
 mod validation;
 mod varnish;

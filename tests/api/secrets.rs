@@ -1,0 +1,251 @@
+//! No secret reaches the log: the real binary at trace level with JSON logs, driven through
+//! every flow that handles a token, password, code or key (registry, admin, users, devices,
+//! invitations, referrals, panel login, Stripe webhook, SMTP with a password that fails, the
+//! backup cookie), then its whole log is searched for each of them.
+
+use std::process::{Command, Stdio};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::billing::stripe_header;
+use crate::helpers::{client, unix_now, ServerProcess, ADMIN_TOKEN, REGISTRY_TOKEN};
+
+const WEBHOOK_SECRET: &str = "whsec_logsecret0123456789";
+const SMTP_PASSWORD: &str = "smtpPassw0rdNeverLogged";
+const PANEL_PASSWORD: &str = "panel passphrase never logged";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_password_or_key_appears_in_the_logs() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let log_path = root.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let smtp = format!("smtp://mailer:{SMTP_PASSWORD}@127.0.0.1:9");
+    let server = ServerProcess::start_logging(
+        &data,
+        &[
+            ("RUST_LOG", "trace"),
+            ("PROXYFLEET_LOG_FORMAT", "json"),
+            ("PROXYFLEET_STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
+            ("PROXYFLEET_SMTP_URL", &smtp),
+            ("PROXYFLEET_QUEUE_BACKOFF_BASE_MS", "50"),
+        ],
+        Stdio::from(log),
+    );
+    let http = client();
+    let mut secrets: Vec<String> = vec![
+        ADMIN_TOKEN.into(),
+        REGISTRY_TOKEN.into(),
+        WEBHOOK_SECRET.into(),
+        SMTP_PASSWORD.into(),
+        PANEL_PASSWORD.into(),
+    ];
+    let post = |path: &str, token: &str, body: Value| {
+        http.post(server.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+
+    let registered = http
+        .post(server.url("/register"))
+        .bearer_auth(REGISTRY_TOKEN)
+        .form(&[("name", "alpha"), ("ip", "127.0.0.1"), ("port", "9001")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), StatusCode::OK);
+    let created: Value = post(
+        "/api/v1/admin/users",
+        ADMIN_TOKEN,
+        json!({ "email": "ana@example.org" }),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let ana = created["token"].as_str().unwrap().to_string();
+    secrets.push(ana.clone());
+    let config = http
+        .get(server.url("/api/v1/config"))
+        .bearer_auth(&ana)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(config.status(), StatusCode::OK);
+
+    // A device, an invitation (accepted: a new user's token), a referral code redeemed.
+    let device: Value = post("/api/v1/devices", &ana, json!({ "name": "phone" }))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    secrets.push(device["token"].as_str().expect("device token").to_string());
+    let invitation: Value = post(
+        "/api/v1/invitations",
+        &ana,
+        json!({ "email": "bob@example.org" }),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let code = invitation["code"]
+        .as_str()
+        .expect("invitation code")
+        .to_string();
+    secrets.push(code.clone());
+    let accepted: Value = http
+        .post(server.url(&format!("/api/v1/invitations/{code}/accept")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bob = accepted["token"]
+        .as_str()
+        .expect("invitee token")
+        .to_string();
+    secrets.push(bob.clone());
+    let referral: Value = http
+        .get(server.url("/api/v1/referrals"))
+        .bearer_auth(&ana)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let referral_code = referral["code"]
+        .as_str()
+        .expect("referral code")
+        .to_string();
+    let redeemed = post(
+        "/api/v1/referrals/redeem",
+        &bob,
+        json!({ "code": referral_code }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(redeemed.status(), StatusCode::OK);
+
+    // The panel: an account, a login (cookie and CSRF token), a logout.
+    let account = post(
+        "/admin/api/accounts",
+        ADMIN_TOKEN,
+        json!({ "username": "ops", "password": PANEL_PASSWORD }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(account.status(), StatusCode::CREATED);
+    let login = http
+        .post(server.url("/admin/api/login"))
+        .json(&json!({ "username": "ops", "password": PANEL_PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().to_string();
+    let session_value = cookie
+        .split(';')
+        .next()
+        .and_then(|pair| pair.split_once('='))
+        .map(|(_, value)| value.to_string())
+        .unwrap();
+    let csrf = login.json::<Value>().await.unwrap()["csrf"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    secrets.push(session_value.clone());
+    secrets.push(csrf.clone());
+    let logout = http
+        .post(server.url("/admin/api/logout"))
+        .header("cookie", format!("pf_admin={session_value}"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    // Wrong credentials are logged as failures, never as what was tried.
+    let wrong = "pfu_wrongtokenthatmustnotbelogged";
+    secrets.push(wrong.into());
+    let refused = http
+        .get(server.url("/api/v1/config"))
+        .bearer_auth(wrong)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+
+    // A signed Stripe event (its signature is derived from the secret).
+    let body = serde_json::to_vec(&json!({
+        "id": "evt_logs", "object": "event", "type": "customer.created",
+        "created": unix_now(), "data": { "object": { "id": "cus_1", "object": "customer" } },
+    }))
+    .unwrap();
+    let webhook = http
+        .post(server.url("/api/v1/stripe/webhook"))
+        .header(
+            "stripe-signature",
+            stripe_header(WEBHOOK_SECRET, unix_now(), &body),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(webhook.status(), StatusCode::OK);
+
+    // The backup cookie, used by the CLI against the running server.
+    let out = root.path().join("b.pfbak");
+    let backup = Command::new(env!("CARGO_BIN_EXE_proxyfleet"))
+        .args(["backup", "--out", out.to_str().unwrap()])
+        .env("PROXYFLEET_DATA_DIR", &data)
+        .env("PROXYFLEET_LISTEN", server.address.to_string())
+        .output()
+        .unwrap();
+    assert!(backup.status.success());
+    let cookie = std::fs::read_to_string(data.join("backup.cookie")).unwrap();
+    secrets.push(cookie.trim().to_string());
+
+    // The invitation mail fails against the closed SMTP port and is retried (and logged).
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let status = server.terminate();
+    assert!(status.success());
+
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<&str> = logs.lines().collect();
+    assert!(
+        lines.len() > 100,
+        "trace logging produced {} lines",
+        lines.len()
+    );
+    for line in &lines {
+        assert!(
+            serde_json::from_str::<Value>(line).is_ok(),
+            "not a JSON log line: {line}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\"message\":\"task failed\"") && l.contains("mail.send")),
+        "the failing mail delivery (with its SMTP error) is in the log"
+    );
+    for secret in &secrets {
+        assert!(!secret.is_empty());
+        let leaked: Vec<&&str> = lines
+            .iter()
+            .filter(|l| l.contains(secret.as_str()))
+            .collect();
+        assert!(
+            leaked.is_empty(),
+            "{secret:?} is in the log: {:?}",
+            leaked.first()
+        );
+    }
+}
