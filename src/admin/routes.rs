@@ -93,6 +93,7 @@ async fn login(
     body: Login,
     ip: Option<IpAddr>,
     forwarded_proto: Option<String>,
+    over_tls: bool,
     state: Arc<AppState>,
 ) -> Result<Route, Rejection> {
     let username = body.username.trim().to_lowercase();
@@ -135,7 +136,7 @@ async fn login(
         sessions::start(&state.store, &account, now_ms(), ttl_ms).map_err(reject)?;
     note(&state, &account.username, "login", 200, ip);
     state.store.durable().await.map_err(reject)?;
-    let https = forwarded_proto.is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    let https = over_tls || forwarded_proto.is_some_and(|p| p.eq_ignore_ascii_case("https"));
     let response = json(
         StatusCode::OK,
         &serde_json::json!({ "username": account.username, "csrf": session.csrf }),
@@ -146,7 +147,11 @@ async fn login(
     ))
 }
 
-pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = Rejection> + Clone {
+/// `over_tls`: these routes answer on the HTTPS listener (the session cookie is then `Secure`).
+pub fn routes(
+    state: Arc<AppState>,
+    over_tls: bool,
+) -> impl Filter<Extract = (Route,), Error = Rejection> + Clone {
     let trusted = Arc::new(state.config.trusted_proxies.clone());
     let page = warp::path("admin")
         .and(warp::get())
@@ -184,6 +189,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .and(json_body::<Login>(SMALL_BODY))
         .and(client_ip(trusted.clone()))
         .and(warp::header::optional::<String>("x-forwarded-proto"))
+        .and(warp::any().map(move || over_tls))
         .and(with_state(&state))
         .and_then(login);
 

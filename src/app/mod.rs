@@ -168,8 +168,7 @@ impl Application {
         let (stop, _) = watch::channel(false);
         let stop = Arc::new(stop);
         let mut server_stop = stop.subscribe();
-        let routes = routes::routes(state.clone());
-        let (address, server) = warp::serve(routes.clone())
+        let (address, server) = warp::serve(routes::routes(state.clone(), false))
             .try_bind_with_graceful_shutdown(state.config.listen, async move {
                 let _ = server_stop.wait_for(|stopped| *stopped).await;
             })
@@ -180,7 +179,7 @@ impl Application {
         let mut https = None;
         if let (Some(listen), Some(files)) = (state.config.https_listen, tls_files) {
             let mut tls_stop = stop.subscribe();
-            let (tls_address, tls_server) = warp::serve(routes)
+            let (tls_address, tls_server) = warp::serve(routes::routes(state.clone(), true))
                 .tls()
                 .cert(&files.cert_pem)
                 .key(&files.key_pem)

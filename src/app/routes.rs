@@ -15,7 +15,8 @@ use crate::{
 /// Every endpoint, for people and for tools (tests/api/openapi.rs keeps it true to the routes).
 pub const OPENAPI: &str = include_str!("../../assets/openapi.json");
 
-pub fn routes(state: Arc<AppState>) -> BoxedFilter<(warp::reply::Response,)> {
+/// Every route; `over_tls` when they answer on the HTTPS listener.
+pub fn routes(state: Arc<AppState>, over_tls: bool) -> BoxedFilter<(warp::reply::Response,)> {
     let health = warp::path!("healthz")
         .and(warp::get())
         .map(|| json(StatusCode::OK, &serde_json::json!({ "status": "ok" })));
@@ -51,7 +52,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(warp::reply::Response,)> {
         .unify()
         .or(fleet::routes::routes(state.clone()).boxed())
         .unify()
-        .or(admin::routes::routes(state.clone()).boxed())
+        .or(admin::routes::routes(state.clone(), over_tls).boxed())
         .unify()
         .recover(recover)
         .unify()

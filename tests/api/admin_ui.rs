@@ -110,11 +110,21 @@ async fn click(browser: &Client, css: &str) {
 
 /// Waits until the element at `css` shows `wanted`; returns its text.
 async fn wait_for_text(browser: &Client, css: &str, wanted: &str) -> String {
+    wait_for_text_without(browser, css, wanted, None).await
+}
+
+/// As `wait_for_text`, and `unwanted` must be gone too (a list replaced by a search).
+async fn wait_for_text_without(
+    browser: &Client,
+    css: &str,
+    wanted: &str,
+    unwanted: Option<&str>,
+) -> String {
     let started = Instant::now();
     loop {
         if let Ok(element) = browser.find(Locator::Css(css)).await {
             if let Ok(text) = element.text().await {
-                if text.contains(wanted) {
+                if text.contains(wanted) && !unwanted.is_some_and(|u| text.contains(u)) {
                     return text;
                 }
             }
@@ -232,7 +242,14 @@ async fn an_operator_runs_the_fleet_from_the_browser() {
     browser.goto(&app.url("/admin/#/users")).await.unwrap();
     fill(&browser, "#user-search input[name=q]", "al").await;
     click(&browser, "#user-search button[type=submit]").await;
-    let found = wait_for_text(&browser, "#user-list", "alfred@example.org").await;
+    // The unfiltered list shows alfred too: wait for the search's answer to replace it.
+    let found = wait_for_text_without(
+        &browser,
+        "#user-list",
+        "alfred@example.org",
+        Some("bob@example.org"),
+    )
+    .await;
     assert!(
         found.contains("alice@example.org") && !found.contains("bob@example.org"),
         "{found}"

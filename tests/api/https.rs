@@ -78,3 +78,35 @@ async fn plain_http_off_loopback_is_refused_unless_allowed() {
         .expect("allowed when said so");
     app.shutdown_handle().trigger();
 }
+
+#[tokio::test]
+async fn a_panel_login_over_https_gets_a_secure_cookie() {
+    let data = tempfile::tempdir().unwrap();
+    let (address, _, shutdown) = start(data.path()).await;
+    let pem = std::fs::read(data.path().join("tls/self-signed.crt")).unwrap();
+    let pinned = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .resolve("localhost", address)
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{}", address.port());
+    let created = pinned
+        .post(format!("{base}/admin/api/accounts"))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .json(&serde_json::json!({ "username": "ops", "password": "a long enough passphrase" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let login = pinned
+        .post(format!("{base}/admin/api/login"))
+        .json(&serde_json::json!({ "username": "ops", "password": "a long enough passphrase" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    let cookie = login.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.contains("Secure"), "{cookie}");
+    shutdown.trigger();
+}
