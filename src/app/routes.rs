@@ -65,7 +65,7 @@ pub fn routes(state: Arc<AppState>, over_tls: bool) -> BoxedFilter<(warp::reply:
             observed.metrics.observe_request(
                 info.method().as_str(),
                 info.path(),
-                info.status().as_u16(),
+                info.status().as_str(),
                 info.elapsed(),
             )
         }))

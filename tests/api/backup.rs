@@ -28,6 +28,18 @@ fn proxyfleet(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     (output.status.success(), text)
 }
 
+fn restore(file: &Path, into: &Path) -> (bool, String) {
+    proxyfleet(
+        &[
+            "restore",
+            file.to_str().unwrap(),
+            "--data-dir",
+            into.to_str().unwrap(),
+        ],
+        &[],
+    )
+}
+
 async fn create_user(http: &reqwest::Client, base: &str, email: &str) -> bool {
     http.post(format!("{base}/api/v1/admin/users"))
         .bearer_auth(ADMIN_TOKEN)
@@ -92,15 +104,7 @@ async fn an_online_backup_under_writes_restores_to_a_consistent_store() {
 
     // Restored, the store is consistent (no half-made user) and holds what came before.
     let restored = root.path().join("restored");
-    let (ok, text) = proxyfleet(
-        &[
-            "restore",
-            out.to_str().unwrap(),
-            "--data-dir",
-            restored.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (ok, text) = restore(&out, &restored);
     assert!(ok, "{text}");
     let (ok, text) = proxyfleet(
         &["check"],
@@ -123,15 +127,7 @@ async fn an_online_backup_under_writes_restores_to_a_consistent_store() {
     drop(server);
 
     // Restoring over a database is refused.
-    let (ok, text) = proxyfleet(
-        &[
-            "restore",
-            out.to_str().unwrap(),
-            "--data-dir",
-            restored.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (ok, text) = restore(&out, &restored);
     assert!(!ok);
     assert!(text.contains("is not empty"), "{text}");
 
@@ -181,15 +177,7 @@ fn restore_refuses_corrupt_truncated_foreign_and_newer_files() {
         let file = root.path().join(name);
         std::fs::write(&file, content).unwrap();
         let target = root.path().join(format!("into-{name}"));
-        let (ok, text) = proxyfleet(
-            &[
-                "restore",
-                file.to_str().unwrap(),
-                "--data-dir",
-                target.to_str().unwrap(),
-            ],
-            &[],
-        );
+        let (ok, text) = restore(&file, &target);
         assert!(!ok, "{name} was restored: {text}");
         assert!(text.contains(expected), "{name}: {text}");
         assert!(!target.exists(), "{name}: nothing may be written");
@@ -197,15 +185,7 @@ fn restore_refuses_corrupt_truncated_foreign_and_newer_files() {
     let newer = root.path().join("newer.pfbak");
     backup_file(&newer, DATA_FORMAT + 1);
     let target = root.path().join("into-newer");
-    let (ok, text) = proxyfleet(
-        &[
-            "restore",
-            newer.to_str().unwrap(),
-            "--data-dir",
-            target.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (ok, text) = restore(&newer, &target);
     assert!(!ok);
     assert!(text.contains("newer proxyfleet"), "{text}");
     assert!(!target.exists());

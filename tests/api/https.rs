@@ -25,6 +25,16 @@ async fn start(
     (address, fingerprint, shutdown)
 }
 
+/// A client that trusts exactly this certificate, reaching `localhost` at `address`.
+fn pinned_client(pem: &[u8], address: std::net::SocketAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(pem).unwrap())
+        .resolve("localhost", address)
+        .build()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn the_api_answers_over_tls_with_a_kept_self_signed_certificate() {
     let data = tempfile::tempdir().unwrap();
@@ -35,12 +45,7 @@ async fn the_api_answers_over_tls_with_a_kept_self_signed_certificate() {
         fingerprint,
         "the printed fingerprint is the certificate's"
     );
-    let pinned = reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-        .resolve("localhost", address)
-        .build()
-        .unwrap();
+    let pinned = pinned_client(&pem, address);
     let url = format!("https://localhost:{}/healthz", address.port());
     let response = pinned.get(&url).send().await.expect("TLS handshake");
     assert_eq!(response.status(), StatusCode::OK);
@@ -84,12 +89,7 @@ async fn a_panel_login_over_https_gets_a_secure_cookie() {
     let data = tempfile::tempdir().unwrap();
     let (address, _, shutdown) = start(data.path()).await;
     let pem = std::fs::read(data.path().join("tls/self-signed.crt")).unwrap();
-    let pinned = reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-        .resolve("localhost", address)
-        .build()
-        .unwrap();
+    let pinned = pinned_client(&pem, address);
     let base = format!("https://localhost:{}", address.port());
     let created = pinned
         .post(format!("{base}/admin/api/accounts"))

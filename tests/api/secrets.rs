@@ -15,6 +15,15 @@ const WEBHOOK_SECRET: &str = "whsec_logsecret0123456789";
 const SMTP_PASSWORD: &str = "smtpPassw0rdNeverLogged";
 const PANEL_PASSWORD: &str = "panel passphrase never logged";
 
+/// Sends the request and returns the string field `name` of its JSON answer.
+async fn field(request: reqwest::RequestBuilder, name: &str) -> String {
+    let answer: Value = request.send().await.unwrap().json().await.unwrap();
+    answer[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("no `{name}` in {answer}"))
+        .to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_token_password_or_key_appears_in_the_logs() {
     let root = tempfile::tempdir().unwrap();
@@ -42,10 +51,7 @@ async fn no_token_password_or_key_appears_in_the_logs() {
         PANEL_PASSWORD.into(),
     ];
     let post = |path: &str, token: &str, body: Value| {
-        http.post(server.url(path))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
+        http.post(server.url(path)).bearer_auth(token).json(&body)
     };
 
     let registered = http
@@ -56,17 +62,8 @@ async fn no_token_password_or_key_appears_in_the_logs() {
         .await
         .unwrap();
     assert_eq!(registered.status(), StatusCode::OK);
-    let created: Value = post(
-        "/api/v1/admin/users",
-        ADMIN_TOKEN,
-        json!({ "email": "ana@example.org" }),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let ana = created["token"].as_str().unwrap().to_string();
+    let user = json!({ "email": "ana@example.org" });
+    let ana = field(post("/api/v1/admin/users", ADMIN_TOKEN, user), "token").await;
     secrets.push(ana.clone());
     let config = http
         .get(server.url("/api/v1/config"))
@@ -77,59 +74,25 @@ async fn no_token_password_or_key_appears_in_the_logs() {
     assert_eq!(config.status(), StatusCode::OK);
 
     // A device, an invitation (accepted: a new user's token), a referral code redeemed.
-    let device: Value = post("/api/v1/devices", &ana, json!({ "name": "phone" }))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    secrets.push(device["token"].as_str().expect("device token").to_string());
-    let invitation: Value = post(
-        "/api/v1/invitations",
-        &ana,
-        json!({ "email": "bob@example.org" }),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let code = invitation["code"]
-        .as_str()
-        .expect("invitation code")
-        .to_string();
+    let phone = json!({ "name": "phone" });
+    secrets.push(field(post("/api/v1/devices", &ana, phone), "token").await);
+    let invitee = json!({ "email": "bob@example.org" });
+    let code = field(post("/api/v1/invitations", &ana, invitee), "code").await;
     secrets.push(code.clone());
-    let accepted: Value = http
-        .post(server.url(&format!("/api/v1/invitations/{code}/accept")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let bob = accepted["token"]
-        .as_str()
-        .expect("invitee token")
-        .to_string();
+    let accept = http.post(server.url(&format!("/api/v1/invitations/{code}/accept")));
+    let bob = field(accept, "token").await;
     secrets.push(bob.clone());
-    let referral: Value = http
-        .get(server.url("/api/v1/referrals"))
-        .bearer_auth(&ana)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let referral_code = referral["code"]
-        .as_str()
-        .expect("referral code")
-        .to_string();
+    let referral_code = field(
+        http.get(server.url("/api/v1/referrals")).bearer_auth(&ana),
+        "code",
+    )
+    .await;
     let redeemed = post(
         "/api/v1/referrals/redeem",
         &bob,
         json!({ "code": referral_code }),
     )
+    .send()
     .await
     .unwrap();
     assert_eq!(redeemed.status(), StatusCode::OK);
@@ -140,6 +103,7 @@ async fn no_token_password_or_key_appears_in_the_logs() {
         ADMIN_TOKEN,
         json!({ "username": "ops", "password": PANEL_PASSWORD }),
     )
+    .send()
     .await
     .unwrap();
     assert_eq!(account.status(), StatusCode::CREATED);
