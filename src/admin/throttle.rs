@@ -6,8 +6,9 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::http::rate_limit::seconds_to_wait;
 
 pub struct LoginThrottle {
     by_ip: DefaultKeyedRateLimiter<IpAddr>,
@@ -29,19 +30,10 @@ impl LoginThrottle {
 
     /// Ok, or how many seconds to wait.
     pub fn check(&self, ip: Option<IpAddr>, username: &str) -> Result<(), u64> {
-        let clock = DefaultClock::default();
-        let wait = |limiter: Result<(), governor::NotUntil<_>>| {
-            limiter.map_err(|not_until| {
-                not_until
-                    .wait_time_from(clock.now())
-                    .as_secs()
-                    .saturating_add(1)
-            })
-        };
         if let Some(ip) = ip {
-            wait(self.by_ip.check_key(&ip))?;
+            seconds_to_wait(self.by_ip.check_key(&ip))?;
         }
-        wait(self.by_user.check_key(&username.to_string()))
+        seconds_to_wait(self.by_user.check_key(&username.to_string()))
     }
 
     /// Drops the state of keys idle long enough to be full again.

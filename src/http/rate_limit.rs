@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::clock::{Clock, DefaultClock, QuantaInstant};
+use governor::{DefaultKeyedRateLimiter, NotUntil, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use warp::{Filter, Rejection};
@@ -110,20 +110,11 @@ impl Limiters {
 
     /// Ok, or the seconds to wait.
     fn check(&self, ip: Option<IpAddr>, credential: Option<&str>) -> Result<(), u64> {
-        let clock = DefaultClock::default();
-        let wait = |outcome: Result<(), governor::NotUntil<_>>| {
-            outcome.map_err(|not_until| {
-                not_until
-                    .wait_time_from(clock.now())
-                    .as_secs()
-                    .saturating_add(1)
-            })
-        };
         if let (Some(limiter), Some(ip)) = (&self.by_ip, ip) {
-            wait(limiter.check_key(&ip))?;
+            seconds_to_wait(limiter.check_key(&ip))?;
         }
         if let (Some(limiter), Some(credential)) = (&self.by_token, credential) {
-            wait(limiter.check_key(&credential_key(credential)))?;
+            seconds_to_wait(limiter.check_key(&credential_key(credential)))?;
         }
         Ok(())
     }
@@ -136,6 +127,16 @@ impl Limiters {
             limiter.retain_recent();
         }
     }
+}
+
+/// A limiter's answer as Ok, or the whole seconds to wait (rounded up, for `Retry-After`).
+pub fn seconds_to_wait(outcome: Result<(), NotUntil<QuantaInstant>>) -> Result<(), u64> {
+    outcome.map_err(|not_until| {
+        not_until
+            .wait_time_from(DefaultClock::default().now())
+            .as_secs()
+            .saturating_add(1)
+    })
 }
 
 /// Credentials are kept as a short hash, never as themselves.
