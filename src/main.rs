@@ -256,7 +256,7 @@ fn backup(config_file: Option<PathBuf>, out: PathBuf) -> Result<(), String> {
 fn restore(file: PathBuf, data_dir: PathBuf) -> Result<(), String> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let header = runtime
-        .block_on(async { proxyfleet::backup::command::restore(&file, &data_dir) })
+        .block_on(async { proxyfleet::backup::restore(&file, &data_dir) })
         .map_err(|e| e.to_string())?;
     println!(
         "restored {} records (data format {}, written by {}) into {}",

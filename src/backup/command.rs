@@ -1,4 +1,4 @@
-//! `proxyfleet backup` and `proxyfleet restore`. A backup opens the store itself when no
+//! `proxyfleet backup` (restore is `backup::restore`). A backup opens the store itself when no
 //! server runs; otherwise (sled allows one process) it asks the running server, with the
 //! cookie the server left in its data directory.
 
@@ -6,7 +6,6 @@ use std::path::Path;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::store::format::DATA_FORMAT;
 use crate::store::Store;
 
 /// Writes a backup of the store `config` names to `out`; returns what was written.
@@ -70,11 +69,4 @@ async fn from_running_server(config: &Config, out: &Path) -> Result<super::Writt
         records: header.records,
         bytes: bytes.len() as u64,
     })
-}
-
-/// Restores `file` into the empty directory `data_dir`.
-pub fn restore(file: &Path, data_dir: &Path) -> Result<super::format::Header> {
-    let header = super::restore(file, data_dir)?;
-    debug_assert!(header.data_format <= DATA_FORMAT);
-    Ok(header)
 }
