@@ -34,7 +34,7 @@ fn event(id: &str, kind: &str, object: Value) -> Vec<u8> {
     .unwrap()
 }
 
-fn paid_intent(event_id: &str, intent: &str, user: u64, plan: &str) -> Vec<u8> {
+pub fn paid_intent(event_id: &str, intent: &str, user: u64, plan: &str) -> Vec<u8> {
     event(
         event_id,
         "payment_intent.succeeded",

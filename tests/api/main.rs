@@ -5,6 +5,7 @@ mod admin_ui;
 mod backup;
 mod billing;
 mod check;
+mod crash;
 mod devices;
 mod distribution;
 mod edge;
