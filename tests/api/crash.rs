@@ -311,7 +311,7 @@ async fn acknowledged_writes_survive_twenty_kills_and_redis_ends_equal_to_sled()
     }
 
     let server = ServerProcess::start(data.path(), &env);
-    let acked = acked.lock().unwrap();
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
     let proxies: BTreeSet<String> =
         crate::helpers::proxy_names(&admin_get(&server, "/api/v1/admin/proxies").await)
             .into_iter()
