@@ -2,6 +2,7 @@
 
 mod admin;
 mod admin_ui;
+mod auth_sweep;
 mod backup;
 mod billing;
 mod check;
