@@ -80,6 +80,9 @@ pub struct Config {
 
     /// Largest request body accepted, in bytes (413 above it).
     pub max_body_bytes: u64,
+    /// Writes are refused (503 `storage_full`) while the data disk has less free space than
+    /// this, in MiB, so the storage engine never meets a full disk; 0 turns the guard off.
+    pub min_free_disk_mb: u64,
     /// Edge routing: proxies are reachable as `<name>.<peers_domain>` through varnish.
     pub peers_domain: String,
     /// varnishd admin (CLI) address, e.g. `127.0.0.1:6082`; unset means the VCL is only written.
@@ -222,6 +225,7 @@ impl Default for Config {
             mail_product_name: "proxyfleet".into(),
             app_download_url: None,
             max_body_bytes: 64 * 1024,
+            min_free_disk_mb: 256,
             peers_domain: "peers.localhost".into(),
             varnish_admin: None,
             varnish_secret_file: None,

@@ -3,7 +3,7 @@
 
 use warp::http::StatusCode;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
@@ -21,6 +21,9 @@ pub enum Error {
     /// 503: a feature that needs configuration (billing, mail) is off.
     #[error("{0}")]
     Unavailable(String),
+    /// 503: the data disk is (nearly) full; writes are refused, reads go on.
+    #[error("{0}")]
+    StorageFull(String),
     /// 429: too many attempts; the client may try again after this many seconds.
     #[error("too many attempts; try again in {0} s")]
     TooManyRequests(u64),
@@ -74,7 +77,7 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Conflict { .. } => StatusCode::CONFLICT,
-            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unavailable(_) | Error::StorageFull(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -87,6 +90,7 @@ impl Error {
             Error::Unauthorized => "unauthorized",
             Error::NotFound(_) => "not_found",
             Error::Unavailable(_) => "unavailable",
+            Error::StorageFull(_) => "storage_full",
             Error::Internal(_) => "internal",
         }
     }
@@ -102,7 +106,12 @@ impl Error {
 
 impl From<sled::Error> for Error {
     fn from(e: sled::Error) -> Self {
-        Error::internal(format!("storage: {e}"))
+        match e {
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => {
+                Error::StorageFull(format!("the data disk is full: {io}"))
+            }
+            other => Error::internal(format!("storage: {other}")),
+        }
     }
 }
 

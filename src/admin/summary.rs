@@ -39,6 +39,8 @@ pub struct Summary {
     pub payments_this_month: u64,
     pub queue: crate::queue::QueueCounts,
     pub mirror: crate::mirror::Report,
+    /// Free space on the data disk, and whether writes are refused for lack of it.
+    pub storage: crate::store::disk_guard::DiskStatus,
 }
 
 fn role_name(proxy: &Proxy) -> String {
@@ -116,6 +118,7 @@ pub fn summary(state: &AppState, now_ms: u64) -> Result<Summary> {
         payments_this_month,
         queue: state.queue.counts()?,
         mirror: state.mirror.report(&state.store, now_ms)?,
+        storage: state.store.disk_status(),
     })
 }
 

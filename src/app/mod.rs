@@ -80,6 +80,9 @@ impl Application {
             .map(|_| tls::load_or_create(&config))
             .transpose()?;
         let store = Store::open(&config.data_dir)?;
+        store
+            .guard_disk(config.min_free_disk_mb.saturating_mul(1_048_576))
+            .map_err(|e| Error::internal(format!("read the data disk's free space: {e}")))?;
         migrations::run(&store, &config)?;
         let (tokens, new_tokens) = tokens::load_or_create(&store, &config).await?;
         let queue = Queue::new(
@@ -260,6 +263,23 @@ impl Application {
     }
 }
 
+/// Exit status when the storage engine failed at a full disk (EX_TEMPFAIL).
+pub const EXIT_STORAGE_FAILED: i32 = 75;
+
+/// Measured here: after sled meets ENOSPC it fails every later write, even once space is
+/// freed, and its memory grows without bound. The only cure is a fresh process, so the
+/// server exits and the service manager (`Restart=on-failure`) starts it again; every write
+/// it acknowledged is on disk.
+async fn watch_storage(store: Store, stop: watch::Receiver<bool>) {
+    if store.watch_disk(stop).await {
+        tracing::error!(
+            "the storage engine failed at a full disk and cannot recover in this process: \
+             exiting with status {EXIT_STORAGE_FAILED} to be restarted"
+        );
+        std::process::exit(EXIT_STORAGE_FAILED);
+    }
+}
+
 fn start_background(state: &Arc<AppState>, stop: &Arc<watch::Sender<bool>>) -> Vec<JoinHandle<()>> {
     let mut jobs = Vec::new();
     for _ in 0..state.config.queue_workers.max(1) {
@@ -278,6 +298,10 @@ fn start_background(state: &Arc<AppState>, stop: &Arc<watch::Sender<bool>>) -> V
         stop.subscribe(),
     )));
     jobs.push(tokio::spawn(jobs::upkeep(state.clone(), stop.subscribe())));
+    jobs.push(tokio::spawn(watch_storage(
+        state.store.clone(),
+        stop.subscribe(),
+    )));
     jobs.push(tokio::spawn(crate::backup::schedule::run(
         state.clone(),
         stop.subscribe(),

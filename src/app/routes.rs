@@ -17,9 +17,23 @@ pub const OPENAPI: &str = include_str!("../../assets/openapi.json");
 
 /// Every route; `over_tls` when they answer on the HTTPS listener.
 pub fn routes(state: Arc<AppState>, over_tls: bool) -> BoxedFilter<(warp::reply::Response,)> {
-    let health = warp::path!("healthz")
-        .and(warp::get())
-        .map(|| json(StatusCode::OK, &serde_json::json!({ "status": "ok" })));
+    // A monitor's probe: 503 while writes are refused for lack of disk, or after the engine
+    // failed at a full disk (that one needs a restart).
+    let storage = state.clone();
+    let health = warp::path!("healthz").and(warp::get()).map(move || {
+        let disk = storage.store.disk_status();
+        let (status, word) = if disk.storage_failed {
+            (StatusCode::SERVICE_UNAVAILABLE, "restart_needed")
+        } else if disk.writes_refused {
+            (StatusCode::SERVICE_UNAVAILABLE, "disk_full")
+        } else {
+            (StatusCode::OK, "ok")
+        };
+        json(
+            status,
+            &serde_json::json!({ "status": word, "storage": disk }),
+        )
+    });
     let openapi = warp::path!("api" / "v1" / "openapi.json")
         .and(warp::get())
         .map(|| {

@@ -98,6 +98,20 @@ pub fn gauges(summary: &Summary, totals: &BTreeMap<String, Totals>) -> String {
         &["currency", "kind"],
         amounts,
     );
+    let disk = &summary.storage;
+    gauge(
+        &registry,
+        "proxyfleet_storage",
+        "The data disk: free bytes, the free space under which writes are refused, whether \
+         they are refused now (1), and whether the engine failed at a full disk (1: restart).",
+        &["measure"],
+        [
+            (vec!["free_bytes"], disk.free_bytes as i64),
+            (vec!["min_free_bytes"], disk.min_free_bytes as i64),
+            (vec!["writes_refused"], i64::from(disk.writes_refused)),
+            (vec!["failed"], i64::from(disk.storage_failed)),
+        ],
+    );
     let mut out = String::new();
     if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&registry.gather(), &mut out) {
         tracing::error!(error = %e, "encoding metrics");

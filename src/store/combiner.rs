@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Store, Tx, TxResult};
 use crate::error::{Error, Result};
 
-type Reply<Out> = oneshot::Sender<Result<Out, String>>;
+type Reply<Out> = oneshot::Sender<Result<Out>>;
 
 pub struct Combiner<In, Out> {
     queue: mpsc::UnboundedSender<(In, Reply<Out>)>,
@@ -70,9 +70,10 @@ where
                         }
                     }
                     Err(e) => {
-                        let message = e.to_string();
+                        // Every request of the batch gets the same answer (a full disk stays
+                        // a 503 `storage_full`, not a bare internal error).
                         for reply in replies {
-                            let _ = reply.send(Err(message.clone()));
+                            let _ = reply.send(Err(e.clone()));
                         }
                     }
                 }
@@ -90,6 +91,5 @@ where
         answer
             .await
             .map_err(|_| Error::internal("combiner dropped a request"))?
-            .map_err(Error::Internal)
     }
 }

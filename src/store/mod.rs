@@ -8,6 +8,7 @@
 pub mod changelog;
 pub mod codec;
 pub mod combiner;
+pub mod disk_guard;
 mod flusher;
 pub mod format;
 mod tx;
@@ -23,6 +24,7 @@ pub use tx::{abort, Tx, TxResult};
 
 use crate::error::{Error, Result};
 use codec::decode;
+use disk_guard::{DiskGuard, DiskStatus};
 use flusher::Flusher;
 
 /// Every tree of the database. The discriminant is the position in `Store::trees`.
@@ -180,6 +182,8 @@ pub struct Store {
     /// Writes hold it shared; a snapshot holds it alone for the moment it copies the trees,
     /// so a backup never sees half of a multi-record change (sled has no read snapshots).
     gate: std::sync::Arc<std::sync::RwLock<()>>,
+    /// Refuses writes while the data disk is nearly full (`disk_guard.rs`).
+    disk: std::sync::Arc<DiskGuard>,
 }
 
 impl Store {
@@ -204,6 +208,7 @@ impl Store {
             writes: Default::default(),
             changed: Default::default(),
             gate: Default::default(),
+            disk: std::sync::Arc::new(DiskGuard::new(dir)),
         })
     }
 
@@ -253,6 +258,7 @@ impl Store {
     /// Runs `body` atomically over all trees. sled may run it more than once on conflict,
     /// so it must only read and write through `tx`.
     pub fn transaction<T>(&self, body: impl Fn(&Tx) -> TxResult<T>) -> Result<T> {
+        self.disk.admit()?;
         let _writing = self.write_gate();
         let written = std::cell::Cell::new(0u32);
         let result = self.trees.as_slice().transaction(|trees| {
@@ -267,7 +273,9 @@ impl Store {
         if result.is_ok() {
             self.count_writes(written.get());
         }
-        result.map_err(Error::from)
+        result
+            .map_err(Error::from)
+            .inspect_err(|e| self.disk.note(e))
     }
 
     /// Resolves after the next commit that appends to the change log (or at once if one
@@ -294,12 +302,54 @@ impl Store {
 
     /// Resolves when every write made before the call is on disk (shared group commit).
     pub async fn durable(&self) -> Result<()> {
-        self.flusher.flushed().await
+        self.flusher
+            .flushed()
+            .await
+            .inspect_err(|e| self.disk.note(e))
+    }
+
+    /// Refuse writes while fewer than `bytes` are free on the data disk (0: never).
+    pub fn guard_disk(&self, bytes: u64) -> std::io::Result<()> {
+        self.disk.set_min_free(bytes);
+        self.disk.refresh().map(|_| ())
+    }
+
+    /// Reads the free space again, every `disk_guard::WATCH_EVERY`, until `stop`; logs each
+    /// time writes stop or resume. Returns early, with `true`, once the engine itself failed
+    /// at a full disk.
+    pub async fn watch_disk(self, mut stop: tokio::sync::watch::Receiver<bool>) -> bool {
+        let mut every = tokio::time::interval(disk_guard::WATCH_EVERY);
+        while !*stop.borrow() {
+            if self.disk.status().storage_failed {
+                return true;
+            }
+            tokio::select! {
+                _ = every.tick() => {}
+                _ = stop.changed() => break,
+            }
+            match self.disk.refresh() {
+                Ok(Some(true)) => {
+                    let why = self.disk.admit().err().map(|e| e.to_string());
+                    tracing::error!("{}", why.unwrap_or_default());
+                }
+                Ok(Some(false)) => tracing::warn!("the data disk has room again: writes resume"),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read the data disk's free space"),
+            }
+        }
+        false
+    }
+
+    pub fn disk_status(&self) -> DiskStatus {
+        self.disk.status()
     }
 
     /// A blocking flush, for shutdown.
     pub fn flush_now(&self) -> Result<()> {
-        self.db.flush()?;
+        self.db
+            .flush()
+            .map_err(Error::from)
+            .inspect_err(|e| self.disk.note(e))?;
         Ok(())
     }
 
@@ -320,6 +370,7 @@ impl Store {
 
     /// Writes one record outside a transaction (for single-record state such as the meta tree).
     pub fn put<V: Serialize>(&self, tree: TreeId, key: impl AsRef<[u8]>, value: &V) -> Result<()> {
+        self.disk.admit()?;
         let _writing = self.write_gate();
         self.tree(tree)
             .insert(key.as_ref(), codec::encode(value)?)?;

@@ -9,7 +9,9 @@ async fn healthz_answers_ok() {
     let response = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body, serde_json::json!({"status": "ok"}));
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["storage"]["writes_refused"], false);
+    assert!(body["storage"]["free_bytes"].as_u64() > Some(0));
 }
 
 #[tokio::test]

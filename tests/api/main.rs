@@ -10,6 +10,7 @@ mod crash;
 mod devices;
 mod distribution;
 mod edge;
+mod faults;
 mod fleet;
 mod gateways;
 mod health;
