@@ -168,3 +168,53 @@ async fn a_nearly_full_disk_refuses_writes_keeps_reads_and_recovers_when_freed()
     assert!(!listed.iter().any(|name| name.starts_with("during")));
     server.kill9();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_that_met_a_full_disk_exits_for_a_restart_and_keeps_what_it_acknowledged() {
+    let disk = SmallDisk::mount(48);
+    let data = disk.path().join("data");
+    // The guard off: the engine itself meets the full disk.
+    let env = [("PROXYFLEET_MIN_FREE_DISK_MB", "0")];
+    let mut server = ServerProcess::start(&data, &env);
+    let mut acked = Vec::new();
+    for i in 0..10 {
+        let name = format!("before{i}");
+        assert_eq!(register(&server, &name).await.status(), StatusCode::OK);
+        acked.push(name);
+    }
+    let filler = disk.fill_leaving(0);
+    let mut refused = 0;
+    for i in 0..200 {
+        let name = format!("full{i}");
+        match register(&server, &name).await.status() {
+            StatusCode::OK => acked.push(name),
+            _ => refused += 1,
+        }
+        if refused >= 3 {
+            break;
+        }
+    }
+    assert!(refused >= 3, "a full disk refuses writes");
+    let status = eventually(Duration::from_secs(20), "the server to exit", || {
+        let exited = server.child.try_wait().unwrap();
+        async move { exited }
+    })
+    .await;
+    assert_eq!(
+        status.code(),
+        Some(proxyfleet::app::EXIT_STORAGE_FAILED),
+        "exits to be restarted"
+    );
+
+    std::fs::remove_file(filler).unwrap();
+    let server = ServerProcess::start(&data, &env);
+    let listed = proxy_names(&admin_json(&server, "/api/v1/admin/proxies").await);
+    for name in &acked {
+        assert!(
+            listed.contains(name),
+            "acknowledged {name} lost: {listed:?}"
+        );
+    }
+    assert_eq!(register(&server, "after").await.status(), StatusCode::OK);
+    server.kill9();
+}
