@@ -69,6 +69,8 @@ pub struct Config {
     pub stripe_api_base: String,
     pub stripe_secret_key: Option<Secret>,
     pub stripe_webhook_secret: Option<Secret>,
+    /// Seconds a call to Stripe's API may take before the purchase answers 503 (retry).
+    pub stripe_timeout_secs: u64,
     /// e.g. `smtp://user:pass@host:587?tls=starttls`; unset means mail is queued, not sent.
     pub smtp_url: Option<Secret>,
     /// Sender of every mail, e.g. `proxyfleet <noreply@example.org>`.
@@ -224,6 +226,7 @@ impl Default for Config {
             mail_from: "proxyfleet <noreply@localhost>".into(),
             mail_product_name: "proxyfleet".into(),
             app_download_url: None,
+            stripe_timeout_secs: 20,
             max_body_bytes: 64 * 1024,
             min_free_disk_mb: 256,
             peers_domain: "peers.localhost".into(),

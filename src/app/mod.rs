@@ -140,7 +140,11 @@ impl Application {
             registry.clone(),
             fleet.notifier.clone(),
             match &config.stripe_secret_key {
-                Some(key) => Some(StripeApi::new(&config.stripe_api_base, key.expose())?),
+                Some(key) => Some(StripeApi::new(
+                    &config.stripe_api_base,
+                    key.expose(),
+                    Duration::from_secs(config.stripe_timeout_secs.max(1)),
+                )?),
                 None => None,
             },
             BillingSettings::from_config(&config)?,

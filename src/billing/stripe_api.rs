@@ -26,6 +26,26 @@ pub struct Created {
 #[derive(Clone)]
 pub struct StripeApi {
     client: Client,
+    /// async-stripe sets no deadline: a Stripe that accepts the connection and never answers
+    /// would hold the user's request (and a connection) forever.
+    timeout: std::time::Duration,
+}
+
+/// Runs one Stripe call within the deadline; a failure or a timeout is a 503 to retry.
+async fn within<T>(
+    timeout: std::time::Duration,
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, stripe::StripeError>>,
+) -> Result<T> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(answer) => answer.map_err(|e| provider_error(what, e)),
+        Err(_) => {
+            tracing::warn!(seconds = timeout.as_secs_f64(), "stripe {what} timed out");
+            Err(Error::Unavailable(format!(
+                "the payment provider did not answer the {what} in time: try again"
+            )))
+        }
+    }
 }
 
 fn provider_error(what: &str, e: stripe::StripeError) -> Error {
@@ -53,12 +73,13 @@ fn currency(plan: &Plan) -> Result<Currency> {
 
 impl StripeApi {
     /// `base` is Stripe's API root (`https://api.stripe.com`), or an emulator's.
-    pub fn new(base: &str, secret_key: &str) -> Result<StripeApi> {
+    pub fn new(base: &str, secret_key: &str, timeout: std::time::Duration) -> Result<StripeApi> {
         // async-stripe panics on a bad URL: check it first, as a configuration error.
         let parsed = url::Url::parse(base)
             .map_err(|e| Error::internal(format!("stripe_api_base {base:?}: {e}")))?;
         Ok(StripeApi {
             client: Client::from_url(parsed.as_str(), secret_key),
+            timeout,
         })
     }
 
@@ -78,10 +99,12 @@ impl StripeApi {
             user_id.to_string(),
         )]));
         let client = self.idempotent(format!("proxyfleet-customer-{user_id}"));
-        let created: Created = client
-            .post_form("/customers", &params)
-            .await
-            .map_err(|e| provider_error("customer creation", e))?;
+        let created: Created = within(
+            self.timeout,
+            "customer creation",
+            client.post_form("/customers", &params),
+        )
+        .await?;
         Ok(created.id)
     }
 
@@ -100,10 +123,13 @@ impl StripeApi {
         params.metadata = Some(metadata(user_id, plan));
         // Payment methods are left to Stripe's defaults (automatic since API 2023-08-16), which
         // also keeps the request within what localstripe, the test emulator, accepts.
-        self.idempotent(format!("proxyfleet-pi-{user_id}-{key}"))
-            .post_form("/payment_intents", &params)
-            .await
-            .map_err(|e| provider_error("payment intent", e))
+        let client = self.idempotent(format!("proxyfleet-pi-{user_id}-{key}"));
+        within(
+            self.timeout,
+            "payment intent",
+            client.post_form("/payment_intents", &params),
+        )
+        .await
     }
 
     /// A Checkout Session link for web users. Its metadata (not the PaymentIntent's) names the
@@ -138,10 +164,13 @@ impl StripeApi {
             }),
             ..Default::default()
         }]);
-        self.idempotent(format!("proxyfleet-cs-{user_id}-{key}"))
-            .post_form("/checkout/sessions", &params)
-            .await
-            .map_err(|e| provider_error("checkout session", e))
+        let client = self.idempotent(format!("proxyfleet-cs-{user_id}-{key}"));
+        within(
+            self.timeout,
+            "checkout session",
+            client.post_form("/checkout/sessions", &params),
+        )
+        .await
     }
 }
 

@@ -218,3 +218,103 @@ async fn an_engine_that_met_a_full_disk_exits_for_a_restart_and_keeps_what_it_ac
     assert_eq!(register(&server, "after").await.status(), StatusCode::OK);
     server.kill9();
 }
+
+/// How the fake Stripe answers: an API error (500), never (a hang), or as Stripe does.
+const STRIPE_FAILS: u8 = 0;
+const STRIPE_HANGS: u8 = 1;
+const STRIPE_WORKS: u8 = 2;
+
+/// A fake of Stripe's customer and payment-intent endpoints that fails as told, and records
+/// each request's path and Idempotency-Key.
+async fn unreliable_stripe(
+    mode: std::sync::Arc<std::sync::atomic::AtomicU8>,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+) {
+    use warp::Filter;
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>> = Default::default();
+    let log = seen.clone();
+    let route = warp::post()
+        .and(warp::path::full())
+        .and(warp::header::optional::<String>("idempotency-key"))
+        .and(warp::body::bytes())
+        .then(move |path: warp::path::FullPath, key: Option<String>, _body: bytes::Bytes| {
+            let (mode, log) = (mode.clone(), log.clone());
+            async move {
+                let path = path.as_str().to_string();
+                log.lock().unwrap().push((path.clone(), key.unwrap_or_default()));
+                let (status, answer) = match mode.load(std::sync::atomic::Ordering::SeqCst) {
+                    STRIPE_FAILS => (
+                        500,
+                        serde_json::json!({ "error": { "type": "api_error", "message": "boom" } }),
+                    ),
+                    STRIPE_HANGS => {
+                        tokio::time::sleep(Duration::from_secs(600)).await;
+                        (500, Value::Null)
+                    }
+                    _ if path == "/v1/customers" => {
+                        (200, serde_json::json!({ "id": "cus_fault1", "object": "customer" }))
+                    }
+                    _ => (
+                        200,
+                        serde_json::json!({ "id": "pi_fault1", "object": "payment_intent",
+                                            "client_secret": "pi_fault1_secret_x" }),
+                    ),
+                };
+                warp::reply::with_status(
+                    warp::reply::json(&answer),
+                    warp::http::StatusCode::from_u16(status).unwrap(),
+                )
+            }
+        });
+    let (address, server) = warp::serve(route).bind_ephemeral(([127, 0, 0, 1], 0));
+    tokio::spawn(server);
+    (format!("http://{address}"), seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_failing_or_hanging_is_a_503_to_retry_and_the_retry_reuses_its_idempotency_key() {
+    let mode = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(STRIPE_FAILS));
+    let (base, seen) = unreliable_stripe(mode.clone()).await;
+    let app = spawn_app_with(|c| {
+        c.stripe_api_base = base;
+        c.stripe_secret_key = Some(proxyfleet::config::Secret::new("sk_test_faults"));
+        c.stripe_timeout_secs = 1;
+    })
+    .await;
+    let (_, token, _) = app.create_user("buyer@example.org", None).await;
+    let order = serde_json::json!({ "plan": "pro-1m", "idempotency_key": "order-1" });
+
+    for (fault, how) in [(STRIPE_FAILS, "answering 500"), (STRIPE_HANGS, "hanging")] {
+        mode.store(fault, std::sync::atomic::Ordering::SeqCst);
+        let response = app.user_post(&token, "/api/v1/pro/purchase", &order).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Stripe {how}"
+        );
+        assert_eq!(error_code(response).await, "unavailable", "Stripe {how}");
+    }
+    // Meanwhile the rest of the API answers.
+    assert_eq!(
+        app.admin_get("/api/v1/admin/summary").await.status(),
+        StatusCode::OK
+    );
+
+    mode.store(STRIPE_WORKS, std::sync::atomic::Ordering::SeqCst);
+    let response = app.user_post(&token, "/api/v1/pro/purchase", &order).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["client_secret"], "pi_fault1_secret_x", "{body}");
+
+    // Every attempt at the customer carried one key, so Stripe made (at most) one customer.
+    let seen = seen.lock().unwrap().clone();
+    let customer_keys: std::collections::BTreeSet<&str> = seen
+        .iter()
+        .filter(|(path, _)| path == "/v1/customers")
+        .map(|(_, key)| key.as_str())
+        .collect();
+    assert_eq!(customer_keys.len(), 1, "{seen:?}");
+    assert!(seen.len() >= 3, "{seen:?}");
+}
