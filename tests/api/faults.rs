@@ -318,3 +318,48 @@ async fn stripe_failing_or_hanging_is_a_503_to_retry_and_the_retry_reuses_its_id
     assert_eq!(customer_keys.len(), 1, "{seen:?}");
     assert!(seen.len() >= 3, "{seen:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_redis_holds_no_write_back_and_the_mirror_catches_up_to_equal() {
+    use crate::redis_support::{assert_equals_a_fresh_copy, caught_up, mirror_report, RedisServer};
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let app = spawn_app_with(move |c| c.redis_url = Some(url)).await;
+    app.proxy("stall1", 9101, &[]).await;
+    caught_up(&app.url(""), Duration::from_secs(30)).await;
+
+    redis.stall(true);
+    // Writes go on at full speed while Redis answers nothing.
+    for i in 0..30 {
+        app.create_user(&format!("stalled{i}@example.org"), None)
+            .await;
+        app.proxy(
+            &format!("stall{}", i % 5),
+            9101,
+            &[("clients", &i.to_string())],
+        )
+        .await;
+    }
+    let report = mirror_report(&app.url("")).await;
+    assert!(
+        report["changes_behind"].as_u64() > Some(0),
+        "the admin sees the mirror fall behind: {report}"
+    );
+    let failing = eventually(
+        Duration::from_secs(30),
+        "the stall to be reported",
+        || async {
+            let report = mirror_report(&app.url("")).await;
+            report["last_error"].is_string().then_some(report)
+        },
+    )
+    .await;
+    redis.stall(false);
+
+    let report = caught_up(&app.url(""), Duration::from_secs(60)).await;
+    assert_eq!(
+        report["changes_behind"], 0,
+        "{report} (while stalled: {failing})"
+    );
+    assert_equals_a_fresh_copy(&app.url(""), &redis).await;
+}

@@ -64,6 +64,18 @@ impl RedisServer {
         }
     }
 
+    /// SIGSTOP (`true`) or SIGCONT (`false`): a server that holds its connections and answers
+    /// nothing, as a stalled or swapping Redis does.
+    pub fn stall(&self, stalled: bool) {
+        let child = self.child.as_ref().expect("redis-server runs");
+        let signal = if stalled { "-STOP" } else { "-CONT" };
+        let sent = std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill {signal}");
+    }
+
     /// Starts again on the same port, empty.
     pub fn restart_empty(&mut self) {
         self.kill();
