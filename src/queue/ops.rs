@@ -183,6 +183,14 @@ impl Queue {
         self.store.get(TreeId::Tasks, u64_key(id))
     }
 
+    /// The task enqueued under `key`, while it is kept.
+    pub fn by_key(&self, key: &str) -> Result<Option<Task>> {
+        match self.store.get::<u64>(TreeId::TaskKeys, key)? {
+            Some(id) => self.get(id),
+            None => Ok(None),
+        }
+    }
+
     /// When the earliest live task is due (or its lease runs out).
     pub fn next_due_ms(&self) -> Result<Option<u64>> {
         Ok(self

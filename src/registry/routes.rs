@@ -341,8 +341,18 @@ async fn vcl(state: Arc<AppState>) -> Result<Route, Rejection> {
 
 async fn edge_status(state: Arc<AppState>) -> Result<Route, Rejection> {
     let (version, loaded) = edge::status(&state.store).map_err(reject)?;
+    // While varnish lags behind the registry, the sync task that will catch it up, with its
+    // tries and last error (varnishd's admin port down, say).
+    let behind = loaded.as_ref().is_none_or(|l| l.version < version);
+    let pending = if behind && version > 0 {
+        let key = format!("{}:{version}", edge::EDGE_SYNC);
+        state.queue.by_key(&key).map_err(reject)?
+    } else {
+        None
+    };
     Ok(json(
         StatusCode::OK,
-        &serde_json::json!({ "version": version, "loaded": loaded, "vcl_path": state.edge.vcl_path }),
+        &serde_json::json!({ "version": version, "loaded": loaded, "pending": pending,
+                             "vcl_path": state.edge.vcl_path }),
     ))
 }

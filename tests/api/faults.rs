@@ -363,3 +363,49 @@ async fn a_stalled_redis_holds_no_write_back_and_the_mirror_catches_up_to_equal(
     );
     assert_equals_a_fresh_copy(&app.url(""), &redis).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn varnish_admin_gone_is_retried_from_the_queue_and_loads_when_it_is_back() {
+    use crate::varnish::{backend, through_varnish, Varnishd, DOMAIN};
+    let workdir = tempfile::tempdir().unwrap();
+    let mut varnish = Varnishd::start(workdir.path()).await;
+    let admin = std::fs::read_to_string(workdir.path().join("admin")).unwrap();
+    let secret = workdir.path().join("secret");
+    let app = spawn_app_with(|c| {
+        c.varnish_admin = Some(admin);
+        c.varnish_secret_file = Some(secret);
+        c.peers_domain = DOMAIN.into();
+        c.edge_debounce_ms = 100;
+        c.queue_backoff_base_ms = 200;
+        c.queue_max_attempts = 50;
+    })
+    .await;
+    varnish.kill();
+
+    let alpha = backend("backend-alpha");
+    app.register_ok("alpha", alpha.port()).await; // the API answers without varnish
+    let pending = eventually(
+        Duration::from_secs(20),
+        "the failed sync to show",
+        || async {
+            let edge = app.admin_json("/api/v1/admin/edge").await;
+            let failed = edge["pending"]["last_error"].is_string() && edge["loaded"].is_null();
+            failed.then_some(edge)
+        },
+    )
+    .await;
+    assert!(
+        pending["pending"]["attempts"].as_u64() >= Some(1),
+        "{pending}"
+    );
+
+    let varnish = varnish.restart(workdir.path()).await;
+    let reached = eventually(Duration::from_secs(30), "alpha through varnish", || {
+        through_varnish(&varnish, "alpha.peers.test")
+    })
+    .await;
+    assert_eq!(reached, "backend-alpha");
+    let edge = app.admin_json("/api/v1/admin/edge").await;
+    assert_eq!(edge["pending"], Value::Null, "{edge}");
+    assert_eq!(edge["loaded"]["version"], edge["version"], "{edge}");
+}

@@ -10,20 +10,40 @@ use warp::Filter;
 
 use crate::helpers::{client, eventually, free_port, require_program, spawn_app_with, TestApp};
 
-const DOMAIN: &str = "peers.test";
+pub const DOMAIN: &str = "peers.test";
 
-struct Varnishd {
+pub struct Varnishd {
     child: Child,
-    http: SocketAddr,
+    pub http: SocketAddr,
+    admin: String,
 }
 
 impl Varnishd {
-    async fn start(workdir: &Path) -> Varnishd {
-        let varnishd = require_program("varnishd", "varnish");
+    /// varnishd on free ports; its admin address and secret are in `workdir` (`admin`, `secret`).
+    pub async fn start(workdir: &Path) -> Varnishd {
         let secret = workdir.join("secret");
         std::fs::write(&secret, "proxyfleet-test-secret\n").unwrap();
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin = format!("127.0.0.1:{}", free_port());
+        Varnishd::start_on(workdir, http, admin).await
+    }
+
+    /// SIGKILL, then a fresh varnishd on the same ports (with no VCL of ours loaded).
+    pub async fn restart(mut self, workdir: &Path) -> Varnishd {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Varnishd::start_on(workdir, self.http, self.admin.clone()).await
+    }
+
+    /// SIGKILL: the admin port is gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    async fn start_on(workdir: &Path, http: SocketAddr, admin: String) -> Varnishd {
+        let varnishd = require_program("varnishd", "varnish");
+        let secret = workdir.join("secret");
         let child = Command::new(varnishd)
             .args(["-F", "-j", "none", "-b", "none", "-s", "malloc,16m"])
             .arg("-n")
@@ -35,7 +55,11 @@ impl Varnishd {
             .stderr(Stdio::null())
             .spawn()
             .expect("start varnishd");
-        let mut varnish = Varnishd { child, http };
+        let mut varnish = Varnishd {
+            child,
+            http,
+            admin: admin.clone(),
+        };
         eventually(Duration::from_secs(20), "varnishd's admin port", || {
             let admin = admin.clone();
             async move { tokio::net::TcpStream::connect(&admin).await.ok() }
@@ -59,14 +83,14 @@ impl Drop for Varnishd {
 }
 
 /// A tiny HTTP backend that names itself in every answer.
-fn backend(label: &'static str) -> SocketAddr {
+pub fn backend(label: &'static str) -> SocketAddr {
     let (address, server) =
         warp::serve(warp::any().map(move || label)).bind_ephemeral(([127, 0, 0, 1], 0));
     tokio::spawn(server);
     address
 }
 
-async fn through_varnish(varnish: &Varnishd, host: &str) -> Option<String> {
+pub async fn through_varnish(varnish: &Varnishd, host: &str) -> Option<String> {
     let response = client()
         .get(format!("http://{}/", varnish.http))
         .header("host", host)
