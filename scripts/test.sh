@@ -23,9 +23,10 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet varnish 2
 fi
 
 # From PyPI: Stripe's official library (the webhook tests check our signature scheme against
-# it), aiosmtpd (the real SMTP server the mail tests deliver to) and localstripe (a Stripe
-# emulator: customers, payment intents, signed webhooks).
-for module in stripe aiosmtpd localstripe; do
+# it), aiosmtpd (the real SMTP server the mail tests deliver to), localstripe (a Stripe
+# emulator: customers, payment intents, signed webhooks) and schemathesis (generated requests
+# from the OpenAPI file).
+for module in stripe aiosmtpd localstripe schemathesis; do
   if ! python3 -c "import $module" >/dev/null 2>&1; then
     echo "installing $module (PyPI)"
     python3 -m pip install --quiet --disable-pip-version-check "$module" 2>/dev/null \

@@ -280,6 +280,13 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Defaults, then the settings in `text` (a config file's TOML), without the environment.
+    pub fn from_toml(text: &str) -> Result<Config, Box<figment::Error>> {
+        Ok(Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()?)
+    }
+
     /// Defaults, then the TOML file if given, then `PROXYFLEET_*` variables.
     pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
@@ -386,10 +393,8 @@ mod tests {
             .map(|line| line.split("   # ").next().unwrap_or(line))
             .collect::<Vec<_>>()
             .join("\n");
-        let parsed: Config = Figment::from(Serialized::defaults(Config::default()))
-            .merge(Toml::string(&uncommented))
-            .extract()
-            .unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+        let parsed =
+            Config::from_toml(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
         assert_eq!(parsed.rate_limits, Config::default().rate_limits);
         assert_eq!(parsed.backup_keep, 7);
     }

@@ -28,9 +28,10 @@ use crate::http::{admin, json, reject, user, with_state};
 /// Header carrying the base64 Ed25519 signature of the (uncompressed) body.
 pub const SIGNATURE_HEADER: &str = "x-proxyfleet-signature";
 
+/// `GET /api/v1/config?wait=SECONDS` (a long poll when set).
 #[derive(Deserialize)]
-struct ConfigQuery {
-    wait: Option<u64>,
+pub struct ConfigQuery {
+    pub wait: Option<u64>,
 }
 
 #[derive(Deserialize)]

@@ -29,6 +29,7 @@ mod rebalance;
 mod redis_support;
 mod referrals;
 mod registry;
+mod schemathesis;
 mod secrets;
 mod validation;
 mod varnish;
