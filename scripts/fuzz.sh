@@ -10,10 +10,14 @@ seconds="${1:-60}"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build -s none
+log=$(mktemp)
 for target in $(cargo fuzz list); do
   echo "== $target: ${seconds}s"
-  cargo fuzz run -s none "$target" -- -max_total_time="$seconds" -print_final_stats=1 2>&1 \
-    | grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE)|panicked|ERROR" || true
-  # cargo fuzz exits non-zero when the target crashed; `|| true` above only covers grep.
-  test "${PIPESTATUS[0]}" -eq 0
+  if ! cargo fuzz run -s none "$target" -- -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1; then
+    tail -40 "$log"
+    echo "fuzz target $target failed" >&2
+    exit 1
+  fi
+  grep -E "^stat::(number_of_executed_units|peak_rss_mb)|DONE" "$log" || true
 done
+rm -f "$log"
