@@ -26,6 +26,20 @@ pub fn stripe_header(secret: &str, t: i64, body: &[u8]) -> String {
     format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// A webhook delivery of `body` to `url`, signed with `secret` as Stripe signs.
+pub fn signed_webhook(
+    client: &reqwest::Client,
+    url: String,
+    secret: &str,
+    body: Vec<u8>,
+) -> reqwest::RequestBuilder {
+    client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("stripe-signature", stripe_header(secret, unix_now(), &body))
+        .body(body)
+}
+
 fn event(id: &str, kind: &str, object: Value) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "id": id, "object": "event", "api_version": "2024-06-20", "created": unix_now(),

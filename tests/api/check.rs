@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::helpers::{client, ServerProcess, ADMIN_TOKEN, REGISTRY_TOKEN};
 
-fn run_check(data: &std::path::Path) -> (bool, String) {
+pub fn run_check(data: &std::path::Path) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_proxyfleet"))
         .arg("check")
         .env("PROXYFLEET_DATA_DIR", data)

@@ -4,7 +4,6 @@
 //! 2xx is there, and the Redis mirror that ran through all of it equals a fresh copy of sled.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,8 +11,9 @@ use rand::Rng;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::billing::{paid_intent, stripe_header};
-use crate::helpers::{client, unix_now, ServerProcess, ADMIN_TOKEN, REGISTRY_TOKEN};
+use crate::billing::{paid_intent, signed_webhook};
+use crate::check::run_check;
+use crate::helpers::{client, ServerProcess, ADMIN_TOKEN, REGISTRY_TOKEN};
 use crate::redis_support::{assert_equals_a_fresh_copy, RedisServer};
 
 const KILLS: usize = 20;
@@ -157,14 +157,7 @@ fn start_writers(
             async move {
                 let event = format!("evt_k{round}w{w}n{i}");
                 let body = paid_intent(&event, &format!("pi_k{round}w{w}n{i}"), payer, "pro-1m");
-                let sent = http
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .header(
-                        "stripe-signature",
-                        stripe_header(WEBHOOK_SECRET, unix_now(), &body),
-                    )
-                    .body(body)
+                let sent = signed_webhook(&http, url, WEBHOOK_SECRET, body)
                     .send()
                     .await;
                 ok_json(sent, StatusCode::OK).await?;
@@ -177,38 +170,14 @@ fn start_writers(
     writers
 }
 
-fn check_offline(data: &std::path::Path) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_proxyfleet"))
-        .arg("check")
-        .env("PROXYFLEET_DATA_DIR", data)
-        .output()
-        .expect("run proxyfleet check");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (output.status.success(), text)
-}
-
-async fn admin_get(server: &ServerProcess, path: &str) -> Value {
-    let response = client()
-        .get(server.url(path))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "{path}");
-    response.json().await.unwrap()
-}
-
 /// Every user id the server lists, with email and inviter, read page by page.
 async fn listed_users(server: &ServerProcess) -> BTreeMap<u64, (String, Option<u64>)> {
     let mut users = BTreeMap::new();
     let mut after = 0;
     loop {
-        let page = admin_get(
-            server,
-            &format!("/api/v1/admin/users?limit=500&after={after}"),
-        )
-        .await;
+        let page = server
+            .admin_json(&format!("/api/v1/admin/users?limit=500&after={after}"))
+            .await;
         for user in page["users"].as_array().unwrap() {
             let id = user["id"].as_u64().unwrap();
             users.insert(
@@ -230,11 +199,9 @@ async fn listed_events(server: &ServerProcess) -> BTreeSet<String> {
     let mut events = BTreeSet::new();
     let mut after = String::new();
     loop {
-        let page = admin_get(
-            server,
-            &format!("/api/v1/admin/payments?limit=500&after={after}"),
-        )
-        .await;
+        let page = server
+            .admin_json(&format!("/api/v1/admin/payments?limit=500&after={after}"))
+            .await;
         for payment in page["payments"].as_array().unwrap() {
             events.insert(payment["event_id"].as_str().unwrap().to_string());
         }
@@ -303,7 +270,7 @@ async fn acknowledged_writes_survive_twenty_kills_and_redis_ends_equal_to_sled()
             acked.lock().unwrap().total() >= before + 20,
             "round {round}: too few writes before the kill"
         );
-        let (ok, text) = check_offline(data.path());
+        let (ok, text) = run_check(data.path());
         assert!(
             ok,
             "round {round}: proxyfleet check after the kill:\n{text}"
@@ -313,7 +280,7 @@ async fn acknowledged_writes_survive_twenty_kills_and_redis_ends_equal_to_sled()
     let server = ServerProcess::start(data.path(), &env);
     let acked = std::mem::take(&mut *acked.lock().unwrap());
     let proxies: BTreeSet<String> =
-        crate::helpers::proxy_names(&admin_get(&server, "/api/v1/admin/proxies").await)
+        crate::helpers::proxy_names(&server.admin_json("/api/v1/admin/proxies").await)
             .into_iter()
             .collect();
     let lost: Vec<&String> = acked.proxies.difference(&proxies).collect();

@@ -69,17 +69,6 @@ async fn health(server: &ServerProcess) -> (StatusCode, Value) {
     (response.status(), response.json().await.unwrap())
 }
 
-async fn admin_json(server: &ServerProcess, path: &str) -> Value {
-    let response = client()
-        .get(server.url(path))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "{path}");
-    response.json().await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nearly_full_disk_refuses_writes_keeps_reads_and_recovers_when_freed() {
     let disk = SmallDisk::mount(48);
@@ -113,9 +102,9 @@ async fn a_nearly_full_disk_refuses_writes_keeps_reads_and_recovers_when_freed()
         assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(error_code(refused).await, "storage_full");
     }
-    let listed = proxy_names(&admin_json(&server, "/api/v1/admin/proxies").await);
+    let listed = proxy_names(&server.admin_json("/api/v1/admin/proxies").await);
     assert_eq!(listed.len(), 20, "{listed:?}");
-    let summary = admin_json(&server, "/api/v1/admin/summary").await;
+    let summary = server.admin_json("/api/v1/admin/summary").await;
     assert_eq!(
         summary["storage"]["writes_refused"], true,
         "the dashboard shows it"
@@ -148,18 +137,10 @@ async fn a_nearly_full_disk_refuses_writes_keeps_reads_and_recovers_when_freed()
     }
     server.kill9();
 
-    let output = Command::new(env!("CARGO_BIN_EXE_proxyfleet"))
-        .arg("check")
-        .env("PROXYFLEET_DATA_DIR", &data)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stdout)
-    );
+    let (ok, text) = crate::check::run_check(&data);
+    assert!(ok, "{text}");
     let server = ServerProcess::start(&data, &env);
-    let listed = proxy_names(&admin_json(&server, "/api/v1/admin/proxies").await);
+    let listed = proxy_names(&server.admin_json("/api/v1/admin/proxies").await);
     assert_eq!(
         listed.len(),
         40,
@@ -208,7 +189,7 @@ async fn an_engine_that_met_a_full_disk_exits_for_a_restart_and_keeps_what_it_ac
 
     std::fs::remove_file(filler).unwrap();
     let server = ServerProcess::start(&data, &env);
-    let listed = proxy_names(&admin_json(&server, "/api/v1/admin/proxies").await);
+    let listed = proxy_names(&server.admin_json("/api/v1/admin/proxies").await);
     for name in &acked {
         assert!(
             listed.contains(name),

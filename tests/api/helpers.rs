@@ -251,6 +251,18 @@ impl ServerProcess {
         format!("http://{}{}", self.address, path)
     }
 
+    /// GET with the admin token; asserts 200 and returns the JSON.
+    pub async fn admin_json(&self, path: &str) -> Value {
+        let response = client()
+            .get(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        response.json().await.expect("json")
+    }
+
     pub fn kill9(mut self) {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("reap");

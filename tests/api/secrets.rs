@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::billing::stripe_header;
+use crate::billing::signed_webhook;
 use crate::helpers::{client, unix_now, ServerProcess, ADMIN_TOKEN, REGISTRY_TOKEN};
 
 const WEBHOOK_SECRET: &str = "whsec_logsecret0123456789";
@@ -152,13 +152,8 @@ async fn no_token_password_or_key_appears_in_the_logs() {
         "created": unix_now(), "data": { "object": { "id": "cus_1", "object": "customer" } },
     }))
     .unwrap();
-    let webhook = http
-        .post(server.url("/api/v1/stripe/webhook"))
-        .header(
-            "stripe-signature",
-            stripe_header(WEBHOOK_SECRET, unix_now(), &body),
-        )
-        .body(body)
+    let url = server.url("/api/v1/stripe/webhook");
+    let webhook = signed_webhook(&http, url, WEBHOOK_SECRET, body)
         .send()
         .await
         .unwrap();
@@ -179,9 +174,13 @@ async fn no_token_password_or_key_appears_in_the_logs() {
     // The invitation mail fails against the closed SMTP port and is retried (and logged).
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let status = server.terminate();
-    assert!(status.success());
-
     let logs = std::fs::read_to_string(&log_path).unwrap();
+    let tail: Vec<&str> = logs.lines().rev().take(20).collect();
+    assert!(
+        status.success(),
+        "SIGTERM ended in {status}; last log lines: {tail:#?}"
+    );
+
     let lines: Vec<&str> = logs.lines().collect();
     assert!(
         lines.len() > 100,

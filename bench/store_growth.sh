@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Store growth under churn: TOTAL heartbeats (default 10,000,000) over 10,000 proxies against
+# the release server, printing the data directory's size and the server's resident memory
+# after every round, then once more after a restart (sled reclaims space at open).
+#   bash bench/store_growth.sh [total heartbeats] [seconds per round]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TOTAL="${1:-10000000}"
+ROUND="${2:-30}"
+command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install wrk" >&2; exit 1; }
+cargo build --release --bin proxyfleet >/dev/null
+work=$(mktemp -d)
+cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+start_server() {
+  PROXYFLEET_LISTEN="127.0.0.1:$port" PROXYFLEET_DATA_DIR="$work/data" \
+    PROXYFLEET_REGISTRY_TOKEN=bench-token PROXYFLEET_ADMIN_TOKEN=bench-admin \
+    PROXYFLEET_ALLOW_PRIVATE_IPS=true PROXYFLEET_RATE_LIMITS__ENABLED=false \
+    PROXYFLEET_HTTPS_LISTEN=127.0.0.1:0 RUST_LOG=warn ./target/release/proxyfleet serve >/dev/null &
+  pid=$!
+  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "server not up" >&2; exit 1
+}
+report() { # label heartbeats
+  local bytes rss
+  bytes=$(du -sb "$work/data" | cut -f1)
+  rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+  printf '%-10s heartbeats %10d  data %7.1f MiB  rss %7.1f MiB\n' "$1" "$2" \
+    "$(echo "$bytes / 1048576" | bc -l)" "$(echo "$rss / 1024" | bc -l)"
+}
+start_server
+done_total=0
+round=0
+while [ "$done_total" -lt "$TOTAL" ]; do
+  round=$((round + 1))
+  sent=$(BENCH_PROXIES=10000 wrk -t2 -c64 -d"${ROUND}s" -s bench/heartbeat_fleet.lua "http://127.0.0.1:$port/register" \
+    | awk '/^RESULT/ {print $2}')
+  done_total=$((done_total + sent))
+  report "round $round" "$done_total"
+done
+kill -TERM "$pid"; wait "$pid" || true
+start_server
+report "restarted" "$done_total"
