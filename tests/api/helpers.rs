@@ -38,6 +38,9 @@ pub fn test_config(data_dir: &Path) -> Config {
         // Rebalances only when a test asks, with a fixed seed.
         rebalance_interval_secs: 0,
         rebalance_seed: Some(42),
+        // A build machine's disk may hold less than the default 256 MiB headroom; tests/api/
+        // faults.rs sets its own on a small tmpfs.
+        min_free_disk_mb: 16,
         // Every test talks from 127.0.0.1; tests/api/rate_limits.rs turns them on.
         rate_limits: proxyfleet::http::rate_limit::RateLimitSettings {
             enabled: false,
@@ -224,6 +227,7 @@ impl ServerProcess {
             .env("PROXYFLEET_ALLOW_PRIVATE_IPS", "true")
             .env("PROXYFLEET_RATE_LIMITS__ENABLED", "false")
             .env("PROXYFLEET_HTTPS_LISTEN", "127.0.0.1:0")
+            .env("PROXYFLEET_MIN_FREE_DISK_MB", "16")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(logs);
