@@ -34,7 +34,7 @@ done_total=0
 round=0
 while [ "$done_total" -lt "$TOTAL" ]; do
   round=$((round + 1))
-  sent=$(BENCH_PROXIES=10000 wrk -t2 -c64 -d"${ROUND}s" -s bench/heartbeat_fleet.lua "http://127.0.0.1:$port/register" \
+  sent=$(BENCH_PROXIES=10000 wrk -t2 -c64 -d"${ROUND}s" -s bench/heartbeat.lua "http://127.0.0.1:$port/register" \
     | awk '/^RESULT/ {print $2}')
   done_total=$((done_total + sent))
   report "round $round" "$done_total"
