@@ -347,15 +347,11 @@ async fn a_stalled_redis_holds_no_write_back_and_the_mirror_catches_up_to_equal(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn varnish_admin_gone_is_retried_from_the_queue_and_loads_when_it_is_back() {
-    use crate::varnish::{backend, through_varnish, Varnishd, DOMAIN};
+    use crate::varnish::{backend, through_varnish, Varnishd};
     let workdir = tempfile::tempdir().unwrap();
     let mut varnish = Varnishd::start(workdir.path()).await;
-    let admin = std::fs::read_to_string(workdir.path().join("admin")).unwrap();
-    let secret = workdir.path().join("secret");
     let app = spawn_app_with(|c| {
-        c.varnish_admin = Some(admin);
-        c.varnish_secret_file = Some(secret);
-        c.peers_domain = DOMAIN.into();
+        varnish.configure(c);
         c.edge_debounce_ms = 100;
         c.queue_backoff_base_ms = 200;
         c.queue_max_attempts = 50;

@@ -16,10 +16,11 @@ pub struct Varnishd {
     child: Child,
     pub http: SocketAddr,
     admin: String,
+    secret: std::path::PathBuf,
 }
 
 impl Varnishd {
-    /// varnishd on free ports; its admin address and secret are in `workdir` (`admin`, `secret`).
+    /// varnishd on free ports, its working files and admin secret in `workdir`.
     pub async fn start(workdir: &Path) -> Varnishd {
         let secret = workdir.join("secret");
         std::fs::write(&secret, "proxyfleet-test-secret\n").unwrap();
@@ -33,6 +34,13 @@ impl Varnishd {
         let _ = self.child.kill();
         let _ = self.child.wait();
         Varnishd::start_on(workdir, self.http, self.admin.clone()).await
+    }
+
+    /// Points the server's edge sync at this varnishd (admin address, secret, peers domain).
+    pub fn configure(&self, config: &mut proxyfleet::Config) {
+        config.varnish_admin = Some(self.admin.clone());
+        config.varnish_secret_file = Some(self.secret.clone());
+        config.peers_domain = DOMAIN.into();
     }
 
     /// SIGKILL: the admin port is gone.
@@ -59,6 +67,7 @@ impl Varnishd {
             child,
             http,
             admin: admin.clone(),
+            secret,
         };
         eventually(Duration::from_secs(20), "varnishd's admin port", || {
             let admin = admin.clone();
@@ -69,7 +78,6 @@ impl Varnishd {
             varnish.child.try_wait().unwrap().is_none(),
             "varnishd exited at start"
         );
-        std::fs::write(workdir.join("admin"), &admin).unwrap();
         varnish
     }
 }
@@ -118,12 +126,8 @@ async fn wait_for_edge_version(app: &TestApp, version: u64) {
 async fn varnish_routes_by_host_to_registered_proxies_only() {
     let workdir = tempfile::tempdir().unwrap();
     let varnish = Varnishd::start(workdir.path()).await;
-    let admin = std::fs::read_to_string(workdir.path().join("admin")).unwrap();
-    let secret = workdir.path().join("secret");
     let app = spawn_app_with(|c| {
-        c.varnish_admin = Some(admin);
-        c.varnish_secret_file = Some(secret);
-        c.peers_domain = DOMAIN.into();
+        varnish.configure(c);
         c.edge_debounce_ms = 300;
     })
     .await;
