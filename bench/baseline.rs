@@ -5,7 +5,8 @@
 //! - `POST /register`: bearer check, body limit, form parsing, the same validation.
 //! - `GET /api/v1/config`: bearer check against a set of tokens (TOKEN, plus those in
 //!   TOKENS_FILE), a fixed three-proxy config serialised and hashed for its ETag, 304 on
-//!   If-None-Match, exactly as the real handler renders it.
+//!   If-None-Match, exactly as the real handler renders it. With `?wait=SECS` the request is
+//!   held until `POST /bump` (TOKEN) or the time is up, then answered the same way.
 //! - `GET /json`: 10,000 gateways in 200 cities held in memory, ranked for `lat`/`lon` and
 //!   rendered by the same code as proxyfleet's handler.
 //!
@@ -99,6 +100,62 @@ struct Point {
     lon: Option<f64>,
 }
 
+type Route<T> = warp::filters::BoxedFilter<(T,)>;
+
+#[derive(serde::Deserialize)]
+struct Wait {
+    wait: u64,
+}
+
+/// `GET /api/v1/config?wait=SECS`, held until `POST /bump`; and `POST /bump`.
+fn long_poll(
+    token: TokenHash,
+    tokens: Arc<HashSet<[u8; 32]>>,
+    signer: Arc<ed25519_dalek::SigningKey>,
+) -> (Route<Response<Vec<u8>>>, Route<&'static str>) {
+    let bell = Arc::new(tokio::sync::Notify::new());
+    let waiting = bell.clone();
+    let long_poll = warp::path!("api" / "v1" / "config")
+        .and(warp::get())
+        .and(warp::query::<Wait>())
+        .and(warp::header::optional::<String>("authorization"))
+        .and_then(move |wait: Wait, authorization: Option<String>| {
+            let (tokens, signer, bell) = (tokens.clone(), signer.clone(), waiting.clone());
+            async move {
+                let presented = authorization
+                    .as_deref()
+                    .and_then(|a| a.strip_prefix("Bearer "))
+                    .unwrap_or_default();
+                if !tokens.contains(TokenHash::of(presented).as_bytes()) {
+                    let refused = Response::builder().status(StatusCode::UNAUTHORIZED);
+                    return Ok::<_, warp::Rejection>(refused.body(Vec::new()).unwrap_or_default());
+                }
+                let changed = bell.notified();
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_secs(wait.wait), changed).await;
+                let rendered = render(&fixed_config());
+                let signature = sign(&signer, &rendered.body);
+                Ok(Response::builder()
+                    .status(StatusCode::OK)
+                    .header(header::ETAG, &rendered.etag)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .header("x-proxyfleet-signature", signature)
+                    .body(rendered.body)
+                    .unwrap_or_default())
+            }
+        })
+        .boxed();
+    let bump = warp::path!("bump")
+        .and(warp::post())
+        .and(bearer(token))
+        .map(move || {
+            bell.notify_waiters();
+            "rung"
+        })
+        .boxed();
+    (long_poll, bump)
+}
+
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
@@ -120,6 +177,7 @@ async fn main() {
     let tokens = Arc::new(tokens);
     let set = Arc::new(gateways(10_000));
     let signer = Arc::new(signing_key());
+    let (long_poll, bump) = long_poll(token, tokens.clone(), signer.clone());
     let register = warp::path!("register")
         .and(warp::post())
         .and(bearer(token))
@@ -208,7 +266,14 @@ async fn main() {
             )
         });
     println!("baseline listening on http://{address}");
-    warp::serve(register.or(config).or(json).or(webhook))
-        .run(address)
-        .await;
+    warp::serve(
+        register
+            .or(long_poll)
+            .or(config)
+            .or(json)
+            .or(webhook)
+            .or(bump),
+    )
+    .run(address)
+    .await;
 }

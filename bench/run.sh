@@ -185,4 +185,5 @@ MD
 # The Redis mirror and the edge: its own script, since it needs redis-server.
 { echo; bash bench/mirror.sh "$DURATION"; } >>BENCHMARKS.md
 { echo; bash bench/admin.sh; } >>BENCHMARKS.md
+{ echo; bash bench/longpoll.sh; } >>BENCHMARKS.md
 cat BENCHMARKS.md

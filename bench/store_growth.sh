@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Store growth under churn: TOTAL heartbeats (default 10,000,000) over 10,000 proxies against
 # the release server, printing the data directory's size and the server's resident memory
-# after every round, then once more after a restart (sled reclaims space at open).
+# after every round, then once more after a restart.
+# Server settings can be passed in the environment (e.g. PROXYFLEET_STORE_COMPACT_RATIO=0).
 #   bash bench/store_growth.sh [total heartbeats] [seconds per round]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,11 +24,13 @@ start_server() {
   echo "server not up" >&2; exit 1
 }
 report() { # label heartbeats
-  local bytes rss
+  local bytes rss compactions
   bytes=$(du -sb "$work/data" | cut -f1)
   rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
-  printf '%-10s heartbeats %10d  data %7.1f MiB  rss %7.1f MiB\n' "$1" "$2" \
-    "$(echo "$bytes / 1048576" | bc -l)" "$(echo "$rss / 1024" | bc -l)"
+  compactions=$(curl -fs -H "Authorization: Bearer bench-admin" "http://127.0.0.1:$port/api/v1/admin/store" \
+    | python3 -c 'import json,sys; s=json.load(sys.stdin); print("generation", s["generation"], "compactions", s["compactions"])')
+  printf '%-10s heartbeats %10d  data %7.1f MiB  rss %7.1f MiB  %s\n' "$1" "$2" \
+    "$(echo "$bytes / 1048576" | bc -l)" "$(echo "$rss / 1024" | bc -l)" "$compactions"
 }
 start_server
 done_total=0
@@ -42,3 +45,7 @@ done
 kill -TERM "$pid"; wait "$pid" || true
 start_server
 report "restarted" "$done_total"
+# What a compaction gives back (the live data's size in a fresh sled).
+curl -fs -X POST -H "Authorization: Bearer bench-admin" "http://127.0.0.1:$port/api/v1/admin/store/compact" \
+  | python3 -c 'import json,sys; c=json.load(sys.stdin); print("compacted", c["bytes_before"], "->", c["bytes_after"], "bytes,", c["records"], "records, writes paused", c["writes_paused_ms"], "ms")'
+report "compacted" "$done_total"

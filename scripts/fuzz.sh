@@ -3,17 +3,20 @@
 # input (register bodies, the config query and ETag, the Stripe-Signature header, webhook
 # payloads, the config file). Stable Rust: RUSTC_BOOTSTRAP lets cargo-fuzz pass its -Z flags;
 # no sanitizer (`-s none`), so a failure is a panic or an assertion in the target.
-#   bash scripts/fuzz.sh [seconds per target]
+# `--dev` builds without optimisations: a shorter build, fewer runs per second (what CI uses).
+#   bash scripts/fuzz.sh [seconds per target] [--dev]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
+profile=()
+[ "${2:-}" = --dev ] && profile=(--dev)
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
-cargo fuzz build -s none
+cargo fuzz build "${profile[@]}" -s none
 log=$(mktemp)
 for target in $(cargo fuzz list); do
   echo "== $target: ${seconds}s"
-  if ! cargo fuzz run -s none "$target" -- -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1; then
+  if ! cargo fuzz run "${profile[@]}" -s none "$target" -- -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1; then
     tail -40 "$log"
     echo "fuzz target $target failed" >&2
     exit 1

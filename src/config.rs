@@ -85,6 +85,11 @@ pub struct Config {
     /// Writes are refused (503 `storage_full`) while the data disk has less free space than
     /// this, in MiB, so the storage engine never meets a full disk; 0 turns the guard off.
     pub min_free_disk_mb: u64,
+    /// The store is rewritten (compacted) once it takes this many times the space it took after
+    /// its last rewrite: sled keeps the space of rewritten values. 0 never compacts.
+    pub store_compact_ratio: u64,
+    /// ... and never while it takes less than this, in MiB.
+    pub store_compact_min_mb: u64,
     /// Edge routing: proxies are reachable as `<name>.<peers_domain>` through varnish.
     pub peers_domain: String,
     /// varnishd admin (CLI) address, e.g. `127.0.0.1:6082`; unset means the VCL is only written.
@@ -108,7 +113,8 @@ pub struct Config {
     pub queue_lease_secs: u64,
     /// Finished tasks (and their idempotency keys) are kept this long.
     pub queue_done_retention_secs: u64,
-    /// Change-log entries kept for replay (older ones are compacted away).
+    /// Change-log entries kept at most for a Redis mirror that is behind (entries it has
+    /// replayed go at once, all of them when there is no mirror).
     pub changelog_retain: u64,
 
     /// How an invitee's fallback is chosen: `trust` (inviter's, else closest ancestor's, else
@@ -229,6 +235,8 @@ impl Default for Config {
             stripe_timeout_secs: 20,
             max_body_bytes: 64 * 1024,
             min_free_disk_mb: 256,
+            store_compact_ratio: 4,
+            store_compact_min_mb: 256,
             peers_domain: "peers.localhost".into(),
             varnish_admin: None,
             varnish_secret_file: None,
@@ -320,6 +328,14 @@ impl Config {
             name.push("-backups");
             self.data_dir.with_file_name(name)
         })
+    }
+
+    /// When the store is compacted (`store_compact_*`).
+    pub fn compact_policy(&self) -> crate::store::CompactPolicy {
+        crate::store::CompactPolicy {
+            ratio: self.store_compact_ratio,
+            min_bytes: self.store_compact_min_mb.saturating_mul(1_048_576),
+        }
     }
 
     pub fn edge_vcl_path(&self) -> PathBuf {

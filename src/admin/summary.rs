@@ -41,6 +41,8 @@ pub struct Summary {
     pub mirror: crate::mirror::Report,
     /// Free space on the data disk, and whether writes are refused for lack of it.
     pub storage: crate::store::disk_guard::DiskStatus,
+    /// The store's size on disk and its compactions.
+    pub compaction: crate::store::CompactionStatus,
 }
 
 fn role_name(proxy: &Proxy) -> String {
@@ -119,6 +121,9 @@ pub fn summary(state: &AppState, now_ms: u64) -> Result<Summary> {
         queue: state.queue.counts()?,
         mirror: state.mirror.report(&state.store, now_ms)?,
         storage: state.store.disk_status(),
+        compaction: state
+            .store
+            .compaction_status(state.config.compact_policy())?,
     })
 }
 

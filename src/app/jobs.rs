@@ -26,6 +26,8 @@ const EVENTS_KEPT: usize = 100_000;
 /// Rebalance plans kept for the admin.
 const PLANS_KEPT: usize = 1_000;
 const UPKEEP_EVERY: Duration = Duration::from_secs(60);
+/// How often the store's size is compared with its compaction threshold (a cheap check).
+const COMPACT_CHECK_EVERY: Duration = Duration::from_secs(10);
 
 pub async fn run_task(state: Arc<AppState>, task: Task) -> Result<(), String> {
     let outcome = handle(&state, &task).await;
@@ -92,7 +94,50 @@ pub async fn expire_pro(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Compaction of the change log, the history and finished tasks.
+/// Compaction of the history and finished tasks.
+/// Keeps disk use bounded: drops the change-log entries no one needs and rewrites the store
+/// when it has grown enough (`store::compaction`); also at start, so a store that grew under
+/// an older version is compacted at once.
+pub async fn compact_store(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    let policy = state.config.compact_policy();
+    let mut tick = tokio::time::interval(COMPACT_CHECK_EVERY);
+    while !*stop.borrow() {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => break,
+        }
+        let state = state.clone();
+        match tokio::task::spawn_blocking(move || reclaim_space(&state, Some(policy))).await {
+            Ok(Ok(Some(done))) => tracing::info!(
+                generation = done.generation,
+                records = done.records,
+                bytes_before = done.bytes_before,
+                bytes_after = done.bytes_after,
+                writes_paused_ms = done.writes_paused_ms,
+                "store compacted"
+            ),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "store compaction failed"),
+            Err(e) => tracing::error!(error = %e, "store compaction panicked"),
+        }
+    }
+}
+
+/// Drops the change-log entries no one needs, then rewrites the store: when `policy` says it
+/// grew enough, or at once with no policy (the admin's request). Blocking.
+pub fn reclaim_space(
+    state: &AppState,
+    policy: Option<crate::store::CompactPolicy>,
+) -> crate::error::Result<Option<crate::store::Compacted>> {
+    state
+        .store
+        .compact_changes(state.config.changelog_retain, state.mirror.consumed_seq())?;
+    match policy {
+        Some(policy) => state.store.compact_if_due(policy),
+        None => state.store.compact().map(Some),
+    }
+}
+
 pub async fn upkeep(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(UPKEEP_EVERY);
     while !*stop.borrow() {
@@ -103,7 +148,6 @@ pub async fn upkeep(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
         let state = state.clone();
         let outcome = tokio::task::spawn_blocking(move || -> crate::error::Result<()> {
             state.queue.purge_done(now_ms())?;
-            state.store.compact_changes(state.config.changelog_retain)?;
             state.registry.compact_events(EVENTS_KEPT)?;
             crate::fleet::rebalance::compact_history(&state.fleet, PLANS_KEPT)?;
             crate::admin::sessions::end_expired(&state.store, now_ms())?;

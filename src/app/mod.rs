@@ -2,7 +2,7 @@
 //! and shut all of it down in order.
 
 pub mod check;
-mod jobs;
+pub(crate) mod jobs;
 mod migrations;
 mod routes;
 mod state;
@@ -302,6 +302,10 @@ fn start_background(state: &Arc<AppState>, stop: &Arc<watch::Sender<bool>>) -> V
         stop.subscribe(),
     )));
     jobs.push(tokio::spawn(jobs::upkeep(state.clone(), stop.subscribe())));
+    jobs.push(tokio::spawn(jobs::compact_store(
+        state.clone(),
+        stop.subscribe(),
+    )));
     jobs.push(tokio::spawn(watch_storage(
         state.store.clone(),
         stop.subscribe(),

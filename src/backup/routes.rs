@@ -1,5 +1,8 @@
-//! `GET /api/v1/admin/backup`: a consistent snapshot of the running server's store, for
-//! `proxyfleet backup` (with the backup cookie) or an admin (token or panel session).
+//! Store upkeep over HTTP:
+//! - `GET /api/v1/admin/backup`: a consistent snapshot of the running server's store, for
+//!   `proxyfleet backup` (with the backup cookie) or an admin (token or panel session);
+//! - `GET /api/v1/admin/store`: its size on disk and compactions;
+//! - `POST /api/v1/admin/store/compact`: rewrite it now (`store::compaction`).
 
 use std::sync::Arc;
 
@@ -9,9 +12,61 @@ use warp::{Filter, Rejection};
 use crate::app::AppState;
 use crate::error::Error;
 use crate::http::auth::bearer;
-use crate::http::{admin, reject, with_state};
+use crate::http::{admin, json, reject, with_state};
 
 pub fn routes(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    backup(state.clone())
+        .or(store_status(state.clone()))
+        .unify()
+        .or(compact(state))
+        .unify()
+}
+
+fn store_status(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    warp::path!("api" / "v1" / "admin" / "store")
+        .and(warp::get())
+        .and(admin(&state))
+        .and(with_state(&state))
+        .and_then(|state: Arc<AppState>| async move {
+            let status = state
+                .store
+                .compaction_status(state.config.compact_policy())
+                .map_err(reject)?;
+            Ok::<_, Rejection>(json(StatusCode::OK, &status))
+        })
+}
+
+fn compact(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    warp::path!("api" / "v1" / "admin" / "store" / "compact")
+        .and(warp::post())
+        .and(admin(&state))
+        .and(with_state(&state))
+        .and_then(|state: Arc<AppState>| async move {
+            let done = tokio::task::spawn_blocking(move || {
+                crate::app::jobs::reclaim_space(&state, None)?
+                    .ok_or_else(|| Error::internal("no compaction was made"))
+            })
+            .await
+            .map_err(|e| reject(Error::internal(e)))?
+            .map_err(reject)?;
+            tracing::info!(
+                generation = done.generation,
+                bytes_before = done.bytes_before,
+                bytes_after = done.bytes_after,
+                writes_paused_ms = done.writes_paused_ms,
+                "store compacted on request"
+            );
+            Ok::<_, Rejection>(json(StatusCode::OK, &done))
+        })
+}
+
+fn backup(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     let allowed = bearer(state.tokens.backup).or(admin(&state)).unify();

@@ -112,6 +112,27 @@ pub fn gauges(summary: &Summary, totals: &BTreeMap<String, Totals>) -> String {
             (vec!["failed"], i64::from(disk.storage_failed)),
         ],
     );
+    let store = &summary.compaction;
+    gauge(
+        &registry,
+        "proxyfleet_store",
+        "The store: bytes on disk, bytes right after its last rewrite, the size that starts the \
+         next rewrite (0: never), its generation and the rewrites since start.",
+        &["measure"],
+        [
+            (vec!["bytes_on_disk"], store.bytes_on_disk as i64),
+            (
+                vec!["bytes_after_last_compaction"],
+                store.bytes_after_last as i64,
+            ),
+            (
+                vec!["compaction_threshold_bytes"],
+                store.next_at_bytes.unwrap_or(0) as i64,
+            ),
+            (vec!["generation"], store.generation as i64),
+            (vec!["compactions"], store.compactions as i64),
+        ],
+    );
     let mut out = String::new();
     if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&registry.gather(), &mut out) {
         tracing::error!(error = %e, "encoding metrics");

@@ -130,6 +130,12 @@ impl Mirror {
         self.resync_requested.swap(false, Ordering::AcqRel)
     }
 
+    /// The newest change the mirror has replayed into Redis, so older ones can go from the
+    /// log; `None` when there is no mirror (nothing reads the log).
+    pub fn consumed_seq(&self) -> Option<u64> {
+        self.url.as_ref().map(|_| self.status().applied_seq)
+    }
+
     pub fn report(&self, store: &Store, now_ms: u64) -> Result<Report> {
         let status = self.status();
         let last_seq = store.last_seq()?;

@@ -60,22 +60,54 @@ impl Store {
         Ok(self.first_key(TreeId::Changes)?.and_then(|k| key_u64(&k)))
     }
 
-    /// Drops the oldest entries so that at most `retain` remain. Returns how many went.
-    pub fn compact_changes(&self, retain: u64) -> Result<u64> {
-        let last = self.last_seq()?;
-        let keep_from = last.saturating_sub(retain) + 1;
+    /// Drops the entries no one needs any more: those its reader has replayed (`consumed`:
+    /// the newest seq the Redis mirror applied; `None` when no mirror reads the log), and
+    /// beyond the newest `retain` in any case. Returns how many went.
+    pub fn compact_changes(&self, retain: u64, consumed: Option<u64>) -> Result<u64> {
+        let keep_from = first_kept(self.last_seq()?, retain, consumed);
         let mut removed = 0;
         let _writing = self.write_gate();
         for key in self.keys_from(TreeId::Changes, u64_key(0)) {
             let key = key?;
             match key_u64(&key) {
                 Some(seq) if seq < keep_from => {
-                    self.trees[TreeId::Changes as usize].remove(key)?;
+                    self.tree(TreeId::Changes).remove(key)?;
                     removed += 1;
                 }
                 _ => break,
             }
         }
         Ok(removed)
+    }
+}
+
+/// The oldest seq worth keeping. Every entry carries full records (a heartbeat batch holds its
+/// proxies), so a log kept by count alone grew by gigabytes under heartbeats (BENCHMARKS.md). A
+/// reader that falls behind the kept window copies everything again (the mirror's resync).
+fn first_kept(last: u64, retain: u64, consumed: Option<u64>) -> u64 {
+    let by_count = last.saturating_sub(retain) + 1;
+    let unread = consumed.unwrap_or(last).min(last) + 1;
+    by_count.max(unread)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_kept;
+
+    #[test]
+    fn keeps_what_the_mirror_has_not_replayed_up_to_the_count() {
+        assert_eq!(first_kept(100, 1_000, Some(40)), 41, "unread by the mirror");
+        assert_eq!(
+            first_kept(100, 10, Some(40)),
+            91,
+            "the count bounds a mirror far behind"
+        );
+        assert_eq!(first_kept(100, 1_000, None), 101, "no reader: nothing kept");
+        assert_eq!(
+            first_kept(100, 1_000, Some(0)),
+            1,
+            "a mirror that has read nothing"
+        );
+        assert_eq!(first_kept(0, 1_000, None), 1);
     }
 }

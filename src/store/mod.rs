@@ -8,24 +8,31 @@
 pub mod changelog;
 pub mod codec;
 pub mod combiner;
+mod compaction;
 pub mod disk_guard;
 mod flusher;
 pub mod format;
+mod generations;
 mod tx;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sled::Transactional;
 
 pub use changelog::{Change, ChangeKind};
+pub use compaction::{CompactPolicy, Compacted, CompactionStatus};
 pub use tx::{abort, Tx, TxResult};
 
 use crate::error::{Error, Result};
 use codec::decode;
 use disk_guard::{DiskGuard, DiskStatus};
 use flusher::Flusher;
+use generations::Generation;
 
 /// Every tree of the database. The discriminant is the position in `Store::trees`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,11 +176,43 @@ impl TreeId {
 /// One tree's records as raw bytes: (tree name, [(key, value)]).
 pub type TreeSnapshot = (&'static str, Vec<(sled::IVec, sled::IVec)>);
 
-#[derive(Clone)]
-pub struct Store {
+/// One open sled database: a generation of the store (`generations.rs`).
+struct Engine {
     db: sled::Db,
     trees: Vec<sled::Tree>,
     flusher: Flusher,
+    generation: Generation,
+}
+
+impl Engine {
+    /// Must run inside a tokio runtime (it starts the flusher).
+    fn open(generation: Generation) -> Result<Engine> {
+        let db = sled::Config::new()
+            .path(&generation.dir)
+            .cache_capacity(256 * 1024 * 1024)
+            .open()
+            .map_err(|e| Error::internal(format!("open {}: {e}", generation.dir.display())))?;
+        let trees = TreeId::ALL
+            .iter()
+            .map(|id| db.open_tree(id.name()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let flusher = Flusher::start(db.clone());
+        Ok(Engine {
+            db,
+            trees,
+            flusher,
+            generation,
+        })
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    /// The data directory (it holds the generations).
+    root: Arc<PathBuf>,
+    /// The live generation; replaced whole by a compaction, while writers wait at `gate`.
+    engine: Arc<ArcSwap<Engine>>,
+    compaction: Arc<compaction::State>,
     /// Committed writes per tree, counted in memory: readers that cache what they derive from
     /// a tree compare this instead of re-reading the tree.
     writes: std::sync::Arc<[std::sync::atomic::AtomicU64; TreeId::ALL.len()]>,
@@ -189,22 +228,16 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database. Must run inside a tokio runtime (it starts the flusher).
     pub fn open(dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::internal(format!("create {}: {e}", dir.display())))?;
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(256 * 1024 * 1024)
-            .open()
-            .map_err(|e| Error::internal(format!("open {}: {e}", dir.display())))?;
-        let trees = TreeId::ALL
-            .iter()
-            .map(|id| db.open_tree(id.name()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let flusher = Flusher::start(db.clone());
+        let io = |e: std::io::Error| Error::internal(format!("{}: {e}", dir.display()));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let generation = generations::current(dir).map_err(io)?;
+        let engine = Engine::open(generation)?;
+        // Only after sled holds its lock: another process may have this store open.
+        generations::remove_stale(dir, &engine.generation).map_err(io)?;
         Ok(Store {
-            db,
-            trees,
-            flusher,
+            root: Arc::new(dir.to_path_buf()),
+            engine: Arc::new(ArcSwap::from_pointee(engine)),
+            compaction: Default::default(),
             writes: Default::default(),
             changed: Default::default(),
             gate: Default::default(),
@@ -251,8 +284,9 @@ impl Store {
         Ok(())
     }
 
-    fn tree(&self, id: TreeId) -> &sled::Tree {
-        &self.trees[id as usize]
+    /// A handle on one tree of the live generation (cheap: sled trees are reference-counted).
+    fn tree(&self, id: TreeId) -> sled::Tree {
+        self.engine.load().trees[id as usize].clone()
     }
 
     /// Runs `body` atomically over all trees. sled may run it more than once on conflict,
@@ -261,7 +295,8 @@ impl Store {
         self.disk.admit()?;
         let _writing = self.write_gate();
         let written = std::cell::Cell::new(0u32);
-        let result = self.trees.as_slice().transaction(|trees| {
+        let engine = self.engine.load();
+        let result = engine.trees.as_slice().transaction(|trees| {
             let tx = Tx {
                 trees,
                 written: std::cell::Cell::new(0),
@@ -302,10 +337,8 @@ impl Store {
 
     /// Resolves when every write made before the call is on disk (shared group commit).
     pub async fn durable(&self) -> Result<()> {
-        self.flusher
-            .flushed()
-            .await
-            .inspect_err(|e| self.disk.note(e))
+        let flusher = self.engine.load().flusher.clone();
+        flusher.flushed().await.inspect_err(|e| self.disk.note(e))
     }
 
     /// Refuse writes while fewer than `bytes` are free on the data disk (0: never).
@@ -346,7 +379,9 @@ impl Store {
 
     /// A blocking flush, for shutdown.
     pub fn flush_now(&self) -> Result<()> {
-        self.db
+        self.engine
+            .load()
+            .db
             .flush()
             .map_err(Error::from)
             .inspect_err(|e| self.disk.note(e))?;

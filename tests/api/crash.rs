@@ -2,6 +2,7 @@
 //! and Stripe webhook events at full speed, the server killed with SIGKILL at a random moment
 //! twenty times. After every kill `proxyfleet check` passes; at the end every write that got a
 //! 2xx is there, and the Redis mirror that ran through all of it equals a fresh copy of sled.
+//! Meanwhile the store is compacted again and again, so kills also land during compactions.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -167,6 +168,17 @@ fn start_writers(
             }
         }));
     }
+    // Not a writer: rewrites the store into a new generation, over and over.
+    let (http, url) = (http.clone(), server.url("/api/v1/admin/store/compact"));
+    writers.push(writer(acked, move |_| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let sent = http.post(&url).bearer_auth(ADMIN_TOKEN).send().await;
+            ok_json(sent, StatusCode::OK).await?;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok(Box::new(|_: &mut Acked| {}) as Box<dyn FnOnce(&mut Acked) + Send>)
+        }
+    }));
     writers
 }
 

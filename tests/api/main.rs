@@ -6,6 +6,7 @@ mod auth_sweep;
 mod backup;
 mod billing;
 mod check;
+mod compaction;
 mod crash;
 mod devices;
 mod distribution;
