@@ -10,4 +10,10 @@ request = function()
   return wrk.format("GET", "/api/v1/config", { ["Authorization"] = "Bearer " .. token })
 end
 
+-- BENCH_DELAY_MS (optional): each connection waits that long between requests (a set pace).
+local pause = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
+if pause > 0 then
+  delay = function() return pause end
+end
+
 dofile("bench/report.lua")

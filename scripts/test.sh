@@ -50,3 +50,6 @@ export PROXYFLEET_TEST_GEOIP_DB="$GEOIP_DIR"
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 cargo test --all-targets
+# Every cargo-fuzz target (the parsers of outside input) for 15 s each, built without
+# optimisations to keep CI short (scripts/fuzz.sh; longer runs by hand: `bash scripts/fuzz.sh 600`).
+bash scripts/fuzz.sh 15 --dev

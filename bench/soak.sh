@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Soak: MINUTES (default 10) of steady traffic against the release server with the Redis mirror
+# on (a real redis-server), sampling every 30 s the server's resident memory, open files and
+# threads, the data directory's size and Redis' memory. Load, paced by wrk's delay hook:
+#   heartbeats of 1,000 proxies (50 connections, 10 ms apart: about 5,000/s);
+#   config reads of 1,000 users (20 connections, 10 ms apart: about 2,000/s).
+# Prints a Markdown section on stdout.
+#   bash bench/soak.sh [minutes]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MINUTES="${1:-10}"
+for tool in redis-server redis-cli wrk; do
+  command -v "$tool" >/dev/null || { echo "$tool is not installed (apt-get install redis-server wrk)" >&2; exit 1; }
+done
+cargo build --release --bin proxyfleet >/dev/null
+work=$(mktemp -d)
+cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+port_of() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+redis_port=$(port_of)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >/dev/null &
+for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+port=$(port_of)
+PROXYFLEET_LISTEN="127.0.0.1:$port" PROXYFLEET_DATA_DIR="$work/data" \
+  PROXYFLEET_REGISTRY_TOKEN=bench-token PROXYFLEET_ADMIN_TOKEN=bench-admin \
+  PROXYFLEET_ALLOW_PRIVATE_IPS=true PROXYFLEET_RATE_LIMITS__ENABLED=false PROXYFLEET_HTTPS_LISTEN=127.0.0.1:0 \
+  PROXYFLEET_REDIS_URL="redis://127.0.0.1:$redis_port" PROXYFLEET_FALLBACKS_PER_USER=3 RUST_LOG=warn \
+  ./target/release/proxyfleet serve >"$work/log" 2>&1 &
+pid=$!
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+for i in 1 2 3; do
+  curl -fs -H "Authorization: Bearer bench-token" -d "name=p$i&ip=127.0.0.$i&port=8443" \
+    "http://127.0.0.1:$port/register" >/dev/null
+done
+python3 bench/seed.py users "http://127.0.0.1:$port" bench-admin 1000 "$work/tokens"
+
+seconds=$((MINUTES * 60))
+BENCH_DELAY_MS=10 wrk -t1 -c50 -d"${seconds}s" -s bench/heartbeat_paced.lua "http://127.0.0.1:$port" >"$work/hb" &
+hb_pid=$!
+BENCH_TOKENS="$work/tokens" BENCH_DELAY_MS=10 wrk -t1 -c20 -d"${seconds}s" -s bench/config_users.lua \
+  "http://127.0.0.1:$port" >"$work/cfg" &
+cfg_pid=$!
+sample() { # elapsed seconds -> a table row
+  local rss fds threads data redis_mem behind
+  rss=$(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status")
+  threads=$(awk '/Threads/ {print $2}' "/proc/$pid/status")
+  fds=$(ls "/proc/$pid/fd" | wc -l)
+  data=$(du -sb "$work/data" | awk '{printf "%.1f", $1 / 1048576}')
+  redis_mem=$(redis-cli -p "$redis_port" info memory | awk -F: '/^used_memory:/ {printf "%.1f", $2 / 1048576}')
+  behind=$(curl -fs -H "Authorization: Bearer bench-admin" "http://127.0.0.1:$port/api/v1/admin/mirror" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["changes_behind"])')
+  echo "| $1 | $rss | $fds | $threads | $data | $redis_mem | $behind |"
+}
+rows=()
+for t in $(seq 30 30 "$seconds"); do
+  sleep 30
+  rows+=("$(sample "$t")")
+  echo "${rows[-1]}" >&2
+done
+wait "$hb_pid" "$cfg_pid" || true
+hb=$(awk '/^RESULT/ {print $2, $3, $4, $5, $6}' "$work/hb")
+cfg=$(awk '/^RESULT/ {print $2, $3, $4, $5, $6}' "$work/cfg")
+read -r hb_n hb_rps hb_p50 hb_p99 hb_err <<<"$hb"
+read -r cfg_n cfg_rps cfg_p50 cfg_p99 cfg_err <<<"$cfg"
+cat <<MD
+## Soak: $MINUTES minutes of steady traffic
+
+\`bash bench/soak.sh $MINUTES\` on $(date -u +%Y-%m-%d): the release server with the Redis mirror on
+(a real redis-server), 1,000 users with 3 fallback proxies each. Paced load (wrk's delay hook):
+heartbeats of 1,000 proxies from 50 connections and config reads of random users from 20
+connections, each connection waiting 10 ms between requests. Sampled every 30 s.
+
+| load | requests | req/s | p50 ms | p99 ms | errors |
+|---|---:|---:|---:|---:|---:|
+| heartbeats | $hb_n | $hb_rps | $hb_p50 | $hb_p99 | $hb_err |
+| config reads | $cfg_n | $cfg_rps | $cfg_p50 | $cfg_p99 | $cfg_err |
+
+| seconds | RSS MiB | open files | threads | data dir MiB | Redis MiB | mirror behind |
+|---:|---:|---:|---:|---:|---:|---:|
+$(printf '%s\n' "${rows[@]}")
+MD
