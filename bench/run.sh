@@ -10,7 +10,11 @@ CONNECTIONS=64
 THREADS=2
 command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install wrk" >&2; exit 1; }
 
-cargo build --release --bin proxyfleet --bin bench-baseline --bin bench-plan >/dev/null
+cargo build --release --bin proxyfleet --bin bench-baseline --bin bench-plan --bin bench-longpoll >/dev/null
+# Sections from the long runs done by hand (bench/soak.sh, bench/store_growth.sh) sit below this
+# line in BENCHMARKS.md and are kept as they are.
+BY_HAND='<!-- Long runs, by hand: bench/run.sh keeps everything below this line. -->'
+kept=$(awk -v m="$BY_HAND" 'found || $0 == m { found = 1; print }' BENCHMARKS.md 2>/dev/null || true)
 command -v python3 >/dev/null || { echo "python3 is needed (bench/seed.py)" >&2; exit 1; }
 work=$(mktemp -d)
 cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
@@ -186,4 +190,5 @@ MD
 { echo; bash bench/mirror.sh "$DURATION"; } >>BENCHMARKS.md
 { echo; bash bench/admin.sh; } >>BENCHMARKS.md
 { echo; bash bench/longpoll.sh; } >>BENCHMARKS.md
+[ -z "$kept" ] || { echo; echo "$kept"; } >>BENCHMARKS.md
 cat BENCHMARKS.md
