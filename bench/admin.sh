@@ -36,6 +36,8 @@ say "$seed_line; starting"
 started=$(date +%s.%N)
 serve
 startup=$(python3 -c "print(f'{$(date +%s.%N) - $started:.1f}')")
+rss_mib() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status"; }
+rss_started=$(rss_mib)
 say "registering $PROXIES proxies"
 python3 - "$port" "$PROXIES" <<'PY'
 import http.client, sys, urllib.parse
@@ -76,14 +78,16 @@ rows=$(python3 bench/admin_pages.py "$port" bench-admin "$RUNS" \
   "mail outbox=/api/v1/admin/mail/outbox?limit=50" \
   "audit log=/admin/api/audit?limit=50" \
   "settings=/api/v1/admin/settings")
+rss_after=$(rss_mib)
 kill "$pid"; wait "$pid" 2>/dev/null || true
 
 section=$(cat <<MD
 ## Admin panel pages
 
 Written by \`bash bench/admin.sh $USERS $PROXIES $RUNS\` on $(date -u +%Y-%m-%d): $USERS users ($seed_line,
-straight into the store), then the release server started ($startup s to answer /healthz, which
-includes building the invitee index once) and $PROXIES proxies registered over HTTP in six
+straight into the store, indexed and at the current data format), then the release server
+started ($startup s to answer /healthz; resident memory then $rss_started MiB, and $rss_after MiB
+after the proxies and the pages below) and $PROXIES proxies registered over HTTP in six
 cities (one in ten standby). Each page's data call fetched $RUNS times in a row over one
 keep-alive connection with the admin token, as the panel does; target: every list page under
 300 ms.

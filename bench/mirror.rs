@@ -86,6 +86,11 @@ async fn seed(dir: &str, users: u64, tokens_file: &str, sample: u64) -> Result<(
         }
         made += batch;
     }
+    // Leave the store as a server of this version would: indexed and stamped with the current
+    // data format, so the server starting on it does not migrate it first.
+    proxyfleet::fleet::invitees::backfill(&store).map_err(|e| e.to_string())?;
+    proxyfleet::store::format::write(&store, proxyfleet::store::format::DATA_FORMAT)
+        .map_err(|e| e.to_string())?;
     store.flush_now().map_err(|e| e.to_string())?;
     tokens.flush().map_err(|e| e.to_string())?;
     println!(

@@ -96,8 +96,7 @@ pub async fn expire_pro(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
 
 /// Compaction of the history and finished tasks.
 /// Keeps disk use bounded: drops the change-log entries no one needs and rewrites the store
-/// when it has grown enough (`store::compaction`); also at start, so a store that grew under
-/// an older version is compacted at once.
+/// when it has grown enough (`store::compaction`).
 pub async fn compact_store(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     let policy = state.config.compact_policy();
     let mut tick = tokio::time::interval(COMPACT_CHECK_EVERY);

@@ -33,7 +33,7 @@ pub struct CompactPolicy {
 
 impl CompactPolicy {
     /// The size on disk at which the store is rewritten, given its size right after the last
-    /// rewrite (0 when not known: the first check at `min_bytes` rewrites it).
+    /// rewrite (or when it was opened, for a store never rewritten).
     pub fn threshold(&self, written_bytes: u64) -> Option<u64> {
         (self.ratio > 0).then(|| self.min_bytes.max(written_bytes.saturating_mul(self.ratio)))
     }
@@ -60,7 +60,8 @@ pub struct Compacted {
 pub struct CompactionStatus {
     pub generation: u64,
     pub bytes_on_disk: u64,
-    /// Size on disk right after the live generation was written (0: not known).
+    /// Size on disk right after the live generation was written (or when this process opened
+    /// it, if it was never rewritten).
     pub bytes_after_last: u64,
     /// The size on disk that starts the next compaction (`null`: never).
     pub next_at_bytes: Option<u64>,

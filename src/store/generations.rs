@@ -20,7 +20,8 @@ const SLED_FILES: [&str; 3] = ["conf", "db", "blobs"];
 pub struct Generation {
     pub number: u64,
     pub dir: PathBuf,
-    /// Bytes on disk right after this generation was written (0: not known).
+    /// Bytes on disk right after this generation was written (0: not known; the engine then
+    /// takes its size when it opens it).
     pub written_bytes: u64,
 }
 

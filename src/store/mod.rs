@@ -186,7 +186,7 @@ struct Engine {
 
 impl Engine {
     /// Must run inside a tokio runtime (it starts the flusher).
-    fn open(generation: Generation) -> Result<Engine> {
+    fn open(mut generation: Generation) -> Result<Engine> {
         let db = sled::Config::new()
             .path(&generation.dir)
             .cache_capacity(256 * 1024 * 1024)
@@ -196,6 +196,11 @@ impl Engine {
             .iter()
             .map(|id| db.open_tree(id.name()))
             .collect::<Result<Vec<_>, _>>()?;
+        // A store never rewritten is measured from its size now: rewriting a big store the
+        // moment it opens would hold writers for seconds per million records at start-up.
+        if generation.written_bytes == 0 {
+            generation.written_bytes = db.size_on_disk()?;
+        }
         let flusher = Flusher::start(db.clone());
         Ok(Engine {
             db,
