@@ -85,10 +85,11 @@ impl Store {
     }
 
     pub fn compaction_status(&self, policy: CompactPolicy) -> Result<CompactionStatus> {
-        let written = self.engine.load().generation.written_bytes;
+        let engine = self.engine.load();
+        let written = engine.generation.written_bytes;
         Ok(CompactionStatus {
-            generation: self.engine.load().generation.number,
-            bytes_on_disk: self.size_on_disk()?,
+            generation: engine.generation.number,
+            bytes_on_disk: engine.db.size_on_disk()?,
             bytes_after_last: written,
             next_at_bytes: policy.threshold(written),
             compactions: self.compaction.count.load(Ordering::Relaxed),
