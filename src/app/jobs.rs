@@ -106,7 +106,11 @@ pub async fn compact_store(state: Arc<AppState>, mut stop: watch::Receiver<bool>
             _ = stop.changed() => break,
         }
         let state = state.clone();
-        match tokio::task::spawn_blocking(move || reclaim_space(&state, Some(policy))).await {
+        let due = move || {
+            drop_replayed_changes(&state)?;
+            state.store.compact_if_due(policy)
+        };
+        match tokio::task::spawn_blocking(due).await {
             Ok(Ok(Some(done))) => tracing::info!(
                 generation = done.generation,
                 records = done.records,
@@ -122,19 +126,12 @@ pub async fn compact_store(state: Arc<AppState>, mut stop: watch::Receiver<bool>
     }
 }
 
-/// Drops the change-log entries no one needs, then rewrites the store: when `policy` says it
-/// grew enough, or at once with no policy (the admin's request). Blocking.
-pub fn reclaim_space(
-    state: &AppState,
-    policy: Option<crate::store::CompactPolicy>,
-) -> crate::error::Result<Option<crate::store::Compacted>> {
+/// Drops the change-log entries no reader needs (before a compaction, so it does not copy
+/// them). Blocking.
+pub fn drop_replayed_changes(state: &AppState) -> crate::error::Result<u64> {
     state
         .store
-        .compact_changes(state.config.changelog_retain, state.mirror.consumed_seq())?;
-    match policy {
-        Some(policy) => state.store.compact_if_due(policy),
-        None => state.store.compact().map(Some),
-    }
+        .compact_changes(state.config.changelog_retain, state.mirror.consumed_seq())
 }
 
 pub async fn upkeep(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {

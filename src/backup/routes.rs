@@ -49,8 +49,8 @@ fn compact(
         .and(with_state(&state))
         .and_then(|state: Arc<AppState>| async move {
             let done = tokio::task::spawn_blocking(move || {
-                crate::app::jobs::reclaim_space(&state, None)?
-                    .ok_or_else(|| Error::internal("no compaction was made"))
+                crate::app::jobs::drop_replayed_changes(&state)?;
+                state.store.compact()
             })
             .await
             .map_err(|e| reject(Error::internal(e)))?

@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::check::run_check;
-use crate::helpers::{client, eventually, proxy_names, ServerProcess, ADMIN_TOKEN, REGISTRY_TOKEN};
+use crate::helpers::{client, eventually, proxy_names, ServerProcess, REGISTRY_TOKEN};
 
 const PROXIES: usize = 100;
 const ROUNDS: usize = 300;
@@ -83,17 +83,6 @@ fn generation_dirs(data: &Path) -> Vec<String> {
     names
 }
 
-async fn compact_now(server: &ServerProcess) -> Value {
-    let response = client()
-        .post(server.url("/api/v1/admin/store/compact"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("compact");
-    assert_eq!(response.status(), StatusCode::OK);
-    response.json().await.expect("json")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compaction_gives_back_the_space_keeps_the_newest_values_and_survives_a_kill() {
     let data = tempfile::tempdir().unwrap();
@@ -111,7 +100,7 @@ async fn a_compaction_gives_back_the_space_keeps_the_newest_values_and_survives_
         "ratio 0 never compacts"
     );
 
-    let done = compact_now(&server).await;
+    let done = server.admin_post_json("/api/v1/admin/store/compact").await;
     let (before, after) = (
         done["bytes_before"].as_u64().unwrap(),
         done["bytes_after"].as_u64().unwrap(),

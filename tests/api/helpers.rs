@@ -267,6 +267,18 @@ impl ServerProcess {
         response.json().await.expect("json")
     }
 
+    /// POST (no body) with the admin token; asserts 200 and returns the JSON.
+    pub async fn admin_post_json(&self, path: &str) -> Value {
+        let response = client()
+            .post(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        response.json().await.expect("json")
+    }
+
     pub fn kill9(mut self) {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("reap");
