@@ -14,19 +14,16 @@ PROXIES="${args[1]:-10000}"
 RUNS="${args[2]:-20}"
 
 cargo build --release --bin proxyfleet --bin bench-mirror >/dev/null
-work=$(mktemp -d)
-cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+source bench/lib.sh
 say() { echo "admin bench: $*" >&2; }
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(port_of)
 serve() {
   env PROXYFLEET_LISTEN="127.0.0.1:$port" PROXYFLEET_DATA_DIR="$work/data" \
     PROXYFLEET_REGISTRY_TOKEN=bench-token PROXYFLEET_ADMIN_TOKEN=bench-admin \
     PROXYFLEET_ALLOW_PRIVATE_IPS=true PROXYFLEET_RATE_LIMITS__ENABLED=false PROXYFLEET_HTTPS_LISTEN=127.0.0.1:0 RUST_LOG=warn PROXYFLEET_REBALANCE_INTERVAL_SECS=0 \
     PROXYFLEET_HEARTBEAT_TTL_SECS=86400 ./target/release/proxyfleet serve >"$work/log" 2>&1 &
   pid=$!
-  for _ in $(seq 3000); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  echo "server not up" >&2; cat "$work/log" >&2; exit 1
+  wait_up "http://127.0.0.1:$port/healthz" 300 || { cat "$work/log" >&2; exit 1; }
 }
 
 say "seeding $USERS users"
@@ -36,8 +33,7 @@ say "$seed_line; starting"
 started=$(date +%s.%N)
 serve
 startup=$(python3 -c "print(f'{$(date +%s.%N) - $started:.1f}')")
-rss_mib() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status"; }
-rss_started=$(rss_mib)
+rss_started=$(rss_mib "$pid")
 say "registering $PROXIES proxies"
 python3 - "$port" "$PROXIES" <<'PY'
 import http.client, sys, urllib.parse
@@ -78,7 +74,7 @@ rows=$(python3 bench/admin_pages.py "$port" bench-admin "$RUNS" \
   "mail outbox=/api/v1/admin/mail/outbox?limit=50" \
   "audit log=/admin/api/audit?limit=50" \
   "settings=/api/v1/admin/settings")
-rss_after=$(rss_mib)
+rss_after=$(rss_mib "$pid")
 kill "$pid"; wait "$pid" 2>/dev/null || true
 
 section=$(cat <<MD

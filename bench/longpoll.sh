@@ -9,11 +9,7 @@ WAITERS="${1:-10000}"
 [ "$(ulimit -n)" -ge $((WAITERS + 1000)) ] || ulimit -n $((WAITERS + 1000)) || {
   echo "raise the open-files limit to $((WAITERS + 1000)) (ulimit -n)" >&2; exit 1; }
 cargo build --release --bin proxyfleet --bin bench-baseline --bin bench-longpoll >/dev/null
-work=$(mktemp -d)
-cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-port_of() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_up() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "not up: $1" >&2; exit 1; }
+source bench/lib.sh
 
 pf_port=$(port_of)
 PROXYFLEET_LISTEN="127.0.0.1:$pf_port" PROXYFLEET_DATA_DIR="$work/data" \

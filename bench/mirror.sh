@@ -11,22 +11,14 @@ args=()
 for a in "$@"; do [ "$a" = --write ] && WRITE=true || args+=("$a"); done
 DURATION="${args[0]:-15}"
 USERS="${args[1]:-1000000}"
-for tool in redis-server redis-benchmark redis-cli wrk; do
-  command -v "$tool" >/dev/null || { echo "$tool is not installed (apt-get install redis-server wrk)" >&2; exit 1; }
-done
 
 cargo build --release --bin proxyfleet --bin bench-mirror >/dev/null
-work=$(mktemp -d)
-cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+source bench/lib.sh
+require_tools redis-server redis-benchmark redis-cli wrk python3
 say() { echo "mirror bench: $*" >&2; }
-port_of() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_up() { for _ in $(seq 300); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "not up: $1" >&2; exit 1; }
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)[\"$1\"])"; }
 
-redis_port=$(port_of)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >/dev/null &
-for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+start_redis
 redis_url="redis://127.0.0.1:$redis_port"
 
 # The ceiling: what this redis-server takes from one client process on these cores.

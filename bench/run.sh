@@ -8,25 +8,19 @@ cd "$(dirname "$0")/.."
 DURATION="${1:-15}"
 CONNECTIONS=64
 THREADS=2
-command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install wrk" >&2; exit 1; }
 
 cargo build --release --bin proxyfleet --bin bench-baseline --bin bench-plan --bin bench-longpoll >/dev/null
 # Sections from the long runs done by hand (bench/soak.sh, bench/store_growth.sh) sit below this
 # line in BENCHMARKS.md and are kept as they are.
 BY_HAND='<!-- Long runs, by hand: bench/run.sh keeps everything below this line. -->'
 kept=$(awk -v m="$BY_HAND" 'found || $0 == m { found = 1; print }' BENCHMARKS.md 2>/dev/null || true)
-command -v python3 >/dev/null || { echo "python3 is needed (bench/seed.py)" >&2; exit 1; }
-work=$(mktemp -d)
-cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-port_of() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_up() { for _ in $(seq 100); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "not up: $1" >&2; exit 1; }
+source bench/lib.sh
+require_tools wrk python3
 
 base_port=$(port_of)
 ./target/release/bench-baseline "127.0.0.1:$base_port" bench-token >/dev/null &
 base_pid=$!
-for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$base_port/" && break; sleep 0.1; done
+wait_up "http://127.0.0.1:$base_port/"
 
 pf_port=$(port_of)
 PROXYFLEET_LISTEN="127.0.0.1:$pf_port" PROXYFLEET_DATA_DIR="$work/data" \
@@ -96,7 +90,7 @@ python3 bench/seed.py users "http://127.0.0.1:$pf2_port" bench-admin 100000 "$wo
 seed_secs=$(python3 -c "print(f'{$(date +%s.%N) - $seed_start:.1f}')")
 ./target/release/bench-baseline "127.0.0.1:$base_port" bench-token "$work/tokens" >/dev/null &
 base_pid=$!
-for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$base_port/" && break; sleep 0.1; done
+wait_up "http://127.0.0.1:$base_port/"
 many_base=$(BENCH_TOKENS="$work/tokens" run "http://127.0.0.1:$base_port" -s bench/config_users.lua)
 many_pf=$(BENCH_TOKENS="$work/tokens" run "http://127.0.0.1:$pf2_port" -s bench/config_users.lua)
 

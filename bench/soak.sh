@@ -9,18 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MINUTES="${1:-10}"
-for tool in redis-server redis-cli wrk; do
-  command -v "$tool" >/dev/null || { echo "$tool is not installed (apt-get install redis-server wrk)" >&2; exit 1; }
-done
 cargo build --release --bin proxyfleet >/dev/null
-work=$(mktemp -d)
-cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-port_of() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source bench/lib.sh
+require_tools redis-server redis-cli wrk python3
 
-redis_port=$(port_of)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >/dev/null &
-for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+start_redis
 port=$(port_of)
 PROXYFLEET_LISTEN="127.0.0.1:$port" PROXYFLEET_DATA_DIR="$work/data" \
   PROXYFLEET_REGISTRY_TOKEN=bench-token PROXYFLEET_ADMIN_TOKEN=bench-admin \
@@ -28,7 +21,7 @@ PROXYFLEET_LISTEN="127.0.0.1:$port" PROXYFLEET_DATA_DIR="$work/data" \
   PROXYFLEET_REDIS_URL="redis://127.0.0.1:$redis_port" PROXYFLEET_FALLBACKS_PER_USER=3 RUST_LOG=warn \
   ./target/release/proxyfleet serve >"$work/log" 2>&1 &
 pid=$!
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+wait_up "http://127.0.0.1:$port/healthz"
 for i in 1 2 3; do
   curl -fs -H "Authorization: Bearer bench-token" -d "name=p$i&ip=127.0.0.$i&port=8443" \
     "http://127.0.0.1:$port/register" >/dev/null
@@ -42,15 +35,17 @@ BENCH_TOKENS="$work/tokens" BENCH_DELAY_MS=10 wrk -t1 -c20 -d"${seconds}s" -s be
   "http://127.0.0.1:$port" >"$work/cfg" &
 cfg_pid=$!
 sample() { # elapsed seconds -> a table row
-  local rss fds threads data redis_mem behind
-  rss=$(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status")
+  local rss anon fds threads data redis_mem behind
+  rss=$(rss_mib "$pid")
+  # Heap and anonymous maps, apart from mapped files: says which one grows if RSS does.
+  anon=$(awk '/RssAnon/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status")
   threads=$(awk '/Threads/ {print $2}' "/proc/$pid/status")
   fds=$(ls "/proc/$pid/fd" | wc -l)
   data=$(du -sb "$work/data" | awk '{printf "%.1f", $1 / 1048576}')
   redis_mem=$(redis-cli -p "$redis_port" info memory | awk -F: '/^used_memory:/ {printf "%.1f", $2 / 1048576}')
   behind=$(curl -fs -H "Authorization: Bearer bench-admin" "http://127.0.0.1:$port/api/v1/admin/mirror" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["changes_behind"])')
-  echo "| $1 | $rss | $fds | $threads | $data | $redis_mem | $behind |"
+  echo "| $1 | $rss | $anon | $fds | $threads | $data | $redis_mem | $behind |"
 }
 rows=()
 for t in $(seq 30 30 "$seconds"); do
@@ -63,6 +58,16 @@ hb=$(awk '/^RESULT/ {print $2, $3, $4, $5, $6}' "$work/hb")
 cfg=$(awk '/^RESULT/ {print $2, $3, $4, $5, $6}' "$work/cfg")
 read -r hb_n hb_rps hb_p50 hb_p99 hb_err <<<"$hb"
 read -r cfg_n cfg_rps cfg_p50 cfg_p99 cfg_err <<<"$cfg"
+# The range of each measure in each third of the run: memory and disk are flat when the last
+# third's range sits where the second's does (the first includes warming the caches).
+growth=$(printf '%s\n' "${rows[@]}" | python3 -c '
+import sys
+rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in sys.stdin if line.strip()]
+thirds = [rows[: len(rows) // 3], rows[len(rows) // 3 : 2 * len(rows) // 3], rows[2 * len(rows) // 3 :]]
+for label, col in (("RSS", 1), ("anonymous", 2), ("data dir", 5)):
+    spans = [f"{min(float(r[col]) for r in t):.1f}-{max(float(r[col]) for r in t):.1f}" for t in thirds]
+    print(f"| {label} | " + " | ".join(spans) + " |")
+')
 cat <<MD
 ## Soak: $MINUTES minutes of steady traffic
 
@@ -76,7 +81,11 @@ connections, each connection waiting 10 ms between requests. Sampled every 30 s.
 | heartbeats | $hb_n | $hb_rps | $hb_p50 | $hb_p99 | $hb_err |
 | config reads | $cfg_n | $cfg_rps | $cfg_p50 | $cfg_p99 | $cfg_err |
 
-| seconds | RSS MiB | open files | threads | data dir MiB | Redis MiB | mirror behind |
-|---:|---:|---:|---:|---:|---:|---:|
+| MiB, lowest-highest sample | first third | second third | last third |
+|---|---:|---:|---:|
+$growth
+
+| seconds | RSS MiB | anonymous MiB | open files | threads | data dir MiB | Redis MiB | mirror behind |
+|---:|---:|---:|---:|---:|---:|---:|---:|
 $(printf '%s\n' "${rows[@]}")
 MD

@@ -8,20 +8,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TOTAL="${1:-10000000}"
 ROUND="${2:-30}"
-command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install wrk" >&2; exit 1; }
 cargo build --release --bin proxyfleet >/dev/null
-work=$(mktemp -d)
-cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+source bench/lib.sh
+require_tools wrk python3 bc
+port=$(port_of)
 start_server() {
   PROXYFLEET_LISTEN="127.0.0.1:$port" PROXYFLEET_DATA_DIR="$work/data" \
     PROXYFLEET_REGISTRY_TOKEN=bench-token PROXYFLEET_ADMIN_TOKEN=bench-admin \
     PROXYFLEET_ALLOW_PRIVATE_IPS=true PROXYFLEET_RATE_LIMITS__ENABLED=false \
     PROXYFLEET_HTTPS_LISTEN=127.0.0.1:0 RUST_LOG=warn ./target/release/proxyfleet serve >/dev/null &
   pid=$!
-  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  echo "server not up" >&2; exit 1
+  wait_up "http://127.0.0.1:$port/healthz"
 }
 report() { # label heartbeats
   local bytes rss compactions

@@ -172,7 +172,9 @@ impl Store {
             if let Err(e) = generations::remove_stale(&store.root, &live) {
                 tracing::warn!(error = %e, "cannot delete the replaced store generation (it goes at the next start)");
             }
-            give_back_freed_memory();
+            // The old generation's cache (up to sled's cache capacity) was just freed: without
+            // this the resident set climbed by tens of MiB per compaction.
+            crate::memory::give_back_freed_heap();
         });
     }
 }
@@ -205,16 +207,6 @@ fn copy_into(from: &Engine, target: generations::Generation) -> Result<(Engine, 
     to.db.flush()?;
     to.generation.written_bytes = to.db.size_on_disk()?;
     Ok((to, records))
-}
-
-/// The old generation's cache (up to sled's cache capacity) was just freed, but glibc keeps
-/// freed heap for reuse: without this the resident set climbed by tens of MiB per compaction.
-fn give_back_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free heap pages to the system; it takes no pointers.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
