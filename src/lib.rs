@@ -24,8 +24,6 @@ pub mod gateways;
 /// Shared HTTP pieces: JSON errors, bearer tokens, body limits and parsing.
 pub mod http;
 pub mod mail;
-/// Giving freed heap back to the system (glibc keeps it otherwise).
-pub mod memory;
 /// Prometheus metrics: request counts and latency by route, tasks, mails, the store's figures.
 pub mod metrics;
 /// The Redis mirror of the change log, and the edge (read-only, Redis-backed) mode.

@@ -149,9 +149,6 @@ pub async fn upkeep(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
             crate::admin::sessions::end_expired(&state.store, now_ms())?;
             state.admin.throttle.shrink();
             state.limits.shrink();
-            // glibc's arenas fragment under steady traffic and keep what was freed; this keeps
-            // the resident set flat (bench/soak.sh, BENCHMARKS.md).
-            crate::memory::give_back_freed_heap();
             Ok(())
         })
         .await;

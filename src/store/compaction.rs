@@ -172,9 +172,6 @@ impl Store {
             if let Err(e) = generations::remove_stale(&store.root, &live) {
                 tracing::warn!(error = %e, "cannot delete the replaced store generation (it goes at the next start)");
             }
-            // The old generation's cache (up to sled's cache capacity) was just freed: without
-            // this the resident set climbed by tens of MiB per compaction.
-            crate::memory::give_back_freed_heap();
         });
     }
 }
