@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 need_packages=()
 command -v varnishd >/dev/null 2>&1 || [ -x /usr/sbin/varnishd ] || need_packages+=(varnish)
 command -v redis-server >/dev/null 2>&1 || need_packages+=(redis-server)
+# jemalloc, the server's allocator, is built from C sources with make.
+command -v make >/dev/null 2>&1 || need_packages+=(make)
+command -v cc >/dev/null 2>&1 || need_packages+=(gcc)
 # The admin panel's browser tests drive Debian's Chromium through ChromeDriver.
 [ -x /usr/bin/chromium ] || need_packages+=(chromium)
 [ -x /usr/bin/chromedriver ] || need_packages+=(chromium-driver)
