@@ -257,20 +257,17 @@ impl ServerProcess {
 
     /// GET with the admin token; asserts 200 and returns the JSON.
     pub async fn admin_json(&self, path: &str) -> Value {
-        let response = client()
-            .get(self.url(path))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(response.status(), StatusCode::OK, "{path}");
-        response.json().await.expect("json")
+        self.admin_call(reqwest::Method::GET, path).await
     }
 
     /// POST (no body) with the admin token; asserts 200 and returns the JSON.
     pub async fn admin_post_json(&self, path: &str) -> Value {
+        self.admin_call(reqwest::Method::POST, path).await
+    }
+
+    async fn admin_call(&self, method: reqwest::Method, path: &str) -> Value {
         let response = client()
-            .post(self.url(path))
+            .request(method, self.url(path))
             .bearer_auth(ADMIN_TOKEN)
             .send()
             .await
