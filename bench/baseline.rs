@@ -77,6 +77,7 @@ fn gateways(count: usize) -> GatewaySet {
                 tz_offset_min: offset_from_longitude(*lon),
                 fullness: rank::round3(fullness),
                 overloaded: fullness >= 1.0,
+                transport: Default::default(),
             }
         })
         .collect();

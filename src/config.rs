@@ -60,6 +60,17 @@ pub struct Config {
     pub allow_private_ips: bool,
     /// Distinct clients a proxy may carry before the rebalancer acts.
     pub max_clients: u32,
+    /// Most proxy names the fleet holds (enrolled names, live or gone); past it, enrolling a
+    /// new name answers 503 `fleet_full`.
+    pub max_proxies: u64,
+    /// Largest `capacity` a proxy may claim (an enrolment token may set a lower one).
+    pub max_proxy_capacity: u32,
+    /// The credential of a proxy gone (unregistered, expired or revoked) this long is
+    /// forgotten, and its name can be enrolled again.
+    pub proxy_credential_keep_days: u64,
+    /// How long a signed client config is valid (`expires_at - issued_at`). Configs are
+    /// re-signed after half of it, so a client always holds one valid for at least half.
+    pub config_validity_secs: u64,
     /// Redis mirror target; unset means no mirror.
     pub redis_url: Option<String>,
     /// Prefix of every key the Redis mirror writes (several fleets can share one Redis).
@@ -222,6 +233,10 @@ impl Default for Config {
             heartbeat_ttl_secs: 300,
             allow_private_ips: false,
             max_clients: 200,
+            max_proxies: 100_000,
+            max_proxy_capacity: 10_000,
+            proxy_credential_keep_days: 30,
+            config_validity_secs: 7 * 24 * 3600,
             redis_url: None,
             redis_prefix: "proxyfleet:".into(),
             geoip_db: None,

@@ -21,6 +21,9 @@ pub enum Error {
     /// 503: a feature that needs configuration (billing, mail) is off.
     #[error("{0}")]
     Unavailable(String),
+    /// 503: a cap on what the store holds is reached (`fleet_full`); nothing was written.
+    #[error("{message}")]
+    AtCapacity { code: &'static str, message: String },
     /// 503: the data disk is (nearly) full; writes are refused, reads go on.
     #[error("{0}")]
     StorageFull(String),
@@ -77,7 +80,9 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Conflict { .. } => StatusCode::CONFLICT,
-            Error::Unavailable(_) | Error::StorageFull(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unavailable(_) | Error::StorageFull(_) | Error::AtCapacity { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -86,6 +91,7 @@ impl Error {
         match self {
             Error::BadRequest { code, .. } | Error::Invalid { code, .. } => code,
             Error::Conflict { code, .. } | Error::Forbidden { code, .. } => code,
+            Error::AtCapacity { code, .. } => code,
             Error::TooManyRequests(_) => "too_many_requests",
             Error::Unauthorized => "unauthorized",
             Error::NotFound(_) => "not_found",

@@ -44,7 +44,7 @@ pub fn count(
         }
         match event.kind {
             ProxyEventKind::Expired => down.expired += 1,
-            ProxyEventKind::Unregistered => down.unregistered += 1,
+            ProxyEventKind::Unregistered | ProxyEventKind::Revoked => down.unregistered += 1,
             ProxyEventKind::Registered | ProxyEventKind::Moved => {}
         }
     }

@@ -145,6 +145,8 @@ pub async fn upkeep(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
         let outcome = tokio::task::spawn_blocking(move || -> crate::error::Result<()> {
             state.queue.purge_done(now_ms())?;
             state.registry.compact_events(EVENTS_KEPT)?;
+            let keep_ms = state.config.proxy_credential_keep_days * 24 * 3600 * 1000;
+            state.registry.credentials.forget_gone(keep_ms, now_ms())?;
             crate::fleet::rebalance::compact_history(&state.fleet, PLANS_KEPT)?;
             crate::admin::sessions::end_expired(&state.store, now_ms())?;
             state.admin.throttle.shrink();

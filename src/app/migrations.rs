@@ -15,11 +15,19 @@ struct Migration {
     run: fn(&Store) -> Result<()>,
 }
 
-const MIGRATIONS: [Migration; 1] = [Migration {
-    from: 0,
-    what: "stores made before formats were recorded: build the trust graph's invitee index",
-    run: |store| crate::fleet::invitees::backfill(store).map(|_| ()),
-}];
+const MIGRATIONS: [Migration; 2] = [
+    Migration {
+        from: 0,
+        what: "stores made before formats were recorded: build the trust graph's invitee index",
+        run: |store| crate::fleet::invitees::backfill(store).map(|_| ()),
+    },
+    Migration {
+        from: 1,
+        what: "proxies gain transport details and per-proxy credentials (each registered proxy \
+               claims its secret on its next heartbeat from its address)",
+        run: crate::registry::migrate::to_format_2,
+    },
+];
 
 /// Brings the store to `DATA_FORMAT`. Returns the backup taken first, if any migration ran.
 pub fn run(store: &Store, config: &Config) -> Result<Option<std::path::PathBuf>> {

@@ -103,6 +103,10 @@ impl Application {
                 edge_debounce_ms: config.edge_debounce_ms,
                 max_clients: config.max_clients,
                 low_water_percent: config.low_water_percent,
+                ceilings: crate::registry::credentials::Ceilings {
+                    max_proxies: config.max_proxies,
+                    max_proxy_capacity: config.max_proxy_capacity,
+                },
             },
         );
         let edge = EdgeSettings {
@@ -126,6 +130,7 @@ impl Application {
                 free_k: config.free_subset_k,
                 network_window_secs: config.subset_network_window_secs,
                 poll_after_secs: config.config_poll_secs,
+                validity_secs: config.config_validity_secs,
             },
             registry.clone(),
         );

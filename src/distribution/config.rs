@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use super::subset::{pick, Secret};
 use crate::error::Result;
 use crate::fleet::model::User;
+use crate::registry::model::Protocol;
 use crate::registry::{Proxy, ProxyName, Registry, Role};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -20,6 +21,17 @@ pub struct ProxyEntry {
     pub role: Role,
     pub country: Option<String>,
     pub city: Option<String>,
+    /// How to connect (sent only when the proxy registered it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub front: Option<String>,
 }
 
 impl From<&Proxy> for ProxyEntry {
@@ -31,16 +43,38 @@ impl From<&Proxy> for ProxyEntry {
             role: proxy.role,
             country: proxy.location.country.clone(),
             city: proxy.location.city.clone(),
+            protocol: proxy.transport.protocol,
+            cert_sha256: proxy.transport.cert_sha256.clone(),
+            public_key: proxy.transport.public_key.clone(),
+            sni: proxy.transport.sni.clone(),
+            front: proxy.transport.front.clone(),
         }
     }
 }
 
+/// A client's config as signed. The signature covers the whole body, so `user`, `issued_at`
+/// and `expires_at` bind it to its account and its time: a client refuses a body for another
+/// account, an expired one, or a `version`... see docs/API.md ("Verifying a config").
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ClientConfig {
     /// Changes whenever the proxy list changes (a 48-bit digest of it).
     pub version: u64,
+    /// The account the config is for.
+    pub user: u64,
+    /// Unix seconds: when this body was signed, and until when a client may use it.
+    pub issued_at: u64,
+    pub expires_at: u64,
     pub proxies: Vec<ProxyEntry>,
     pub poll_after_secs: u64,
+}
+
+/// The signing window of `now_ms`: configs are signed at the start of each window of half
+/// the validity, so a body (and its ETag and cached signature) stays the same for the whole
+/// window, and the one a client holds is valid for at least half the validity.
+pub fn signing_window(now_ms: u64, validity_secs: u64) -> (u64, u64) {
+    let half = (validity_secs / 2).max(1);
+    let issued_at = now_ms / 1000 / half * half;
+    (issued_at, issued_at + validity_secs.max(1))
 }
 
 /// The live fleet as the config server sees it: by name, and the free and pro names (sorted),
@@ -100,6 +134,8 @@ pub struct Rules<'a> {
     /// The key of the free subset: the user, or a network and time window.
     pub subset_key: &'a str,
     pub poll_after_secs: u64,
+    /// `expires_at - issued_at` of every signed config.
+    pub validity_secs: u64,
 }
 
 pub fn build(view: &FleetView, user: &User, rules: &Rules, now_ms: u64) -> ClientConfig {
@@ -124,8 +160,12 @@ pub fn build(view: &FleetView, user: &User, rules: &Rules, now_ms: u64) -> Clien
             proxies.push(ProxyEntry::from(proxy));
         }
     }
+    let (issued_at, expires_at) = signing_window(now_ms, rules.validity_secs);
     ClientConfig {
         version: list_version(&proxies),
+        user: user.id,
+        issued_at,
+        expires_at,
         proxies,
         poll_after_secs: rules.poll_after_secs,
     }
@@ -149,6 +189,18 @@ fn list_version(proxies: &[ProxyEntry]) -> u64 {
         hasher.update([0]);
         hasher.update(p.ip.as_bytes());
         hasher.update(p.port.to_be_bytes());
+        // A new certificate or key is a new config: the client must fetch it.
+        let transport = [
+            p.protocol.map(Protocol::name),
+            p.cert_sha256.as_deref(),
+            p.public_key.as_deref(),
+            p.sni.as_deref(),
+            p.front.as_deref(),
+        ];
+        for field in transport {
+            hasher.update(field.unwrap_or_default().as_bytes());
+            hasher.update([0]);
+        }
     }
     let digest = hasher.finalize();
     let mut bytes = [0u8; 8];
@@ -201,9 +253,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_signing_window_is_half_the_validity_and_stable_within_it() {
+        let week = 7 * 24 * 3600;
+        let (issued, expires) = signing_window(1_000_000_000 * 1000, week);
+        assert_eq!(expires - issued, week);
+        assert!(issued <= 1_000_000_000 && 1_000_000_000 < issued + week / 2);
+        let later = signing_window((issued + week / 2 - 1) * 1000, week);
+        assert_eq!(later, (issued, expires), "same window, same body");
+        let next = signing_window((issued + week / 2) * 1000, week);
+        assert_eq!(next.0, issued + week / 2);
+        assert_eq!(signing_window(5_000, 0), (5, 6), "a zero validity is one second");
+    }
+
+    #[test]
     fn etags_change_with_the_body_and_match_lists() {
         let a = ClientConfig {
             version: 1,
+            user: 7,
+            issued_at: 0,
+            expires_at: 604_800,
             proxies: vec![],
             poll_after_secs: 300,
         };

@@ -27,6 +27,8 @@ pub struct DistributionSettings {
     /// When set, clients of one /16 (IPv6: /32) within one window share a free subset.
     pub network_window_secs: Option<u64>,
     pub poll_after_secs: u64,
+    /// How long a signed config is valid (`config_validity_secs`).
+    pub validity_secs: u64,
 }
 
 /// The fleet view with the registry generation and revision it was built from.
@@ -166,6 +168,7 @@ impl Distribution {
             free_k: self.settings.free_k,
             subset_key: &key,
             poll_after_secs: self.settings.poll_after_secs,
+            validity_secs: self.settings.validity_secs,
         };
         config::build(view, user, &rules, now_ms)
     }

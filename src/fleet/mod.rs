@@ -98,16 +98,18 @@ impl Fleet {
     }
 
     async fn follow_proxy(&self, name: &str, now_ms: u64) -> Result<()> {
-        // A drained (standby) proxy carries no one: its users lose it like a proxy that left.
+        // A proxy that is no longer a fallback (drained to standby, or made a public gateway)
+        // carries no one's private fallback: its users lose it like a proxy that left.
         let proxy = self
             .store
             .get::<crate::registry::Proxy>(TreeId::Proxies, name)?;
         let gone = proxy
             .as_ref()
-            .is_none_or(|p| p.role == crate::registry::Role::Standby);
-        let why = match proxy {
+            .is_none_or(|p| p.role != crate::registry::Role::Fallback);
+        let why = match proxy.map(|p| p.role) {
             None => format!("proxy {name} left"),
-            Some(_) => format!("proxy {name} was drained"),
+            Some(crate::registry::Role::Standby) => format!("proxy {name} was drained"),
+            Some(role) => format!("proxy {name} became a {} proxy", role.name()),
         };
         let users = links::users_of(&self.store, name)?;
         for chunk in users.chunks(USERS_PER_TRANSACTION) {

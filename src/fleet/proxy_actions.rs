@@ -76,3 +76,37 @@ impl Fleet {
         Ok(proxy)
     }
 }
+
+impl Fleet {
+    /// Gives proxy `name` a role for good (an operator's decision): it is pinned on the live
+    /// record and kept in its credential, so the proxy has it again when it comes back. A
+    /// proxy that stops being a fallback sheds its users (they are owed new fallbacks).
+    pub async fn set_proxy_role(&self, name: &ProxyName, role: Role, now_ms: u64) -> Result<Proxy> {
+        let name = name.as_str();
+        let proxy = self.store.transaction(|tx| {
+            let Some(before) = tx.get::<Proxy>(TreeId::Proxies, name)? else {
+                return Ok(None);
+            };
+            set_role(tx, name, role, now_ms)?;
+            crate::registry::credentials::set_role_in(tx, name, role)?;
+            if role != Role::Fallback {
+                let task = NewTask {
+                    kind: PROXY_CHANGED,
+                    key: format!("{PROXY_CHANGED}:{name}:role-{}:{now_ms}", role.name()),
+                    payload: json!({ "proxy": name }),
+                    due_ms: now_ms,
+                };
+                self.queue.enqueue_in(tx, &task, now_ms)?;
+            }
+            let after = tx.get::<Proxy>(TreeId::Proxies, name)?;
+            Ok(after.or(Some(before)))
+        })?;
+        let Some(proxy) = proxy else {
+            return Err(Error::NotFound(format!("proxy {name}")));
+        };
+        self.store.durable().await?;
+        self.queue.wake();
+        self.notifier.notify_all();
+        Ok(proxy)
+    }
+}

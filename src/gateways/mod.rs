@@ -54,12 +54,18 @@ impl Gateways {
         }
     }
 
-    /// A proxy as a gateway: it needs coordinates, and a standby proxy is not offered.
+    /// A proxy as a gateway. Only the `gateway` role is ever offered: fallback, free, pro and
+    /// standby proxies are private to the users they were given to, and `/json` answers
+    /// anyone. A gateway needs a place: its registered coordinates, else where GeoIP puts
+    /// its address (without either it cannot be ranked and is left out).
     fn gateway(&self, proxy: &Proxy) -> Option<Gateway> {
-        let (lat, lon) = (proxy.location.lat?, proxy.location.lon?);
-        if proxy.role == Role::Standby {
+        if proxy.role != Role::Gateway {
             return None;
         }
+        let (lat, lon) = match (proxy.location.lat, proxy.location.lon) {
+            (Some(lat), Some(lon)) => (lat, lon),
+            _ => self.geo.lookup(proxy.ip).map(|p| (p.lat, p.lon))?,
+        };
         let limit = f64::from(proxy.limit(self.max_clients).max(1));
         let clients = f64::from(proxy.load.clients.unwrap_or(0));
         let fullness = rank::round3(clients / limit);
@@ -82,6 +88,7 @@ impl Gateways {
                 .unwrap_or_else(|| offset_from_longitude(lon)),
             fullness,
             overloaded: fullness >= 1.0 || proxy.load.cpu.is_some_and(|cpu| cpu >= 95.0),
+            transport: proxy.transport.clone(),
         })
     }
 

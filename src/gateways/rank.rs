@@ -26,6 +26,8 @@ pub struct Gateway {
     /// clients / capacity, 0 when unknown.
     pub fullness: f64,
     pub overloaded: bool,
+    /// How to connect, as the gateway registered it (shown in `sortedGateways`).
+    pub transport: crate::registry::model::Transport,
 }
 
 /// Where the client is, as far as we know.
@@ -274,6 +276,7 @@ mod tests {
             tz_offset_min: offset_from_longitude(lon),
             fullness,
             overloaded: fullness >= 1.0,
+            transport: Default::default(),
         }
     }
 

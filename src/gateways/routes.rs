@@ -19,28 +19,35 @@ use crate::registry::validate::utc_offset_minutes;
 use crate::store::TreeId;
 
 const OVERRIDE_PREFIX: &str = "gateways.override.";
-const DEFAULT_N: usize = 3;
-const MAX_N: usize = 100;
 
+/// The query of `/json`, as text: menshen's clients send empty values for "unknown" (an empty
+/// `city=` is no city), so each field is read by hand (`Wanted::from_query`).
 #[derive(Deserialize)]
 pub struct JsonQuery {
     city: Option<String>,
-    lat: Option<f64>,
-    lon: Option<f64>,
+    lat: Option<String>,
+    lon: Option<String>,
     tz: Option<String>,
-    n: Option<usize>,
+    n: Option<String>,
     #[serde(rename = "type")]
     kind: Option<String>,
+}
+
+/// `GET /json` and `POST /json`, the query read from the URL: bitmask-vpn's bonafide package
+/// POSTs with an empty body (never read: whatever it carries is ignored), RiseupVPN for
+/// Android and browsers GET. Shared with the edge.
+pub fn json_request() -> impl Filter<Extract = (JsonQuery,), Error = Rejection> + Clone {
+    warp::path!("json")
+        .and(warp::get().or(warp::post()).unify())
+        .and(warp::query::<JsonQuery>())
 }
 
 type Route = warp::reply::Response;
 
 pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = Rejection> + Clone {
     let trusted = Arc::new(state.config.trusted_proxies.clone());
-    let recommend = warp::path!("json")
-        .and(warp::get())
+    let recommend = json_request()
         .and(limited(&state, Endpoint::Json))
-        .and(warp::query::<JsonQuery>())
         .and(client_ip(trusted))
         .and(with_state(&state))
         .and_then(recommend);
@@ -89,10 +96,31 @@ pub fn recommend_in(
     client: Option<IpAddr>,
     count_override: impl FnOnce(&str) -> crate::error::Result<()>,
 ) -> Result<Route, Rejection> {
-    let n = query.n.unwrap_or(DEFAULT_N).clamp(1, MAX_N);
+    let given = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty());
+    let number = |v: &Option<String>, field: &str| -> Result<Option<f64>, Rejection> {
+        given(v)
+            .map(|raw| {
+                raw.parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite())
+                    .ok_or_else(|| bad("invalid_location", &format!("{field} must be a number")))
+            })
+            .transpose()
+    };
+    // Without `n`, every gateway, sorted (as menshen answers); `n` keeps the first n.
+    let n = match given(&query.n) {
+        None => set.gateways.len(),
+        Some(raw) => raw
+            .parse::<usize>()
+            .map_err(|_| bad("invalid_n", "n must be a whole number"))?
+            .max(1),
+    };
+    let (lat, lon) = (number(&query.lat, "lat")?, number(&query.lon, "lon")?);
+    let tz = given(&query.tz);
+    let city = given(&query.city);
     let place = client.and_then(|ip| geo.lookup(ip));
 
-    let origin = match (query.lat, query.lon) {
+    let origin = match (lat, lon) {
         (Some(lat), Some(lon))
             if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon) =>
         {
@@ -104,7 +132,7 @@ pub fn recommend_in(
                 "lat and lon must be given together, within range",
             ))
         }
-        _ => match (&place, &query.tz) {
+        _ => match (&place, tz) {
             (Some(p), _) => Origin::Point {
                 lat: p.lat,
                 lon: p.lon,
@@ -118,7 +146,7 @@ pub fn recommend_in(
         },
     };
 
-    let chosen: Vec<&rank::Gateway> = match &query.city {
+    let chosen: Vec<&rank::Gateway> = match city {
         Some(city) => {
             let key = location_key(city);
             let in_city: Vec<rank::Gateway> = set
@@ -164,6 +192,17 @@ struct SortedGateway<'a> {
     fullness: f64,
     overload: bool,
     location: &'a str,
+    /// How to connect (absent fields are not sent; clients that know none ignore them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protocol: Option<crate::registry::model::Protocol>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cert_sha256: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sni: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    front: Option<&'a str>,
 }
 
 /// The `/json` body, borrowed: `locations` is spliced in as already-serialised text (a
@@ -173,8 +212,10 @@ struct Answer<'a> {
     ip: String,
     cc: &'a str,
     city: &'a str,
-    lat: Option<f64>,
-    lon: Option<f64>,
+    /// Always numbers (0 when the client's place is unknown): menshen sends float64 zeros,
+    /// and its clients decode these fields as plain numbers.
+    lat: f64,
+    lon: f64,
     gateways: Vec<&'a str>,
     #[serde(rename = "sortedGateways")]
     sorted_gateways: Vec<SortedGateway<'a>>,
@@ -198,8 +239,8 @@ pub fn answer(
             .and_then(|p| p.country_code.as_deref())
             .unwrap_or_default(),
         city: place.and_then(|p| p.city.as_deref()).unwrap_or_default(),
-        lat: place.map(|p| p.lat),
-        lon: place.map(|p| p.lon),
+        lat: place.map_or(0.0, |p| p.lat),
+        lon: place.map_or(0.0, |p| p.lon),
         gateways: chosen.iter().map(|g| g.host.as_str()).collect(),
         sorted_gateways: chosen
             .iter()
@@ -209,6 +250,11 @@ pub fn answer(
                 fullness: g.fullness,
                 overload: g.overloaded,
                 location: &g.location,
+                protocol: g.transport.protocol,
+                cert_sha256: g.transport.cert_sha256.as_deref(),
+                public_key: g.transport.public_key.as_deref(),
+                sni: g.transport.sni.as_deref(),
+                front: g.transport.front.as_deref(),
             })
             .collect(),
         locations,

@@ -36,7 +36,7 @@ impl std::fmt::Debug for TokenHash {
     }
 }
 
-fn bearer_value(header: Option<&str>) -> Option<&str> {
+pub fn bearer_value(header: Option<&str>) -> Option<&str> {
     let value = header?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
@@ -74,10 +74,6 @@ pub fn user(state: &Arc<AppState>) -> impl Filter<Extract = (User,), Error = Rej
 /// The admin token, or an admin panel session (with its CSRF token on mutating calls).
 pub fn admin(state: &Arc<AppState>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
     crate::admin::guard::admin(state)
-}
-
-pub fn registry(state: &Arc<AppState>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    bearer(state.tokens.registry)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use serde::Serialize;
 use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
-pub use auth::{admin, registry, user, TokenHash};
+pub use auth::{admin, user, TokenHash};
 pub use error::{recover, reject};
 
 use crate::app::AppState;

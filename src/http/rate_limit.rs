@@ -56,6 +56,9 @@ pub struct RateLimitSettings {
     /// `POST /register`: proxies heartbeat about once a minute each; the registry token is
     /// shared by the whole fleet, so it has no per-token limit by default.
     pub register: Limit,
+    /// `POST /unregister`: as `/register`, so a stolen credential cannot empty the fleet at
+    /// line rate.
+    pub unregister: Limit,
     /// `GET /json` (gateway recommendation, no token).
     pub json: Limit,
     /// `POST /api/v1/invitations/{code}/accept`: the sign-up.
@@ -71,6 +74,7 @@ impl Default for RateLimitSettings {
         RateLimitSettings {
             enabled: true,
             register: Limit::new((120, 60), (0, 1)),
+            unregister: Limit::new((120, 60), (0, 1)),
             json: Limit::new((60, 30), (0, 1)),
             invitation_accept: Limit::new((10, 10), (5, 5)),
             invitation_create: Limit::new((30, 10), (20, 10)),
@@ -83,6 +87,7 @@ impl Default for RateLimitSettings {
 #[derive(Debug, Clone, Copy)]
 pub enum Endpoint {
     Register,
+    Unregister,
     Json,
     InvitationAccept,
     InvitationCreate,
@@ -150,6 +155,7 @@ fn credential_key(credential: &str) -> [u8; 16] {
 pub struct RateLimits {
     enabled: bool,
     register: Limiters,
+    unregister: Limiters,
     json: Limiters,
     invitation_accept: Limiters,
     invitation_create: Limiters,
@@ -161,6 +167,7 @@ impl RateLimits {
         RateLimits {
             enabled: settings.enabled,
             register: Limiters::new(settings.register),
+            unregister: Limiters::new(settings.unregister),
             json: Limiters::new(settings.json),
             invitation_accept: Limiters::new(settings.invitation_accept),
             invitation_create: Limiters::new(settings.invitation_create),
@@ -171,6 +178,7 @@ impl RateLimits {
     fn limiters(&self, endpoint: Endpoint) -> &Limiters {
         match endpoint {
             Endpoint::Register => &self.register,
+            Endpoint::Unregister => &self.unregister,
             Endpoint::Json => &self.json,
             Endpoint::InvitationAccept => &self.invitation_accept,
             Endpoint::InvitationCreate => &self.invitation_create,
@@ -195,6 +203,7 @@ impl RateLimits {
     pub fn shrink(&self) {
         for endpoint in [
             Endpoint::Register,
+            Endpoint::Unregister,
             Endpoint::Json,
             Endpoint::InvitationAccept,
             Endpoint::InvitationCreate,

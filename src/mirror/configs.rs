@@ -29,6 +29,7 @@ type Shown = (
     crate::registry::Role,
     Option<String>,
     Option<String>,
+    crate::registry::model::Transport,
 );
 
 fn shown(proxy: &Proxy) -> Shown {
@@ -38,6 +39,7 @@ fn shown(proxy: &Proxy) -> Shown {
         proxy.role,
         proxy.location.country.clone(),
         proxy.location.city.clone(),
+        proxy.transport.clone(),
     )
 }
 
@@ -46,6 +48,14 @@ pub struct Configs {
     shown: HashMap<String, Shown>,
     /// The next user id of a sweep in progress.
     sweep_from: Option<u64>,
+    /// `issued_at` of the configs the last sweep wrote: when the signing window moves on,
+    /// every config is signed again before the ones in Redis expire.
+    signed_at: u64,
+}
+
+fn signed_at(state: &AppState, now_ms: u64) -> u64 {
+    let validity = state.distribution.settings.validity_secs;
+    crate::distribution::config::signing_window(now_ms, validity).0
 }
 
 impl Configs {
@@ -59,7 +69,13 @@ impl Configs {
                 .collect(),
             view: Arc::new(FleetView::new(proxies, now_ms)),
             sweep_from: None,
+            signed_at: signed_at(state, now_ms),
         })
+    }
+
+    /// True when the signing window moved on since the last sweep (configs must be re-signed).
+    pub fn window_moved(&self, state: &AppState, now_ms: u64) -> bool {
+        signed_at(state, now_ms) != self.signed_at
     }
 
     /// Notes what a change does to the fleet; true when configs must be swept.
@@ -85,6 +101,7 @@ impl Configs {
     pub fn start_sweep(&mut self, state: &AppState, now_ms: u64) -> Result<()> {
         self.view = Arc::new(FleetView::new(state.registry.list(now_ms)?, now_ms));
         self.sweep_from = Some(0);
+        self.signed_at = signed_at(state, now_ms);
         Ok(())
     }
 

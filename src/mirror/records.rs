@@ -18,14 +18,6 @@ fn secs(ms: u64) -> String {
     (ms / 1000).to_string()
 }
 
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Fallback => "fallback",
-        Role::Free => "free",
-        Role::Pro => "pro",
-        Role::Standby => "standby",
-    }
-}
 
 /// The fields of `<prefix>proxy:<name>`. Absent values are absent fields; `record` is the
 /// whole record as JSON, so an edge rebuilds exactly what the primary ranks.
@@ -33,7 +25,7 @@ pub fn proxy_fields(proxy: &Proxy) -> Vec<(&'static str, String)> {
     let mut fields = vec![
         ("ip", proxy.ip.to_string()),
         ("port", proxy.port.to_string()),
-        ("role", role_name(proxy.role).to_string()),
+        ("role", proxy.role.name().to_string()),
         ("registered_at", secs(proxy.registered_ms)),
         ("last_seen", secs(proxy.last_seen_ms)),
         ("expires_at", secs(proxy.expires_ms)),
@@ -52,6 +44,14 @@ pub fn proxy_fields(proxy: &Proxy) -> Vec<(&'static str, String)> {
         ("clients", proxy.load.clients.map(|v| v.to_string())),
         ("cpu", proxy.load.cpu.map(|v| v.to_string())),
         ("bandwidth", proxy.load.bandwidth.map(|v| v.to_string())),
+        (
+            "protocol",
+            proxy.transport.protocol.map(|p| p.name().to_string()),
+        ),
+        ("cert_sha256", proxy.transport.cert_sha256.clone()),
+        ("public_key", proxy.transport.public_key.clone()),
+        ("sni", proxy.transport.sni.clone()),
+        ("front", proxy.transport.front.clone()),
     ];
     fields.extend(
         optional
@@ -266,6 +266,11 @@ mod tests {
             over_limit_since_ms: None,
             under_low_since_ms: None,
             load_sampled_ms: 0,
+            transport: crate::registry::model::Transport {
+                protocol: Some(crate::registry::model::Protocol::Obfs4),
+                public_key: Some("c2VjcmV0".into()),
+                ..Default::default()
+            },
         }
     }
 
@@ -287,6 +292,9 @@ mod tests {
         assert_eq!(get("clients"), Some("7"));
         assert_eq!(get("expires_at"), Some("302"));
         assert_eq!(get("city"), None);
+        assert_eq!(get("protocol"), Some("obfs4"));
+        assert_eq!(get("public_key"), Some("c2VjcmV0"));
+        assert_eq!(get("sni"), None);
         let record: Proxy = serde_json::from_str(get("record").unwrap()).unwrap();
         assert_eq!(record, proxy());
     }

@@ -156,6 +156,9 @@ async fn session(
             record_applied(state, applied)?;
             state.mirror.update(|s| s.state = State::Streaming);
         }
+        if !configs.sweeping() && configs.window_moved(state, now_ms()) {
+            configs.start_sweep(state, now_ms()).map_err(text)?;
+        }
         let changes = state.store.changes_after(applied, BATCH).map_err(text)?;
         if changes.is_empty() && !configs.sweeping() {
             tokio::select! {

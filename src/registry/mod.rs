@@ -1,7 +1,9 @@
 //! The proxy registry (peerdnsreg, done right): register / heartbeat / unregister, expiry,
 //! the history of arrivals and departures, and the edge routing config that follows the set.
 
+pub mod credentials;
 pub mod edge;
+pub mod migrate;
 pub mod model;
 pub mod routes;
 pub mod service;

@@ -49,20 +49,92 @@ pub enum Role {
     Free,
     Pro,
     Standby,
+    /// A menshen-style public VPN gateway: the only role `/json` lists. Appended last: roles
+    /// are stored by position.
+    Gateway,
 }
 
 impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Fallback,
+        Role::Free,
+        Role::Pro,
+        Role::Standby,
+        Role::Gateway,
+    ];
+
     pub fn parse(raw: &str) -> Result<Role> {
-        match raw {
-            "fallback" => Ok(Role::Fallback),
-            "free" => Ok(Role::Free),
-            "pro" => Ok(Role::Pro),
-            "standby" => Ok(Role::Standby),
-            _ => Err(Error::invalid(
-                "invalid_role",
-                "role must be one of fallback, free, pro, standby",
-            )),
+        Role::ALL
+            .into_iter()
+            .find(|role| role.name() == raw)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "invalid_role",
+                    "role must be one of fallback, free, pro, standby, gateway",
+                )
+            })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Fallback => "fallback",
+            Role::Free => "free",
+            Role::Pro => "pro",
+            Role::Standby => "standby",
+            Role::Gateway => "gateway",
         }
+    }
+}
+
+/// How a client connects to a proxy: what the proxy registered besides its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    Https,
+    Obfs4,
+    Shadowsocks,
+    Wireguard,
+    Openvpn,
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 5] = [
+        Protocol::Https,
+        Protocol::Obfs4,
+        Protocol::Shadowsocks,
+        Protocol::Wireguard,
+        Protocol::Openvpn,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Https => "https",
+            Protocol::Obfs4 => "obfs4",
+            Protocol::Shadowsocks => "shadowsocks",
+            Protocol::Wireguard => "wireguard",
+            Protocol::Openvpn => "openvpn",
+        }
+    }
+}
+
+/// Transport details a client needs besides ip and port. All optional, all validated
+/// (`validate::transport`): a proxy that registers none is a plain address, as before.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transport {
+    pub protocol: Option<Protocol>,
+    /// SHA-256 of the proxy's TLS certificate, 64 lower-case hex digits (pinning).
+    pub cert_sha256: Option<String>,
+    /// The proxy's public key (obfs4 cert, WireGuard key...), base64.
+    pub public_key: Option<String>,
+    /// TLS server name to present.
+    pub sni: Option<String>,
+    /// Domain-fronting host (the CDN name the censor sees).
+    pub front: Option<String>,
+}
+
+impl Transport {
+    pub fn is_empty(&self) -> bool {
+        self == &Transport::default()
     }
 }
 
@@ -99,6 +171,7 @@ pub struct Registration {
     pub location: Location,
     pub capacity: Option<u32>,
     pub load: Load,
+    pub transport: Transport,
 }
 
 /// A registered proxy as stored.
@@ -122,6 +195,9 @@ pub struct Proxy {
     pub under_low_since_ms: Option<u64>,
     /// When the load history last took a sample of this proxy.
     pub load_sampled_ms: u64,
+    /// Since data format 2. `default` for JSON copies (the Redis mirror) written before it.
+    #[serde(default)]
+    pub transport: Transport,
 }
 
 /// One point of a proxy's load history.
@@ -152,6 +228,7 @@ impl Proxy {
             over_limit_since_ms: None,
             under_low_since_ms: None,
             load_sampled_ms: 0,
+            transport: Transport::default(),
         }
     }
 
@@ -172,6 +249,8 @@ impl Proxy {
 pub enum RemovalReason {
     Unregistered,
     Expired,
+    /// An admin revoked the proxy's secret. Appended last: reasons are stored by position.
+    Revoked,
 }
 
 /// One entry of the registry's history: a proxy arrived, moved, or left.
@@ -193,6 +272,7 @@ pub enum ProxyEventKind {
     Moved,
     Unregistered,
     Expired,
+    Revoked,
 }
 
 impl From<RemovalReason> for ProxyEventKind {
@@ -200,6 +280,7 @@ impl From<RemovalReason> for ProxyEventKind {
         match reason {
             RemovalReason::Unregistered => ProxyEventKind::Unregistered,
             RemovalReason::Expired => ProxyEventKind::Expired,
+            RemovalReason::Revoked => ProxyEventKind::Revoked,
         }
     }
 }

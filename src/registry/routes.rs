@@ -12,9 +12,12 @@ use super::{edge, validate};
 use crate::app::AppState;
 use crate::clock::now_ms;
 use crate::error::Error;
-use crate::http::body::{fields, Fields};
+use super::credentials::{Enrolment, NewEnrolment};
+use crate::http::body::{fields, json as json_body, Fields};
 use crate::http::rate_limit::{limited, Endpoint};
-use crate::http::{admin, json, json_with_etag, registry, reject, with_state};
+use super::credentials::Presented;
+use crate::http::auth::bearer_value;
+use crate::http::{admin, json, json_with_etag, reject, with_state};
 
 type Route = warp::reply::Response;
 
@@ -36,6 +39,11 @@ pub struct ProxyView {
     registered_at: u64,
     last_seen: u64,
     expires_at: u64,
+    protocol: Option<super::model::Protocol>,
+    cert_sha256: Option<String>,
+    public_key: Option<String>,
+    sni: Option<String>,
+    front: Option<String>,
 }
 
 impl From<Proxy> for ProxyView {
@@ -56,6 +64,11 @@ impl From<Proxy> for ProxyView {
             registered_at: p.registered_ms / 1000,
             last_seen: p.last_seen_ms / 1000,
             expires_at: p.expires_ms / 1000,
+            protocol: p.transport.protocol,
+            cert_sha256: p.transport.cert_sha256,
+            public_key: p.transport.public_key,
+            sni: p.transport.sni,
+            front: p.transport.front,
         }
     }
 }
@@ -72,13 +85,14 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
     let register = warp::path!("register")
         .and(warp::post())
         .and(limited(&state, Endpoint::Register))
-        .and(registry(&state))
+        .and(proxy_credential(&state))
         .and(fields(limit))
         .and(with_state(&state))
         .and_then(register);
     let unregister = warp::path!("unregister")
         .and(warp::post())
-        .and(registry(&state))
+        .and(limited(&state, Endpoint::Unregister))
+        .and(proxy_credential(&state))
         .and(fields(limit))
         .and(with_state(&state))
         .and_then(unregister);
@@ -120,6 +134,44 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .and(warp::get())
         .and(with_state(&state))
         .and_then(vcl);
+    let create_enrolment = admin_base
+        .clone()
+        .and(warp::path!("enrolments"))
+        .and(warp::post())
+        .and(json_body::<EnrolmentBody>(limit))
+        .and(with_state(&state))
+        .and_then(create_enrolment);
+    let list_enrolments = admin_base
+        .clone()
+        .and(warp::path!("enrolments"))
+        .and(warp::get())
+        .and(with_state(&state))
+        .and_then(list_enrolments);
+    let revoke_enrolment = admin_base
+        .clone()
+        .and(warp::path!("enrolments" / u64 / "revoke"))
+        .and(warp::post())
+        .and(with_state(&state))
+        .and_then(revoke_enrolment);
+    let rotate_secret = admin_base
+        .clone()
+        .and(warp::path!("proxies" / String / "secret"))
+        .and(warp::post())
+        .and(with_state(&state))
+        .and_then(rotate_secret);
+    let revoke_proxy = admin_base
+        .clone()
+        .and(warp::path!("proxies" / String / "revoke"))
+        .and(warp::post())
+        .and(with_state(&state))
+        .and_then(revoke_proxy);
+    let set_role = admin_base
+        .clone()
+        .and(warp::path!("proxies" / String / "role"))
+        .and(warp::post())
+        .and(json_body::<RoleBody>(limit))
+        .and(with_state(&state))
+        .and_then(set_role);
     let edge_status = admin_base
         .and(warp::path!("edge"))
         .and(warp::get())
@@ -141,33 +193,291 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .unify()
         .or(edge_status)
         .unify()
+        .or(create_enrolment)
+        .unify()
+        .or(list_enrolments)
+        .unify()
+        .or(revoke_enrolment)
+        .unify()
+        .or(rotate_secret)
+        .unify()
+        .or(revoke_proxy)
+        .unify()
+        .or(set_role)
+        .unify()
 }
 
-async fn register(fields: Fields, state: Arc<AppState>) -> Result<Route, Rejection> {
-    let rules = validate::Rules {
-        allow_private_ips: state.config.allow_private_ips,
+/// `POST /api/v1/admin/enrolments`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrolmentBody {
+    /// Role of every proxy it enrols (default `fallback`).
+    role: Option<String>,
+    /// Capacity ceiling of those proxies (default: `max_proxy_capacity`).
+    max_capacity: Option<u32>,
+    /// Names it may enrol (default 1, at most 10,000).
+    uses: Option<u32>,
+    /// Lifetime in seconds (default 7 days, at most a year).
+    expires_in_secs: Option<u64>,
+    note: Option<String>,
+}
+
+#[derive(Serialize)]
+struct EnrolmentView {
+    id: u64,
+    role: super::Role,
+    max_capacity: Option<u32>,
+    uses: u32,
+    used: u32,
+    enrolled: Vec<String>,
+    created_at: u64,
+    expires_at: u64,
+    revoked: bool,
+    note: String,
+}
+
+impl From<Enrolment> for EnrolmentView {
+    fn from(e: Enrolment) -> Self {
+        EnrolmentView {
+            id: e.id,
+            role: e.role,
+            max_capacity: e.max_capacity,
+            uses: e.uses,
+            used: e.used,
+            enrolled: e.enrolled,
+            created_at: e.created_ms / 1000,
+            expires_at: e.expires_ms / 1000,
+            revoked: e.revoked,
+            note: e.note,
+        }
+    }
+}
+
+const MAX_ENROLMENT_USES: u32 = 10_000;
+const MAX_ENROLMENT_SECS: u64 = 365 * 24 * 3600;
+
+async fn create_enrolment(body: EnrolmentBody, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let role = body
+        .role
+        .as_deref()
+        .map(super::Role::parse)
+        .transpose()
+        .map_err(reject)?
+        .unwrap_or_default();
+    let uses = body.uses.unwrap_or(1);
+    if !(1..=MAX_ENROLMENT_USES).contains(&uses) {
+        return Err(reject(Error::invalid(
+            "invalid_uses",
+            format!("uses must be from 1 to {MAX_ENROLMENT_USES}"),
+        )));
+    }
+    let lifetime = body.expires_in_secs.unwrap_or(7 * 24 * 3600);
+    if !(1..=MAX_ENROLMENT_SECS).contains(&lifetime) {
+        return Err(reject(Error::invalid(
+            "invalid_expiry",
+            format!("expires_in_secs must be from 1 to {MAX_ENROLMENT_SECS}"),
+        )));
+    }
+    let ceiling = state.config.max_proxy_capacity;
+    if body.max_capacity.is_some_and(|c| c == 0 || c > ceiling) {
+        return Err(reject(Error::invalid(
+            "invalid_capacity",
+            format!("max_capacity must be from 1 to {ceiling} (max_proxy_capacity)"),
+        )));
+    }
+    let note = body.note.unwrap_or_default();
+    if note.chars().count() > 200 || note.chars().any(char::is_control) {
+        return Err(reject(Error::invalid(
+            "invalid_note",
+            "note must be at most 200 printable characters",
+        )));
+    }
+    let now = now_ms();
+    let new = NewEnrolment {
+        role,
+        max_capacity: body.max_capacity,
+        uses,
+        expires_ms: now + lifetime * 1000,
+        note,
     };
-    let registration = validate::registration(&fields, &rules).map_err(reject)?;
-    let proxy = state
+    let (token, enrolment) = state
         .registry
-        .register(registration, now_ms())
+        .credentials
+        .create_enrolment(new, now)
+        .await
+        .map_err(reject)?;
+    let mut body = serde_json::to_value(EnrolmentView::from(enrolment)).unwrap_or_default();
+    body["token"] = serde_json::json!(token);
+    let mut reply = json(StatusCode::CREATED, &body);
+    reply.headers_mut().insert(
+        warp::http::header::CACHE_CONTROL,
+        warp::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(reply)
+}
+
+async fn list_enrolments(state: Arc<AppState>) -> Result<Route, Rejection> {
+    let enrolments: Vec<EnrolmentView> = state
+        .registry
+        .credentials
+        .enrolments()
+        .map_err(reject)?
+        .into_iter()
+        .map(EnrolmentView::from)
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "enrolments": enrolments }),
+    ))
+}
+
+async fn revoke_enrolment(id: u64, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let enrolment = state
+        .registry
+        .credentials
+        .revoke_enrolment(id)
+        .await
+        .map_err(reject)?;
+    Ok(json(StatusCode::OK, &EnrolmentView::from(enrolment)))
+}
+
+fn proxy_name(name: &str) -> Result<ProxyName, Rejection> {
+    ProxyName::parse(name).map_err(|_| reject(Error::NotFound(format!("proxy {name}"))))
+}
+
+async fn rotate_secret(name: String, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let name = proxy_name(&name)?;
+    let secret = state
+        .registry
+        .credentials
+        .rotate(&name)
+        .await
+        .map_err(reject)?;
+    let mut reply = json(
+        StatusCode::OK,
+        &serde_json::json!({ "name": name, "proxy_secret": secret }),
+    );
+    reply.headers_mut().insert(
+        warp::http::header::CACHE_CONTROL,
+        warp::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(reply)
+}
+
+async fn revoke_proxy(name: String, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let name = proxy_name(&name)?;
+    let removed = state
+        .registry
+        .revoke(&name, now_ms())
         .await
         .map_err(reject)?;
     Ok(json(
         StatusCode::OK,
-        &serde_json::json!({
-            "name": proxy.name,
-            "expires_at": proxy.expires_ms / 1000,
-            "heartbeat_ttl_secs": state.config.heartbeat_ttl_secs,
-        }),
+        &serde_json::json!({ "name": name, "revoked": true, "removed": removed.is_some() }),
     ))
 }
 
-async fn unregister(fields: Fields, state: Arc<AppState>) -> Result<Route, Rejection> {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleBody {
+    role: String,
+}
+
+async fn set_role(name: String, body: RoleBody, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let name = proxy_name(&name)?;
+    let role = super::Role::parse(&body.role).map_err(reject)?;
+    let proxy = state
+        .fleet
+        .set_proxy_role(&name, role, now_ms())
+        .await
+        .map_err(reject)?;
+    Ok(json(StatusCode::OK, &ProxyView::from(proxy)))
+}
+
+/// What the bearer token of `/register` or `/unregister` is: the fleet registry token, an
+/// enrolment token or a proxy's own secret; anything else is a 401.
+fn proxy_credential(
+    state: &Arc<AppState>,
+) -> impl Filter<Extract = (Presented,), Error = Rejection> + Clone {
+    let state = state.clone();
+    warp::header::optional::<String>("authorization").and_then(move |header: Option<String>| {
+        let state = state.clone();
+        async move {
+            let token =
+                bearer_value(header.as_deref()).ok_or_else(|| reject(Error::Unauthorized))?;
+            match state
+                .registry
+                .credentials
+                .classify(token, &state.tokens.registry)
+            {
+                Ok(Some(presented)) => Ok(presented),
+                Ok(None) => Err(reject(Error::Unauthorized)),
+                Err(e) => Err(reject(e)),
+            }
+        }
+    })
+}
+
+/// Header carrying a newly issued proxy secret (for form clients that read no JSON).
+pub const SECRET_HEADER: &str = "x-proxy-secret";
+
+async fn register(
+    presented: Presented,
+    fields: Fields,
+    state: Arc<AppState>,
+) -> Result<Route, Rejection> {
+    let rules = validate::Rules {
+        allow_private_ips: state.config.allow_private_ips,
+    };
+    let registration = validate::registration(&fields, &rules).map_err(reject)?;
+    if let Presented::Secret { owner, .. } = &presented {
+        // Another proxy's secret: refused before it reaches the write path.
+        if owner != registration.name.as_str() {
+            return Err(reject(Error::forbidden(
+                "name_taken",
+                format!(
+                    "proxy name {} belongs to another proxy: heartbeats need that proxy's own secret",
+                    registration.name
+                ),
+            )));
+        }
+    }
+    let registered = state
+        .registry
+        .register(registration, presented, now_ms())
+        .await
+        .map_err(reject)?;
+    let proxy = &registered.proxy;
+    let mut body = serde_json::json!({
+        "name": proxy.name,
+        "role": proxy.role,
+        "capacity": proxy.capacity,
+        "expires_at": proxy.expires_ms / 1000,
+        "heartbeat_ttl_secs": state.config.heartbeat_ttl_secs,
+    });
+    let Some(secret) = registered.secret else {
+        return Ok(json(StatusCode::OK, &body));
+    };
+    body["proxy_secret"] = serde_json::json!(secret);
+    let reply = json(StatusCode::OK, &body);
+    let mut reply = warp::reply::with_header(reply, SECRET_HEADER, secret).into_response();
+    // A secret must not sit in any cache on the way.
+    reply.headers_mut().insert(
+        warp::http::header::CACHE_CONTROL,
+        warp::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(reply)
+}
+
+async fn unregister(
+    presented: Presented,
+    fields: Fields,
+    state: Arc<AppState>,
+) -> Result<Route, Rejection> {
     let name = validate::name_only(&fields).map_err(reject)?;
     let proxy = state
         .registry
-        .unregister(&name, now_ms())
+        .unregister(&name, &presented, now_ms())
         .await
         .map_err(reject)?;
     Ok(json(

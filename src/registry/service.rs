@@ -4,8 +4,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::credentials::{self, Presented};
 use super::model::{Proxy, ProxyEvent, ProxyName, Registration, RemovalReason};
-use super::writes::Writer;
+use super::writes::{Registered, Submission, Writer};
 use crate::error::{Error, Result};
 use crate::queue::Queue;
 use crate::store::codec::u64_key;
@@ -20,7 +21,9 @@ pub struct Registry {
     store: Store,
     queue: Queue,
     pub(crate) writer: Writer,
-    heartbeats: Combiner<(Registration, u64), (Proxy, bool)>,
+    /// Who may speak for each proxy name, and the enrolment tokens.
+    pub credentials: credentials::Credentials,
+    heartbeats: Combiner<Submission, Result<Registered>>,
     /// Bumped (after the commit) whenever a proxy came, left or moved: readers that cache the
     /// fleet compare it instead of asking the store on every request.
     generation: Arc<AtomicU64>,
@@ -33,9 +36,10 @@ impl Registry {
         let heartbeats = Combiner::start(
             store.clone(),
             HEARTBEATS_PER_TRANSACTION,
-            move |tx, batch: &[(Registration, u64)]| combined.register_all(tx, batch),
+            move |tx, batch: &[Submission]| combined.register_all(tx, batch),
         );
         Registry {
+            credentials: credentials::Credentials::new(store.clone()),
             store,
             queue,
             writer,
@@ -59,18 +63,62 @@ impl Registry {
         self.queue.wake();
     }
 
-    /// Registers a proxy or refreshes it (the heartbeat), in a transaction shared with the
-    /// heartbeats arriving at the same time. Durable when it returns.
-    pub async fn register(&self, reg: Registration, now_ms: u64) -> Result<Proxy> {
-        let (proxy, edge_changed) = self.heartbeats.submit((reg, now_ms)).await?;
-        if edge_changed {
+    /// Registers a proxy or refreshes it (the heartbeat), if `presented` may speak for its
+    /// name (`credentials::admit`), in a transaction shared with the heartbeats arriving at
+    /// the same time. Durable when it returns.
+    pub async fn register(
+        &self,
+        reg: Registration,
+        presented: Presented,
+        now_ms: u64,
+    ) -> Result<Registered> {
+        let new_secret = match presented {
+            Presented::Secret { .. } => None,
+            Presented::Fleet | Presented::Enrolment(_) => Some(credentials::new_secret()),
+        };
+        let submission = Submission {
+            reg,
+            presented,
+            new_secret,
+            now_ms,
+        };
+        let registered = self.heartbeats.submit(submission).await??;
+        if registered.edge_changed {
             self.set_changed();
         }
-        Ok(proxy)
+        Ok(registered)
     }
 
-    pub async fn unregister(&self, name: &ProxyName, now_ms: u64) -> Result<Proxy> {
+    /// Unregisters proxy `name`: only its own secret may (a legacy proxy that never claimed
+    /// one cannot be unregistered by the fleet token either: it expires).
+    pub async fn unregister(
+        &self,
+        name: &ProxyName,
+        presented: &Presented,
+        now_ms: u64,
+    ) -> Result<Proxy> {
         let proxy = self.store.transaction(|tx| {
+            let credential: Option<credentials::ProxyCredential> =
+                tx.get(TreeId::ProxyCredentials, name.as_str())?;
+            match (presented, &credential) {
+                (Presented::Secret { hash, .. }, Some(c))
+                    if c.secret == credentials::SecretState::Active(*hash) => {}
+                (Presented::Secret { hash, .. }, Some(c))
+                    if c.secret == credentials::SecretState::Revoked(*hash) =>
+                {
+                    return abort(Error::forbidden(
+                        "proxy_revoked",
+                        format!("the secret of proxy {name} was revoked by an operator"),
+                    ));
+                }
+                (_, None) => return abort(Error::NotFound(format!("proxy {name}"))),
+                _ => {
+                    return abort(Error::forbidden(
+                        "name_taken",
+                        format!("proxy name {name} belongs to another proxy: only its own secret unregisters it"),
+                    ))
+                }
+            }
             let Some(proxy) = tx.get::<Proxy>(TreeId::Proxies, name.as_str())? else {
                 return abort(Error::NotFound(format!("proxy {name}")));
             };
@@ -81,6 +129,27 @@ impl Registry {
         self.store.durable().await?;
         self.set_changed();
         Ok(proxy)
+    }
+
+    /// Revokes proxy `name`'s secret and takes it out of service at once (its users' configs
+    /// and the edge follow). Its heartbeats are refused until an admin rotates the secret.
+    pub async fn revoke(&self, name: &ProxyName, now_ms: u64) -> Result<Option<Proxy>> {
+        let removed = self.store.transaction(|tx| {
+            if !credentials::revoke_in(tx, name)? {
+                return abort(Error::NotFound(format!("proxy {name}")));
+            }
+            let proxy = tx.get::<Proxy>(TreeId::Proxies, name.as_str())?;
+            if let Some(proxy) = &proxy {
+                self.writer
+                    .remove_in(tx, proxy, RemovalReason::Revoked, now_ms)?;
+            }
+            Ok(proxy)
+        })?;
+        self.store.durable().await?;
+        if removed.is_some() {
+            self.set_changed();
+        }
+        Ok(removed)
     }
 
     /// Removes every proxy whose heartbeat is overdue. Returns the names removed.

@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::model::{Load, Location, ProxyName, Registration, Role};
+use super::model::{Load, Location, Protocol, ProxyName, Registration, Role, Transport};
 use crate::error::{Error, Result};
 use crate::http::body::Fields;
 
@@ -34,6 +34,7 @@ pub fn registration(fields: &Fields, rules: &Rules) -> Result<Registration> {
             .map(|v| integer(v, "bandwidth", 0, u64::MAX))
             .transpose()?,
     };
+    let transport = transport(fields)?;
     Ok(Registration {
         name,
         ip,
@@ -42,7 +43,85 @@ pub fn registration(fields: &Fields, rules: &Rules) -> Result<Registration> {
         location,
         capacity,
         load,
+        transport,
     })
+}
+
+/// The transport fields: `protocol` (one of `Protocol::ALL`), `cert_sha256` (64 hex digits,
+/// colons allowed as openssl prints them), `public_key` (base64, standard or URL-safe, at most
+/// 512 characters), `sni` and `front` (host names).
+pub fn transport(fields: &Fields) -> Result<Transport> {
+    let protocol = optional(fields, "protocol")
+        .map(|raw| {
+            Protocol::ALL
+                .into_iter()
+                .find(|p| p.name() == raw)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "invalid_protocol",
+                        "protocol must be one of https, obfs4, shadowsocks, wireguard, openvpn",
+                    )
+                })
+        })
+        .transpose()?;
+    let cert_sha256 = optional(fields, "cert_sha256")
+        .map(|raw| {
+            let hex: String = raw.chars().filter(|c| *c != ':').collect();
+            if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                Ok(hex.to_ascii_lowercase())
+            } else {
+                Err(Error::invalid(
+                    "invalid_cert_sha256",
+                    "cert_sha256 must be a SHA-256 fingerprint: 64 hex digits",
+                ))
+            }
+        })
+        .transpose()?;
+    let public_key = optional(fields, "public_key")
+        .map(|raw| {
+            let base64 = |b: u8| b.is_ascii_alphanumeric() || b"+/=-_".contains(&b);
+            if raw.len() <= 512 && raw.bytes().all(base64) {
+                Ok(raw.to_string())
+            } else {
+                Err(Error::invalid(
+                    "invalid_public_key",
+                    "public_key must be base64 (A-Z a-z 0-9 + / - _ =), at most 512 characters",
+                ))
+            }
+        })
+        .transpose()?;
+    let host = |field: &'static str, code: &'static str| {
+        optional(fields, field)
+            .map(|raw| {
+                if is_host_name(raw) {
+                    Ok(raw.to_ascii_lowercase())
+                } else {
+                    Err(Error::invalid(
+                        code,
+                        format!("{field} must be a host name: labels of a-z 0-9 and -, at most 253 characters"),
+                    ))
+                }
+            })
+            .transpose()
+    };
+    Ok(Transport {
+        protocol,
+        cert_sha256,
+        public_key,
+        sni: host("sni", "invalid_sni")?,
+        front: host("front", "invalid_front")?,
+    })
+}
+
+/// A DNS host name: dot-separated labels of 1 to 63 letters, digits and inner hyphens.
+fn is_host_name(raw: &str) -> bool {
+    raw.len() <= 253
+        && raw.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 pub fn name_only(fields: &Fields) -> Result<ProxyName> {
@@ -311,6 +390,40 @@ mod tests {
         let mut lat_only = fields(&base);
         lat_only.insert("lat".into(), "10".into());
         assert_eq!(code(registration(&lat_only, &PUBLIC)), "invalid_location");
+    }
+
+    #[test]
+    fn transport_fields_are_checked_and_normalised() {
+        let base = [("name", "fl1"), ("ip", "54.230.90.149"), ("port", "443")];
+        let with = |pairs: &[(&'static str, &'static str)]| {
+            let mut f = fields(&base);
+            for (k, v) in pairs {
+                f.insert(k.to_string(), v.to_string());
+            }
+            registration(&f, &PUBLIC)
+        };
+        let fingerprint = "AB:CD:".repeat(16);
+        let fingerprint: &'static str = Box::leak(fingerprint.into_boxed_str());
+        let reg = with(&[
+            ("protocol", "obfs4"),
+            ("cert_sha256", fingerprint),
+            ("public_key", "dGhlIGtleQ=="),
+            ("sni", "CDN.Example.org"),
+            ("front", "ajax.example.com"),
+        ])
+        .unwrap();
+        assert_eq!(reg.transport.protocol, Some(Protocol::Obfs4));
+        assert_eq!(reg.transport.cert_sha256.as_deref(), Some(&*"abcd".repeat(16)));
+        assert_eq!(reg.transport.sni.as_deref(), Some("cdn.example.org"));
+        assert!(with(&[]).unwrap().transport.is_empty());
+        assert_eq!(code(with(&[("protocol", "vmess")])), "invalid_protocol");
+        assert_eq!(code(with(&[("cert_sha256", "abc")])), "invalid_cert_sha256");
+        assert_eq!(code(with(&[("public_key", "a b")])), "invalid_public_key");
+        assert_eq!(code(with(&[("sni", "-bad.example")])), "invalid_sni");
+        assert_eq!(code(with(&[("front", "a..b")])), "invalid_front");
+        let long: &'static str = Box::leak("k".repeat(513).into_boxed_str());
+        assert_eq!(code(with(&[("public_key", long)])), "invalid_public_key");
+        assert_eq!(code(with(&[("role", "gateway")])), "ok");
     }
 
     #[test]

@@ -3,10 +3,12 @@
 
 use serde_json::json;
 
+use super::credentials::{self, Ceilings, Presented};
 use super::edge::EDGE_SYNC;
 use super::model::{
     LoadSample, Proxy, ProxyEvent, ProxyEventKind, ProxyName, Registration, RemovalReason,
 };
+use crate::error::Error;
 use crate::queue::{NewTask, Queue};
 use crate::store::codec::u64_key;
 use crate::store::{ChangeKind, TreeId, Tx, TxResult};
@@ -29,42 +31,80 @@ pub struct Writer {
     pub max_clients: u32,
     /// Below this percentage of its limit a proxy counts as idle.
     pub low_water_percent: u32,
+    pub ceilings: Ceilings,
+}
+
+/// One `/register` as the combiner takes it.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub reg: Registration,
+    pub presented: Presented,
+    /// The secret to issue if this registration enrols (or claims) the name.
+    pub new_secret: Option<String>,
+    pub now_ms: u64,
+}
+
+/// A registration as stored, whether the routable set changed, and the secret it issued.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub proxy: Proxy,
+    pub edge_changed: bool,
+    pub secret: Option<String>,
 }
 
 impl Writer {
-    /// Registers or refreshes a batch of proxies (`(registration, received at)`, in arrival
-    /// order) as one change-log entry. Returns each proxy as stored and whether the routable
-    /// set changed.
+    /// Registers or refreshes a batch of proxies (in arrival order) as one change-log entry.
+    /// Each gets its own answer: refused by its credential (nothing of it written), or the
+    /// proxy as stored, whether the routable set changed and the secret it was issued.
     pub fn register_all(
         &self,
         tx: &Tx,
-        batch: &[(Registration, u64)],
-    ) -> TxResult<Vec<(Proxy, bool)>> {
-        let mut stored = Vec::with_capacity(batch.len());
+        batch: &[Submission],
+    ) -> TxResult<Vec<Result<Registered, Error>>> {
+        let mut answers = Vec::with_capacity(batch.len());
+        let mut upserted = Vec::with_capacity(batch.len());
         let mut set_changed = false;
-        for (reg, now_ms) in batch {
+        let mut last_at = None;
+        for sub in batch {
+            let (reg, now_ms) = (&sub.reg, sub.now_ms);
+            let new_secret = sub.new_secret.as_deref().unwrap_or_default();
+            let admitted = match credentials::admit(
+                tx,
+                reg,
+                &sub.presented,
+                new_secret,
+                self.ceilings,
+                now_ms,
+            )? {
+                Ok(admitted) => admitted,
+                Err(refused) => {
+                    answers.push(Err(refused));
+                    continue;
+                }
+            };
             let previous: Option<Proxy> = tx.get(TreeId::Proxies, reg.name.as_str())?;
-            let pinned = previous.as_ref().filter(|p| p.role_pinned);
             let mut proxy = Proxy {
                 name: reg.name.clone(),
                 ip: reg.ip,
                 port: reg.port,
-                role: pinned.map_or(reg.role, |p| p.role),
+                // The role is the operator's (enrolment, admin, rebalancer), never the proxy's.
+                role: previous.as_ref().map_or(admitted.role, |p| p.role),
                 location: reg.location.clone(),
-                capacity: reg.capacity,
+                capacity: reg.capacity.map(|c| c.min(admitted.max_capacity)),
                 load: reg.load.clone(),
-                registered_ms: previous.as_ref().map_or(*now_ms, |p| p.registered_ms),
-                last_seen_ms: *now_ms,
+                registered_ms: previous.as_ref().map_or(now_ms, |p| p.registered_ms),
+                last_seen_ms: now_ms,
                 expires_ms: now_ms + self.ttl_ms,
-                role_pinned: pinned.is_some(),
+                role_pinned: previous.as_ref().is_some_and(|p| p.role_pinned),
                 over_limit_since_ms: None,
                 under_low_since_ms: None,
                 load_sampled_ms: previous.as_ref().map_or(0, |p| p.load_sampled_ms),
+                transport: reg.transport.clone(),
             };
-            self.track_load(&mut proxy, previous.as_ref(), *now_ms);
+            self.track_load(&mut proxy, previous.as_ref(), now_ms);
             if now_ms.saturating_sub(proxy.load_sampled_ms) >= SAMPLE_EVERY_MS {
-                sample_load(tx, &proxy, *now_ms)?;
-                proxy.load_sampled_ms = *now_ms;
+                sample_load(tx, &proxy, now_ms)?;
+                proxy.load_sampled_ms = now_ms;
             }
             tx.put(TreeId::Proxies, reg.name.as_str(), &proxy)?;
             let event = match &previous {
@@ -73,23 +113,28 @@ impl Writer {
                 Some(_) => None,
             };
             if let Some(kind) = event {
-                let event_seq = record_event(tx, *now_ms, &proxy, kind)?;
+                let event_seq = record_event(tx, now_ms, &proxy, kind)?;
                 set_changed = true;
                 if kind == ProxyEventKind::Moved {
-                    self.proxy_changed(tx, &proxy.name, event_seq, *now_ms)?;
+                    self.proxy_changed(tx, &proxy.name, event_seq, now_ms)?;
                 }
             }
-            stored.push((proxy, event.is_some()));
+            last_at = Some(now_ms);
+            upserted.push(proxy.clone());
+            answers.push(Ok(Registered {
+                proxy,
+                edge_changed: event.is_some(),
+                secret: admitted.secret,
+            }));
         }
-        let Some(last_at) = batch.last().map(|(_, at)| *at) else {
-            return Ok(stored);
+        let Some(last_at) = last_at else {
+            return Ok(answers);
         };
-        let upserted = stored.iter().map(|(p, _)| p.clone()).collect();
         tx.log(last_at, ChangeKind::ProxiesUpserted(upserted))?;
         if set_changed {
             self.edge_changed(tx, last_at)?;
         }
-        Ok(stored)
+        Ok(answers)
     }
 
     pub fn remove_in(
@@ -110,6 +155,7 @@ impl Writer {
             },
         )?;
         let event_seq = record_event(tx, now_ms, proxy, reason.into())?;
+        credentials::mark_gone(tx, &proxy.name, now_ms)?;
         self.proxy_changed(tx, &proxy.name, event_seq, now_ms)?;
         self.edge_changed(tx, now_ms)
     }

@@ -6,7 +6,7 @@ use super::{Store, TreeId};
 use crate::error::Result;
 
 /// The format this binary writes.
-pub const DATA_FORMAT: u64 = 1;
+pub const DATA_FORMAT: u64 = 2;
 const KEY: &str = "store.data_format";
 
 /// The store's format: recorded, or 0 for a store made before formats were recorded, or

@@ -99,10 +99,19 @@ pub enum TreeId {
     Audit,
     /// The trust graph downwards: (inviter id BE, invitee id BE) -> ().
     Invitees,
+    /// Who may speak for each proxy name: name -> `ProxyCredential` (outlives the proxy's
+    /// registration, so an expired name cannot be taken over).
+    ProxyCredentials,
+    /// SHA-256 of each proxy secret -> proxy name.
+    ProxySecrets,
+    /// Admin-issued enrolment tokens: id (u64 BE) -> `Enrolment`.
+    Enrolments,
+    /// SHA-256 of each enrolment token -> enrolment id.
+    EnrolmentTokens,
 }
 
 impl TreeId {
-    const ALL: [TreeId; 31] = [
+    const ALL: [TreeId; 35] = [
         TreeId::Meta,
         TreeId::Changes,
         TreeId::Proxies,
@@ -134,6 +143,10 @@ impl TreeId {
         TreeId::AdminSessions,
         TreeId::Audit,
         TreeId::Invitees,
+        TreeId::ProxyCredentials,
+        TreeId::ProxySecrets,
+        TreeId::Enrolments,
+        TreeId::EnrolmentTokens,
     ];
 
     fn name(self) -> &'static str {
@@ -169,6 +182,10 @@ impl TreeId {
             TreeId::AdminSessions => "admin_sessions",
             TreeId::Audit => "audit",
             TreeId::Invitees => "invitees",
+            TreeId::ProxyCredentials => "proxy_credentials",
+            TreeId::ProxySecrets => "proxy_secrets",
+            TreeId::Enrolments => "enrolments",
+            TreeId::EnrolmentTokens => "enrolment_tokens",
         }
     }
 }
@@ -299,7 +316,7 @@ impl Store {
     pub fn transaction<T>(&self, body: impl Fn(&Tx) -> TxResult<T>) -> Result<T> {
         self.disk.admit()?;
         let _writing = self.write_gate();
-        let written = std::cell::Cell::new(0u32);
+        let written = std::cell::Cell::new(0u64);
         let engine = self.engine.load();
         let result = engine.trees.as_slice().transaction(|trees| {
             let tx = Tx {
@@ -324,8 +341,9 @@ impl Store {
         self.changed.notified().await
     }
 
-    fn count_writes(&self, trees: u32) {
-        if trees & (1 << TreeId::Changes as u32) != 0 {
+    /// `trees`: a bit per tree written (bit `TreeId as u64`).
+    fn count_writes(&self, trees: u64) {
+        if trees & (1 << TreeId::Changes as u64) != 0 {
             self.changed.notify_one();
         }
         for (id, counter) in self.writes.iter().enumerate() {
@@ -414,7 +432,7 @@ impl Store {
         let _writing = self.write_gate();
         self.tree(tree)
             .insert(key.as_ref(), codec::encode(value)?)?;
-        self.count_writes(1 << tree as u32);
+        self.count_writes(1 << tree as u64);
         Ok(())
     }
 

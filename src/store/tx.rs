@@ -21,7 +21,7 @@ pub struct Tx<'a> {
     pub(super) trees: &'a [TransactionalTree],
     /// Bit per tree written (for `Store::writes`): an attempt that sled retries may set bits
     /// for nothing, which only costs a reader a needless refresh.
-    pub(super) written: std::cell::Cell<u32>,
+    pub(super) written: std::cell::Cell<u64>,
 }
 
 fn codec<T>(result: crate::error::Result<T>) -> TxResult<T> {
@@ -34,7 +34,7 @@ impl Tx<'_> {
     }
 
     fn tree_to_write(&self, id: TreeId) -> &TransactionalTree {
-        self.written.set(self.written.get() | 1 << id as u32);
+        self.written.set(self.written.get() | 1 << id as u64);
         &self.trees[id as usize]
     }
 
@@ -47,6 +47,17 @@ impl Tx<'_> {
             Some(bytes) => Ok(Some(codec(decode(&bytes))?)),
             None => Ok(None),
         }
+    }
+
+    /// A value's bytes, undecoded (data-format migrations).
+    pub fn get_raw(&self, tree: TreeId, key: impl AsRef<[u8]>) -> TxResult<Option<sled::IVec>> {
+        Ok(self.tree(tree).get(key.as_ref())?)
+    }
+
+    /// Writes bytes already encoded (data-format migrations).
+    pub fn put_raw(&self, tree: TreeId, key: impl AsRef<[u8]>, bytes: Vec<u8>) -> TxResult<()> {
+        self.tree_to_write(tree).insert(key.as_ref(), bytes)?;
+        Ok(())
     }
 
     pub fn contains(&self, tree: TreeId, key: impl AsRef<[u8]>) -> TxResult<bool> {

@@ -9,19 +9,19 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::check::run_check;
-use crate::helpers::{client, eventually, proxy_names, ServerProcess, REGISTRY_TOKEN};
+use crate::helpers::{client, eventually, proxy_names, ProxyKeys, ServerProcess};
 
 const PROXIES: usize = 100;
 const ROUNDS: usize = 300;
 
 /// `ROUNDS` heartbeats from each of `PROXIES` proxies, 16 at a time; the last one of proxy `p`
 /// reports `p + last_round` clients.
-async fn churn(server: &ServerProcess, first_round: usize) {
+async fn churn(server: &ServerProcess, keys: &ProxyKeys, first_round: usize) {
     let http = client();
-    let url = server.url("/register");
+    let url = server.url("");
     let mut lanes = Vec::new();
     for lane in 0..16 {
-        let (http, url) = (http.clone(), url.clone());
+        let (http, url, keys) = (http.clone(), url.clone(), keys.clone());
         lanes.push(tokio::spawn(async move {
             for round in first_round..first_round + ROUNDS {
                 for p in (lane..PROXIES).step_by(16) {
@@ -32,13 +32,7 @@ async fn churn(server: &ServerProcess, first_round: usize) {
                         ("port", "7000"),
                         ("clients", clients.as_str()),
                     ];
-                    let sent = http
-                        .post(&url)
-                        .bearer_auth(REGISTRY_TOKEN)
-                        .form(&form)
-                        .send()
-                        .await
-                        .expect("heartbeat");
+                    let sent = keys.register(&http, &url, &name, &form).await;
                     assert_eq!(sent.status(), StatusCode::OK);
                 }
             }
@@ -91,7 +85,8 @@ async fn a_compaction_gives_back_the_space_keeps_the_newest_values_and_survives_
         ("PROXYFLEET_HEARTBEAT_TTL_SECS", "3600"),
     ];
     let server = ServerProcess::start(data.path(), &never);
-    churn(&server, 0).await;
+    let keys = ProxyKeys::default();
+    churn(&server, &keys, 0).await;
     let status = server.admin_json("/api/v1/admin/store").await;
     assert_eq!(status["generation"], 1);
     assert_eq!(
@@ -118,7 +113,8 @@ async fn a_compaction_gives_back_the_space_keeps_the_newest_values_and_survives_
     );
 
     // Writes after the switch land in the new generation and survive a kill -9.
-    churn(&server, ROUNDS).await;
+    // The secrets issued before the compaction still authenticate after it.
+    churn(&server, &keys, ROUNDS).await;
     server.kill9();
     let (ok, text) = run_check(data.path());
     assert!(ok, "proxyfleet check after the kill:\n{text}");

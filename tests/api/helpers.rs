@@ -21,6 +21,82 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub data_dir: tempfile::TempDir,
     pub shutdown: ShutdownHandle,
+    /// The secret each proxy was given when it enrolled, as a proxy agent keeps it.
+    pub keys: ProxyKeys,
+}
+
+/// What a proxy agent remembers: the secret its enrolment returned. A name it has a secret
+/// for heartbeats and unregisters with that secret; a new name enrols with the registry token.
+#[derive(Clone, Default)]
+pub struct ProxyKeys(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>);
+
+impl ProxyKeys {
+    /// The bearer token a proxy agent would send for `name`.
+    pub fn token_for(&self, name: &str) -> String {
+        self.secret(name)
+            .unwrap_or_else(|| REGISTRY_TOKEN.to_string())
+    }
+
+    pub fn secret(&self, name: &str) -> Option<String> {
+        self.0.lock().unwrap().get(name).cloned()
+    }
+
+    /// Keeps the secret an answer issued (its `X-Proxy-Secret` header), if any.
+    pub fn remember(&self, name: &str, response: &Response) {
+        if let Some(secret) = response.headers().get("x-proxy-secret") {
+            let secret = secret.to_str().expect("ascii secret").to_string();
+            self.0.lock().unwrap().insert(name.to_string(), secret);
+        }
+    }
+
+    pub fn set(&self, name: &str, secret: &str) {
+        self.0
+            .lock()
+            .unwrap()
+            .insert(name.to_string(), secret.to_string());
+    }
+
+    /// `POST /register` of proxy `name` (`form` holds its fields) to `base`, as its agent
+    /// would. An error sending (the server killed) is the caller's to judge.
+    pub async fn try_register(
+        &self,
+        client: &reqwest::Client,
+        base: &str,
+        name: &str,
+        form: &(impl serde::Serialize + ?Sized),
+    ) -> reqwest::Result<Response> {
+        let response = client
+            .post(format!("{base}/register"))
+            .bearer_auth(self.token_for(name))
+            .form(form)
+            .send()
+            .await?;
+        self.remember(name, &response);
+        Ok(response)
+    }
+
+    pub async fn register(
+        &self,
+        client: &reqwest::Client,
+        base: &str,
+        name: &str,
+        form: &(impl serde::Serialize + ?Sized),
+    ) -> Response {
+        self.try_register(client, base, name, form)
+            .await
+            .expect("request")
+    }
+
+    /// `POST /unregister` of `name` to `base` with its secret.
+    pub async fn unregister(&self, client: &reqwest::Client, base: &str, name: &str) -> Response {
+        client
+            .post(format!("{base}/unregister"))
+            .bearer_auth(self.token_for(name))
+            .form(&[("name", name)])
+            .send()
+            .await
+            .expect("request")
+    }
 }
 
 /// A config for tests: port 0, its own data dir, known tokens, private IPs allowed.
@@ -67,6 +143,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         client: client(),
         data_dir,
         shutdown,
+        keys: ProxyKeys::default(),
     }
 }
 
@@ -81,14 +158,16 @@ impl TestApp {
         format!("http://{}{}", self.address, path)
     }
 
+    /// Registers (enrols or heartbeats) as the proxy's agent would: its own secret once it
+    /// has one, else the registry token.
     pub async fn register(&self, form: &[(&str, &str)]) -> Response {
-        self.client
-            .post(self.url("/register"))
-            .bearer_auth(REGISTRY_TOKEN)
-            .form(form)
-            .send()
+        let name = form
+            .iter()
+            .find(|(k, _)| *k == "name")
+            .map_or("", |(_, v)| *v);
+        self.keys
+            .register(&self.client, &format!("http://{}", self.address), name, form)
             .await
-            .expect("request")
     }
 
     pub async fn register_ok(&self, name: &str, port: u16) -> Value {
@@ -101,13 +180,9 @@ impl TestApp {
     }
 
     pub async fn unregister(&self, name: &str) -> Response {
-        self.client
-            .post(self.url("/unregister"))
-            .bearer_auth(REGISTRY_TOKEN)
-            .form(&[("name", name)])
-            .send()
+        self.keys
+            .unregister(&self.client, &format!("http://{}", self.address), name)
             .await
-            .expect("request")
     }
 
     /// A request with the given bearer token, or none.

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{spawn_app_with, ServerProcess, TestApp, ADMIN_TOKEN, REGISTRY_TOKEN};
+use crate::helpers::{spawn_app_with, ServerProcess, TestApp, ADMIN_TOKEN};
 use crate::redis_support::{assert_equals_a_fresh_copy, caught_up, hash, members, RedisServer};
 
 fn sha_hex(token: &str) -> String {
@@ -212,7 +212,7 @@ async fn subscribers_hear_every_change_in_order_and_the_proxy_hears_its_users() 
     let mut writers = Vec::new();
     for w in 0..8u16 {
         let client = app.client.clone();
-        let url = app.url("/register");
+        let (keys, base) = (app.keys.clone(), app.url(""));
         writers.push(tokio::spawn(async move {
             for beat in 0..25 {
                 let form = [
@@ -222,13 +222,8 @@ async fn subscribers_hear_every_change_in_order_and_the_proxy_hears_its_users() 
                     ("role", "free".to_string()),
                     ("clients", beat.to_string()),
                 ];
-                let response = client
-                    .post(&url)
-                    .bearer_auth(REGISTRY_TOKEN)
-                    .form(&form)
-                    .send()
-                    .await
-                    .unwrap();
+                let name = format!("w{w}");
+                let response = keys.register(&client, &base, &name, &form).await;
                 assert_eq!(response.status(), StatusCode::OK);
             }
         }));
@@ -281,9 +276,10 @@ async fn subscribers_hear_every_change_in_order_and_the_proxy_hears_its_users() 
 async fn burst(base: String, changes: usize) -> usize {
     let client = crate::helpers::client();
     let mut writers = Vec::new();
+    let keys = crate::helpers::ProxyKeys::default();
     for w in 0..100usize {
         let client = client.clone();
-        let url = format!("{base}/register");
+        let (keys, base) = (keys.clone(), base.clone());
         writers.push(tokio::spawn(async move {
             let mut acked = 0;
             for beat in 0..changes / 100 {
@@ -297,13 +293,8 @@ async fn burst(base: String, changes: usize) -> usize {
                     ),
                     ("clients", beat.to_string()),
                 ];
-                if let Ok(r) = client
-                    .post(&url)
-                    .bearer_auth(REGISTRY_TOKEN)
-                    .form(&form)
-                    .send()
-                    .await
-                {
+                let name = format!("b{w}");
+                if let Ok(r) = keys.try_register(&client, &base, &name, &form).await {
                     if r.status() == StatusCode::OK {
                         acked += 1;
                     }

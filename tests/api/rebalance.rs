@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{names_of, spawn_app_with, TestApp, REGISTRY_TOKEN};
+use crate::helpers::{names_of, spawn_app_with, TestApp};
 
 /// The scenario: limit 5, ten users on p1 which reports 10 clients, standby p2.
 async fn overloaded_fleet(app: &TestApp) -> Vec<(u64, String)> {
@@ -272,30 +272,20 @@ async fn concurrent_invitations_departures_and_rebalances_keep_the_indexes_in_ag
     for round in 0..6 {
         let client = app.client.clone();
         let base = app.url("");
+        let keys = app.keys.clone();
         jobs.push(tokio::spawn(async move {
             let name = ["pa", "pb", "pc", "pd"][round % 4];
             // Overload one proxy, then make another leave and come back.
-            client
-                .post(format!("{base}/register"))
-                .bearer_auth(REGISTRY_TOKEN)
-                .form(&[
-                    ("name", name),
-                    ("ip", "127.0.0.1"),
-                    ("port", "9100"),
-                    ("clients", "9"),
-                    ("capacity", "3"),
-                ])
-                .send()
-                .await
-                .unwrap();
+            let form = [
+                ("name", name),
+                ("ip", "127.0.0.1"),
+                ("port", "9100"),
+                ("clients", "9"),
+                ("capacity", "3"),
+            ];
+            keys.register(&client, &base, name, &form).await;
             let other = ["pa", "pb", "pc", "pd"][(round + 1) % 4];
-            client
-                .post(format!("{base}/unregister"))
-                .bearer_auth(REGISTRY_TOKEN)
-                .form(&[("name", other)])
-                .send()
-                .await
-                .unwrap();
+            keys.unregister(&client, &base, other).await;
             let rebalanced = client
                 .post(format!("{base}/api/v1/admin/rebalance?dry_run=false"))
                 .bearer_auth(crate::helpers::ADMIN_TOKEN)
@@ -303,19 +293,14 @@ async fn concurrent_invitations_departures_and_rebalances_keep_the_indexes_in_ag
                 .await
                 .unwrap();
             assert_eq!(rebalanced.status(), StatusCode::OK);
-            client
-                .post(format!("{base}/register"))
-                .bearer_auth(REGISTRY_TOKEN)
-                .form(&[
-                    ("name", other),
-                    ("ip", "127.0.0.1"),
-                    ("port", "9101"),
-                    ("clients", "0"),
-                    ("capacity", "3"),
-                ])
-                .send()
-                .await
-                .unwrap();
+            let form = [
+                ("name", other),
+                ("ip", "127.0.0.1"),
+                ("port", "9101"),
+                ("clients", "0"),
+                ("capacity", "3"),
+            ];
+            keys.register(&client, &base, other, &form).await;
         }));
     }
     for job in jobs {

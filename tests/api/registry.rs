@@ -100,6 +100,8 @@ async fn json_bodies_are_accepted_like_forms() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+    let enrolled: Value = response.json().await.unwrap();
+    let secret = enrolled["proxy_secret"].as_str().expect("the enrolment's secret");
     let proxy = app.admin_json("/api/v1/admin/proxies/js1").await;
     assert_eq!(proxy["port"], 443);
     assert_eq!(proxy["lat"], 1.5);
@@ -107,7 +109,7 @@ async fn json_bodies_are_accepted_like_forms() {
     let response = app
         .client
         .post(app.url("/unregister"))
-        .bearer_auth(REGISTRY_TOKEN)
+        .bearer_auth(secret)
         .json(&json!({"name": "js1"}))
         .send()
         .await

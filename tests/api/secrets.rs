@@ -62,6 +62,10 @@ async fn no_token_password_or_key_appears_in_the_logs() {
         .await
         .unwrap();
     assert_eq!(registered.status(), StatusCode::OK);
+    // The proxy's own secret is a secret too: never logged.
+    let enrolled: Value = registered.json().await.unwrap();
+    let proxy_secret = enrolled["proxy_secret"].as_str().expect("proxy_secret");
+    secrets.push(proxy_secret.to_string());
     let user = json!({ "email": "ana@example.org" });
     let ana = field(post("/api/v1/admin/users", ADMIN_TOKEN, user), "token").await;
     secrets.push(ana.clone());

@@ -14,7 +14,7 @@ use super::EdgeState;
 use crate::distribution::config::matches;
 use crate::distribution::routes::{pubkey_response, respond};
 use crate::error::Error;
-use crate::gateways::routes::{recommend_in, JsonQuery};
+use crate::gateways::routes::{json_request, recommend_in, JsonQuery};
 use crate::http::client_ip::client_ip;
 use crate::http::{json, recover, reject};
 
@@ -64,9 +64,7 @@ pub fn routes(
             let loaded = state.loaded().ok_or_else(not_loaded)?;
             Ok::<_, Rejection>(pubkey_response(&loaded.settings.public_key))
         });
-    let gateways = warp::path!("json")
-        .and(warp::get())
-        .and(warp::query::<JsonQuery>())
+    let gateways = json_request()
         .and(client_ip(trusted))
         .and(with_edge(&state))
         .and_then(
@@ -87,9 +85,14 @@ pub fn routes(
         .map(|| json(StatusCode::OK, &serde_json::json!({ "status": "ok" })));
     // Checked first: a write never reaches the read routes. Reads fall through (not_found is
     // the weakest rejection, so a read route's own 401 or 400 wins over it).
-    let writes = warp::method().and(with_edge(&state)).and_then(
-        |method: Method, state: Arc<EdgeState>| async move {
-            if method == Method::GET || method == Method::HEAD {
+    let writes = warp::method()
+        .and(warp::path::full())
+        .and(with_edge(&state))
+        .and_then(
+        |method: Method, path: warp::path::FullPath, state: Arc<EdgeState>| async move {
+            // `POST /json` is a read (bitmask-vpn's way of asking for gateways).
+            let read = method == Method::GET || method == Method::HEAD;
+            if read || (method == Method::POST && path.as_str() == "/json") {
                 Err(warp::reject::not_found())
             } else {
                 Ok(read_only(&state))
