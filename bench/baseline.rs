@@ -42,10 +42,18 @@ fn fixed_config() -> ClientConfig {
             role: Role::Fallback,
             country: Some("DE".into()),
             city: None,
+            protocol: None,
+            cert_sha256: None,
+            public_key: None,
+            sni: None,
+            front: None,
         })
         .collect();
     ClientConfig {
         version: 1,
+        user: 1,
+        issued_at: 1_764_547_200,
+        expires_at: 1_764_547_200 + 604_800,
         proxies,
         poll_after_secs: 300,
     }

@@ -28,8 +28,9 @@ fi
 # From PyPI: Stripe's official library (the webhook tests check our signature scheme against
 # it), aiosmtpd (the real SMTP server the mail tests deliver to), localstripe (a Stripe
 # emulator: customers, payment intents, signed webhooks) and schemathesis (generated requests
-# from the OpenAPI file).
-for module in stripe aiosmtpd localstripe schemathesis; do
+# from the OpenAPI file); cryptography (OpenSSL's Ed25519, an implementation independent of the
+# server's, verifies signed configs).
+for module in stripe aiosmtpd localstripe schemathesis cryptography; do
   if ! python3 -c "import $module" >/dev/null 2>&1; then
     echo "installing $module (PyPI)"
     python3 -m pip install --quiet --disable-pip-version-check "$module" 2>/dev/null \

@@ -262,7 +262,11 @@ mod tests {
         assert_eq!(later, (issued, expires), "same window, same body");
         let next = signing_window((issued + week / 2) * 1000, week);
         assert_eq!(next.0, issued + week / 2);
-        assert_eq!(signing_window(5_000, 0), (5, 6), "a zero validity is one second");
+        assert_eq!(
+            signing_window(5_000, 0),
+            (5, 6),
+            "a zero validity is one second"
+        );
     }
 
     #[test]

@@ -70,6 +70,11 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
     recommend.or(overrides).unify()
 }
 
+/// A query value, or `None` when absent or empty (`city=` is no city).
+fn given(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
 fn bad(code: &'static str, message: &str) -> Rejection {
     reject(crate::error::Error::bad_request(code, message))
 }
@@ -96,7 +101,6 @@ pub fn recommend_in(
     client: Option<IpAddr>,
     count_override: impl FnOnce(&str) -> crate::error::Result<()>,
 ) -> Result<Route, Rejection> {
-    let given = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty());
     let number = |v: &Option<String>, field: &str| -> Result<Option<f64>, Rejection> {
         given(v)
             .map(|raw| {

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::keys::Keys;
 use crate::distribution::config::Rendered;
 use crate::fleet::model::{User, UserStatus};
-use crate::registry::{Proxy, Role};
+use crate::registry::Proxy;
 use crate::store::{Change, ChangeKind};
 
 /// The script that mirrors a user (see the script's own comments).
@@ -17,7 +17,6 @@ pub const USER_SCRIPT: &str = include_str!("user.lua");
 fn secs(ms: u64) -> String {
     (ms / 1000).to_string()
 }
-
 
 /// The fields of `<prefix>proxy:<name>`. Absent values are absent fields; `record` is the
 /// whole record as JSON, so an edge rebuilds exactly what the primary ranks.
@@ -238,7 +237,7 @@ pub fn apply_change(pipe: &mut Pipeline, keys: &Keys, change: &Change) {
 mod tests {
     use super::*;
     use crate::registry::model::{Load, Location};
-    use crate::registry::ProxyName;
+    use crate::registry::{ProxyName, Role};
 
     fn proxy() -> Proxy {
         Proxy {

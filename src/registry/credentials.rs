@@ -32,7 +32,10 @@ pub enum SecretState {
     /// Registered before per-proxy secrets: the first heartbeat with the fleet token from the
     /// address it was registered at claims a secret (upgrades drop no proxy, and the token
     /// alone cannot move it elsewhere).
-    Unclaimed { ip: IpAddr, port: u16 },
+    Unclaimed {
+        ip: IpAddr,
+        port: u16,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -244,7 +247,9 @@ fn enrol(
 
 /// Notes that the proxy left the registry (its credential stays, for its return).
 pub fn mark_gone(tx: &Tx, name: &ProxyName, now_ms: u64) -> TxResult<()> {
-    if let Some(mut credential) = tx.get::<ProxyCredential>(TreeId::ProxyCredentials, name.as_str())? {
+    if let Some(mut credential) =
+        tx.get::<ProxyCredential>(TreeId::ProxyCredentials, name.as_str())?
+    {
         credential.gone_since_ms.get_or_insert(now_ms);
         tx.put(TreeId::ProxyCredentials, name.as_str(), &credential)?;
     }
@@ -280,7 +285,10 @@ impl Credentials {
         if hash == *fleet {
             return Ok(Some(Presented::Fleet));
         }
-        if let Some(owner) = self.store.get::<String>(TreeId::ProxySecrets, hash.as_bytes())? {
+        if let Some(owner) = self
+            .store
+            .get::<String>(TreeId::ProxySecrets, hash.as_bytes())?
+        {
             return Ok(Some(Presented::Secret { hash, owner }));
         }
         Ok(self
@@ -395,7 +403,9 @@ impl Credentials {
                 else {
                     return Ok(false);
                 };
-                let still_gone = credential.gone_since_ms.is_some_and(|t| t + keep_ms <= now_ms)
+                let still_gone = credential
+                    .gone_since_ms
+                    .is_some_and(|t| t + keep_ms <= now_ms)
                     && !tx.contains(TreeId::Proxies, &name)?;
                 if !still_gone {
                     return Ok(false);
@@ -416,7 +426,8 @@ impl Credentials {
 
 /// Revokes proxy `name`'s secret inside `tx` (the caller removes the live record).
 pub fn revoke_in(tx: &Tx, name: &ProxyName) -> TxResult<bool> {
-    let Some(mut credential) = tx.get::<ProxyCredential>(TreeId::ProxyCredentials, name.as_str())?
+    let Some(mut credential) =
+        tx.get::<ProxyCredential>(TreeId::ProxyCredentials, name.as_str())?
     else {
         return Ok(false);
     };
@@ -455,13 +466,17 @@ pub fn check(store: &Store) -> Result<Vec<String>> {
             .map(|c| c.secret);
         let agrees = matches!(held, Some(SecretState::Active(h) | SecretState::Revoked(h)) if h.as_bytes()[..] == hash[..]);
         if !agrees {
-            problems.push(format!("a secret in the index names {name}, whose credential does not hold it"));
+            problems.push(format!(
+                "a secret in the index names {name}, whose credential does not hold it"
+            ));
         }
     }
     let counted: u64 = store.get(TreeId::Meta, ENROLLED)?.unwrap_or(0);
     let held = store.len(TreeId::ProxyCredentials) as u64;
     if counted != held {
-        problems.push(format!("{held} proxy credentials but the enrolled count says {counted}"));
+        problems.push(format!(
+            "{held} proxy credentials but the enrolled count says {counted}"
+        ));
     }
     Ok(problems)
 }

@@ -7,16 +7,16 @@ use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
+use super::credentials::Presented;
+use super::credentials::{Enrolment, NewEnrolment};
 use super::model::{Proxy, ProxyEvent, ProxyName};
 use super::{edge, validate};
 use crate::app::AppState;
 use crate::clock::now_ms;
 use crate::error::Error;
-use super::credentials::{Enrolment, NewEnrolment};
+use crate::http::auth::bearer_value;
 use crate::http::body::{fields, json as json_body, Fields};
 use crate::http::rate_limit::{limited, Endpoint};
-use super::credentials::Presented;
-use crate::http::auth::bearer_value;
 use crate::http::{admin, json, json_with_etag, reject, with_state};
 
 type Route = warp::reply::Response;

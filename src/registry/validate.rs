@@ -118,7 +118,9 @@ fn is_host_name(raw: &str) -> bool {
     raw.len() <= 253
         && raw.split('.').all(|label| {
             (1..=63).contains(&label.len())
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -413,7 +415,10 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(reg.transport.protocol, Some(Protocol::Obfs4));
-        assert_eq!(reg.transport.cert_sha256.as_deref(), Some(&*"abcd".repeat(16)));
+        assert_eq!(
+            reg.transport.cert_sha256.as_deref(),
+            Some(&*"abcd".repeat(16))
+        );
         assert_eq!(reg.transport.sni.as_deref(), Some("cdn.example.org"));
         assert!(with(&[]).unwrap().transport.is_empty());
         assert_eq!(code(with(&[("protocol", "vmess")])), "invalid_protocol");

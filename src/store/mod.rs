@@ -260,7 +260,7 @@ impl Store {
             root: Arc::new(dir.to_path_buf()),
             engine: Arc::new(ArcSwap::from_pointee(engine)),
             compaction: Default::default(),
-            writes: Default::default(),
+            writes: std::sync::Arc::new(std::array::from_fn(|_| Default::default())),
             changed: Default::default(),
             gate: Default::default(),
             disk: std::sync::Arc::new(DiskGuard::new(dir)),

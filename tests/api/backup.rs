@@ -262,7 +262,10 @@ async fn an_old_store_is_backed_up_before_migrating_and_a_newer_one_is_refused()
         assert_eq!(users["users"].as_array().unwrap().len(), 1);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let taken = backups_in(backups.path(), "pre-migration-0-to-1-");
+    let taken = backups_in(
+        backups.path(),
+        &format!("pre-migration-0-to-{DATA_FORMAT}-"),
+    );
     assert_eq!(taken.len(), 1, "{taken:?}");
     let bytes = std::fs::read(backups.path().join(&taken[0])).unwrap();
     let (header, _) = format::verify(&bytes, DATA_FORMAT).unwrap();
@@ -274,7 +277,10 @@ async fn an_old_store_is_backed_up_before_migrating_and_a_newer_one_is_refused()
     // A store from a newer proxyfleet is not opened.
     {
         let store = Store::open(data.path()).unwrap();
-        assert_eq!(proxyfleet::store::format::read(&store).unwrap(), Some(1));
+        assert_eq!(
+            proxyfleet::store::format::read(&store).unwrap(),
+            Some(DATA_FORMAT)
+        );
         proxyfleet::store::format::write(&store, DATA_FORMAT + 1).unwrap();
         store.flush_now().unwrap();
     }

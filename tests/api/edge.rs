@@ -10,8 +10,8 @@ use serde_json::Value;
 use crate::helpers::{client, eventually, spawn_app_with, TestApp};
 use crate::redis_support::{caught_up, RedisServer};
 
-struct Edge {
-    base: String,
+pub(crate) struct Edge {
+    pub(crate) base: String,
     stop: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
 }
 
@@ -21,7 +21,7 @@ impl Drop for Edge {
     }
 }
 
-async fn start_edge(redis: &RedisServer) -> Edge {
+pub(crate) async fn start_edge(redis: &RedisServer) -> Edge {
     let app = EdgeApp::build(EdgeSettings {
         redis_url: redis.url(),
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -118,6 +118,19 @@ async fn the_edge_answers_reads_byte_for_byte_like_the_primary() {
         .await;
     }
     app.proxy("pro1", 10_010, &[("role", "pro")]).await;
+    // `/json` lists gateways only: two of them, in Berlin and Paris.
+    for (name, port, city, lat, lon) in [
+        ("gwber", 10_020, "Berlin", "52.52", "13.40"),
+        ("gwpar", 10_021, "Paris", "48.86", "2.35"),
+    ] {
+        let place = [
+            ("role", "gateway"),
+            ("city", city),
+            ("lat", lat),
+            ("lon", lon),
+        ];
+        app.proxy(name, port, &place).await;
+    }
     let mut tokens = Vec::new();
     for i in 0..3 {
         let (id, token, _) = app.create_user(&format!("e{i}@example.org"), None).await;
@@ -235,10 +248,9 @@ async fn the_edge_answers_reads_byte_for_byte_like_the_primary() {
 
     // Load reported to the primary reaches the edge's gateway ranking.
     app.proxy(
-        "berlin",
-        10_000,
+        "gwber",
+        10_020,
         &[
-            ("role", "fallback"),
             ("city", "Berlin"),
             ("country", "DE"),
             ("lat", "52.52"),

@@ -27,6 +27,7 @@ async fn world(app: &TestApp) {
                 ("lon", lon),
                 ("clients", clients),
                 ("capacity", "100"),
+                ("role", "gateway"),
             ],
         )
         .await;
@@ -96,8 +97,13 @@ async fn a_client_in_brussels_gets_the_nearest_city_first() {
             .as_array()
             .unwrap()
             .len(),
-        3,
-        "n defaults to 3"
+        5,
+        "without n, every gateway (as menshen)"
+    );
+    assert_eq!(
+        hosts(&get_json(&app, "?lat=50.8503&lon=4.3517&n=2").await.1),
+        vec!["ams1.gw.test", "paris1.gw.test"],
+        "n keeps the first n"
     );
 }
 

@@ -49,13 +49,6 @@ impl ProxyKeys {
         }
     }
 
-    pub fn set(&self, name: &str, secret: &str) {
-        self.0
-            .lock()
-            .unwrap()
-            .insert(name.to_string(), secret.to_string());
-    }
-
     /// `POST /register` of proxy `name` (`form` holds its fields) to `base`, as its agent
     /// would. An error sending (the server killed) is the caller's to judge.
     pub async fn try_register(
@@ -166,7 +159,12 @@ impl TestApp {
             .find(|(k, _)| *k == "name")
             .map_or("", |(_, v)| *v);
         self.keys
-            .register(&self.client, &format!("http://{}", self.address), name, form)
+            .register(
+                &self.client,
+                &format!("http://{}", self.address),
+                name,
+                form,
+            )
             .await
     }
 

@@ -5,6 +5,7 @@ mod admin_ui;
 mod auth_sweep;
 mod backup;
 mod billing;
+mod censor;
 mod check;
 mod compaction;
 mod crash;

@@ -101,7 +101,9 @@ async fn json_bodies_are_accepted_like_forms() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let enrolled: Value = response.json().await.unwrap();
-    let secret = enrolled["proxy_secret"].as_str().expect("the enrolment's secret");
+    let secret = enrolled["proxy_secret"]
+        .as_str()
+        .expect("the enrolment's secret");
     let proxy = app.admin_json("/api/v1/admin/proxies/js1").await;
     assert_eq!(proxy["port"], 443);
     assert_eq!(proxy["lat"], 1.5);

@@ -89,16 +89,16 @@ pub fn routes(
         .and(warp::path::full())
         .and(with_edge(&state))
         .and_then(
-        |method: Method, path: warp::path::FullPath, state: Arc<EdgeState>| async move {
-            // `POST /json` is a read (bitmask-vpn's way of asking for gateways).
-            let read = method == Method::GET || method == Method::HEAD;
-            if read || (method == Method::POST && path.as_str() == "/json") {
-                Err(warp::reject::not_found())
-            } else {
-                Ok(read_only(&state))
-            }
-        },
-    );
+            |method: Method, path: warp::path::FullPath, state: Arc<EdgeState>| async move {
+                // `POST /json` is a read (bitmask-vpn's way of asking for gateways).
+                let read = method == Method::GET || method == Method::HEAD;
+                if read || (method == Method::POST && path.as_str() == "/json") {
+                    Err(warp::reject::not_found())
+                } else {
+                    Ok(read_only(&state))
+                }
+            },
+        );
     writes
         .or(config)
         .unify()
