@@ -2,7 +2,10 @@
 //! storage, with nothing stored and nothing read from disk. The ratio proxyfleet / baseline is
 //! what BENCHMARKS.md reports, so the figures mean the same on any machine.
 //!
-//! - `POST /register`: bearer check, body limit, form parsing, the same validation.
+//! - `POST /register`: bearer check, body limit, form parsing, the same validation. With
+//!   SECRETS_FILE (lines `name secret`, from bench/enrol.py), each proxy's own secret, checked
+//!   in memory as proxyfleet checks it in its store: the SHA-256 of the bearer token must name
+//!   the proxy the form names (else 401 or 403).
 //! - `GET /api/v1/config`: bearer check against a set of tokens (TOKEN, plus those in
 //!   TOKENS_FILE), a fixed three-proxy config serialised and hashed for its ETag, 304 on
 //!   If-None-Match, exactly as the real handler renders it. With `?wait=SECS` the request is
@@ -13,11 +16,11 @@
 //! - `POST /api/v1/stripe/webhook`: the Stripe-Signature check with `bench-webhook-secret`
 //!   and the event parsed, as proxyfleet does before its transaction.
 //!
-//! Usage: bench-baseline ADDR TOKEN [TOKENS_FILE]
+//! Usage: bench-baseline ADDR TOKEN [TOKENS_FILE [SECRETS_FILE]]
 
 use std::net::SocketAddr;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use proxyfleet::distribution::config::{matches, render, ClientConfig, ProxyEntry};
@@ -184,23 +187,54 @@ async fn main() {
         }
     }
     let tokens = Arc::new(tokens);
+    // SHA-256 of each proxy secret -> the proxy's name (proxyfleet's `proxy_secrets` tree).
+    let secrets: HashMap<[u8; 32], String> = args
+        .next()
+        .map(|file| std::fs::read_to_string(file).unwrap_or_default())
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .map(|(name, secret)| (*TokenHash::of(secret).as_bytes(), name.to_string()))
+        .collect();
+    let secrets = Arc::new(secrets);
     let set = Arc::new(gateways(10_000));
     let signer = Arc::new(signing_key());
     let (long_poll, bump) = long_poll(token, tokens.clone(), signer.clone());
     let register = warp::path!("register")
         .and(warp::post())
-        .and(bearer(token))
+        .and(warp::header::optional::<String>("authorization"))
         .and(fields(64 * 1024))
-        .map(|fields: Fields| {
+        .map(move |authorization: Option<String>, fields: Fields| {
+            let presented = authorization
+                .as_deref()
+                .and_then(|a| a.strip_prefix("Bearer "))
+                .unwrap_or_default();
+            let hash = TokenHash::of(presented);
+            let owner = secrets.get(hash.as_bytes());
+            if owner.is_none() && hash != token {
+                return warp::reply::with_status(
+                    warp::reply::json(&serde_json::json!({ "error": "unauthorized" })),
+                    StatusCode::UNAUTHORIZED,
+                );
+            }
             let rules = validate::Rules {
                 allow_private_ips: true,
             };
-            match validate::registration(&fields, &rules) {
-                Ok(reg) => {
-                    warp::reply::json(&serde_json::json!({ "name": reg.name, "expires_at": 0 }))
-                }
-                Err(e) => warp::reply::json(&serde_json::json!({ "error": e.code() })),
-            }
+            let (body, status) = match validate::registration(&fields, &rules) {
+                Ok(reg) if owner.is_some_and(|o| o != reg.name.as_str()) => (
+                    serde_json::json!({ "error": "name_taken" }),
+                    StatusCode::FORBIDDEN,
+                ),
+                Ok(reg) => (
+                    serde_json::json!({ "name": reg.name, "expires_at": 0 }),
+                    StatusCode::OK,
+                ),
+                Err(e) => (
+                    serde_json::json!({ "error": e.code() }),
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                ),
+            };
+            warp::reply::with_status(warp::reply::json(&body), status)
         });
     let config = warp::path!("api" / "v1" / "config")
         .and(warp::get())

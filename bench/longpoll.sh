@@ -20,9 +20,11 @@ PROXYFLEET_LISTEN="127.0.0.1:$pf_port" PROXYFLEET_DATA_DIR="$work/data" \
 pf_pid=$!
 wait_up "http://127.0.0.1:$pf_port/healthz"
 for i in 1 2 3; do
-  curl -fs -H "Authorization: Bearer bench-token" -d "name=fb$i&ip=127.0.0.$i&port=8443" \
+  curl -fs -D "$work/fb$i.headers" -H "Authorization: Bearer bench-token" -d "name=fb$i&ip=127.0.0.$i&port=8443" \
     "http://127.0.0.1:$pf_port/register" >/dev/null
 done
+# fb1 moves later, with its own secret (the registry token only enrols).
+fb1_secret=$(awk 'tolower($1)=="x-proxy-secret:" {print $2}' "$work/fb1.headers" | tr -d '\r')
 python3 bench/seed.py users "http://127.0.0.1:$pf_port" bench-admin "$WAITERS" "$work/tokens"
 base_port=$(port_of)
 ./target/release/bench-baseline "127.0.0.1:$base_port" bench-token "$work/tokens" >/dev/null &
@@ -33,7 +35,7 @@ longpoll() { ./target/release/bench-longpoll "$@" | awk '/^RESULT/ {print $2, $3
 base=$(longpoll "http://127.0.0.1:$base_port" "$work/tokens" "$WAITERS" 60 "$base_pid" \
   "http://127.0.0.1:$base_port/bump" bench-token "")
 pf=$(longpoll "http://127.0.0.1:$pf_port" "$work/tokens" "$WAITERS" 60 "$pf_pid" \
-  "http://127.0.0.1:$pf_port/register" bench-token "name=fb1&ip=127.0.0.77&port=8443")
+  "http://127.0.0.1:$pf_port/register" "$fb1_secret" "name=fb1&ip=127.0.0.77&port=8443")
 row() { # label "waiters answered p50 p99 max rss_before rss_waiting"
   read -r n ok p50 p99 max before waiting <<<"$2"
   echo "| $1 | $n | $ok | $p50 | $p99 | $max | $((before / 1024)) | $((waiting / 1024)) |"

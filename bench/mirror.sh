@@ -47,11 +47,13 @@ say "lag at a steady heartbeat rate"
 lag_port=$(port_of)
 serve "$work/lag" "$lag_port" PROXYFLEET_REDIS_URL="$redis_url"; lag_pid=$!
 wait_up "http://127.0.0.1:$lag_port/healthz"
-BENCH_DELAY_MS=10 wrk -t2 -c"$LAG_CONNS" -d3s -s bench/heartbeat_paced.lua "http://127.0.0.1:$lag_port" >/dev/null
+python3 bench/enrol.py "http://127.0.0.1:$lag_port" bench-token 1000 "$work/secrets" >/dev/null
+export BENCH_SECRETS="$work/secrets"
+BENCH_DELAY_MS=10 wrk -t2 -c"$LAG_CONNS" -d3s -s bench/heartbeat.lua "http://127.0.0.1:$lag_port" >/dev/null
 ./target/release/bench-mirror lag "$redis_url" "$DURATION" >"$work/lag.out" &
 lag_reader=$!
 sleep 0.5
-hb=$(BENCH_DELAY_MS=10 wrk -t2 -c"$LAG_CONNS" -d"${DURATION}s" -s bench/heartbeat_paced.lua "http://127.0.0.1:$lag_port" \
+hb=$(BENCH_DELAY_MS=10 wrk -t2 -c"$LAG_CONNS" -d"${DURATION}s" -s bench/heartbeat.lua "http://127.0.0.1:$lag_port" \
   | awk '/^RESULT/ {print $2, $3, $4, $5, $6}')
 wait "$lag_reader"
 read -r lag_changes lag_rate lag_p50 lag_p99 lag_max <<<"$(awk '/^RESULT/ {print $2, $3, $4, $5, $6}' "$work/lag.out")"
@@ -118,7 +120,7 @@ sharing the $(nproc) cores with proxyfleet and the load generators.
 round trip; with \`-P 100\` (pipelined): **$rb_piped SET/s**.
 
 **Lag at a steady write rate**: 1,000 proxies heartbeating through $LAG_CONNS connections, 10 ms apart
-(\`bench/heartbeat_paced.lua\`), for ${DURATION} s: $hb_rps heartbeats/s acknowledged
+(\`bench/heartbeat.lua\`), for ${DURATION} s: $hb_rps heartbeats/s acknowledged
 (p99 $hb_p99 ms, $hb_err errors), each one a durable change. A subscriber on \`proxyfleet:events\`
 timed every change from its commit (\`at_ms\` in the change log) to the event's arrival, which the
 mirror publishes in the same MULTI/EXEC that writes the change:

@@ -17,11 +17,6 @@ kept=$(awk -v m="$BY_HAND" 'found || $0 == m { found = 1; print }' BENCHMARKS.md
 source bench/lib.sh
 require_tools wrk python3
 
-base_port=$(port_of)
-./target/release/bench-baseline "127.0.0.1:$base_port" bench-token >/dev/null &
-base_pid=$!
-wait_up "http://127.0.0.1:$base_port/"
-
 pf_port=$(port_of)
 PROXYFLEET_LISTEN="127.0.0.1:$pf_port" PROXYFLEET_DATA_DIR="$work/data" \
   PROXYFLEET_REGISTRY_TOKEN=bench-token PROXYFLEET_ADMIN_TOKEN=bench-admin \
@@ -30,6 +25,15 @@ PROXYFLEET_LISTEN="127.0.0.1:$pf_port" PROXYFLEET_DATA_DIR="$work/data" \
   ./target/release/proxyfleet serve >/dev/null &
 pf_pid=$!
 wait_up "http://127.0.0.1:$pf_port/healthz"
+# The heartbeats authenticate as proxies do: 1,000 proxies enrolled with the registry token,
+# each heartbeating with its own secret; the baseline checks the same secrets from memory.
+python3 bench/enrol.py "http://127.0.0.1:$pf_port" bench-token 1000 "$work/secrets" >/dev/null
+export BENCH_SECRETS="$work/secrets"
+
+base_port=$(port_of)
+./target/release/bench-baseline "127.0.0.1:$base_port" bench-token /dev/null "$work/secrets" >/dev/null &
+base_pid=$!
+wait_up "http://127.0.0.1:$base_port/"
 
 run() { # url [wrk args...] -> "requests rps p50 p99 errors"
   local url="$1"; shift

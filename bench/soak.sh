@@ -22,14 +22,13 @@ PROXYFLEET_LISTEN="127.0.0.1:$port" PROXYFLEET_DATA_DIR="$work/data" \
   ./target/release/proxyfleet serve >"$work/log" 2>&1 &
 pid=$!
 wait_up "http://127.0.0.1:$port/healthz"
-for i in 1 2 3; do
-  curl -fs -H "Authorization: Bearer bench-token" -d "name=p$i&ip=127.0.0.$i&port=8443" \
-    "http://127.0.0.1:$port/register" >/dev/null
-done
+# 1,000 proxies, each heartbeating with its own secret.
+python3 bench/enrol.py "http://127.0.0.1:$port" bench-token 1000 "$work/secrets" >/dev/null
+export BENCH_SECRETS="$work/secrets"
 python3 bench/seed.py users "http://127.0.0.1:$port" bench-admin 1000 "$work/tokens"
 
 seconds=$((MINUTES * 60))
-BENCH_DELAY_MS=10 wrk -t1 -c50 -d"${seconds}s" -s bench/heartbeat_paced.lua "http://127.0.0.1:$port" >"$work/hb" &
+BENCH_DELAY_MS=10 wrk -t1 -c50 -d"${seconds}s" -s bench/heartbeat.lua "http://127.0.0.1:$port" >"$work/hb" &
 hb_pid=$!
 BENCH_TOKENS="$work/tokens" BENCH_DELAY_MS=10 wrk -t1 -c20 -d"${seconds}s" -s bench/config_users.lua \
   "http://127.0.0.1:$port" >"$work/cfg" &

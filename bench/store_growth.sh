@@ -30,6 +30,9 @@ report() { # label heartbeats
     "$(echo "$bytes / 1048576" | bc -l)" "$(echo "$rss / 1024" | bc -l)" "$compactions"
 }
 start_server
+# 10,000 proxies, each heartbeating with its own secret (kept across the restart below).
+python3 bench/enrol.py "http://127.0.0.1:$port" bench-token 10000 "$work/secrets" >/dev/null
+export BENCH_SECRETS="$work/secrets"
 done_total=0
 round=0
 while [ "$done_total" -lt "$TOTAL" ]; do
