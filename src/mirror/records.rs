@@ -57,7 +57,7 @@ pub fn proxy_fields(proxy: &Proxy) -> Vec<(&'static str, String)> {
             .into_iter()
             .filter_map(|(name, value)| value.map(|v| (name, v))),
     );
-    fields.push(("record", serde_json::to_string(proxy).unwrap_or_default()));
+    fields.push(("record", proxy.public_record()));
     fields
 }
 
@@ -270,6 +270,7 @@ mod tests {
                 public_key: Some("c2VjcmV0".into()),
                 ..Default::default()
             },
+            secret_hash: None,
         }
     }
 
@@ -296,6 +297,19 @@ mod tests {
         assert_eq!(get("sni"), None);
         let record: Proxy = serde_json::from_str(get("record").unwrap()).unwrap();
         assert_eq!(record, proxy());
+        let secret = crate::http::TokenHash::of("pfp_secret");
+        let with_secret = Proxy {
+            secret_hash: Some(secret),
+            ..proxy()
+        };
+        let fields = proxy_fields(&with_secret);
+        let record = &fields.iter().find(|(n, _)| *n == "record").unwrap().1;
+        assert!(
+            !record.contains("secret"),
+            "the secret's hash never leaves the store"
+        );
+        let decoded: Proxy = serde_json::from_str(record).unwrap();
+        assert_eq!(decoded.secret_hash, None);
     }
 
     #[test]

@@ -52,6 +52,7 @@ impl From<ProxyV1> for Proxy {
             under_low_since_ms: p.under_low_since_ms,
             load_sampled_ms: p.load_sampled_ms,
             transport: Transport::default(),
+            secret_hash: None,
         }
     }
 }

@@ -198,6 +198,11 @@ pub struct Proxy {
     /// Since data format 2. `default` for JSON copies (the Redis mirror) written before it.
     #[serde(default)]
     pub transport: Transport,
+    /// SHA-256 of the proxy's secret, kept on the live record so a heartbeat is checked with
+    /// the read it makes anyway (`credentials` holds the truth; rotation and revocation change
+    /// both). Never leaves the store: the Redis mirror writes `Proxy::public_record`.
+    #[serde(default)]
+    pub secret_hash: Option<crate::http::TokenHash>,
 }
 
 /// One point of a proxy's load history.
@@ -229,7 +234,18 @@ impl Proxy {
             under_low_since_ms: None,
             load_sampled_ms: 0,
             transport: Transport::default(),
+            secret_hash: None,
         }
+    }
+
+    /// The record as JSON for readers outside the store (the Redis mirror): everything but the
+    /// secret's hash.
+    pub fn public_record(&self) -> String {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if let Some(map) = value.as_object_mut() {
+            map.remove("secret_hash");
+        }
+        value.to_string()
     }
 
     /// Clients this proxy may carry: its own capacity, else the fleet default.

@@ -418,6 +418,19 @@ fn proxy_credential(
     })
 }
 
+/// The answer to `/register`.
+#[derive(Serialize)]
+struct Registered<'a> {
+    name: &'a str,
+    role: super::Role,
+    capacity: Option<u32>,
+    expires_at: u64,
+    heartbeat_ttl_secs: u64,
+    /// Only when this registration issued it (enrolment, or a pre-upgrade proxy's claim).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proxy_secret: Option<&'a str>,
+}
+
 /// Header carrying a newly issued proxy secret (for form clients that read no JSON).
 pub const SECRET_HEADER: &str = "x-proxy-secret";
 
@@ -432,7 +445,7 @@ async fn register(
     let registration = validate::registration(&fields, &rules).map_err(reject)?;
     if let Presented::Secret { owner, .. } = &presented {
         // Another proxy's secret: refused before it reaches the write path.
-        if owner != registration.name.as_str() {
+        if owner.name != registration.name.as_str() {
             return Err(reject(Error::forbidden(
                 "name_taken",
                 format!(
@@ -448,18 +461,18 @@ async fn register(
         .await
         .map_err(reject)?;
     let proxy = &registered.proxy;
-    let mut body = serde_json::json!({
-        "name": proxy.name,
-        "role": proxy.role,
-        "capacity": proxy.capacity,
-        "expires_at": proxy.expires_ms / 1000,
-        "heartbeat_ttl_secs": state.config.heartbeat_ttl_secs,
-    });
-    let Some(secret) = registered.secret else {
-        return Ok(json(StatusCode::OK, &body));
+    let body = Registered {
+        name: proxy.name.as_str(),
+        role: proxy.role,
+        capacity: proxy.capacity,
+        expires_at: proxy.expires_ms / 1000,
+        heartbeat_ttl_secs: state.config.heartbeat_ttl_secs,
+        proxy_secret: registered.secret.as_deref(),
     };
-    body["proxy_secret"] = serde_json::json!(secret);
     let reply = json(StatusCode::OK, &body);
+    let Some(secret) = registered.secret else {
+        return Ok(reply);
+    };
     let mut reply = warp::reply::with_header(reply, SECRET_HEADER, secret).into_response();
     // A secret must not sit in any cache on the way.
     reply.headers_mut().insert(

@@ -67,22 +67,36 @@ impl Writer {
         let mut last_at = None;
         for sub in batch {
             let (reg, now_ms) = (&sub.reg, sub.now_ms);
-            let new_secret = sub.new_secret.as_deref().unwrap_or_default();
-            let admitted = match credentials::admit(
-                tx,
-                reg,
-                &sub.presented,
-                new_secret,
-                self.ceilings,
-                now_ms,
-            )? {
-                Ok(admitted) => admitted,
-                Err(refused) => {
-                    answers.push(Err(refused));
-                    continue;
+            let previous: Option<Proxy> = tx.get(TreeId::Proxies, reg.name.as_str())?;
+            let admitted = match (&sub.presented, &previous) {
+                // The common heartbeat: the live record holds the secret presented (rotation
+                // and revocation change it in their own transactions), so no other read.
+                (Presented::Secret { hash, .. }, Some(live)) if live.secret_hash == Some(*hash) => {
+                    credentials::Admitted {
+                        role: live.role,
+                        max_capacity: sub.presented.ceiling(self.ceilings),
+                        secret_hash: *hash,
+                        secret: None,
+                    }
+                }
+                _ => {
+                    let new_secret = sub.new_secret.as_deref().unwrap_or_default();
+                    match credentials::admit(
+                        tx,
+                        reg,
+                        &sub.presented,
+                        new_secret,
+                        self.ceilings,
+                        now_ms,
+                    )? {
+                        Ok(admitted) => admitted,
+                        Err(refused) => {
+                            answers.push(Err(refused));
+                            continue;
+                        }
+                    }
                 }
             };
-            let previous: Option<Proxy> = tx.get(TreeId::Proxies, reg.name.as_str())?;
             let mut proxy = Proxy {
                 name: reg.name.clone(),
                 ip: reg.ip,
@@ -100,6 +114,7 @@ impl Writer {
                 under_low_since_ms: None,
                 load_sampled_ms: previous.as_ref().map_or(0, |p| p.load_sampled_ms),
                 transport: reg.transport.clone(),
+                secret_hash: Some(admitted.secret_hash),
             };
             self.track_load(&mut proxy, previous.as_ref(), now_ms);
             if now_ms.saturating_sub(proxy.load_sampled_ms) >= SAMPLE_EVERY_MS {
@@ -120,7 +135,12 @@ impl Writer {
                 }
             }
             last_at = Some(now_ms);
-            upserted.push(proxy.clone());
+            // The change log's readers (the Redis mirror) never need the secret's hash, and
+            // leaving it out keeps every heartbeat batch's log entry smaller.
+            upserted.push(Proxy {
+                secret_hash: None,
+                ..proxy.clone()
+            });
             answers.push(Ok(Registered {
                 proxy,
                 edge_changed: event.is_some(),
