@@ -65,7 +65,7 @@ def seed_gateways(url, token, count):
     def send(conn, i):
         name, lat, lon = places[i % len(places)]
         form = urllib.parse.urlencode({
-            "name": f"gw{i}", "ip": "127.0.0.1", "port": 10000 + i % 50000, "role": "free",
+            "name": f"gw{i}", "ip": "127.0.0.1", "port": 10000 + i % 50000, "role": "gateway",
             "city": name, "lat": f"{lat + random.uniform(-0.1, 0.1):.4f}",
             "lon": f"{lon + random.uniform(-0.1, 0.1):.4f}",
             "clients": random.randint(0, 150), "capacity": 100,

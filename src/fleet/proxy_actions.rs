@@ -10,7 +10,7 @@ use super::{Fleet, PROXY_CHANGED, RETIRE};
 use crate::error::{Error, Result};
 use crate::queue::NewTask;
 use crate::registry::{Proxy, ProxyName, Role};
-use crate::store::TreeId;
+use crate::store::{TreeId, Tx, TxResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -40,20 +40,9 @@ impl Fleet {
         action: ProxyAction,
         now_ms: u64,
     ) -> Result<Proxy> {
-        let name = name.as_str();
-        let proxy = self.store.transaction(|tx| {
-            let Some(before) = tx.get::<Proxy>(TreeId::Proxies, name)? else {
-                return Ok(None);
-            };
-            set_role(tx, name, action.role(), now_ms)?;
+        self.change_role(name.as_str(), action.role(), now_ms, |tx, name| {
             if action != ProxyAction::Promote {
-                let task = NewTask {
-                    kind: PROXY_CHANGED,
-                    key: format!("{PROXY_CHANGED}:{name}:{action:?}:{now_ms}"),
-                    payload: json!({ "proxy": name }),
-                    due_ms: now_ms,
-                };
-                self.queue.enqueue_in(tx, &task, now_ms)?;
+                self.shed_users(tx, name, &format!("{action:?}"), now_ms)?;
             }
             if action == ProxyAction::Retire {
                 let task = NewTask {
@@ -64,6 +53,40 @@ impl Fleet {
                 };
                 self.queue.enqueue_in(tx, &task, now_ms)?;
             }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Gives proxy `name` a role for good (an operator's decision): it is pinned on the live
+    /// record and kept in its credential, so the proxy has it again when it comes back. A
+    /// proxy that stops being a fallback sheds its users (they are owed new fallbacks).
+    pub async fn set_proxy_role(&self, name: &ProxyName, role: Role, now_ms: u64) -> Result<Proxy> {
+        self.change_role(name.as_str(), role, now_ms, |tx, name| {
+            crate::registry::credentials::set_role_in(tx, name, role)?;
+            if role != Role::Fallback {
+                self.shed_users(tx, name, &format!("role-{}", role.name()), now_ms)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Pins `role` on proxy `name` and does `also` in the same transaction; durable when it
+    /// returns, with the queue and the config long-polls woken. Returns the proxy as it is now.
+    async fn change_role(
+        &self,
+        name: &str,
+        role: Role,
+        now_ms: u64,
+        also: impl Fn(&Tx, &str) -> TxResult<()>,
+    ) -> Result<Proxy> {
+        let proxy = self.store.transaction(|tx| {
+            let Some(before) = tx.get::<Proxy>(TreeId::Proxies, name)? else {
+                return Ok(None);
+            };
+            set_role(tx, name, role, now_ms)?;
+            also(tx, name)?;
             let after = tx.get::<Proxy>(TreeId::Proxies, name)?;
             Ok(after.or(Some(before)))
         })?;
@@ -75,38 +98,16 @@ impl Fleet {
         self.notifier.notify_all();
         Ok(proxy)
     }
-}
 
-impl Fleet {
-    /// Gives proxy `name` a role for good (an operator's decision): it is pinned on the live
-    /// record and kept in its credential, so the proxy has it again when it comes back. A
-    /// proxy that stops being a fallback sheds its users (they are owed new fallbacks).
-    pub async fn set_proxy_role(&self, name: &ProxyName, role: Role, now_ms: u64) -> Result<Proxy> {
-        let name = name.as_str();
-        let proxy = self.store.transaction(|tx| {
-            let Some(before) = tx.get::<Proxy>(TreeId::Proxies, name)? else {
-                return Ok(None);
-            };
-            set_role(tx, name, role, now_ms)?;
-            crate::registry::credentials::set_role_in(tx, name, role)?;
-            if role != Role::Fallback {
-                let task = NewTask {
-                    kind: PROXY_CHANGED,
-                    key: format!("{PROXY_CHANGED}:{name}:role-{}:{now_ms}", role.name()),
-                    payload: json!({ "proxy": name }),
-                    due_ms: now_ms,
-                };
-                self.queue.enqueue_in(tx, &task, now_ms)?;
-            }
-            let after = tx.get::<Proxy>(TreeId::Proxies, name)?;
-            Ok(after.or(Some(before)))
-        })?;
-        let Some(proxy) = proxy else {
-            return Err(Error::NotFound(format!("proxy {name}")));
+    /// Queues the task that moves the users off proxy `name` (`why` keys it).
+    fn shed_users(&self, tx: &Tx, name: &str, why: &str, now_ms: u64) -> TxResult<()> {
+        let task = NewTask {
+            kind: PROXY_CHANGED,
+            key: format!("{PROXY_CHANGED}:{name}:{why}:{now_ms}"),
+            payload: json!({ "proxy": name }),
+            due_ms: now_ms,
         };
-        self.store.durable().await?;
-        self.queue.wake();
-        self.notifier.notify_all();
-        Ok(proxy)
+        self.queue.enqueue_in(tx, &task, now_ms)?;
+        Ok(())
     }
 }

@@ -1,5 +1,6 @@
-// Every proxy, a page at a time, filtered on the server: status, role, location, clients
-// against capacity, heartbeat age, recent load; drain, promote and retire with confirmation.
+// Every proxy, a page at a time, filtered on the server: status, role, location, how clients
+// connect, clients against capacity, heartbeat age, recent load; drain, promote, retire, make a
+// public gateway, and revoke a proxy's secret, each with confirmation.
 
 import { get, post, query } from '../api.js';
 import { h, replace, table, fullness, sparkline, ago, notice, confirmThen, number } from '../ui.js';
@@ -14,7 +15,7 @@ export async function render(main) {
   const count = h('span', { class: 'muted', id: 'proxy-count' });
   const form = h('form', { class: 'filters', onsubmit: (e) => { e.preventDefault(); filters.q = form.q.value; filters.role = form.role.value; cursors.length = 1; load(); } },
     h('input', { name: 'q', type: 'search', placeholder: 'name, ip, country, city' }),
-    h('select', { name: 'role' }, ['', 'fallback', 'free', 'pro', 'standby'].map((r) => h('option', { value: r }, r || 'any role'))),
+    h('select', { name: 'role' }, ['', 'fallback', 'free', 'pro', 'standby', 'gateway'].map((r) => h('option', { value: r }, r || 'any role'))),
     h('button', { type: 'submit' }, 'Filter'), count);
   replace(main, h('h1', {}, title), form, list);
 
@@ -25,6 +26,17 @@ export async function render(main) {
       await load();
     } catch (e) { notice(`${name}: ${e.message}`, 'error'); }
   });
+
+  // Changes that are not rebalancer actions: the role for good, and revoking the secret.
+  const call = (name, path, body, question, done) => confirmThen(question, async () => {
+    try {
+      await post(`/api/v1/admin/proxies/${encodeURIComponent(name)}/${path}`, body);
+      notice(`${name}: ${done}`);
+      await load();
+    } catch (e) { notice(`${name}: ${e.message}`, 'error'); }
+  });
+  const transport = (p) => [p.protocol, p.sni && `sni ${p.sni}`, p.front && `front ${p.front}`, p.cert_sha256 && 'pinned cert']
+    .filter(Boolean).join(' · ') || '–';
 
   async function load() {
     const after = cursors[cursors.length - 1];
@@ -37,13 +49,16 @@ export async function render(main) {
         ['Role', (p) => p.role],
         ['Address', (p) => `${p.ip}:${p.port}`],
         ['Location', (p) => [p.city, p.country].filter(Boolean).join(', ') || '–'],
+        ['Transport', transport],
         ['Clients', (p) => fullness(p.clients, p.capacity)],
         ['Heartbeat', (p) => ago(p.last_seen)],
         ['Load', (p) => sparkline((p.history || []).map((v) => v || 0))],
         ['', (p) => h('span', { class: 'actions' },
           p.role !== 'standby' ? h('button', { type: 'button', onclick: () => act(p.name, 'drain', `Drain ${p.name}? Its users move to other proxies.`) }, 'Drain') : null,
           p.role === 'standby' ? h('button', { type: 'button', onclick: () => act(p.name, 'promote', `Promote ${p.name} to a fallback proxy?`) }, 'Promote') : null,
-          h('button', { type: 'button', class: 'danger', onclick: () => act(p.name, 'retire', `Retire ${p.name}? It is drained and its retire command runs.`) }, 'Retire'))],
+          p.role !== 'gateway' ? h('button', { type: 'button', onclick: () => call(p.name, 'role', { role: 'gateway' }, `Make ${p.name} a public gateway? Anyone asking /json will see its address, and its users move elsewhere.`, 'now a gateway') }, 'Make gateway') : null,
+          h('button', { type: 'button', class: 'danger', onclick: () => act(p.name, 'retire', `Retire ${p.name}? It is drained and its retire command runs.`) }, 'Retire'),
+          h('button', { type: 'button', class: 'danger', onclick: () => call(p.name, 'revoke', {}, `Revoke ${p.name}'s secret? It leaves service now and its heartbeats are refused until you rotate its secret.`, 'secret revoked') }, 'Revoke'))],
       ], page.proxies, 'No proxy matches.'),
       h('div', { class: 'pager' },
         h('button', { type: 'button', disabled: cursors.length < 2, onclick: () => { cursors.pop(); load(); } }, '← Previous'),
