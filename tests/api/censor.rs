@@ -245,9 +245,11 @@ async fn json_lists_only_gateways_on_the_primary_and_the_edge_whatever_the_query
     assert_eq!(proxy["role"], "gateway");
 }
 
-/// Everything a hijack could change: the proxy records, the VCL, a user's config.
-async fn fleet_state(app: &TestApp, token: &str) -> (Value, String, Value) {
+/// Everything a hijack could change: the proxy records, the VCL (and the version of the
+/// routable set that a varnish sync would load), a user's config.
+async fn fleet_state(app: &TestApp, token: &str) -> (Value, String, Value, Value) {
     let proxies = app.admin_json("/api/v1/admin/proxies").await;
+    let edge_version = app.admin_json("/api/v1/admin/edge").await["version"].clone();
     let vcl = app
         .admin_get("/api/v1/admin/edge/varnish.vcl")
         .await
@@ -255,7 +257,7 @@ async fn fleet_state(app: &TestApp, token: &str) -> (Value, String, Value) {
         .await
         .unwrap();
     let (_, _, config) = app.config(token).await;
-    (proxies, vcl, config)
+    (proxies, vcl, config, edge_version)
 }
 
 #[tokio::test]
