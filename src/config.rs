@@ -1,7 +1,7 @@
 //! Typed configuration: built-in defaults < TOML file (`--config`) < `PROXYFLEET_*` environment.
 //!
 //! figment does the layering; this module only declares the settings and their defaults.
-//! Environment names are fixed by DESIGN.md: `PROXYFLEET_` + the field name in upper case.
+//! Environment names are fixed (docs/CONFIG.md): `PROXYFLEET_` + the field name in upper case.
 
 use std::fmt;
 use std::net::SocketAddr;

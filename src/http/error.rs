@@ -1,4 +1,4 @@
-//! Every rejection becomes the JSON error shape of DESIGN.md:
+//! Every rejection becomes the JSON error shape of docs/API.md:
 //! `{"error":{"code":"snake_case_code","message":"human sentence"}}`.
 
 use std::convert::Infallible;

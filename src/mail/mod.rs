@@ -81,7 +81,7 @@ pub fn queue_in(
     Ok(Some(id))
 }
 
-/// lettre's form of an `smtp_url`: DESIGN.md's `?tls=starttls` is lettre's `?tls=required`
+/// lettre's form of an `smtp_url`: docs/CONFIG.md's `?tls=starttls` is lettre's `?tls=required`
 /// (STARTTLS, refusing to go on in clear); everything else is passed as it is.
 fn lettre_url(url: &str) -> String {
     match url::Url::parse(url) {

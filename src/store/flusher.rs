@@ -1,5 +1,5 @@
 //! Group commit. Every acknowledged write must be on disk, but one fsync per request is slow
-//! and sled 0.34's `flush_async` deadlocks when many tasks await it at once (DESIGN.md).
+//! and sled 0.34's `flush_async` deadlocks when many tasks await it at once (docs/PITFALLS.md).
 //! So one task owns flushing: requests queue a waiter, the task takes every waiter queued so
 //! far, runs one blocking `flush()` and answers them all. Waiters that arrive during a flush
 //! share the next one.

@@ -243,7 +243,7 @@ pub fn client() -> reqwest::Client {
         .expect("client")
 }
 
-/// Asserts the DESIGN.md error shape and returns its code.
+/// Asserts the error shape of docs/API.md and returns its code.
 pub async fn error_code(response: Response) -> String {
     let body: Value = response.json().await.expect("error body is JSON");
     let message = body["error"]["message"].as_str().expect("error.message");
