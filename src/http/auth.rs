@@ -54,21 +54,31 @@ pub fn bearer(expected: TokenHash) -> impl Filter<Extract = (), Error = Rejectio
         .untuple_one()
 }
 
-/// The active user whose token the Authorization header carries; else 401.
-pub fn user(state: &Arc<AppState>) -> impl Filter<Extract = (User,), Error = Rejection> + Clone {
-    let state = state.clone();
+/// What `lookup` finds for the Authorization header's bearer token; 401 when the header has
+/// no bearer token or `lookup` finds nothing.
+pub fn bearer_lookup<T, F>(lookup: F) -> impl Filter<Extract = (T,), Error = Rejection> + Clone
+where
+    T: Send + 'static,
+    F: Fn(&str) -> crate::error::Result<Option<T>> + Clone + Send + Sync + 'static,
+{
     warp::header::optional::<String>("authorization").and_then(move |header: Option<String>| {
-        let state = state.clone();
+        let lookup = lookup.clone();
         async move {
             let token =
                 bearer_value(header.as_deref()).ok_or_else(|| reject(Error::Unauthorized))?;
-            match state.fleet.user_by_token(token) {
-                Ok(Some(user)) => Ok(user),
+            match lookup(token) {
+                Ok(Some(found)) => Ok(found),
                 Ok(None) => Err(reject(Error::Unauthorized)),
                 Err(e) => Err(reject(e)),
             }
         }
     })
+}
+
+/// The active user whose token the Authorization header carries; else 401.
+pub fn user(state: &Arc<AppState>) -> impl Filter<Extract = (User,), Error = Rejection> + Clone {
+    let state = state.clone();
+    bearer_lookup(move |token| state.fleet.user_by_token(token))
 }
 
 /// The admin token, or an admin panel session (with its CSRF token on mutating calls).

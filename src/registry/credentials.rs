@@ -48,9 +48,6 @@ pub struct ProxyCredential {
     pub role: Role,
     /// Largest capacity the proxy may claim; `None` = the fleet's `max_proxy_capacity`.
     pub max_capacity: Option<u32>,
-    /// The enrolment token that enrolled it; `None` = the fleet registry token (or legacy).
-    pub enrolment: Option<u64>,
-    pub enrolled_ms: u64,
     /// Since when the proxy is not registered (unregistered, expired or revoked).
     pub gone_since_ms: Option<u64>,
 }
@@ -64,7 +61,6 @@ pub struct Enrolment {
     pub role: Role,
     pub max_capacity: Option<u32>,
     pub uses: u32,
-    pub used: u32,
     pub expires_ms: u64,
     pub revoked: bool,
     pub created_ms: u64,
@@ -74,12 +70,17 @@ pub struct Enrolment {
 }
 
 impl Enrolment {
+    /// Names enrolled so far.
+    pub fn used(&self) -> u32 {
+        self.enrolled.len() as u32
+    }
+
     fn refusal(&self, now_ms: u64) -> Option<&'static str> {
         if self.revoked {
             Some("this enrolment token was revoked")
         } else if self.expires_ms <= now_ms {
             Some("this enrolment token has expired")
-        } else if self.used >= self.uses {
+        } else if self.used() >= self.uses {
             Some("this enrolment token has no uses left")
         } else {
             None
@@ -117,8 +118,7 @@ impl Presented {
             Presented::Secret { owner, .. } => owner.max_capacity,
             _ => None,
         };
-        own.unwrap_or(ceilings.max_proxy_capacity)
-            .min(ceilings.max_proxy_capacity)
+        ceilings.capacity(own)
     }
 }
 
@@ -136,6 +136,15 @@ pub struct Ceilings {
     pub max_proxy_capacity: u32,
 }
 
+impl Ceilings {
+    /// The largest capacity a proxy may claim: its enrolment's ceiling, never above the fleet's.
+    pub fn capacity(self, enrolment: Option<u32>) -> u32 {
+        enrolment
+            .unwrap_or(self.max_proxy_capacity)
+            .min(self.max_proxy_capacity)
+    }
+}
+
 /// What the credential allows a registration to be.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Admitted {
@@ -147,14 +156,14 @@ pub struct Admitted {
     pub secret: Option<String>,
 }
 
-fn name_taken(name: &str) -> Error {
+pub fn name_taken(name: &str) -> Error {
     Error::forbidden(
         "name_taken",
         format!("proxy name {name} belongs to another proxy: heartbeats and unregister need that proxy's own secret"),
     )
 }
 
-fn revoked(name: &str) -> Error {
+pub fn revoked(name: &str) -> Error {
     Error::forbidden(
         "proxy_revoked",
         format!("the secret of proxy {name} was revoked by an operator"),
@@ -175,12 +184,6 @@ pub fn admit(
 ) -> TxResult<Result<Admitted>> {
     let name = reg.name.as_str();
     let held: Option<ProxyCredential> = tx.get(TreeId::ProxyCredentials, name)?;
-    let clamp = |credential: &ProxyCredential| {
-        credential
-            .max_capacity
-            .unwrap_or(ceilings.max_proxy_capacity)
-            .min(ceilings.max_proxy_capacity)
-    };
     match (presented, held) {
         (Presented::Secret { hash, .. }, Some(mut credential)) => match credential.secret {
             SecretState::Active(active) if active == *hash => {
@@ -189,7 +192,7 @@ pub fn admit(
                 }
                 Ok(Ok(Admitted {
                     role: credential.role,
-                    max_capacity: clamp(&credential),
+                    max_capacity: ceilings.capacity(credential.max_capacity),
                     secret_hash: active,
                     secret: None,
                 }))
@@ -211,7 +214,7 @@ pub fn admit(
                 tx.put(TreeId::ProxySecrets, hash.as_bytes(), &owner)?;
                 Ok(Ok(Admitted {
                     role: credential.role,
-                    max_capacity: clamp(&credential),
+                    max_capacity: ceilings.capacity(credential.max_capacity),
                     secret_hash: hash,
                     secret: Some(new_secret.to_string()),
                 }))
@@ -251,7 +254,6 @@ fn enrol(
             if let Some(why) = enrolment.refusal(now_ms) {
                 return Ok(Err(Error::forbidden("enrolment_refused", why)));
             }
-            enrolment.used += 1;
             enrolment.enrolled.push(reg.name.to_string());
             tx.put(TreeId::Enrolments, u64_key(id), &enrolment)?;
             (enrolment.role, enrolment.max_capacity)
@@ -262,8 +264,6 @@ fn enrol(
         secret: SecretState::Active(hash),
         role,
         max_capacity,
-        enrolment: enrolment_id,
-        enrolled_ms: now_ms,
         gone_since_ms: None,
     };
     tx.put(TreeId::ProxyCredentials, reg.name.as_str(), &credential)?;
@@ -273,15 +273,30 @@ fn enrol(
     };
     tx.put(TreeId::ProxySecrets, hash.as_bytes(), &owner)?;
     tx.put(TreeId::Meta, ENROLLED, &(enrolled + 1))?;
-    let max_capacity = max_capacity
-        .unwrap_or(ceilings.max_proxy_capacity)
-        .min(ceilings.max_proxy_capacity);
+    let max_capacity = ceilings.capacity(max_capacity);
     Ok(Ok(Admitted {
         role,
         max_capacity,
         secret_hash: hash,
         secret: Some(new_secret.to_string()),
     }))
+}
+
+/// May `presented` unregister proxy `name`? Only its own active secret may: the fleet token
+/// cannot, not even for a proxy that has not claimed its secret since the upgrade (it expires).
+/// The inner `Err` is the refusal: 404 for a name nobody holds, else 403.
+pub fn may_unregister(tx: &Tx, name: &ProxyName, presented: &Presented) -> TxResult<Result<()>> {
+    let held: Option<ProxyCredential> = tx.get(TreeId::ProxyCredentials, name.as_str())?;
+    let Some(held) = held else {
+        return Ok(Err(Error::NotFound(format!("proxy {name}"))));
+    };
+    Ok(match (presented, held.secret) {
+        (Presented::Secret { hash, .. }, SecretState::Active(active)) if active == *hash => Ok(()),
+        (Presented::Secret { hash, .. }, SecretState::Revoked(old)) if old == *hash => {
+            Err(revoked(name.as_str()))
+        }
+        _ => Err(name_taken(name.as_str())),
+    })
 }
 
 /// Notes that the proxy left the registry (its credential stays, for its return).
@@ -359,10 +374,6 @@ impl Credentials {
             .map(Presented::Enrolment))
     }
 
-    pub fn get(&self, name: &ProxyName) -> Result<Option<ProxyCredential>> {
-        self.store.get(TreeId::ProxyCredentials, name.as_str())
-    }
-
     /// A new enrolment token; returns it (shown once) with its record.
     pub async fn create_enrolment(
         &self,
@@ -381,7 +392,6 @@ impl Credentials {
                 role: new.role,
                 max_capacity: new.max_capacity,
                 uses: new.uses,
-                used: 0,
                 expires_ms: new.expires_ms,
                 revoked: false,
                 created_ms: now_ms,

@@ -148,8 +148,6 @@ pub fn to_format_2(store: &Store) -> Result<()> {
                 },
                 role: proxy.role,
                 max_capacity: None,
-                enrolment: None,
-                enrolled_ms: proxy.registered_ms,
                 gone_since_ms: None,
             };
             tx.put(TreeId::ProxyCredentials, name, &credential)?;

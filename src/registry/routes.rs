@@ -7,14 +7,14 @@ use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use super::credentials::Presented;
+use super::credentials::{self, Presented};
 use super::credentials::{Enrolment, NewEnrolment};
 use super::model::{Proxy, ProxyEvent, ProxyName};
 use super::{edge, validate};
 use crate::app::AppState;
 use crate::clock::now_ms;
 use crate::error::Error;
-use crate::http::auth::bearer_value;
+use crate::http::auth::bearer_lookup;
 use crate::http::body::{fields, json as json_body, Fields};
 use crate::http::rate_limit::{limited, Endpoint};
 use crate::http::{admin, json, json_with_etag, reject, with_state};
@@ -243,7 +243,7 @@ impl From<Enrolment> for EnrolmentView {
             role: e.role,
             max_capacity: e.max_capacity,
             uses: e.uses,
-            used: e.used,
+            used: e.used(),
             enrolled: e.enrolled,
             created_at: e.created_ms / 1000,
             expires_at: e.expires_ms / 1000,
@@ -400,21 +400,11 @@ fn proxy_credential(
     state: &Arc<AppState>,
 ) -> impl Filter<Extract = (Presented,), Error = Rejection> + Clone {
     let state = state.clone();
-    warp::header::optional::<String>("authorization").and_then(move |header: Option<String>| {
-        let state = state.clone();
-        async move {
-            let token =
-                bearer_value(header.as_deref()).ok_or_else(|| reject(Error::Unauthorized))?;
-            match state
-                .registry
-                .credentials
-                .classify(token, &state.tokens.registry)
-            {
-                Ok(Some(presented)) => Ok(presented),
-                Ok(None) => Err(reject(Error::Unauthorized)),
-                Err(e) => Err(reject(e)),
-            }
-        }
+    bearer_lookup(move |token| {
+        state
+            .registry
+            .credentials
+            .classify(token, &state.tokens.registry)
     })
 }
 
@@ -446,13 +436,7 @@ async fn register(
     if let Presented::Secret { owner, .. } = &presented {
         // Another proxy's secret: refused before it reaches the write path.
         if owner.name != registration.name.as_str() {
-            return Err(reject(Error::forbidden(
-                "name_taken",
-                format!(
-                    "proxy name {} belongs to another proxy: heartbeats need that proxy's own secret",
-                    registration.name
-                ),
-            )));
+            return Err(reject(credentials::name_taken(registration.name.as_str())));
         }
     }
     let registered = state

@@ -98,26 +98,8 @@ impl Registry {
         now_ms: u64,
     ) -> Result<Proxy> {
         let proxy = self.store.transaction(|tx| {
-            let credential: Option<credentials::ProxyCredential> =
-                tx.get(TreeId::ProxyCredentials, name.as_str())?;
-            match (presented, &credential) {
-                (Presented::Secret { hash, .. }, Some(c))
-                    if c.secret == credentials::SecretState::Active(*hash) => {}
-                (Presented::Secret { hash, .. }, Some(c))
-                    if c.secret == credentials::SecretState::Revoked(*hash) =>
-                {
-                    return abort(Error::forbidden(
-                        "proxy_revoked",
-                        format!("the secret of proxy {name} was revoked by an operator"),
-                    ));
-                }
-                (_, None) => return abort(Error::NotFound(format!("proxy {name}"))),
-                _ => {
-                    return abort(Error::forbidden(
-                        "name_taken",
-                        format!("proxy name {name} belongs to another proxy: only its own secret unregisters it"),
-                    ))
-                }
+            if let Err(refused) = credentials::may_unregister(tx, name, presented)? {
+                return abort(refused);
             }
             let Some(proxy) = tx.get::<Proxy>(TreeId::Proxies, name.as_str())? else {
                 return abort(Error::NotFound(format!("proxy {name}")));
