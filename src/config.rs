@@ -189,8 +189,11 @@ pub struct Config {
     /// Mark the panel's session cookie `Secure` (set it when the panel is served over HTTPS;
     /// a request with `X-Forwarded-Proto: https` gets it anyway).
     pub admin_cookie_secure: bool,
-    /// Login attempts allowed at once per client address and per username, then one a minute.
+    /// Failed logins allowed per client address and per username before the waits start
+    /// (1 s, doubling: up to a minute per account, a quarter of an hour per address).
     pub admin_login_burst: u32,
+    /// Audit entries older than this are removed by the upkeep job.
+    pub audit_keep_days: u64,
     /// Per-address and per-token limits of the public endpoints (`[rate_limits]` table;
     /// environment: `PROXYFLEET_RATE_LIMITS__JSON__PER_IP_PER_MINUTE=...`).
     pub rate_limits: crate::http::rate_limit::RateLimitSettings,
@@ -294,6 +297,7 @@ impl Default for Config {
             admin_session_hours: 12,
             admin_cookie_secure: false,
             admin_login_burst: 5,
+            audit_keep_days: 365,
             rate_limits: Default::default(),
             backup_dir: None,
             backup_interval_secs: 86_400,

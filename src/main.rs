@@ -51,7 +51,8 @@ enum Command {
         #[arg(long = "trusted-proxy", value_name = "IP")]
         trusted_proxies: Vec<std::net::IpAddr>,
     },
-    /// Manage admin panel accounts (the server must be stopped: the store is opened here).
+    /// Manage admin panel accounts. `create` needs the server stopped (the store is opened
+    /// here); the others work either way (while it runs, they ask it).
     Admin {
         #[command(subcommand)]
         action: AdminAction,
@@ -97,6 +98,18 @@ enum AdminAction {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// List the accounts: name, enabled or disabled, second factor.
+    List,
+    /// Stop an account from signing in; its sessions end.
+    Disable { username: String },
+    /// Let a disabled account sign in again.
+    Enable { username: String },
+    /// Remove an account; its sessions end.
+    Remove { username: String },
+    /// Give an account a new generated password (printed once); its sessions end.
+    ResetPassword { username: String },
+    /// Turn an account's second factor off (lost phone); its sessions end.
+    ResetTotp { username: String },
 }
 
 const HTTP_STACK: [&str; 9] = [
@@ -208,11 +221,47 @@ fn edge(settings: EdgeSettings) -> Result<(), String> {
 }
 
 fn admin(action: AdminAction, config_file: Option<PathBuf>) -> Result<(), String> {
+    use proxyfleet::admin::accounts::AccountAction;
+    use proxyfleet::admin::command::Request;
     let config = Config::load(config_file.as_deref()).map_err(|e| format!("configuration: {e}"))?;
-    let AdminAction::Create {
-        username,
-        password_stdin,
-    } = action;
+    let request = match action {
+        AdminAction::Create {
+            username,
+            password_stdin,
+        } => return create_admin(config, username, password_stdin),
+        AdminAction::List => Request::List,
+        AdminAction::Disable { username } => Request::Act {
+            username,
+            action: AccountAction::Disable,
+        },
+        AdminAction::Enable { username } => Request::Act {
+            username,
+            action: AccountAction::Enable,
+        },
+        AdminAction::Remove { username } => Request::Act {
+            username,
+            action: AccountAction::Remove,
+        },
+        AdminAction::ResetPassword { username } => Request::Act {
+            username,
+            action: AccountAction::ResetPassword,
+        },
+        AdminAction::ResetTotp { username } => Request::Act {
+            username,
+            action: AccountAction::ResetTotp,
+        },
+    };
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let lines = runtime
+        .block_on(proxyfleet::admin::command::run(&config, request))
+        .map_err(|e| e.to_string())?;
+    for line in lines {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+fn create_admin(config: Config, username: String, password_stdin: bool) -> Result<(), String> {
     let (password, generated) = if password_stdin {
         let mut line = String::new();
         std::io::stdin()

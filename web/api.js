@@ -8,10 +8,11 @@ export function setCsrf(token) { csrf = token; }
 export function whenSignedOut(handler) { onSignedOut = handler; }
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, retryAfter) {
     super(message);
     this.status = status;
     this.code = code;
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -31,7 +32,8 @@ async function call(method, path, body) {
   if (!response.ok) {
     const error = data?.error || {};
     if (response.status === 401 && !path.endsWith('/login')) onSignedOut();
-    throw new ApiError(response.status, error.code || 'http_' + response.status, error.message || response.statusText);
+    throw new ApiError(response.status, error.code || 'http_' + response.status, error.message || response.statusText,
+      response.headers.get('retry-after'));
   }
   return data;
 }

@@ -15,10 +15,11 @@ import * as queues from './pages/queues.js';
 import * as settings from './pages/settings.js';
 import * as audit from './pages/audit.js';
 import * as account from './pages/account.js';
+import * as accounts from './pages/accounts.js';
 
 const PAGES = [
   ['dashboard', dashboard], ['map', map], ['proxies', proxies], ['users', users], ['rebalance', rebalance],
-  ['money', money], ['queues', queues], ['audit', audit], ['settings', settings], ['account', account],
+  ['money', money], ['queues', queues], ['audit', audit], ['accounts', accounts], ['settings', settings], ['account', account],
 ];
 const LIVE_EVERY_MS = 2000;
 
@@ -69,8 +70,8 @@ function showLogin(message) {
   stopLive();
   const error = h('p', { class: 'error', id: 'login-error' }, message || '');
   // Shown when the server asks for the second factor.
-  const code = h('label', { hidden: true }, 'Authenticator code',
-    h('input', { name: 'totp', inputmode: 'numeric', autocomplete: 'one-time-code', pattern: '[0-9]{6}' }));
+  const code = h('label', { hidden: true }, 'Authenticator code (or a recovery code)',
+    h('input', { name: 'totp', autocomplete: 'one-time-code', maxlength: 16 }));
   const form = h('form', { id: 'login', class: 'login', onsubmit: async (event) => {
     event.preventDefault();
     const data = new FormData(form);
@@ -88,7 +89,7 @@ function showLogin(message) {
         error.textContent = 'Enter the code from your authenticator app.';
         return;
       }
-      error.textContent = e.status === 429 ? 'Too many attempts; wait a minute.' : 'Wrong username, password or code.';
+      error.textContent = e.status === 429 ? `Too many failed attempts; try again in ${e.retryAfter || 'a few'} seconds.` : 'Wrong username, password or code.';
     }
   } },
   h('h1', {}, 'proxyfleet'),

@@ -1,6 +1,7 @@
 //! Admin panel accounts: a username and an argon2 password hash (PHC string, salt inside),
-//! and a password epoch that every session carries, so a password
-//! change ends every session at once.
+//! an optional second factor with single-use recovery codes, and a session epoch that every
+//! session carries, so a password change, a second-factor change, a reset or disabling the
+//! account ends its sessions at once.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -19,15 +20,62 @@ pub struct AdminAccount {
     pub username: String,
     /// argon2id PHC string.
     pub password_hash: String,
-    /// Bumped by every password change; sessions of an older epoch are void.
-    pub password_epoch: u64,
+    /// Bumped by every password or second-factor change, reset and disable; sessions of an
+    /// older epoch are void.
+    pub session_epoch: u64,
     /// Base32 TOTP secret while the second factor is on (`admin::totp`).
     pub totp_secret: Option<String>,
     pub created_ms: u64,
+    /// A disabled account cannot sign in; its sessions ended when it was disabled.
+    pub disabled: bool,
+    /// The last TOTP time step a code was accepted for: a code is good once.
+    pub totp_last_step: u64,
+    /// SHA-256 (hex) of the recovery codes not yet used; each replaces a TOTP code once.
+    pub recovery_codes: Vec<String>,
 }
+
+/// An account as the API and the CLI show it (no hashes, no secrets).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccountView {
+    pub username: String,
+    pub created_ms: u64,
+    pub disabled: bool,
+    pub totp_enabled: bool,
+    pub recovery_codes_left: usize,
+}
+
+impl From<&AdminAccount> for AccountView {
+    fn from(account: &AdminAccount) -> AccountView {
+        AccountView {
+            username: account.username.clone(),
+            created_ms: account.created_ms,
+            disabled: account.disabled,
+            totp_enabled: account.totp_secret.is_some(),
+            recovery_codes_left: account.recovery_codes.len(),
+        }
+    }
+}
+
+/// Names the audit trail uses for actors that are not accounts: no account may take one.
+const RESERVED_NAMES: [&str; 8] = [
+    super::guard::TOKEN_ACTOR,
+    "system",
+    "root",
+    "admin-cli",
+    "proxyfleet",
+    "upkeep",
+    "rebalancer",
+    "anonymous",
+];
 
 /// Usernames: 1-64 of `a-z 0-9 . _ -`, so they are safe in logs, URLs and the audit trail.
 pub fn check_username(name: &str) -> Result<()> {
+    if RESERVED_NAMES.contains(&name) {
+        return Err(Error::invalid(
+            "reserved_username",
+            format!("`{name}` names a system actor in the audit trail: choose another"),
+        ));
+    }
     let valid = !name.is_empty()
         && name.len() <= 64
         && name
@@ -95,9 +143,12 @@ pub fn create(store: &Store, username: &str, password: &str, now_ms: u64) -> Res
     let account = AdminAccount {
         username: username.to_string(),
         password_hash: hash_password(password)?,
-        password_epoch: 0,
+        session_epoch: 0,
         totp_secret: None,
         created_ms: now_ms,
+        disabled: false,
+        totp_last_step: 0,
+        recovery_codes: Vec::new(),
     };
     store.transaction(|tx| {
         if tx.contains(TreeId::AdminAccounts, username)? {
@@ -123,6 +174,119 @@ pub fn save(store: &Store, account: &AdminAccount, end_sessions: &[Vec<u8>]) -> 
     })
 }
 
+/// A name as typed by anyone, cut to what may reach a record or a log line: at most 64
+/// printable characters (no control or bidirectional formatting characters), trimmed and
+/// lower-cased. A 4 KB username costs 64 bytes wherever it is kept.
+pub fn printable_name(raw: &str) -> String {
+    raw.chars()
+        .filter(|c| !c.is_control() && !is_bidi_control(*c))
+        .take(64)
+        .collect::<String>()
+        .trim()
+        .to_lowercase()
+}
+
+/// Unicode's bidirectional formatting characters, which can make a log line read backwards.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// What an operator does to an account (`proxyfleet admin ...`, the panel's Accounts page).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountAction {
+    Disable,
+    Enable,
+    Remove,
+    /// A new generated password (returned once).
+    ResetPassword,
+    /// The second factor and its recovery codes are removed.
+    ResetTotp,
+}
+
+impl AccountAction {
+    const ALL: [AccountAction; 5] = [
+        AccountAction::Disable,
+        AccountAction::Enable,
+        AccountAction::Remove,
+        AccountAction::ResetPassword,
+        AccountAction::ResetTotp,
+    ];
+
+    /// The name in URLs and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            AccountAction::Disable => "disable",
+            AccountAction::Enable => "enable",
+            AccountAction::Remove => "remove",
+            AccountAction::ResetPassword => "reset-password",
+            AccountAction::ResetTotp => "reset-totp",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<AccountAction> {
+        Self::ALL.into_iter().find(|a| a.name() == text)
+    }
+}
+
+/// Applies `action` to `username` in one transaction; every session of the account ends
+/// (except for `Enable`). With `keep_one_enabled`, disabling or removing the last enabled
+/// account is refused (409 `last_account`): a panel session cannot lock every admin out.
+/// Returns the new password for `ResetPassword`.
+pub fn apply(
+    store: &Store,
+    username: &str,
+    action: AccountAction,
+    keep_one_enabled: bool,
+) -> Result<Option<String>> {
+    let new_password = (action == AccountAction::ResetPassword).then(generate_password);
+    let new_hash = new_password.as_deref().map(hash_password).transpose()?;
+    let sessions = super::sessions::keys_of_account(store, username)?;
+    // Read before the transaction (sled's cannot scan); two admins disabling each other at
+    // the same instant could both pass, which the admin token and the CLI can undo.
+    let others_enabled = list(store)?
+        .iter()
+        .any(|a| a.username != username && !a.disabled);
+    store.transaction(|tx| {
+        let Some(mut account) = tx.get::<AdminAccount>(TreeId::AdminAccounts, username)? else {
+            return abort(Error::NotFound(format!("admin account `{username}`")));
+        };
+        let takes_away = matches!(action, AccountAction::Disable | AccountAction::Remove);
+        if keep_one_enabled && takes_away && !account.disabled && !others_enabled {
+            return abort(Error::conflict(
+                "last_account",
+                "this is the last enabled admin account: enable or create another first",
+            ));
+        }
+        match action {
+            AccountAction::Disable => account.disabled = true,
+            AccountAction::Enable => account.disabled = false,
+            AccountAction::Remove => {}
+            AccountAction::ResetPassword => {
+                account.password_hash = new_hash.clone().unwrap_or_default();
+            }
+            AccountAction::ResetTotp => {
+                account.totp_secret = None;
+                account.recovery_codes.clear();
+            }
+        }
+        if action == AccountAction::Remove {
+            tx.remove(TreeId::AdminAccounts, username)?;
+        } else {
+            if action != AccountAction::Enable {
+                account.session_epoch += 1;
+            }
+            tx.put(TreeId::AdminAccounts, username, &account)?;
+        }
+        if action != AccountAction::Enable {
+            for key in &sessions {
+                tx.remove(TreeId::AdminSessions, key)?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(new_password)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,9 +305,12 @@ mod tests {
         let account = AdminAccount {
             username: "ops".into(),
             password_hash: hash_password("correct horse battery").unwrap(),
-            password_epoch: 0,
+            session_epoch: 0,
             totp_secret: None,
             created_ms: 0,
+            disabled: false,
+            totp_last_step: 0,
+            recovery_codes: Vec::new(),
         };
         assert!(account.password_hash.starts_with("$argon2id$"));
         assert!(password_matches(&account, "correct horse battery"));

@@ -1,5 +1,14 @@
-//! The audit trail: who (admin account or "admin-token"), what (method, path, outcome), when.
-//! Every mutating admin request is recorded once it has been answered; logins and logouts too.
+//! The audit trail: who (admin account or "admin-token"), what (method, path, parameters,
+//! outcome), from where and when. Every mutating admin request is recorded once it has been
+//! answered; logins and logouts too.
+//!
+//! Failed and throttled logins are what an attacker controls, so they never write one record
+//! per attempt: `LoginFailures` keeps one entry per (client address, minute) with a count, and
+//! rewrites it at most once a second. A flood of guesses costs a few records a minute.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -8,6 +17,15 @@ use crate::store::codec::u64_key;
 use crate::store::{Store, TreeId};
 
 const NEXT_AUDIT_ID: &str = "audit.next_id";
+/// Parameters longer than this are cut (the trail is for people to read, not a body archive).
+const MAX_PARAMS: usize = 2048;
+/// Distinct addresses that get their own failed-login entry in one minute; beyond, they share
+/// one entry (no address), so spreading a flood over many addresses does not multiply records.
+const MAX_FAILURE_KEYS_PER_MINUTE: usize = 1_000;
+/// Distinct usernames named in one failed-login entry.
+const MAX_NAMES_PER_ENTRY: usize = 3;
+/// An open failed-login entry is rewritten with its new count at most this often.
+const REWRITE_EVERY_MS: u64 = 1_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuditEntry {
@@ -19,29 +37,187 @@ pub struct AuditEntry {
     /// HTTP status of the answer (0 for events that are not requests).
     pub status: u16,
     pub client_ip: Option<String>,
+    /// How many events this entry stands for (more than 1 only for failed logins).
+    pub count: u64,
+    /// The request's parameters: its query and JSON body, secrets masked.
+    pub params: Option<String>,
+}
+
+/// What to record about one event.
+pub struct Event<'a> {
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub status: u16,
+    pub client_ip: Option<IpAddr>,
+    pub params: Option<String>,
 }
 
 /// Appends an entry; the caller makes it durable with the store's group commit.
-pub fn record(
-    store: &Store,
-    actor: &str,
-    action: &str,
-    status: u16,
-    client_ip: Option<String>,
-    now_ms: u64,
-) -> Result<AuditEntry> {
+pub fn record(store: &Store, event: Event<'_>, now_ms: u64) -> Result<AuditEntry> {
     store.transaction(|tx| {
         let id = tx.next(NEXT_AUDIT_ID)?;
         let entry = AuditEntry {
             id,
             at_ms: now_ms,
-            actor: actor.to_string(),
-            action: action.to_string(),
-            status,
-            client_ip: client_ip.clone(),
+            actor: event.actor.to_string(),
+            action: event.action.to_string(),
+            status: event.status,
+            client_ip: event.client_ip.map(|ip| ip.to_string()),
+            count: 1,
+            params: event.params.clone().map(cut_params),
         };
         tx.put(TreeId::Audit, u64_key(id), &entry)?;
         Ok(entry)
+    })
+}
+
+fn cut_params(mut params: String) -> String {
+    if params.len() > MAX_PARAMS {
+        let mut end = MAX_PARAMS;
+        while !params.is_char_boundary(end) {
+            end -= 1;
+        }
+        params.truncate(end);
+        params.push('…');
+    }
+    params
+}
+
+/// Why a login did not succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginFailure {
+    /// Wrong username, password or code.
+    Refused,
+    /// Too many failures: refused before checking.
+    Throttled,
+}
+
+/// One (address, minute) entry being counted.
+struct OpenEntry {
+    entry: AuditEntry,
+    refused: u64,
+    throttled: u64,
+    written_ms: u64,
+    dirty: bool,
+}
+
+/// The failed-login entries of the current minute, in memory; each is in the store too.
+#[derive(Default)]
+pub struct LoginFailures {
+    open: Mutex<HashMap<Option<IpAddr>, OpenEntry>>,
+}
+
+impl LoginFailures {
+    /// Counts a failed login of `username` (already cut to a printable name) from `ip`.
+    pub fn count(
+        &self,
+        store: &Store,
+        username: &str,
+        ip: Option<IpAddr>,
+        why: LoginFailure,
+        now_ms: u64,
+    ) -> Result<()> {
+        let minute = now_ms / 60_000;
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stale = Vec::new();
+        open.retain(|_, e| {
+            let keep = e.entry.at_ms / 60_000 == minute;
+            if !keep && e.dirty {
+                stale.push(e.entry.clone());
+            }
+            keep
+        });
+        for entry in stale {
+            store.put(TreeId::Audit, u64_key(entry.id), &entry)?;
+        }
+        let key = if open.contains_key(&ip) || open.len() < MAX_FAILURE_KEYS_PER_MINUTE {
+            ip
+        } else {
+            None
+        };
+        let status = match why {
+            LoginFailure::Refused => 401,
+            LoginFailure::Throttled => 429,
+        };
+        if let Some(e) = open.get_mut(&key) {
+            match why {
+                LoginFailure::Refused => e.refused += 1,
+                LoginFailure::Throttled => e.throttled += 1,
+            }
+            e.entry.count += 1;
+            e.entry.status = status;
+            e.entry.params = Some(format!("refused={} throttled={}", e.refused, e.throttled));
+            let names = e.entry.actor.split(',').count();
+            if names < MAX_NAMES_PER_ENTRY && !e.entry.actor.split(',').any(|n| n == username) {
+                e.entry.actor = format!("{},{username}", e.entry.actor);
+            }
+            e.dirty = true;
+            if now_ms.saturating_sub(e.written_ms) >= REWRITE_EVERY_MS {
+                store.put(TreeId::Audit, u64_key(e.entry.id), &e.entry)?;
+                e.written_ms = now_ms;
+                e.dirty = false;
+            }
+            return Ok(());
+        }
+        let (refused, throttled) = match why {
+            LoginFailure::Refused => (1, 0),
+            LoginFailure::Throttled => (0, 1),
+        };
+        let entry = record(
+            store,
+            Event {
+                actor: username,
+                action: "login_failed",
+                status,
+                client_ip: key,
+                params: Some(format!("refused={refused} throttled={throttled}")),
+            },
+            now_ms,
+        )?;
+        open.insert(
+            key,
+            OpenEntry {
+                entry,
+                refused,
+                throttled,
+                written_ms: now_ms,
+                dirty: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Writes the counts not yet written and forgets entries of past minutes (periodic upkeep).
+    pub fn flush(&self, store: &Store, now_ms: u64) -> Result<()> {
+        let minute = now_ms / 60_000;
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        for e in open.values_mut().filter(|e| e.dirty) {
+            store.put(TreeId::Audit, u64_key(e.entry.id), &e.entry)?;
+            e.written_ms = now_ms;
+            e.dirty = false;
+        }
+        open.retain(|_, e| e.entry.at_ms / 60_000 == minute);
+        Ok(())
+    }
+}
+
+/// Removes entries older than `keep_ms`, oldest first, at most `batch` per call (periodic
+/// upkeep). Ids grow with time, so the oldest entries are the first keys.
+pub fn prune(store: &Store, keep_ms: u64, now_ms: u64, batch: usize) -> Result<usize> {
+    let cutoff = now_ms.saturating_sub(keep_ms);
+    let mut old = Vec::new();
+    for item in store.scan_from::<AuditEntry>(TreeId::Audit, []) {
+        let (key, entry) = item?;
+        if entry.at_ms >= cutoff || old.len() == batch {
+            break;
+        }
+        old.push(key);
+    }
+    store.transaction(|tx| {
+        for key in &old {
+            tx.remove(TreeId::Audit, key)?;
+        }
+        Ok(old.len())
     })
 }
 
@@ -60,7 +236,11 @@ pub fn page(
     for item in store.scan_rev::<AuditEntry>(TreeId::Audit, from.as_ref().map(|k| &k[..])) {
         let (_, entry) = item?;
         budget -= 1;
-        let keep = q.is_none_or(|q| entry.actor.contains(q) || entry.action.contains(q));
+        let keep = q.is_none_or(|q| {
+            entry.actor.contains(q)
+                || entry.action.contains(q)
+                || entry.params.as_deref().is_some_and(|p| p.contains(q))
+        });
         if keep {
             entries.push(entry);
         }
@@ -72,4 +252,88 @@ pub fn page(
         .then(|| entries.last().map(|e| e.id))
         .flatten();
     Ok((entries, next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(store: &Store) -> Vec<AuditEntry> {
+        store
+            .values::<AuditEntry>(TreeId::Audit)
+            .collect::<Result<_>>()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn failed_logins_share_one_entry_per_address_and_minute() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let failures = LoginFailures::default();
+        let a = Some("192.0.2.1".parse().unwrap());
+        let b = Some("192.0.2.2".parse().unwrap());
+        for i in 0..500u64 {
+            let why = if i % 2 == 0 {
+                LoginFailure::Refused
+            } else {
+                LoginFailure::Throttled
+            };
+            failures
+                .count(&store, &format!("u{}", i % 5), a, why, 60_000 + i * 10)
+                .unwrap();
+        }
+        failures
+            .count(&store, "ops", b, LoginFailure::Refused, 61_000)
+            .unwrap();
+        failures.flush(&store, 65_000).unwrap();
+        let found = entries(&store);
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].count, 500);
+        assert_eq!(found[0].actor, "u0,u1,u2");
+        assert_eq!(
+            found[0].params.as_deref(),
+            Some("refused=250 throttled=250")
+        );
+        assert_eq!(found[1].count, 1);
+
+        // The next minute opens a new entry.
+        failures
+            .count(&store, "u0", a, LoginFailure::Refused, 120_000)
+            .unwrap();
+        assert_eq!(entries(&store).len(), 3);
+    }
+
+    #[tokio::test]
+    async fn many_addresses_in_one_minute_share_an_overflow_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let failures = LoginFailures::default();
+        for i in 0..(MAX_FAILURE_KEYS_PER_MINUTE as u32 + 50) {
+            let ip = IpAddr::from(std::net::Ipv6Addr::from(0x2001_0db8_u128 << 96 | i as u128));
+            failures
+                .count(&store, "ops", Some(ip), LoginFailure::Refused, 1_000)
+                .unwrap();
+        }
+        assert_eq!(entries(&store).len(), MAX_FAILURE_KEYS_PER_MINUTE + 1);
+    }
+
+    #[tokio::test]
+    async fn prune_drops_only_old_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for at in [1_000, 2_000, 50_000] {
+            let event = Event {
+                actor: "ops",
+                action: "login",
+                status: 200,
+                client_ip: None,
+                params: None,
+            };
+            record(&store, event, at).unwrap();
+        }
+        assert_eq!(prune(&store, 10_000, 55_000, 1).unwrap(), 1);
+        assert_eq!(prune(&store, 10_000, 55_000, 100).unwrap(), 1);
+        assert_eq!(prune(&store, 10_000, 55_000, 100).unwrap(), 0);
+        assert_eq!(entries(&store).len(), 1);
+    }
 }

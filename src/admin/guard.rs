@@ -27,6 +27,18 @@ fn bearer_value(header: Option<&str>) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// The actor name of requests made with the control cookie (`proxyfleet admin ...`).
+pub const CLI_ACTOR: &str = "admin-cli";
+
+/// Who calls an account route.
+pub enum Actor {
+    Token,
+    /// `proxyfleet admin ...` on the server's box, with the control cookie.
+    Cli,
+    /// A panel session (the username).
+    Session(String),
+}
+
 /// The admin behind a request, if any (does not check CSRF).
 pub fn actor(
     state: &AppState,
@@ -35,6 +47,9 @@ pub fn actor(
 ) -> Option<String> {
     if bearer_value(authorization).is_some_and(|token| state.tokens.admin.matches(token)) {
         return Some(TOKEN_ACTOR.to_string());
+    }
+    if bearer_value(authorization).is_some_and(|token| state.tokens.control.matches(token)) {
+        return Some(CLI_ACTOR.to_string());
     }
     let (session, _) = sessions::find(&state.store, cookie?, now_ms()).ok()??;
     Some(session.username)
@@ -84,6 +99,39 @@ pub fn check_csrf(session: &Session, presented: Option<&str>) -> Result<(), Reje
             "missing or wrong X-CSRF-Token for this session",
         ))),
     }
+}
+
+/// Like `admin`, and also the control cookie; tells which of the three called.
+pub fn admin_actor(
+    state: &Arc<AppState>,
+) -> impl Filter<Extract = (Actor,), Error = Rejection> + Clone {
+    let state = state.clone();
+    warp::method()
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::cookie::optional::<String>(COOKIE))
+        .and(warp::header::optional::<String>(CSRF_HEADER))
+        .and_then(
+            move |method: Method,
+                  authorization: Option<String>,
+                  cookie: Option<String>,
+                  csrf: Option<String>| {
+                let state = state.clone();
+                async move {
+                    let token = bearer_value(authorization.as_deref());
+                    if token.is_some_and(|t| state.tokens.admin.matches(t)) {
+                        return Ok(Actor::Token);
+                    }
+                    if token.is_some_and(|t| state.tokens.control.matches(t)) {
+                        return Ok(Actor::Cli);
+                    }
+                    let (session, _) = session(&state, cookie.as_deref())?;
+                    if is_mutating(&method) {
+                        check_csrf(&session, csrf.as_deref())?;
+                    }
+                    Ok::<_, Rejection>(Actor::Session(session.username))
+                }
+            },
+        )
 }
 
 /// Passes for the admin token, or for a live session (with its CSRF token when mutating).

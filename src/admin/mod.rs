@@ -3,32 +3,37 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod command;
 pub mod down;
 pub mod guard;
 pub mod layer;
 pub mod map;
+pub mod migrate;
 pub mod routes;
 pub mod second_factor;
 pub mod sessions;
 pub mod settings;
+pub mod signin;
 pub mod summary;
 pub mod throttle;
 pub mod totp;
 pub mod ui;
 
-use std::time::Duration;
-
+use audit::LoginFailures;
 use throttle::LoginThrottle;
 
 /// What the panel keeps in memory.
 pub struct AdminPanel {
     pub throttle: LoginThrottle,
+    /// The failed-login audit entries of the current minute.
+    pub failures: LoginFailures,
 }
 
 impl AdminPanel {
     pub fn new(login_burst: u32) -> AdminPanel {
         AdminPanel {
-            throttle: LoginThrottle::new(login_burst, Duration::from_secs(60)),
+            throttle: LoginThrottle::new(login_burst),
+            failures: LoginFailures::default(),
         }
     }
 }

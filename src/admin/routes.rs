@@ -11,8 +11,10 @@ use warp::path::Tail;
 use warp::{Filter, Rejection, Reply};
 
 use super::accounts::AdminAccount;
+use super::audit::LoginFailure;
 use super::guard::{self, check_csrf, CSRF_HEADER};
 use super::sessions::{self, Session, COOKIE};
+use super::signin::{self, SignIn};
 use super::{accounts, audit};
 use crate::app::AppState;
 use crate::clock::now_ms;
@@ -83,9 +85,26 @@ fn with_cookie(mut response: Route, cookie: String) -> Route {
 }
 
 fn note(state: &AppState, actor: &str, action: &str, status: u16, ip: Option<IpAddr>) {
-    let ip = ip.map(|ip| ip.to_string());
-    if let Err(error) = audit::record(&state.store, actor, action, status, ip, now_ms()) {
+    let event = audit::Event {
+        actor,
+        action,
+        status,
+        client_ip: ip,
+        params: None,
+    };
+    if let Err(error) = audit::record(&state.store, event, now_ms()) {
         tracing::error!(%error, "audit trail: could not record");
+    }
+}
+
+/// A failed or throttled login: counted into its (address, minute) audit entry.
+fn count_failure(state: &AppState, username: &str, ip: Option<IpAddr>, why: LoginFailure) {
+    let counted = state
+        .admin
+        .failures
+        .count(&state.store, username, ip, why, now_ms());
+    if let Err(error) = counted {
+        tracing::error!(%error, "audit trail: could not count a failed login");
     }
 }
 
@@ -96,41 +115,46 @@ async fn login(
     over_tls: bool,
     state: Arc<AppState>,
 ) -> Result<Route, Rejection> {
-    let username = body.username.trim().to_lowercase();
-    if let Err(wait) = state.admin.throttle.check(ip, &username) {
-        note(&state, &username, "login_throttled", 429, ip);
+    // Whatever was typed, only a short printable name reaches the throttle, the audit and logs.
+    let username = accounts::printable_name(&body.username);
+    let started = now_ms();
+    if let Err(wait) = state.admin.throttle.check(ip, &username, started) {
+        count_failure(&state, &username, ip, LoginFailure::Throttled);
         return Err(reject(Error::TooManyRequests(wait)));
     }
     // argon2 takes tens of milliseconds: off the async workers.
-    let verified = {
-        let state = state.clone();
+    let verdict = {
+        let store = state.store.clone();
         let username = username.clone();
         tokio::task::spawn_blocking(move || {
-            let account = accounts::get(&state.store, &username)?;
-            Ok::<_, Error>(account.filter(|a| accounts::password_matches(a, &body.password)))
+            signin::check(
+                &store,
+                &username,
+                &body.password,
+                body.totp.as_deref(),
+                started,
+            )
         })
         .await
         .map_err(|e| reject(Error::internal(e)))?
         .map_err(reject)?
     };
-    let Some(account) = verified else {
-        note(&state, &username, "login_failed", 401, ip);
-        state.store.durable().await.map_err(reject)?;
-        return Err(reject(Error::Unauthorized));
-    };
-    if let Some(secret) = &account.totp_secret {
-        let Some(code) = body.totp.as_deref().filter(|c| !c.trim().is_empty()) else {
+    let account = match verdict {
+        SignIn::Accepted(account) => account,
+        SignIn::SecondFactorRequired => {
+            // The password was right: not a failure (the step with the code may be).
             return Err(reject(Error::forbidden(
                 "totp_required",
-                "enter the code from your authenticator app",
+                "enter the code from your authenticator app (or a recovery code)",
             )));
-        };
-        if !super::totp::code_matches(secret, code, now_ms() / 1000) {
-            note(&state, &username, "login_failed_totp", 401, ip);
-            state.store.durable().await.map_err(reject)?;
+        }
+        SignIn::Refused => {
+            state.admin.throttle.failed(ip, &username, now_ms());
+            count_failure(&state, &username, ip, LoginFailure::Refused);
             return Err(reject(Error::Unauthorized));
         }
-    }
+    };
+    state.admin.throttle.succeeded(ip, &username);
     let ttl_ms = state.config.admin_session_hours.max(1) * 3_600_000;
     let (cookie, session) =
         sessions::start(&state.store, &account, now_ms(), ttl_ms).map_err(reject)?;
@@ -246,13 +270,13 @@ pub fn routes(
     let list_accounts = api
         .and(warp::path!("accounts"))
         .and(warp::get())
-        .and(admin(&state))
+        .and(guard::admin_actor(&state))
         .and(with_state(&state))
-        .and_then(|state: Arc<AppState>| async move {
+        .and_then(|_: guard::Actor, state: Arc<AppState>| async move {
             let accounts: Vec<_> = accounts::list(&state.store)
                 .map_err(reject)?
-                .into_iter()
-                .map(|a| serde_json::json!({ "username": a.username, "created_ms": a.created_ms }))
+                .iter()
+                .map(accounts::AccountView::from)
                 .collect();
             Ok::<_, Rejection>(json(
                 StatusCode::OK,
@@ -276,9 +300,37 @@ pub fn routes(
             state.store.durable().await.map_err(reject)?;
             Ok::<_, Rejection>(json(
                 StatusCode::CREATED,
-                &serde_json::json!({ "username": account.username, "created_ms": account.created_ms }),
+                &accounts::AccountView::from(&account),
             ))
         });
+    // `POST /admin/api/accounts/{name}/{disable|enable|remove|reset-password|reset-totp}`:
+    // the panel's Accounts page, and `proxyfleet admin ...` while the server runs.
+    let account_action = api
+        .and(warp::path!("accounts" / String / String))
+        .and(warp::post())
+        .and(guard::admin_actor(&state))
+        .and(with_state(&state))
+        .and_then(
+            |name: String, action: String, by: guard::Actor, state: Arc<AppState>| async move {
+                let action = accounts::AccountAction::parse(&action)
+                    .ok_or_else(|| reject(Error::NotFound(format!("account action `{action}`"))))?;
+                // A panel session cannot lock every admin out; the token and the CLI can undo.
+                let keep_one = matches!(by, guard::Actor::Session(_));
+                let store = state.store.clone();
+                let password = tokio::task::spawn_blocking(move || {
+                    accounts::apply(&store, &name, action, keep_one)
+                })
+                .await
+                .map_err(|e| reject(Error::internal(e)))?
+                .map_err(reject)?;
+                state.store.durable().await.map_err(reject)?;
+                let mut body = serde_json::json!({ "done": true });
+                if let Some(password) = password {
+                    body["password"] = password.into();
+                }
+                Ok::<_, Rejection>(json(StatusCode::OK, &body))
+            },
+        );
 
     let audit_list = api
         .and(warp::path!("audit"))
@@ -289,6 +341,12 @@ pub fn routes(
         .and_then(|query: AuditQuery, state: Arc<AppState>| async move {
             let limit = query.limit.unwrap_or(50).clamp(1, 500);
             let q = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+            // Failed-login counts are written at most once a second: bring them up to date.
+            state
+                .admin
+                .failures
+                .flush(&state.store, now_ms())
+                .map_err(reject)?;
             let (entries, next) =
                 audit::page(&state.store, query.before, limit, q).map_err(reject)?;
             Ok::<_, Rejection>(json(
@@ -361,6 +419,8 @@ pub fn routes(
         .unify()
         .or(create_account)
         .unify()
+        .or(account_action)
+        .unify()
         .or(audit_list)
         .unify()
         .or(bare)
@@ -385,7 +445,7 @@ async fn change_password(
         }
         let mut account = account;
         account.password_hash = accounts::hash_password(&body.new)?;
-        account.password_epoch += 1;
+        account.session_epoch += 1;
         let ended = sessions::keys_of_account(&store, &account.username)?;
         accounts::save(&store, &account, &ended)?;
         Ok::<_, Error>(Some(account))

@@ -1,6 +1,8 @@
 //! Turning the second factor on and off for the signed-in account. The secret is made by the
-//! server, shown once to the browser, and stored only when the admin proves with a code that
-//! their app holds it; turning it off needs a current code too. The audit layer records both.
+//! server, shown once to the browser (with its QR code), and stored only when the admin proves
+//! with a code that their app holds it. Setting, replacing or removing it also needs the
+//! account's password and, while it is on, a current code: a stolen session cannot take the
+//! account over. The audit layer records each.
 
 use std::sync::Arc;
 
@@ -10,8 +12,9 @@ use warp::{Filter, Rejection};
 
 use super::accounts::AdminAccount;
 use super::guard;
-use super::sessions::Session;
-use super::{accounts, totp};
+use super::sessions::{self, Session, COOKIE};
+use super::signin::{self, SecondFactorChange};
+use super::totp;
 use crate::app::AppState;
 use crate::clock::now_ms;
 use crate::error::Error;
@@ -24,21 +27,20 @@ const SMALL_BODY: u64 = 1024;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Enable {
+    /// The account's password: a stolen session alone cannot set a second factor.
+    password: String,
+    /// A code (or recovery code) of the secret in use, when the factor is already on.
+    current_code: Option<String>,
     secret: String,
+    /// A code of `secret`, proof that the app holds it.
     code: String,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Disable {
+    password: String,
     code: String,
-}
-
-fn wrong_code() -> Rejection {
-    reject(Error::invalid(
-        "wrong_code",
-        "that code is not the current one for this secret",
-    ))
 }
 
 pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = Rejection> + Clone {
@@ -52,67 +54,79 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .and(guard::signed_in(&state))
         .and_then(|(session, _): (Session, AdminAccount)| async move {
             let secret = totp::new_secret();
+            let url = totp::otpauth_url(&session.username, &secret);
             Ok::<_, Rejection>(json(
                 StatusCode::OK,
                 &serde_json::json!({
-                    "otpauth_url": totp::otpauth_url(&session.username, &secret),
+                    "qr_svg": totp::qr_svg(&url),
+                    "otpauth_url": url,
                     "secret": secret,
                 }),
             ))
         });
 
-    let enable =
-        base.and(warp::path::end())
-            .and(warp::post())
-            .and(guard::signed_in(&state))
-            .and(json_body::<Enable>(SMALL_BODY))
-            .and(with_state(&state))
-            .and_then(
-                |(_, mut account): (Session, AdminAccount),
-                 body: Enable,
-                 state: Arc<AppState>| async move {
-                    totp::check_secret(&body.secret).map_err(reject)?;
-                    if !totp::code_matches(&body.secret, &body.code, now_ms() / 1000) {
-                        return Err(wrong_code());
-                    }
-                    account.totp_secret = Some(body.secret);
-                    accounts::save(&state.store, &account, &[]).map_err(reject)?;
-                    state.store.durable().await.map_err(reject)?;
-                    Ok(json(
-                        StatusCode::OK,
-                        &serde_json::json!({ "totp_enabled": true }),
-                    ))
-                },
-            );
-
-    let disable =
-        base.and(warp::path!("disable"))
-            .and(warp::post())
-            .and(guard::signed_in(&state))
-            .and(json_body::<Disable>(SMALL_BODY))
-            .and(with_state(&state))
-            .and_then(
-                |(_, mut account): (Session, AdminAccount),
-                 body: Disable,
-                 state: Arc<AppState>| async move {
-                    let Some(secret) = account.totp_secret.clone() else {
-                        return Err(reject(Error::conflict(
-                            "totp_off",
-                            "the second factor is already off",
-                        )));
+    let enable = base
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(guard::signed_in(&state))
+        .and(warp::cookie::optional::<String>(COOKIE))
+        .and(json_body::<Enable>(SMALL_BODY))
+        .and(with_state(&state))
+        .and_then(
+            |(session, _): (Session, AdminAccount),
+             cookie: Option<String>,
+             body: Enable,
+             state: Arc<AppState>| async move {
+                let store = state.store.clone();
+                let keep = cookie.as_deref().map(sessions::key_of).unwrap_or_default();
+                let codes = tokio::task::spawn_blocking(move || {
+                    let change = SecondFactorChange {
+                        password: &body.password,
+                        current_code: body.current_code.as_deref(),
+                        new_secret: &body.secret,
+                        code: &body.code,
                     };
-                    if !totp::code_matches(&secret, &body.code, now_ms() / 1000) {
-                        return Err(wrong_code());
-                    }
-                    account.totp_secret = None;
-                    accounts::save(&state.store, &account, &[]).map_err(reject)?;
-                    state.store.durable().await.map_err(reject)?;
-                    Ok(json(
-                        StatusCode::OK,
-                        &serde_json::json!({ "totp_enabled": false }),
-                    ))
-                },
-            );
+                    signin::set_second_factor(&store, &session.username, change, &keep, now_ms())
+                })
+                .await
+                .map_err(|e| reject(Error::internal(e)))?
+                .map_err(reject)?;
+                state.store.durable().await.map_err(reject)?;
+                Ok::<_, Rejection>(json(
+                    StatusCode::OK,
+                    &serde_json::json!({ "totp_enabled": true, "recovery_codes": codes }),
+                ))
+            },
+        );
+
+    let disable = base
+        .and(warp::path!("disable"))
+        .and(warp::post())
+        .and(guard::signed_in(&state))
+        .and(json_body::<Disable>(SMALL_BODY))
+        .and(with_state(&state))
+        .and_then(
+            |(session, _): (Session, AdminAccount), body: Disable, state: Arc<AppState>| async move {
+                let store = state.store.clone();
+                tokio::task::spawn_blocking(move || {
+                    signin::remove_second_factor(
+                        &store,
+                        &session.username,
+                        &body.password,
+                        &body.code,
+                        now_ms(),
+                    )
+                })
+                .await
+                .map_err(|e| reject(Error::internal(e)))?
+                .map_err(reject)?;
+                state.store.durable().await.map_err(reject)?;
+                Ok::<_, Rejection>(json(
+                    StatusCode::OK,
+                    &serde_json::json!({ "totp_enabled": false }),
+                ))
+            },
+        );
 
     fresh.or(enable).unify().or(disable).unify()
 }

@@ -1,5 +1,5 @@
 //! Admin sessions. The cookie holds 32 random bytes; the store keeps only their SHA-256, with
-//! the account, its password epoch, a CSRF token and an expiry. A session is valid while it is
+//! the account, its session epoch, a CSRF token and an expiry. A session is valid while it is
 //! unexpired and its epoch is the account's.
 
 use rand::RngCore;
@@ -9,14 +9,14 @@ use subtle::ConstantTimeEq;
 
 use super::accounts::{self, AdminAccount};
 use crate::error::Result;
-use crate::store::{Store, TreeId};
+use crate::store::{Store, TreeId, Tx, TxResult};
 
 pub const COOKIE: &str = "pf_admin";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Session {
     pub username: String,
-    pub password_epoch: u64,
+    pub session_epoch: u64,
     /// Sent back by the UI in `X-CSRF-Token` on every mutating call.
     pub csrf: String,
     pub created_ms: u64,
@@ -50,7 +50,7 @@ pub fn start(
     let cookie = random_hex();
     let session = Session {
         username: account.username.clone(),
-        password_epoch: account.password_epoch,
+        session_epoch: account.session_epoch,
         csrf: random_hex(),
         created_ms: now_ms,
         expires_ms: now_ms + ttl_ms,
@@ -70,7 +70,8 @@ pub fn find(store: &Store, cookie: &str, now_ms: u64) -> Result<Option<(Session,
     let Some(account) = accounts::get(store, &session.username)? else {
         return Ok(None);
     };
-    Ok((account.password_epoch == session.password_epoch).then_some((session, account)))
+    let live = account.session_epoch == session.session_epoch && !account.disabled;
+    Ok(live.then_some((session, account)))
 }
 
 pub fn end(store: &Store, cookie: &str) -> Result<()> {
@@ -80,6 +81,21 @@ pub fn end(store: &Store, cookie: &str) -> Result<()> {
 /// Store keys of every session of `username` (to end them with a password change).
 pub fn keys_of_account(store: &Store, username: &str) -> Result<Vec<Vec<u8>>> {
     keys_where(store, |session| session.username == username)
+}
+
+/// Inside a transaction that bumped the account's epoch: ends the sessions `keys` except
+/// `keep` (the caller's), which moves to the new epoch and so stays signed in.
+pub fn end_others_in(tx: &Tx, keys: &[Vec<u8>], keep: &[u8], epoch: u64) -> TxResult<()> {
+    for key in keys {
+        if key.as_slice() != keep {
+            tx.remove(TreeId::AdminSessions, key)?;
+        }
+    }
+    if let Some(mut session) = tx.get::<Session>(TreeId::AdminSessions, keep)? {
+        session.session_epoch = epoch;
+        tx.put(TreeId::AdminSessions, keep, &session)?;
+    }
+    Ok(())
 }
 
 /// Ends the sessions past their expiry (periodic upkeep; `find` already refuses them).

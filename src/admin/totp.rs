@@ -33,8 +33,31 @@ fn totp(secret: &str) -> Result<TOTP> {
 
 /// Whether `code` is right for `secret` at `now_secs` (or one step either side).
 pub fn code_matches(secret: &str, code: &str, now_secs: u64) -> bool {
+    matching_step(secret, code, now_secs).is_some()
+}
+
+/// The time step `code` is right for, at `now_secs` or one step either side. A caller that
+/// remembers the last step it accepted refuses a code replayed within its window.
+pub fn matching_step(secret: &str, code: &str, now_secs: u64) -> Option<u64> {
     let code = code.trim();
-    code.len() == DIGITS && totp(secret).is_ok_and(|t| t.check(code, now_secs))
+    if code.len() != DIGITS || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let totp = totp(secret).ok()?;
+    let now_step = now_secs / STEP_SECS;
+    let first = now_step.saturating_sub(u64::from(SKEW_STEPS));
+    // Every candidate is compared (constant time each), so timing does not tell which matched.
+    let mut found = None;
+    for step in first..=now_step + u64::from(SKEW_STEPS) {
+        let expected = totp.generate(step * STEP_SECS);
+        if bool::from(subtle::ConstantTimeEq::ct_eq(
+            expected.as_bytes(),
+            code.as_bytes(),
+        )) {
+            found = Some(step);
+        }
+    }
+    found
 }
 
 /// The code for `secret` at `now_secs` (tests and the CLI's self-check).
@@ -47,6 +70,19 @@ pub fn otpauth_url(username: &str, secret: &str) -> String {
     format!(
         "otpauth://totp/proxyfleet:{username}?secret={secret}&issuer=proxyfleet&algorithm=SHA1&digits={DIGITS}&period={STEP_SECS}"
     )
+}
+
+/// The `otpauth://` URI as a QR code, an SVG document the panel shows inline (phones scan it
+/// instead of typing the secret).
+pub fn qr_svg(url: &str) -> String {
+    match qrcode::QrCode::new(url.as_bytes()) {
+        Ok(code) => code
+            .render::<qrcode::render::svg::Color>()
+            .min_dimensions(200, 200)
+            .quiet_zone(true)
+            .build(),
+        Err(_) => String::new(), // a URI of this size always fits a QR code
+    }
 }
 
 /// Checks that `secret` is usable before an account stores it.
@@ -73,6 +109,8 @@ mod tests {
         assert!(!code_matches(RFC_SECRET, "287082", 59 + 90));
         assert!(!code_matches(RFC_SECRET, "287083", 59));
         assert!(!code_matches(RFC_SECRET, "", 59));
+        assert_eq!(matching_step(RFC_SECRET, "287082", 59), Some(1));
+        assert_eq!(matching_step(RFC_SECRET, "287082", 89), Some(1));
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub const TASK_KINDS: [&str; 5] = [
 const EVENTS_KEPT: usize = 100_000;
 /// Rebalance plans kept for the admin.
 const PLANS_KEPT: usize = 1_000;
+/// Audit entries removed per upkeep round at most (a year of a busy panel goes in a few).
+const AUDIT_PRUNE_BATCH: usize = 10_000;
 const UPKEEP_EVERY: Duration = Duration::from_secs(60);
 /// How often the store's size is compared with its compaction threshold (a cheap check).
 const COMPACT_CHECK_EVERY: Duration = Duration::from_secs(10);
@@ -149,7 +151,13 @@ pub async fn upkeep(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
             state.registry.credentials.forget_gone(keep_ms, now_ms())?;
             crate::fleet::rebalance::compact_history(&state.fleet, PLANS_KEPT)?;
             crate::admin::sessions::end_expired(&state.store, now_ms())?;
-            state.admin.throttle.shrink();
+            state.admin.throttle.shrink(now_ms());
+            state.admin.failures.flush(&state.store, now_ms())?;
+            let audit_keep_ms = state
+                .config
+                .audit_keep_days
+                .saturating_mul(24 * 3600 * 1000);
+            crate::admin::audit::prune(&state.store, audit_keep_ms, now_ms(), AUDIT_PRUNE_BATCH)?;
             state.limits.shrink();
             Ok(())
         })

@@ -15,7 +15,7 @@ struct Migration {
     run: fn(&Store) -> Result<()>,
 }
 
-const MIGRATIONS: [Migration; 2] = [
+const MIGRATIONS: [Migration; 3] = [
     Migration {
         from: 0,
         what: "stores made before formats were recorded: build the trust graph's invitee index",
@@ -26,6 +26,12 @@ const MIGRATIONS: [Migration; 2] = [
         what: "proxies gain transport details and per-proxy credentials (each registered proxy \
                claims its secret on its next heartbeat from its address)",
         run: crate::registry::migrate::to_format_2,
+    },
+    Migration {
+        from: 2,
+        what: "admin accounts can be disabled and gain single-use codes; audit entries gain a \
+               count and the request's parameters",
+        run: crate::admin::migrate::to_format_3,
     },
 ];
 

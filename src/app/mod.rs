@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 pub use routes::OPENAPI;
 pub use state::{AppState, Tokens};
-pub use tokens::{NewTokens, BACKUP_COOKIE};
+pub use tokens::{NewTokens, CONTROL_COOKIE, CONTROL_URL};
 
 use crate::billing::stripe_api::StripeApi;
 use crate::billing::{Billing, BillingSettings};
@@ -187,6 +187,7 @@ impl Application {
             .map_err(|e| {
                 Error::internal(format!("cannot listen on {}: {e}", state.config.listen))
             })?;
+        tokens::write_control_url(&state.config.data_dir, address)?;
         let mut server: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(server);
         let mut https = None;
         if let (Some(listen), Some(files)) = (state.config.https_listen, tls_files) {

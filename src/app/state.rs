@@ -17,8 +17,9 @@ use crate::store::Store;
 pub struct Tokens {
     pub admin: TokenHash,
     pub registry: TokenHash,
-    /// Accepted by `GET /api/v1/admin/backup` only (see `tokens::BACKUP_COOKIE`).
-    pub backup: TokenHash,
+    /// The control cookie: accepted by `GET /api/v1/admin/backup` and the admin account
+    /// routes only (see `tokens::CONTROL_COOKIE`).
+    pub control: TokenHash,
 }
 
 pub struct AppState {

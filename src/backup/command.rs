@@ -26,22 +26,40 @@ pub async fn backup(config: &Config, out: &Path) -> Result<super::Written> {
     }
 }
 
-async fn from_running_server(config: &Config, out: &Path) -> Result<super::Written> {
-    let cookie_path = config.data_dir.join(crate::app::BACKUP_COOKIE);
+/// The control cookie the running server left in its data directory.
+pub fn control_cookie(config: &Config) -> Result<String> {
+    let cookie_path = config.data_dir.join(crate::app::CONTROL_COOKIE);
     let cookie = std::fs::read_to_string(&cookie_path).map_err(|e| {
         Error::internal(format!(
             "the store is in use and {} cannot be read ({e}): run this as the server's user",
             cookie_path.display()
         ))
     })?;
+    Ok(cookie.trim().to_string())
+}
+
+/// The running server's plain-HTTP listener, as this box reaches it: the address the server
+/// wrote beside its control cookie (right even for port 0), else the configured one.
+pub fn local_url(config: &Config) -> String {
+    let written = config.data_dir.join(crate::app::CONTROL_URL);
+    if let Ok(url) = std::fs::read_to_string(written) {
+        if url.starts_with("http://") {
+            return url.trim().to_string();
+        }
+    }
     let mut address = config.listen;
     if address.ip().is_unspecified() {
         address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let url = format!("http://{address}/api/v1/admin/backup");
+    format!("http://{address}")
+}
+
+async fn from_running_server(config: &Config, out: &Path) -> Result<super::Written> {
+    let cookie = control_cookie(config)?;
+    let url = format!("{}/api/v1/admin/backup", local_url(config));
     let response = reqwest::Client::new()
         .get(&url)
-        .bearer_auth(cookie.trim())
+        .bearer_auth(cookie)
         .send()
         .await
         .map_err(|e| Error::internal(format!("asking the running server at {url}: {e}")))?;

@@ -69,7 +69,7 @@ fn compact(
 fn backup(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
-    let allowed = bearer(state.tokens.backup).or(admin(&state)).unify();
+    let allowed = bearer(state.tokens.control).or(admin(&state)).unify();
     warp::path!("api" / "v1" / "admin" / "backup")
         .and(warp::get())
         .and(allowed)

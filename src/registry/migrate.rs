@@ -10,10 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use super::credentials::{ProxyCredential, SecretState, ENROLLED};
 use super::model::{Load, Location, Proxy, ProxyName, RemovalReason, Role, Transport};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::fleet::model::User;
-use crate::store::codec::{decode, encode};
-use crate::store::{Change, ChangeKind, Store, TreeId};
+use crate::store::{format, Change, ChangeKind, Store, TreeId};
 
 /// `Proxy` as format 1 stored it.
 #[derive(Deserialize, Serialize)]
@@ -91,49 +90,9 @@ impl From<ChangeV1> for Change {
     }
 }
 
-/// Rewrites a tree's values from their format-1 layout `Old` to `New`, a thousand records per
-/// transaction. A value that already reads as `New` is left alone, so a migration interrupted
-/// half-way can run again (a format-1 record is too short to read as `New`: the new fields
-/// come last). Returns every value as it now is.
-fn rewrite<Old, New>(store: &Store, tree: TreeId) -> Result<Vec<New>>
-where
-    Old: serde::de::DeserializeOwned,
-    New: From<Old> + Serialize + serde::de::DeserializeOwned,
-{
-    let keys: Vec<Vec<u8>> = store
-        .keys_from(tree, b"")
-        .map(|key| key.map(|k| k.to_vec()))
-        .collect::<Result<_>>()?;
-    let mut out = Vec::with_capacity(keys.len());
-    for chunk in keys.chunks(1_000) {
-        let batch = store.transaction(|tx| {
-            let mut batch = Vec::with_capacity(chunk.len());
-            for key in chunk {
-                let Some(raw) = tx.get_raw(tree, key)? else {
-                    continue;
-                };
-                if let Ok(already) = decode::<New>(&raw) {
-                    batch.push(already);
-                    continue;
-                }
-                let converted = decode::<Old>(&raw).map(New::from).map_err(abort_with)?;
-                tx.put_raw(tree, key, encode(&converted).map_err(abort_with)?)?;
-                batch.push(converted);
-            }
-            Ok(batch)
-        })?;
-        out.extend(batch);
-    }
-    Ok(out)
-}
-
-fn abort_with(e: Error) -> sled::transaction::ConflictableTransactionError<Error> {
-    sled::transaction::ConflictableTransactionError::Abort(e)
-}
-
 pub fn to_format_2(store: &Store) -> Result<()> {
-    let proxies: Vec<Proxy> = rewrite::<ProxyV1, Proxy>(store, TreeId::Proxies)?;
-    rewrite::<ChangeV1, Change>(store, TreeId::Changes)?;
+    let proxies: Vec<Proxy> = format::rewrite::<ProxyV1, Proxy>(store, TreeId::Proxies)?;
+    format::rewrite::<ChangeV1, Change>(store, TreeId::Changes)?;
     store.transaction(|tx| {
         let mut enrolled = tx.counter(ENROLLED)?;
         for proxy in &proxies {

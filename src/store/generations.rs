@@ -26,6 +26,11 @@ pub struct Generation {
 }
 
 /// The live generation of the store in `root`; a new data directory starts at generation 1.
+/// Whether `root` holds a store (of any generation, or sled's own from before generations).
+pub fn exists(root: &Path) -> bool {
+    root.join(CURRENT).exists() || root.join("conf").exists()
+}
+
 pub fn current(root: &Path) -> std::io::Result<Generation> {
     match std::fs::read_to_string(root.join(CURRENT)) {
         Ok(text) => parse_current(root, &text).ok_or_else(|| {

@@ -249,6 +249,11 @@ pub struct Store {
 
 impl Store {
     /// Opens (or creates) the database. Must run inside a tokio runtime (it starts the flusher).
+    /// Whether `dir` holds a store (commands that manage one refuse a directory without).
+    pub fn exists(dir: &Path) -> bool {
+        generations::exists(dir)
+    }
+
     pub fn open(dir: &Path) -> Result<Store> {
         let io = |e: std::io::Error| Error::internal(format!("{}: {e}", dir.display()));
         std::fs::create_dir_all(dir).map_err(io)?;

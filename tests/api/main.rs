@@ -1,6 +1,7 @@
 //! Integration tests: the real server, real HTTP, real varnishd.
 
 mod admin;
+mod admin_accounts;
 mod admin_ui;
 mod auth_sweep;
 mod backup;

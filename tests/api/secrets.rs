@@ -172,7 +172,7 @@ async fn no_token_password_or_key_appears_in_the_logs() {
         .output()
         .unwrap();
     assert!(backup.status.success());
-    let cookie = std::fs::read_to_string(data.join("backup.cookie")).unwrap();
+    let cookie = std::fs::read_to_string(data.join("control.cookie")).unwrap();
     secrets.push(cookie.trim().to_string());
 
     // The invitation mail fails against the closed SMTP port and is retried (and logged).

@@ -24,29 +24,54 @@ function passwordForm() {
   return form;
 }
 
-/// Off: make a secret, show it, turn on with a code. On: turn off with a code.
+const passwordField = () => h('input', { name: 'password', type: 'password', autocomplete: 'current-password', required: true, placeholder: 'password' });
+const codeField = (name = 'code', placeholder = 'code') => h('input', { name, autocomplete: 'one-time-code', maxlength: 16, required: true, placeholder });
+
+/// Shown once after turning the second factor on.
+function recoveryCodes(codes) {
+  return h('div', { id: 'recovery-codes' },
+    h('p', {}, 'Recovery codes: each signs in once in place of a code. Keep them somewhere safe; they are not shown again.'),
+    h('pre', {}, codes.join('\n')));
+}
+
+/// Off: make a secret, show it as a QR code, turn on with the password and a code. On: replace
+/// the secret or turn off, each with the password and a current code.
 function secondFactor(enabled, redraw) {
   const box = h('div', { id: 'totp' });
   const message = h('p', { class: 'error' });
-  const codeField = () => h('input', { name: 'code', inputmode: 'numeric', autocomplete: 'one-time-code', pattern: '[0-9]{6}', required: true, placeholder: '6-digit code' });
+  const setUp = (replacing) => async () => {
+    const fresh = await get('/admin/api/totp/new');
+    const form = h('form', { class: 'stacked', id: 'totp-form', onsubmit: async (e) => {
+      e.preventDefault();
+      const body = { secret: fresh.secret, code: form.code.value, password: form.password.value };
+      if (replacing) body.current_code = form.current_code.value;
+      try {
+        const done = await post('/admin/api/totp', body);
+        notice('Second factor on; other sessions of this account have ended');
+        redraw(true);
+        box.append(recoveryCodes(done.recovery_codes));
+      } catch (err) { message.textContent = err.message; }
+    } },
+    h('label', {}, 'Password', passwordField()),
+    replacing ? h('label', {}, 'A code from the app in use now', codeField('current_code')) : '',
+    h('label', {}, 'The code the app shows for the new secret', codeField()),
+    h('button', { type: 'submit' }, replacing ? 'Replace' : 'Turn on'));
+    const qr = h('img', { id: 'totp-qr', alt: 'QR code of the secret', width: 200, height: 200,
+      src: 'data:image/svg+xml;base64,' + btoa(fresh.qr_svg) });
+    replace(box,
+      h('p', {}, 'Scan this QR code with your authenticator app (or type the secret), then enter the code it shows.'),
+      qr, h('pre', { id: 'totp-secret' }, fresh.secret), form, message);
+  };
   if (enabled) {
     const form = h('form', { class: 'inline', onsubmit: async (e) => {
       e.preventDefault();
-      try { await post('/admin/api/totp/disable', { code: form.code.value }); notice('Second factor off'); redraw(false); } catch (err) { message.textContent = err.message; }
-    } }, codeField(), h('button', { type: 'submit', class: 'danger' }, 'Turn off'));
-    replace(box, h('p', {}, 'On: signing in asks for a code from your authenticator app.'), form, message);
+      try { await post('/admin/api/totp/disable', { code: form.code.value, password: form.password.value }); notice('Second factor off'); redraw(false); } catch (err) { message.textContent = err.message; }
+    } }, passwordField(), codeField(), h('button', { type: 'submit', class: 'danger' }, 'Turn off'));
+    replace(box, h('p', {}, 'On: signing in asks for a code from your authenticator app (or a recovery code).'), form,
+      h('button', { type: 'button', id: 'totp-replace', onclick: setUp(true) }, 'Replace the secret'), message);
     return box;
   }
-  const start = h('button', { type: 'button', id: 'totp-start', onclick: async () => {
-    const fresh = await get('/admin/api/totp/new');
-    const form = h('form', { class: 'inline', id: 'totp-form', onsubmit: async (e) => {
-      e.preventDefault();
-      try { await post('/admin/api/totp', { secret: fresh.secret, code: form.code.value }); notice('Second factor on'); redraw(true); } catch (err) { message.textContent = err.message; }
-    } }, codeField(), h('button', { type: 'submit' }, 'Turn on'));
-    replace(box,
-      h('p', {}, 'Add this secret to your authenticator app, then enter the code it shows.'),
-      h('pre', { id: 'totp-secret' }, fresh.secret), h('p', { class: 'muted' }, fresh.otpauth_url), form, message);
-  } }, 'Set up a second factor');
+  const start = h('button', { type: 'button', id: 'totp-start', onclick: setUp(false) }, 'Set up a second factor');
   replace(box, h('p', { class: 'muted' }, 'Off: a password alone signs in.'), start);
   return box;
 }
