@@ -189,6 +189,19 @@ pub struct Config {
     /// Mark the panel's session cookie `Secure` (set it when the panel is served over HTTPS;
     /// a request with `X-Forwarded-Proto: https` gets it anyway).
     pub admin_cookie_secure: bool,
+    /// Seconds a client has to send a request's headers; also the longest wait for the next
+    /// request on a kept-alive connection.
+    pub http_header_timeout_secs: u64,
+    /// Seconds a client has to finish the TLS handshake.
+    pub tls_handshake_timeout_secs: u64,
+    /// Open connections at most (all listeners; lowered at start to fit the open-file limit);
+    /// over it a connection gets a 503 (plain HTTP) or is closed (TLS).
+    pub max_connections: usize,
+    /// Open connections at most from one client address.
+    pub max_connections_per_ip: usize,
+    /// Config long-polls waiting at once (counted apart from connections); over it, 503.
+    pub max_long_polls: usize,
+    pub max_long_polls_per_ip: usize,
     /// Failed logins allowed per client address and per username before the waits start
     /// (1 s, doubling: up to a minute per account, a quarter of an hour per address).
     pub admin_login_burst: u32,
@@ -296,6 +309,12 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             admin_session_hours: 12,
             admin_cookie_secure: false,
+            http_header_timeout_secs: 10,
+            tls_handshake_timeout_secs: 10,
+            max_connections: 8_192,
+            max_connections_per_ip: 256,
+            max_long_polls: 8_192,
+            max_long_polls_per_ip: 256,
             admin_login_burst: 5,
             audit_keep_days: 365,
             rate_limits: Default::default(),
@@ -307,6 +326,20 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The bounds every listener of this server gets (before fitting the open-file limit).
+    pub fn listener_limits(&self) -> crate::http::listener::Limits {
+        crate::http::listener::Limits {
+            header_timeout: std::time::Duration::from_secs(self.http_header_timeout_secs.max(1)),
+            tls_handshake_timeout: std::time::Duration::from_secs(
+                self.tls_handshake_timeout_secs.max(1),
+            ),
+            max_connections: self.max_connections.max(1),
+            max_connections_per_ip: self.max_connections_per_ip.max(1),
+            max_long_polls: self.max_long_polls.max(1),
+            max_long_polls_per_ip: self.max_long_polls_per_ip.max(1),
+        }
+    }
+
     /// Defaults, then the settings in `text` (a config file's TOML), without the environment.
     pub fn from_toml(text: &str) -> Result<Config, Box<figment::Error>> {
         Ok(Figment::from(Serialized::defaults(Config::default()))

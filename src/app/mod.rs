@@ -33,6 +33,7 @@ use crate::fleet::rebalance::{self, RebalanceSettings};
 use crate::fleet::{Fleet, FleetSettings};
 use crate::gateways::geo::GeoDb;
 use crate::gateways::Gateways;
+use crate::http;
 use crate::mail::Mailer;
 use crate::mirror::{self, Mirror};
 use crate::queue::{worker, Queue, QueuePolicy};
@@ -179,27 +180,37 @@ impl Application {
 
         let (stop, _) = watch::channel(false);
         let stop = Arc::new(stop);
-        let mut server_stop = stop.subscribe();
-        let (address, server) = warp::serve(routes::routes(state.clone(), false))
-            .try_bind_with_graceful_shutdown(state.config.listen, async move {
-                let _ = server_stop.wait_for(|stopped| *stopped).await;
-            })
-            .map_err(|e| {
-                Error::internal(format!("cannot listen on {}: {e}", state.config.listen))
-            })?;
+        let limits = state.config.listener_limits().within_file_limit();
+        let capacity = http::listener::Capacity::new(&limits);
+        let listen = state.config.listen;
+        let listener = http::listener::bind(listen)
+            .await
+            .map_err(|e| Error::internal(format!("cannot listen on {listen}: {e}")))?;
+        let address = listener.local_addr().map_err(Error::internal)?;
         tokens::write_control_url(&state.config.data_dir, address)?;
-        let mut server: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(server);
+        let mut server: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(http::listener::serve(
+            listener,
+            None,
+            routes::routes(state.clone(), false),
+            limits.clone(),
+            capacity.clone(),
+            stop.subscribe(),
+        ));
         let mut https = None;
         if let (Some(listen), Some(files)) = (state.config.https_listen, tls_files) {
-            let mut tls_stop = stop.subscribe();
-            let (tls_address, tls_server) = warp::serve(routes::routes(state.clone(), true))
-                .tls()
-                .cert(&files.cert_pem)
-                .key(&files.key_pem)
-                .try_bind_with_graceful_shutdown(listen, async move {
-                    let _ = tls_stop.wait_for(|stopped| *stopped).await;
-                })
+            let acceptor = http::listener::tls_acceptor(&files.cert_pem, &files.key_pem)?;
+            let listener = http::listener::bind(listen)
+                .await
                 .map_err(|e| Error::internal(format!("cannot serve HTTPS on {listen}: {e}")))?;
+            let tls_address = listener.local_addr().map_err(Error::internal)?;
+            let tls_server = http::listener::serve(
+                listener,
+                Some(acceptor),
+                routes::routes(state.clone(), true),
+                limits,
+                capacity,
+                stop.subscribe(),
+            );
             server = Box::pin(async move {
                 tokio::join!(server, tls_server);
             });

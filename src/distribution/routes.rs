@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::http::listener::Connection;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use rand::rngs::StdRng;
@@ -50,6 +51,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .and(warp::header::optional::<String>("if-none-match"))
         .and(warp::header::optional::<String>("accept-encoding"))
         .and(client_ip(trusted))
+        .and(warp::ext::optional::<Connection>())
         .and(with_state(&state))
         .and_then(get_config);
     let pubkey = warp::path!("api" / "v1" / "config" / "pubkey")
@@ -95,6 +97,7 @@ async fn get_config(
     if_none_match: Option<String>,
     accept_encoding: Option<String>,
     client: Option<IpAddr>,
+    connection: Option<Connection>,
     state: Arc<AppState>,
 ) -> Result<Route, Rejection> {
     let mut rendered = render_for(&state, &user, client)?;
@@ -105,6 +108,11 @@ async fn get_config(
             .min(state.config.config_wait_max_secs),
     );
     if !wait.is_zero() {
+        // Waiting moves the connection under the long-poll caps (503 when they are full).
+        let _waiting = connection
+            .map(|c| c.wait_long())
+            .transpose()
+            .map_err(reject)?;
         // Hold until the config differs from what the client has (or had when it asked).
         let known = if_none_match
             .clone()

@@ -9,11 +9,23 @@ use warp::{Filter, Rejection};
 pub fn client_ip(
     trusted: Arc<Vec<IpAddr>>,
 ) -> impl Filter<Extract = (Option<IpAddr>,), Error = Rejection> + Clone {
-    warp::addr::remote()
+    peer()
         .and(warp::header::optional::<String>("x-forwarded-for"))
         .map(move |peer: Option<SocketAddr>, forwarded: Option<String>| {
             resolve(peer.map(|p| p.ip()), forwarded.as_deref(), &trusted)
         })
+}
+
+/// The TCP peer: from the connection our listener recorded (`http::listener`), else warp's.
+pub fn peer(
+) -> impl Filter<Extract = (Option<SocketAddr>,), Error = std::convert::Infallible> + Clone {
+    warp::ext::optional::<super::listener::Connection>()
+        .and(warp::addr::remote())
+        .map(
+            |connection: Option<super::listener::Connection>, remote: Option<SocketAddr>| {
+                connection.map(|c| c.peer).or(remote)
+            },
+        )
 }
 
 /// Pure: the address to believe.

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod body;
 pub mod client_ip;
 pub mod error;
+pub mod listener;
 pub mod rate_limit;
 
 use std::convert::Infallible;

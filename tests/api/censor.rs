@@ -816,9 +816,10 @@ async fn a_store_of_the_previous_release_upgrades_without_dropping_or_exposing_a
     let pre_migration = std::fs::read_dir(dir.path().join("data-backups"))
         .map(|entries| {
             entries.flatten().any(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .starts_with("pre-migration-1-to-2")
+                e.file_name().to_string_lossy().starts_with(&format!(
+                    "pre-migration-1-to-{}",
+                    proxyfleet::store::format::DATA_FORMAT
+                ))
             })
         })
         .unwrap_or(false);

@@ -116,14 +116,24 @@ impl EdgeApp {
             tracing::warn!(error = %e, "edge: first read of the fleet failed");
         }
         let stop = Arc::new(watch::channel(false).0);
-        let mut server_stop = stop.subscribe();
-        let (address, server) = warp::serve(routes::routes(state.clone()))
-            .try_bind_with_graceful_shutdown(state.settings.listen, async move {
-                let _ = server_stop.wait_for(|stopped| *stopped).await;
-            })
-            .map_err(|e| {
-                Error::internal(format!("cannot listen on {}: {e}", state.settings.listen))
-            })?;
+        let listen = state.settings.listen;
+        let listener = crate::http::listener::bind(listen)
+            .await
+            .map_err(|e| Error::internal(format!("cannot listen on {listen}: {e}")))?;
+        let address = listener.local_addr().map_err(Error::internal)?;
+        // The primary's defaults: an edge faces the same clients.
+        let limits = crate::config::Config::default()
+            .listener_limits()
+            .within_file_limit();
+        let capacity = crate::http::listener::Capacity::new(&limits);
+        let server = crate::http::listener::serve(
+            listener,
+            None,
+            routes::routes(state.clone()),
+            limits,
+            capacity,
+            stop.subscribe(),
+        );
         Ok(EdgeApp {
             address,
             server: Box::pin(server),

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::http::listener::Connection;
 use serde::Deserialize;
 use warp::http::{Method, StatusCode};
 use warp::{Filter, Rejection};
@@ -55,6 +56,7 @@ pub fn routes(
         .and(warp::query::<ConfigQuery>())
         .and(warp::header::optional::<String>("if-none-match"))
         .and(warp::header::optional::<String>("accept-encoding"))
+        .and(warp::ext::optional::<Connection>())
         .and(with_edge(&state))
         .and_then(get_config);
     let pubkey = warp::path!("api" / "v1" / "config" / "pubkey")
@@ -145,6 +147,7 @@ async fn get_config(
     query: ConfigQuery,
     if_none_match: Option<String>,
     accept_encoding: Option<String>,
+    connection: Option<Connection>,
     state: Arc<EdgeState>,
 ) -> Result<Route, Rejection> {
     let token = bearer(authorization.as_deref()).ok_or_else(|| reject(Error::Unauthorized))?;
@@ -161,6 +164,11 @@ async fn get_config(
             .min(state.settings.config_wait_max_secs),
     );
     if !wait.is_zero() {
+        // Waiting moves the connection under the long-poll caps (503 when they are full).
+        let _waiting = connection
+            .map(|c| c.wait_long())
+            .transpose()
+            .map_err(reject)?;
         // Hold until the config differs from what the client has (or had when it asked).
         let known = if_none_match.clone().unwrap_or_else(|| config.etag.clone());
         let deadline = tokio::time::Instant::now() + wait;

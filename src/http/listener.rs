@@ -1,0 +1,380 @@
+//! Serving a warp filter on a TCP listener with bounds an attacker cannot stretch: a cap on
+//! open connections in total and per client address (over it, a plain 503 and close, not a
+//! stall), a TLS handshake timeout, and hyper's header-read timeout, which also closes a
+//! kept-alive connection that sends no next request (hyper starts that timer as soon as it
+//! waits for a request head). Long-poll waiters leave the connection caps for their own
+//! (`LongPolls`), so clients waiting for a config change do not crowd out heartbeats.
+//!
+//! Measured before this existed: 500 connections sending headers slowly, or 1,100 idle ones,
+//! were never closed; at 1,024 open files every request timed out and a heartbeating proxy
+//! expired.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use warp::hyper::server::conn::Http;
+use warp::hyper::service::service_fn;
+use warp::hyper::{Body, Request};
+use warp::{Filter, Reply};
+
+use crate::error::{Error, Result};
+
+/// Bounds of one listener.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Time to send a request's headers, and the longest wait for the next request on a
+    /// kept-alive connection.
+    pub header_timeout: Duration,
+    pub tls_handshake_timeout: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub max_long_polls: usize,
+    pub max_long_polls_per_ip: usize,
+}
+
+/// File descriptors kept for the store, Redis, SMTP, Varnish and logs, whatever the caps say.
+const RESERVED_FILES: usize = 128;
+
+impl Limits {
+    /// Caps no larger than the process may open (RLIMIT_NOFILE less a reserve): past that,
+    /// `accept` fails and every connection, heartbeats included, waits.
+    pub fn within_file_limit(mut self) -> Limits {
+        let Some(files) = open_file_limit() else {
+            return self;
+        };
+        let room = files.saturating_sub(RESERVED_FILES).max(16);
+        let wanted = self.max_connections + self.max_long_polls;
+        if wanted > room {
+            let connections = (room * self.max_connections / wanted.max(1)).max(8);
+            let long_polls = room.saturating_sub(connections).max(8);
+            tracing::warn!(
+                open_file_limit = files,
+                max_connections = connections,
+                max_long_polls = long_polls,
+                "the open-file limit is below max_connections + max_long_polls: caps lowered \
+                 to fit (raise LimitNOFILE, as install.sh does, to serve more)"
+            );
+            self.max_connections = connections;
+            self.max_long_polls = long_polls;
+        }
+        self.max_connections_per_ip = self.max_connections_per_ip.min(self.max_connections);
+        self.max_long_polls_per_ip = self.max_long_polls_per_ip.min(self.max_long_polls);
+        self
+    }
+}
+
+/// The open-file limit, after raising the soft limit to the hard one (as Go's runtime does:
+/// the soft default of 1,024 is a relic of `select`, which nothing here uses).
+fn open_file_limit() -> Option<usize> {
+    let raised = rlimit::increase_nofile_limit(u64::MAX).ok()?;
+    usize::try_from(raised).ok()
+}
+
+/// Counts of something held per client address, under a total and a per-address cap.
+struct Counted {
+    total: AtomicUsize,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    max_total: usize,
+    max_per_ip: usize,
+}
+
+impl Counted {
+    fn new(max_total: usize, max_per_ip: usize) -> Counted {
+        Counted {
+            total: AtomicUsize::new(0),
+            per_ip: Mutex::new(HashMap::new()),
+            max_total,
+            max_per_ip,
+        }
+    }
+
+    fn try_take(&self, ip: IpAddr) -> bool {
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let held = per_ip.get(&ip).copied().unwrap_or(0);
+        if held >= self.max_per_ip || self.total.load(Ordering::Relaxed) >= self.max_total {
+            return false;
+        }
+        per_ip.insert(ip, held + 1);
+        self.total.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    fn give_back(&self, ip: IpAddr) {
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = per_ip.get_mut(&ip) {
+            *held -= 1;
+            if *held == 0 {
+                per_ip.remove(&ip);
+            }
+            self.total.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn total(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+}
+
+/// What a listener's connections and long-polls hold now (shared by every listener of a
+/// server, so the caps are the process's).
+pub struct Capacity {
+    connections: Counted,
+    long_polls: Counted,
+}
+
+impl Capacity {
+    pub fn new(limits: &Limits) -> Arc<Capacity> {
+        Arc::new(Capacity {
+            connections: Counted::new(limits.max_connections, limits.max_connections_per_ip),
+            long_polls: Counted::new(limits.max_long_polls, limits.max_long_polls_per_ip),
+        })
+    }
+
+    /// Open connections (long-poll waiters not counted).
+    pub fn connections(&self) -> usize {
+        self.connections.total()
+    }
+
+    pub fn long_polls(&self) -> usize {
+        self.long_polls.total()
+    }
+}
+
+/// The connection a request came on: its peer, and its place under the caps. A request
+/// reads it with `warp::ext::optional::<Connection>()`.
+#[derive(Clone)]
+pub struct Connection {
+    pub peer: SocketAddr,
+    capacity: Arc<Capacity>,
+}
+
+/// Held while a request waits in a long-poll: its connection counts under the long-poll caps
+/// instead of the connection caps. Dropping it moves the connection back.
+pub struct LongPollPermit {
+    connection: Connection,
+}
+
+impl Connection {
+    /// Moves this connection from the connection caps to the long-poll caps, or `Err` with a
+    /// 503 when the long-poll caps are full (the client should poll again later).
+    pub fn wait_long(&self) -> Result<LongPollPermit> {
+        let ip = self.peer.ip();
+        if !self.capacity.long_polls.try_take(ip) {
+            return Err(Error::Unavailable(
+                "too many clients are waiting for changes: poll again shortly".into(),
+            ));
+        }
+        self.capacity.connections.give_back(ip);
+        Ok(LongPollPermit {
+            connection: self.clone(),
+        })
+    }
+}
+
+impl Drop for LongPollPermit {
+    fn drop(&mut self) {
+        let ip = self.connection.peer.ip();
+        let capacity = &self.connection.capacity;
+        capacity.long_polls.give_back(ip);
+        // Back under the connection caps, even past them: it is already open.
+        let mut per_ip = capacity
+            .connections
+            .per_ip
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *per_ip.entry(ip).or_insert(0) += 1;
+        capacity.connections.total.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A connection's place under the caps, given back when it closes.
+struct Slot {
+    capacity: Arc<Capacity>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.capacity.connections.give_back(self.ip);
+    }
+}
+
+/// The answer to a connection over the caps, written by hand: no request was read.
+const FULL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+retry-after: 1\r\nconnection: close\r\ncontent-length: 73\r\n\r\n\
+{\"error\":{\"code\":\"busy\",\"message\":\"too many connections; retry shortly\"}}";
+
+/// Binds `address`; the caller then runs `serve` on the listener.
+pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(address).await
+}
+
+/// Serves `filter` on `listener` until `stop` turns true; then stops accepting and lets open
+/// connections finish their requests (hyper's graceful shutdown).
+pub async fn serve<F>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    filter: F,
+    limits: Limits,
+    capacity: Arc<Capacity>,
+    mut stop: watch::Receiver<bool>,
+) where
+    F: Filter + Clone + Send + Sync + 'static,
+    F::Extract: Reply,
+{
+    let service = warp::service(filter);
+    let mut http = Http::new();
+    http.http1_header_read_timeout(limits.header_timeout)
+        .http1_keep_alive(true);
+    let http = Arc::new(http);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|stopped| *stopped) => break,
+        };
+        // Reap finished connection tasks so the set does not grow.
+        while connections.try_join_next().is_some() {}
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(error) => {
+                // EMFILE and friends: wait a moment rather than spin; connections close.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let ip = canonical(peer.ip());
+        if !capacity.connections.try_take(ip) {
+            connections.spawn(refuse(stream, tls.is_some()));
+            continue;
+        }
+        let slot = Slot {
+            capacity: capacity.clone(),
+            ip,
+        };
+        let connection = Connection {
+            peer: SocketAddr::new(ip, peer.port()),
+            capacity: capacity.clone(),
+        };
+        let service = service.clone();
+        let http = http.clone();
+        let tls = tls.clone();
+        let stop = stop.clone();
+        let handshake = limits.tls_handshake_timeout;
+        connections.spawn(async move {
+            let _slot = slot;
+            let serve_request = service_fn(move |mut request: Request<Body>| {
+                request.extensions_mut().insert(connection.clone());
+                let mut service = service.clone();
+                async move {
+                    use warp::hyper::service::Service;
+                    Ok::<_, Infallible>(match service.call(request).await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    })
+                }
+            });
+            match tls {
+                None => drive(&http, stream, serve_request, stop).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => drive(&http, tls_stream, serve_request, stop).await,
+                        Ok(Err(_)) | Err(_) => {} // a failed or too slow handshake: closed
+                    }
+                }
+            }
+        });
+    }
+    // Stopped: wait for the open connections to finish (each shuts down gracefully).
+    while connections.join_next().await.is_some() {}
+}
+
+async fn drive<IO, S>(http: &Http, io: IO, service: S, mut stop: watch::Receiver<bool>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: warp::hyper::service::Service<
+            Request<Body>,
+            Response = warp::hyper::Response<Body>,
+            Error = Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let conn = http.serve_connection(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = stop.wait_for(|stopped| *stopped) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
+}
+
+/// Over the caps: a plain-HTTP client gets a 503 it can read; a TLS client is closed (an
+/// answer would need the handshake the cap is there to avoid).
+async fn refuse(mut stream: TcpStream, tls: bool) {
+    if !tls {
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(FULL)).await;
+        let _ = stream.shutdown().await;
+    }
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// The TLS side of a listener from PEM files.
+pub fn tls_acceptor(cert_pem: &[u8], key_pem: &[u8]) -> Result<TlsAcceptor> {
+    let certs = rustls_pemfile::certs(&mut &cert_pem[..])
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::internal(format!("TLS certificate: {e}")))?;
+    let key = rustls_pemfile::private_key(&mut &key_pem[..])
+        .map_err(|e| Error::internal(format!("TLS key: {e}")))?
+        .ok_or_else(|| Error::internal("TLS key: no private key in the file"))?;
+    let mut config = tokio_rustls::rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| Error::internal(format!("TLS certificate and key: {e}")))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_hold_per_address_and_in_total() {
+        let counted = Counted::new(3, 2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        assert!(counted.try_take(a) && counted.try_take(a));
+        assert!(!counted.try_take(a), "per address");
+        assert!(counted.try_take(b));
+        assert!(!counted.try_take(b), "in total");
+        counted.give_back(a);
+        assert!(counted.try_take(b));
+        assert_eq!(counted.total(), 3);
+    }
+
+    #[test]
+    fn the_full_answer_is_well_formed() {
+        let text = std::str::from_utf8(FULL).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        serde_json::from_str::<serde_json::Value>(body).unwrap();
+    }
+}
