@@ -287,9 +287,10 @@ pub async fn serve<F>(
             match tls {
                 None => drive(&http, stream, serve_request, stop).await,
                 Some(acceptor) => {
-                    match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => drive(&http, tls_stream, serve_request, stop).await,
-                        Ok(Err(_)) | Err(_) => {} // a failed or too slow handshake: closed
+                    // A failed or too slow handshake just closes the connection.
+                    let handshaken = tokio::time::timeout(handshake, acceptor.accept(stream));
+                    if let Ok(Ok(tls_stream)) = handshaken.await {
+                        drive(&http, tls_stream, serve_request, stop).await;
                     }
                 }
             }
