@@ -189,9 +189,11 @@ pub struct Config {
     /// Mark the panel's session cookie `Secure` (set it when the panel is served over HTTPS;
     /// a request with `X-Forwarded-Proto: https` gets it anyway).
     pub admin_cookie_secure: bool,
-    /// Seconds a client has to send a request's headers; also the longest wait for the next
-    /// request on a kept-alive connection.
+    /// Seconds a client has to send a request's headers.
     pub http_header_timeout_secs: u64,
+    /// A kept-alive connection with no request in flight and no traffic for this many
+    /// seconds is closed.
+    pub http_idle_timeout_secs: u64,
     /// Seconds a client has to finish the TLS handshake.
     pub tls_handshake_timeout_secs: u64,
     /// Open connections at most (all listeners; lowered at start to fit the open-file limit);
@@ -310,6 +312,7 @@ impl Default for Config {
             admin_session_hours: 12,
             admin_cookie_secure: false,
             http_header_timeout_secs: 10,
+            http_idle_timeout_secs: 30,
             tls_handshake_timeout_secs: 10,
             max_connections: 8_192,
             max_connections_per_ip: 256,
@@ -333,6 +336,7 @@ impl Config {
             tls_handshake_timeout: std::time::Duration::from_secs(
                 self.tls_handshake_timeout_secs.max(1),
             ),
+            idle_timeout: std::time::Duration::from_secs(self.http_idle_timeout_secs.max(1)),
             max_connections: self.max_connections.max(1),
             max_connections_per_ip: self.max_connections_per_ip.max(1),
             max_long_polls: self.max_long_polls.max(1),

@@ -135,6 +135,10 @@ fn init_logs(format: LogFormat) {
             filter = filter.add_directive(directive);
         }
     }
+    // hyper warns once per connection cut by the header timeout: an attacker's line rate.
+    if let Ok(directive) = "hyper::proto=error".parse() {
+        filter = filter.add_directive(directive);
+    }
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

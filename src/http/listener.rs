@@ -1,8 +1,8 @@
 //! Serving a warp filter on a TCP listener with bounds an attacker cannot stretch: a cap on
 //! open connections in total and per client address (over it, a plain 503 and close, not a
-//! stall), a TLS handshake timeout, and hyper's header-read timeout, which also closes a
-//! kept-alive connection that sends no next request (hyper starts that timer as soon as it
-//! waits for a request head). Long-poll waiters leave the connection caps for their own
+//! stall), a TLS handshake timeout, hyper's header-read timeout (from the connection's start
+//! to a first request's end of headers), and an idle timeout for kept-alive connections with
+//! nothing in flight (hyper's timer does not cover the wait between requests). Long-poll waiters leave the connection caps for their own
 //! (`LongPolls`), so clients waiting for a config change do not crowd out heartbeats.
 //!
 //! Measured before this existed: 500 connections sending headers slowly, or 1,100 idle ones,
@@ -30,10 +30,11 @@ use crate::error::{Error, Result};
 /// Bounds of one listener.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Time to send a request's headers, and the longest wait for the next request on a
-    /// kept-alive connection.
+    /// Time to send a request's headers.
     pub header_timeout: Duration,
     pub tls_handshake_timeout: Duration,
+    /// A connection with no request in flight and no byte either way for this long is closed.
+    pub idle_timeout: Duration,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub max_long_polls: usize,
@@ -236,6 +237,7 @@ pub async fn serve<F>(
         .http1_keep_alive(true);
     let http = Arc::new(http);
     let mut connections = tokio::task::JoinSet::new();
+    let mut accept_failing = false;
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -244,10 +246,17 @@ pub async fn serve<F>(
         // Reap finished connection tasks so the set does not grow.
         while connections.try_join_next().is_some() {}
         let (stream, peer) = match accepted {
-            Ok(pair) => pair,
+            Ok(pair) => {
+                accept_failing = false;
+                pair
+            }
             Err(error) => {
                 // EMFILE and friends: wait a moment rather than spin; connections close.
-                tracing::warn!(%error, "accept failed");
+                // Logged once per run of failures, not 20 times a second.
+                if !accept_failing {
+                    tracing::warn!(%error, "accept failed (out of file descriptors?)");
+                }
+                accept_failing = true;
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -271,26 +280,38 @@ pub async fn serve<F>(
         let tls = tls.clone();
         let stop = stop.clone();
         let handshake = limits.tls_handshake_timeout;
+        let idle_timeout = limits.idle_timeout;
         connections.spawn(async move {
             let _slot = slot;
+            let activity = Activity::default();
+            activity.touch(); // connected: the idle clock starts now
+            let requests = activity.clone();
             let serve_request = service_fn(move |mut request: Request<Body>| {
                 request.extensions_mut().insert(connection.clone());
                 let mut service = service.clone();
+                let in_flight = requests.start_request();
                 async move {
                     use warp::hyper::service::Service;
-                    Ok::<_, Infallible>(match service.call(request).await {
+                    let response = match service.call(request).await {
                         Ok(response) => response,
                         Err(never) => match never {},
-                    })
+                    };
+                    drop(in_flight);
+                    Ok::<_, Infallible>(response)
                 }
             });
+            let stream = Watched {
+                io: stream,
+                activity: activity.clone(),
+            };
+            let idle = (activity, idle_timeout);
             match tls {
-                None => drive(&http, stream, serve_request, stop).await,
+                None => drive(&http, stream, serve_request, idle, stop).await,
                 Some(acceptor) => {
                     // A failed or too slow handshake just closes the connection.
                     let handshaken = tokio::time::timeout(handshake, acceptor.accept(stream));
                     if let Ok(Ok(tls_stream)) = handshaken.await {
-                        drive(&http, tls_stream, serve_request, stop).await;
+                        drive(&http, tls_stream, serve_request, idle, stop).await;
                     }
                 }
             }
@@ -300,8 +321,15 @@ pub async fn serve<F>(
     while connections.join_next().await.is_some() {}
 }
 
-async fn drive<IO, S>(http: &Http, io: IO, service: S, mut stop: watch::Receiver<bool>)
-where
+/// Serves one connection until it ends, the server stops, or it sits idle (no request in
+/// flight, no byte either way) for the idle timeout.
+async fn drive<IO, S>(
+    http: &Http,
+    io: IO,
+    service: S,
+    (activity, idle_timeout): (Activity, Duration),
+    mut stop: watch::Receiver<bool>,
+) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     S: warp::hyper::service::Service<
             Request<Body>,
@@ -313,12 +341,119 @@ where
 {
     let conn = http.serve_connection(io, service);
     tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => return,
-        _ = stop.wait_for(|stopped| *stopped) => {}
+    loop {
+        let check_at = activity.idle_deadline(idle_timeout);
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = stop.wait_for(|stopped| *stopped) => break,
+            _ = tokio::time::sleep_until(check_at) => {
+                if activity.is_idle(idle_timeout) {
+                    break;
+                }
+            }
+        }
     }
+    // hyper closes an idle connection at once and lets a request in flight finish.
     conn.as_mut().graceful_shutdown();
     let _ = conn.await;
+}
+
+/// When a connection last moved a byte, and how many requests it has in flight.
+#[derive(Clone, Default)]
+struct Activity(Arc<ActivityState>);
+
+#[derive(Default)]
+struct ActivityState {
+    /// Milliseconds since `EPOCH` of the last byte read or written.
+    last_ms: std::sync::atomic::AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+static EPOCH: std::sync::LazyLock<tokio::time::Instant> =
+    std::sync::LazyLock::new(tokio::time::Instant::now);
+
+fn since_epoch_ms() -> u64 {
+    EPOCH.elapsed().as_millis() as u64
+}
+
+/// Counts a request in flight until dropped.
+struct InFlight(Activity);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0 .0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
+    }
+}
+
+impl Activity {
+    fn touch(&self) {
+        self.0.last_ms.store(since_epoch_ms(), Ordering::Relaxed);
+    }
+
+    fn start_request(&self) -> InFlight {
+        self.0.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    fn idle_deadline(&self, timeout: Duration) -> tokio::time::Instant {
+        let last = Duration::from_millis(self.0.last_ms.load(Ordering::Relaxed));
+        (*EPOCH + last + timeout).max(tokio::time::Instant::now() + Duration::from_millis(10))
+    }
+
+    fn is_idle(&self, timeout: Duration) -> bool {
+        let quiet = since_epoch_ms().saturating_sub(self.0.last_ms.load(Ordering::Relaxed));
+        self.0.in_flight.load(Ordering::Relaxed) == 0 && quiet >= timeout.as_millis() as u64
+    }
+}
+
+/// A connection's IO that records its activity.
+struct Watched<IO> {
+    io: IO,
+    activity: Activity,
+}
+
+impl<IO: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<IO> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<IO> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.io).poll_write(cx, data);
+        if matches!(polled, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 /// Over the caps: a plain-HTTP client gets a 503 it can read; a TLS client is closed (an

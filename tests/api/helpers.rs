@@ -291,8 +291,31 @@ impl ServerProcess {
         logs: Stdio,
     ) -> ServerProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_proxyfleet"));
+        command.arg("serve");
+        ServerProcess::spawn(command, data_dir, extra_env, logs)
+    }
+
+    /// As `start`, under `ulimit -n open_files` (soft and hard): the server cannot raise it.
+    pub fn start_with_open_files(
+        data_dir: &Path,
+        extra_env: &[(&str, &str)],
+        open_files: u32,
+    ) -> ServerProcess {
+        let mut command = Command::new("bash");
         command
-            .arg("serve")
+            .arg("-c")
+            .arg(format!("ulimit -n {open_files} && exec \"$0\" serve"))
+            .arg(env!("CARGO_BIN_EXE_proxyfleet"));
+        ServerProcess::spawn(command, data_dir, extra_env, Stdio::inherit())
+    }
+
+    fn spawn(
+        mut command: Command,
+        data_dir: &Path,
+        extra_env: &[(&str, &str)],
+        logs: Stdio,
+    ) -> ServerProcess {
+        command
             .env("PROXYFLEET_LISTEN", "127.0.0.1:0")
             .env("PROXYFLEET_DATA_DIR", data_dir)
             .env("PROXYFLEET_ADMIN_TOKEN", ADMIN_TOKEN)

@@ -1,5 +1,6 @@
 //! Integration tests: the real server, real HTTP, real varnishd.
 
+mod abuse;
 mod admin;
 mod admin_accounts;
 mod admin_ui;
