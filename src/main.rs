@@ -156,6 +156,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Stores, backups and keys written by any command are private to this user.
+    proxyfleet::app::permissions::private_by_default();
     let result = match cli.command {
         // The server's log format is a setting: read the configuration first.
         Command::Serve { config } => match Config::load(config.as_deref()) {

@@ -4,6 +4,7 @@
 pub mod check;
 pub(crate) mod jobs;
 mod migrations;
+pub mod permissions;
 mod routes;
 mod state;
 pub mod tls;
@@ -76,6 +77,14 @@ impl Application {
     /// Opens everything and binds the listener (port 0 picks a free port), without serving yet.
     pub async fn build(config: Config) -> Result<Application> {
         tls::check_plain_http(&config)?;
+        permissions::private_by_default();
+        for dir in [&config.data_dir, &config.backup_dir()] {
+            let loose = permissions::tighten(dir)?;
+            if !loose.is_empty() {
+                tracing::warn!(dir = %dir.display(), paths = loose.len(),
+                    "files holding secrets were readable by others: set to 0600 (directories 0700)");
+            }
+        }
         let tls_files = config
             .https_listen
             .map(|_| tls::load_or_create(&config))

@@ -216,3 +216,81 @@ async fn no_token_password_or_key_appears_in_the_logs() {
         );
     }
 }
+
+/// Every directory under `root` is 0700 and every file 0600; returns how many were checked.
+fn assert_private(root: &std::path::Path) -> usize {
+    use std::os::unix::fs::PermissionsExt;
+    let mut checked = 0;
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_dir() {
+            assert_eq!(mode, 0o700, "{}", path.display());
+            pending.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            assert_eq!(mode, 0o600, "{}", path.display());
+        }
+        checked += 1;
+    }
+    checked
+}
+
+#[tokio::test]
+async fn the_store_backups_and_keys_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let backups = root.path().join("data-backups");
+    // A store as an older release left it: world-readable.
+    let server = ServerProcess::start(&data, &[]);
+    let http = client();
+    let online = http
+        .get(server.url("/api/v1/admin/backup"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(online.status(), StatusCode::OK);
+    drop(server);
+    let status = Command::new("chmod")
+        .args(["-R", "go+rX"])
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let loose = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(loose, 0o755);
+
+    // A start under a permissive umask tightens it all, and writes private files.
+    let server = ServerProcess::start(&data, &[("PROXYFLEET_BACKUP_INTERVAL_SECS", "1")]);
+    // The scheduled backup (every second here) lands 0600 in a 0700 directory.
+    crate::helpers::eventually(
+        std::time::Duration::from_secs(30),
+        "a scheduled backup",
+        || {
+            let backups = backups.clone();
+            async move {
+                let found = std::fs::read_dir(&backups).ok()?.flatten().count();
+                (found > 0).then_some(())
+            }
+        },
+    )
+    .await;
+    // The CLI's own backup, with the server running, is private too.
+    let out = root.path().join("data-backups").join("by-hand.pfbak");
+    let made = Command::new(env!("CARGO_BIN_EXE_proxyfleet"))
+        .args(["backup", "--out"])
+        .arg(&out)
+        .env("PROXYFLEET_DATA_DIR", &data)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    drop(server);
+    assert!(assert_private(&data) > 5);
+    assert!(assert_private(&backups) >= 2);
+    assert!(
+        data.join("tls").is_dir(),
+        "the self-signed pair is under the data dir"
+    );
+}
