@@ -179,16 +179,11 @@ pub fn save(store: &Store, account: &AdminAccount, end_sessions: &[Vec<u8>]) -> 
 /// lower-cased. A 4 KB username costs 64 bytes wherever it is kept.
 pub fn printable_name(raw: &str) -> String {
     raw.chars()
-        .filter(|c| !c.is_control() && !is_bidi_control(*c))
+        .filter(|c| !crate::http::body::is_invisible(*c))
         .take(64)
         .collect::<String>()
         .trim()
         .to_lowercase()
-}
-
-/// Unicode's bidirectional formatting characters, which can make a log line read backwards.
-pub fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// What an operator does to an account (`proxyfleet admin ...`, the panel's Accounts page).

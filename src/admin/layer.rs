@@ -35,6 +35,14 @@ fn mask_query(query: &str) -> String {
     serde_urlencoded::to_string(masked).unwrap_or_default()
 }
 
+/// The panel's session cookie in a `Cookie` header.
+fn cookie_value(header: Option<String>) -> Option<String> {
+    header?.split(';').find_map(|pair| {
+        let (name, value) = pair.trim().split_once('=')?;
+        (name == COOKIE).then(|| value.to_string())
+    })
+}
+
 pub fn is_admin_path(path: &str) -> bool {
     path.starts_with("/api/v1/admin/") || path.starts_with("/admin/api/")
 }
@@ -49,16 +57,29 @@ where
     warp::method()
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-        .and(warp::header::optional::<String>("authorization"))
-        .and(warp::cookie::optional::<String>(COOKIE))
+        // Read leniently: a header that is not UTF-8 is the routes' to refuse (as JSON), not
+        // this layer's (warp's own rejection would answer in plain text).
+        .and(
+            warp::header::headers_cloned().map(|headers: warp::http::HeaderMap| {
+                let text = |name| {
+                    headers
+                        .get(name)
+                        .and_then(|v: &warp::http::HeaderValue| v.to_str().ok())
+                        .map(str::to_string)
+                };
+                (
+                    text(warp::http::header::AUTHORIZATION),
+                    cookie_value(text(warp::http::header::COOKIE)),
+                )
+            }),
+        )
         .and(client_ip(Arc::new(state.config.trusted_proxies.clone())))
         .and(api)
         .and_then(
             move |method: Method,
                   path: FullPath,
                   query: String,
-                  authorization: Option<String>,
-                  cookie: Option<String>,
+                  (authorization, cookie): (Option<String>, Option<String>),
                   ip: Option<IpAddr>,
                   response: Route| {
                 let state = state.clone();

@@ -84,5 +84,8 @@ pub fn routes(state: Arc<AppState>, over_tls: bool) -> BoxedFilter<(warp::reply:
             )
         }))
         .map(warp::Reply::into_response)
+        // The audit layer's own rejections, if any, get the JSON error shape too.
+        .recover(recover)
+        .unify()
         .boxed()
 }

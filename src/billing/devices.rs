@@ -19,7 +19,8 @@ const NAME_MAX_CHARS: usize = 64;
 pub fn parse_name(raw: &str) -> Result<String> {
     let name = raw.trim();
     let count = name.chars().count();
-    if count == 0 || count > NAME_MAX_CHARS || name.chars().any(char::is_control) {
+    let hidden = crate::http::body::is_invisible;
+    if count == 0 || count > NAME_MAX_CHARS || name.chars().any(hidden) {
         return Err(Error::invalid(
             "invalid_device_name",
             "name must be 1 to 64 printable characters",
@@ -102,6 +103,13 @@ impl Billing {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn names_with_bidirectional_controls_are_refused() {
+        assert!(parse_name("laptop").is_ok());
+        assert!(parse_name("exe.\u{202e}fdp").is_err());
+        assert!(parse_name("a\u{2066}b").is_err());
+    }
     use super::parse_name;
 
     #[test]

@@ -82,7 +82,8 @@ pub fn verify(
     if candidates.is_empty() {
         return Err(SignatureError::Malformed);
     }
-    if (now_secs - timestamp).abs() > TOLERANCE_SECS {
+    // abs_diff: a timestamp of i64::MIN must not overflow.
+    if now_secs.abs_diff(timestamp) > TOLERANCE_SECS.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
     let expected = mac(secret, timestamp, payload).finalize().into_bytes();
@@ -98,6 +99,17 @@ pub fn verify(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn extreme_timestamps_are_stale_not_an_overflow() {
+        for t in [i64::MIN, i64::MAX] {
+            let header = format!("t={t},v1={}", "0".repeat(64));
+            assert_eq!(
+                verify("whsec_x", &header, b"{}", 1_800_000_000),
+                Err(SignatureError::Stale)
+            );
+        }
+    }
     use super::*;
 
     const SECRET: &str = "whsec_test_secret";

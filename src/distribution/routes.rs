@@ -207,7 +207,12 @@ fn accepts_gzip(accept_encoding: &str) -> bool {
     accept_encoding.split(',').any(|coding| {
         let mut parts = coding.split(';');
         let name = parts.next().unwrap_or_default().trim();
-        let refused = parts.any(|p| p.trim().replace(' ', "") == "q=0");
+        // `q=0`, `q=0.0`, `q=0.000`: not acceptable (RFC 9110 12.4.2).
+        let refused = parts.any(|p| {
+            let p = p.trim().replace(' ', "");
+            p.strip_prefix("q=")
+                .is_some_and(|q| q.parse::<f32>().map_or(true, |q| q <= 0.0))
+        });
         (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
     })
 }

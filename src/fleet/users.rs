@@ -242,7 +242,13 @@ impl Fleet {
         proxies: Vec<String>,
         now_ms: u64,
     ) -> Result<User> {
-        for name in &proxies {
+        for (at, name) in proxies.iter().enumerate() {
+            if proxies[..at].contains(name) {
+                return Err(Error::invalid(
+                    "duplicate_proxy",
+                    format!("{name} is listed twice"),
+                ));
+            }
             let parsed = crate::registry::ProxyName::parse(name)?;
             if self.registry.get(&parsed, now_ms)?.is_none() {
                 return Err(Error::invalid(

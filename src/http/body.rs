@@ -30,6 +30,7 @@ pub fn json<T: DeserializeOwned + Send>(
     warp::body::content_length_limit(limit)
         .and(warp::body::bytes())
         .and_then(|body: Bytes| async move {
+            no_duplicate_keys(&body).map_err(reject)?;
             serde_json::from_slice::<T>(&body).map_err(|e| {
                 reject(Error::bad_request(
                     "invalid_json",
@@ -37,6 +38,88 @@ pub fn json<T: DeserializeOwned + Send>(
                 ))
             })
         })
+}
+
+/// Refuses a JSON document in which an object names a key twice. serde_json keeps the last
+/// one, so `{"role":"free","role":"gateway"}` would mean whatever the last reader decides;
+/// forms with a repeated field are refused the same way.
+pub fn no_duplicate_keys(body: &[u8]) -> Result<()> {
+    use serde::Deserialize;
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    match Unique::deserialize(&mut reader) {
+        Ok(Unique) => Ok(()),
+        Err(e) if e.to_string().starts_with("duplicate key") => {
+            Err(Error::bad_request("invalid_json", e.to_string()))
+        }
+        // Not JSON at all: the caller's own parse says so in its words.
+        Err(_) => Ok(()),
+    }
+}
+
+/// Any JSON value, walked only to find a repeated key.
+struct Unique;
+
+impl<'de> serde::Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Unique, D::Error> {
+        d.deserialize_any(UniqueVisitor)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = Unique;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_str<E>(self, _: &str) -> std::result::Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Unique, A::Error> {
+        while seq.next_element::<Unique>()?.is_some() {}
+        Ok(Unique)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Unique, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                let key: String = key.chars().take(64).collect();
+                return Err(serde::de::Error::custom(format!("duplicate key `{key}`")));
+            }
+            map.next_value::<Unique>()?;
+        }
+        Ok(Unique)
+    }
+}
+
+/// Control characters and Unicode's bidirectional formatting characters: text that holds
+/// them can render differently from what it is (a name that reads backwards in the panel
+/// or a log line).
+pub fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 pub fn parse_fields(content_type: Option<&str>, body: &[u8]) -> Result<Fields> {
@@ -55,6 +138,7 @@ pub fn parse_fields(content_type: Option<&str>, body: &[u8]) -> Result<Fields> {
 }
 
 fn parse_json_fields(body: &[u8]) -> Result<Fields> {
+    no_duplicate_keys(body)?;
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| Error::bad_request("invalid_json", format!("body is not valid JSON: {e}")))?;
     let serde_json::Value::Object(map) = value else {
@@ -113,6 +197,20 @@ mod tests {
         .unwrap();
         assert_eq!(form, json);
         assert_eq!(form["port"], "443");
+    }
+
+    #[test]
+    fn rejects_duplicate_json_keys_at_any_depth() {
+        assert!(no_duplicate_keys(br#"{"a":1,"b":{"c":[{"d":1,"e":2}]}}"#).is_ok());
+        for twice in [
+            r#"{"a":1,"a":2}"#,
+            r#"{"x":[{"d":1,"d":1}]}"#,
+            r#"{"\u0061":1,"a":2}"#,
+        ] {
+            let refused = no_duplicate_keys(twice.as_bytes()).unwrap_err();
+            assert_eq!(refused.code(), "invalid_json", "{twice}");
+        }
+        assert!(parse_json_fields(br#"{"name":"a","name":"b"}"#).is_err());
     }
 
     #[test]

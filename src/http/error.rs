@@ -49,6 +49,16 @@ pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infa
             "length_required",
             "a Content-Length header is required",
         )
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
+        // Before 405: `GET /x?limit=-1` matched this route, whose query was wrong; that
+        // another route takes other methods on the path is beside the point.
+        error_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_query",
+            &e.to_string(),
+        )
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
+        error_response(StatusCode::BAD_REQUEST, "invalid_header", &e.to_string())
     } else if rejection.find::<MethodNotAllowed>().is_some() {
         error_response(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -61,10 +71,6 @@ pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infa
             "unsupported_media_type",
             "unsupported content type",
         )
-    } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
-        error_response(StatusCode::BAD_REQUEST, "invalid_query", &e.to_string())
-    } else if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
-        error_response(StatusCode::BAD_REQUEST, "invalid_header", &e.to_string())
     } else {
         tracing::error!(?rejection, "unhandled rejection");
         error_response(

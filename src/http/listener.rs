@@ -300,10 +300,6 @@ pub async fn serve<F>(
                     Ok::<_, Infallible>(response)
                 }
             });
-            let stream = Watched {
-                io: stream,
-                activity: activity.clone(),
-            };
             let idle = (activity, idle_timeout);
             match tls {
                 None => drive(&http, stream, serve_request, idle, stop).await,
@@ -339,6 +335,11 @@ async fn drive<IO, S>(
         + 'static,
     S::Future: Send + 'static,
 {
+    let io = Watched {
+        io,
+        activity: activity.clone(),
+        pending: None,
+    };
     let conn = http.serve_connection(io, service);
     tokio::pin!(conn);
     loop {
@@ -407,10 +408,66 @@ impl Activity {
     }
 }
 
-/// A connection's IO that records its activity.
+/// A connection's IO (plain, or inside TLS) that records its activity, and gives hyper's own
+/// error answers the JSON error shape every other answer has: hyper writes a bare 414 or 431
+/// for a URI or headers too long before any route sees the request.
 struct Watched<IO> {
     io: IO,
     activity: Activity,
+    /// Bytes written in place of what hyper wrote, still to go out.
+    pending: Option<Vec<u8>>,
+}
+
+/// The JSON answer that replaces hyper's bare one, if `head` is one of those.
+fn json_for_bare_error(head: &[u8]) -> Option<Vec<u8>> {
+    let (status, code, message) = if head.starts_with(b"HTTP/1.1 414 ") {
+        (
+            "414 URI Too Long",
+            "uri_too_long",
+            "the request line is too long",
+        )
+    } else if head.starts_with(b"HTTP/1.1 431 ") {
+        (
+            "431 Request Header Fields Too Large",
+            "headers_too_large",
+            "the request's headers are too large",
+        )
+    } else {
+        return None;
+    };
+    let body = format!(r#"{{"error":{{"code":"{code}","message":"{message}"}}}}"#);
+    Some(
+        format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\nconnection: close\r\n\
+             content-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
+}
+
+impl<IO: tokio::io::AsyncWrite + Unpin> Watched<IO> {
+    /// Writes what replaced hyper's answer, before anything else.
+    fn drain(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        while let Some(buffer) = self.pending.as_mut() {
+            if buffer.is_empty() {
+                self.pending = None;
+                break;
+            }
+            match std::pin::Pin::new(&mut self.io).poll_write(cx, buffer) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => {
+                    buffer.drain(..n);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
 }
 
 impl<IO: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<IO> {
@@ -434,6 +491,12 @@ impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<IO> {
         cx: &mut std::task::Context<'_>,
         data: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::ready!(self.drain(cx))?;
+        if let Some(replacement) = json_for_bare_error(data) {
+            self.pending = Some(replacement);
+            std::task::ready!(self.drain(cx))?;
+            return std::task::Poll::Ready(Ok(data.len()));
+        }
         let polled = std::pin::Pin::new(&mut self.io).poll_write(cx, data);
         if matches!(polled, std::task::Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();
@@ -445,6 +508,7 @@ impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<IO> {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::ready!(self.drain(cx))?;
         std::pin::Pin::new(&mut self.io).poll_flush(cx)
     }
 
@@ -452,6 +516,7 @@ impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<IO> {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::ready!(self.drain(cx))?;
         std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
@@ -504,6 +569,18 @@ mod tests {
         counted.give_back(a);
         assert!(counted.try_take(b));
         assert_eq!(counted.total(), 3);
+    }
+
+    #[test]
+    fn hypers_bare_errors_get_the_json_shape() {
+        let bare = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\r\n";
+        let text = String::from_utf8(json_for_bare_error(bare).unwrap()).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 431 "));
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["error"]["code"], "headers_too_large");
+        assert!(json_for_bare_error(b"HTTP/1.1 200 OK\r\n").is_none());
     }
 
     #[test]

@@ -212,6 +212,7 @@ fn is_public_v4(ip: &Ipv4Addr) -> bool {
     let reserved = a >= 240; // 240.0.0.0/4
     let this_network = a == 0; // 0.0.0.0/8
     let protocol_assignments = a == 192 && b == 0 && ip.octets()[2] == 0; // 192.0.0.0/24
+    let six_to_four_relay = a == 192 && b == 88 && ip.octets()[2] == 99; // 192.88.99.0/24
     !(ip.is_private()
         || ip.is_loopback()
         || ip.is_link_local()
@@ -220,12 +221,33 @@ fn is_public_v4(ip: &Ipv4Addr) -> bool {
         || benchmarking
         || reserved
         || this_network
-        || protocol_assignments)
+        || protocol_assignments
+        || six_to_four_relay)
 }
 
 fn is_public_v6(ip: &Ipv6Addr) -> bool {
-    let documentation = ip.segments()[0] == 0x2001 && ip.segments()[1] == 0x0db8; // 2001:db8::/32
-    !(ip.is_loopback() || ip.is_unique_local() || ip.is_unicast_link_local() || documentation)
+    let s = ip.segments();
+    // ::ffff:a.b.c.d is the IPv4 address itself.
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return is_public_v4(&v4);
+    }
+    let documentation = s[0] == 0x2001 && s[1] == 0x0db8; // 2001:db8::/32
+    let ipv4_compatible = s[..6] == [0; 6]; // ::a.b.c.d (deprecated), and :: and ::1
+    let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0]; // 64:ff9b::/96
+    let six_to_four = s[0] == 0x2002; // 2002::/16
+    let site_local = s[0] & 0xffc0 == 0xfec0; // fec0::/10
+    let discard = s[..4] == [0x100, 0, 0, 0]; // 100::/64
+    let protocol_assignments = s[0] == 0x2001 && s[1] < 0x200; // 2001::/23 (Teredo, ORCHID...)
+    !(ip.is_loopback()
+        || ip.is_unique_local()
+        || ip.is_unicast_link_local()
+        || documentation
+        || ipv4_compatible
+        || nat64
+        || six_to_four
+        || site_local
+        || discard
+        || protocol_assignments)
 }
 
 fn location(fields: &Fields) -> Result<Location> {
@@ -301,8 +323,8 @@ pub fn utc_offset_minutes(raw: &str) -> Option<i32> {
         Some((h, m)) => (h.parse::<i32>().ok()?, m.parse::<i32>().ok()?),
         None => (rest.parse::<i32>().ok()?, 0),
     };
-    if !(0..60).contains(&minutes) || hours < 0 {
-        return None;
+    if !(0..60).contains(&minutes) || !(0..=14).contains(&hours) {
+        return None; // also keeps the arithmetic below from overflowing
     }
     let total = sign * (hours * 60 + minutes);
     (-12 * 60..=14 * 60).contains(&total).then_some(total)

@@ -68,6 +68,51 @@ async fn every_invalid_registration_is_refused_and_stores_nothing() {
             422,
             "private_ip",
         ),
+        // IPv6 special ranges and the 6to4 relay anycast, which reach no proxy of anyone's.
+        (
+            &[("name", "ok1"), ("ip", "::10.1.2.3"), ("port", "443")],
+            422,
+            "private_ip",
+        ),
+        (
+            &[("name", "ok1"), ("ip", "::ffff:10.1.2.3"), ("port", "443")],
+            422,
+            "private_ip",
+        ),
+        (
+            &[("name", "ok1"), ("ip", "64:ff9b::a01:203"), ("port", "443")],
+            422,
+            "private_ip",
+        ),
+        (
+            &[("name", "ok1"), ("ip", "2002:a01:203::1"), ("port", "443")],
+            422,
+            "private_ip",
+        ),
+        (
+            &[("name", "ok1"), ("ip", "fec0::1"), ("port", "443")],
+            422,
+            "private_ip",
+        ),
+        (
+            &[("name", "ok1"), ("ip", "100::1"), ("port", "443")],
+            422,
+            "private_ip",
+        ),
+        (
+            &[
+                ("name", "ok1"),
+                ("ip", "2001:0:4136:e378::1"),
+                ("port", "443"),
+            ],
+            422,
+            "private_ip",
+        ),
+        (
+            &[("name", "ok1"), ("ip", "192.88.99.1"), ("port", "443")],
+            422,
+            "private_ip",
+        ),
         (
             &[("name", "ok1"), ("ip", "54.230.90.149"), ("port", "0")],
             422,
@@ -269,4 +314,138 @@ async fn wrong_methods_are_json_errors() {
     let response = app.client.get(app.url("/register")).send().await.unwrap();
     assert!(response.status().is_client_error());
     error_code(response).await;
+}
+
+/// Sends raw bytes and returns everything the server answers before closing.
+async fn raw_exchange(app: &crate::helpers::TestApp, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(app.address).await.unwrap();
+    let _ = stream.write_all(request).await;
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn json_error_of(answer: &str) -> (u16, String) {
+    let status = answer[9..12].parse().unwrap();
+    let (_, body) = answer.split_once("\r\n\r\n").unwrap();
+    let body: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+    (status, body["error"]["code"].as_str().unwrap().to_string())
+}
+
+#[tokio::test]
+async fn odd_requests_get_a_json_4xx_and_change_nothing() {
+    use crate::helpers::ADMIN_TOKEN;
+    let app = spawn_app().await;
+    let users = || async { app.admin_json("/api/v1/admin/summary").await["users_total"].clone() };
+    let before = users().await;
+
+    // A JSON body naming a key twice, here and in a registration.
+    let twice = app
+        .client
+        .post(app.url("/api/v1/admin/users"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(r#"{"email":"a@example.org","email":"b@example.org"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(twice.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(twice).await, "invalid_json");
+    let register = app
+        .client
+        .post(app.url("/register"))
+        .bearer_auth(REGISTRY_TOKEN)
+        .header("content-type", "application/json")
+        .body(r#"{"name":"one","name":"two","ip":"127.0.0.1","port":"9001"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(register.status(), StatusCode::BAD_REQUEST);
+
+    // An Authorization header that is not UTF-8, on a read and on an audited admin write.
+    for request in [
+        &b"GET /api/v1/config HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\nConnection: close\r\n\r\n"[..],
+        &b"POST /api/v1/admin/users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"[..],
+    ] {
+        let answer = raw_exchange(&app, request).await;
+        assert_eq!(json_error_of(&answer), (400, "invalid_header".into()), "{answer}");
+    }
+
+    // A URI or headers too long: hyper's own answers, in the JSON shape.
+    let long_uri = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000));
+    let answer = raw_exchange(&app, long_uri.as_bytes()).await;
+    assert_eq!(
+        json_error_of(&answer),
+        (414, "uri_too_long".into()),
+        "{answer}"
+    );
+    let many: String = (0..200).map(|i| format!("X-{i}: a\r\n")).collect();
+    let answer = raw_exchange(
+        &app,
+        format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        json_error_of(&answer),
+        (431, "headers_too_large".into()),
+        "{answer}"
+    );
+
+    // A negative limit is a bad query (422), not "method not allowed".
+    let negative = app
+        .client
+        .get(app.url("/api/v1/admin/users?limit=-1"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(negative.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error_code(negative).await, "invalid_query");
+
+    // A time zone far outside -12..+14 (it used to overflow).
+    let tz = app
+        .client
+        .get(app.url("/json?tz=%2B99999999999"))
+        .send()
+        .await
+        .unwrap();
+    assert!(tz.status().is_client_error(), "{}", tz.status());
+    assert_eq!(error_code(tz).await, "invalid_tz");
+
+    // The same proxy twice in a user's set.
+    app.proxy("dup", 9001, &[]).await;
+    let (id, token, _) = app.create_user("dup@example.org", None).await;
+    let proxies_before = app.user_proxies(id).await;
+    let doubled = app
+        .client
+        .put(app.url(&format!("/api/v1/admin/users/{id}/proxies")))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({ "proxies": ["dup", "dup", "dup", "dup", "dup"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(doubled.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error_code(doubled).await, "duplicate_proxy");
+    assert_eq!(app.user_proxies(id).await, proxies_before);
+
+    // gzip with q=0.0 is refused by the client: the config comes plain.
+    for refused in ["gzip;q=0.0", "gzip; q=0.000", "*;q=0"] {
+        let plain = app
+            .client
+            .get(app.url("/api/v1/config"))
+            .bearer_auth(&token)
+            .header("accept-encoding", refused)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(plain.status(), StatusCode::OK);
+        assert!(
+            plain.headers().get("content-encoding").is_none(),
+            "{refused}"
+        );
+    }
+    let mut after = users().await;
+    after = serde_json::json!(after.as_u64().unwrap() - 1); // the user made for the last cases
+    assert_eq!(after, before);
 }
