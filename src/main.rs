@@ -81,7 +81,7 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
     },
-    /// Print the effective configuration (secrets masked) and exit.
+    /// Print the effective configuration as TOML for config.toml (secrets as masked comments).
     Config {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
@@ -205,7 +205,7 @@ fn run_command(command: Command) -> Result<(), String> {
         Command::Backup { out, config } => backup(config, out),
         Command::Restore { file, data_dir } => restore(file, data_dir),
         Command::Config { config } => Config::load(config.as_deref())
-            .map(|c| println!("{c:#?}"))
+            .map(|c| print!("{}", proxyfleet::admin::settings::as_toml(&c)))
             .map_err(|e| e.to_string()),
     }
 }
