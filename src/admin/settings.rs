@@ -106,7 +106,9 @@ mod tests {
         let config = Config {
             admin_token: Some(Secret::new("adm-secret-1")),
             redis_url: Some("redis://:redispw@127.0.0.1:6379/0?password=qpw".into()),
-            smtp_url: Some(Secret::new("smtp://u:smtppw@mail.example.org:587?pass=qpw2")),
+            smtp_url: Some(Secret::new(
+                "smtp://u:smtppw@mail.example.org:587?pass=qpw2",
+            )),
             ..Config::default()
         };
         let text = as_toml(&config);

@@ -52,6 +52,9 @@ impl Billing {
             let Some(mut user) = tx.get::<User>(TreeId::Users, u64_key(user_id))? else {
                 return abort(Error::NotFound(format!("user {user_id}")));
             };
+            if let Err(disabled) = user.check_enabled() {
+                return abort(disabled);
+            }
             let limit = self.device_limit(&user, now_ms);
             if user.devices.len() >= limit {
                 let kind = if pro::is_pro(&user, now_ms) {

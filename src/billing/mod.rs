@@ -247,6 +247,9 @@ impl Billing {
             let Some(mut user) = tx.get::<User>(TreeId::Users, u64_key(id))? else {
                 return abort(Error::NotFound(format!("user {id}")));
             };
+            if let Err(disabled) = user.check_enabled() {
+                return abort(disabled);
+            }
             pro::extend(tx, &mut user, days, &candidates, per_user, now_ms)?;
             Ok(user)
         })?;

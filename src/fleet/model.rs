@@ -85,6 +85,25 @@ pub struct Device {
 }
 
 impl User {
+    /// 409 `user_disabled` for what a disabled account may not get: Pro days, proxy moves,
+    /// devices. (Its tokens already stop authenticating.)
+    pub fn check_enabled(&self) -> crate::error::Result<()> {
+        match self.status {
+            UserStatus::Active => Ok(()),
+            UserStatus::Disabled => Err(crate::error::Error::conflict(
+                "user_disabled",
+                format!("user {} is disabled: enable it first", self.id),
+            )),
+        }
+    }
+
+    /// Token hashes to publish where tokens are checked (the mirror, pro proxies): none while
+    /// the account is disabled.
+    pub fn published_token_hashes(&self) -> impl Iterator<Item = &crate::http::TokenHash> {
+        let active = self.status == UserStatus::Active;
+        self.token_hashes().filter(move |_| active)
+    }
+
     /// A new active user without proxies or Pro.
     pub fn new(
         id: u64,

@@ -218,6 +218,15 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
             let user = state.fleet.disable(id, now_ms()).await.map_err(reject)?;
             Ok::<_, Rejection>(json(StatusCode::OK, &UserSummary::from(&user)))
         });
+    let enable = admin_base
+        .clone()
+        .and(warp::path!("users" / u64 / "enable"))
+        .and(warp::post())
+        .and(with_state(&state))
+        .and_then(|id: u64, state: Arc<AppState>| async move {
+            let user = state.fleet.enable(id, now_ms()).await.map_err(reject)?;
+            Ok::<_, Rejection>(json(StatusCode::OK, &UserSummary::from(&user)))
+        });
     let set_proxies = admin_base
         .clone()
         .and(warp::path!("users" / u64 / "proxies"))
@@ -360,6 +369,8 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .or(one)
         .unify()
         .or(disable)
+        .unify()
+        .or(enable)
         .unify()
         .or(set_proxies)
         .unify()

@@ -259,6 +259,9 @@ impl Fleet {
         }
         let wanted = self.settings.fallbacks_per_user;
         self.change_user(id, |tx, user| {
+            if let Err(disabled) = user.check_enabled() {
+                return abort(disabled);
+            }
             set_proxies(tx, user, proxies.clone(), "set by an operator", now_ms)?;
             if user.proxies.len() < wanted && !user.proxies.is_empty() {
                 tx.put(TreeId::NeedsFallback, u64_key(id), &now_ms)
@@ -279,6 +282,20 @@ impl Fleet {
                 save_user(tx, user, now_ms)?;
             }
             tx.remove(TreeId::NeedsFallback, u64_key(id)).map(|_| ())
+        })
+        .await
+    }
+
+    /// Enables a disabled user again: its tokens work and the rebalancer gives it fallback
+    /// proxies on its next run (Pro, if any time is left, comes back with a purchase or gift).
+    pub async fn enable(&self, id: u64, now_ms: u64) -> Result<User> {
+        self.change_user(id, |tx, user| {
+            if user.status == UserStatus::Active {
+                return abort(Error::conflict("user_enabled", "the user is not disabled"));
+            }
+            user.status = UserStatus::Active;
+            save_user(tx, user, now_ms)?;
+            tx.put(TreeId::NeedsFallback, u64_key(id), &now_ms)
         })
         .await
     }

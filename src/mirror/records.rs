@@ -124,7 +124,7 @@ pub fn write_user(pipe: &mut Pipeline, keys: &Keys, user: &User, seq: u64, publi
         proxies: &user.proxies,
         pro_proxies: &user.pro_proxies,
         tokens: user
-            .token_hashes()
+            .published_token_hashes()
             .map(|h| hex::encode(h.as_bytes()))
             .collect(),
         seq,
@@ -154,7 +154,7 @@ pub fn write_new_user(pipe: &mut Pipeline, keys: &Keys, user: &User) {
         pipe.sadd(keys.proxy_users(name), &id).ignore();
     }
     let tokens: Vec<String> = user
-        .token_hashes()
+        .published_token_hashes()
         .map(|h| hex::encode(h.as_bytes()))
         .collect();
     for token in &tokens {

@@ -272,3 +272,60 @@ async fn config_etag_and_a_departing_proxy() {
     assert_eq!(history[2]["proxies"], json!(["pb"]));
     app.assert_consistent().await;
 }
+
+#[tokio::test]
+async fn a_disabled_user_gets_nothing_until_enabled_again() {
+    use reqwest::StatusCode;
+    use serde_json::json;
+    let app = crate::helpers::spawn_app().await;
+    app.proxy("one", 9001, &[]).await;
+    let (id, token, _) = app.create_user("gone@example.org", None).await;
+    let disabled = app
+        .admin_post(&format!("/api/v1/admin/users/{id}/disable"), &json!({}))
+        .await;
+    assert_eq!(disabled.status(), StatusCode::OK);
+
+    // No Pro gift, no move: 409 user_disabled, and the user is unchanged.
+    let before = app.admin_json(&format!("/api/v1/admin/users/{id}")).await;
+    let gift = app
+        .admin_post(
+            &format!("/api/v1/admin/users/{id}/pro"),
+            &json!({ "days": 30 }),
+        )
+        .await;
+    assert_eq!(gift.status(), StatusCode::CONFLICT);
+    assert_eq!(crate::helpers::error_code(gift).await, "user_disabled");
+    let moved = app
+        .client
+        .put(app.url(&format!("/api/v1/admin/users/{id}/proxies")))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .json(&json!({ "proxies": ["one"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), StatusCode::CONFLICT);
+    let after = app.admin_json(&format!("/api/v1/admin/users/{id}")).await;
+    assert_eq!(before["user"], after["user"]);
+    // Its token does not work.
+    let (status, _, _) = app.config(&token).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Enabled: the token works again; enabling twice is a conflict.
+    let enabled = app
+        .admin_post(&format!("/api/v1/admin/users/{id}/enable"), &json!({}))
+        .await;
+    assert_eq!(enabled.status(), StatusCode::OK);
+    let (status, _, _) = app.config(&token).await;
+    assert_eq!(status, StatusCode::OK);
+    let again = app
+        .admin_post(&format!("/api/v1/admin/users/{id}/enable"), &json!({}))
+        .await;
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    let gift = app
+        .admin_post(
+            &format!("/api/v1/admin/users/{id}/pro"),
+            &json!({ "days": 30 }),
+        )
+        .await;
+    assert_eq!(gift.status(), StatusCode::OK);
+}

@@ -42,7 +42,9 @@ export async function render(main, { id }) {
       ? h('button', { type: 'button', class: 'danger', id: 'disable-user', onclick: () => confirmThen(`Disable ${u.email}? Their tokens stop working.`, async () => {
         try { await post(`/api/v1/admin/users/${u.id}/disable`); notice(`${u.email} disabled`); await load(); } catch (err) { notice(err.message, 'error'); }
       }) }, 'Disable')
-      : null;
+      : h('button', { type: 'button', id: 'enable-user', onclick: async () => {
+        try { await post(`/api/v1/admin/users/${u.id}/enable`); notice(`${u.email} enabled`); await load(); } catch (err) { notice(err.message, 'error'); }
+      } }, 'Enable');
 
     replace(body,
       h('h1', {}, u.email, ' ', h('span', { class: `status ${u.status}` }, u.status)),
@@ -54,7 +56,8 @@ export async function render(main, { id }) {
         h('dt', {}, 'Pro'), h('dd', { id: 'pro-status' }, d.pro.active ? `until ${date(d.pro.until)}` : 'free'),
         h('dt', {}, 'Pro proxies'), h('dd', {}, d.pro.proxies.join(', ') || '–'),
         h('dt', {}, 'Config version'), h('dd', {}, number(d.config_version))),
-      h('div', { class: 'actions' }, giftForm, moveForm, disable),
+      // A disabled account gets no Pro and no move (the server refuses them: 409).
+      h('div', { class: 'actions' }, u.status === 'active' ? giftForm : '', u.status === 'active' ? moveForm : '', disable),
       h('h2', {}, 'Current config'),
       table([
         ['Proxy', (p) => p.name], ['Role', (p) => p.role], ['Address', (p) => `${p.ip}:${p.port}`],
