@@ -328,7 +328,20 @@ impl Default for Config {
     }
 }
 
+/// Files the server leaves in its data directory for the CLI on the same box
+/// (`proxyfleet backup`, `proxyfleet admin ...` while it runs): a random cookie that stands for
+/// the admin token on the backup and account routes, and the address it listens on.
+pub const CONTROL_COOKIE: &str = "control.cookie";
+pub const CONTROL_URL: &str = "control.url";
+
 impl Config {
+    pub fn control_cookie_path(&self) -> PathBuf {
+        self.data_dir.join(CONTROL_COOKIE)
+    }
+
+    pub fn control_url_path(&self) -> PathBuf {
+        self.data_dir.join(CONTROL_URL)
+    }
     /// The bounds every listener of this server gets (before fitting the open-file limit).
     pub fn listener_limits(&self) -> crate::http::listener::Limits {
         crate::http::listener::Limits {

@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 
 pub use routes::OPENAPI;
 pub use state::{AppState, Tokens};
-pub use tokens::{NewTokens, CONTROL_COOKIE, CONTROL_URL};
+pub use tokens::NewTokens;
 
 use crate::billing::stripe_api::StripeApi;
 use crate::billing::{Billing, BillingSettings};

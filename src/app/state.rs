@@ -18,7 +18,7 @@ pub struct Tokens {
     pub admin: TokenHash,
     pub registry: TokenHash,
     /// The control cookie: accepted by `GET /api/v1/admin/backup` and the admin account
-    /// routes only (see `tokens::CONTROL_COOKIE`).
+    /// routes only (see `tokens::write_control_cookie`).
     pub control: TokenHash,
 }
 

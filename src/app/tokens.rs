@@ -40,17 +40,14 @@ pub async fn load_or_create(store: &Store, config: &Config) -> Result<(Tokens, N
 /// (as Tor's control cookie): whoever can read the data directory may take a backup or manage
 /// admin accounts, without the admin token, as they could with the server stopped. A new one
 /// each start; readable by the server's user only.
-pub const CONTROL_COOKIE: &str = "control.cookie";
 
 /// Beside the cookie: the URL of the plain-HTTP listener as bound (the CLI's way in).
-pub const CONTROL_URL: &str = "control.url";
-
 pub fn write_control_url(data_dir: &std::path::Path, address: std::net::SocketAddr) -> Result<()> {
     let mut address = address;
     if address.ip().is_unspecified() {
         address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let path = data_dir.join(CONTROL_URL);
+    let path = data_dir.join(crate::config::CONTROL_URL);
     std::fs::write(&path, format!("http://{address}"))
         .map_err(|e| crate::error::Error::internal(format!("{}: {e}", path.display())))
 }
@@ -61,7 +58,7 @@ fn write_control_cookie(data_dir: &std::path::Path) -> Result<TokenHash> {
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
     let cookie = hex::encode(bytes);
-    let path = data_dir.join(CONTROL_COOKIE);
+    let path = data_dir.join(crate::config::CONTROL_COOKIE);
     let io = |e: std::io::Error| crate::error::Error::internal(format!("{}: {e}", path.display()));
     let _ = std::fs::remove_file(&path);
     // The name before format 3.

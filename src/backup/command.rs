@@ -28,7 +28,7 @@ pub async fn backup(config: &Config, out: &Path) -> Result<super::Written> {
 
 /// The control cookie the running server left in its data directory.
 pub fn control_cookie(config: &Config) -> Result<String> {
-    let cookie_path = config.data_dir.join(crate::app::CONTROL_COOKIE);
+    let cookie_path = config.control_cookie_path();
     let cookie = std::fs::read_to_string(&cookie_path).map_err(|e| {
         Error::internal(format!(
             "the store is in use and {} cannot be read ({e}): run this as the server's user",
@@ -41,7 +41,7 @@ pub fn control_cookie(config: &Config) -> Result<String> {
 /// The running server's plain-HTTP listener, as this box reaches it: the address the server
 /// wrote beside its control cookie (right even for port 0), else the configured one.
 pub fn local_url(config: &Config) -> String {
-    let written = config.data_dir.join(crate::app::CONTROL_URL);
+    let written = config.control_url_path();
     if let Ok(url) = std::fs::read_to_string(written) {
         if url.starts_with("http://") {
             return url.trim().to_string();
