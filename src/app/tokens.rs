@@ -36,11 +36,6 @@ pub async fn load_or_create(store: &Store, config: &Config) -> Result<(Tokens, N
     ))
 }
 
-/// The file `proxyfleet backup` and `proxyfleet admin ...` read to ask the running server
-/// (as Tor's control cookie): whoever can read the data directory may take a backup or manage
-/// admin accounts, without the admin token, as they could with the server stopped. A new one
-/// each start; readable by the server's user only.
-
 /// Beside the cookie: the URL of the plain-HTTP listener as bound (the CLI's way in).
 pub fn write_control_url(data_dir: &std::path::Path, address: std::net::SocketAddr) -> Result<()> {
     let mut address = address;
@@ -52,6 +47,10 @@ pub fn write_control_url(data_dir: &std::path::Path, address: std::net::SocketAd
         .map_err(|e| crate::error::Error::internal(format!("{}: {e}", path.display())))
 }
 
+/// The file `proxyfleet backup` and `proxyfleet admin ...` read to ask the running server
+/// (as Tor's control cookie): whoever can read the data directory may take a backup or manage
+/// admin accounts, without the admin token, as they could with the server stopped. A new one
+/// each start; readable by the server's user only.
 fn write_control_cookie(data_dir: &std::path::Path) -> Result<TokenHash> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
