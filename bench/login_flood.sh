@@ -33,5 +33,6 @@ after=$(du -sb "$work/data" | cut -f1)
 echo "$audit" | python3 -c '
 import json, sys
 entries = json.load(sys.stdin)["entries"]
-print(f"audit: {len(entries)} failed-login entries counting {sum(e[\"count\"] for e in entries)} attempts")'
+total = sum(e["count"] for e in entries)
+print(f"audit: {len(entries)} failed-login entries counting {total} attempts")'
 python3 -c "print(f'data dir: {$before/1048576:.2f} MiB before, {$after/1048576:.2f} MiB after, grew {($after-$before)/1048576:.2f} MiB')"
