@@ -105,6 +105,20 @@ pub fn check_csrf(session: &Session, presented: Option<&str>) -> Result<(), Reje
 pub fn admin_actor(
     state: &Arc<AppState>,
 ) -> impl Filter<Extract = (Actor,), Error = Rejection> + Clone {
+    authorized(state, true)
+}
+
+/// Passes for the admin token, or for a live session (with its CSRF token when mutating).
+pub fn admin(state: &Arc<AppState>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    authorized(state, false).map(|_: Actor| ()).untuple_one()
+}
+
+/// The admin token, the control cookie (only with `accept_control`), or a live session with
+/// its CSRF token on mutating calls; 401 or 403 otherwise.
+fn authorized(
+    state: &Arc<AppState>,
+    accept_control: bool,
+) -> impl Filter<Extract = (Actor,), Error = Rejection> + Clone {
     let state = state.clone();
     warp::method()
         .and(warp::header::optional::<String>("authorization"))
@@ -121,7 +135,7 @@ pub fn admin_actor(
                     if token.is_some_and(|t| state.tokens.admin.matches(t)) {
                         return Ok(Actor::Token);
                     }
-                    if token.is_some_and(|t| state.tokens.control.matches(t)) {
+                    if accept_control && token.is_some_and(|t| state.tokens.control.matches(t)) {
                         return Ok(Actor::Cli);
                     }
                     let (session, _) = session(&state, cookie.as_deref())?;
@@ -132,33 +146,4 @@ pub fn admin_actor(
                 }
             },
         )
-}
-
-/// Passes for the admin token, or for a live session (with its CSRF token when mutating).
-pub fn admin(state: &Arc<AppState>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    let state = state.clone();
-    warp::method()
-        .and(warp::header::optional::<String>("authorization"))
-        .and(warp::cookie::optional::<String>(COOKIE))
-        .and(warp::header::optional::<String>(CSRF_HEADER))
-        .and_then(
-            move |method: Method,
-                  authorization: Option<String>,
-                  cookie: Option<String>,
-                  csrf: Option<String>| {
-                let state = state.clone();
-                async move {
-                    let token = bearer_value(authorization.as_deref());
-                    if token.is_some_and(|t| state.tokens.admin.matches(t)) {
-                        return Ok(());
-                    }
-                    let (session, _) = session(&state, cookie.as_deref())?;
-                    if is_mutating(&method) {
-                        check_csrf(&session, csrf.as_deref())?;
-                    }
-                    Ok::<(), Rejection>(())
-                }
-            },
-        )
-        .untuple_one()
 }
