@@ -429,6 +429,32 @@ pub fn routes(
         .unify()
 }
 
+/// Runs a check of the signed-in account's password or code under the login throttle: a
+/// stolen session guesses no faster through the password and second-factor forms than
+/// through the login. Only a wrong password or code counts as a failure.
+pub(super) async fn throttled<T: Send + 'static>(
+    state: &AppState,
+    ip: Option<IpAddr>,
+    username: &str,
+    check: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    state
+        .admin
+        .throttle
+        .check(ip, username, now_ms())
+        .map_err(Error::TooManyRequests)?;
+    // argon2 takes tens of milliseconds: off the async workers.
+    let outcome = tokio::task::spawn_blocking(check)
+        .await
+        .map_err(Error::internal)?;
+    if let Err(error) = &outcome {
+        if matches!(error.code(), "wrong_password" | "wrong_code") {
+            state.admin.throttle.failed(ip, username, now_ms());
+        }
+    }
+    outcome
+}
+
 /// Checks the current password, stores the new one under a new epoch and ends every session
 /// of the account (this one too) in one transaction: the panel then asks to sign in again.
 async fn change_password(
@@ -439,33 +465,33 @@ async fn change_password(
 ) -> Result<Route, Rejection> {
     accounts::check_password(&body.new).map_err(reject)?;
     let store = state.store.clone();
-    let changed = tokio::task::spawn_blocking(move || {
+    let changed = throttled(&state, ip, &session.username, move || {
         if !accounts::password_matches(&account, &body.current) {
-            return Ok(None);
+            return Err(signin::wrong_password());
         }
         let mut account = account;
         account.password_hash = accounts::hash_password(&body.new)?;
         account.session_epoch += 1;
         let ended = sessions::keys_of_account(&store, &account.username)?;
         accounts::save(&store, &account, &ended)?;
-        Ok::<_, Error>(Some(account))
+        Ok(account)
     })
-    .await
-    .map_err(|e| reject(Error::internal(e)))?
-    .map_err(reject)?;
-    let Some(account) = changed else {
-        note(
-            &state,
-            &session.username,
-            "password_change_refused",
-            403,
-            ip,
-        );
-        state.store.durable().await.map_err(reject)?;
-        return Err(reject(Error::forbidden(
-            "wrong_password",
-            "the current password is not right",
-        )));
+    .await;
+    let account = match changed {
+        Ok(account) => account,
+        Err(error) => {
+            if error.code() == "wrong_password" {
+                note(
+                    &state,
+                    &session.username,
+                    "password_change_refused",
+                    403,
+                    ip,
+                );
+                state.store.durable().await.map_err(reject)?;
+            }
+            return Err(reject(error));
+        }
     };
     note(&state, &account.username, "password_changed", 200, ip);
     state.store.durable().await.map_err(reject)?;

@@ -4,6 +4,7 @@
 //! account's password and, while it is on, a current code: a stolen session cannot take the
 //! account over. The audit layer records each.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -12,13 +13,14 @@ use warp::{Filter, Rejection};
 
 use super::accounts::AdminAccount;
 use super::guard;
+use super::routes::throttled;
 use super::sessions::{self, Session, COOKIE};
 use super::signin::{self, SecondFactorChange};
 use super::totp;
 use crate::app::AppState;
 use crate::clock::now_ms;
-use crate::error::Error;
 use crate::http::body::json as json_body;
+use crate::http::client_ip::client_ip;
 use crate::http::{json, reject, with_state};
 
 type Route = warp::reply::Response;
@@ -44,6 +46,7 @@ struct Disable {
 }
 
 pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = Rejection> + Clone {
+    let trusted = Arc::new(state.config.trusted_proxies.clone());
     let base = warp::path("admin")
         .and(warp::path("api"))
         .and(warp::path("totp"));
@@ -71,15 +74,18 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .and(guard::signed_in(&state))
         .and(warp::cookie::optional::<String>(COOKIE))
         .and(json_body::<Enable>(SMALL_BODY))
+        .and(client_ip(trusted.clone()))
         .and(with_state(&state))
         .and_then(
             |(session, _): (Session, AdminAccount),
              cookie: Option<String>,
              body: Enable,
+             ip: Option<IpAddr>,
              state: Arc<AppState>| async move {
                 let store = state.store.clone();
                 let keep = cookie.as_deref().map(sessions::key_of).unwrap_or_default();
-                let codes = tokio::task::spawn_blocking(move || {
+                let username = session.username.clone();
+                let codes = throttled(&state, ip, &username, move || {
                     let change = SecondFactorChange {
                         password: &body.password,
                         current_code: body.current_code.as_deref(),
@@ -89,7 +95,6 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
                     signin::set_second_factor(&store, &session.username, change, &keep, now_ms())
                 })
                 .await
-                .map_err(|e| reject(Error::internal(e)))?
                 .map_err(reject)?;
                 state.store.durable().await.map_err(reject)?;
                 Ok::<_, Rejection>(json(
@@ -104,11 +109,16 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .and(warp::post())
         .and(guard::signed_in(&state))
         .and(json_body::<Disable>(SMALL_BODY))
+        .and(client_ip(trusted))
         .and(with_state(&state))
         .and_then(
-            |(session, _): (Session, AdminAccount), body: Disable, state: Arc<AppState>| async move {
+            |(session, _): (Session, AdminAccount),
+             body: Disable,
+             ip: Option<IpAddr>,
+             state: Arc<AppState>| async move {
                 let store = state.store.clone();
-                tokio::task::spawn_blocking(move || {
+                let username = session.username.clone();
+                throttled(&state, ip, &username, move || {
                     signin::remove_second_factor(
                         &store,
                         &session.username,
@@ -118,7 +128,6 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
                     )
                 })
                 .await
-                .map_err(|e| reject(Error::internal(e)))?
                 .map_err(reject)?;
                 state.store.durable().await.map_err(reject)?;
                 Ok::<_, Rejection>(json(

@@ -247,6 +247,67 @@ async fn changing_the_password_ends_every_session_of_the_account() {
 }
 
 #[tokio::test]
+async fn a_stolen_session_guesses_the_password_no_faster_than_the_login_does() {
+    let app = spawn_app_with(|c| c.admin_login_burst = 3).await;
+    create_account(&app).await;
+    let stolen = sign_in(&app).await;
+    // Guesses through the password form and the second-factor form share one throttle.
+    for _ in 0..2 {
+        let wrong = stolen
+            .post(
+                &app,
+                "/admin/api/password",
+                json!({ "current": "guess guess guess", "new": "a much longer password" }),
+            )
+            .await;
+        assert_eq!(error_code(wrong).await, "wrong_password");
+    }
+    let totp = stolen
+        .post(
+            &app,
+            "/admin/api/totp",
+            json!({ "password": "guess guess guess", "secret": "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", "code": "123456" }),
+        )
+        .await;
+    assert_eq!(error_code(totp).await, "wrong_password");
+    let fourth = stolen
+        .post(
+            &app,
+            "/admin/api/password",
+            json!({ "current": "guess guess guess", "new": "a much longer password" }),
+        )
+        .await;
+    assert_eq!(error_code(fourth).await, "wrong_password");
+
+    // Now even the right password waits, and nothing changed.
+    let throttled = stolen
+        .post(
+            &app,
+            "/admin/api/password",
+            json!({ "current": ADMIN_PASSWORD, "new": "a much longer password" }),
+        )
+        .await;
+    assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(throttled.headers().contains_key("retry-after"));
+    let totp = stolen
+        .post(
+            &app,
+            "/admin/api/totp/disable",
+            json!({ "password": ADMIN_PASSWORD, "code": "123456" }),
+        )
+        .await;
+    assert_eq!(totp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        stolen.get(&app, "/admin/api/session").await.status(),
+        StatusCode::OK
+    );
+    let refused = app
+        .admin_json("/admin/api/audit?q=password_change_refused")
+        .await;
+    assert_eq!(refused["entries"].as_array().unwrap().len(), 3, "{refused}");
+}
+
+#[tokio::test]
 async fn the_panel_is_served_from_the_binary_with_a_strict_policy() {
     let app = spawn_app().await;
     let page = app.client.get(app.url("/admin/")).send().await.unwrap();
