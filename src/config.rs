@@ -354,6 +354,7 @@ impl Config {
             max_connections_per_ip: self.max_connections_per_ip.max(1),
             max_long_polls: self.max_long_polls.max(1),
             max_long_polls_per_ip: self.max_long_polls_per_ip.max(1),
+            keep_body: None,
         }
     }
 

@@ -15,11 +15,11 @@ use super::sessions::COOKIE;
 use crate::app::AppState;
 use crate::clock::now_ms;
 use crate::http::client_ip::client_ip;
+use crate::http::listener::KeptBody;
 
 type Route = warp::reply::Response;
 
-/// Query parameters whose values are secrets (none of the admin API's today; kept safe for
-/// the routes of tomorrow).
+/// Parameter names (in a query or a body, at any depth) whose values are secrets.
 const SECRET_PARAMS: [&str; 5] = ["token", "password", "secret", "code", "key"];
 
 /// The query as the trail shows it, values of secret-looking parameters masked.
@@ -33,6 +33,61 @@ fn mask_query(query: &str) -> String {
         })
         .collect();
     serde_urlencoded::to_string(masked).unwrap_or_default()
+}
+
+/// A JSON value as the trail shows it: values under secret-looking keys masked, at any depth.
+fn mask_json(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                let key = key.to_lowercase();
+                if SECRET_PARAMS.iter().any(|s| key.contains(s)) {
+                    *value = serde_json::Value::String("***".to_string());
+                } else {
+                    mask_json(value);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(mask_json),
+        _ => {}
+    }
+}
+
+/// A request body as the trail shows it: compact JSON or a form, masked; anything else by size.
+fn mask_body(body: &[u8]) -> Option<String> {
+    if body.is_empty() {
+        return None;
+    }
+    if let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(body) {
+        mask_json(&mut value);
+        return Some(value.to_string());
+    }
+    match std::str::from_utf8(body) {
+        Ok(text) if serde_urlencoded::from_str::<Vec<(String, String)>>(text).is_ok() => {
+            Some(mask_query(text))
+        }
+        _ => Some(format!("({} bytes)", body.len())),
+    }
+}
+
+/// What the trail records of a request's parameters: the query, then the body.
+fn params(query: &str, body: Option<&KeptBody>) -> Option<String> {
+    let parts: Vec<String> = [
+        (!query.is_empty()).then(|| mask_query(query)),
+        body.and_then(|b| mask_body(&b.0)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    (!parts.is_empty()).then(|| parts.join(" "))
+}
+
+/// Requests the trail records: mutations of admin paths, except those that record
+/// themselves with the account they concern (logins, logouts, password changes, whose
+/// bodies are passwords).
+pub fn is_audited(method: &Method, path: &str) -> bool {
+    let own = path.starts_with("/admin/api/log") || path == "/admin/api/password";
+    is_mutating(method) && is_admin_path(path) && !own
 }
 
 /// The panel's session cookie in a `Cookie` header.
@@ -74,6 +129,7 @@ where
             }),
         )
         .and(client_ip(Arc::new(state.config.trusted_proxies.clone())))
+        .and(warp::ext::optional::<KeptBody>())
         .and(api)
         .and_then(
             move |method: Method,
@@ -81,13 +137,11 @@ where
                   query: String,
                   (authorization, cookie): (Option<String>, Option<String>),
                   ip: Option<IpAddr>,
+                  body: Option<KeptBody>,
                   response: Route| {
                 let state = state.clone();
                 async move {
-                    // Logins, logouts and password changes record themselves, with the account they concern.
-                    let own = path.as_str().starts_with("/admin/api/log")
-                        || path.as_str() == "/admin/api/password";
-                    if is_mutating(&method) && is_admin_path(path.as_str()) && !own {
+                    if is_audited(&method, path.as_str()) {
                         if let Some(who) =
                             actor(&state, authorization.as_deref(), cookie.as_deref())
                         {
@@ -97,7 +151,7 @@ where
                                 action: &what,
                                 status: response.status().as_u16(),
                                 client_ip: ip,
-                                params: (!query.is_empty()).then(|| mask_query(&query)),
+                                params: params(&query, body.as_ref()),
                             };
                             if let Err(error) = audit::record(&state.store, event, now_ms()) {
                                 tracing::error!(%error, "audit trail: could not record");

@@ -189,7 +189,11 @@ impl Application {
 
         let (stop, _) = watch::channel(false);
         let stop = Arc::new(stop);
-        let limits = state.config.listener_limits().within_file_limit();
+        let limits = http::listener::Limits {
+            keep_body: Some(crate::admin::layer::is_audited),
+            ..state.config.listener_limits()
+        }
+        .within_file_limit();
         let capacity = http::listener::Capacity::new(&limits);
         let listen = state.config.listen;
         let listener = http::listener::bind(listen)

@@ -20,6 +20,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
+use warp::http::{header, Method};
+use warp::hyper::body::Bytes;
 use warp::hyper::server::conn::Http;
 use warp::hyper::service::service_fn;
 use warp::hyper::{Body, Request};
@@ -39,7 +41,17 @@ pub struct Limits {
     pub max_connections_per_ip: usize,
     pub max_long_polls: usize,
     pub max_long_polls_per_ip: usize,
+    /// Requests whose body is read before routing (up to `MAX_KEPT_BODY` declared bytes) and
+    /// handed on as a `KeptBody` extension too: the audit trail records what an admin asked.
+    pub keep_body: Option<fn(&Method, &str) -> bool>,
 }
+
+/// The largest body `keep_body` reads ahead; a larger or undeclared one is left unread.
+pub const MAX_KEPT_BODY: u64 = 16 * 1024;
+
+/// A request's body as read before routing (`Limits::keep_body`); the route reads its own copy.
+#[derive(Debug, Clone)]
+pub struct KeptBody(pub Bytes);
 
 /// File descriptors kept for the store, Redis, SMTP, Varnish and logs, whatever the caps say.
 const RESERVED_FILES: usize = 128;
@@ -279,6 +291,7 @@ pub async fn serve<F>(
         let http = http.clone();
         let tls = tls.clone();
         let stop = stop.clone();
+        let keep_body = limits.keep_body;
         let handshake = limits.tls_handshake_timeout;
         let idle_timeout = limits.idle_timeout;
         connections.spawn(async move {
@@ -292,6 +305,12 @@ pub async fn serve<F>(
                 let in_flight = requests.start_request();
                 async move {
                     use warp::hyper::service::Service;
+                    let request = match keep_body {
+                        Some(wanted) if wanted(request.method(), request.uri().path()) => {
+                            read_ahead(request).await
+                        }
+                        _ => request,
+                    };
                     let response = match service.call(request).await {
                         Ok(response) => response,
                         Err(never) => match never {},
@@ -315,6 +334,24 @@ pub async fn serve<F>(
     }
     // Stopped: wait for the open connections to finish (each shuts down gracefully).
     while connections.join_next().await.is_some() {}
+}
+
+/// Reads a small declared body and puts it back, with a copy as a `KeptBody` extension.
+/// The connection's idle timeout bounds a body that trickles.
+async fn read_ahead(request: Request<Body>) -> Request<Body> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if !declared.is_some_and(|length| length <= MAX_KEPT_BODY) {
+        return request;
+    }
+    let (mut parts, body) = request.into_parts();
+    // A body cut short reaches the route empty, which then refuses it as it would any.
+    let bytes = warp::hyper::body::to_bytes(body).await.unwrap_or_default();
+    parts.extensions.insert(KeptBody(bytes.clone()));
+    Request::from_parts(parts, Body::from(bytes))
 }
 
 /// Serves one connection until it ends, the server stops, or it sits idle (no request in
