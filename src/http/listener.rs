@@ -344,7 +344,7 @@ async fn read_ahead(request: Request<Body>) -> Request<Body> {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if !declared.is_some_and(|length| length <= MAX_KEPT_BODY) {
+    if declared.is_none_or(|length| length > MAX_KEPT_BODY) {
         return request;
     }
     let (mut parts, body) = request.into_parts();
