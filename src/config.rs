@@ -218,6 +218,9 @@ pub struct Config {
     pub backup_interval_secs: u64,
     /// Scheduled backups kept (the oldest go first).
     pub backup_keep: usize,
+    /// An age X25519 recipient (`age1...`): every backup (scheduled, online, offline,
+    /// pre-migration) is encrypted to it; `proxyfleet restore --identity FILE` decrypts.
+    pub backup_recipient: Option<String>,
 }
 
 /// How log lines are written: `text` for people, `json` (one object a line) for collectors.
@@ -324,6 +327,7 @@ impl Default for Config {
             backup_dir: None,
             backup_interval_secs: 86_400,
             backup_keep: 7,
+            backup_recipient: None,
         }
     }
 }

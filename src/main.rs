@@ -80,6 +80,9 @@ enum Command {
         file: PathBuf,
         #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
+        /// The age identity file of `backup_recipient`, for an encrypted backup.
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
     },
     /// Print the effective configuration as TOML for config.toml (secrets as masked comments).
     Config {
@@ -203,7 +206,11 @@ fn run_command(command: Command) -> Result<(), String> {
         Command::Admin { action, config } => admin(action, config),
         Command::Check { config } => check(config),
         Command::Backup { out, config } => backup(config, out),
-        Command::Restore { file, data_dir } => restore(file, data_dir),
+        Command::Restore {
+            file,
+            data_dir,
+            identity,
+        } => restore(file, data_dir, identity),
         Command::Config { config } => Config::load(config.as_deref())
             .map(|c| print!("{}", proxyfleet::admin::settings::as_toml(&c)))
             .map_err(|e| e.to_string()),
@@ -314,10 +321,10 @@ fn backup(config_file: Option<PathBuf>, out: PathBuf) -> Result<(), String> {
     Ok(())
 }
 
-fn restore(file: PathBuf, data_dir: PathBuf) -> Result<(), String> {
+fn restore(file: PathBuf, data_dir: PathBuf, identity: Option<PathBuf>) -> Result<(), String> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let header = runtime
-        .block_on(async { proxyfleet::backup::restore(&file, &data_dir) })
+        .block_on(async { proxyfleet::backup::restore(&file, &data_dir, identity.as_deref()) })
         .map_err(|e| e.to_string())?;
     println!(
         "restored {} records (data format {}, written by {}) into {}",

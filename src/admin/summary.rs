@@ -43,6 +43,21 @@ pub struct Summary {
     pub storage: crate::store::disk_guard::DiskStatus,
     /// The store's size on disk and its compactions.
     pub compaction: crate::store::CompactionStatus,
+    /// What the operator should fix, in sentences (the dashboard shows them on top).
+    pub warnings: Vec<String>,
+}
+
+/// Settings that leave the fleet exposed, as the dashboard words them.
+fn warnings(state: &AppState) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if state.config.backup_recipient.is_none() {
+        warnings.push(
+            "Backups are written unencrypted, with every secret of the fleet in them: set \
+             backup_recipient to an age recipient (age1...)."
+                .to_string(),
+        );
+    }
+    warnings
 }
 
 fn role_name(proxy: &Proxy) -> String {
@@ -124,6 +139,7 @@ pub fn summary(state: &AppState, now_ms: u64) -> Result<Summary> {
         compaction: state
             .store
             .compaction_status(state.config.compact_policy())?,
+        warnings: warnings(state),
     })
 }
 

@@ -55,7 +55,8 @@ pub fn run(store: &Store, config: &Config) -> Result<Option<std::path::PathBuf>>
     let path = config
         .backup_dir()
         .join(file_name(&prefix, crate::clock::now_ms()));
-    let written = crate::backup::write_file(store, &path)?;
+    let recipient = crate::backup::encryption::recipient(config)?;
+    let written = crate::backup::write_file(store, &path, recipient.as_ref())?;
     tracing::info!(path = %written.path.display(), records = written.records,
         "backup taken before migrating the store");
     for step in MIGRATIONS.iter().filter(|m| m.from >= found) {

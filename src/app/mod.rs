@@ -77,6 +77,12 @@ impl Application {
     /// Opens everything and binds the listener (port 0 picks a free port), without serving yet.
     pub async fn build(config: Config) -> Result<Application> {
         tls::check_plain_http(&config)?;
+        if crate::backup::encryption::recipient(&config)?.is_none() {
+            tracing::warn!(
+                "backups are written unencrypted, with every secret of the fleet in them: set \
+                 backup_recipient to an age recipient (age1...)"
+            );
+        }
         permissions::private_by_default();
         for dir in [&config.data_dir, &config.backup_dir()] {
             let loose = permissions::tighten(dir)?;

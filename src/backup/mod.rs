@@ -3,6 +3,7 @@
 //! directory (`proxyfleet restore`).
 
 pub mod command;
+pub mod encryption;
 pub mod format;
 pub mod routes;
 pub mod schedule;
@@ -10,6 +11,8 @@ pub mod schedule;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
+
+use age::x25519::Recipient;
 
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
@@ -25,8 +28,13 @@ pub struct Written {
     pub bytes: u64,
 }
 
-/// A snapshot of `store` in the backup format, written to `out`.
-pub fn write_to<W: std::io::Write>(store: &Store, out: W) -> Result<(W, u64)> {
+/// A snapshot of `store` in the backup format, written to `out` (encrypted to `recipient`
+/// when one is given).
+pub fn write_to<W: std::io::Write>(
+    store: &Store,
+    out: W,
+    recipient: Option<&Recipient>,
+) -> Result<(W, u64)> {
     let data_format = crate::store::format::read(store)?.unwrap_or(DATA_FORMAT);
     let trees = store.snapshot()?;
     let records = trees.iter().map(|(_, r)| r.len() as u64).sum();
@@ -37,21 +45,22 @@ pub fn write_to<W: std::io::Write>(store: &Store, out: W) -> Result<(W, u64)> {
         records,
         written_by: concat!("proxyfleet ", env!("CARGO_PKG_VERSION")).to_string(),
     };
-    let out = format::write(out, &header, &trees)
-        .map_err(|e| Error::internal(format!("writing the backup: {e}")))?;
+    let out = encryption::write_through(out, recipient, |out| {
+        format::write(out, &header, &trees).map(|_| ())
+    })?;
     Ok((out, records))
 }
 
 /// Writes a backup file next to `path` and renames it into place once it is complete and on
 /// disk, so a crash never leaves a file that looks like a finished backup.
-pub fn write_file(store: &Store, path: &Path) -> Result<Written> {
+pub fn write_file(store: &Store, path: &Path, recipient: Option<&Recipient>) -> Result<Written> {
     let io = |e: std::io::Error| Error::internal(format!("{}: {e}", path.display()));
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
     let partial = path.with_extension("partial");
     let file = File::create(&partial).map_err(io)?;
-    let (writer, records) = write_to(store, BufWriter::new(file))?;
+    let (writer, records) = write_to(store, BufWriter::new(file), recipient)?;
     let file = writer.into_inner().map_err(|e| io(e.into_error()))?;
     file.sync_all().map_err(io)?;
     let bytes = file.metadata().map_err(io)?.len();
@@ -63,10 +72,24 @@ pub fn write_file(store: &Store, path: &Path) -> Result<Written> {
     })
 }
 
-/// Restores a backup file into `data_dir`, which must not hold a database yet.
-pub fn restore(file: &Path, data_dir: &Path) -> Result<Header> {
+/// Restores a backup file into `data_dir`, which must not hold a database yet; an encrypted
+/// one needs the age identity file it was encrypted to.
+pub fn restore(file: &Path, data_dir: &Path, identity: Option<&Path>) -> Result<Header> {
     let bytes = std::fs::read(file)
         .map_err(|e| Error::internal(format!("reading {}: {e}", file.display())))?;
+    let bytes = match (encryption::is_encrypted(&bytes), identity) {
+        (false, _) => bytes,
+        (true, Some(identity)) => encryption::decrypt(&bytes, identity)?,
+        (true, None) => {
+            return Err(Error::invalid(
+                "backup_encrypted",
+                format!(
+                    "{} is encrypted: pass --identity FILE (the age identity of backup_recipient)",
+                    file.display()
+                ),
+            ))
+        }
+    };
     let (header, body) = format::verify(&bytes, DATA_FORMAT).map_err(refused)?;
     let occupied = std::fs::read_dir(data_dir)
         .map(|mut entries| entries.next().is_some())

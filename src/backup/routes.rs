@@ -14,6 +14,9 @@ use crate::error::Error;
 use crate::http::auth::bearer;
 use crate::http::{admin, json, reject, with_state};
 
+/// How many records the backup holds (an encrypted one cannot be read to count them).
+pub const RECORDS_HEADER: &str = "x-backup-records";
+
 pub fn routes(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
@@ -75,8 +78,9 @@ fn backup(
         .and(allowed)
         .and(with_state(&state))
         .and_then(|state: Arc<AppState>| async move {
-            let snapshot = tokio::task::spawn_blocking(move || {
-                super::write_to(&state.store, Vec::new()).map(|(bytes, _)| bytes)
+            let (snapshot, records) = tokio::task::spawn_blocking(move || {
+                let recipient = super::encryption::recipient(&state.config)?;
+                super::write_to(&state.store, Vec::new(), recipient.as_ref())
             })
             .await
             .map_err(|e| reject(Error::internal(e)))?
@@ -89,6 +93,7 @@ fn backup(
                     "attachment; filename=\"proxyfleet.pfbak\"",
                 )
                 .header(header::CACHE_CONTROL, "no-store")
+                .header(RECORDS_HEADER, records)
                 .body(warp::hyper::Body::from(snapshot))
                 .map_err(|e| reject(Error::internal(e)))
         })

@@ -31,7 +31,9 @@ pub fn beyond_retention(mut names: Vec<String>, keep: usize) -> Vec<String> {
 
 /// Takes one scheduled backup and applies the retention.
 pub fn take(state: &AppState, dir: &Path) -> crate::error::Result<super::Written> {
-    let written = super::write_file(&state.store, &dir.join(file_name(PREFIX, now_ms())))?;
+    let recipient = super::encryption::recipient(&state.config)?;
+    let path = dir.join(file_name(PREFIX, now_ms()));
+    let written = super::write_file(&state.store, &path, recipient.as_ref())?;
     let names = std::fs::read_dir(dir)
         .map(|entries| {
             entries

@@ -293,3 +293,188 @@ async fn an_old_store_is_backed_up_before_migrating_and_a_newer_one_is_refused()
         "{refused}"
     );
 }
+
+/// An age identity file and its recipient, as `age-keygen` would make them.
+fn age_identity(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
+    use age::secrecy::ExposeSecret;
+    let identity = age::x25519::Identity::generate();
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "# test identity\n{}\n",
+            identity.to_string().expose_secret()
+        ),
+    )
+    .unwrap();
+    (path, identity.to_public().to_string())
+}
+
+fn restore_with(file: &Path, into: &Path, identity: &Path) -> (bool, String) {
+    proxyfleet(
+        &[
+            "restore",
+            file.to_str().unwrap(),
+            "--data-dir",
+            into.to_str().unwrap(),
+            "--identity",
+            identity.to_str().unwrap(),
+        ],
+        &[],
+    )
+}
+
+fn is_age_file(path: &Path) -> bool {
+    std::fs::read(path)
+        .unwrap()
+        .starts_with(b"age-encryption.org/v1\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_and_offline_backups_are_encrypted_to_the_recipient_and_restore_with_its_identity() {
+    let root = tempfile::tempdir().unwrap();
+    let (identity, recipient) = age_identity(root.path(), "owner.key");
+    let (stranger, _) = age_identity(root.path(), "stranger.key");
+    let data = root.path().join("data");
+    let env = [("PROXYFLEET_BACKUP_RECIPIENT", recipient.as_str())];
+    let server = ServerProcess::start(&data, &env);
+    let http = client();
+    assert!(create_user(&http, &server.url(""), "kept@example.org").await);
+    let summary: Value = http
+        .get(server.url("/api/v1/admin/summary"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(summary["warnings"], json!([]), "{summary}");
+
+    // Online: the running server encrypts what it sends.
+    let online = root.path().join("online.pfbak");
+    let listen = server.address.to_string();
+    let (data_arg, out_arg) = (
+        data.to_str().unwrap().to_string(),
+        online.to_str().unwrap().to_string(),
+    );
+    let (ok, text) = tokio::task::spawn_blocking(move || {
+        proxyfleet(
+            &["backup", "--out", &out_arg],
+            &[
+                ("PROXYFLEET_DATA_DIR", &data_arg),
+                ("PROXYFLEET_LISTEN", &listen),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{text}");
+    assert!(is_age_file(&online));
+    drop(server);
+
+    // Offline: the CLI encrypts with the configured recipient.
+    let offline = root.path().join("offline.pfbak");
+    let (ok, text) = proxyfleet(
+        &["backup", "--out", offline.to_str().unwrap()],
+        &[
+            ("PROXYFLEET_DATA_DIR", data.to_str().unwrap()),
+            ("PROXYFLEET_BACKUP_RECIPIENT", &recipient),
+        ],
+    );
+    assert!(ok, "{text}");
+    assert!(is_age_file(&offline));
+    let clear = std::fs::read(&offline).unwrap();
+    assert!(
+        !clear
+            .windows(b"kept@example.org".len())
+            .any(|w| w == b"kept@example.org"),
+        "no record readable in the file"
+    );
+
+    for (n, file) in [&online, &offline].into_iter().enumerate() {
+        // Without an identity, or with someone else's, nothing is restored.
+        let target = root.path().join(format!("refused{n}"));
+        let (ok, text) = restore(file, &target);
+        assert!(!ok && text.contains("--identity"), "{text}");
+        let (ok, text) = restore_with(file, &target, &stranger);
+        assert!(!ok && text.contains("cannot be decrypted"), "{text}");
+        assert!(!target.join("db").exists());
+
+        let restored = root.path().join(format!("restored{n}"));
+        let (ok, text) = restore_with(file, &restored, &identity);
+        assert!(ok, "{text}");
+        let server = ServerProcess::start(&restored, &[]);
+        let found: Value = http
+            .get(server.url("/api/v1/admin/users?q=kept@"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(found["users"].as_array().unwrap().len(), 1, "{found}");
+    }
+
+    // A cut-short encrypted file is refused too.
+    let cut = root.path().join("cut.pfbak");
+    std::fs::write(&cut, &clear[..clear.len() - 40]).unwrap();
+    let (ok, text) = restore_with(&cut, &root.path().join("cut"), &identity);
+    assert!(!ok, "{text}");
+}
+
+#[tokio::test]
+async fn scheduled_and_pre_migration_backups_honour_the_recipient_and_clear_ones_warn() {
+    let root = tempfile::tempdir().unwrap();
+    let (identity, recipient) = age_identity(root.path(), "owner.key");
+    let data = root.path().join("data");
+    let dir = root.path().join("backups");
+
+    // A store of an older data format (restored by another process, which has let go of
+    // it), so the start migrates it and backs it up first.
+    let old = root.path().join("old.pfbak");
+    backup_file(&old, 0);
+    let (ok, text) = restore(&old, &data);
+    assert!(ok, "{text}");
+    let (dir_in, recipient_in, data_in) = (dir.clone(), recipient.clone(), data.clone());
+    let app = spawn_app_with(move |config| {
+        config.data_dir = data_in;
+        config.backup_dir = Some(dir_in);
+        config.backup_interval_secs = 1;
+        config.backup_recipient = Some(recipient_in);
+    })
+    .await;
+    let migrated = backups_in(&dir, &format!("pre-migration-0-to-{DATA_FORMAT}-"));
+    assert_eq!(migrated.len(), 1, "{migrated:?}");
+    assert!(is_age_file(&dir.join(&migrated[0])));
+    let scheduled = eventually(Duration::from_secs(20), "a scheduled backup", || async {
+        backups_in(&dir, "proxyfleet-").first().cloned()
+    })
+    .await;
+    assert!(is_age_file(&dir.join(&scheduled)));
+    drop(app);
+    let restored = root.path().join("restored");
+    let (ok, text) = restore_with(&dir.join(&migrated[0]), &restored, &identity);
+    assert!(ok, "{text}");
+    assert!(text.contains("data format 0"), "{text}");
+
+    // Without a recipient the dashboard says so; a malformed one stops the start.
+    let clear = spawn_app_with(|_| {}).await;
+    let summary = clear.admin_json("/api/v1/admin/summary").await;
+    let warnings = summary["warnings"].as_array().unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("backup_recipient")),
+        "{summary}"
+    );
+    let other = tempfile::tempdir().unwrap();
+    let mut config = test_config(other.path());
+    config.backup_recipient = Some("age1notarecipient".into());
+    let refused = Application::build(config).await.err().expect("refused");
+    assert!(
+        refused.to_string().contains("backup_recipient"),
+        "{refused}"
+    );
+}

@@ -35,15 +35,17 @@ function chart(points, { width = 560, height = 140, bars = false, label }) {
 }
 
 export async function render(main) {
+  const warnings = h('ul', { class: 'warnings', id: 'warnings' });
   const cards = h('div', { class: 'cards', id: 'summary' });
   const charts = h('div', { class: 'charts' });
-  replace(main, h('h1', {}, title), cards, charts);
+  replace(main, h('h1', {}, title), warnings, cards, charts);
 
   const draw = async () => {
     const s = await get('/api/v1/admin/summary');
     const roles = Object.entries(s.proxies).map(([role, c]) => `${role} ${number(c.proxies)}`).join(' · ');
     const full = s.capacity ? Math.round((s.clients / s.capacity) * 100) : 0;
     const lag = s.mirror.enabled ? `${number(s.mirror.changes_behind)} behind · ${s.mirror.state}` : 'off';
+    replace(warnings, ...s.warnings.map((text) => h('li', {}, text)));
     replace(cards,
       card('Proxies up', number(s.proxies_total), roles || 'none registered', 'card-proxies'),
       card('Proxies down (24 h)', number(s.proxies_down.expired + s.proxies_down.unregistered),
