@@ -113,6 +113,9 @@ pub struct Config {
     pub edge_probe_path: String,
     /// A burst of registry changes within this window makes one VCL reload.
     pub edge_debounce_ms: u64,
+    /// Proxies per Varnish VCL: a larger fleet is split into groups, each its own VCL, so a
+    /// change recompiles one group (`varnishd -C` time grows faster than the backends).
+    pub edge_vcl_group_size: usize,
 
     /// Background workers taking tasks off the durable queue.
     pub queue_workers: usize,
@@ -279,6 +282,7 @@ impl Default for Config {
             edge_vcl_path: None,
             edge_probe_path: "/".into(),
             edge_debounce_ms: 500,
+            edge_vcl_group_size: 500,
             queue_workers: 2,
             queue_max_attempts: 8,
             queue_backoff_base_ms: 1000,

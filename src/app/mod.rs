@@ -131,6 +131,8 @@ impl Application {
             vcl_path: config.edge_vcl_path(),
             varnish_admin: config.varnish_admin.clone(),
             varnish_secret_file: config.varnish_secret_file.clone(),
+            group_size: config.edge_vcl_group_size.max(1),
+            group_salt: crate::registry::edge::group_salt(&store)?,
         };
         let fleet = Fleet::new(
             store.clone(),

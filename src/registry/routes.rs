@@ -642,12 +642,19 @@ async fn events(query: EventsQuery, state: Arc<AppState>) -> Result<Route, Rejec
 }
 
 async fn vcl(state: Arc<AppState>) -> Result<Route, Rejection> {
-    let (text, _) = edge::render_current(&state.registry, &state.edge).map_err(reject)?;
+    let (config, _) = edge::render_current(&state.registry, &state.edge).map_err(reject)?;
+    // A split config: the top VCL, then each group's after a comment naming its label.
+    let mut text = config.top;
+    for group in config.groups {
+        text.push_str(&format!("\n# ---- VCL label {} ----\n", group.label));
+        text.push_str(&group.vcl);
+    }
     Ok(warp::reply::with_header(text, "content-type", "text/plain; charset=utf-8").into_response())
 }
 
 async fn edge_status(state: Arc<AppState>) -> Result<Route, Rejection> {
     let (version, loaded) = edge::status(&state.store).map_err(reject)?;
+    let groups = edge::loaded_groups(&state.store).map_err(reject)?;
     // While varnish lags behind the registry, the sync task that will catch it up, with its
     // tries and last error (varnishd's admin port down, say).
     let behind = loaded.as_ref().is_none_or(|l| l.version < version);
@@ -660,6 +667,7 @@ async fn edge_status(state: Arc<AppState>) -> Result<Route, Rejection> {
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({ "version": version, "loaded": loaded, "pending": pending,
-                             "vcl_path": state.edge.vcl_path }),
+                             "vcl_path": state.edge.vcl_path,
+                             "groups": groups.labels.len(), "group_loads": groups.group_loads }),
     ))
 }

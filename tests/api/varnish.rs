@@ -173,3 +173,80 @@ async fn varnish_routes_by_host_to_registered_proxies_only() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_split_into_groups_routes_every_name_and_reloads_only_what_changed() {
+    let workdir = tempfile::tempdir().unwrap();
+    let varnish = Varnishd::start(workdir.path()).await;
+    let app = spawn_app_with(|c| {
+        varnish.configure(c);
+        c.edge_debounce_ms = 200;
+        c.edge_vcl_group_size = 2;
+    })
+    .await;
+    let labels: [&'static str; 7] = ["p0", "p1", "p2", "p3", "p4", "p5", "p6"];
+    for name in labels {
+        let port = backend(name).port();
+        app.register_ok(name, port).await;
+    }
+    wait_for_edge_version(&app, labels.len() as u64).await;
+    let status = app.admin_json("/api/v1/admin/edge").await;
+    let groups = status["groups"].as_u64().unwrap();
+    assert!(groups >= 2, "7 proxies, 2 a group: split into 4 ({status})");
+    let vcl = app
+        .admin_get("/api/v1/admin/edge/varnish.vcl")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        vcl.contains("in 4 groups") && vcl.contains("return (vcl(pfg4_"),
+        "{vcl}"
+    );
+
+    // Every name reaches its own proxy through the top VCL and its group's label, whatever
+    // the case and port of the Host; an unknown host reaches one of them.
+    for name in labels {
+        let host = format!("{}.peers.test:80", name.to_uppercase());
+        let reached = eventually(Duration::from_secs(10), "a name through varnish", || {
+            through_varnish(&varnish, &host)
+        })
+        .await;
+        assert_eq!(reached, name);
+    }
+    let other = through_varnish(&varnish, "elsewhere.example")
+        .await
+        .unwrap();
+    assert!(labels.contains(&other.as_str()), "{other}");
+
+    // One more proxy: only its group is recompiled.
+    let loads_before = status["group_loads"].as_u64().unwrap();
+    let port = backend("p7").port();
+    app.register_ok("p7", port).await;
+    wait_for_edge_version(&app, 8).await;
+    let status = app.admin_json("/api/v1/admin/edge").await;
+    assert_eq!(
+        status["group_loads"].as_u64().unwrap(),
+        loads_before + 1,
+        "{status}"
+    );
+    assert_eq!(
+        through_varnish(&varnish, "p7.peers.test").await.as_deref(),
+        Some("p7")
+    );
+
+    // A restarted varnishd (no labels of ours) gets every group again with the next change.
+    let varnish = varnish.restart(workdir.path()).await;
+    assert_eq!(app.unregister("p7").await.status(), reqwest::StatusCode::OK);
+    wait_for_edge_version(&app, 9).await;
+    for name in labels {
+        let host = format!("{name}.peers.test");
+        let reached = eventually(Duration::from_secs(10), "a name after the restart", || {
+            through_varnish(&varnish, &host)
+        })
+        .await;
+        assert_eq!(reached, name);
+    }
+    let p7 = through_varnish(&varnish, "p7.peers.test").await.unwrap();
+    assert_ne!(p7, "p7", "p7 left: its host falls through to the others");
+}

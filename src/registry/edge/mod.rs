@@ -1,6 +1,8 @@
 //! Edge sync: the VCL follows the registry. A change of the routable set queues an
 //! `edge.sync` task (debounced); the task renders the VCL, writes it to disk and loads it into
 //! varnishd, unless a newer change superseded it or the text is what varnish already runs.
+//! A fleet split into groups (`vcl.rs`) reloads only the groups whose text changed, plus
+//! any whose label a restarted varnishd lost.
 
 pub mod varnish;
 pub mod vcl;
@@ -15,10 +17,14 @@ use super::writes::EDGE_VERSION;
 use crate::clock::now_ms;
 use crate::store::{Store, TreeId};
 use varnish::VarnishCli;
-use vcl::VclSettings;
+use vcl::{EdgeConfig, VclSettings};
 
 pub const EDGE_SYNC: &str = "edge.sync";
 const STATUS: &str = "edge.status";
+/// What each group label runs (`LoadedGroups`), beside the status.
+const GROUPS: &str = "edge.groups";
+/// The secret salt of the group key (`vcl::group_of`), made once per install.
+const GROUP_SALT: &str = "edge.group_salt";
 
 #[derive(Debug, Clone)]
 pub struct EdgeSettings {
@@ -27,6 +33,29 @@ pub struct EdgeSettings {
     pub vcl_path: PathBuf,
     pub varnish_admin: Option<String>,
     pub varnish_secret_file: Option<PathBuf>,
+    /// Proxies per VCL before the fleet is split into groups (`edge_vcl_group_size`).
+    pub group_size: usize,
+    pub group_salt: String,
+}
+
+/// The groups varnishd runs, as last synced: label -> SHA-256 of its VCL.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LoadedGroups {
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Group VCLs compiled since the database was created.
+    pub group_loads: u64,
+}
+
+/// This install's group salt, made at the first start.
+pub fn group_salt(store: &Store) -> crate::error::Result<String> {
+    if let Some(salt) = store.get::<String>(TreeId::Meta, GROUP_SALT)? {
+        return Ok(salt);
+    }
+    let mut bytes = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
+    let salt = hex::encode(bytes);
+    store.put(TreeId::Meta, GROUP_SALT, &salt)?;
+    Ok(salt)
 }
 
 /// What the edge runs now, as last synced.
@@ -51,21 +80,109 @@ struct SyncPayload {
 pub fn render_current(
     registry: &Registry,
     settings: &EdgeSettings,
-) -> crate::error::Result<(String, usize)> {
+) -> crate::error::Result<(EdgeConfig, usize)> {
     let proxies = registry.list(now_ms())?;
-    let text = vcl::render(
+    let config = vcl::render_config(
         &proxies,
         &VclSettings {
             peers_domain: &settings.peers_domain,
             probe_path: &settings.probe_path,
+            group_size: settings.group_size,
+            group_salt: &settings.group_salt,
         },
     );
-    Ok((text, proxies.len()))
+    Ok((config, proxies.len()))
 }
 
 pub fn status(store: &Store) -> crate::error::Result<(u64, Option<EdgeStatus>)> {
     let version = store.get::<u64>(TreeId::Meta, EDGE_VERSION)?.unwrap_or(0);
     Ok((version, store.get(TreeId::Meta, STATUS)?))
+}
+
+pub fn loaded_groups(store: &Store) -> crate::error::Result<LoadedGroups> {
+    Ok(store.get(TreeId::Meta, GROUPS)?.unwrap_or_default())
+}
+
+fn sha256_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// The SHA-256 of the whole config: the top VCL, then each group's label and VCL.
+fn digest(config: &EdgeConfig) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(config.top.as_bytes());
+    for group in &config.groups {
+        hasher.update(group.label.as_bytes());
+        hasher.update(group.vcl.as_bytes());
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// The file a group's VCL is written to, beside the top one: `<stem>-<label>.vcl`.
+fn group_path(top: &Path, label: &str) -> PathBuf {
+    let stem = top
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    top.with_file_name(format!("{stem}-{label}.vcl"))
+}
+
+/// Writes the config's files and removes group files of an earlier split.
+async fn write_files(top: &Path, config: &EdgeConfig) -> Result<(), String> {
+    write_atomically(top, &config.top).await?;
+    let mut wanted = Vec::new();
+    for group in &config.groups {
+        let path = group_path(top, &group.label);
+        write_atomically(&path, &group.vcl).await?;
+        wanted.push(path);
+    }
+    let (Some(dir), Some(stem)) = (top.parent(), top.file_stem()) else {
+        return Ok(());
+    };
+    let prefix = format!("{}-pfg", stem.to_string_lossy());
+    if let Ok(mut entries) = tokio::fs::read_dir(dir).await {
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&prefix)
+                && name.ends_with(".vcl")
+                && !wanted.contains(&entry.path())
+            {
+                let _ = tokio::fs::remove_file(entry.path()).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Loads into varnishd what changed: each group whose text differs from what its label runs
+/// (or whose label varnishd lacks), then the top VCL; then discards the rest of ours.
+/// Returns the active VCL's name and the groups as now loaded.
+async fn load(
+    cli: &mut VarnishCli,
+    config: &EdgeConfig,
+    version: u64,
+    mut loaded: LoadedGroups,
+) -> Result<(String, LoadedGroups), String> {
+    let present = cli.list().await?;
+    let stamp = now_ms();
+    let mut labels = std::collections::BTreeMap::new();
+    for group in &config.groups {
+        let sha = sha256_hex(&group.vcl);
+        let current = loaded.labels.get(&group.label) == Some(&sha);
+        if !(current && present.has_label(&group.label)) {
+            let name = format!("{}v{version}t{stamp}", group.label);
+            cli.load(&name, &group.vcl).await?;
+            cli.label(&group.label, &name).await?;
+            loaded.group_loads += 1;
+        }
+        labels.insert(group.label.clone(), sha);
+    }
+    let name = format!("pf{version}t{stamp}");
+    cli.load(&name, &config.top).await?;
+    let keep: Vec<String> = labels.keys().cloned().collect();
+    cli.use_and_discard_others(&name, &keep).await?;
+    loaded.labels = labels;
+    Ok((name, loaded))
 }
 
 /// The `edge.sync` task.
@@ -81,12 +198,12 @@ pub async fn sync(
     if payload.version < current_version {
         return Ok(()); // a newer change queued its own sync
     }
-    let (text, count) = render_current(registry, settings).map_err(|e| e.to_string())?;
-    let digest = hex::encode(Sha256::digest(text.as_bytes()));
+    let (config, count) = render_current(registry, settings).map_err(|e| e.to_string())?;
+    let digest = digest(&config);
     if last.as_ref().is_some_and(|s| s.vcl_sha256 == digest) {
         return Ok(()); // varnish already runs exactly this
     }
-    write_atomically(&settings.vcl_path, &text).await?;
+    write_files(&settings.vcl_path, &config).await?;
     let mut varnish_vcl = None;
     if let Some(admin) = &settings.varnish_admin {
         let secret = match &settings.varnish_secret_file {
@@ -95,9 +212,12 @@ pub async fn sync(
                 .map_err(|e| format!("varnish secret {}: {e}", path.display()))?,
             None => Vec::new(),
         };
-        let name = format!("pf{}t{}", payload.version, now_ms());
         let mut cli = VarnishCli::connect(admin, &secret).await?;
-        cli.load_and_use(&name, &text).await?;
+        let before = loaded_groups(store).map_err(|e| e.to_string())?;
+        let (name, groups) = load(&mut cli, &config, payload.version, before).await?;
+        store
+            .put(TreeId::Meta, GROUPS, &groups)
+            .map_err(|e| e.to_string())?;
         varnish_vcl = Some(name);
     }
     let status = EdgeStatus {
@@ -114,6 +234,7 @@ pub async fn sync(
     tracing::info!(
         version = status.version,
         proxies = count,
+        groups = config.groups.len(),
         "edge config synced"
     );
     Ok(())

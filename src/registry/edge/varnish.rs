@@ -91,18 +91,81 @@ impl VarnishCli {
         Ok((status, String::from_utf8_lossy(&body).into_owned()))
     }
 
-    /// Loads `vcl` under `name`, makes it active, and discards older proxyfleet VCLs.
-    pub async fn load_and_use(&mut self, name: &str, vcl: &str) -> Result<(), String> {
+    /// Loads `vcl` under `name` (compiled by varnishd; not yet used).
+    pub async fn load(&mut self, name: &str, vcl: &str) -> Result<(), String> {
         let marker = "PROXYFLEET_VCL_END";
         self.command(&format!("vcl.inline {name} << {marker}\n{vcl}\n{marker}"))
-            .await?;
+            .await
+            .map(|_| ())
+    }
+
+    /// Points `label` at the loaded VCL `name` (a top VCL's `return (vcl(label))` follows).
+    pub async fn label(&mut self, label: &str, name: &str) -> Result<(), String> {
+        self.command(&format!("vcl.label {label} {name}"))
+            .await
+            .map(|_| ())
+    }
+
+    /// The `vcl.list` answer.
+    pub async fn list(&mut self) -> Result<VclList, String> {
+        self.command("vcl.list").await.map(VclList)
+    }
+
+    /// Makes the loaded VCL `name` active, then discards every older proxyfleet VCL and
+    /// label no longer routed to (varnishd refuses to discard one still in use; not an error).
+    pub async fn use_and_discard_others(
+        &mut self,
+        name: &str,
+        keep: &[String],
+    ) -> Result<(), String> {
         self.command(&format!("vcl.use {name}")).await?;
-        let list = self.command("vcl.list").await?;
-        for old in discardable(&list, name) {
-            // A VCL still in use by a request is discarded later by varnish itself; not an error.
-            let _ = self.command(&format!("vcl.discard {old}")).await;
+        let list = self.list().await?;
+        // VCLs first: a label is discardable only once no VCL returns to it.
+        for (is_label, old) in list.ours_available() {
+            if !is_label && old != name && !keep.iter().any(|k| k == old) {
+                let _ = self.command(&format!("vcl.discard {old}")).await;
+            }
+        }
+        for (is_label, old) in list.ours_available() {
+            if is_label && !keep.iter().any(|k| k == old) {
+                let _ = self.command(&format!("vcl.discard {old}")).await;
+            }
         }
         Ok(())
+    }
+}
+
+/// A `vcl.list` answer: `state temperature-mode temperature busy name [-> target | <- (n label)]`.
+pub struct VclList(String);
+
+impl VclList {
+    /// Inactive proxyfleet VCLs and labels: (is a label, name).
+    fn ours_available(&self) -> Vec<(bool, &str)> {
+        self.0
+            .lines()
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let (state, mode, name) = (fields.first()?, fields.get(1)?, fields.get(4)?);
+                (*state == "available" && name.starts_with("pf"))
+                    .then_some((*mode == "label", *name))
+            })
+            .collect()
+    }
+
+    /// Whether the label `label` exists (a restarted varnishd has none of ours).
+    pub fn has_label(&self, label: &str) -> bool {
+        self.0.lines().any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(1) == Some(&"label") && fields.get(4) == Some(&label)
+        })
+    }
+
+    /// The active VCL's name.
+    pub fn active(&self) -> Option<&str> {
+        self.0.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.first() == Some(&"active")).then(|| fields.get(4).copied())?
+        })
     }
 }
 
@@ -117,23 +180,31 @@ fn auth_response(challenge: &str, secret: &[u8]) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// Names of inactive proxyfleet VCLs in a `vcl.list` answer.
-fn discardable<'a>(list: &'a str, keep: &str) -> Vec<&'a str> {
-    list.lines()
-        .filter(|line| line.split_whitespace().next() == Some("available"))
-        .filter_map(|line| line.split_whitespace().last())
-        .filter(|name| name.starts_with("pf") && *name != keep)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn picks_only_inactive_proxyfleet_vcls() {
-        let list = "active      auto    warm         0    pf3t1\navailable   auto    warm         0    pf2t1\navailable   auto    warm         0    boot\n";
-        assert_eq!(discardable(list, "pf3t1"), vec!["pf2t1"]);
+    fn reads_vcls_and_labels_from_a_vcl_list() {
+        // As varnishd 7.1 answers, a label and its VCL included.
+        let list = VclList(
+            "available   auto     warm         0    boot\n\
+             available   auto     warm         0    pfg2_0v1t1\n\
+             available   label    warm         0    pfg2_0    ->    pfg2_0v2t2 (1 return(vcl))\n\
+             active      auto     warm         0    pf2t2\n\
+             available   auto     warm         0    pfg2_0v2t2        <-    (1 label)\n"
+                .to_string(),
+        );
+        assert_eq!(
+            list.ours_available(),
+            vec![
+                (false, "pfg2_0v1t1"),
+                (true, "pfg2_0"),
+                (false, "pfg2_0v2t2")
+            ]
+        );
+        assert!(list.has_label("pfg2_0") && !list.has_label("pfg2_1"));
+        assert_eq!(list.active(), Some("pf2t2"));
     }
 
     #[test]
