@@ -71,10 +71,10 @@ fn mask_body(body: &[u8]) -> Option<String> {
 }
 
 /// What the trail records of a request's parameters: the query, then the body.
-fn params(query: &str, body: Option<&KeptBody>) -> Option<String> {
+pub fn params(query: &str, body: Option<&[u8]>) -> Option<String> {
     let parts: Vec<String> = [
         (!query.is_empty()).then(|| mask_query(query)),
-        body.and_then(|b| mask_body(&b.0)),
+        body.and_then(mask_body),
     ]
     .into_iter()
     .flatten()
@@ -151,7 +151,7 @@ where
                                 action: &what,
                                 status: response.status().as_u16(),
                                 client_ip: ip,
-                                params: params(&query, body.as_ref()),
+                                params: params(&query, body.as_ref().map(|b| &b.0[..])),
                             };
                             if let Err(error) = audit::record(&state.store, event, now_ms()) {
                                 tracing::error!(%error, "audit trail: could not record");

@@ -74,6 +74,12 @@ async fn generated_requests_for_every_operation_never_get_a_server_error() {
             &user_token,
             Some("^/api/v1/(config|devices|invitations|pro|referrals)"),
         );
+        // A hostile caller on the admin side: a made-up token, every admin operation.
+        schemathesis(
+            server_ref,
+            "not-a-token-of-this-server",
+            Some("^/(admin/api|api/v1/admin)/"),
+        );
     });
     server.kill9();
 }
