@@ -33,6 +33,15 @@ impl Varnishd {
     pub async fn restart(mut self, workdir: &Path) -> Varnishd {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // The killed manager's worker process holds the HTTP port until it notices it is
+        // alone; a new varnishd started before then cannot bind it and exits.
+        let http = self.http;
+        eventually(
+            Duration::from_secs(30),
+            "the old varnishd to free its port",
+            || async move { std::net::TcpListener::bind(http).ok().map(drop) },
+        )
+        .await;
         Varnishd::start_on(workdir, self.http, self.admin.clone()).await
     }
 
@@ -41,6 +50,17 @@ impl Varnishd {
         config.varnish_admin = Some(self.admin.clone());
         config.varnish_secret_file = Some(self.secret.clone());
         config.peers_domain = DOMAIN.into();
+    }
+
+    /// `varnishadm vcl.list`: the VCLs and labels varnishd holds.
+    pub fn vcl_list(&self) -> String {
+        let output = Command::new("varnishadm")
+            .args(["-T", &self.admin, "-S"])
+            .arg(&self.secret)
+            .arg("vcl.list")
+            .output()
+            .expect("run varnishadm");
+        String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
     /// SIGKILL: the admin port is gone.
@@ -249,4 +269,30 @@ async fn a_fleet_split_into_groups_routes_every_name_and_reloads_only_what_chang
     }
     let p7 = through_varnish(&varnish, "p7.peers.test").await.unwrap();
     assert_ne!(p7, "p7", "p7 left: its host falls through to the others");
+    let list = varnish.vcl_list();
+    assert_eq!(list.matches(" label ").count() as u64, groups, "{list}");
+
+    // Down to two proxies: one VCL again, and no group VCL or label is left behind.
+    for name in &labels[2..] {
+        assert_eq!(app.unregister(name).await.status(), reqwest::StatusCode::OK);
+    }
+    wait_for_edge_version(&app, 14).await;
+    let status = app.admin_json("/api/v1/admin/edge").await;
+    assert_eq!(status["groups"], 0, "{status}");
+    let list = varnish.vcl_list();
+    // A VCL with requests still on it shows as `discarded` until varnishd lets it go.
+    let ours: Vec<&str> = list
+        .lines()
+        .filter(|l| l.contains(" pf") && !l.starts_with("discarded"))
+        .collect();
+    assert_eq!(ours.len(), 1, "only the active VCL: {list}");
+    assert!(ours[0].starts_with("active"), "{list}");
+    for name in ["p0", "p1"] {
+        assert_eq!(
+            through_varnish(&varnish, &format!("{name}.peers.test"))
+                .await
+                .as_deref(),
+            Some(name)
+        );
+    }
 }

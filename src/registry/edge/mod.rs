@@ -155,17 +155,19 @@ async fn write_files(top: &Path, config: &EdgeConfig) -> Result<(), String> {
 }
 
 /// Loads into varnishd what changed: each group whose text differs from what its label runs
-/// (or whose label varnishd lacks), then the top VCL; then discards the rest of ours.
-/// Returns the active VCL's name and the groups as now loaded.
+/// (or whose label varnishd lacks), then the top VCL; then discards the rest of ours. Each
+/// group loaded is recorded at once, so a sync that fails half-way (varnishd gone) does not
+/// compile the same groups again on its retry. Returns the active VCL's name.
 async fn load(
     cli: &mut VarnishCli,
+    store: &Store,
     config: &EdgeConfig,
     version: u64,
-    mut loaded: LoadedGroups,
-) -> Result<(String, LoadedGroups), String> {
+) -> Result<String, String> {
+    let failed = |e: crate::error::Error| e.to_string();
+    let mut loaded = loaded_groups(store).map_err(failed)?;
     let present = cli.list().await?;
     let stamp = now_ms();
-    let mut labels = std::collections::BTreeMap::new();
     for group in &config.groups {
         let sha = sha256_hex(&group.vcl);
         let current = loaded.labels.get(&group.label) == Some(&sha);
@@ -173,16 +175,18 @@ async fn load(
             let name = format!("{}v{version}t{stamp}", group.label);
             cli.load(&name, &group.vcl).await?;
             cli.label(&group.label, &name).await?;
+            loaded.labels.insert(group.label.clone(), sha);
             loaded.group_loads += 1;
+            store.put(TreeId::Meta, GROUPS, &loaded).map_err(failed)?;
         }
-        labels.insert(group.label.clone(), sha);
     }
     let name = format!("pf{version}t{stamp}");
     cli.load(&name, &config.top).await?;
-    let keep: Vec<String> = labels.keys().cloned().collect();
+    let keep: Vec<String> = config.groups.iter().map(|g| g.label.clone()).collect();
     cli.use_and_discard_others(&name, &keep).await?;
-    loaded.labels = labels;
-    Ok((name, loaded))
+    loaded.labels.retain(|label, _| keep.contains(label));
+    store.put(TreeId::Meta, GROUPS, &loaded).map_err(failed)?;
+    Ok(name)
 }
 
 /// The `edge.sync` task.
@@ -213,12 +217,7 @@ pub async fn sync(
             None => Vec::new(),
         };
         let mut cli = VarnishCli::connect(admin, &secret).await?;
-        let before = loaded_groups(store).map_err(|e| e.to_string())?;
-        let (name, groups) = load(&mut cli, &config, payload.version, before).await?;
-        store
-            .put(TreeId::Meta, GROUPS, &groups)
-            .map_err(|e| e.to_string())?;
-        varnish_vcl = Some(name);
+        varnish_vcl = Some(load(&mut cli, store, &config, payload.version).await?);
     }
     let status = EdgeStatus {
         version: payload.version,

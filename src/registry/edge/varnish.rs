@@ -111,23 +111,31 @@ impl VarnishCli {
         self.command("vcl.list").await.map(VclList)
     }
 
-    /// Makes the loaded VCL `name` active, then discards every older proxyfleet VCL and
-    /// label no longer routed to (varnishd refuses to discard one still in use; not an error).
+    /// Makes the loaded VCL `name` active, then discards every other proxyfleet VCL nothing
+    /// routes to and every label not in `keep` (varnishd refuses to discard what is still in
+    /// use, say by a request in flight; not an error: the next sync tries again).
     pub async fn use_and_discard_others(
         &mut self,
         name: &str,
         keep: &[String],
     ) -> Result<(), String> {
         self.command(&format!("vcl.use {name}")).await?;
+        // Old top VCLs first, then the labels only they returned to, then the group VCLs
+        // those labels held.
+        self.discard_unused_vcls(name).await?;
         let list = self.list().await?;
-        // VCLs first: a label is discardable only once no VCL returns to it.
         for (is_label, old) in list.ours_available() {
-            if !is_label && old != name && !keep.iter().any(|k| k == old) {
+            if is_label && !keep.iter().any(|k| k == old) {
                 let _ = self.command(&format!("vcl.discard {old}")).await;
             }
         }
+        self.discard_unused_vcls(name).await
+    }
+
+    async fn discard_unused_vcls(&mut self, active: &str) -> Result<(), String> {
+        let list = self.list().await?;
         for (is_label, old) in list.ours_available() {
-            if is_label && !keep.iter().any(|k| k == old) {
+            if !is_label && old != active {
                 let _ = self.command(&format!("vcl.discard {old}")).await;
             }
         }
@@ -139,14 +147,16 @@ impl VarnishCli {
 pub struct VclList(String);
 
 impl VclList {
-    /// Inactive proxyfleet VCLs and labels: (is a label, name).
+    /// Inactive proxyfleet VCLs and labels: (is a label, name). A VCL a label points at
+    /// (`<-`) is in use and left out.
     fn ours_available(&self) -> Vec<(bool, &str)> {
         self.0
             .lines()
             .filter_map(|line| {
                 let fields: Vec<&str> = line.split_whitespace().collect();
                 let (state, mode, name) = (fields.first()?, fields.get(1)?, fields.get(4)?);
-                (*state == "available" && name.starts_with("pf"))
+                let labelled = fields.get(5) == Some(&"<-");
+                (*state == "available" && name.starts_with("pf") && !labelled)
                     .then_some((*mode == "label", *name))
             })
             .collect()
@@ -197,11 +207,8 @@ mod tests {
         );
         assert_eq!(
             list.ours_available(),
-            vec![
-                (false, "pfg2_0v1t1"),
-                (true, "pfg2_0"),
-                (false, "pfg2_0v2t2")
-            ]
+            vec![(false, "pfg2_0v1t1"), (true, "pfg2_0")],
+            "the VCL the label points at is in use"
         );
         assert!(list.has_label("pfg2_0") && !list.has_label("pfg2_1"));
         assert_eq!(list.active(), Some("pf2t2"));
