@@ -284,7 +284,7 @@ async fn main() {
                 3,
                 &mut rand::thread_rng(),
             );
-            proxyfleet::gateways::routes::answer(None, None, &chosen, &set.locations_json)
+            proxyfleet::api::gateways::answer(None, None, &chosen, &set.locations_json)
         });
     let webhook = warp::path!("api" / "v1" / "stripe" / "webhook")
         .and(warp::post())

@@ -4,6 +4,8 @@
 
 /// The admin web panel: accounts, sessions, CSRF, audit trail, the embedded UI.
 pub mod admin;
+/// The HTTP API: `AppState`, the root router, one route module per capability.
+pub mod api;
 /// Wiring: `Application::build(config)`, background jobs, shutdown.
 pub mod app;
 /// Backups: consistent online snapshots, restore, the schedule.

@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use proxyfleet::app::edge::EdgeApp;
 use proxyfleet::config::LogFormat;
-use proxyfleet::mirror::edge::{EdgeApp, EdgeSettings};
+use proxyfleet::mirror::edge::EdgeSettings;
 use proxyfleet::{Application, Config};
 
 #[derive(Parser)]
@@ -353,7 +354,7 @@ fn check(config_file: Option<PathBuf>) -> Result<(), String> {
     runtime.block_on(async move {
         let store = open_offline(&config, "use GET /api/v1/admin/check")?;
         let problems =
-            proxyfleet::app::check::store_invariants(&store).map_err(|e| e.to_string())?;
+            proxyfleet::admin::check::store_invariants(&store).map_err(|e| e.to_string())?;
         if problems.is_empty() {
             println!("ok: the link indexes and the task queue are consistent");
             return Ok(());

@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use proxyfleet::admin::accounts::printable_name;
-use proxyfleet::admin::layer::params;
+use proxyfleet::api::admin::layer::params;
 use proxyfleet::http::body::{is_invisible, no_duplicate_keys};
 
 fuzz_target!(|data: &[u8]| {

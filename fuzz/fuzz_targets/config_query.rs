@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use proxyfleet::distribution::config::matches;
-use proxyfleet::distribution::routes::ConfigQuery;
+use proxyfleet::api::distribution::ConfigQuery;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

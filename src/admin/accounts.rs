@@ -58,7 +58,7 @@ impl From<&AdminAccount> for AccountView {
 
 /// Names the audit trail uses for actors that are not accounts: no account may take one.
 const RESERVED_NAMES: [&str; 8] = [
-    super::guard::TOKEN_ACTOR,
+    super::audit::TOKEN_ACTOR,
     "system",
     "root",
     "admin-cli",

@@ -10,6 +10,11 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
+/// The actor name of requests made with the admin bearer token.
+pub const TOKEN_ACTOR: &str = "admin-token";
+/// The actor name of requests made with the control cookie (`proxyfleet admin ...`).
+pub const CLI_ACTOR: &str = "admin-cli";
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;

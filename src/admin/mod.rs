@@ -3,21 +3,17 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod check;
 pub mod command;
 pub mod down;
-pub mod guard;
-pub mod layer;
 pub mod map;
 pub mod migrate;
-pub mod routes;
-pub mod second_factor;
 pub mod sessions;
 pub mod settings;
 pub mod signin;
 pub mod summary;
 pub mod throttle;
 pub mod totp;
-pub mod ui;
 
 use audit::LoginFailures;
 use throttle::LoginThrottle;

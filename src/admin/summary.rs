@@ -7,15 +7,29 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::app::AppState;
+use crate::config::Config;
 use crate::error::Result;
 use crate::fleet::model::User;
 use crate::fleet::users::NEXT_USER_ID;
+use crate::mirror::Mirror;
+use crate::queue::Queue;
 use crate::registry::Proxy;
+use crate::registry::Registry;
 use crate::store::codec::u64_key;
+use crate::store::Store;
 use crate::store::TreeId;
 
 const DAY_MS: u64 = 86_400_000;
+
+/// What the figures are read from.
+#[derive(Clone, Copy)]
+pub struct Sources<'a> {
+    pub config: &'a Config,
+    pub store: &'a Store,
+    pub registry: &'a Registry,
+    pub queue: &'a Queue,
+    pub mirror: &'a Mirror,
+}
 
 #[derive(Serialize, Default)]
 pub struct RoleCount {
@@ -48,9 +62,9 @@ pub struct Summary {
 }
 
 /// Settings that leave the fleet exposed, as the dashboard words them.
-fn warnings(state: &AppState) -> Vec<String> {
+fn warnings(sources: &Sources<'_>) -> Vec<String> {
     let mut warnings = Vec::new();
-    if state.config.backup_recipient.is_none() {
+    if sources.config.backup_recipient.is_none() {
         warnings.push(
             "Backups are written unencrypted, with every secret of the fleet in them: set \
              backup_recipient to an age recipient (age1...)."
@@ -76,15 +90,15 @@ pub fn month_start_ms(now_ms: u64) -> u64 {
         .map_or(0, |first| first.and_utc().timestamp_millis() as u64)
 }
 
-pub fn summary(state: &AppState, now_ms: u64) -> Result<Summary> {
+pub fn summary(sources: &Sources<'_>, now_ms: u64) -> Result<Summary> {
     let mut proxies: BTreeMap<String, RoleCount> = BTreeMap::new();
     let (mut total, mut clients, mut capacity) = (0u64, 0u64, 0u64);
     let mut live = std::collections::HashSet::new();
-    for proxy in state.registry.list(now_ms)? {
+    for proxy in sources.registry.list(now_ms)? {
         live.insert(proxy.name.as_str().to_string());
         let entry = proxies.entry(role_name(&proxy)).or_default();
         let carried = u64::from(proxy.load.clients.unwrap_or(0));
-        let room = u64::from(proxy.capacity.unwrap_or(state.config.max_clients));
+        let room = u64::from(proxy.capacity.unwrap_or(sources.config.max_clients));
         entry.proxies += 1;
         entry.clients += carried;
         entry.capacity += room;
@@ -93,7 +107,7 @@ pub fn summary(state: &AppState, now_ms: u64) -> Result<Summary> {
         capacity += room;
     }
     // The history newest first, read only as far back as the window.
-    let history = state
+    let history = sources
         .store
         .scan_rev::<crate::registry::ProxyEvent>(TreeId::ProxyEvents, None)
         .take(super::down::MAX_EVENTS)
@@ -103,16 +117,16 @@ pub fn summary(state: &AppState, now_ms: u64) -> Result<Summary> {
         |name| live.contains(name),
         now_ms.saturating_sub(super::down::WINDOW_MS),
     );
-    let users_total: u64 = state.store.get(TreeId::Meta, NEXT_USER_ID)?.unwrap_or(0);
+    let users_total: u64 = sources.store.get(TreeId::Meta, NEXT_USER_ID)?.unwrap_or(0);
     // Pro users: expiry index entries (until_ms BE, user BE) from now on.
-    let users_pro = state
+    let users_pro = sources
         .store
         .keys_from(TreeId::ProExpiry, u64_key(now_ms))
         .count() as u64;
     let month = month_start_ms(now_ms);
     let mut revenue: BTreeMap<String, i64> = BTreeMap::new();
     let mut payments_this_month = 0;
-    for payment in state
+    for payment in sources
         .store
         .values::<crate::billing::payments::Payment>(TreeId::Payments)
     {
@@ -133,22 +147,22 @@ pub fn summary(state: &AppState, now_ms: u64) -> Result<Summary> {
         users_pro,
         revenue_this_month: revenue,
         payments_this_month,
-        queue: state.queue.counts()?,
-        mirror: state.mirror.report(&state.store, now_ms)?,
-        storage: state.store.disk_status(),
-        compaction: state
+        queue: sources.queue.counts()?,
+        mirror: sources.mirror.report(&sources.store, now_ms)?,
+        storage: sources.store.disk_status(),
+        compaction: sources
             .store
-            .compaction_status(state.config.compact_policy())?,
-        warnings: warnings(state),
+            .compaction_status(sources.config.compact_policy())?,
+        warnings: warnings(sources),
     })
 }
 
 /// The first user created at or after `at_ms` (ids grow with creation time).
-fn first_id_since(state: &AppState, at_ms: u64, last_id: u64) -> Result<u64> {
+fn first_id_since(sources: &Sources<'_>, at_ms: u64, last_id: u64) -> Result<u64> {
     let (mut low, mut high) = (1u64, last_id + 1);
     while low < high {
         let mid = low + (high - low) / 2;
-        let created = state
+        let created = sources
             .store
             .scan_from::<User>(TreeId::Users, u64_key(mid))
             .next()
@@ -170,13 +184,13 @@ pub struct Series {
     pub fleet_clients: Vec<(u64, u64)>,
 }
 
-pub fn series(state: &AppState, now_ms: u64, days: u64) -> Result<Series> {
-    let last_id: u64 = state.store.get(TreeId::Meta, NEXT_USER_ID)?.unwrap_or(0);
+pub fn series(sources: &Sources<'_>, now_ms: u64, days: u64) -> Result<Series> {
+    let last_id: u64 = sources.store.get(TreeId::Meta, NEXT_USER_ID)?.unwrap_or(0);
     let today = now_ms / DAY_MS * DAY_MS;
     let mut bounds = Vec::new();
     for back in (0..days).rev() {
         let start = today - back * DAY_MS;
-        bounds.push((start, first_id_since(state, start, last_id)?));
+        bounds.push((start, first_id_since(sources, start, last_id)?));
     }
     let signups_per_day = bounds
         .iter()
@@ -187,8 +201,8 @@ pub fn series(state: &AppState, now_ms: u64, days: u64) -> Result<Series> {
         })
         .collect();
     let mut slots: BTreeMap<u64, u64> = BTreeMap::new();
-    for proxy in state.registry.list(now_ms)? {
-        for sample in state.registry.load_history(&proxy.name)? {
+    for proxy in sources.registry.list(now_ms)? {
+        for sample in sources.registry.load_history(&proxy.name)? {
             *slots.entry(sample.at_ms / 30_000 * 30).or_default() +=
                 u64::from(sample.clients.unwrap_or(0));
         }

@@ -7,19 +7,8 @@ use tokio::sync::watch;
 
 use super::AppState;
 use crate::clock::now_ms;
-use crate::fleet;
-use crate::mail::MAIL_SEND;
-use crate::queue::Task;
-use crate::registry::edge::{self, EDGE_SYNC};
-
-/// Every task kind `run_task` handles (`proxyfleet check` flags any other).
-pub const TASK_KINDS: [&str; 5] = [
-    EDGE_SYNC,
-    fleet::PROXY_CHANGED,
-    fleet::PROVISION,
-    fleet::RETIRE,
-    MAIL_SEND,
-];
+use crate::queue::{Task, TaskKind};
+use crate::registry::edge;
 
 /// Registry history kept for the admin (older entries are dropped).
 const EVENTS_KEPT: usize = 100_000;
@@ -38,15 +27,19 @@ pub async fn run_task(state: Arc<AppState>, task: Task) -> Result<(), String> {
 }
 
 async fn handle(state: &Arc<AppState>, task: &Task) -> Result<(), String> {
-    match task.kind.as_str() {
-        EDGE_SYNC => edge::sync(&state.store, &state.registry, &state.edge, &task.payload).await,
-        fleet::PROXY_CHANGED => {
+    let Some(kind) = TaskKind::parse(&task.kind) else {
+        return Err(format!("no handler for task kind `{}`", task.kind));
+    };
+    match kind {
+        TaskKind::EdgeSync => {
+            edge::sync(&state.store, &state.registry, &state.edge, &task.payload).await
+        }
+        TaskKind::ProxyChanged => {
             let name = state.fleet.proxy_changed(&task.payload).await?;
             (state.billing.proxy_changed(&name, now_ms()).await).map_err(|e| e.to_string())
         }
-        fleet::PROVISION | fleet::RETIRE => state.fleet.hook_task(&task.kind, &task.payload).await,
-        MAIL_SEND => state.mailer.send_task(&task.payload, now_ms()).await,
-        other => Err(format!("no handler for task kind `{other}`")),
+        TaskKind::Provision | TaskKind::Retire => state.fleet.hook_task(kind, &task.payload).await,
+        TaskKind::MailSend => state.mailer.send_task(&task.payload, now_ms()).await,
     }
 }
 
@@ -109,7 +102,7 @@ pub async fn compact_store(state: Arc<AppState>, mut stop: watch::Receiver<bool>
         }
         let state = state.clone();
         let due = move || {
-            drop_replayed_changes(&state)?;
+            state.drop_replayed_changes()?;
             state.store.compact_if_due(policy)
         };
         match tokio::task::spawn_blocking(due).await {
@@ -126,14 +119,6 @@ pub async fn compact_store(state: Arc<AppState>, mut stop: watch::Receiver<bool>
             Err(e) => tracing::error!(error = %e, "store compaction panicked"),
         }
     }
-}
-
-/// Drops the change-log entries no reader needs (before a compaction, so it does not copy
-/// them). Blocking.
-pub fn drop_replayed_changes(state: &AppState) -> crate::error::Result<u64> {
-    state
-        .store
-        .compact_changes(state.config.changelog_retain, state.mirror.consumed_seq())
 }
 
 pub async fn upkeep(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {

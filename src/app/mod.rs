@@ -1,12 +1,10 @@
 //! Wiring: open the store, resolve tokens, start the background jobs, bind the HTTP listener,
 //! and shut all of it down in order.
 
-pub mod check;
+pub mod edge;
 pub(crate) mod jobs;
 mod migrations;
 pub mod permissions;
-mod routes;
-mod state;
 pub mod tls;
 mod tokens;
 
@@ -19,8 +17,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use routes::OPENAPI;
-pub use state::{AppState, Tokens};
+use crate::api as routes;
+pub use crate::api::{AppState, Tokens, OPENAPI};
 pub use tokens::NewTokens;
 
 use crate::billing::stripe_api::StripeApi;
@@ -172,6 +170,12 @@ impl Application {
             },
             BillingSettings::from_config(&config)?,
         );
+        let backup_schedule = crate::backup::schedule::Schedule {
+            dir: config.backup_dir(),
+            every: Duration::from_secs(config.backup_interval_secs),
+            keep: config.backup_keep,
+            recipient: crate::backup::encryption::recipient(&config)?,
+        };
         let mailer = Mailer::new(store.clone(), &config)?;
         let mirror = Mirror::new(config.redis_url.clone(), &config.redis_prefix);
         let admin = crate::admin::AdminPanel::new(config.admin_login_burst);
@@ -188,17 +192,18 @@ impl Application {
             edge,
             fleet,
             rebalance,
-            distribution,
+            distribution: Arc::new(distribution),
             gateways,
             billing,
             mailer,
-            mirror,
+            mirror: Arc::new(mirror),
+            backup_schedule,
         });
 
         let (stop, _) = watch::channel(false);
         let stop = Arc::new(stop);
         let limits = http::listener::Limits {
-            keep_body: Some(crate::admin::layer::is_audited),
+            keep_body: Some(crate::api::admin::layer::is_audited),
             ..state.config.listener_limits()
         }
         .within_file_limit();
@@ -349,11 +354,21 @@ fn start_background(state: &Arc<AppState>, stop: &Arc<watch::Sender<bool>>) -> V
         stop.subscribe(),
     )));
     jobs.push(tokio::spawn(crate::backup::schedule::run(
-        state.clone(),
+        state.store.clone(),
+        state.backup_schedule.clone(),
         stop.subscribe(),
     )));
     jobs.push(tokio::spawn(mirror::stream::run(
-        state.clone(),
+        Arc::new(mirror::MirrorDeps {
+            store: state.store.clone(),
+            registry: state.registry.clone(),
+            distribution: state.distribution.clone(),
+            mirror: state.mirror.clone(),
+            settings: mirror::PublishedSettings {
+                peers_domain: state.config.peers_domain.clone(),
+                max_clients: state.config.max_clients,
+            },
+        }),
         stop.subscribe(),
     )));
     jobs.push(tokio::spawn(jobs::expire_pro(

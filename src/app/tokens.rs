@@ -4,7 +4,7 @@
 
 use rand::RngCore;
 
-use super::state::Tokens;
+use crate::api::Tokens;
 use crate::config::{Config, Secret};
 use crate::error::Result;
 use crate::http::TokenHash;

@@ -72,7 +72,7 @@ async fn from_running_server(config: &Config, out: &Path) -> Result<super::Writt
     }
     let told_records = response
         .headers()
-        .get(super::routes::RECORDS_HEADER)
+        .get(super::RECORDS_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let bytes = response

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::str::FromStr;
 
-use age::x25519::Recipient;
+pub use age::x25519::Recipient;
 
 use crate::config::Config;
 use crate::error::{Error, Result};

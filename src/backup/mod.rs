@@ -5,8 +5,10 @@
 pub mod command;
 pub mod encryption;
 pub mod format;
-pub mod routes;
 pub mod schedule;
+
+/// How many records the backup holds (an encrypted one cannot be read to count them).
+pub const RECORDS_HEADER: &str = "x-backup-records";
 
 use std::fs::File;
 use std::io::BufWriter;

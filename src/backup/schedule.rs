@@ -2,14 +2,14 @@
 //! `backup_keep`. The first one is taken one interval after start, so restarts do not pile up
 //! backups.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::app::AppState;
 use crate::clock::now_ms;
+use crate::store::Store;
 
 const PREFIX: &str = "proxyfleet-";
 pub const SUFFIX: &str = ".pfbak";
@@ -29,11 +29,21 @@ pub fn beyond_retention(mut names: Vec<String>, keep: usize) -> Vec<String> {
     names
 }
 
+/// What the schedule needs: where, how often, how many to keep, and to whom to encrypt.
+#[derive(Clone)]
+pub struct Schedule {
+    pub dir: PathBuf,
+    /// Zero turns scheduled backups off.
+    pub every: Duration,
+    pub keep: usize,
+    pub recipient: Option<super::encryption::Recipient>,
+}
+
 /// Takes one scheduled backup and applies the retention.
-pub fn take(state: &AppState, dir: &Path) -> crate::error::Result<super::Written> {
-    let recipient = super::encryption::recipient(&state.config)?;
+pub fn take(store: &Store, schedule: &Schedule) -> crate::error::Result<super::Written> {
+    let dir = &schedule.dir;
     let path = dir.join(file_name(PREFIX, now_ms()));
-    let written = super::write_file(&state.store, &path, recipient.as_ref())?;
+    let written = super::write_file(store, &path, schedule.recipient.as_ref())?;
     let names = std::fs::read_dir(dir)
         .map(|entries| {
             entries
@@ -41,7 +51,7 @@ pub fn take(state: &AppState, dir: &Path) -> crate::error::Result<super::Written
                 .collect()
         })
         .unwrap_or_default();
-    for old in beyond_retention(names, state.config.backup_keep.max(1)) {
+    for old in beyond_retention(names, schedule.keep.max(1)) {
         if let Err(e) = std::fs::remove_file(dir.join(&old)) {
             tracing::warn!(file = %old, error = %e, "could not remove an old backup");
         }
@@ -49,13 +59,12 @@ pub fn take(state: &AppState, dir: &Path) -> crate::error::Result<super::Written
     Ok(written)
 }
 
-pub async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
-    let every = state.config.backup_interval_secs;
-    if every == 0 {
+pub async fn run(store: Store, schedule: Schedule, mut stop: watch::Receiver<bool>) {
+    if schedule.every.is_zero() {
         return;
     }
-    let dir: PathBuf = state.config.backup_dir();
-    let mut tick = tokio::time::interval(Duration::from_secs(every));
+    let schedule = Arc::new(schedule);
+    let mut tick = tokio::time::interval(schedule.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // immediate: skip it
     while !*stop.borrow() {
@@ -63,9 +72,9 @@ pub async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.changed() => break,
         }
-        let state = state.clone();
-        let dir = dir.clone();
-        match tokio::task::spawn_blocking(move || take(&state, &dir)).await {
+        let store = store.clone();
+        let schedule = schedule.clone();
+        match tokio::task::spawn_blocking(move || take(&store, &schedule)).await {
             Ok(Ok(written)) => tracing::info!(
                 path = %written.path.display(), records = written.records, bytes = written.bytes,
                 "scheduled backup written"

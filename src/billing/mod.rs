@@ -10,7 +10,6 @@ pub mod plans;
 pub mod pro;
 pub mod purchase;
 pub mod referrals;
-pub mod routes;
 pub mod signature;
 pub mod stripe_api;
 

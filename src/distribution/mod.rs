@@ -5,8 +5,10 @@
 pub mod config;
 pub mod keys;
 pub mod notify;
-pub mod routes;
 pub mod subset;
+
+/// Header carrying the base64 Ed25519 signature of the (uncompressed) body.
+pub const SIGNATURE_HEADER: &str = "x-proxyfleet-signature";
 
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};

@@ -8,9 +8,9 @@ pub mod model;
 pub mod policy;
 pub mod proxy_actions;
 pub mod rebalance;
-pub mod routes;
 pub mod users;
 
+use crate::queue::TaskKind;
 use std::process::Stdio;
 
 use crate::config::{AssignmentPolicy, Config};
@@ -24,11 +24,11 @@ use links::set_proxies;
 use model::User;
 
 /// Task: a proxy left or changed address; its users' configs follow.
-pub const PROXY_CHANGED: &str = "fleet.proxy_changed";
+pub const PROXY_CHANGED: TaskKind = TaskKind::ProxyChanged;
 /// Task: run the provisioning hook.
-pub const PROVISION: &str = "fleet.provision";
+pub const PROVISION: TaskKind = TaskKind::Provision;
 /// Task: run the retire hook for a drained proxy.
-pub const RETIRE: &str = "fleet.retire";
+pub const RETIRE: TaskKind = TaskKind::Retire;
 
 /// Users changed per transaction when a proxy's users are all touched.
 const USERS_PER_TRANSACTION: usize = 500;
@@ -168,12 +168,16 @@ impl Fleet {
     }
 
     /// The `fleet.provision` and `fleet.retire` tasks.
-    pub async fn hook_task(&self, kind: &str, payload: &str) -> std::result::Result<(), String> {
+    pub async fn hook_task(
+        &self,
+        kind: TaskKind,
+        payload: &str,
+    ) -> std::result::Result<(), String> {
         let payload: serde_json::Value =
             serde_json::from_str(payload).map_err(|e| format!("bad payload: {e}"))?;
         let reason = payload["reason"].as_str().unwrap_or_default();
         match kind {
-            PROVISION => match &self.settings.provision_command {
+            TaskKind::Provision => match &self.settings.provision_command {
                 Some(command) => Self::run_hook(command, &[("PROXYFLEET_REASON", reason)]).await,
                 None => Ok(()), // nothing configured: the plan records the need for the operator
             },

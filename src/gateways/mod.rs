@@ -3,7 +3,6 @@
 
 pub mod geo;
 pub mod rank;
-pub mod routes;
 
 use std::sync::{Arc, Mutex};
 

@@ -2,16 +2,12 @@
 //! token is compared by hash in constant time, so neither timing nor a stolen database reveals
 //! a token.
 
-use std::sync::Arc;
-
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use warp::{Filter, Rejection};
 
 use super::reject;
-use crate::app::AppState;
 use crate::error::Error;
-use crate::fleet::model::User;
 
 #[derive(Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TokenHash([u8; 32]);
@@ -73,17 +69,6 @@ where
             }
         }
     })
-}
-
-/// The active user whose token the Authorization header carries; else 401.
-pub fn user(state: &Arc<AppState>) -> impl Filter<Extract = (User,), Error = Rejection> + Clone {
-    let state = state.clone();
-    bearer_lookup(move |token| state.fleet.user_by_token(token))
-}
-
-/// The admin token, or an admin panel session (with its CSRF token on mutating calls).
-pub fn admin(state: &Arc<AppState>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    crate::admin::guard::admin(state)
 }
 
 #[cfg(test)]

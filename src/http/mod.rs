@@ -7,17 +7,12 @@ pub mod error;
 pub mod listener;
 pub mod rate_limit;
 
-use std::convert::Infallible;
-use std::sync::Arc;
-
 use serde::Serialize;
 use warp::http::StatusCode;
-use warp::{Filter, Reply};
+use warp::Reply;
 
-pub use auth::{admin, user, TokenHash};
+pub use auth::TokenHash;
 pub use error::{recover, reject};
-
-use crate::app::AppState;
 
 /// A JSON response with the given status.
 pub fn json<T: Serialize>(status: StatusCode, body: &T) -> warp::reply::Response {
@@ -55,12 +50,4 @@ pub fn json_with_etag<T: Serialize>(
             .body(warp::hyper::Body::from(bytes))
     };
     response.unwrap_or_else(|_| warp::http::Response::new(warp::hyper::Body::empty()))
-}
-
-/// Hands the shared state to a handler.
-pub fn with_state(
-    state: &Arc<AppState>,
-) -> impl Filter<Extract = (Arc<AppState>,), Error = Infallible> + Clone {
-    let state = state.clone();
-    warp::any().map(move || state.clone())
 }

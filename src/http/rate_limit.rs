@@ -4,18 +4,11 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Arc;
 
 use governor::clock::{Clock, DefaultClock, QuantaInstant};
 use governor::{DefaultKeyedRateLimiter, NotUntil, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use warp::{Filter, Rejection};
-
-use super::client_ip::client_ip;
-use super::reject;
-use crate::app::AppState;
-use crate::error::Error;
 
 /// One endpoint's allowance: requests per minute, per client address and per credential
 /// (the bearer token, or the invitation code), each with the burst allowed at once.
@@ -212,41 +205,6 @@ impl RateLimits {
             self.limiters(endpoint).shrink();
         }
     }
-}
-
-/// Rejects with 429 once the client address or its bearer token is over the endpoint's limit.
-/// Put it right after the path match: it counts only this endpoint's requests, and it runs
-/// before authentication, so it slows down token guessing too.
-pub fn limited(
-    state: &Arc<AppState>,
-    endpoint: Endpoint,
-) -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    let state = state.clone();
-    client_ip(Arc::new(state.config.trusted_proxies.clone()))
-        .and(warp::header::optional::<String>("authorization"))
-        .and_then(move |ip: Option<IpAddr>, authorization: Option<String>| {
-            let state = state.clone();
-            async move {
-                state
-                    .limits
-                    .check(endpoint, ip, authorization.as_deref())
-                    .map_err(|wait| reject(Error::TooManyRequests(wait)))
-            }
-        })
-        .untuple_one()
-}
-
-/// As [`limited`], for endpoints whose credential is a code in the path.
-pub fn check_code(
-    state: &AppState,
-    endpoint: Endpoint,
-    ip: Option<IpAddr>,
-    code: &str,
-) -> Result<(), Rejection> {
-    state
-        .limits
-        .check(endpoint, ip, Some(code))
-        .map_err(|wait| reject(Error::TooManyRequests(wait)))
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use crate::store::codec::u64_key;
 use crate::store::{Store, TreeId, Tx, TxResult};
 use templates::Templates;
 
-pub const MAIL_SEND: &str = "mail.send";
+pub const MAIL_SEND: crate::queue::TaskKind = crate::queue::TaskKind::MailSend;
 const NEXT_MAIL_ID: &str = "mail.next_id";
 
 /// A mail in the outbox.

@@ -3,8 +3,7 @@
 //! payments). `GET /metrics` with the admin token; see docs/OPERATIONS.md for the names.
 
 pub mod route_names;
-pub mod routes;
-mod scrape;
+pub mod scrape;
 
 use std::time::Duration;
 
@@ -112,7 +111,7 @@ impl Metrics {
     pub fn task_ran(&self, kind: &str, ok: bool) {
         let outcome = if ok { "ok" } else { "error" };
         self.tasks.with_label_values(&[kind, outcome]).inc();
-        if kind == crate::mail::MAIL_SEND {
+        if kind == crate::mail::MAIL_SEND.name() {
             let outcome = if ok { "sent" } else { "failed" };
             self.mails.with_label_values(&[outcome]).inc();
         }

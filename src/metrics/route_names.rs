@@ -92,7 +92,7 @@ mod tests {
 
     #[test]
     fn the_shipped_openapi_file_gives_templates() {
-        let names = RouteNames::from_openapi(crate::app::OPENAPI);
+        let names = RouteNames::from_openapi(include_str!("../../assets/openapi.json"));
         assert_eq!(names.name("/api/v1/config"), "/api/v1/config");
         assert_eq!(
             names.name("/api/v1/admin/proxies/p1/load"),

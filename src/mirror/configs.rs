@@ -11,7 +11,7 @@ use redis::Pipeline;
 
 use super::keys::Keys;
 use super::records::write_config;
-use crate::app::AppState;
+use super::MirrorDeps;
 use crate::distribution::config::{render, FleetView};
 use crate::error::Result;
 use crate::fleet::model::User;
@@ -53,15 +53,15 @@ pub struct Configs {
     signed_at: u64,
 }
 
-fn signed_at(state: &AppState, now_ms: u64) -> u64 {
-    let validity = state.distribution.settings.validity_secs;
+fn signed_at(deps: &MirrorDeps, now_ms: u64) -> u64 {
+    let validity = deps.distribution.settings.validity_secs;
     crate::distribution::config::signing_window(now_ms, validity).0
 }
 
 impl Configs {
     /// The fleet as it is now; no sweep pending.
-    pub fn load(state: &AppState, now_ms: u64) -> Result<Configs> {
-        let proxies = state.registry.list(now_ms)?;
+    pub fn load(deps: &MirrorDeps, now_ms: u64) -> Result<Configs> {
+        let proxies = deps.registry.list(now_ms)?;
         Ok(Configs {
             shown: proxies
                 .iter()
@@ -69,13 +69,13 @@ impl Configs {
                 .collect(),
             view: Arc::new(FleetView::new(proxies, now_ms)),
             sweep_from: None,
-            signed_at: signed_at(state, now_ms),
+            signed_at: signed_at(deps, now_ms),
         })
     }
 
     /// True when the signing window moved on since the last sweep (configs must be re-signed).
-    pub fn window_moved(&self, state: &AppState, now_ms: u64) -> bool {
-        signed_at(state, now_ms) != self.signed_at
+    pub fn window_moved(&self, deps: &MirrorDeps, now_ms: u64) -> bool {
+        signed_at(deps, now_ms) != self.signed_at
     }
 
     /// Notes what a change does to the fleet; true when configs must be swept.
@@ -98,10 +98,10 @@ impl Configs {
     }
 
     /// Rebuilds the view from the registry and starts (or restarts) a sweep of every user.
-    pub fn start_sweep(&mut self, state: &AppState, now_ms: u64) -> Result<()> {
-        self.view = Arc::new(FleetView::new(state.registry.list(now_ms)?, now_ms));
+    pub fn start_sweep(&mut self, deps: &MirrorDeps, now_ms: u64) -> Result<()> {
+        self.view = Arc::new(FleetView::new(deps.registry.list(now_ms)?, now_ms));
         self.sweep_from = Some(0);
-        self.signed_at = signed_at(state, now_ms);
+        self.signed_at = signed_at(deps, now_ms);
         Ok(())
     }
 
@@ -114,13 +114,13 @@ impl Configs {
         &self,
         pipe: &mut Pipeline,
         keys: &Keys,
-        state: &AppState,
+        deps: &MirrorDeps,
         user: &User,
         now_ms: u64,
     ) {
-        let config = state.distribution.config_in(&self.view, user, None, now_ms);
+        let config = deps.distribution.config_in(&self.view, user, None, now_ms);
         let rendered = render(&config);
-        let signature = state.distribution.signature(&rendered);
+        let signature = deps.distribution.signature(&rendered);
         write_config(pipe, keys, user.id, config.version, &rendered, &signature);
     }
 
@@ -130,20 +130,20 @@ impl Configs {
         &mut self,
         pipe: &mut Pipeline,
         keys: &Keys,
-        state: &AppState,
+        deps: &MirrorDeps,
         now_ms: u64,
     ) -> Result<usize> {
         let Some(from) = self.sweep_from else {
             return Ok(0);
         };
-        let users: Vec<User> = state
+        let users: Vec<User> = deps
             .store
             .scan_from::<User>(TreeId::Users, u64_key(from))
             .take(SWEEP_CHUNK)
             .map(|item| item.map(|(_, user)| user))
             .collect::<Result<_>>()?;
         for user in &users {
-            self.write(pipe, keys, state, user, now_ms);
+            self.write(pipe, keys, deps, user, now_ms);
         }
         self.sweep_from = match users.last() {
             Some(last) if users.len() == SWEEP_CHUNK => Some(last.id + 1),

@@ -4,7 +4,7 @@
 //! - `keys.rs`: the key schema (docs/REDIS.md); `records.rs`: records -> commands (pure);
 //! - `stream.rs`: the replication loop (batches of changes in MULTI/EXEC, resume, retry);
 //! - `resync.rs`: full copy from sled when Redis is empty, replaced or too far behind;
-//! - `routes.rs`: the admin's view (state, lag, last error) and `/metrics`;
+//! - the admin's view (state, lag, last error) is served by `crate::api::mirror`;
 //! - `edge/`: `proxyfleet edge`, the read APIs served from Redis alone.
 
 pub mod configs;
@@ -12,16 +12,18 @@ pub mod edge;
 pub mod keys;
 pub mod records;
 pub mod resync;
-pub mod routes;
 pub mod stream;
 
+use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::distribution::Distribution;
 use crate::error::{Error, Result};
+use crate::registry::Registry;
 use crate::store::Store;
 use keys::Keys;
 
@@ -58,6 +60,24 @@ pub struct Status {
     pub configs_written: u64,
     /// Users whose config is still to be rewritten after a proxy came, left or changed.
     pub configs_pending: bool,
+}
+
+/// What the mirror job reads: the store and its change log, the fleet (to render each user's
+/// config), and the settings published to edges.
+#[derive(Clone)]
+pub struct MirrorDeps {
+    pub store: Store,
+    pub registry: Registry,
+    pub distribution: Arc<Distribution>,
+    pub mirror: Arc<Mirror>,
+    pub settings: PublishedSettings,
+}
+
+/// The primary's settings an edge needs to answer as the primary does.
+#[derive(Debug, Clone)]
+pub struct PublishedSettings {
+    pub peers_domain: String,
+    pub max_clients: u32,
 }
 
 /// The mirror's shared handle: settings, status for the admin, resync requests.
@@ -169,4 +189,51 @@ pub async fn connect(url: &str) -> redis::RedisResult<redis::aio::MultiplexedCon
     client
         .get_multiplexed_async_connection_with_config(&config)
         .await
+}
+
+/// The mirror's gauges in Prometheus' text format.
+pub fn prometheus_text(report: &Report) -> String {
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, value: f64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
+    };
+    gauge(
+        "proxyfleet_mirror_enabled",
+        "1 when a Redis mirror is configured.",
+        f64::from(u8::from(report.enabled)),
+    );
+    gauge(
+        "proxyfleet_mirror_up",
+        "1 while the mirror streams changes into Redis.",
+        f64::from(u8::from(report.status.state == State::Streaming)),
+    );
+    gauge(
+        "proxyfleet_mirror_applied_seq",
+        "Last change sequence applied to Redis.",
+        report.status.applied_seq as f64,
+    );
+    gauge(
+        "proxyfleet_changelog_seq",
+        "Last change sequence committed to the store.",
+        report.last_seq as f64,
+    );
+    gauge(
+        "proxyfleet_mirror_lag_changes",
+        "Committed changes not yet in Redis.",
+        report.changes_behind as f64,
+    );
+    gauge(
+        "proxyfleet_mirror_lag_seconds",
+        "Age of the oldest change not yet in Redis.",
+        report.seconds_behind,
+    );
+    gauge(
+        "proxyfleet_mirror_resyncs",
+        "Full copies made since start.",
+        report.status.resyncs as f64,
+    );
+    out
 }

@@ -8,10 +8,10 @@ use serde_json::json;
 
 use super::configs::Configs;
 use super::records::{write_new_user, write_proxy};
+use super::MirrorDeps;
 use super::State;
-use crate::app::AppState;
 use crate::clock::now_ms;
-use crate::distribution::routes::SIGNATURE_HEADER;
+use crate::distribution::SIGNATURE_HEADER;
 use crate::fleet::model::User;
 use crate::registry::Proxy;
 use crate::store::codec::u64_key;
@@ -26,17 +26,17 @@ fn text(error: impl std::fmt::Display) -> String {
 
 /// `<prefix>settings`: what readers need besides the records.
 pub async fn write_settings(
-    state: &AppState,
+    deps: &MirrorDeps,
     conn: &mut MultiplexedConnection,
 ) -> Result<(), String> {
     let settings = [
-        ("public_key", state.distribution.keys.public_key()),
+        ("public_key", deps.distribution.keys.public_key()),
         ("signature_header", SIGNATURE_HEADER.to_string()),
-        ("peers_domain", state.config.peers_domain.clone()),
-        ("max_clients", state.config.max_clients.to_string()),
+        ("peers_domain", deps.settings.peers_domain.clone()),
+        ("max_clients", deps.settings.max_clients.to_string()),
     ];
     redis::pipe()
-        .hset_multiple(state.mirror.keys.settings(), &settings)
+        .hset_multiple(deps.mirror.keys.settings(), &settings)
         .ignore()
         .query_async::<()>(conn)
         .await
@@ -45,23 +45,23 @@ pub async fn write_settings(
 
 /// Copies everything; returns the sequence Redis now holds.
 pub async fn run(
-    state: &AppState,
+    deps: &MirrorDeps,
     conn: &mut MultiplexedConnection,
     configs: &mut Configs,
     source: &str,
 ) -> Result<u64, String> {
     let started = std::time::Instant::now();
-    let keys = state.mirror.keys.clone();
-    state.mirror.update(|s| s.state = State::Resyncing);
-    state.store.durable().await.map_err(text)?;
+    let keys = deps.mirror.keys.clone();
+    deps.mirror.update(|s| s.state = State::Resyncing);
+    deps.store.durable().await.map_err(text)?;
     // Everything up to here is in the copy; later changes are streamed after it.
-    let seq = state.store.last_seq().map_err(text)?;
+    let seq = deps.store.last_seq().map_err(text)?;
 
     clear(conn, &keys.pattern()).await?;
-    write_settings(state, conn).await?;
+    write_settings(deps, conn).await?;
 
     let mut records = 0u64;
-    let proxies: Vec<Proxy> = state
+    let proxies: Vec<Proxy> = deps
         .store
         .values::<Proxy>(TreeId::Proxies)
         .collect::<crate::error::Result<_>>()
@@ -75,18 +75,18 @@ pub async fn run(
         records += chunk.len() as u64;
     }
 
-    *configs = Configs::load(state, now_ms()).map_err(text)?;
+    *configs = Configs::load(deps, now_ms()).map_err(text)?;
     let mut from = 0u64;
     let mut in_flight: Option<tokio::task::JoinHandle<redis::RedisResult<()>>> = None;
     loop {
-        let users: Vec<User> = state
+        let users: Vec<User> = deps
             .store
             .scan_from::<User>(TreeId::Users, u64_key(from))
             .take(CHUNK)
             .map(|item| item.map(|(_, user)| user))
             .collect::<crate::error::Result<_>>()
             .map_err(text)?;
-        let pipes = build_chunk(state, &keys, configs, &users);
+        let pipes = build_chunk(deps, &keys, configs, &users);
         if !users.is_empty() {
             // One chunk in flight while the next is built: Redis and our CPU work at once.
             if let Some(previous) = in_flight.take() {
@@ -125,7 +125,7 @@ pub async fn run(
         .map_err(text)?;
     let took_ms = started.elapsed().as_millis() as u64;
     tracing::info!(records, took_ms, seq, "redis mirror: resync done");
-    state.mirror.update(|s| {
+    deps.mirror.update(|s| {
         s.resyncs += 1;
         s.last_resync_records = records;
         s.last_resync_ms = took_ms;
@@ -138,7 +138,7 @@ pub async fn run(
 /// most of a copy's CPU, so the halves are built on two threads; their order does not matter
 /// because the copy writes into an empty prefix and set additions commute.
 fn build_chunk(
-    state: &AppState,
+    deps: &MirrorDeps,
     keys: &super::keys::Keys,
     configs: &Configs,
     users: &[User],
@@ -148,7 +148,7 @@ fn build_chunk(
         let mut pipe = redis::pipe();
         for user in part {
             write_new_user(&mut pipe, keys, user);
-            configs.write(&mut pipe, keys, state, user, now);
+            configs.write(&mut pipe, keys, deps, user, now);
         }
         pipe
     };

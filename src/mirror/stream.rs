@@ -12,8 +12,8 @@ use tokio::sync::watch;
 
 use super::configs::Configs;
 use super::records::apply_change;
+use super::MirrorDeps;
 use super::{connect, resync, State, APPLIED_SEQ, BATCH, SOURCE_ID};
-use crate::app::AppState;
 use crate::clock::now_ms;
 use crate::store::{ChangeKind, TreeId};
 
@@ -57,19 +57,19 @@ pub fn decide(
 }
 
 /// The mirror job: runs sessions until stopped, backing off while Redis fails.
-pub async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
-    let Some(url) = state.mirror.url.clone() else {
+pub async fn run(deps: Arc<MirrorDeps>, mut stop: watch::Receiver<bool>) {
+    let Some(url) = deps.mirror.url.clone() else {
         return;
     };
     let mut backoff = BACKOFF_MIN;
     while !*stop.borrow() {
-        state.mirror.update(|s| s.state = State::Connecting);
+        deps.mirror.update(|s| s.state = State::Connecting);
         let mut progressed = false;
-        match session(&state, &url, &mut stop, &mut progressed).await {
+        match session(&deps, &url, &mut stop, &mut progressed).await {
             Ok(()) => break,
             Err(error) => {
                 tracing::warn!(%error, "redis mirror interrupted; retrying");
-                state.mirror.update(|s| {
+                deps.mirror.update(|s| {
                     s.state = State::Failing;
                     s.last_error = Some(error);
                     s.last_error_at = Some(now_ms() / 1000);
@@ -92,8 +92,8 @@ fn text(error: impl std::fmt::Display) -> String {
 }
 
 /// This store's id (made on first use).
-pub fn source_id(state: &AppState) -> Result<String, String> {
-    if let Some(id) = state
+pub fn source_id(deps: &MirrorDeps) -> Result<String, String> {
+    if let Some(id) = deps
         .store
         .get::<String>(TreeId::Meta, SOURCE_ID)
         .map_err(text)?
@@ -101,22 +101,19 @@ pub fn source_id(state: &AppState) -> Result<String, String> {
         return Ok(id);
     }
     let id = hex::encode(rand::random::<[u8; 16]>());
-    state
-        .store
-        .put(TreeId::Meta, SOURCE_ID, &id)
-        .map_err(text)?;
+    deps.store.put(TreeId::Meta, SOURCE_ID, &id).map_err(text)?;
     Ok(id)
 }
 
 async fn session(
-    state: &Arc<AppState>,
+    deps: &Arc<MirrorDeps>,
     url: &str,
     stop: &mut watch::Receiver<bool>,
     progressed: &mut bool,
 ) -> Result<(), String> {
-    let keys = state.mirror.keys.clone();
+    let keys = deps.mirror.keys.clone();
     let mut conn = connect(url).await.map_err(text)?;
-    let source = source_id(state)?;
+    let source = source_id(deps)?;
     let (redis_seq, redis_source): (Option<u64>, Option<String>) = redis::pipe()
         .get(keys.seq())
         .get(keys.source())
@@ -127,42 +124,42 @@ async fn session(
         redis_seq,
         redis_source.as_deref(),
         &source,
-        state.store.last_seq().map_err(text)?,
-        state.store.first_retained_seq().map_err(text)?,
+        deps.store.last_seq().map_err(text)?,
+        deps.store.first_retained_seq().map_err(text)?,
     );
-    let mut configs = Configs::load(state, now_ms()).map_err(text)?;
+    let mut configs = Configs::load(deps, now_ms()).map_err(text)?;
     let mut applied = match start {
         Start::Resume(seq) => {
-            resync::write_settings(state, &mut conn).await?;
+            resync::write_settings(deps, &mut conn).await?;
             // The proxies may have changed while nobody mirrored: rewrite every config.
-            configs.start_sweep(state, now_ms()).map_err(text)?;
+            configs.start_sweep(deps, now_ms()).map_err(text)?;
             seq
         }
         Start::Resync(reason) => {
             tracing::info!(reason, "redis mirror: full resync");
-            resync::run(state, &mut conn, &mut configs, &source).await?
+            resync::run(deps, &mut conn, &mut configs, &source).await?
         }
     };
-    record_applied(state, applied)?;
-    state.mirror.update(|s| s.state = State::Streaming);
+    record_applied(deps, applied)?;
+    deps.mirror.update(|s| s.state = State::Streaming);
     *progressed = true;
 
     loop {
         if *stop.borrow() {
             return Ok(());
         }
-        if state.mirror.take_resync_request() {
-            applied = resync::run(state, &mut conn, &mut configs, &source).await?;
-            record_applied(state, applied)?;
-            state.mirror.update(|s| s.state = State::Streaming);
+        if deps.mirror.take_resync_request() {
+            applied = resync::run(deps, &mut conn, &mut configs, &source).await?;
+            record_applied(deps, applied)?;
+            deps.mirror.update(|s| s.state = State::Streaming);
         }
-        if !configs.sweeping() && configs.window_moved(state, now_ms()) {
-            configs.start_sweep(state, now_ms()).map_err(text)?;
+        if !configs.sweeping() && configs.window_moved(deps, now_ms()) {
+            configs.start_sweep(deps, now_ms()).map_err(text)?;
         }
-        let changes = state.store.changes_after(applied, BATCH).map_err(text)?;
+        let changes = deps.store.changes_after(applied, BATCH).map_err(text)?;
         if changes.is_empty() && !configs.sweeping() {
             tokio::select! {
-                _ = state.store.next_change() => {}
+                _ = deps.store.next_change() => {}
                 _ = tokio::time::sleep(IDLE_TICK) => {}
                 _ = stop.changed() => {}
             }
@@ -171,16 +168,16 @@ async fn session(
         if let Some(first) = changes.first() {
             if first.seq != applied + 1 {
                 // The changes Redis needs next were compacted away while it was behind.
-                applied = resync::run(state, &mut conn, &mut configs, &source).await?;
-                record_applied(state, applied)?;
-                state.mirror.update(|s| s.state = State::Streaming);
+                applied = resync::run(deps, &mut conn, &mut configs, &source).await?;
+                record_applied(deps, applied)?;
+                deps.mirror.update(|s| s.state = State::Streaming);
                 continue;
             }
-            applied = send_batch(state, &mut conn, &mut configs, &changes).await?;
-            record_applied(state, applied)?;
+            applied = send_batch(deps, &mut conn, &mut configs, &changes).await?;
+            record_applied(deps, applied)?;
         }
         if configs.sweeping() {
-            sweep_step(state, &mut conn, &mut configs, applied).await?;
+            sweep_step(deps, &mut conn, &mut configs, applied).await?;
         }
     }
 }
@@ -188,14 +185,14 @@ async fn session(
 /// Sends one batch of changes (and the configs of the users they carry) in one MULTI/EXEC
 /// with the new `mirror:seq`. Returns the last sequence sent.
 async fn send_batch(
-    state: &AppState,
+    deps: &MirrorDeps,
     conn: &mut MultiplexedConnection,
     configs: &mut Configs,
     changes: &[crate::store::Change],
 ) -> Result<u64, String> {
-    let keys = &state.mirror.keys;
+    let keys = &deps.mirror.keys;
     // Never let Redis get ahead of what sled would recover after a crash.
-    state.store.durable().await.map_err(text)?;
+    deps.store.durable().await.map_err(text)?;
     let now = now_ms();
     let mut sweep = false;
     let mut pipe = redis::pipe();
@@ -205,7 +202,7 @@ async fn send_batch(
         apply_change(&mut pipe, keys, change);
         sweep |= configs.observe(change);
         if let ChangeKind::UserUpserted(user) = &change.kind {
-            configs.write(&mut pipe, keys, state, user, now);
+            configs.write(&mut pipe, keys, deps, user, now);
             written += 1;
         }
     }
@@ -213,9 +210,9 @@ async fn send_batch(
     pipe.set(keys.seq(), last).ignore();
     pipe.query_async::<()>(conn).await.map_err(text)?;
     if sweep {
-        configs.start_sweep(state, now).map_err(text)?;
+        configs.start_sweep(deps, now).map_err(text)?;
     }
-    state.mirror.update(|s| {
+    deps.mirror.update(|s| {
         s.configs_written += written;
         s.configs_pending = configs.sweeping();
     });
@@ -223,34 +220,33 @@ async fn send_batch(
 }
 
 async fn sweep_step(
-    state: &AppState,
+    deps: &MirrorDeps,
     conn: &mut MultiplexedConnection,
     configs: &mut Configs,
     applied: u64,
 ) -> Result<(), String> {
-    let keys = &state.mirror.keys;
+    let keys = &deps.mirror.keys;
     let mut pipe = redis::pipe();
     let users = configs
-        .sweep_step(&mut pipe, keys, state, now_ms())
+        .sweep_step(&mut pipe, keys, deps, now_ms())
         .map_err(text)?;
     if !configs.sweeping() {
         let message = serde_json::json!({ "kind": "configs", "ids": [], "seq": applied });
         pipe.publish(keys.events(), message.to_string()).ignore();
     }
     pipe.query_async::<()>(conn).await.map_err(text)?;
-    state.mirror.update(|s| {
+    deps.mirror.update(|s| {
         s.configs_written += users as u64;
         s.configs_pending = configs.sweeping();
     });
     Ok(())
 }
 
-fn record_applied(state: &AppState, applied: u64) -> Result<(), String> {
-    state
-        .store
+fn record_applied(deps: &MirrorDeps, applied: u64) -> Result<(), String> {
+    deps.store
         .put(TreeId::Meta, APPLIED_SEQ, &applied)
         .map_err(text)?;
-    state.mirror.update(|s| s.applied_seq = applied);
+    deps.mirror.update(|s| s.applied_seq = applied);
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::store::codec::{key_u64, pair_key};
 use crate::store::{Store, TreeId};
 
-pub fn check(store: &Store, known_kinds: &[&str]) -> Result<Vec<String>> {
+pub fn check(store: &Store) -> Result<Vec<String>> {
     let mut problems = Vec::new();
     let mut ids = HashSet::new();
     for item in store.scan_from::<Task>(TreeId::Tasks, []) {
@@ -26,7 +26,7 @@ pub fn check(store: &Store, known_kinds: &[&str]) -> Result<Vec<String>> {
         if serde_json::from_str::<serde_json::Value>(&task.payload).is_err() {
             problems.push(format!("task {id}: its payload is not JSON"));
         }
-        if !known_kinds.contains(&task.kind.as_str()) {
+        if super::TaskKind::parse(&task.kind).is_none() {
             problems.push(format!("task {id}: no worker handles kind `{}`", task.kind));
         }
         if store.get::<u64>(TreeId::TaskKeys, &task.key)? != Some(id) {

@@ -10,8 +10,8 @@
 
 pub mod backoff;
 pub mod check;
+mod kind;
 mod ops;
-pub mod routes;
 pub mod worker;
 
 use std::sync::Arc;
@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 
 use crate::store::Store;
 
+pub use kind::TaskKind;
 pub use ops::QueueCounts;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -53,7 +54,7 @@ pub struct Task {
 /// A task to enqueue. `key` makes the enqueue idempotent.
 #[derive(Debug, Clone)]
 pub struct NewTask {
-    pub kind: &'static str,
+    pub kind: TaskKind,
     pub key: String,
     pub payload: serde_json::Value,
     pub due_ms: u64,

@@ -5,7 +5,6 @@ pub mod credentials;
 pub mod edge;
 pub mod migrate;
 pub mod model;
-pub mod routes;
 pub mod service;
 pub mod sweeper;
 pub mod validate;

@@ -9,6 +9,7 @@ use super::model::{
     LoadSample, Proxy, ProxyEvent, ProxyEventKind, ProxyName, Registration, RemovalReason,
 };
 use crate::error::Error;
+use crate::queue::TaskKind;
 use crate::queue::{NewTask, Queue};
 use crate::store::codec::u64_key;
 use crate::store::{ChangeKind, TreeId, Tx, TxResult};
@@ -213,8 +214,8 @@ impl Writer {
         now_ms: u64,
     ) -> TxResult<()> {
         let task = NewTask {
-            kind: crate::fleet::PROXY_CHANGED,
-            key: format!("{}:{name}:{event_seq}", crate::fleet::PROXY_CHANGED),
+            kind: TaskKind::ProxyChanged,
+            key: format!("{}:{name}:{event_seq}", TaskKind::ProxyChanged),
             payload: json!({ "proxy": name }),
             due_ms: now_ms,
         };

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use proxyfleet::mirror::edge::{EdgeApp, EdgeSettings};
+use proxyfleet::app::edge::EdgeApp;
+use proxyfleet::mirror::edge::EdgeSettings;
 use reqwest::StatusCode;
 use serde_json::Value;
 

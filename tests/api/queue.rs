@@ -18,7 +18,7 @@ const POLICY: QueuePolicy = QueuePolicy {
 
 fn task(key: &str, due_ms: u64) -> NewTask {
     NewTask {
-        kind: "test.kind",
+        kind: proxyfleet::queue::TaskKind::MailSend,
         key: key.to_string(),
         payload: json!({ "key": key }),
         due_ms,

@@ -4,7 +4,6 @@
 //! Run many behind any load balancer, each against a Redis replica.
 
 pub mod reader;
-pub mod routes;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,18 +11,16 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use tokio::sync::watch;
 
 use super::keys::Keys;
 use crate::clock::now_ms;
 use crate::distribution::config::FleetView;
-use crate::error::{Error, Result};
 use crate::gateways::geo::GeoDb;
 use crate::gateways::{GatewaySet, Gateways};
 use reader::Settings;
 
 /// How often the edge looks for a new fleet in Redis (the primary refreshes as often).
-const REFRESH: Duration = Duration::from_secs(1);
+pub const REFRESH: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct EdgeSettings {
@@ -62,7 +59,7 @@ impl EdgeState {
     }
 
     /// Re-reads the fleet when the mirror moved on or a proxy expired since the last read.
-    async fn refresh(&self) -> std::result::Result<(), String> {
+    pub async fn refresh(&self) -> std::result::Result<(), String> {
         let mut conn = self.conn.clone();
         let seq = reader::seq(&mut conn, &self.keys).await?;
         let now = now_ms();
@@ -90,84 +87,5 @@ impl EdgeState {
             set,
         }));
         Ok(())
-    }
-}
-
-pub struct EdgeApp {
-    address: SocketAddr,
-    server: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
-    state: Arc<EdgeState>,
-    stop: Arc<watch::Sender<bool>>,
-}
-
-impl EdgeApp {
-    /// Connects to Redis and binds the listener (port 0 picks a free port).
-    pub async fn build(settings: EdgeSettings) -> Result<EdgeApp> {
-        let conn = super::connect(&settings.redis_url)
-            .await
-            .map_err(|e| Error::internal(format!("redis {}: {e}", settings.redis_url)))?;
-        let state = Arc::new(EdgeState {
-            keys: Keys::new(&settings.prefix),
-            settings,
-            conn,
-            loaded: RwLock::new(None),
-        });
-        if let Err(e) = state.refresh().await {
-            tracing::warn!(error = %e, "edge: first read of the fleet failed");
-        }
-        let stop = Arc::new(watch::channel(false).0);
-        let listen = state.settings.listen;
-        let listener = crate::http::listener::bind(listen)
-            .await
-            .map_err(|e| Error::internal(format!("cannot listen on {listen}: {e}")))?;
-        let address = listener.local_addr().map_err(Error::internal)?;
-        // The primary's defaults: an edge faces the same clients.
-        let limits = crate::config::Config::default()
-            .listener_limits()
-            .within_file_limit();
-        let capacity = crate::http::listener::Capacity::new(&limits);
-        let server = crate::http::listener::serve(
-            listener,
-            None,
-            routes::routes(state.clone()),
-            limits,
-            capacity,
-            stop.subscribe(),
-        );
-        Ok(EdgeApp {
-            address,
-            server: Box::pin(server),
-            state,
-            stop,
-        })
-    }
-
-    pub fn address(&self) -> SocketAddr {
-        self.address
-    }
-
-    pub fn stopper(&self) -> Arc<watch::Sender<bool>> {
-        self.stop.clone()
-    }
-
-    /// Serves until `stopper()` sends true, refreshing the fleet every second.
-    pub async fn run(self) {
-        let state = self.state.clone();
-        let mut stop = self.stop.subscribe();
-        let refresher = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(REFRESH);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            while !*stop.borrow() {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = stop.changed() => break,
-                }
-                if let Err(e) = state.refresh().await {
-                    tracing::warn!(error = %e, "edge: fleet refresh from redis failed");
-                }
-            }
-        });
-        self.server.await;
-        refresher.abort();
     }
 }

@@ -19,7 +19,7 @@ use crate::store::{Store, TreeId};
 use varnish::VarnishCli;
 use vcl::{EdgeConfig, VclSettings};
 
-pub const EDGE_SYNC: &str = "edge.sync";
+pub const EDGE_SYNC: crate::queue::TaskKind = crate::queue::TaskKind::EdgeSync;
 const STATUS: &str = "edge.status";
 /// What each group label runs (`LoadedGroups`), beside the status.
 const GROUPS: &str = "edge.groups";

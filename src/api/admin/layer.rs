@@ -9,10 +9,10 @@ use warp::http::Method;
 use warp::path::FullPath;
 use warp::{Filter, Rejection};
 
-use super::audit;
 use super::guard::{actor, is_mutating};
-use super::sessions::COOKIE;
-use crate::app::AppState;
+use crate::admin::audit;
+use crate::admin::sessions::COOKIE;
+use crate::api::AppState;
 use crate::clock::now_ms;
 use crate::http::client_ip::client_ip;
 use crate::http::listener::KeptBody;

@@ -8,13 +8,15 @@ use serde_json::json;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection};
 
-use super::purchase::PurchaseMode;
-use crate::app::AppState;
+use crate::api::filters::limited;
+use crate::api::filters::{admin, user, with_state};
+use crate::api::AppState;
+use crate::billing::purchase::PurchaseMode;
 use crate::clock::now_ms;
 use crate::fleet::model::User;
 use crate::http::body::json as json_body;
-use crate::http::rate_limit::{limited, Endpoint};
-use crate::http::{admin, json, reject, user, with_state};
+use crate::http::rate_limit::Endpoint;
+use crate::http::{json, reject};
 use warp::Reply;
 
 /// Stripe's event payloads are small; this bounds a hostile one.

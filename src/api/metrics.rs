@@ -5,10 +5,11 @@ use std::sync::Arc;
 use warp::http::{header, Response, StatusCode};
 use warp::{Filter, Rejection};
 
-use crate::app::AppState;
+use crate::api::filters::{admin, with_state};
+use crate::api::AppState;
 use crate::clock::now_ms;
 use crate::error::Error;
-use crate::http::{admin, reject, with_state};
+use crate::http::reject;
 
 pub fn routes(
     state: Arc<AppState>,
@@ -33,9 +34,12 @@ pub fn routes(
 
 fn render(state: &AppState) -> crate::error::Result<String> {
     let now = now_ms();
-    let summary = crate::admin::summary::summary(state, now)?;
+    let summary = crate::admin::summary::summary(&state.summary_sources(), now)?;
     let mut text = state.metrics.encode_counters();
-    text.push_str(&super::scrape::gauges(&summary, &state.billing.totals()?));
-    text.push_str(&crate::mirror::routes::prometheus_text(&summary.mirror));
+    text.push_str(&crate::metrics::scrape::gauges(
+        &summary,
+        &state.billing.totals()?,
+    ));
+    text.push_str(&crate::mirror::prometheus_text(&summary.mirror));
     Ok(text)
 }

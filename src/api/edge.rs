@@ -10,14 +10,14 @@ use serde::Deserialize;
 use warp::http::{Method, StatusCode};
 use warp::{Filter, Rejection};
 
-use super::reader::{self, StoredConfig};
-use super::EdgeState;
+use crate::api::distribution::{pubkey_response, respond};
+use crate::api::gateways::{json_request, recommend_in, JsonQuery};
 use crate::distribution::config::matches;
-use crate::distribution::routes::{pubkey_response, respond};
 use crate::error::Error;
-use crate::gateways::routes::{json_request, recommend_in, JsonQuery};
 use crate::http::client_ip::client_ip;
 use crate::http::{json, recover, reject};
+use crate::mirror::edge::reader::{self, StoredConfig};
+use crate::mirror::edge::EdgeState;
 
 type Route = warp::reply::Response;
 

@@ -7,16 +7,15 @@ use std::sync::Arc;
 use warp::http::Method;
 use warp::{Filter, Rejection};
 
-use super::accounts::AdminAccount;
-use super::sessions::{self, Session, COOKIE};
-use crate::app::AppState;
+use crate::admin::accounts::AdminAccount;
+use crate::admin::sessions::{self, Session, COOKIE};
+use crate::api::AppState;
 use crate::clock::now_ms;
 use crate::error::Error;
 use crate::http::reject;
 
 pub const CSRF_HEADER: &str = "x-csrf-token";
-/// The actor name of requests made with the admin bearer token.
-pub const TOKEN_ACTOR: &str = "admin-token";
+pub use crate::admin::audit::{CLI_ACTOR, TOKEN_ACTOR};
 
 pub fn is_mutating(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
@@ -26,9 +25,6 @@ fn bearer_value(header: Option<&str>) -> Option<&str> {
     let (scheme, token) = header?.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
-
-/// The actor name of requests made with the control cookie (`proxyfleet admin ...`).
-pub const CLI_ACTOR: &str = "admin-cli";
 
 /// Who calls an account route.
 pub enum Actor {

@@ -7,17 +7,19 @@ use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use super::credentials::{self, Presented};
-use super::credentials::{Enrolment, NewEnrolment};
-use super::model::{Proxy, ProxyEvent, ProxyName};
-use super::{edge, validate};
-use crate::app::AppState;
+use crate::api::filters::limited;
+use crate::api::filters::{admin, with_state};
+use crate::api::AppState;
 use crate::clock::now_ms;
 use crate::error::Error;
 use crate::http::auth::bearer_lookup;
 use crate::http::body::{fields, json as json_body, Fields};
-use crate::http::rate_limit::{limited, Endpoint};
-use crate::http::{admin, json, json_with_etag, reject, with_state};
+use crate::http::rate_limit::Endpoint;
+use crate::http::{json, json_with_etag, reject};
+use crate::registry::credentials::{self, Presented};
+use crate::registry::credentials::{Enrolment, NewEnrolment};
+use crate::registry::model::{Proxy, ProxyEvent, ProxyName};
+use crate::registry::{edge, validate};
 
 type Route = warp::reply::Response;
 
@@ -27,7 +29,7 @@ pub struct ProxyView {
     name: String,
     ip: String,
     port: u16,
-    role: super::Role,
+    role: crate::registry::Role,
     country: Option<String>,
     city: Option<String>,
     lat: Option<f64>,
@@ -39,7 +41,7 @@ pub struct ProxyView {
     registered_at: u64,
     last_seen: u64,
     expires_at: u64,
-    protocol: Option<super::model::Protocol>,
+    protocol: Option<crate::registry::model::Protocol>,
     cert_sha256: Option<String>,
     public_key: Option<String>,
     sni: Option<String>,
@@ -225,7 +227,7 @@ struct EnrolmentBody {
 #[derive(Serialize)]
 struct EnrolmentView {
     id: u64,
-    role: super::Role,
+    role: crate::registry::Role,
     max_capacity: Option<u32>,
     uses: u32,
     used: u32,
@@ -260,7 +262,7 @@ async fn create_enrolment(body: EnrolmentBody, state: Arc<AppState>) -> Result<R
     let role = body
         .role
         .as_deref()
-        .map(super::Role::parse)
+        .map(crate::registry::Role::parse)
         .transpose()
         .map_err(reject)?
         .unwrap_or_default();
@@ -385,7 +387,7 @@ struct RoleBody {
 
 async fn set_role(name: String, body: RoleBody, state: Arc<AppState>) -> Result<Route, Rejection> {
     let name = proxy_name(&name)?;
-    let role = super::Role::parse(&body.role).map_err(reject)?;
+    let role = crate::registry::Role::parse(&body.role).map_err(reject)?;
     let proxy = state
         .fleet
         .set_proxy_role(&name, role, now_ms())
@@ -412,7 +414,7 @@ fn proxy_credential(
 #[derive(Serialize)]
 struct Registered<'a> {
     name: &'a str,
-    role: super::Role,
+    role: crate::registry::Role,
     capacity: Option<u32>,
     expires_at: u64,
     heartbeat_ttl_secs: u64,
@@ -516,7 +518,7 @@ async fn list(
         .role
         .as_deref()
         .filter(|r| !r.is_empty())
-        .map(super::Role::parse)
+        .map(crate::registry::Role::parse)
         .transpose()
         .map_err(reject)?;
     let needle = query
@@ -525,7 +527,7 @@ async fn list(
         .map(str::trim)
         .unwrap_or("")
         .to_lowercase();
-    let filter = super::service::ListFilter {
+    let filter = crate::registry::service::ListFilter {
         role,
         needle: &needle,
     };
@@ -599,7 +601,7 @@ struct EventView {
     seq: u64,
     at: u64,
     name: String,
-    kind: super::model::ProxyEventKind,
+    kind: crate::registry::model::ProxyEventKind,
     ip: String,
     port: u16,
 }

@@ -11,17 +11,18 @@ use serde::Deserialize;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection};
 
-use super::accounts::AdminAccount;
 use super::guard;
-use super::routes::throttled;
-use super::sessions::{self, Session, COOKIE};
-use super::signin::{self, SecondFactorChange};
-use super::totp;
-use crate::app::AppState;
+use super::throttled;
+use crate::admin::accounts::AdminAccount;
+use crate::admin::sessions::{self, Session, COOKIE};
+use crate::admin::signin::{self, SecondFactorChange};
+use crate::admin::totp;
+use crate::api::filters::with_state;
+use crate::api::AppState;
 use crate::clock::now_ms;
 use crate::http::body::json as json_body;
 use crate::http::client_ip::client_ip;
-use crate::http::{json, reject, with_state};
+use crate::http::{json, reject};
 
 type Route = warp::reply::Response;
 const SMALL_BODY: u64 = 1024;

@@ -6,11 +6,12 @@ use serde::Deserialize;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection};
 
-use super::TaskState;
-use crate::app::AppState;
+use crate::api::filters::{admin, with_state};
+use crate::api::AppState;
 use crate::clock::now_ms;
 use crate::error::Error;
-use crate::http::{admin, json, reject, with_state};
+use crate::http::{json, reject};
+use crate::queue::TaskState;
 
 #[derive(Deserialize)]
 struct ListQuery {

@@ -1,4 +1,20 @@
-//! The root of the HTTP API: every capability's `routes()` merged, then errors made JSON.
+//! The HTTP API: the shared state, one route module per capability, and the root router that
+//! merges them and makes every error JSON. Nothing below this layer knows about HTTP routes or
+//! about `AppState`; handlers call the capabilities' services (docs/ARCHITECTURE.md).
+
+pub mod admin;
+pub mod backup;
+pub mod billing;
+pub mod distribution;
+pub mod edge;
+pub mod filters;
+pub mod fleet;
+pub mod gateways;
+pub mod metrics;
+pub mod mirror;
+pub mod queue;
+pub mod registry;
+mod state;
 
 use std::sync::Arc;
 
@@ -6,11 +22,8 @@ use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::Filter;
 
-use super::AppState;
 use crate::http::{json, recover};
-use crate::{
-    admin, backup, billing, distribution, fleet, gateways, metrics, mirror, queue, registry,
-};
+pub use state::{AppState, Tokens};
 
 /// Every endpoint, for people and for tools (tests/api/openapi.rs keeps it true to the routes).
 pub const OPENAPI: &str = include_str!("../../assets/openapi.json");
@@ -44,29 +57,29 @@ pub fn routes(state: Arc<AppState>, over_tls: bool) -> BoxedFilter<(warp::reply:
                 .unwrap_or_default()
         });
     // The hot paths (config reads, heartbeats) come first: warp tries routes in order.
-    let api = distribution::routes::routes(state.clone())
+    let api = distribution::routes(state.clone())
         .boxed()
-        .or(registry::routes::routes(state.clone()).boxed())
+        .or(registry::routes(state.clone()).boxed())
         .unify()
-        .or(gateways::routes::routes(state.clone()).boxed())
+        .or(gateways::routes(state.clone()).boxed())
         .unify()
         .or(health)
         .unify()
         .or(openapi)
         .unify()
-        .or(queue::routes::routes(state.clone()).boxed())
+        .or(queue::routes(state.clone()).boxed())
         .unify()
-        .or(billing::routes::routes(state.clone()).boxed())
+        .or(billing::routes(state.clone()).boxed())
         .unify()
-        .or(mirror::routes::routes(state.clone()).boxed())
+        .or(mirror::routes(state.clone()).boxed())
         .unify()
-        .or(metrics::routes::routes(state.clone()).boxed())
+        .or(metrics::routes(state.clone()).boxed())
         .unify()
-        .or(backup::routes::routes(state.clone()).boxed())
+        .or(backup::routes(state.clone()).boxed())
         .unify()
-        .or(fleet::routes::routes(state.clone()).boxed())
+        .or(fleet::routes(state.clone()).boxed())
         .unify()
-        .or(admin::routes::routes(state.clone(), over_tls).boxed())
+        .or(admin::routes(state.clone(), over_tls).boxed())
         .unify()
         .recover(recover)
         .unify()

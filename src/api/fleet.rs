@@ -6,19 +6,21 @@ use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection};
 
-use super::links;
-use super::model::{Email, User, UserStatus};
-use super::proxy_actions::ProxyAction;
-use super::rebalance::{self, plan::Trigger};
-use super::users::Created;
-use crate::app::AppState;
+use crate::api::filters::{admin, user, with_state};
+use crate::api::filters::{check_code, limited};
+use crate::api::AppState;
 use crate::clock::now_ms;
 use crate::distribution::config::proxy_entries;
 use crate::error::Error;
+use crate::fleet::links;
+use crate::fleet::model::{Email, User, UserStatus};
+use crate::fleet::proxy_actions::ProxyAction;
+use crate::fleet::rebalance::{self, plan::Trigger};
+use crate::fleet::users::Created;
 use crate::http::body::json as json_body;
 use crate::http::client_ip::client_ip;
-use crate::http::rate_limit::{check_code, limited, Endpoint};
-use crate::http::{admin, json, reject, user, with_state};
+use crate::http::rate_limit::Endpoint;
+use crate::http::{json, reject};
 use crate::registry::ProxyName;
 
 type Route = warp::reply::Response;
@@ -179,7 +181,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
                 .iter()
                 .map(|h| serde_json::json!({ "at": h.at_ms / 1000, "proxies": h.proxies, "reason": h.reason }))
                 .collect();
-            let children = super::invitees::children(&state.store, id, CHILDREN_SHOWN)
+            let children = crate::fleet::invitees::children(&state.store, id, CHILDREN_SHOWN)
                 .map_err(reject)?;
             let devices: Vec<serde_json::Value> = user
                 .devices
@@ -263,7 +265,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .and(warp::get())
         .and(with_state(&state))
         .and_then(|state: Arc<AppState>| async move {
-            let problems = crate::app::check::store_invariants(&state.store).map_err(reject)?;
+            let problems = crate::admin::check::store_invariants(&state.store).map_err(reject)?;
             Ok::<_, Rejection>(json(
                 StatusCode::OK,
                 &serde_json::json!({ "ok": problems.is_empty(), "problems": problems }),

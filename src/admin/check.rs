@@ -7,7 +7,7 @@ use crate::store::Store;
 
 pub fn store_invariants(store: &Store) -> Result<Vec<String>> {
     let mut problems = crate::fleet::links::check(store)?;
-    problems.extend(crate::queue::check::check(store, &super::jobs::TASK_KINDS)?);
+    problems.extend(crate::queue::check::check(store)?);
     problems.extend(crate::registry::credentials::check(store)?);
     Ok(problems)
 }

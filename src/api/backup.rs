@@ -9,13 +9,11 @@ use std::sync::Arc;
 use warp::http::{header, Response, StatusCode};
 use warp::{Filter, Rejection};
 
-use crate::app::AppState;
+use crate::api::filters::{admin, with_state};
+use crate::api::AppState;
 use crate::error::Error;
 use crate::http::auth::bearer;
-use crate::http::{admin, json, reject, with_state};
-
-/// How many records the backup holds (an encrypted one cannot be read to count them).
-pub const RECORDS_HEADER: &str = "x-backup-records";
+use crate::http::{json, reject};
 
 pub fn routes(
     state: Arc<AppState>,
@@ -52,7 +50,7 @@ fn compact(
         .and(with_state(&state))
         .and_then(|state: Arc<AppState>| async move {
             let done = tokio::task::spawn_blocking(move || {
-                crate::app::jobs::drop_replayed_changes(&state)?;
+                state.drop_replayed_changes()?;
                 state.store.compact()
             })
             .await
@@ -79,8 +77,8 @@ fn backup(
         .and(with_state(&state))
         .and_then(|state: Arc<AppState>| async move {
             let (snapshot, records) = tokio::task::spawn_blocking(move || {
-                let recipient = super::encryption::recipient(&state.config)?;
-                super::write_to(&state.store, Vec::new(), recipient.as_ref())
+                let recipient = crate::backup::encryption::recipient(&state.config)?;
+                crate::backup::write_to(&state.store, Vec::new(), recipient.as_ref())
             })
             .await
             .map_err(|e| reject(Error::internal(e)))?
@@ -93,7 +91,7 @@ fn backup(
                     "attachment; filename=\"proxyfleet.pfbak\"",
                 )
                 .header(header::CACHE_CONTROL, "no-store")
-                .header(RECORDS_HEADER, records)
+                .header(crate::backup::RECORDS_HEADER, records)
                 .body(warp::hyper::Body::from(snapshot))
                 .map_err(|e| reject(Error::internal(e)))
         })

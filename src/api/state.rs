@@ -1,4 +1,6 @@
-//! What every handler and background job shares.
+//! What every handler shares: the configuration, the tokens and every capability's service.
+
+use std::sync::Arc;
 
 use crate::billing::Billing;
 use crate::config::Config;
@@ -32,11 +34,31 @@ pub struct AppState {
     pub edge: EdgeSettings,
     pub fleet: Fleet,
     pub rebalance: RebalanceSettings,
-    pub distribution: Distribution,
+    pub distribution: Arc<Distribution>,
     pub gateways: Gateways,
     pub billing: Billing,
     pub mailer: Mailer,
-    pub mirror: Mirror,
+    pub mirror: Arc<Mirror>,
+    pub backup_schedule: crate::backup::schedule::Schedule,
     pub limits: crate::http::rate_limit::RateLimits,
     pub metrics: crate::metrics::Metrics,
+}
+
+impl AppState {
+    /// Where the dashboard's figures are read from.
+    pub fn summary_sources(&self) -> crate::admin::summary::Sources<'_> {
+        crate::admin::summary::Sources {
+            config: &self.config,
+            store: &self.store,
+            registry: &self.registry,
+            queue: &self.queue,
+            mirror: &self.mirror,
+        }
+    }
+
+    /// Drops the change-log entries beyond the retention that the mirror has already sent.
+    pub fn drop_replayed_changes(&self) -> crate::error::Result<u64> {
+        self.store
+            .compact_changes(self.config.changelog_retain, self.mirror.consumed_seq())
+    }
 }

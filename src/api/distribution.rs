@@ -17,17 +17,16 @@ use serde::Deserialize;
 use warp::http::{header, Response, StatusCode};
 use warp::{Filter, Rejection};
 
-use super::config::{matches, render, Rendered};
-use super::subset::accounts_to_learn;
-use crate::app::AppState;
+use crate::api::filters::{admin, user, with_state};
+use crate::api::AppState;
 use crate::clock::now_ms;
+use crate::distribution::config::{matches, render, Rendered};
+use crate::distribution::subset::accounts_to_learn;
+use crate::distribution::SIGNATURE_HEADER;
 use crate::error::Error;
 use crate::fleet::model::User;
 use crate::http::client_ip::client_ip;
-use crate::http::{admin, json, reject, user, with_state};
-
-/// Header carrying the base64 Ed25519 signature of the (uncompressed) body.
-pub const SIGNATURE_HEADER: &str = "x-proxyfleet-signature";
+use crate::http::{json, reject};
 
 /// `GET /api/v1/config?wait=SECONDS` (a long poll when set).
 #[derive(Deserialize)]

@@ -2,6 +2,11 @@
 //! (login, logout, session, password, accounts, audit trail). Everything else the panel shows
 //! comes from the admin API (`/api/v1/admin/...`), which accepts its session.
 
+pub mod guard;
+pub mod layer;
+mod second_factor;
+mod ui;
+
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -10,18 +15,19 @@ use warp::http::{header, StatusCode};
 use warp::path::Tail;
 use warp::{Filter, Rejection, Reply};
 
-use super::accounts::AdminAccount;
-use super::audit::LoginFailure;
-use super::guard::{self, check_csrf, CSRF_HEADER};
-use super::sessions::{self, Session, COOKIE};
-use super::signin::{self, SignIn};
-use super::{accounts, audit};
-use crate::app::AppState;
+use crate::admin::accounts::AdminAccount;
+use crate::admin::audit::LoginFailure;
+use crate::admin::sessions::{self, Session, COOKIE};
+use crate::admin::signin::{self, SignIn};
+use crate::admin::{accounts, audit};
+use crate::api::filters::{admin, with_state};
+use crate::api::AppState;
 use crate::clock::now_ms;
 use crate::error::Error;
 use crate::http::body::json as json_body;
 use crate::http::client_ip::client_ip;
-use crate::http::{admin, json, json_with_etag, reject, with_state};
+use crate::http::{json, json_with_etag, reject};
+use guard::{check_csrf, CSRF_HEADER};
 
 type Route = warp::reply::Response;
 
@@ -181,7 +187,7 @@ pub fn routes(
         .and(warp::get())
         .and(warp::path::tail())
         .and_then(|tail: Tail| async move {
-            super::ui::file(tail.as_str())
+            ui::file(tail.as_str())
                 .map(|r| r.into_response())
                 .ok_or_else(warp::reject::not_found)
         });
@@ -361,7 +367,8 @@ pub fn routes(
         .and(warp::header::optional::<String>("if-none-match"))
         .and(with_state(&state))
         .and_then(|seen: Option<String>, state: Arc<AppState>| async move {
-            let summary = super::summary::summary(&state, now_ms()).map_err(reject)?;
+            let summary = crate::admin::summary::summary(&state.summary_sources(), now_ms())
+                .map_err(reject)?;
             Ok::<_, Rejection>(json_with_etag(&summary, seen.as_deref()))
         });
     let series = warp::path!("api" / "v1" / "admin" / "summary" / "series")
@@ -371,7 +378,8 @@ pub fn routes(
         .and(with_state(&state))
         .and_then(|query: SeriesQuery, state: Arc<AppState>| async move {
             let days = query.days.unwrap_or(14).clamp(1, 90);
-            let series = super::summary::series(&state, now_ms(), days).map_err(reject)?;
+            let series = crate::admin::summary::series(&state.summary_sources(), now_ms(), days)
+                .map_err(reject)?;
             Ok::<_, Rejection>(json(StatusCode::OK, &series))
         });
 
@@ -382,7 +390,7 @@ pub fn routes(
         .map(|state: Arc<AppState>| {
             json(
                 StatusCode::OK,
-                &serde_json::json!({ "settings": super::settings::masked(&state.config) }),
+                &serde_json::json!({ "settings": crate::admin::settings::masked(&state.config) }),
             )
         });
 
@@ -393,13 +401,13 @@ pub fn routes(
         .and(with_state(&state))
         .and_then(|seen: Option<String>, state: Arc<AppState>| async move {
             let proxies = state.registry.list(now_ms()).map_err(reject)?;
-            let places = super::map::places(&proxies, state.config.max_clients);
+            let places = crate::admin::map::places(&proxies, state.config.max_clients);
             let body = serde_json::json!({ "places": places });
             Ok::<_, Rejection>(json_with_etag(&body, seen.as_deref()))
         });
 
     login_route
-        .or(super::second_factor::routes(state.clone()))
+        .or(second_factor::routes(state.clone()))
         .unify()
         .or(map)
         .unify()

@@ -9,12 +9,14 @@ use serde_json::json;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection};
 
-use super::rank::{self, location_key, Origin};
-use crate::app::AppState;
+use crate::api::filters::limited;
+use crate::api::filters::{admin, with_state};
+use crate::api::AppState;
 use crate::clock::now_ms;
+use crate::gateways::rank::{self, location_key, Origin};
 use crate::http::client_ip::client_ip;
-use crate::http::rate_limit::{limited, Endpoint};
-use crate::http::{admin, json, reject, with_state};
+use crate::http::rate_limit::Endpoint;
+use crate::http::{json, reject};
 use crate::registry::validate::utc_offset_minutes;
 use crate::store::TreeId;
 
@@ -95,8 +97,8 @@ async fn recommend(
 /// The `/json` answer from a gateway set (shared with the edge, which reads the set from
 /// Redis). `count_override` records a manual city choice (`type=refresh`).
 pub fn recommend_in(
-    set: &super::GatewaySet,
-    geo: &super::geo::GeoDb,
+    set: &crate::gateways::GatewaySet,
+    geo: &crate::gateways::geo::GeoDb,
     query: &JsonQuery,
     client: Option<IpAddr>,
     count_override: impl FnOnce(&str) -> crate::error::Result<()>,
@@ -233,7 +235,7 @@ const ATTRIBUTION: &str =
 /// The `/json` body for the chosen gateways (public: the benchmark baseline renders the same).
 pub fn answer(
     client: Option<IpAddr>,
-    place: Option<&super::geo::Place>,
+    place: Option<&crate::gateways::geo::Place>,
     chosen: &[&rank::Gateway],
     locations: &serde_json::value::RawValue,
 ) -> Route {

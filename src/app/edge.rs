@@ -1,0 +1,90 @@
+//! `proxyfleet edge`: the edge's listener and its refresh loop, around the state in
+//! `crate::mirror::edge` and the routes in `crate::api::edge`.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::watch;
+
+use crate::error::{Error, Result};
+use crate::mirror::edge::{EdgeSettings, EdgeState, REFRESH};
+use crate::mirror::keys::Keys;
+
+pub struct EdgeApp {
+    address: SocketAddr,
+    server: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    state: Arc<EdgeState>,
+    stop: Arc<watch::Sender<bool>>,
+}
+
+impl EdgeApp {
+    /// Connects to Redis and binds the listener (port 0 picks a free port).
+    pub async fn build(settings: EdgeSettings) -> Result<EdgeApp> {
+        let conn = crate::mirror::connect(&settings.redis_url)
+            .await
+            .map_err(|e| Error::internal(format!("redis {}: {e}", settings.redis_url)))?;
+        let state = Arc::new(EdgeState {
+            keys: Keys::new(&settings.prefix),
+            settings,
+            conn,
+            loaded: RwLock::new(None),
+        });
+        if let Err(e) = state.refresh().await {
+            tracing::warn!(error = %e, "edge: first read of the fleet failed");
+        }
+        let stop = Arc::new(watch::channel(false).0);
+        let listen = state.settings.listen;
+        let listener = crate::http::listener::bind(listen)
+            .await
+            .map_err(|e| Error::internal(format!("cannot listen on {listen}: {e}")))?;
+        let address = listener.local_addr().map_err(Error::internal)?;
+        // The primary's defaults: an edge faces the same clients.
+        let limits = crate::config::Config::default()
+            .listener_limits()
+            .within_file_limit();
+        let capacity = crate::http::listener::Capacity::new(&limits);
+        let server = crate::http::listener::serve(
+            listener,
+            None,
+            crate::api::edge::routes(state.clone()),
+            limits,
+            capacity,
+            stop.subscribe(),
+        );
+        Ok(EdgeApp {
+            address,
+            server: Box::pin(server),
+            state,
+            stop,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn stopper(&self) -> Arc<watch::Sender<bool>> {
+        self.stop.clone()
+    }
+
+    /// Serves until `stopper()` sends true, refreshing the fleet every second.
+    pub async fn run(self) {
+        let state = self.state.clone();
+        let mut stop = self.stop.subscribe();
+        let refresher = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REFRESH);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            while !*stop.borrow() {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => break,
+                }
+                if let Err(e) = state.refresh().await {
+                    tracing::warn!(error = %e, "edge: fleet refresh from redis failed");
+                }
+            }
+        });
+        self.server.await;
+        refresher.abort();
+    }
+}
