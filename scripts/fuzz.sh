@@ -1,22 +1,34 @@
 #!/usr/bin/env bash
-# Runs every cargo-fuzz target for a bounded time each (default 60 s): the parsers of outside
-# input (register bodies, the config query and ETag, the Stripe-Signature header, webhook
-# payloads, the config file). Stable Rust: RUSTC_BOOTSTRAP lets cargo-fuzz pass its -Z flags;
-# no sanitizer (`-s none`), so a failure is a panic or an assertion in the target.
-# `--dev` builds without optimisations: a shorter build, fewer runs per second (what CI uses).
-#   bash scripts/fuzz.sh [seconds per target] [--dev]
+# Runs every fuzz target (the parsers of outside input: register bodies, the config query and
+# ETag, the Stripe-Signature header, webhook payloads, the config file, admin input) for a
+# bounded time each (default 60 s). A failure is a panic or an assertion in the target (no
+# sanitizer: the code under test has no `unsafe`).
+#
+# The targets are built by cargo in this workspace, with the tests' dev profile, so all the
+# dependencies the tests built are reused; scripts/fuzz-rustc adds libFuzzer's coverage
+# instrumentation to proxyfleet and the targets only. `--release` builds them optimised (more
+# runs per second, a longer build): `bash scripts/fuzz.sh 600 --release`. Corpora are kept in
+# fuzz/corpus/<target>, crashes written to fuzz/artifacts/<target>/ (cargo-fuzz's layout, so
+# `cargo fuzz run <target>` works on the same files).
+#   bash scripts/fuzz.sh [seconds per target] [--release]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
-profile=()
-[ "${2:-}" = --dev ] && profile=(--dev)
-command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
-export RUSTC_BOOTSTRAP=1
-cargo fuzz build "${profile[@]}" -s none
+profile=(--profile dev)
+dir=debug
+if [ "${2:-}" = --release ]; then
+  profile=(--release)
+  dir=release
+fi
+RUSTC_WORKSPACE_WRAPPER="$PWD/scripts/fuzz-rustc" cargo build -p proxyfleet-fuzz --bins "${profile[@]}"
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 log=$(mktemp)
-for target in $(cargo fuzz list); do
+for source in fuzz/fuzz_targets/*.rs; do
+  target=$(basename "$source" .rs)
   echo "== $target: ${seconds}s"
-  if ! cargo fuzz run "${profile[@]}" -s none "$target" -- -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1; then
+  mkdir -p "fuzz/corpus/$target" "fuzz/artifacts/$target"
+  if ! "$target_dir/$dir/$target" -max_total_time="$seconds" -print_final_stats=1 \
+    -artifact_prefix="fuzz/artifacts/$target/" "fuzz/corpus/$target" >"$log" 2>&1; then
     tail -40 "$log"
     echo "fuzz target $target failed" >&2
     exit 1

@@ -169,7 +169,7 @@ pub struct Config {
     /// Users a pro proxy without a declared capacity carries before it counts as full.
     pub pro_max_clients: u32,
     /// Pro plans; empty means the defaults `pro-1m` (30 days) and `pro-1y` (365 days).
-    pub plans: Vec<crate::billing::plans::Plan>,
+    pub plans: Vec<Plan>,
     /// How often the sweeper ends Pro that ran out.
     pub pro_sweep_secs: u64,
     /// Linked devices a Pro account may have.
@@ -214,7 +214,7 @@ pub struct Config {
     pub audit_keep_days: u64,
     /// Per-address and per-token limits of the public endpoints (`[rate_limits]` table;
     /// environment: `PROXYFLEET_RATE_LIMITS__JSON__PER_IP_PER_MINUTE=...`).
-    pub rate_limits: crate::http::rate_limit::RateLimitSettings,
+    pub rate_limits: RateLimitSettings,
     /// Where scheduled and pre-migration backups go; default: `<data_dir>-backups` beside it.
     pub backup_dir: Option<PathBuf>,
     /// A backup every this many seconds while the server runs (default a day); 0 = off.
@@ -350,21 +350,6 @@ impl Config {
     pub fn control_url_path(&self) -> PathBuf {
         self.data_dir.join(CONTROL_URL)
     }
-    /// The bounds every listener of this server gets (before fitting the open-file limit).
-    pub fn listener_limits(&self) -> crate::http::listener::Limits {
-        crate::http::listener::Limits {
-            header_timeout: std::time::Duration::from_secs(self.http_header_timeout_secs.max(1)),
-            tls_handshake_timeout: std::time::Duration::from_secs(
-                self.tls_handshake_timeout_secs.max(1),
-            ),
-            idle_timeout: std::time::Duration::from_secs(self.http_idle_timeout_secs.max(1)),
-            max_connections: self.max_connections.max(1),
-            max_connections_per_ip: self.max_connections_per_ip.max(1),
-            max_long_polls: self.max_long_polls.max(1),
-            max_long_polls_per_ip: self.max_long_polls_per_ip.max(1),
-            keep_body: None,
-        }
-    }
 
     /// Defaults, then the settings in `text` (a config file's TOML), without the environment.
     pub fn from_toml(text: &str) -> Result<Config, Box<figment::Error>> {
@@ -408,14 +393,6 @@ impl Config {
         })
     }
 
-    /// When the store is compacted (`store_compact_*`).
-    pub fn compact_policy(&self) -> crate::store::CompactPolicy {
-        crate::store::CompactPolicy {
-            ratio: self.store_compact_ratio,
-            min_bytes: self.store_compact_min_mb.saturating_mul(1_048_576),
-        }
-    }
-
     pub fn edge_vcl_path(&self) -> PathBuf {
         self.edge_vcl_path
             .clone()
@@ -427,6 +404,86 @@ fn known_keys() -> Vec<String> {
     match serde_json::to_value(Config::default()) {
         Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
         _ => Vec::new(),
+    }
+}
+
+/// A Pro plan (`[[plans]]`): what the buyer pays and how many days of Pro it buys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Stable identifier the apps and the payment metadata use, e.g. `pro-1m`.
+    pub id: String,
+    pub name: String,
+    /// Price in the currency's minor unit (cents).
+    pub price: u64,
+    /// ISO 4217 code, lower case as Stripe writes it.
+    pub currency: String,
+    /// Days of Pro the plan buys.
+    pub days: u64,
+}
+
+/// One endpoint's allowance: requests per minute, per client address and per credential
+/// (the bearer token, or the invitation code), each with the burst allowed at once.
+/// A rate of 0 turns that side off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limit {
+    pub per_ip_per_minute: u32,
+    pub per_token_per_minute: u32,
+    pub ip_burst: u32,
+    pub token_burst: u32,
+}
+
+impl Default for Limit {
+    fn default() -> Self {
+        Limit::new((60, 30), (0, 1))
+    }
+}
+
+impl Limit {
+    /// `(per minute, burst)` per address, then per credential.
+    pub const fn new(per_ip: (u32, u32), per_token: (u32, u32)) -> Limit {
+        Limit {
+            per_ip_per_minute: per_ip.0,
+            ip_burst: per_ip.1,
+            per_token_per_minute: per_token.0,
+            token_burst: per_token.1,
+        }
+    }
+}
+
+/// The `[rate_limits]` table of the config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Off only for benchmarks and labs: every limit below is ignored.
+    pub enabled: bool,
+    /// `POST /register`: proxies heartbeat about once a minute each; the registry token is
+    /// shared by the whole fleet, so it has no per-token limit by default.
+    pub register: Limit,
+    /// `POST /unregister`: as `/register`, so a stolen credential cannot empty the fleet at
+    /// line rate.
+    pub unregister: Limit,
+    /// `GET /json` (gateway recommendation, no token).
+    pub json: Limit,
+    /// `POST /api/v1/invitations/{code}/accept`: the sign-up.
+    pub invitation_accept: Limit,
+    /// `POST /api/v1/invitations` (a user inviting someone).
+    pub invitation_create: Limit,
+    /// `POST /api/v1/referrals/redeem`.
+    pub referral_redeem: Limit,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        RateLimitSettings {
+            enabled: true,
+            register: Limit::new((120, 60), (0, 1)),
+            unregister: Limit::new((120, 60), (0, 1)),
+            json: Limit::new((60, 30), (0, 1)),
+            invitation_accept: Limit::new((10, 10), (5, 5)),
+            invitation_create: Limit::new((30, 10), (20, 10)),
+            referral_redeem: Limit::new((10, 10), (5, 5)),
+        }
     }
 }
 

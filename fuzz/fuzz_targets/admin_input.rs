@@ -19,10 +19,18 @@ fuzz_target!(|data: &[u8]| {
     let (query, body) = text.split_once('\n').unwrap_or(("", &text));
     if let Some(recorded) = params(query, Some(body.as_bytes())) {
         // A password under its own key is never recorded as given.
-        if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(body) {
+        if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(body)
+        {
             if let Some(serde_json::Value::String(secret)) = map.get("password") {
-                if secret.len() >= 8 && secret != "***" && !secret.contains('"') && !secret.contains('\\') {
-                    assert!(!recorded.contains(&format!("\"password\":\"{secret}\"")), "{recorded}");
+                if secret.len() >= 8
+                    && secret != "***"
+                    && !secret.contains('"')
+                    && !secret.contains('\\')
+                {
+                    assert!(
+                        !recorded.contains(&format!("\"password\":\"{secret}\"")),
+                        "{recorded}"
+                    );
                 }
             }
         }

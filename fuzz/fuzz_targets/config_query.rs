@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use proxyfleet::distribution::config::matches;
 use proxyfleet::api::distribution::ConfigQuery;
+use proxyfleet::distribution::config::matches;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -148,11 +148,11 @@ pub fn summary(sources: &Sources<'_>, now_ms: u64) -> Result<Summary> {
         revenue_this_month: revenue,
         payments_this_month,
         queue: sources.queue.counts()?,
-        mirror: sources.mirror.report(&sources.store, now_ms)?,
+        mirror: sources.mirror.report(sources.store, now_ms)?,
         storage: sources.store.disk_status(),
         compaction: sources
             .store
-            .compaction_status(sources.config.compact_policy())?,
+            .compaction_status(crate::store::CompactPolicy::from_config(sources.config))?,
         warnings: warnings(sources),
     })
 }

@@ -35,7 +35,7 @@ fn store_status(
         .and_then(|state: Arc<AppState>| async move {
             let status = state
                 .store
-                .compaction_status(state.config.compact_policy())
+                .compaction_status(crate::store::CompactPolicy::from_config(&state.config))
                 .map_err(reject)?;
             Ok::<_, Rejection>(json(StatusCode::OK, &status))
         })

@@ -39,8 +39,7 @@ impl EdgeApp {
             .map_err(|e| Error::internal(format!("cannot listen on {listen}: {e}")))?;
         let address = listener.local_addr().map_err(Error::internal)?;
         // The primary's defaults: an edge faces the same clients.
-        let limits = crate::config::Config::default()
-            .listener_limits()
+        let limits = crate::http::listener::Limits::from_config(&crate::config::Config::default())
             .within_file_limit();
         let capacity = crate::http::listener::Capacity::new(&limits);
         let server = crate::http::listener::serve(

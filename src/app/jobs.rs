@@ -93,7 +93,7 @@ pub async fn expire_pro(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
 /// Keeps disk use bounded: drops the change-log entries no one needs and rewrites the store
 /// when it has grown enough (`store::compaction`).
 pub async fn compact_store(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
-    let policy = state.config.compact_policy();
+    let policy = crate::store::CompactPolicy::from_config(&state.config);
     let mut tick = tokio::time::interval(COMPACT_CHECK_EVERY);
     while !*stop.borrow() {
         tokio::select! {

@@ -204,7 +204,7 @@ impl Application {
         let stop = Arc::new(stop);
         let limits = http::listener::Limits {
             keep_body: Some(crate::api::admin::layer::is_audited),
-            ..state.config.listener_limits()
+            ..http::listener::Limits::from_config(&state.config)
         }
         .within_file_limit();
         let capacity = http::listener::Capacity::new(&limits);

@@ -1,21 +1,8 @@
 //! Pro plans: from the config, or two defaults when none is configured.
 
-use serde::{Deserialize, Serialize};
+pub use crate::config::Plan;
 
 use crate::error::{Error, Result};
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Plan {
-    /// Stable identifier the apps and the payment metadata use, e.g. `pro-1m`.
-    pub id: String,
-    pub name: String,
-    /// Price in the currency's minor unit (cents).
-    pub price: u64,
-    /// ISO 4217 code, lower case as Stripe writes it.
-    pub currency: String,
-    /// Days of Pro the plan buys.
-    pub days: u64,
-}
 
 pub fn defaults() -> Vec<Plan> {
     vec![

@@ -6,11 +6,12 @@ use super::links::{self, set_proxies};
 use super::model::{Email, User, UserStatus};
 use super::policy::{self, Candidate};
 use super::Fleet;
+use crate::changes::ChangeKind;
 use crate::error::{Error, Result};
 use crate::http::TokenHash;
 use crate::registry::Role;
 use crate::store::codec::{pair_key, u64_key};
-use crate::store::{abort, ChangeKind, TreeId, Tx, TxResult};
+use crate::store::{abort, TreeId, Tx, TxResult};
 
 pub const NEXT_USER_ID: &str = "users.next_id";
 /// How far up the trust graph the trust policy looks.

@@ -57,6 +57,20 @@ pub struct KeptBody(pub Bytes);
 const RESERVED_FILES: usize = 128;
 
 impl Limits {
+    /// The bounds every listener of this server gets (before fitting the open-file limit).
+    pub fn from_config(config: &crate::config::Config) -> Limits {
+        Limits {
+            header_timeout: Duration::from_secs(config.http_header_timeout_secs.max(1)),
+            tls_handshake_timeout: Duration::from_secs(config.tls_handshake_timeout_secs.max(1)),
+            idle_timeout: Duration::from_secs(config.http_idle_timeout_secs.max(1)),
+            max_connections: config.max_connections.max(1),
+            max_connections_per_ip: config.max_connections_per_ip.max(1),
+            max_long_polls: config.max_long_polls.max(1),
+            max_long_polls_per_ip: config.max_long_polls_per_ip.max(1),
+            keep_body: None,
+        }
+    }
+
     /// Caps no larger than the process may open (RLIMIT_NOFILE less a reserve): past that,
     /// `accept` fails and every connection, heartbeats included, waits.
     pub fn within_file_limit(mut self) -> Limits {

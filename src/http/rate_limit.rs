@@ -5,76 +5,10 @@
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 
+pub use crate::config::{Limit, RateLimitSettings};
 use governor::clock::{Clock, DefaultClock, QuantaInstant};
 use governor::{DefaultKeyedRateLimiter, NotUntil, Quota, RateLimiter};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-
-/// One endpoint's allowance: requests per minute, per client address and per credential
-/// (the bearer token, or the invitation code), each with the burst allowed at once.
-/// A rate of 0 turns that side off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Limit {
-    pub per_ip_per_minute: u32,
-    pub per_token_per_minute: u32,
-    pub ip_burst: u32,
-    pub token_burst: u32,
-}
-
-impl Default for Limit {
-    fn default() -> Self {
-        Limit::new((60, 30), (0, 1))
-    }
-}
-
-impl Limit {
-    /// `(per minute, burst)` per address, then per credential.
-    pub const fn new(per_ip: (u32, u32), per_token: (u32, u32)) -> Limit {
-        Limit {
-            per_ip_per_minute: per_ip.0,
-            ip_burst: per_ip.1,
-            per_token_per_minute: per_token.0,
-            token_burst: per_token.1,
-        }
-    }
-}
-
-/// The `[rate_limits]` table of the config.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RateLimitSettings {
-    /// Off only for benchmarks and labs: every limit below is ignored.
-    pub enabled: bool,
-    /// `POST /register`: proxies heartbeat about once a minute each; the registry token is
-    /// shared by the whole fleet, so it has no per-token limit by default.
-    pub register: Limit,
-    /// `POST /unregister`: as `/register`, so a stolen credential cannot empty the fleet at
-    /// line rate.
-    pub unregister: Limit,
-    /// `GET /json` (gateway recommendation, no token).
-    pub json: Limit,
-    /// `POST /api/v1/invitations/{code}/accept`: the sign-up.
-    pub invitation_accept: Limit,
-    /// `POST /api/v1/invitations` (a user inviting someone).
-    pub invitation_create: Limit,
-    /// `POST /api/v1/referrals/redeem`.
-    pub referral_redeem: Limit,
-}
-
-impl Default for RateLimitSettings {
-    fn default() -> Self {
-        RateLimitSettings {
-            enabled: true,
-            register: Limit::new((120, 60), (0, 1)),
-            unregister: Limit::new((120, 60), (0, 1)),
-            json: Limit::new((60, 30), (0, 1)),
-            invitation_accept: Limit::new((10, 10), (5, 5)),
-            invitation_create: Limit::new((30, 10), (20, 10)),
-            referral_redeem: Limit::new((10, 10), (5, 5)),
-        }
-    }
-}
 
 /// The endpoints with a limit.
 #[derive(Debug, Clone, Copy)]

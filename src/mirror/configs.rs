@@ -12,12 +12,13 @@ use redis::Pipeline;
 use super::keys::Keys;
 use super::records::write_config;
 use super::MirrorDeps;
+use crate::changes::{Change, ChangeKind};
 use crate::distribution::config::{render, FleetView};
 use crate::error::Result;
 use crate::fleet::model::User;
 use crate::registry::Proxy;
 use crate::store::codec::u64_key;
-use crate::store::{Change, ChangeKind, TreeId};
+use crate::store::TreeId;
 
 /// Users whose configs one sweep step rewrites.
 pub const SWEEP_CHUNK: usize = 1_000;

@@ -166,7 +166,10 @@ impl Mirror {
         } else {
             0
         };
-        let seconds_behind = match store.changes_after(status.applied_seq, 1)?.first() {
+        let seconds_behind = match store
+            .changes_after::<crate::changes::ChangeKind>(status.applied_seq, 1)?
+            .first()
+        {
             Some(oldest) if behind > 0 => now_ms.saturating_sub(oldest.at_ms) as f64 / 1000.0,
             _ => 0.0,
         };

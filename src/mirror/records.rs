@@ -6,10 +6,10 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::keys::Keys;
+use crate::changes::{Change, ChangeKind};
 use crate::distribution::config::Rendered;
 use crate::fleet::model::{User, UserStatus};
 use crate::registry::Proxy;
-use crate::store::{Change, ChangeKind};
 
 /// The script that mirrors a user (see the script's own comments).
 pub const USER_SCRIPT: &str = include_str!("user.lua");

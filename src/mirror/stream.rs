@@ -14,8 +14,9 @@ use super::configs::Configs;
 use super::records::apply_change;
 use super::MirrorDeps;
 use super::{connect, resync, State, APPLIED_SEQ, BATCH, SOURCE_ID};
+use crate::changes::ChangeKind;
 use crate::clock::now_ms;
-use crate::store::{ChangeKind, TreeId};
+use crate::store::TreeId;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -188,7 +189,7 @@ async fn send_batch(
     deps: &MirrorDeps,
     conn: &mut MultiplexedConnection,
     configs: &mut Configs,
-    changes: &[crate::store::Change],
+    changes: &[crate::changes::Change],
 ) -> Result<u64, String> {
     let keys = &deps.mirror.keys;
     // Never let Redis get ahead of what sled would recover after a crash.

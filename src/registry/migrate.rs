@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use super::credentials::{ProxyCredential, SecretState, ENROLLED};
 use super::model::{Load, Location, Proxy, ProxyName, RemovalReason, Role, Transport};
+use crate::changes::{Change, ChangeKind};
 use crate::error::Result;
 use crate::fleet::model::User;
-use crate::store::{format, Change, ChangeKind, Store, TreeId};
+use crate::store::{format, Store, TreeId};
 
 /// `Proxy` as format 1 stored it.
 #[derive(Deserialize, Serialize)]

@@ -8,11 +8,12 @@ use super::edge::EDGE_SYNC;
 use super::model::{
     LoadSample, Proxy, ProxyEvent, ProxyEventKind, ProxyName, Registration, RemovalReason,
 };
+use crate::changes::ChangeKind;
 use crate::error::Error;
 use crate::queue::TaskKind;
 use crate::queue::{NewTask, Queue};
 use crate::store::codec::u64_key;
-use crate::store::{ChangeKind, TreeId, Tx, TxResult};
+use crate::store::{TreeId, Tx, TxResult};
 
 /// Meta counter bumped whenever the set of (name, ip, port) changes.
 pub const EDGE_VERSION: &str = "edge.version";

@@ -1,40 +1,29 @@
 //! The change log: every committed change gets the next sequence number, in the same
 //! transaction as the change itself, so replaying the log in sequence order (the Redis mirror,
 //! notifications) sees exactly the committed history, in order, with no gaps.
+//!
+//! The store does not know what the records are: the capabilities that write them define the
+//! record type (`crate::changes::ChangeKind`), and the store keeps it as it keeps any value.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::codec::{key_u64, u64_key};
 use super::{Store, TreeId, Tx, TxResult};
 use crate::error::Result;
-use crate::fleet::model::User;
-use crate::registry::{Proxy, RemovalReason};
 
 const SEQ: &str = "changelog.seq";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Change {
+pub struct Change<K> {
     pub seq: u64,
     pub at_ms: u64,
-    pub kind: ChangeKind,
-}
-
-/// What changed. New capabilities append variants (never reorder: the log is stored).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub enum ChangeKind {
-    /// Proxies registered or heartbeated (one entry per combined batch): their full records.
-    ProxiesUpserted(Vec<Proxy>),
-    ProxyRemoved {
-        name: String,
-        reason: RemovalReason,
-    },
-    /// A user was created or changed (status, proxies, config version): the full record.
-    UserUpserted(Box<User>),
+    pub kind: K,
 }
 
 impl Tx<'_> {
     /// Appends a change and returns its sequence number.
-    pub fn log(&self, at_ms: u64, kind: ChangeKind) -> TxResult<u64> {
+    pub fn log<K: Serialize>(&self, at_ms: u64, kind: K) -> TxResult<u64> {
         let seq = self.next(SEQ)?;
         self.put(TreeId::Changes, u64_key(seq), &Change { seq, at_ms, kind })?;
         Ok(seq)
@@ -48,8 +37,12 @@ impl Store {
     }
 
     /// Up to `limit` changes with `seq > after`, in order.
-    pub fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
-        self.scan_from::<Change>(TreeId::Changes, u64_key(after.saturating_add(1)))
+    pub fn changes_after<K: DeserializeOwned>(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Change<K>>> {
+        self.scan_from::<Change<K>>(TreeId::Changes, u64_key(after.saturating_add(1)))
             .take(limit)
             .map(|item| item.map(|(_, change)| change))
             .collect()

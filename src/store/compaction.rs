@@ -32,6 +32,14 @@ pub struct CompactPolicy {
 }
 
 impl CompactPolicy {
+    /// When the store is compacted (`store_compact_*`).
+    pub fn from_config(config: &crate::config::Config) -> CompactPolicy {
+        CompactPolicy {
+            ratio: config.store_compact_ratio,
+            min_bytes: config.store_compact_min_mb.saturating_mul(1_048_576),
+        }
+    }
+
     /// The size on disk at which the store is rewritten, given its size right after the last
     /// rewrite (or when it was opened, for a store never rewritten).
     pub fn threshold(&self, written_bytes: u64) -> Option<u64> {

@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sled::Transactional;
 
-pub use changelog::{Change, ChangeKind};
+pub use changelog::Change;
 pub use compaction::{CompactPolicy, Compacted, CompactionStatus};
 pub use tx::{abort, Tx, TxResult};
 

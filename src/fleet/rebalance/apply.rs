@@ -4,6 +4,7 @@
 use serde_json::json;
 
 use super::plan::{DrainAction, Plan};
+use crate::changes::ChangeKind;
 use crate::error::Result;
 use crate::fleet::links::set_proxies;
 use crate::fleet::model::{User, UserStatus};
@@ -11,7 +12,7 @@ use crate::fleet::{Fleet, PROVISION, RETIRE};
 use crate::queue::NewTask;
 use crate::registry::{Proxy, Role};
 use crate::store::codec::u64_key;
-use crate::store::{ChangeKind, TreeId, Tx, TxResult};
+use crate::store::{TreeId, Tx, TxResult};
 
 const MOVES_PER_TRANSACTION: usize = 500;
 const NEXT_PLAN_ID: &str = "rebalance.next_plan_id";
