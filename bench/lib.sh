@@ -37,3 +37,18 @@ start_redis() {
 
 # Resident memory of process PID, in MiB with one decimal.
 rss_mib() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+
+# Starts ./target/release/proxyfleet on 127.0.0.1:PORT with its data in DIR, the bench tokens
+# (registry `bench-token`, admin `bench-admin`), private addresses allowed and rate limits off,
+# plus any VAR=value given after DIR; sets $server_pid and waits until it answers.
+start_server() {
+  local port="$1" dir="$2"
+  shift 2
+  env PROXYFLEET_LISTEN="127.0.0.1:$port" PROXYFLEET_DATA_DIR="$dir" \
+    PROXYFLEET_REGISTRY_TOKEN=bench-token PROXYFLEET_ADMIN_TOKEN=bench-admin \
+    PROXYFLEET_ALLOW_PRIVATE_IPS=true PROXYFLEET_RATE_LIMITS__ENABLED=false \
+    PROXYFLEET_HTTPS_LISTEN=127.0.0.1:0 RUST_LOG=warn "$@" \
+    ./target/release/proxyfleet serve >/dev/null &
+  server_pid=$!
+  wait_up "http://127.0.0.1:$port/healthz"
+}

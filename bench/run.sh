@@ -18,13 +18,9 @@ source bench/lib.sh
 require_tools wrk python3
 
 pf_port=$(port_of)
-PROXYFLEET_LISTEN="127.0.0.1:$pf_port" PROXYFLEET_DATA_DIR="$work/data" \
-  PROXYFLEET_REGISTRY_TOKEN=bench-token PROXYFLEET_ADMIN_TOKEN=bench-admin \
-  PROXYFLEET_ALLOW_PRIVATE_IPS=true PROXYFLEET_RATE_LIMITS__ENABLED=false PROXYFLEET_HTTPS_LISTEN=127.0.0.1:0 PROXYFLEET_FALLBACKS_PER_USER=3 RUST_LOG=warn \
-  PROXYFLEET_STRIPE_WEBHOOK_SECRET=bench-webhook-secret \
-  ./target/release/proxyfleet serve >/dev/null &
-pf_pid=$!
-wait_up "http://127.0.0.1:$pf_port/healthz"
+start_server "$pf_port" "$work/data" PROXYFLEET_FALLBACKS_PER_USER=3 \
+  PROXYFLEET_STRIPE_WEBHOOK_SECRET=bench-webhook-secret
+pf_pid=$server_pid
 # The heartbeats authenticate as proxies do: 1,000 proxies enrolled with the registry token,
 # each heartbeating with its own secret; the baseline checks the same secrets from memory.
 python3 bench/enrol.py "http://127.0.0.1:$pf_port" bench-token 1000 "$work/secrets" >/dev/null
@@ -77,12 +73,8 @@ plan_line=$(./target/release/bench-plan 1000000 10000 10)
 # Second server: 100,000 users, then 10,000 gateways.
 kill "$pf_pid" "$base_pid"; wait "$pf_pid" "$base_pid" 2>/dev/null || true
 pf2_port=$(port_of)
-PROXYFLEET_LISTEN="127.0.0.1:$pf2_port" PROXYFLEET_DATA_DIR="$work/data2" \
-  PROXYFLEET_REGISTRY_TOKEN=bench-token PROXYFLEET_ADMIN_TOKEN=bench-admin \
-  PROXYFLEET_ALLOW_PRIVATE_IPS=true PROXYFLEET_RATE_LIMITS__ENABLED=false PROXYFLEET_HTTPS_LISTEN=127.0.0.1:0 PROXYFLEET_FALLBACKS_PER_USER=3 RUST_LOG=warn \
-  PROXYFLEET_REBALANCE_INTERVAL_SECS=0 ./target/release/proxyfleet serve >/dev/null &
-pf2_pid=$!
-wait_up "http://127.0.0.1:$pf2_port/healthz"
+start_server "$pf2_port" "$work/data2" PROXYFLEET_FALLBACKS_PER_USER=3 PROXYFLEET_REBALANCE_INTERVAL_SECS=0
+pf2_pid=$server_pid
 for i in 1 2 3; do
   curl -fs -H "Authorization: Bearer bench-token" -d "name=fb$i&ip=127.0.0.$i&port=8443" "http://127.0.0.1:$pf2_port/register" >/dev/null
 done

@@ -1,10 +1,53 @@
 //! Wall-clock time as unix milliseconds: the one unit stored and compared everywhere.
+//!
+//! `now_ms()` is the system clock. The HTTP API reads time through a [`Clock`] held in its
+//! state instead, so a test can move the server's clock forward (a promo code's expiry, a
+//! heartbeat a minute later) rather than sleep until it is so.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// The system clock plus an offset that only grows (zero unless a test advances it).
+#[derive(Clone, Default)]
+pub struct Clock {
+    ahead_ms: Arc<AtomicU64>,
+}
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Clock {
+        Clock::default()
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        now_ms().saturating_add(self.ahead_ms.load(Ordering::Relaxed))
+    }
+
+    /// Moves this clock (and every copy of it) forward.
+    pub fn advance(&self, by: Duration) {
+        let by = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        self.ahead_ms.fetch_add(by, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_advanced_clock_is_ahead_in_every_copy() {
+        let clock = Clock::system();
+        let copy = clock.clone();
+        clock.advance(Duration::from_secs(3600));
+        let ahead = copy.now_ms() - now_ms();
+        assert!((3_599_000..=3_601_000).contains(&ahead), "{ahead}");
+    }
 }

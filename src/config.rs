@@ -343,6 +343,48 @@ pub const CONTROL_COOKIE: &str = "control.cookie";
 pub const CONTROL_URL: &str = "control.url";
 
 impl Config {
+    /// Checks the settings once, at start: every duration, cap and count that must be at
+    /// least 1 is, so no code clamps them where it uses them. Names each setting that is not.
+    pub fn validate(&self) -> Result<(), String> {
+        let at_least_one: [(&str, u64); 19] = [
+            ("heartbeat_ttl_secs", self.heartbeat_ttl_secs),
+            ("config_validity_secs", self.config_validity_secs),
+            ("stripe_timeout_secs", self.stripe_timeout_secs),
+            ("max_body_bytes", self.max_body_bytes),
+            ("edge_vcl_group_size", self.edge_vcl_group_size as u64),
+            ("queue_workers", self.queue_workers as u64),
+            ("queue_max_attempts", u64::from(self.queue_max_attempts)),
+            ("queue_lease_secs", self.queue_lease_secs),
+            ("fallbacks_per_user", self.fallbacks_per_user as u64),
+            ("pro_sweep_secs", self.pro_sweep_secs),
+            ("referral_bonus_days", self.referral_bonus_days),
+            ("admin_session_hours", self.admin_session_hours),
+            ("http_header_timeout_secs", self.http_header_timeout_secs),
+            ("http_idle_timeout_secs", self.http_idle_timeout_secs),
+            (
+                "tls_handshake_timeout_secs",
+                self.tls_handshake_timeout_secs,
+            ),
+            ("max_connections", self.max_connections as u64),
+            ("max_connections_per_ip", self.max_connections_per_ip as u64),
+            ("max_long_polls", self.max_long_polls as u64),
+            ("max_long_polls_per_ip", self.max_long_polls_per_ip as u64),
+        ];
+        let mut problems: Vec<String> = at_least_one
+            .iter()
+            .filter(|(_, value)| *value == 0)
+            .map(|(name, _)| format!("{name} must be at least 1"))
+            .collect();
+        if self.backup_keep == 0 {
+            problems.push("backup_keep must be at least 1".to_string());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("invalid configuration: {}", problems.join("; ")))
+        }
+    }
+
     pub fn control_cookie_path(&self) -> PathBuf {
         self.data_dir.join(CONTROL_COOKIE)
     }
@@ -491,6 +533,22 @@ impl Default for RateLimitSettings {
 #[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zero_where_one_is_the_least_is_refused_by_name() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        let config = Config {
+            queue_workers: 0,
+            http_idle_timeout_secs: 0,
+            ..Config::default()
+        };
+        let refused = config.validate().unwrap_err();
+        assert!(
+            refused.contains("queue_workers must be at least 1"),
+            "{refused}"
+        );
+        assert!(refused.contains("http_idle_timeout_secs"), "{refused}");
+    }
 
     #[test]
     fn environment_overrides_file_which_overrides_defaults() {

@@ -1,7 +1,13 @@
 //! The one error type of the crate. Each variant has an HTTP status and a stable `code`;
-//! internal errors are logged with their detail and shown to clients as a bare "internal error".
+//! internal errors are logged with their detail and the chain of errors under it, and shown to
+//! clients as a bare "internal error".
+
+use std::sync::Arc;
 
 use warp::http::StatusCode;
+
+/// The error under an internal one, kept whole for the log (`Error::chain`).
+pub type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
@@ -30,11 +36,31 @@ pub enum Error {
     /// 429: too many attempts; the client may try again after this many seconds.
     #[error("too many attempts; try again in {0} s")]
     TooManyRequests(u64),
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// 500: what was being done (`context`), and the error that made it fail, if any. Shown
+    /// (to the log, to the operator at the CLI, never to a client) with every cause under it.
+    #[error("internal error: {context}{}", causes(.source))]
+    Internal {
+        context: String,
+        #[source]
+        source: Option<Source>,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `: cause: its cause...` for an internal error's source, or nothing.
+fn causes(source: &Option<Source>) -> String {
+    let mut text = String::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = source
+        .as_deref()
+        .map(|s| s as &(dyn std::error::Error + 'static));
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
+}
 
 impl Error {
     /// 422: the request was well formed but a field is not acceptable.
@@ -67,8 +93,23 @@ impl Error {
         }
     }
 
+    /// 500 with a description only (no error under it, or one that says all in its text).
     pub fn internal(detail: impl std::fmt::Display) -> Self {
-        Error::Internal(detail.to_string())
+        Error::Internal {
+            context: detail.to_string(),
+            source: None,
+        }
+    }
+
+    /// 500: `context` failed because of `source`, which is kept (not flattened into text).
+    pub fn caused_by<E>(context: impl Into<String>, source: E) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        Error::Internal {
+            context: context.into(),
+            source: Some(Arc::new(source)),
+        }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -83,7 +124,7 @@ impl Error {
             Error::Unavailable(_) | Error::StorageFull(_) | Error::AtCapacity { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -97,35 +138,32 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Unavailable(_) => "unavailable",
             Error::StorageFull(_) => "storage_full",
-            Error::Internal(_) => "internal",
+            Error::Internal { .. } => "internal",
         }
     }
 
     /// The sentence shown to the client: never the detail of an internal error.
     pub fn public_message(&self) -> String {
         match self {
-            Error::Internal(_) => "internal error".to_string(),
+            Error::Internal { .. } => "internal error".to_string(),
             other => other.to_string(),
         }
     }
 }
 
-impl From<sled::Error> for Error {
-    fn from(e: sled::Error) -> Self {
-        match e {
-            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => {
-                Error::StorageFull(format!("the data disk is full: {io}"))
-            }
-            other => Error::internal(format!("storage: {other}")),
-        }
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl From<sled::transaction::TransactionError<Error>> for Error {
-    fn from(e: sled::transaction::TransactionError<Error>) -> Self {
-        match e {
-            sled::transaction::TransactionError::Abort(inner) => inner,
-            sled::transaction::TransactionError::Storage(e) => e.into(),
-        }
+    #[test]
+    fn an_internal_error_keeps_what_caused_it() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "no access");
+        let error = Error::caused_by("open the store", io);
+        assert_eq!(
+            error.to_string(),
+            "internal error: open the store: no access"
+        );
+        assert_eq!(error.public_message(), "internal error");
+        assert!(std::error::Error::source(&error).is_some());
     }
 }

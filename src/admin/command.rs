@@ -112,7 +112,7 @@ async fn online(config: &Config, request: &Request) -> Result<Vec<String>> {
         .bearer_auth(cookie)
         .send()
         .await
-        .map_err(|e| Error::internal(format!("asking the running server at {base}: {e}")))?;
+        .map_err(|e| Error::caused_by(format!("asking the running server at {base}"), e))?;
     let status = response.status();
     let body: serde_json::Value = response.json().await.unwrap_or_default();
     if !status.is_success() {

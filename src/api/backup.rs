@@ -1,8 +1,6 @@
-//! Store upkeep over HTTP:
-//! - `GET /api/v1/admin/backup`: a consistent snapshot of the running server's store, for
-//!   `proxyfleet backup` (with the backup cookie) or an admin (token or panel session);
-//! - `GET /api/v1/admin/store`: its size on disk and compactions;
-//! - `POST /api/v1/admin/store/compact`: rewrite it now (`store::compaction`).
+//! Backups over HTTP: `GET /api/v1/admin/backup`, a consistent snapshot of the running
+//! server's store, for `proxyfleet backup` (with the backup cookie) or an admin (token or panel
+//! session).
 
 use std::sync::Arc;
 
@@ -13,58 +11,17 @@ use crate::api::filters::{admin, with_state};
 use crate::api::AppState;
 use crate::error::Error;
 use crate::http::auth::bearer;
-use crate::http::{json, reject};
+use crate::http::reject;
 
 pub fn routes(
     state: Arc<AppState>,
-) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
-    backup(state.clone())
-        .or(store_status(state.clone()))
-        .unify()
-        .or(compact(state))
-        .unify()
-}
-
-fn store_status(
-    state: Arc<AppState>,
-) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
-    warp::path!("api" / "v1" / "admin" / "store")
-        .and(warp::get())
-        .and(admin(&state))
-        .and(with_state(&state))
-        .and_then(|state: Arc<AppState>| async move {
-            let status = state
-                .store
-                .compaction_status(crate::store::CompactPolicy::from_config(&state.config))
-                .map_err(reject)?;
-            Ok::<_, Rejection>(json(StatusCode::OK, &status))
-        })
-}
-
-fn compact(
-    state: Arc<AppState>,
-) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
-    warp::path!("api" / "v1" / "admin" / "store" / "compact")
-        .and(warp::post())
-        .and(admin(&state))
-        .and(with_state(&state))
-        .and_then(|state: Arc<AppState>| async move {
-            let done = tokio::task::spawn_blocking(move || {
-                state.drop_replayed_changes()?;
-                state.store.compact()
-            })
-            .await
-            .map_err(|e| reject(Error::internal(e)))?
-            .map_err(reject)?;
-            tracing::info!(
-                generation = done.generation,
-                bytes_before = done.bytes_before,
-                bytes_after = done.bytes_after,
-                writes_paused_ms = done.writes_paused_ms,
-                "store compacted on request"
-            );
-            Ok::<_, Rejection>(json(StatusCode::OK, &done))
-        })
+) -> (
+    super::Table,
+    impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone,
+) {
+    endpoints! {
+        GET "/api/v1/admin/backup" => backup(state),
+    }
 }
 
 fn backup(

@@ -12,7 +12,6 @@ use crate::api::filters::limited;
 use crate::api::filters::{admin, user, with_state};
 use crate::api::AppState;
 use crate::billing::purchase::PurchaseMode;
-use crate::clock::now_ms;
 use crate::fleet::model::User;
 use crate::http::body::json as json_body;
 use crate::http::rate_limit::Endpoint;
@@ -69,237 +68,260 @@ impl Page {
 
 type Route = warp::reply::Response;
 
-pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = Rejection> + Clone {
+pub fn routes(
+    state: Arc<AppState>,
+) -> (
+    super::Table,
+    impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone,
+) {
     let plans = warp::path!("api" / "v1" / "pro" / "plans")
         .and(warp::get())
         .and(with_state(&state))
-        .map(|state: Arc<AppState>| {
-            json(
-                StatusCode::OK,
-                &json!({ "plans": state.billing.settings.plans }),
-            )
-        });
+        .map(pro_plans);
     let webhook = warp::path!("api" / "v1" / "stripe" / "webhook")
         .and(warp::post())
         .and(warp::header::optional::<String>("stripe-signature"))
         .and(warp::body::content_length_limit(WEBHOOK_MAX_BYTES))
         .and(warp::body::bytes())
         .and(with_state(&state))
-        .and_then(
-            |signature: Option<String>, body: Bytes, state: Arc<AppState>| async move {
-                let outcome = state
-                    .billing
-                    .webhook(signature.as_deref(), &body, now_ms())
-                    .await
-                    .inspect_err(|_| state.metrics.webhook("rejected"))
-                    .map_err(reject)?;
-                state.metrics.webhook(outcome.kind());
-                Ok::<_, Rejection>(json(
-                    StatusCode::OK,
-                    &json!({ "received": true, "outcome": outcome.describe() }),
-                ))
-            },
-        );
+        .and_then(stripe_webhook);
     let mine = warp::path!("api" / "v1" / "pro" / "payments")
         .and(warp::get())
         .and(user(&state))
         .and(with_state(&state))
-        .and_then(|user: User, state: Arc<AppState>| async move {
-            let payments = state.billing.payments_of(user.id).map_err(reject)?;
-            Ok::<_, Rejection>(json(
-                StatusCode::OK,
-                &json!({ "pro_until": user.pro_until_ms.map(|t| t / 1000), "payments": payments }),
-            ))
-        });
+        .and_then(own_payments);
     let all = warp::path!("api" / "v1" / "admin" / "payments")
         .and(warp::get())
         .and(admin(&state))
         .and(warp::query::<Page>())
         .and(with_state(&state))
-        .and_then(|page: Page, state: Arc<AppState>| async move {
-            let limit = page.limit();
-            let payments = state
-                .billing
-                .payments(page.after.as_deref(), limit)
-                .map_err(reject)?;
-            let next = Page::next(&payments, limit, |p| p.id.clone());
-            let totals = state.billing.totals().map_err(reject)?;
-            Ok::<_, Rejection>(json(
-                StatusCode::OK,
-                &json!({ "payments": payments, "next": next, "totals": totals }),
-            ))
-        });
+        .and_then(all_payments);
     let limit = state.config.max_body_bytes;
     let add_device = warp::path!("api" / "v1" / "devices")
         .and(warp::post())
         .and(user(&state))
         .and(json_body::<NewDevice>(limit))
         .and(with_state(&state))
-        .and_then(
-            |user: User, body: NewDevice, state: Arc<AppState>| async move {
-                let (device, token) = state
-                    .billing
-                    .add_device(user.id, &body.name, now_ms())
-                    .await
-                    .map_err(reject)?;
-                Ok::<_, Rejection>(json(
-                    StatusCode::CREATED,
-                    &json!({ "id": device.id, "name": device.name, "token": token,
-                             "created_at": device.created_ms / 1000 }),
-                ))
-            },
-        );
+        .and_then(link_device);
     let list_devices = warp::path!("api" / "v1" / "devices")
         .and(warp::get())
         .and(user(&state))
         .and(with_state(&state))
-        .map(|user: User, state: Arc<AppState>| {
-            let devices: Vec<_> = user
-                .devices
-                .iter()
-                .map(|d| json!({ "id": d.id, "name": d.name, "created_at": d.created_ms / 1000 }))
-                .collect();
-            let limit = state.billing.device_limit(&user, now_ms());
-            json(
-                StatusCode::OK,
-                &json!({ "devices": devices, "limit": limit }),
-            )
-        });
+        .map(own_devices);
     let remove_device = warp::path!("api" / "v1" / "devices" / u64)
         .and(warp::delete())
         .and(user(&state))
         .and(with_state(&state))
-        .and_then(|id: u64, user: User, state: Arc<AppState>| async move {
-            state
-                .billing
-                .remove_device(user.id, id, now_ms())
-                .await
-                .map_err(reject)?;
-            Ok::<_, Rejection>(
-                warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response(),
-            )
-        });
+        .and_then(unlink_device);
     let purchase = warp::path!("api" / "v1" / "pro" / "purchase")
         .and(warp::post())
         .and(user(&state))
         .and(json_body::<Purchase>(limit))
         .and(with_state(&state))
-        .and_then(
-            |user: User, body: Purchase, state: Arc<AppState>| async move {
-                let started = state
-                    .billing
-                    .purchase(
-                        &user,
-                        &body.plan,
-                        body.mode,
-                        body.idempotency_key.as_deref(),
-                        now_ms(),
-                    )
-                    .await
-                    .map_err(reject)?;
-                Ok::<_, Rejection>(json(StatusCode::CREATED, &started))
-            },
-        );
+        .and_then(start_purchase);
     let referral = warp::path!("api" / "v1" / "referrals")
         .and(warp::get())
         .and(user(&state))
         .and(with_state(&state))
-        .and_then(|user: User, state: Arc<AppState>| async move {
-            let code = state
-                .billing
-                .referral_code(user.id, now_ms())
-                .await
-                .map_err(reject)?;
-            let redeemed_by = state.billing.redemptions(&code);
-            let bonus_days = state.billing.settings.referral_bonus_days;
-            Ok::<_, Rejection>(json(
-                StatusCode::OK,
-                &json!({ "code": code, "bonus_days": bonus_days, "redeemed_by": redeemed_by }),
-            ))
-        });
+        .and_then(own_referral_code);
     let redeem = warp::path!("api" / "v1" / "referrals" / "redeem")
         .and(warp::post())
         .and(limited(&state, Endpoint::ReferralRedeem))
         .and(user(&state))
         .and(json_body::<Redeem>(limit))
         .and(with_state(&state))
-        .and_then(
-            |user: User, body: Redeem, state: Arc<AppState>| async move {
-                let redeemed = state
-                    .billing
-                    .redeem(user.id, &body.code, now_ms())
-                    .await
-                    .map_err(reject)?;
-                Ok::<_, Rejection>(json(StatusCode::OK, &redeemed))
-            },
-        );
+        .and_then(redeem_code);
     let promo_base = warp::path!("api" / "v1" / "admin" / "promo-codes").and(admin(&state));
     let create_promo = promo_base
         .clone()
         .and(warp::post())
         .and(json_body::<NewPromo>(limit))
         .and(with_state(&state))
-        .and_then(|body: NewPromo, state: Arc<AppState>| async move {
-            let promo = state
-                .billing
-                .create_promo(
-                    body.code.as_deref(),
-                    body.days,
-                    body.max_uses,
-                    body.expires_at.map(|t| t.saturating_mul(1000)),
-                    now_ms(),
-                )
-                .await
-                .map_err(reject)?;
-            Ok::<_, Rejection>(json(StatusCode::CREATED, &promo))
-        });
+        .and_then(create_promo_code);
     let list_promos = promo_base
         .and(warp::get())
         .and(with_state(&state))
-        .and_then(|state: Arc<AppState>| async move {
-            let codes = state.billing.promo_codes().map_err(reject)?;
-            Ok::<_, Rejection>(json(StatusCode::OK, &json!({ "codes": codes })))
-        });
+        .and_then(promo_codes);
     let referral_codes = warp::path!("api" / "v1" / "admin" / "referral-codes")
         .and(warp::get())
         .and(admin(&state))
         .and(warp::query::<Page>())
         .and(with_state(&state))
-        .and_then(|page: Page, state: Arc<AppState>| async move {
-            let limit = page.limit();
-            let codes = state
-                .billing
-                .referral_codes(page.after.as_deref(), limit)
-                .map_err(reject)?;
-            let next = Page::next(&codes, limit, |c| c.code.clone());
-            Ok::<_, Rejection>(json(
-                StatusCode::OK,
-                &json!({ "codes": codes, "next": next }),
-            ))
-        });
-    plans
-        .or(referral_codes)
-        .unify()
-        .or(purchase)
-        .unify()
-        .or(referral)
-        .unify()
-        .or(redeem)
-        .unify()
-        .or(create_promo)
-        .unify()
-        .or(list_promos)
-        .unify()
-        .or(add_device)
-        .unify()
-        .or(list_devices)
-        .unify()
-        .or(remove_device)
-        .unify()
-        .or(webhook)
-        .unify()
-        .or(mine)
-        .unify()
-        .or(all)
-        .unify()
+        .and_then(referral_codes_page);
+    endpoints! {
+        GET "/api/v1/pro/plans" => plans,
+        GET "/api/v1/admin/referral-codes" => referral_codes,
+        POST "/api/v1/pro/purchase" => purchase,
+        GET "/api/v1/referrals" => referral,
+        POST "/api/v1/referrals/redeem" => redeem,
+        POST "/api/v1/admin/promo-codes" => create_promo,
+        GET "/api/v1/admin/promo-codes" => list_promos,
+        POST "/api/v1/devices" => add_device,
+        GET "/api/v1/devices" => list_devices,
+        DELETE "/api/v1/devices/{id}" => remove_device,
+        POST "/api/v1/stripe/webhook" => webhook,
+        GET "/api/v1/pro/payments" => mine,
+        GET "/api/v1/admin/payments" => all,
+    }
+}
+
+fn pro_plans(state: Arc<AppState>) -> Route {
+    json(
+        StatusCode::OK,
+        &json!({ "plans": state.billing.settings.plans }),
+    )
+}
+
+fn own_devices(user: User, state: Arc<AppState>) -> Route {
+    let devices: Vec<_> = user
+        .devices
+        .iter()
+        .map(|d| json!({ "id": d.id, "name": d.name, "created_at": d.created_ms / 1000 }))
+        .collect();
+    let limit = state.billing.device_limit(&user, state.clock.now_ms());
+    json(
+        StatusCode::OK,
+        &json!({ "devices": devices, "limit": limit }),
+    )
+}
+
+async fn stripe_webhook(
+    signature: Option<String>,
+    body: Bytes,
+    state: Arc<AppState>,
+) -> Result<Route, Rejection> {
+    let outcome = state
+        .billing
+        .webhook(signature.as_deref(), &body, state.clock.now_ms())
+        .await
+        .inspect_err(|_| state.metrics.webhook("rejected"))
+        .map_err(reject)?;
+    state.metrics.webhook(outcome.kind());
+    Ok(json(
+        StatusCode::OK,
+        &json!({ "received": true, "outcome": outcome.describe() }),
+    ))
+}
+
+async fn own_payments(user: User, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let payments = state.billing.payments_of(user.id).map_err(reject)?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({ "pro_until": user.pro_until_ms.map(|t| t / 1000), "payments": payments }),
+    ))
+}
+
+async fn all_payments(page: Page, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let limit = page.limit();
+    let payments = state
+        .billing
+        .payments(page.after.as_deref(), limit)
+        .map_err(reject)?;
+    let next = Page::next(&payments, limit, |p| p.id.clone());
+    let totals = state.billing.totals().map_err(reject)?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({ "payments": payments, "next": next, "totals": totals }),
+    ))
+}
+
+async fn link_device(
+    user: User,
+    body: NewDevice,
+    state: Arc<AppState>,
+) -> Result<Route, Rejection> {
+    let (device, token) = state
+        .billing
+        .add_device(user.id, &body.name, state.clock.now_ms())
+        .await
+        .map_err(reject)?;
+    Ok(json(
+        StatusCode::CREATED,
+        &json!({ "id": device.id, "name": device.name, "token": token,
+                 "created_at": device.created_ms / 1000 }),
+    ))
+}
+
+async fn unlink_device(id: u64, user: User, state: Arc<AppState>) -> Result<Route, Rejection> {
+    state
+        .billing
+        .remove_device(user.id, id, state.clock.now_ms())
+        .await
+        .map_err(reject)?;
+    Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
+}
+
+async fn start_purchase(
+    user: User,
+    body: Purchase,
+    state: Arc<AppState>,
+) -> Result<Route, Rejection> {
+    let started = state
+        .billing
+        .purchase(
+            &user,
+            &body.plan,
+            body.mode,
+            body.idempotency_key.as_deref(),
+            state.clock.now_ms(),
+        )
+        .await
+        .map_err(reject)?;
+    Ok(json(StatusCode::CREATED, &started))
+}
+
+async fn own_referral_code(user: User, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let code = state
+        .billing
+        .referral_code(user.id, state.clock.now_ms())
+        .await
+        .map_err(reject)?;
+    let redeemed_by = state.billing.redemptions(&code);
+    let bonus_days = state.billing.settings.referral_bonus_days;
+    Ok(json(
+        StatusCode::OK,
+        &json!({ "code": code, "bonus_days": bonus_days, "redeemed_by": redeemed_by }),
+    ))
+}
+
+async fn redeem_code(user: User, body: Redeem, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let redeemed = state
+        .billing
+        .redeem(user.id, &body.code, state.clock.now_ms())
+        .await
+        .map_err(reject)?;
+    Ok(json(StatusCode::OK, &redeemed))
+}
+
+async fn create_promo_code(body: NewPromo, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let promo = state
+        .billing
+        .create_promo(
+            body.code.as_deref(),
+            body.days,
+            body.max_uses,
+            body.expires_at.map(|t| t.saturating_mul(1000)),
+            state.clock.now_ms(),
+        )
+        .await
+        .map_err(reject)?;
+    Ok(json(StatusCode::CREATED, &promo))
+}
+
+async fn promo_codes(state: Arc<AppState>) -> Result<Route, Rejection> {
+    let codes = state.billing.promo_codes().map_err(reject)?;
+    Ok(json(StatusCode::OK, &json!({ "codes": codes })))
+}
+
+async fn referral_codes_page(page: Page, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let limit = page.limit();
+    let codes = state
+        .billing
+        .referral_codes(page.after.as_deref(), limit)
+        .map_err(reject)?;
+    let next = Page::next(&codes, limit, |c| c.code.clone());
+    Ok(json(
+        StatusCode::OK,
+        &json!({ "codes": codes, "next": next }),
+    ))
 }

@@ -19,7 +19,6 @@ use warp::{Filter, Rejection};
 
 use crate::api::filters::{admin, user, with_state};
 use crate::api::AppState;
-use crate::clock::now_ms;
 use crate::distribution::config::{matches, render, Rendered};
 use crate::distribution::subset::accounts_to_learn;
 use crate::distribution::SIGNATURE_HEADER;
@@ -41,7 +40,12 @@ struct ExposureQuery {
 
 type Route = warp::reply::Response;
 
-pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = Rejection> + Clone {
+pub fn routes(
+    state: Arc<AppState>,
+) -> (
+    super::Table,
+    impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone,
+) {
     let trusted = Arc::new(state.config.trusted_proxies.clone());
     let config = warp::path!("api" / "v1" / "config")
         .and(warp::get())
@@ -63,7 +67,11 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .and(warp::query::<ExposureQuery>())
         .and(with_state(&state))
         .and_then(exposure);
-    config.or(pubkey).unify().or(exposure).unify()
+    endpoints! {
+        GET "/api/v1/config" => config,
+        GET "/api/v1/config/pubkey" => pubkey,
+        GET "/api/v1/admin/distribution/exposure" => exposure,
+    }
 }
 
 /// `GET /api/v1/config/pubkey`'s answer (the edge sends the same).
@@ -85,7 +93,7 @@ fn render_for(
 ) -> Result<Rendered, Rejection> {
     let config = state
         .distribution
-        .config_for(user, client, now_ms())
+        .config_for(user, client, state.clock.now_ms())
         .map_err(reject)?;
     Ok(render(&config))
 }
@@ -217,7 +225,7 @@ fn accepts_gzip(accept_encoding: &str) -> bool {
 }
 
 async fn exposure(query: ExposureQuery, state: Arc<AppState>) -> Result<Route, Rejection> {
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let view = state.distribution.view(now).map_err(reject)?;
     let free: Vec<String> = view
         .free

@@ -82,9 +82,17 @@ pub fn routes(
                 )
             },
         );
+    // With the long-polls waiting on this edge (load balancers and tests read it).
     let health = warp::path!("healthz")
         .and(warp::get())
-        .map(|| json(StatusCode::OK, &serde_json::json!({ "status": "ok" })));
+        .and(warp::ext::optional::<Connection>())
+        .map(|connection: Option<Connection>| {
+            let long_polls = connection.map(|c| c.capacity().long_polls());
+            json(
+                StatusCode::OK,
+                &serde_json::json!({ "status": "ok", "long_polls": long_polls }),
+            )
+        });
     // Checked first: a write never reaches the read routes. Reads fall through (not_found is
     // the weakest rejection, so a read route's own 401 or 400 wins over it).
     let writes = warp::method()

@@ -9,7 +9,6 @@ use warp::{Filter, Rejection};
 use crate::api::filters::{admin, user, with_state};
 use crate::api::filters::{check_code, limited};
 use crate::api::AppState;
-use crate::clock::now_ms;
 use crate::distribution::config::proxy_entries;
 use crate::error::Error;
 use crate::fleet::links;
@@ -104,7 +103,8 @@ fn created_reply(state: &AppState, created: Created) -> Route {
     } else {
         StatusCode::OK
     };
-    let proxies = proxy_entries(&state.registry, &created.user, now_ms()).unwrap_or_default();
+    let proxies =
+        proxy_entries(&state.registry, &created.user, state.clock.now_ms()).unwrap_or_default();
     json(
         status,
         &serde_json::json!({
@@ -118,7 +118,12 @@ fn created_reply(state: &AppState, created: Created) -> Route {
     )
 }
 
-pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = Rejection> + Clone {
+pub fn routes(
+    state: Arc<AppState>,
+) -> (
+    super::Table,
+    impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone,
+) {
     let limit = state.config.max_body_bytes;
     let admin_base = warp::path("api")
         .and(warp::path("v1"))
@@ -131,203 +136,67 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .and(warp::post())
         .and(json_body::<NewUser>(limit))
         .and(with_state(&state))
-        .and_then(|body: NewUser, state: Arc<AppState>| async move {
-            let email = Email::parse(&body.email).map_err(reject)?;
-            let created = state
-                .fleet
-                .create_user(&email, body.invited_by, now_ms())
-                .await
-                .map_err(reject)?;
-            Ok::<_, Rejection>(created_reply(&state, created))
-        });
+        .and_then(create_user);
     let list = admin_base
         .clone()
         .and(warp::path!("users"))
         .and(warp::get())
         .and(warp::query::<ListQuery>())
         .and(with_state(&state))
-        .and_then(|q: ListQuery, state: Arc<AppState>| async move {
-            let limit = q.limit.unwrap_or(50).clamp(1, 500);
-            let users = state
-                .fleet
-                .list_users(q.after, q.q.as_deref(), q.after_email.as_deref(), limit)
-                .map_err(reject)?;
-            let full = users.len() == limit;
-            let last = users.last().filter(|_| full);
-            let next_after = last.map(|u| u.id);
-            let next_after_email = last.map(|u| u.email.as_str().to_string());
-            let users: Vec<UserSummary> = users.iter().map(UserSummary::from).collect();
-            Ok::<_, Rejection>(json(
-                StatusCode::OK,
-                &serde_json::json!({
-                    "users": users,
-                    "next_after": next_after,
-                    "next_after_email": next_after_email,
-                    "users_total": state.fleet.users_total().map_err(reject)?,
-                }),
-            ))
-        });
+        .and_then(list_users);
     let one = admin_base
         .clone()
         .and(warp::path!("users" / u64))
         .and(warp::get())
         .and(with_state(&state))
-        .and_then(|id: u64, state: Arc<AppState>| async move {
-            let user = state.fleet.user(id).map_err(reject)?.ok_or_else(|| reject(Error::NotFound(format!("user {id}"))))?;
-            let now = now_ms();
-            let proxies = proxy_entries(&state.registry, &user, now).map_err(reject)?;
-            let history = links::history(&state.store, id).map_err(reject)?;
-            let history: Vec<serde_json::Value> = history
-                .iter()
-                .map(|h| serde_json::json!({ "at": h.at_ms / 1000, "proxies": h.proxies, "reason": h.reason }))
-                .collect();
-            let children = crate::fleet::invitees::children(&state.store, id, CHILDREN_SHOWN)
-                .map_err(reject)?;
-            let devices: Vec<serde_json::Value> = user
-                .devices
-                .iter()
-                .map(|d| serde_json::json!({ "id": d.id, "name": d.name, "created_at": d.created_ms / 1000 }))
-                .collect();
-            let payments = state.billing.payments_of(id).map_err(reject)?;
-            // What the client is served now, as the config server renders it (account subset).
-            let config = state
-                .distribution
-                .config_for(&user, None, now)
-                .map_err(reject)?;
-            Ok::<_, Rejection>(json(
-                StatusCode::OK,
-                &serde_json::json!({
-                    "user": UserSummary::from(&user),
-                    "parent": user.invited_by,
-                    "children": children,
-                    "devices": devices,
-                    "payments": payments,
-                    "config": config,
-                    "proxies": proxies,
-                    "pro": { "active": user.pro_until_ms.is_some_and(|t| t > now), "until": user.pro_until_ms.map(|t| t / 1000), "proxies": user.pro_proxies },
-                    "pro_until": user.pro_until_ms.map(|t| t / 1000),
-                    "config_version": user.config_version,
-                    "history": history,
-                }),
-            ))
-        });
+        .and_then(user_detail);
     let disable = admin_base
         .clone()
         .and(warp::path!("users" / u64 / "disable"))
         .and(warp::post())
         .and(with_state(&state))
-        .and_then(|id: u64, state: Arc<AppState>| async move {
-            let user = state.fleet.disable(id, now_ms()).await.map_err(reject)?;
-            Ok::<_, Rejection>(json(StatusCode::OK, &UserSummary::from(&user)))
-        });
+        .and_then(disable_user);
     let enable = admin_base
         .clone()
         .and(warp::path!("users" / u64 / "enable"))
         .and(warp::post())
         .and(with_state(&state))
-        .and_then(|id: u64, state: Arc<AppState>| async move {
-            let user = state.fleet.enable(id, now_ms()).await.map_err(reject)?;
-            Ok::<_, Rejection>(json(StatusCode::OK, &UserSummary::from(&user)))
-        });
+        .and_then(enable_user);
     let set_proxies = admin_base
         .clone()
         .and(warp::path!("users" / u64 / "proxies"))
         .and(warp::put())
         .and(json_body::<SetProxies>(limit))
         .and(with_state(&state))
-        .and_then(
-            |id: u64, body: SetProxies, state: Arc<AppState>| async move {
-                let user = state
-                    .fleet
-                    .set_user_proxies(id, body.proxies, now_ms())
-                    .await
-                    .map_err(reject)?;
-                Ok::<_, Rejection>(json(StatusCode::OK, &UserSummary::from(&user)))
-            },
-        );
+        .and_then(set_user_proxies);
     let gift = admin_base
         .clone()
         .and(warp::path!("users" / u64 / "pro"))
         .and(warp::post())
         .and(json_body::<GiftPro>(limit))
         .and(with_state(&state))
-        .and_then(|id: u64, body: GiftPro, state: Arc<AppState>| async move {
-            let user = state
-                .billing
-                .gift(id, body.days, now_ms())
-                .await
-                .map_err(reject)?;
-            Ok::<_, Rejection>(json(StatusCode::OK, &UserSummary::from(&user)))
-        });
-    let check = admin_base
-        .clone()
-        .and(warp::path!("check"))
-        .and(warp::get())
-        .and(with_state(&state))
-        .and_then(|state: Arc<AppState>| async move {
-            let problems = crate::admin::check::store_invariants(&state.store).map_err(reject)?;
-            Ok::<_, Rejection>(json(
-                StatusCode::OK,
-                &serde_json::json!({ "ok": problems.is_empty(), "problems": problems }),
-            ))
-        });
+        .and_then(gift_pro);
     let rebalance = admin_base
         .clone()
         .and(warp::path!("rebalance"))
         .and(warp::post())
         .and(warp::query::<RebalanceQuery>())
         .and(with_state(&state))
-        .and_then(|q: RebalanceQuery, state: Arc<AppState>| async move {
-            let dry_run = q.dry_run.unwrap_or(true);
-            let plan = rebalance::run(&state.fleet, &state.rebalance, Trigger::Manual, dry_run)
-                .await
-                .map_err(reject)?;
-            state.metrics.rebalanced(&plan);
-            Ok::<_, Rejection>(json(StatusCode::OK, &plan))
-        });
+        .and_then(run_rebalance);
     let plans = admin_base
         .clone()
         .and(warp::path!("rebalance" / "plans"))
         .and(warp::get())
         .and(warp::query::<ListQuery>())
         .and(with_state(&state))
-        .and_then(|q: ListQuery, state: Arc<AppState>| async move {
-            let plans = rebalance::history(&state.fleet, q.limit.unwrap_or(20).clamp(1, 200))
-                .map_err(reject)?;
-            Ok::<_, Rejection>(json(StatusCode::OK, &serde_json::json!({ "plans": plans })))
-        });
+        .and_then(rebalance_plans);
     let proxy_action = admin_base
         .clone()
         .and(warp::path!("proxies" / String / "action"))
         .and(warp::post())
         .and(json_body::<ProxyActionBody>(limit))
         .and(with_state(&state))
-        .and_then(
-            |name: String, body: ProxyActionBody, state: Arc<AppState>| async move {
-                let name = ProxyName::parse(&name).map_err(reject)?;
-                let proxy = state
-                    .fleet
-                    .proxy_action(&name, body.action, now_ms())
-                    .await
-                    .map_err(reject)?;
-                Ok::<_, Rejection>(json(
-                    StatusCode::OK,
-                    &serde_json::json!({ "name": proxy.name, "role": proxy.role, "action": body.action }),
-                ))
-            },
-        );
-    let outbox = admin_base
-        .and(warp::path!("mail" / "outbox"))
-        .and(warp::get())
-        .and(warp::query::<ListQuery>())
-        .and(with_state(&state))
-        .and_then(|q: ListQuery, state: Arc<AppState>| async move {
-            let mails = state
-                .mailer
-                .outbox(q.limit.unwrap_or(50).clamp(1, 500))
-                .map_err(reject)?;
-            Ok::<_, Rejection>(json(StatusCode::OK, &serde_json::json!({ "mails": mails })))
-        });
+        .and_then(act_on_proxy);
 
     let invite = warp::path!("api" / "v1" / "invitations")
         .and(warp::post())
@@ -335,61 +204,210 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .and(user(&state))
         .and(json_body::<NewInvitation>(limit))
         .and(with_state(&state))
-        .and_then(
-            |inviter: User, body: NewInvitation, state: Arc<AppState>| async move {
-                let email = Email::parse(&body.email).map_err(reject)?;
-                let invitation = state
-                    .fleet
-                    .invite(&inviter, &email, now_ms())
-                    .await
-                    .map_err(reject)?;
-                Ok::<_, Rejection>(json(
-                    StatusCode::CREATED,
-                    &serde_json::json!({
-                        "code": invitation.code,
-                        "email": invitation.email,
-                        "inviter": invitation.inviter,
-                        "created_at": invitation.created_ms / 1000,
-                    }),
-                ))
-            },
-        );
+        .and_then(create_invitation);
     let accept = warp::path!("api" / "v1" / "invitations" / String / "accept")
         .and(warp::post())
         .and(client_ip(Arc::new(state.config.trusted_proxies.clone())))
         .and(with_state(&state))
-        .and_then(|code: String, ip, state: Arc<AppState>| async move {
-            // The code is the credential here: each one, and each address, gets a few tries.
-            check_code(&state, Endpoint::InvitationAccept, ip, &code)?;
-            let created = state.fleet.accept(&code, now_ms()).await.map_err(reject)?;
-            Ok::<_, Rejection>(created_reply(&state, created))
-        });
+        .and_then(accept_invitation);
 
-    create
-        .or(list)
-        .unify()
-        .or(one)
-        .unify()
-        .or(disable)
-        .unify()
-        .or(enable)
-        .unify()
-        .or(set_proxies)
-        .unify()
-        .or(gift)
-        .unify()
-        .or(check)
-        .unify()
-        .or(rebalance)
-        .unify()
-        .or(plans)
-        .unify()
-        .or(proxy_action)
-        .unify()
-        .or(outbox)
-        .unify()
-        .or(invite)
-        .unify()
-        .or(accept)
-        .unify()
+    endpoints! {
+        POST "/api/v1/admin/users" => create,
+        GET "/api/v1/admin/users" => list,
+        GET "/api/v1/admin/users/{id}" => one,
+        POST "/api/v1/admin/users/{id}/disable" => disable,
+        POST "/api/v1/admin/users/{id}/enable" => enable,
+        PUT "/api/v1/admin/users/{id}/proxies" => set_proxies,
+        POST "/api/v1/admin/users/{id}/pro" => gift,
+        POST "/api/v1/admin/rebalance" => rebalance,
+        GET "/api/v1/admin/rebalance/plans" => plans,
+        POST "/api/v1/admin/proxies/{name}/action" => proxy_action,
+        POST "/api/v1/invitations" => invite,
+        POST "/api/v1/invitations/{code}/accept" => accept,
+    }
+}
+
+async fn create_user(body: NewUser, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let email = Email::parse(&body.email).map_err(reject)?;
+    let created = state
+        .fleet
+        .create_user(&email, body.invited_by, state.clock.now_ms())
+        .await
+        .map_err(reject)?;
+    Ok(created_reply(&state, created))
+}
+
+async fn list_users(q: ListQuery, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let users = state
+        .fleet
+        .list_users(q.after, q.q.as_deref(), q.after_email.as_deref(), limit)
+        .map_err(reject)?;
+    let full = users.len() == limit;
+    let last = users.last().filter(|_| full);
+    let next_after = last.map(|u| u.id);
+    let next_after_email = last.map(|u| u.email.as_str().to_string());
+    let users: Vec<UserSummary> = users.iter().map(UserSummary::from).collect();
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "users": users,
+            "next_after": next_after,
+            "next_after_email": next_after_email,
+            "users_total": state.fleet.users_total().map_err(reject)?,
+        }),
+    ))
+}
+
+async fn user_detail(id: u64, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let user = state
+        .fleet
+        .user(id)
+        .map_err(reject)?
+        .ok_or_else(|| reject(Error::NotFound(format!("user {id}"))))?;
+    let now = state.clock.now_ms();
+    let proxies = proxy_entries(&state.registry, &user, now).map_err(reject)?;
+    let history = links::history(&state.store, id).map_err(reject)?;
+    let history: Vec<serde_json::Value> = history
+        .iter()
+        .map(|h| serde_json::json!({ "at": h.at_ms / 1000, "proxies": h.proxies, "reason": h.reason }))
+        .collect();
+    let children =
+        crate::fleet::invitees::children(&state.store, id, CHILDREN_SHOWN).map_err(reject)?;
+    let devices: Vec<serde_json::Value> = user
+        .devices
+        .iter()
+        .map(|d| serde_json::json!({ "id": d.id, "name": d.name, "created_at": d.created_ms / 1000 }))
+        .collect();
+    let payments = state.billing.payments_of(id).map_err(reject)?;
+    // What the client is served now, as the config server renders it (account subset).
+    let config = state
+        .distribution
+        .config_for(&user, None, now)
+        .map_err(reject)?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "user": UserSummary::from(&user),
+            "parent": user.invited_by,
+            "children": children,
+            "devices": devices,
+            "payments": payments,
+            "config": config,
+            "proxies": proxies,
+            "pro": { "active": user.pro_until_ms.is_some_and(|t| t > now), "until": user.pro_until_ms.map(|t| t / 1000), "proxies": user.pro_proxies },
+            "pro_until": user.pro_until_ms.map(|t| t / 1000),
+            "config_version": user.config_version,
+            "history": history,
+        }),
+    ))
+}
+
+async fn disable_user(id: u64, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let user = state
+        .fleet
+        .disable(id, state.clock.now_ms())
+        .await
+        .map_err(reject)?;
+    Ok(json(StatusCode::OK, &UserSummary::from(&user)))
+}
+
+async fn enable_user(id: u64, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let user = state
+        .fleet
+        .enable(id, state.clock.now_ms())
+        .await
+        .map_err(reject)?;
+    Ok(json(StatusCode::OK, &UserSummary::from(&user)))
+}
+
+async fn set_user_proxies(
+    id: u64,
+    body: SetProxies,
+    state: Arc<AppState>,
+) -> Result<Route, Rejection> {
+    let user = state
+        .fleet
+        .set_user_proxies(id, body.proxies, state.clock.now_ms())
+        .await
+        .map_err(reject)?;
+    Ok(json(StatusCode::OK, &UserSummary::from(&user)))
+}
+
+async fn gift_pro(id: u64, body: GiftPro, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let user = state
+        .billing
+        .gift(id, body.days, state.clock.now_ms())
+        .await
+        .map_err(reject)?;
+    Ok(json(StatusCode::OK, &UserSummary::from(&user)))
+}
+
+async fn run_rebalance(q: RebalanceQuery, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let dry_run = q.dry_run.unwrap_or(true);
+    let plan = rebalance::run(&state.fleet, &state.rebalance, Trigger::Manual, dry_run)
+        .await
+        .map_err(reject)?;
+    state.metrics.rebalanced(&plan);
+    Ok(json(StatusCode::OK, &plan))
+}
+
+async fn rebalance_plans(q: ListQuery, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let plans =
+        rebalance::history(&state.fleet, q.limit.unwrap_or(20).clamp(1, 200)).map_err(reject)?;
+    Ok(json(StatusCode::OK, &serde_json::json!({ "plans": plans })))
+}
+
+async fn act_on_proxy(
+    name: String,
+    body: ProxyActionBody,
+    state: Arc<AppState>,
+) -> Result<Route, Rejection> {
+    let name = ProxyName::parse(&name).map_err(reject)?;
+    let proxy = state
+        .fleet
+        .proxy_action(&name, body.action, state.clock.now_ms())
+        .await
+        .map_err(reject)?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "name": proxy.name, "role": proxy.role, "action": body.action }),
+    ))
+}
+
+async fn create_invitation(
+    inviter: User,
+    body: NewInvitation,
+    state: Arc<AppState>,
+) -> Result<Route, Rejection> {
+    let email = Email::parse(&body.email).map_err(reject)?;
+    let invitation = state
+        .fleet
+        .invite(&inviter, &email, state.clock.now_ms())
+        .await
+        .map_err(reject)?;
+    Ok(json(
+        StatusCode::CREATED,
+        &serde_json::json!({
+            "code": invitation.code,
+            "email": invitation.email,
+            "inviter": invitation.inviter,
+            "created_at": invitation.created_ms / 1000,
+        }),
+    ))
+}
+
+async fn accept_invitation(
+    code: String,
+    ip: Option<std::net::IpAddr>,
+    state: Arc<AppState>,
+) -> Result<Route, Rejection> {
+    // The code is the credential here: each one, and each address, gets a few tries.
+    check_code(&state, Endpoint::InvitationAccept, ip, &code)?;
+    let created = state
+        .fleet
+        .accept(&code, state.clock.now_ms())
+        .await
+        .map_err(reject)?;
+    Ok(created_reply(&state, created))
 }

@@ -12,7 +12,6 @@ use warp::{Filter, Rejection};
 use crate::api::filters::limited;
 use crate::api::filters::{admin, with_state};
 use crate::api::AppState;
-use crate::clock::now_ms;
 use crate::gateways::rank::{self, location_key, Origin};
 use crate::http::client_ip::client_ip;
 use crate::http::rate_limit::Endpoint;
@@ -46,7 +45,12 @@ pub fn json_request() -> impl Filter<Extract = (JsonQuery,), Error = Rejection> 
 
 type Route = warp::reply::Response;
 
-pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = Rejection> + Clone {
+pub fn routes(
+    state: Arc<AppState>,
+) -> (
+    super::Table,
+    impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone,
+) {
     let trusted = Arc::new(state.config.trusted_proxies.clone());
     let recommend = json_request()
         .and(limited(&state, Endpoint::Json))
@@ -57,19 +61,25 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .and(warp::get())
         .and(admin(&state))
         .and(with_state(&state))
-        .and_then(|state: Arc<AppState>| async move {
-            let mut counts = serde_json::Map::new();
-            for item in state
-                .store
-                .scan_prefix::<u64>(TreeId::Meta, OVERRIDE_PREFIX)
-            {
-                let (key, count) = item.map_err(reject)?;
-                let city = String::from_utf8_lossy(&key[OVERRIDE_PREFIX.len()..]).into_owned();
-                counts.insert(city, json!(count));
-            }
-            Ok::<_, Rejection>(json(StatusCode::OK, &json!({ "overrides": counts })))
-        });
-    recommend.or(overrides).unify()
+        .and_then(override_counts);
+    endpoints! {
+        // bitmask-vpn POSTs its gateway request.
+        [GET POST] "/json" => recommend,
+        GET "/api/v1/admin/gateways/overrides" => overrides,
+    }
+}
+
+async fn override_counts(state: Arc<AppState>) -> Result<Route, Rejection> {
+    let mut counts = serde_json::Map::new();
+    for item in state
+        .store
+        .scan_prefix::<u64>(TreeId::Meta, OVERRIDE_PREFIX)
+    {
+        let (key, count) = item.map_err(reject)?;
+        let city = String::from_utf8_lossy(&key[OVERRIDE_PREFIX.len()..]).into_owned();
+        counts.insert(city, json!(count));
+    }
+    Ok(json(StatusCode::OK, &json!({ "overrides": counts })))
 }
 
 /// A query value, or `None` when absent or empty (`city=` is no city).
@@ -86,7 +96,7 @@ async fn recommend(
     client: Option<IpAddr>,
     state: Arc<AppState>,
 ) -> Result<Route, Rejection> {
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let view = state.distribution.view(now).map_err(reject)?;
     let set = state.gateways.set(&view, now);
     recommend_in(&set, &state.gateways.geo, &query, client, |key| {

@@ -7,33 +7,39 @@ use warp::{Filter, Rejection};
 
 use crate::api::filters::{admin, with_state};
 use crate::api::AppState;
-use crate::clock::now_ms;
 use crate::error::Error;
 use crate::http::reject;
 
 pub fn routes(
     state: Arc<AppState>,
-) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
-    warp::path!("metrics")
+) -> (
+    super::Table,
+    impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone,
+) {
+    let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(admin(&state))
         .and(with_state(&state))
-        .and_then(|state: Arc<AppState>| async move {
-            let gathered = state.clone();
-            let text = tokio::task::spawn_blocking(move || render(&gathered))
-                .await
-                .map_err(|e| reject(Error::internal(e)))?
-                .map_err(reject)?;
-            Response::builder()
-                .status(StatusCode::OK)
-                .header(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)
-                .body(warp::hyper::Body::from(text))
-                .map_err(|e| reject(Error::internal(e)))
-        })
+        .and_then(scrape);
+    endpoints! {
+        GET "/metrics" => metrics,
+    }
+}
+
+async fn scrape(state: Arc<AppState>) -> Result<warp::reply::Response, Rejection> {
+    let text = tokio::task::spawn_blocking(move || render(&state))
+        .await
+        .map_err(|e| reject(Error::internal(e)))?
+        .map_err(reject)?;
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)
+        .body(warp::hyper::Body::from(text))
+        .map_err(|e| reject(Error::internal(e)))
 }
 
 fn render(state: &AppState) -> crate::error::Result<String> {
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let summary = crate::admin::summary::summary(&state.summary_sources(), now)?;
     let mut text = state.metrics.encode_counters();
     text.push_str(&crate::metrics::scrape::gauges(
@@ -41,5 +47,9 @@ fn render(state: &AppState) -> crate::error::Result<String> {
         &state.billing.totals()?,
     ));
     text.push_str(&crate::mirror::prometheus_text(&summary.mirror));
+    text.push_str(&crate::metrics::scrape::listener_gauges(
+        state.capacity.connections(),
+        state.capacity.long_polls(),
+    ));
     Ok(text)
 }

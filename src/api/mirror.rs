@@ -8,33 +8,44 @@ use warp::{Filter, Rejection};
 
 use crate::api::filters::{admin, with_state};
 use crate::api::AppState;
-use crate::clock::now_ms;
 use crate::http::{json, reject};
 
 type Route = warp::reply::Response;
 
-pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = Rejection> + Clone {
+pub fn routes(
+    state: Arc<AppState>,
+) -> (
+    super::Table,
+    impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone,
+) {
     let status = warp::path!("api" / "v1" / "admin" / "mirror")
         .and(warp::get())
         .and(admin(&state))
         .and(with_state(&state))
-        .and_then(|state: Arc<AppState>| async move {
-            let report = state
-                .mirror
-                .report(&state.store, now_ms())
-                .map_err(reject)?;
-            Ok::<_, Rejection>(json(StatusCode::OK, &report))
-        });
+        .and_then(mirror_status);
     let resync = warp::path!("api" / "v1" / "admin" / "mirror" / "resync")
         .and(warp::post())
         .and(admin(&state))
         .and(with_state(&state))
-        .and_then(|state: Arc<AppState>| async move {
-            state.mirror.request_resync().map_err(reject)?;
-            Ok::<_, Rejection>(json(
-                StatusCode::ACCEPTED,
-                &serde_json::json!({ "status": "resync requested" }),
-            ))
-        });
-    status.or(resync).unify()
+        .and_then(request_resync);
+    endpoints! {
+        GET "/api/v1/admin/mirror" => status,
+        POST "/api/v1/admin/mirror/resync" => resync,
+    }
+}
+
+async fn mirror_status(state: Arc<AppState>) -> Result<Route, Rejection> {
+    let report = state
+        .mirror
+        .report(&state.store, state.clock.now_ms())
+        .map_err(reject)?;
+    Ok(json(StatusCode::OK, &report))
+}
+
+async fn request_resync(state: Arc<AppState>) -> Result<Route, Rejection> {
+    state.mirror.request_resync().map_err(reject)?;
+    Ok(json(
+        StatusCode::ACCEPTED,
+        &serde_json::json!({ "status": "resync requested" }),
+    ))
 }

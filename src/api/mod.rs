@@ -2,6 +2,26 @@
 //! merges them and makes every error JSON. Nothing below this layer knows about HTTP routes or
 //! about `AppState`; handlers call the capabilities' services (docs/ARCHITECTURE.md).
 
+/// A route table: each endpoint's method and path template, as `assets/openapi.json` writes
+/// them, beside the filter that serves it. Expands to `(Table, filter)`, the filter trying the
+/// endpoints in the order written (no boxing: the hot paths stay cheap). The router is built
+/// only from these tables, so the table is every route there is (tests/api/openapi.rs compares
+/// it with the OpenAPI file, both ways).
+/// A filter that serves several templates lists them with `|`, several methods in brackets:
+/// `[GET POST] "/json" => recommend`.
+macro_rules! endpoints {
+    ($( $methods:tt $($template:literal)|+ => $filter:expr ),+ $(,)?) => {{
+        let mut table: $crate::api::Table = Vec::new();
+        $( $( table.extend(endpoints!(@rows $methods $template)); )+ )+
+        (table, endpoints!(@or $($filter),+))
+    }};
+    (@rows [$($method:ident)+] $template:literal) => {
+        [$( (warp::http::Method::$method, $template) ),+]
+    };
+    (@rows $method:ident $template:literal) => { [(warp::http::Method::$method, $template)] };
+    (@or $first:expr $(, $rest:expr)*) => { $first $( .or($rest).unify() )* };
+}
+
 pub mod admin;
 pub mod backup;
 pub mod billing;
@@ -10,11 +30,13 @@ pub mod edge;
 pub mod filters;
 pub mod fleet;
 pub mod gateways;
+pub mod mail;
 pub mod metrics;
 pub mod mirror;
 pub mod queue;
 pub mod registry;
 mod state;
+pub mod store;
 
 use std::sync::Arc;
 
@@ -25,11 +47,31 @@ use warp::Filter;
 use crate::http::{json, recover};
 pub use state::{AppState, Tokens};
 
+/// Every endpoint's method and path template, in the order the router tries them.
+pub type Table = Vec<(warp::http::Method, &'static str)>;
+
 /// Every endpoint, for people and for tools (tests/api/openapi.rs keeps it true to the routes).
 pub const OPENAPI: &str = include_str!("../../assets/openapi.json");
 
-/// Every route; `over_tls` when they answer on the HTTPS listener.
-pub fn routes(state: Arc<AppState>, over_tls: bool) -> BoxedFilter<(warp::reply::Response,)> {
+/// Adds a module's endpoints to `table` and boxes its filter.
+fn boxed<F>(table: &mut Table, (rows, filter): (Table, F)) -> BoxedFilter<(warp::reply::Response,)>
+where
+    F: Filter<Extract = (warp::reply::Response,), Error = warp::Rejection>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    table.extend(rows);
+    filter.boxed()
+}
+
+/// Every route, and the table of every endpoint it serves; `over_tls` when they answer on the
+/// HTTPS listener.
+pub fn routes(
+    state: Arc<AppState>,
+    over_tls: bool,
+) -> (Table, BoxedFilter<(warp::reply::Response,)>) {
     // A monitor's probe: 503 while writes are refused for lack of disk, or after the engine
     // failed at a full disk (that one needs a restart).
     let storage = state.clone();
@@ -56,30 +98,40 @@ pub fn routes(state: Arc<AppState>, over_tls: bool) -> BoxedFilter<(warp::reply:
                 .body(warp::hyper::Body::from(OPENAPI))
                 .unwrap_or_default()
         });
-    // The hot paths (config reads, heartbeats) come first: warp tries routes in order.
-    let api = distribution::routes(state.clone())
-        .boxed()
-        .or(registry::routes(state.clone()).boxed())
+    // The hot paths (config reads, heartbeats) come first: warp tries routes in order. Each
+    // module's filters are boxed once, so a request pays one boxed attempt per module at most.
+    let mut table = Table::new();
+    let t = &mut table;
+    let api = boxed(t, distribution::routes(state.clone()))
+        .or(boxed(t, registry::routes(state.clone())))
         .unify()
-        .or(gateways::routes(state.clone()).boxed())
+        .or(boxed(t, gateways::routes(state.clone())))
         .unify()
-        .or(health)
+        .or(boxed(
+            t,
+            endpoints! {
+                GET "/healthz" => health,
+                GET "/api/v1/openapi.json" => openapi,
+            },
+        ))
         .unify()
-        .or(openapi)
+        .or(boxed(t, queue::routes(state.clone())))
         .unify()
-        .or(queue::routes(state.clone()).boxed())
+        .or(boxed(t, billing::routes(state.clone())))
         .unify()
-        .or(billing::routes(state.clone()).boxed())
+        .or(boxed(t, mirror::routes(state.clone())))
         .unify()
-        .or(mirror::routes(state.clone()).boxed())
+        .or(boxed(t, metrics::routes(state.clone())))
         .unify()
-        .or(metrics::routes(state.clone()).boxed())
+        .or(boxed(t, backup::routes(state.clone())))
         .unify()
-        .or(backup::routes(state.clone()).boxed())
+        .or(boxed(t, store::routes(state.clone())))
         .unify()
-        .or(fleet::routes(state.clone()).boxed())
+        .or(boxed(t, mail::routes(state.clone())))
         .unify()
-        .or(admin::routes(state.clone(), over_tls).boxed())
+        .or(boxed(t, fleet::routes(state.clone())))
+        .unify()
+        .or(boxed(t, admin::routes(state.clone(), over_tls)))
         .unify()
         .recover(recover)
         .unify()
@@ -87,7 +139,7 @@ pub fn routes(state: Arc<AppState>, over_tls: bool) -> BoxedFilter<(warp::reply:
     // Every mutating admin call is recorded in the audit trail once answered; every answer is
     // counted by route template (never the raw path: it may hold a code or a user id).
     let observed = state.clone();
-    admin::layer::audited(state, api)
+    let served = admin::layer::audited(state, api)
         .with(warp::log::custom(move |info| {
             observed.metrics.observe_request(
                 info.method().as_str(),
@@ -100,5 +152,6 @@ pub fn routes(state: Arc<AppState>, over_tls: bool) -> BoxedFilter<(warp::reply:
         // The audit layer's own rejections, if any, get the JSON error shape too.
         .recover(recover)
         .unify()
-        .boxed()
+        .boxed();
+    (table, served)
 }

@@ -8,9 +8,10 @@ use warp::{Filter, Rejection};
 
 use crate::api::filters::{admin, with_state};
 use crate::api::AppState;
-use crate::clock::now_ms;
 use crate::error::Error;
 use crate::http::{json, reject};
+
+type Route = warp::reply::Response;
 use crate::queue::TaskState;
 
 #[derive(Deserialize)]
@@ -20,46 +21,66 @@ struct ListQuery {
 
 pub fn routes(
     state: Arc<AppState>,
-) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+) -> (
+    super::Table,
+    impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone,
+) {
     let base = warp::path!("api" / "v1" / "admin" / "queue" / ..).and(admin(&state));
     let counts = base
         .clone()
         .and(warp::path::end())
         .and(warp::get())
         .and(with_state(&state))
-        .and_then(|state: Arc<AppState>| async move {
-            let counts = state.queue.counts().map_err(reject)?;
-            Ok::<_, Rejection>(json(StatusCode::OK, &counts))
-        });
+        .and_then(queue_counts);
     let dead = base
         .clone()
         .and(warp::path!("dead"))
         .and(warp::get())
         .and(warp::query::<ListQuery>())
         .and(with_state(&state))
-        .and_then(|q: ListQuery, state: Arc<AppState>| async move {
-            let limit = q.limit.unwrap_or(100).min(1000);
-            let tasks = state.queue.list(TaskState::Dead, limit).map_err(reject)?;
-            Ok::<_, Rejection>(json(StatusCode::OK, &serde_json::json!({ "tasks": tasks })))
-        });
+        .and_then(dead_letters);
     let one = base
         .clone()
         .and(warp::path!("tasks" / u64))
         .and(warp::get())
         .and(with_state(&state))
-        .and_then(|id: u64, state: Arc<AppState>| async move {
-            match state.queue.get(id).map_err(reject)? {
-                Some(task) => Ok::<_, Rejection>(json(StatusCode::OK, &task)),
-                None => Err(reject(Error::NotFound(format!("task {id}")))),
-            }
-        });
+        .and_then(one_task);
     let retry = base
         .and(warp::path!("tasks" / u64 / "retry"))
         .and(warp::post())
         .and(with_state(&state))
-        .and_then(|id: u64, state: Arc<AppState>| async move {
-            let task = state.queue.retry_dead(id, now_ms()).await.map_err(reject)?;
-            Ok::<_, Rejection>(json(StatusCode::OK, &task))
-        });
-    counts.or(dead).unify().or(one).unify().or(retry).unify()
+        .and_then(retry_task);
+    endpoints! {
+        GET "/api/v1/admin/queue" => counts,
+        GET "/api/v1/admin/queue/dead" => dead,
+        GET "/api/v1/admin/queue/tasks/{id}" => one,
+        POST "/api/v1/admin/queue/tasks/{id}/retry" => retry,
+    }
+}
+
+async fn queue_counts(state: Arc<AppState>) -> Result<Route, Rejection> {
+    let counts = state.queue.counts().map_err(reject)?;
+    Ok(json(StatusCode::OK, &counts))
+}
+
+async fn dead_letters(q: ListQuery, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let limit = q.limit.unwrap_or(100).min(1000);
+    let tasks = state.queue.list(TaskState::Dead, limit).map_err(reject)?;
+    Ok(json(StatusCode::OK, &serde_json::json!({ "tasks": tasks })))
+}
+
+async fn one_task(id: u64, state: Arc<AppState>) -> Result<Route, Rejection> {
+    match state.queue.get(id).map_err(reject)? {
+        Some(task) => Ok(json(StatusCode::OK, &task)),
+        None => Err(reject(Error::NotFound(format!("task {id}")))),
+    }
+}
+
+async fn retry_task(id: u64, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let task = state
+        .queue
+        .retry_dead(id, state.clock.now_ms())
+        .await
+        .map_err(reject)?;
+    Ok(json(StatusCode::OK, &task))
 }

@@ -10,7 +10,6 @@ use warp::{Filter, Rejection, Reply};
 use crate::api::filters::limited;
 use crate::api::filters::{admin, with_state};
 use crate::api::AppState;
-use crate::clock::now_ms;
 use crate::error::Error;
 use crate::http::auth::bearer_lookup;
 use crate::http::body::{fields, json as json_body, Fields};
@@ -82,7 +81,12 @@ struct EventsQuery {
     name: Option<String>,
 }
 
-pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = Rejection> + Clone {
+pub fn routes(
+    state: Arc<AppState>,
+) -> (
+    super::Table,
+    impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone,
+) {
     let limit = state.config.max_body_bytes;
     let register = warp::path!("register")
         .and(warp::post())
@@ -180,33 +184,22 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .and(with_state(&state))
         .and_then(edge_status);
 
-    register
-        .or(unregister)
-        .unify()
-        .or(list)
-        .unify()
-        .or(one)
-        .unify()
-        .or(load)
-        .unify()
-        .or(events)
-        .unify()
-        .or(vcl)
-        .unify()
-        .or(edge_status)
-        .unify()
-        .or(create_enrolment)
-        .unify()
-        .or(list_enrolments)
-        .unify()
-        .or(revoke_enrolment)
-        .unify()
-        .or(rotate_secret)
-        .unify()
-        .or(revoke_proxy)
-        .unify()
-        .or(set_role)
-        .unify()
+    endpoints! {
+        POST "/register" => register,
+        POST "/unregister" => unregister,
+        GET "/api/v1/admin/proxies" => list,
+        GET "/api/v1/admin/proxies/{name}" => one,
+        GET "/api/v1/admin/proxies/{name}/load" => load,
+        GET "/api/v1/admin/registry/events" => events,
+        GET "/api/v1/admin/edge/varnish.vcl" => vcl,
+        GET "/api/v1/admin/edge" => edge_status,
+        POST "/api/v1/admin/enrolments" => create_enrolment,
+        GET "/api/v1/admin/enrolments" => list_enrolments,
+        POST "/api/v1/admin/enrolments/{id}/revoke" => revoke_enrolment,
+        POST "/api/v1/admin/proxies/{name}/secret" => rotate_secret,
+        POST "/api/v1/admin/proxies/{name}/revoke" => revoke_proxy,
+        POST "/api/v1/admin/proxies/{name}/role" => set_role,
+    }
 }
 
 /// `POST /api/v1/admin/enrolments`.
@@ -294,7 +287,7 @@ async fn create_enrolment(body: EnrolmentBody, state: Arc<AppState>) -> Result<R
             "note must be at most 200 printable characters",
         )));
     }
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let new = NewEnrolment {
         role,
         max_capacity: body.max_capacity,
@@ -370,7 +363,7 @@ async fn revoke_proxy(name: String, state: Arc<AppState>) -> Result<Route, Rejec
     let name = proxy_name(&name)?;
     let removed = state
         .registry
-        .revoke(&name, now_ms())
+        .revoke(&name, state.clock.now_ms())
         .await
         .map_err(reject)?;
     Ok(json(
@@ -390,7 +383,7 @@ async fn set_role(name: String, body: RoleBody, state: Arc<AppState>) -> Result<
     let role = crate::registry::Role::parse(&body.role).map_err(reject)?;
     let proxy = state
         .fleet
-        .set_proxy_role(&name, role, now_ms())
+        .set_proxy_role(&name, role, state.clock.now_ms())
         .await
         .map_err(reject)?;
     Ok(json(StatusCode::OK, &ProxyView::from(proxy)))
@@ -443,7 +436,7 @@ async fn register(
     }
     let registered = state
         .registry
-        .register(registration, presented, now_ms())
+        .register(registration, presented, state.clock.now_ms())
         .await
         .map_err(reject)?;
     let proxy = &registered.proxy;
@@ -476,7 +469,7 @@ async fn unregister(
     let name = validate::name_only(&fields).map_err(reject)?;
     let proxy = state
         .registry
-        .unregister(&name, &presented, now_ms())
+        .unregister(&name, &presented, state.clock.now_ms())
         .await
         .map_err(reject)?;
     Ok(json(
@@ -505,7 +498,7 @@ async fn list(
     seen: Option<String>,
     state: Arc<AppState>,
 ) -> Result<Route, Rejection> {
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let Some(limit) = query.limit else {
         let proxies = state.registry.list(now).map_err(reject)?;
         let proxies: Vec<ProxyView> = proxies.into_iter().map(ProxyView::from).collect();
@@ -566,7 +559,11 @@ async fn list(
 async fn one(name: String, state: Arc<AppState>) -> Result<Route, Rejection> {
     let not_found = || reject(Error::NotFound(format!("proxy {name}")));
     let parsed = ProxyName::parse(&name).map_err(|_| not_found())?;
-    match state.registry.get(&parsed, now_ms()).map_err(reject)? {
+    match state
+        .registry
+        .get(&parsed, state.clock.now_ms())
+        .map_err(reject)?
+    {
         Some(proxy) => Ok(json(StatusCode::OK, &ProxyView::from(proxy))),
         None => Err(not_found()),
     }
@@ -577,7 +574,7 @@ async fn load(name: String, state: Arc<AppState>) -> Result<Route, Rejection> {
     let parsed = ProxyName::parse(&name).map_err(|_| not_found())?;
     if state
         .registry
-        .get(&parsed, now_ms())
+        .get(&parsed, state.clock.now_ms())
         .map_err(reject)?
         .is_none()
     {

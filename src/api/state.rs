@@ -42,6 +42,10 @@ pub struct AppState {
     pub backup_schedule: crate::backup::schedule::Schedule,
     pub limits: crate::http::rate_limit::RateLimits,
     pub metrics: crate::metrics::Metrics,
+    /// The time every handler reads (the system clock; a test may move it forward).
+    pub clock: crate::clock::Clock,
+    /// What the listeners hold now (connections, long-polls), for `/metrics`.
+    pub capacity: std::sync::Arc<crate::http::listener::Capacity>,
 }
 
 impl AppState {

@@ -22,7 +22,7 @@ impl EdgeApp {
     pub async fn build(settings: EdgeSettings) -> Result<EdgeApp> {
         let conn = crate::mirror::connect(&settings.redis_url)
             .await
-            .map_err(|e| Error::internal(format!("redis {}: {e}", settings.redis_url)))?;
+            .map_err(|e| Error::caused_by(format!("redis {}", settings.redis_url), e))?;
         let state = Arc::new(EdgeState {
             keys: Keys::new(&settings.prefix),
             settings,
@@ -36,7 +36,7 @@ impl EdgeApp {
         let listen = state.settings.listen;
         let listener = crate::http::listener::bind(listen)
             .await
-            .map_err(|e| Error::internal(format!("cannot listen on {listen}: {e}")))?;
+            .map_err(|e| Error::caused_by(format!("cannot listen on {listen}"), e))?;
         let address = listener.local_addr().map_err(Error::internal)?;
         // The primary's defaults: an edge faces the same clients.
         let limits = crate::http::listener::Limits::from_config(&crate::config::Config::default())

@@ -70,7 +70,7 @@ pub async fn refresh_views(state: Arc<AppState>, mut stop: watch::Receiver<bool>
 /// Ends Pro that ran out (releases the pro proxies) and warns users whose Pro ends within
 /// three days, every `pro_sweep_secs`.
 pub async fn expire_pro(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
-    let every = std::time::Duration::from_secs(state.config.pro_sweep_secs.max(1));
+    let every = std::time::Duration::from_secs(state.config.pro_sweep_secs);
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !*stop.borrow() {
@@ -78,14 +78,20 @@ pub async fn expire_pro(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.changed() => break,
         }
+        let mut ok = true;
         match state.billing.expire_due(now_ms()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(users = n, "pro ended"),
-            Err(e) => tracing::error!(error = %e, "pro expiry sweep failed"),
+            Err(e) => {
+                ok = false;
+                tracing::error!(error = %e, "pro expiry sweep failed");
+            }
         }
         if let Err(e) = state.billing.warn_expiring(now_ms()).await {
+            ok = false;
             tracing::error!(error = %e, "pro expiry warnings failed");
         }
+        state.metrics.pro_swept(ok);
     }
 }
 

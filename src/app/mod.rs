@@ -41,9 +41,6 @@ use crate::registry::writes::Writer;
 use crate::registry::{sweeper, Registry};
 use crate::store::Store;
 
-/// How long requests in flight may take to finish once shutdown starts.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
 /// Stops a running application: stop accepting, finish requests and tasks, flush.
 #[derive(Clone)]
 pub struct ShutdownHandle(Arc<watch::Sender<bool>>);
@@ -69,11 +66,23 @@ pub struct Application {
     stop: Arc<watch::Sender<bool>>,
     background: Vec<JoinHandle<()>>,
     new_tokens: NewTokens,
+    endpoints: crate::api::Table,
 }
 
 impl Application {
     /// Opens everything and binds the listener (port 0 picks a free port), without serving yet.
     pub async fn build(config: Config) -> Result<Application> {
+        Application::build_with_clock(config, crate::clock::Clock::system()).await
+    }
+
+    /// As [`Application::build`], with the clock the HTTP API reads (tests move it forward).
+    pub async fn build_with_clock(
+        config: Config,
+        clock: crate::clock::Clock,
+    ) -> Result<Application> {
+        config
+            .validate()
+            .map_err(|problems| Error::invalid("config_invalid", problems))?;
         tls::check_plain_http(&config)?;
         if crate::backup::encryption::recipient(&config)?.is_none() {
             tracing::warn!(
@@ -96,15 +105,15 @@ impl Application {
         let store = Store::open(&config.data_dir)?;
         store
             .guard_disk(config.min_free_disk_mb.saturating_mul(1_048_576))
-            .map_err(|e| Error::internal(format!("read the data disk's free space: {e}")))?;
+            .map_err(|e| Error::caused_by("read the data disk's free space", e))?;
         migrations::run(&store, &config)?;
         let (tokens, new_tokens) = tokens::load_or_create(&store, &config).await?;
         let queue = Queue::new(
             store.clone(),
             QueuePolicy {
-                max_attempts: config.queue_max_attempts.max(1),
+                max_attempts: config.queue_max_attempts,
                 backoff_base_ms: config.queue_backoff_base_ms,
-                lease_ms: config.queue_lease_secs.max(1) * 1000,
+                lease_ms: config.queue_lease_secs * 1000,
                 done_retention_ms: config.queue_done_retention_secs * 1000,
             },
         );
@@ -129,7 +138,7 @@ impl Application {
             vcl_path: config.edge_vcl_path(),
             varnish_admin: config.varnish_admin.clone(),
             varnish_secret_file: config.varnish_secret_file.clone(),
-            group_size: config.edge_vcl_group_size.max(1),
+            group_size: config.edge_vcl_group_size,
             group_salt: crate::registry::edge::group_salt(&store)?,
         };
         let fleet = Fleet::new(
@@ -138,6 +147,8 @@ impl Application {
             registry.clone(),
             ConfigNotifier::default(),
             FleetSettings::from_config(&config),
+            // A disabled account's Pro proxies stop accepting its token at once.
+            Arc::new(crate::billing::pro::release),
         );
         let rebalance = RebalanceSettings::from_config(&config);
         let distribution = Distribution::new(
@@ -164,7 +175,7 @@ impl Application {
                 Some(key) => Some(StripeApi::new(
                     &config.stripe_api_base,
                     key.expose(),
-                    Duration::from_secs(config.stripe_timeout_secs.max(1)),
+                    Duration::from_secs(config.stripe_timeout_secs),
                 )?),
                 None => None,
             },
@@ -180,7 +191,15 @@ impl Application {
         let mirror = Mirror::new(config.redis_url.clone(), &config.redis_prefix);
         let admin = crate::admin::AdminPanel::new(config.admin_login_burst);
         let limits = crate::http::rate_limit::RateLimits::new(&config.rate_limits);
+        let listener_limits = http::listener::Limits {
+            keep_body: Some(crate::api::admin::layer::is_audited),
+            ..http::listener::Limits::from_config(&config)
+        }
+        .within_file_limit();
+        let capacity = http::listener::Capacity::new(&listener_limits);
         let state = Arc::new(AppState {
+            clock,
+            capacity: capacity.clone(),
             metrics: crate::metrics::Metrics::new(routes::OPENAPI),
             limits,
             admin,
@@ -202,23 +221,18 @@ impl Application {
 
         let (stop, _) = watch::channel(false);
         let stop = Arc::new(stop);
-        let limits = http::listener::Limits {
-            keep_body: Some(crate::api::admin::layer::is_audited),
-            ..http::listener::Limits::from_config(&state.config)
-        }
-        .within_file_limit();
-        let capacity = http::listener::Capacity::new(&limits);
         let listen = state.config.listen;
         let listener = http::listener::bind(listen)
             .await
-            .map_err(|e| Error::internal(format!("cannot listen on {listen}: {e}")))?;
+            .map_err(|e| Error::caused_by(format!("cannot listen on {listen}"), e))?;
         let address = listener.local_addr().map_err(Error::internal)?;
         tokens::write_control_url(&state.config.data_dir, address)?;
+        let (endpoints, plain_routes) = routes::routes(state.clone(), false);
         let mut server: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(http::listener::serve(
             listener,
             None,
-            routes::routes(state.clone(), false),
-            limits.clone(),
+            plain_routes,
+            listener_limits.clone(),
             capacity.clone(),
             stop.subscribe(),
         ));
@@ -227,13 +241,13 @@ impl Application {
             let acceptor = http::listener::tls_acceptor(&files.cert_pem, &files.key_pem)?;
             let listener = http::listener::bind(listen)
                 .await
-                .map_err(|e| Error::internal(format!("cannot serve HTTPS on {listen}: {e}")))?;
+                .map_err(|e| Error::caused_by(format!("cannot serve HTTPS on {listen}"), e))?;
             let tls_address = listener.local_addr().map_err(Error::internal)?;
             let tls_server = http::listener::serve(
                 listener,
                 Some(acceptor),
-                routes::routes(state.clone(), true),
-                limits,
+                routes::routes(state.clone(), true).1,
+                listener_limits,
                 capacity,
                 stop.subscribe(),
             );
@@ -256,6 +270,7 @@ impl Application {
             stop,
             background,
             new_tokens,
+            endpoints,
         })
     }
 
@@ -265,6 +280,11 @@ impl Application {
 
     pub fn https(&self) -> Option<&Https> {
         self.https.as_ref()
+    }
+
+    /// Every endpoint the HTTP API serves: method and path template.
+    pub fn endpoints(&self) -> &crate::api::Table {
+        &self.endpoints
     }
 
     pub fn port(&self) -> u16 {
@@ -280,21 +300,12 @@ impl Application {
         ShutdownHandle(self.stop.clone())
     }
 
-    /// Serves until the shutdown handle fires, then drains and flushes.
+    /// Serves until the shutdown handle fires, then lets requests finish (the listener's grace
+    /// period), stops the background jobs and closes the store. When it returns, the data
+    /// directory may be opened again.
     pub async fn run_until_stopped(self) -> Result<()> {
-        // After the signal, requests in flight get a grace period. hyper also waits for idle
-        // keep-alive connections, which a client may hold for minutes: those are cut at the end
-        // of the grace period.
-        let mut stopping = self.stop.subscribe();
-        let grace_over = async move {
-            let _ = stopping.wait_for(|stopped| *stopped).await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        };
-        tokio::select! {
-            _ = self.server => {}
-            _ = grace_over => tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}: closing them"),
-        }
-        // Requests are finished; let workers finish their current task, then flush.
+        self.server.await;
+        // Requests are finished; let workers finish their current task, then close.
         let _ = self.stop.send(true);
         for job in self.background {
             if tokio::time::timeout(Duration::from_secs(30), job)
@@ -304,11 +315,24 @@ impl Application {
                 tracing::warn!("a background job did not stop within 30 s");
             }
         }
-        self.state.store.flush_now()?;
+        let store = self.state.store.clone();
+        drop(self.state);
+        // A connection cut at the end of the grace period may hold the store a moment longer.
+        let deadline = tokio::time::Instant::now() + STORE_CLOSE_WAIT;
+        while store.handles() > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Closed on this thread, not on the blocking pool: sled's last clean-up must not be
+        // left to a pool thread's exit, where it logged into a subscriber already torn down
+        // and aborted the process (under RUST_LOG=trace).
+        store.close()?;
         tracing::info!("stopped cleanly");
         Ok(())
     }
 }
+
+/// How long a stopping server waits for the last tasks holding the store to let go.
+const STORE_CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 /// Exit status when the storage engine failed at a full disk (EX_TEMPFAIL).
 pub const EXIT_STORAGE_FAILED: i32 = 75;
@@ -329,7 +353,7 @@ async fn watch_storage(store: Store, stop: watch::Receiver<bool>) {
 
 fn start_background(state: &Arc<AppState>, stop: &Arc<watch::Sender<bool>>) -> Vec<JoinHandle<()>> {
     let mut jobs = Vec::new();
-    for _ in 0..state.config.queue_workers.max(1) {
+    for _ in 0..state.config.queue_workers {
         let state = state.clone();
         let handler_state = state.clone();
         jobs.push(tokio::spawn(worker::run(
@@ -338,7 +362,7 @@ fn start_background(state: &Arc<AppState>, stop: &Arc<watch::Sender<bool>>) -> V
             move |task| jobs::run_task(handler_state.clone(), task),
         )));
     }
-    let ttl = Duration::from_secs(state.config.heartbeat_ttl_secs.max(1));
+    let ttl = Duration::from_secs(state.config.heartbeat_ttl_secs);
     jobs.push(tokio::spawn(sweeper::run(
         state.registry.clone(),
         ttl,

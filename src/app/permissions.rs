@@ -25,7 +25,7 @@ pub fn tighten(root: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn visit(path: &Path, loose: &mut Vec<PathBuf>) -> Result<()> {
-    let io = |e: std::io::Error| Error::internal(format!("{}: {e}", path.display()));
+    let io = |e: std::io::Error| Error::caused_by(path.display().to_string(), e);
     let meta = std::fs::symlink_metadata(path).map_err(io)?;
     if meta.file_type().is_symlink() {
         return Ok(()); // not followed: whatever it points at is not ours to change

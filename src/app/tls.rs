@@ -21,7 +21,7 @@ pub struct TlsFiles {
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |e| Error::internal(format!("{}: {e}", path.display()))
+    move |e| Error::caused_by(path.display().to_string(), e)
 }
 
 /// Refuses a plain-HTTP listener off loopback unless `allow_public_http` is set.
@@ -82,7 +82,7 @@ fn generate(config: &Config, cert_path: &Path, key_path: &Path) -> Result<()> {
         names = vec!["localhost".into(), "127.0.0.1".into()];
     }
     let certified = rcgen::generate_simple_self_signed(names)
-        .map_err(|e| Error::internal(format!("making a self-signed certificate: {e}")))?;
+        .map_err(|e| Error::caused_by("making a self-signed certificate", e))?;
     if let Some(dir) = cert_path.parent() {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
     }
@@ -105,7 +105,7 @@ pub fn fingerprint(cert_pem: &[u8]) -> Result<String> {
     let der = rustls_pemfile::certs(&mut &cert_pem[..])
         .next()
         .ok_or_else(|| Error::internal("no certificate found in the PEM file"))?
-        .map_err(|e| Error::internal(format!("the certificate is not valid PEM: {e}")))?;
+        .map_err(|e| Error::caused_by("the certificate is not valid PEM", e))?;
     let digest = Sha256::digest(der.as_ref());
     Ok(digest
         .iter()

@@ -44,7 +44,7 @@ pub fn write_control_url(data_dir: &std::path::Path, address: std::net::SocketAd
     }
     let path = data_dir.join(crate::config::CONTROL_URL);
     std::fs::write(&path, format!("http://{address}"))
-        .map_err(|e| crate::error::Error::internal(format!("{}: {e}", path.display())))
+        .map_err(|e| crate::error::Error::caused_by(path.display().to_string(), e))
 }
 
 /// The file `proxyfleet backup` and `proxyfleet admin ...` read to ask the running server
@@ -58,7 +58,7 @@ fn write_control_cookie(data_dir: &std::path::Path) -> Result<TokenHash> {
     rand::thread_rng().fill_bytes(&mut bytes);
     let cookie = hex::encode(bytes);
     let path = data_dir.join(crate::config::CONTROL_COOKIE);
-    let io = |e: std::io::Error| crate::error::Error::internal(format!("{}: {e}", path.display()));
+    let io = |e: std::io::Error| crate::error::Error::caused_by(path.display().to_string(), e);
     let _ = std::fs::remove_file(&path);
     // The name before format 3.
     let _ = std::fs::remove_file(data_dir.join("backup.cookie"));

@@ -63,7 +63,7 @@ async fn from_running_server(config: &Config, out: &Path) -> Result<super::Writt
         .bearer_auth(cookie)
         .send()
         .await
-        .map_err(|e| Error::internal(format!("asking the running server at {url}: {e}")))?;
+        .map_err(|e| Error::caused_by(format!("asking the running server at {url}"), e))?;
     if !response.status().is_success() {
         return Err(Error::internal(format!(
             "the running server at {url} answered {}",
@@ -78,19 +78,19 @@ async fn from_running_server(config: &Config, out: &Path) -> Result<super::Writt
     let bytes = response
         .bytes()
         .await
-        .map_err(|e| Error::internal(format!("reading the backup from {url}: {e}")))?;
+        .map_err(|e| Error::caused_by(format!("reading the backup from {url}"), e))?;
     // An encrypted backup (the server's backup_recipient) cannot be checked here; the age
     // stream carries its own authentication, checked on restore.
     let records = if super::encryption::is_encrypted(&bytes) {
         told_records.unwrap_or_default()
     } else {
         super::format::verify(&bytes, u64::MAX)
-            .map_err(|e| Error::internal(format!("the server sent a bad backup: {e}")))?
+            .map_err(|e| Error::caused_by("the server sent a bad backup", e))?
             .0
             .records
     };
     let partial = out.with_extension("partial");
-    let io = |e: std::io::Error| Error::internal(format!("{}: {e}", out.display()));
+    let io = |e: std::io::Error| Error::caused_by(out.display().to_string(), e);
     std::fs::write(&partial, &bytes).map_err(io)?;
     std::fs::File::open(&partial)
         .and_then(|f| f.sync_all())

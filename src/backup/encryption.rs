@@ -44,7 +44,7 @@ where
     W: Write,
     F: FnOnce(&mut dyn Write) -> std::io::Result<()>,
 {
-    let failed = |e: std::io::Error| Error::internal(format!("writing the backup: {e}"));
+    let failed = |e: std::io::Error| Error::caused_by("writing the backup", e);
     match recipient {
         None => {
             let mut out = out;

@@ -56,7 +56,7 @@ pub fn write_to<W: std::io::Write>(
 /// Writes a backup file next to `path` and renames it into place once it is complete and on
 /// disk, so a crash never leaves a file that looks like a finished backup.
 pub fn write_file(store: &Store, path: &Path, recipient: Option<&Recipient>) -> Result<Written> {
-    let io = |e: std::io::Error| Error::internal(format!("{}: {e}", path.display()));
+    let io = |e: std::io::Error| Error::caused_by(path.display().to_string(), e);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
@@ -78,7 +78,7 @@ pub fn write_file(store: &Store, path: &Path, recipient: Option<&Recipient>) -> 
 /// one needs the age identity file it was encrypted to.
 pub fn restore(file: &Path, data_dir: &Path, identity: Option<&Path>) -> Result<Header> {
     let bytes = std::fs::read(file)
-        .map_err(|e| Error::internal(format!("reading {}: {e}", file.display())))?;
+        .map_err(|e| Error::caused_by(format!("reading {}", file.display()), e))?;
     let bytes = match (encryption::is_encrypted(&bytes), identity) {
         (false, _) => bytes,
         (true, Some(identity)) => encryption::decrypt(&bytes, identity)?,

@@ -51,7 +51,7 @@ pub fn take(store: &Store, schedule: &Schedule) -> crate::error::Result<super::W
                 .collect()
         })
         .unwrap_or_default();
-    for old in beyond_retention(names, schedule.keep.max(1)) {
+    for old in beyond_retention(names, schedule.keep) {
         if let Err(e) = std::fs::remove_file(dir.join(&old)) {
             tracing::warn!(file = %old, error = %e, "could not remove an old backup");
         }

@@ -99,7 +99,7 @@ impl BillingSettings {
             webhook_secret: config.stripe_webhook_secret.clone(),
             devices_per_pro_user: config.devices_per_pro_user,
             devices_per_free_user: config.devices_per_free_user,
-            referral_bonus_days: config.referral_bonus_days.max(1),
+            referral_bonus_days: config.referral_bonus_days,
             checkout_success_url: config.checkout_success_url.clone(),
             checkout_cancel_url: config.checkout_cancel_url.clone(),
         })

@@ -76,7 +76,7 @@ impl StripeApi {
     pub fn new(base: &str, secret_key: &str, timeout: std::time::Duration) -> Result<StripeApi> {
         // async-stripe panics on a bad URL: check it first, as a configuration error.
         let parsed = url::Url::parse(base)
-            .map_err(|e| Error::internal(format!("stripe_api_base {base:?}: {e}")))?;
+            .map_err(|e| Error::caused_by(format!("stripe_api_base {base:?}"), e))?;
         Ok(StripeApi {
             client: Client::from_url(parsed.as_str(), secret_key),
             timeout,

@@ -19,7 +19,7 @@ use crate::error::Result;
 use crate::queue::Queue;
 use crate::registry::Registry;
 use crate::store::codec::u64_key;
-use crate::store::{Store, TreeId};
+use crate::store::{Store, TreeId, Tx, TxResult};
 use links::set_proxies;
 use model::User;
 
@@ -46,13 +46,17 @@ impl FleetSettings {
     pub fn from_config(config: &Config) -> FleetSettings {
         FleetSettings {
             policy: config.assignment_policy,
-            fallbacks_per_user: config.fallbacks_per_user.max(1),
+            fallbacks_per_user: config.fallbacks_per_user,
             max_clients: config.max_clients,
             provision_command: config.provision_command.clone(),
             retire_command: config.retire_command.clone(),
         }
     }
 }
+
+/// What other capabilities release when an account is disabled, in the disabling transaction
+/// (billing: the account's Pro proxies). The fleet calls it without knowing who listens.
+pub type DisableHook = std::sync::Arc<dyn Fn(&Tx<'_>, &mut User) -> TxResult<()> + Send + Sync>;
 
 #[derive(Clone)]
 pub struct Fleet {
@@ -63,6 +67,7 @@ pub struct Fleet {
     pub settings: FleetSettings,
     /// One rebalance at a time (periodic and manual runs).
     pub rebalancing: std::sync::Arc<tokio::sync::Mutex<()>>,
+    on_disable: DisableHook,
 }
 
 impl Fleet {
@@ -72,8 +77,10 @@ impl Fleet {
         registry: Registry,
         notifier: ConfigNotifier,
         settings: FleetSettings,
+        on_disable: DisableHook,
     ) -> Fleet {
         Fleet {
+            on_disable,
             store,
             queue,
             registry,

@@ -278,7 +278,7 @@ impl Fleet {
     pub async fn disable(&self, id: u64, now_ms: u64) -> Result<User> {
         self.change_user(id, |tx, user| {
             user.status = UserStatus::Disabled;
-            crate::billing::pro::release(tx, user)?;
+            (self.on_disable)(tx, user)?;
             if !set_proxies(tx, user, Vec::new(), "account disabled", now_ms)? {
                 save_user(tx, user, now_ms)?;
             }

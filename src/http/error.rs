@@ -25,8 +25,8 @@ pub fn error_response(status: StatusCode, code: &str, message: &str) -> warp::re
 
 pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infallible> {
     let response = if let Some(error) = rejection.find::<Error>() {
-        if let Error::Internal(detail) = error {
-            tracing::error!(%detail, "internal error");
+        if let Error::Internal { .. } = error {
+            tracing::error!(%error, "internal error");
         }
         let mut response = error_response(error.status(), error.code(), &error.public_message());
         if let Error::TooManyRequests(secs) = error {

@@ -44,7 +44,14 @@ pub struct Limits {
     /// Requests whose body is read before routing (up to `MAX_KEPT_BODY` declared bytes) and
     /// handed on as a `KeptBody` extension too: the audit trail records what an admin asked.
     pub keep_body: Option<fn(&Method, &str) -> bool>,
+    /// Once stopped, how long requests in flight may take to finish before their connections
+    /// are cut.
+    pub shutdown_grace: Duration,
 }
+
+/// How long requests in flight may take to finish once shutdown starts. hyper also waits for
+/// idle keep-alive connections, which a client may hold for minutes: those are cut after it.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The largest body `keep_body` reads ahead; a larger or undeclared one is left unread.
 pub const MAX_KEPT_BODY: u64 = 16 * 1024;
@@ -60,14 +67,15 @@ impl Limits {
     /// The bounds every listener of this server gets (before fitting the open-file limit).
     pub fn from_config(config: &crate::config::Config) -> Limits {
         Limits {
-            header_timeout: Duration::from_secs(config.http_header_timeout_secs.max(1)),
-            tls_handshake_timeout: Duration::from_secs(config.tls_handshake_timeout_secs.max(1)),
-            idle_timeout: Duration::from_secs(config.http_idle_timeout_secs.max(1)),
-            max_connections: config.max_connections.max(1),
-            max_connections_per_ip: config.max_connections_per_ip.max(1),
-            max_long_polls: config.max_long_polls.max(1),
-            max_long_polls_per_ip: config.max_long_polls_per_ip.max(1),
+            header_timeout: Duration::from_secs(config.http_header_timeout_secs),
+            tls_handshake_timeout: Duration::from_secs(config.tls_handshake_timeout_secs),
+            idle_timeout: Duration::from_secs(config.http_idle_timeout_secs),
+            max_connections: config.max_connections,
+            max_connections_per_ip: config.max_connections_per_ip,
+            max_long_polls: config.max_long_polls,
+            max_long_polls_per_ip: config.max_long_polls_per_ip,
             keep_body: None,
+            shutdown_grace: SHUTDOWN_GRACE,
         }
     }
 
@@ -190,6 +198,11 @@ pub struct LongPollPermit {
 }
 
 impl Connection {
+    /// What the listener holds now.
+    pub fn capacity(&self) -> &Capacity {
+        &self.capacity
+    }
+
     /// Moves this connection from the connection caps to the long-poll caps, or `Err` with a
     /// 503 when the long-poll caps are full (the client should poll again later).
     pub fn wait_long(&self) -> Result<LongPollPermit> {
@@ -245,7 +258,8 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Serves `filter` on `listener` until `stop` turns true; then stops accepting and lets open
-/// connections finish their requests (hyper's graceful shutdown).
+/// connections finish their requests (hyper's graceful shutdown) for `limits.shutdown_grace`,
+/// then cuts the rest. Returns once every connection task has ended.
 pub async fn serve<F>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -346,8 +360,19 @@ pub async fn serve<F>(
             }
         });
     }
-    // Stopped: wait for the open connections to finish (each shuts down gracefully).
-    while connections.join_next().await.is_some() {}
+    // Stopped: the open connections finish their requests (each shuts down gracefully)...
+    let finished = tokio::time::timeout(limits.shutdown_grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    // ...or are cut, and their tasks waited for: nothing they hold outlives the server.
+    if finished.is_err() {
+        tracing::warn!(
+            "connections still open after {:?}: closing them",
+            limits.shutdown_grace
+        );
+        connections.shutdown().await;
+    }
 }
 
 /// Reads a small declared body and puts it back, with a copy as a `KeptBody` extension.
@@ -592,14 +617,14 @@ fn canonical(ip: IpAddr) -> IpAddr {
 pub fn tls_acceptor(cert_pem: &[u8], key_pem: &[u8]) -> Result<TlsAcceptor> {
     let certs = rustls_pemfile::certs(&mut &cert_pem[..])
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::internal(format!("TLS certificate: {e}")))?;
+        .map_err(|e| Error::caused_by("TLS certificate", e))?;
     let key = rustls_pemfile::private_key(&mut &key_pem[..])
-        .map_err(|e| Error::internal(format!("TLS key: {e}")))?
+        .map_err(|e| Error::caused_by("TLS key", e))?
         .ok_or_else(|| Error::internal("TLS key: no private key in the file"))?;
     let mut config = tokio_rustls::rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| Error::internal(format!("TLS certificate and key: {e}")))?;
+        .map_err(|e| Error::caused_by("TLS certificate and key", e))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

@@ -130,7 +130,7 @@ impl Mailer {
             // The URL holds the relay's password: only the parse error's kind is reported.
             Some(url) => Some(
                 AsyncSmtpTransport::<Tokio1Executor>::from_url(&lettre_url(url.expose()))
-                    .map_err(|e| Error::internal(format!("smtp_url cannot be used: {e}")))?
+                    .map_err(|e| Error::caused_by("smtp_url cannot be used", e))?
                     .timeout(Some(std::time::Duration::from_secs(30)))
                     .build(),
             ),

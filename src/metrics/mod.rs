@@ -1,6 +1,6 @@
 //! Prometheus metrics: what the process counts as it goes (requests, tasks, mails, webhooks,
 //! rebalancer runs) plus, at scrape time, what the store holds (proxies, users, queue, mirror,
-//! payments). `GET /metrics` with the admin token; see docs/OPERATIONS.md for the names.
+//! payments). `GET /metrics` with the admin token; the names are listed in the README (Operations).
 
 pub mod route_names;
 pub mod scrape;
@@ -22,6 +22,7 @@ pub struct Metrics {
     webhooks: IntCounterVec,
     rebalance_runs: IntCounterVec,
     rebalance_changes: IntCounterVec,
+    pro_sweeps: IntCounterVec,
 }
 
 /// Request latency buckets, in seconds: the hot paths answer in well under a millisecond,
@@ -93,8 +94,20 @@ impl Metrics {
                 "Changes applied by the rebalancer: moves, promoted, drained, provisioned.",
                 &["change"],
             ),
+            pro_sweeps: counter(
+                &registry,
+                "proxyfleet_pro_sweeps_total",
+                "Runs of the Pro expiry sweeper (ends Pro that ran out, announces Pro ending soon), by outcome (ok or failed).",
+                &["outcome"],
+            ),
             registry,
         }
+    }
+
+    /// One run of the Pro expiry sweeper: a stalled sweeper shows as a flat counter.
+    pub fn pro_swept(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "failed" };
+        self.pro_sweeps.with_label_values(&[outcome]).inc();
     }
 
     /// Called for every answer, so it allocates nothing: labels are borrowed strings.

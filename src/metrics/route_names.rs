@@ -44,7 +44,8 @@ impl RouteNames {
         if let Some(name) = self.exact.get(path) {
             return name;
         }
-        if path.starts_with(PANEL_FILES) {
+        // The panel's files, one label for all (its own API is templated like any other).
+        if path.starts_with(PANEL_FILES) && !path.starts_with("/admin/api/") {
             return PANEL_FILES;
         }
         let segments: Vec<&str> = path.split('/').collect();
@@ -93,6 +94,11 @@ mod tests {
     #[test]
     fn the_shipped_openapi_file_gives_templates() {
         let names = RouteNames::from_openapi(include_str!("../../assets/openapi.json"));
+        assert_eq!(
+            names.name("/admin/api/accounts/ops/disable"),
+            "/admin/api/accounts/{name}/{action}",
+            "the panel's API is not one of its files"
+        );
         assert_eq!(names.name("/api/v1/config"), "/api/v1/config");
         assert_eq!(
             names.name("/api/v1/admin/proxies/p1/load"),

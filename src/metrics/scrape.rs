@@ -139,3 +139,23 @@ pub fn gauges(summary: &Summary, totals: &BTreeMap<String, Totals>) -> String {
     }
     out
 }
+
+/// What the HTTP listeners hold now, against their caps (`max_connections`, `max_long_polls`).
+pub fn listener_gauges(connections: usize, long_polls: usize) -> String {
+    let registry = Registry::new();
+    gauge(
+        &registry,
+        "proxyfleet_http_open",
+        "Open HTTP connections (waiting config long-polls counted apart), and long-polls waiting.",
+        &["kind"],
+        [
+            (vec!["connections"], connections as i64),
+            (vec!["long_polls"], long_polls as i64),
+        ],
+    );
+    let mut out = String::new();
+    if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&registry.gather(), &mut out) {
+        tracing::error!(error = %e, "encoding metrics");
+    }
+    out
+}

@@ -11,14 +11,13 @@ fn config() -> bincode::config::Configuration {
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    bincode::serde::encode_to_vec(value, config())
-        .map_err(|e| Error::internal(format!("encode: {e}")))
+    bincode::serde::encode_to_vec(value, config()).map_err(|e| Error::caused_by("encode", e))
 }
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     bincode::serde::decode_from_slice(bytes, config())
         .map(|(value, _)| value)
-        .map_err(|e| Error::internal(format!("decode: {e}")))
+        .map_err(|e| Error::caused_by("decode", e))
 }
 
 pub fn u64_key(n: u64) -> [u8; 8] {

@@ -61,7 +61,7 @@ where
                     Ok::<_, Error>(outputs)
                 })
                 .await
-                .map_err(|e| Error::internal(format!("combiner: {e}")))
+                .map_err(|e| Error::caused_by("combiner", e))
                 .and_then(|result| result);
                 match outcome {
                     Ok(outputs) => {

@@ -127,7 +127,7 @@ impl Store {
         let bytes_before = old.db.size_on_disk()?;
         // The copy needs at most the old size; never let it be what fills the disk.
         let free = fs2::available_space(self.root.as_path())
-            .map_err(|e| Error::internal(format!("{}: {e}", self.root.display())))?;
+            .map_err(|e| Error::caused_by(self.root.display().to_string(), e))?;
         if free < bytes_before {
             return Err(Error::internal(format!(
                 "not enough free space to compact the store: {free} bytes free, up to {bytes_before} needed"
@@ -189,7 +189,7 @@ impl Store {
 fn copy_into(from: &Engine, target: generations::Generation) -> Result<(Engine, u64)> {
     if target.dir.exists() {
         std::fs::remove_dir_all(&target.dir)
-            .map_err(|e| Error::internal(format!("{}: {e}", target.dir.display())))?;
+            .map_err(|e| Error::caused_by(target.dir.display().to_string(), e))?;
     }
     let mut to = Engine::open(target)?;
     let mut records = 0u64;

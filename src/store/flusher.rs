@@ -3,12 +3,15 @@
 //! So one task owns flushing: requests queue a waiter, the task takes every waiter queued so
 //! far, runs one blocking `flush()` and answers them all. Waiters that arrive during a flush
 //! share the next one.
+//!
+//! The task holds no database between flushes (each waiter brings the handle to flush), so
+//! the store closes the moment its last handle is dropped, not whenever this task notices.
 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 
-type Waiter = oneshot::Sender<Result<(), String>>;
+type Waiter = (sled::Db, oneshot::Sender<Result<(), String>>);
 
 #[derive(Clone)]
 pub struct Flusher {
@@ -17,7 +20,7 @@ pub struct Flusher {
 
 impl Flusher {
     /// Starts the flushing task on the current tokio runtime.
-    pub fn start(db: sled::Db) -> Flusher {
+    pub fn start() -> Flusher {
         let (waiters, mut queue) = mpsc::unbounded_channel::<Waiter>();
         tokio::spawn(async move {
             while let Some(first) = queue.recv().await {
@@ -25,13 +28,15 @@ impl Flusher {
                 while let Ok(more) = queue.try_recv() {
                     batch.push(more);
                 }
-                let db = db.clone();
-                let outcome = match tokio::task::spawn_blocking(move || db.flush()).await {
+                let db = batch[0].0.clone();
+                let flushing = db.clone();
+                let outcome = match tokio::task::spawn_blocking(move || flushing.flush()).await {
                     Ok(Ok(_)) => Ok(()),
                     Ok(Err(e)) => Err(format!("flush: {e}")),
                     Err(e) => Err(format!("flush task: {e}")),
                 };
-                for waiter in batch {
+                drop(db);
+                for (_, waiter) in batch {
                     let _ = waiter.send(outcome.clone());
                 }
             }
@@ -40,10 +45,10 @@ impl Flusher {
     }
 
     /// Resolves once everything written before the call is on disk.
-    pub async fn flushed(&self) -> Result<()> {
+    pub async fn flushed(&self, db: &sled::Db) -> Result<()> {
         let (tx, rx) = oneshot::channel();
         self.waiters
-            .send(tx)
+            .send((db.clone(), tx))
             .map_err(|_| Error::internal("flusher stopped"))?;
         rx.await
             .map_err(|_| Error::internal("flusher dropped a waiter"))?

@@ -208,7 +208,7 @@ impl Engine {
             .path(&generation.dir)
             .cache_capacity(256 * 1024 * 1024)
             .open()
-            .map_err(|e| Error::internal(format!("open {}: {e}", generation.dir.display())))?;
+            .map_err(|e| Error::caused_by(format!("open {}", generation.dir.display()), e))?;
         let trees = TreeId::ALL
             .iter()
             .map(|id| db.open_tree(id.name()))
@@ -218,7 +218,7 @@ impl Engine {
         if generation.written_bytes == 0 {
             generation.written_bytes = db.size_on_disk()?;
         }
-        let flusher = Flusher::start(db.clone());
+        let flusher = Flusher::start();
         Ok(Engine {
             db,
             trees,
@@ -255,7 +255,7 @@ impl Store {
     }
 
     pub fn open(dir: &Path) -> Result<Store> {
-        let io = |e: std::io::Error| Error::internal(format!("{}: {e}", dir.display()));
+        let io = |e: std::io::Error| Error::caused_by(dir.display().to_string(), e);
         std::fs::create_dir_all(dir).map_err(io)?;
         let generation = generations::current(dir).map_err(io)?;
         let engine = Engine::open(generation)?;
@@ -365,8 +365,13 @@ impl Store {
 
     /// Resolves when every write made before the call is on disk (shared group commit).
     pub async fn durable(&self) -> Result<()> {
-        let flusher = self.engine.load().flusher.clone();
-        flusher.flushed().await.inspect_err(|e| self.disk.note(e))
+        let (flusher, db) = {
+            let engine = self.engine.load();
+            (engine.flusher.clone(), engine.db.clone())
+        };
+        let flushed = flusher.flushed(&db).await;
+        drop(db);
+        flushed.inspect_err(|e| self.disk.note(e))
     }
 
     /// Refuse writes while fewer than `bytes` are free on the data disk (0: never).
@@ -403,6 +408,26 @@ impl Store {
 
     pub fn disk_status(&self) -> DiskStatus {
         self.disk.status()
+    }
+
+    /// How many handles on this store exist (clones of it, in every service and task).
+    pub fn handles(&self) -> usize {
+        Arc::strong_count(&self.engine)
+    }
+
+    /// Flushes and closes the store: once it returns, the database's files are released and
+    /// another `Store::open` (this process or another) may take them. Only the last handle
+    /// can close it (see `handles`); with others still open, nothing is closed. Blocking.
+    pub fn close(self) -> Result<()> {
+        self.flush_now()?;
+        let others = self.handles() - 1;
+        if others > 0 {
+            return Err(Error::internal(format!(
+                "the store is still open in {others} other handles"
+            )));
+        }
+        drop(self);
+        Ok(())
     }
 
     /// A blocking flush, for shutdown.
@@ -520,5 +545,27 @@ impl Store {
 
     pub fn len(&self, tree: TreeId) -> usize {
         self.tree(tree).len()
+    }
+}
+
+// sled stays inside the store: its errors become the crate's here, with the storage error kept
+// as the source.
+impl From<sled::Error> for Error {
+    fn from(e: sled::Error) -> Self {
+        match e {
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => {
+                Error::StorageFull(format!("the data disk is full: {io}"))
+            }
+            other => Error::caused_by("storage", other),
+        }
+    }
+}
+
+impl From<sled::transaction::TransactionError<Error>> for Error {
+    fn from(e: sled::transaction::TransactionError<Error>) -> Self {
+        match e {
+            sled::transaction::TransactionError::Abort(inner) => inner,
+            sled::transaction::TransactionError::Storage(e) => e.into(),
+        }
     }
 }

@@ -79,7 +79,10 @@ async fn an_online_backup_under_writes_restores_to_a_consistent_store() {
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    crate::helpers::eventually(Duration::from_secs(10), "writes under way", || async {
+        (acknowledged.load(Ordering::Relaxed) > 0).then_some(())
+    })
+    .await;
     let out = root.path().join("online.pfbak");
     let listen = server.address.to_string();
     let data_arg = data.to_str().unwrap().to_string();
@@ -238,11 +241,9 @@ async fn an_old_store_is_backed_up_before_migrating_and_a_newer_one_is_refused()
         config.data_dir = data.path().to_path_buf();
         config.backup_dir = Some(backups.path().to_path_buf());
     };
-    {
-        let app = spawn_app_with(configure).await;
-        app.create_user("ana@example.org", None).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let app = spawn_app_with(configure).await;
+    app.create_user("ana@example.org", None).await;
+    app.stop().await;
     // As a store made before formats were recorded.
     {
         let store = Store::open(data.path()).unwrap();
@@ -253,15 +254,12 @@ async fn an_old_store_is_backed_up_before_migrating_and_a_newer_one_is_refused()
         store
             .transaction(|tx| tx.remove(TreeId::Meta, "store.data_format").map(|_| ()))
             .unwrap();
-        store.flush_now().unwrap();
+        store.close().unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    {
-        let app = spawn_app_with(configure).await;
-        let users = app.admin_json("/api/v1/admin/users").await;
-        assert_eq!(users["users"].as_array().unwrap().len(), 1);
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let app = spawn_app_with(configure).await;
+    let users = app.admin_json("/api/v1/admin/users").await;
+    assert_eq!(users["users"].as_array().unwrap().len(), 1);
+    app.stop().await;
     let taken = backups_in(
         backups.path(),
         &format!("pre-migration-0-to-{DATA_FORMAT}-"),
@@ -282,9 +280,8 @@ async fn an_old_store_is_backed_up_before_migrating_and_a_newer_one_is_refused()
             Some(DATA_FORMAT)
         );
         proxyfleet::store::format::write(&store, DATA_FORMAT + 1).unwrap();
-        store.flush_now().unwrap();
+        store.close().unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut config = test_config(data.path());
     configure(&mut config);
     let refused = Application::build(config).await.err().expect("refused");

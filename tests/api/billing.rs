@@ -436,7 +436,12 @@ async fn pro_ending_within_three_days_is_announced_once() {
     })
     .await;
     // Several sweeps later: still one notice, and none for the user whose Pro runs for a month.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let swept = app.pro_sweeps().await;
+    eventually(Duration::from_secs(10), "two more sweeps", || async {
+        (app.pro_sweeps().await >= swept + 2).then_some(())
+    })
+    .await;
+    app.queue_idle().await;
     let outbox = app.admin_json("/api/v1/admin/mail/outbox").await;
     assert_eq!(expiring(&outbox), vec!["soon@example.org"]);
 }

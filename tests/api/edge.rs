@@ -229,7 +229,17 @@ async fn the_edge_answers_reads_byte_for_byte_like_the_primary() {
         let answer = fetch(&edge_url, Some(&token), &[("if-none-match", etag.as_str())]).await;
         (answer, started.elapsed())
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let health = format!("{}/healthz", edge.base);
+    crate::helpers::eventually(
+        Duration::from_secs(10),
+        "the edge long-poll to wait",
+        || async {
+            let (_, _, body) = fetch(&health, None, &[]).await;
+            let health: Value = serde_json::from_slice(&body).ok()?;
+            (health["long_polls"] == 1).then_some(())
+        },
+    )
+    .await;
     app.gift_pro(id, 30).await;
     let (answer, waited) = waiting.await.unwrap();
     assert_eq!(answer.0, StatusCode::OK);

@@ -23,6 +23,12 @@ pub struct TestApp {
     pub shutdown: ShutdownHandle,
     /// The secret each proxy was given when it enrolled, as a proxy agent keeps it.
     pub keys: ProxyKeys,
+    /// The server's task: it ends once the server has stopped and closed its store.
+    server: Option<tokio::task::JoinHandle<proxyfleet::error::Result<()>>>,
+    /// The clock the server's API reads: `advance` it instead of sleeping.
+    pub clock: proxyfleet::clock::Clock,
+    /// Every endpoint the server routes: (method, path template).
+    pub endpoints: Vec<(String, String)>,
 }
 
 /// What a proxy agent remembers: the secret its enrolment returned. A name it has a secret
@@ -127,16 +133,27 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let mut config = test_config(data_dir.path());
     adjust(&mut config);
-    let app = Application::build(config).await.expect("app builds");
+    let clock = proxyfleet::clock::Clock::system();
+    let app = Application::build_with_clock(config, clock.clone())
+        .await
+        .expect("app builds");
     let address = app.address();
     let shutdown = app.shutdown_handle();
-    tokio::spawn(app.run_until_stopped());
+    let endpoints = app
+        .endpoints()
+        .iter()
+        .map(|(method, template)| (method.to_string(), template.to_string()))
+        .collect();
+    let server = tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
         client: client(),
         data_dir,
         shutdown,
         keys: ProxyKeys::default(),
+        server: Some(server),
+        clock,
+        endpoints,
     }
 }
 
@@ -147,6 +164,71 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
+    /// Stops the server and waits until it has: requests finished, jobs stopped, the store
+    /// closed (its data directory may be opened again at once). Returns the data directory.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        self.shutdown.trigger();
+        let server = self.server.take().expect("the server runs until stopped");
+        server
+            .await
+            .expect("the server task ends")
+            .expect("the server stops cleanly");
+        let placeholder = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self.data_dir, placeholder)
+    }
+
+    /// Waits until the task queue has nothing ready or running: every effect of what the
+    /// test did has happened, and nothing more is coming.
+    pub async fn queue_idle(&self) {
+        eventually(
+            Duration::from_secs(30),
+            "the task queue to be idle",
+            || async {
+                let counts = self.admin_json("/api/v1/admin/queue").await;
+                (counts["ready"] == 0 && counts["leased"] == 0).then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// The sum of a metric's samples whose line starts with `prefix` (`/metrics`).
+    pub async fn metric(&self, prefix: &str) -> u64 {
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|line| line.starts_with(prefix))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    /// Runs of the Pro expiry sweeper so far.
+    pub async fn pro_sweeps(&self) -> u64 {
+        self.metric("proxyfleet_pro_sweeps_total{").await
+    }
+
+    /// Waits until `count` config long-polls wait on the server.
+    pub async fn long_polls_waiting(&self, count: u64) {
+        eventually(
+            Duration::from_secs(10),
+            "the long-polls to wait",
+            || async {
+                let waiting = self
+                    .metric("proxyfleet_http_open{kind=\"long_polls\"}")
+                    .await;
+                (waiting >= count).then_some(())
+            },
+        )
+        .await;
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.address, path)
     }

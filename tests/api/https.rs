@@ -7,13 +7,19 @@ use reqwest::StatusCode;
 
 use crate::helpers::test_config;
 
-async fn start(
-    data: &std::path::Path,
-) -> (
-    std::net::SocketAddr,
-    String,
+/// A running server: stop it with `stop(server).await`.
+type Running = (
     proxyfleet::app::ShutdownHandle,
-) {
+    tokio::task::JoinHandle<proxyfleet::error::Result<()>>,
+);
+
+/// Stops the server and waits until its store is closed.
+async fn stop((shutdown, server): Running) {
+    shutdown.trigger();
+    server.await.unwrap().unwrap();
+}
+
+async fn start(data: &std::path::Path) -> (std::net::SocketAddr, String, Running) {
     let mut config = test_config(data);
     config.https_listen = Some("127.0.0.1:0".parse().unwrap());
     let app = Application::build(config).await.expect("builds with HTTPS");
@@ -21,8 +27,8 @@ async fn start(
     assert!(https.self_signed);
     let (address, fingerprint) = (https.address, https.fingerprint.clone());
     let shutdown = app.shutdown_handle();
-    tokio::spawn(app.run_until_stopped());
-    (address, fingerprint, shutdown)
+    let server = tokio::spawn(app.run_until_stopped());
+    (address, fingerprint, (shutdown, server))
 }
 
 /// A client that trusts exactly this certificate, reaching `localhost` at `address`.
@@ -56,12 +62,11 @@ async fn the_api_answers_over_tls_with_a_kept_self_signed_certificate() {
         .build()
         .unwrap();
     assert!(stranger.get(&url).send().await.is_err());
-    shutdown.trigger();
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    stop(shutdown).await;
 
     let (_, again, shutdown) = start(data.path()).await;
     assert_eq!(again, fingerprint, "the same certificate after a restart");
-    shutdown.trigger();
+    stop(shutdown).await;
 }
 
 #[tokio::test]
@@ -108,5 +113,5 @@ async fn a_panel_login_over_https_gets_a_secure_cookie() {
     assert_eq!(login.status(), StatusCode::OK);
     let cookie = login.headers()["set-cookie"].to_str().unwrap();
     assert!(cookie.contains("Secure"), "{cookie}");
-    shutdown.trigger();
+    stop(shutdown).await;
 }

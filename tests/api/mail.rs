@@ -160,7 +160,7 @@ async fn welcome_invitation_and_device_mails_arrive_once_with_text_and_html() {
     );
 
     // Nothing is sent twice: the outbox marks each as sent, and no fourth message comes.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.queue_idle().await;
     assert_eq!(sink.messages().len(), 3);
     let outbox = app.admin_json("/api/v1/admin/mail/outbox").await;
     let mails = outbox["mails"].as_array().unwrap();
@@ -220,7 +220,7 @@ async fn a_payment_sends_a_receipt_with_the_receipt_attached() {
         .find(|p| p["filename"] == "receipt.txt")
         .expect("the receipt is attached");
     assert!(attached["text"].as_str().unwrap().contains("pi_mail"));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.queue_idle().await;
     assert_eq!(
         sink.messages().len(),
         2,

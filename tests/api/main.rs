@@ -4,6 +4,7 @@ mod abuse;
 mod admin;
 mod admin_accounts;
 mod admin_ui;
+mod architecture;
 mod auth_sweep;
 mod backup;
 mod billing;

@@ -335,8 +335,15 @@ async fn redis_lost_mid_burst_comes_back_empty_and_catches_up_to_equal() {
     // record), then lose Redis and bring it back empty.
     part_mirrored(&base(&app), before.unwrap_or(0)).await;
     redis.kill();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let failing = crate::redis_support::mirror_report(&base(&app)).await;
+    let failing = crate::helpers::eventually(
+        Duration::from_secs(10),
+        "the mirror to notice Redis is gone",
+        || async {
+            let report = crate::redis_support::mirror_report(&base(&app)).await;
+            (report["state"] == "failing").then_some(report)
+        },
+    )
+    .await;
     redis.restart_empty();
     assert_eq!(writes.await.unwrap(), 10_000, "the API kept answering");
     let report = caught_up(&base(&app), Duration::from_secs(60)).await;

@@ -206,7 +206,7 @@ async fn a_long_poll_returns_as_soon_as_the_user_is_moved() {
             )
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.long_polls_waiting(1).await;
     assert!(!poll.is_finished(), "the poll waits while nothing changes");
     app.proxy("p1", 9001, &[("clients", "2")]).await;
     let moved_at = Instant::now();

@@ -108,7 +108,7 @@ async fn promo_codes_count_their_uses_and_expire() {
         .as_str()
         .unwrap()
         .to_string();
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    app.clock.advance(std::time::Duration::from_secs(2));
     let late = app.redeem(&tokens[2].1, &code).await;
     assert_eq!(error_code(late).await, "code_expired");
     let bad = app

@@ -39,7 +39,7 @@ async fn register_heartbeat_and_unregister() {
     assert_eq!(proxy["clients"], 10);
 
     // The heartbeat is registering again: it refreshes expiry and load.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.clock.advance(Duration::from_secs(2));
     let beat = app
         .register(&[
             ("name", "fl1"),

@@ -176,7 +176,19 @@ async fn no_token_password_or_key_appears_in_the_logs() {
     secrets.push(cookie.trim().to_string());
 
     // The invitation mail fails against the closed SMTP port and is retried (and logged).
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    crate::helpers::eventually(
+        std::time::Duration::from_secs(20),
+        "the mail task to fail twice",
+        || async {
+            let logs = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let failures = logs
+                .lines()
+                .filter(|l| l.contains("\"message\":\"task failed\"") && l.contains("mail.send"))
+                .count();
+            (failures >= 2).then_some(())
+        },
+    )
+    .await;
     let status = server.terminate();
     let logs = std::fs::read_to_string(&log_path).unwrap();
     let tail: Vec<&str> = logs.lines().rev().take(20).collect();

@@ -10,7 +10,6 @@ use warp::{Filter, Rejection};
 use crate::admin::accounts::AdminAccount;
 use crate::admin::sessions::{self, Session, COOKIE};
 use crate::api::AppState;
-use crate::clock::now_ms;
 use crate::error::Error;
 use crate::http::reject;
 
@@ -47,7 +46,7 @@ pub fn actor(
     if bearer_value(authorization).is_some_and(|token| state.tokens.control.matches(token)) {
         return Some(CLI_ACTOR.to_string());
     }
-    let (session, _) = sessions::find(&state.store, cookie?, now_ms()).ok()??;
+    let (session, _) = sessions::find(&state.store, cookie?, state.clock.now_ms()).ok()??;
     Some(session.username)
 }
 
@@ -81,7 +80,7 @@ pub fn session(
     cookie: Option<&str>,
 ) -> Result<(Session, AdminAccount), Rejection> {
     let cookie = cookie.ok_or_else(|| reject(Error::Unauthorized))?;
-    sessions::find(&state.store, cookie, now_ms())
+    sessions::find(&state.store, cookie, state.clock.now_ms())
         .map_err(reject)?
         .ok_or_else(|| reject(Error::Unauthorized))
 }

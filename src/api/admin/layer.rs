@@ -13,7 +13,6 @@ use super::guard::{actor, is_mutating};
 use crate::admin::audit;
 use crate::admin::sessions::COOKIE;
 use crate::api::AppState;
-use crate::clock::now_ms;
 use crate::http::client_ip::client_ip;
 use crate::http::listener::KeptBody;
 
@@ -153,7 +152,9 @@ where
                                 client_ip: ip,
                                 params: params(&query, body.as_ref().map(|b| &b.0[..])),
                             };
-                            if let Err(error) = audit::record(&state.store, event, now_ms()) {
+                            if let Err(error) =
+                                audit::record(&state.store, event, state.clock.now_ms())
+                            {
                                 tracing::error!(%error, "audit trail: could not record");
                             }
                             let _ = state.store.durable().await;

@@ -22,7 +22,6 @@ use crate::admin::signin::{self, SignIn};
 use crate::admin::{accounts, audit};
 use crate::api::filters::{admin, with_state};
 use crate::api::AppState;
-use crate::clock::now_ms;
 use crate::error::Error;
 use crate::http::body::json as json_body;
 use crate::http::client_ip::client_ip;
@@ -98,7 +97,7 @@ fn note(state: &AppState, actor: &str, action: &str, status: u16, ip: Option<IpA
         client_ip: ip,
         params: None,
     };
-    if let Err(error) = audit::record(&state.store, event, now_ms()) {
+    if let Err(error) = audit::record(&state.store, event, state.clock.now_ms()) {
         tracing::error!(%error, "audit trail: could not record");
     }
 }
@@ -108,7 +107,7 @@ fn count_failure(state: &AppState, username: &str, ip: Option<IpAddr>, why: Logi
     let counted = state
         .admin
         .failures
-        .count(&state.store, username, ip, why, now_ms());
+        .count(&state.store, username, ip, why, state.clock.now_ms());
     if let Err(error) = counted {
         tracing::error!(%error, "audit trail: could not count a failed login");
     }
@@ -123,7 +122,7 @@ async fn login(
 ) -> Result<Route, Rejection> {
     // Whatever was typed, only a short printable name reaches the throttle, the audit and logs.
     let username = accounts::printable_name(&body.username);
-    let started = now_ms();
+    let started = state.clock.now_ms();
     if let Err(wait) = state.admin.throttle.check(ip, &username, started) {
         count_failure(&state, &username, ip, LoginFailure::Throttled);
         return Err(reject(Error::TooManyRequests(wait)));
@@ -155,15 +154,18 @@ async fn login(
             )));
         }
         SignIn::Refused => {
-            state.admin.throttle.failed(ip, &username, now_ms());
+            state
+                .admin
+                .throttle
+                .failed(ip, &username, state.clock.now_ms());
             count_failure(&state, &username, ip, LoginFailure::Refused);
             return Err(reject(Error::Unauthorized));
         }
     };
     state.admin.throttle.succeeded(ip, &username);
-    let ttl_ms = state.config.admin_session_hours.max(1) * 3_600_000;
+    let ttl_ms = state.config.admin_session_hours * 3_600_000;
     let (cookie, session) =
-        sessions::start(&state.store, &account, now_ms(), ttl_ms).map_err(reject)?;
+        sessions::start(&state.store, &account, state.clock.now_ms(), ttl_ms).map_err(reject)?;
     note(&state, &account.username, "login", 200, ip);
     state.store.durable().await.map_err(reject)?;
     let https = over_tls || forwarded_proto.is_some_and(|p| p.eq_ignore_ascii_case("https"));
@@ -181,7 +183,10 @@ async fn login(
 pub fn routes(
     state: Arc<AppState>,
     over_tls: bool,
-) -> impl Filter<Extract = (Route,), Error = Rejection> + Clone {
+) -> (
+    crate::api::Table,
+    impl Filter<Extract = (Route,), Error = Rejection> + Clone,
+) {
     let trusted = Arc::new(state.config.trusted_proxies.clone());
     let page = warp::path("admin")
         .and(warp::get())
@@ -231,38 +236,14 @@ pub fn routes(
         .and(warp::header::optional::<String>(CSRF_HEADER))
         .and(client_ip(trusted.clone()))
         .and(with_state(&state))
-        .and_then(
-            |cookie: Option<String>,
-             csrf: Option<String>,
-             ip: Option<IpAddr>,
-             state: Arc<AppState>| async move {
-                let (session, _) = guard::session(&state, cookie.as_deref())?;
-                check_csrf(&session, csrf.as_deref())?;
-                if let Some(cookie) = cookie.as_deref() {
-                    sessions::end(&state.store, cookie).map_err(reject)?;
-                }
-                note(&state, &session.username, "logout", 204, ip);
-                state.store.durable().await.map_err(reject)?;
-                let response =
-                    warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response();
-                Ok::<_, Rejection>(with_cookie(response, cookie_header(&state, "", 0, false)))
-            },
-        );
+        .and_then(end_session);
 
     let current = api
         .and(warp::path!("session"))
         .and(warp::get())
         .and(session_cookie)
         .and(with_state(&state))
-        .and_then(|cookie: Option<String>, state: Arc<AppState>| async move {
-            let (session, account) = guard::session(&state, cookie.as_deref())?;
-            Ok::<_, Rejection>(json(
-                StatusCode::OK,
-                &serde_json::json!({ "username": session.username, "csrf": session.csrf,
-                    "expires_ms": session.expires_ms,
-                    "totp_enabled": account.totp_secret.is_some() }),
-            ))
-        });
+        .and_then(current_session);
 
     let password = api
         .and(warp::path!("password"))
@@ -278,37 +259,14 @@ pub fn routes(
         .and(warp::get())
         .and(guard::admin_actor(&state))
         .and(with_state(&state))
-        .and_then(|_: guard::Actor, state: Arc<AppState>| async move {
-            let accounts: Vec<_> = accounts::list(&state.store)
-                .map_err(reject)?
-                .iter()
-                .map(accounts::AccountView::from)
-                .collect();
-            Ok::<_, Rejection>(json(
-                StatusCode::OK,
-                &serde_json::json!({ "accounts": accounts }),
-            ))
-        });
+        .and_then(accounts_list);
     let create_account = api
         .and(warp::path!("accounts"))
         .and(warp::post())
         .and(admin(&state))
         .and(json_body::<NewAccount>(SMALL_BODY))
         .and(with_state(&state))
-        .and_then(|body: NewAccount, state: Arc<AppState>| async move {
-            let store = state.store.clone();
-            let account = tokio::task::spawn_blocking(move || {
-                accounts::create(&store, &body.username, &body.password, now_ms())
-            })
-            .await
-            .map_err(|e| reject(Error::internal(e)))?
-            .map_err(reject)?;
-            state.store.durable().await.map_err(reject)?;
-            Ok::<_, Rejection>(json(
-                StatusCode::CREATED,
-                &accounts::AccountView::from(&account),
-            ))
-        });
+        .and_then(account_create);
     // `POST /admin/api/accounts/{name}/{disable|enable|remove|reset-password|reset-totp}`:
     // the panel's Accounts page, and `proxyfleet admin ...` while the server runs.
     let account_action = api
@@ -316,27 +274,7 @@ pub fn routes(
         .and(warp::post())
         .and(guard::admin_actor(&state))
         .and(with_state(&state))
-        .and_then(
-            |name: String, action: String, by: guard::Actor, state: Arc<AppState>| async move {
-                let action = accounts::AccountAction::parse(&action)
-                    .ok_or_else(|| reject(Error::NotFound(format!("account action `{action}`"))))?;
-                // A panel session cannot lock every admin out; the token and the CLI can undo.
-                let keep_one = matches!(by, guard::Actor::Session(_));
-                let store = state.store.clone();
-                let password = tokio::task::spawn_blocking(move || {
-                    accounts::apply(&store, &name, action, keep_one)
-                })
-                .await
-                .map_err(|e| reject(Error::internal(e)))?
-                .map_err(reject)?;
-                state.store.durable().await.map_err(reject)?;
-                let mut body = serde_json::json!({ "done": true });
-                if let Some(password) = password {
-                    body["password"] = password.into();
-                }
-                Ok::<_, Rejection>(json(StatusCode::OK, &body))
-            },
-        );
+        .and_then(account_act);
 
     let audit_list = api
         .and(warp::path!("audit"))
@@ -344,97 +282,176 @@ pub fn routes(
         .and(admin(&state))
         .and(warp::query::<AuditQuery>())
         .and(with_state(&state))
-        .and_then(|query: AuditQuery, state: Arc<AppState>| async move {
-            let limit = query.limit.unwrap_or(50).clamp(1, 500);
-            let q = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
-            // Failed-login counts are written at most once a second: bring them up to date.
-            state
-                .admin
-                .failures
-                .flush(&state.store, now_ms())
-                .map_err(reject)?;
-            let (entries, next) =
-                audit::page(&state.store, query.before, limit, q).map_err(reject)?;
-            Ok::<_, Rejection>(json(
-                StatusCode::OK,
-                &serde_json::json!({ "entries": entries, "next_before": next }),
-            ))
-        });
+        .and_then(audit_trail);
 
     let summary = warp::path!("api" / "v1" / "admin" / "summary")
         .and(warp::get())
         .and(admin(&state))
         .and(warp::header::optional::<String>("if-none-match"))
         .and(with_state(&state))
-        .and_then(|seen: Option<String>, state: Arc<AppState>| async move {
-            let summary = crate::admin::summary::summary(&state.summary_sources(), now_ms())
-                .map_err(reject)?;
-            Ok::<_, Rejection>(json_with_etag(&summary, seen.as_deref()))
-        });
+        .and_then(dashboard_summary);
     let series = warp::path!("api" / "v1" / "admin" / "summary" / "series")
         .and(warp::get())
         .and(admin(&state))
         .and(warp::query::<SeriesQuery>())
         .and(with_state(&state))
-        .and_then(|query: SeriesQuery, state: Arc<AppState>| async move {
-            let days = query.days.unwrap_or(14).clamp(1, 90);
-            let series = crate::admin::summary::series(&state.summary_sources(), now_ms(), days)
-                .map_err(reject)?;
-            Ok::<_, Rejection>(json(StatusCode::OK, &series))
-        });
+        .and_then(dashboard_series);
 
     let settings = warp::path!("api" / "v1" / "admin" / "settings")
         .and(warp::get())
         .and(admin(&state))
         .and(with_state(&state))
-        .map(|state: Arc<AppState>| {
-            json(
-                StatusCode::OK,
-                &serde_json::json!({ "settings": crate::admin::settings::masked(&state.config) }),
-            )
-        });
+        .map(masked_settings);
 
     let map = warp::path!("api" / "v1" / "admin" / "map")
         .and(warp::get())
         .and(admin(&state))
         .and(warp::header::optional::<String>("if-none-match"))
         .and(with_state(&state))
-        .and_then(|seen: Option<String>, state: Arc<AppState>| async move {
-            let proxies = state.registry.list(now_ms()).map_err(reject)?;
-            let places = crate::admin::map::places(&proxies, state.config.max_clients);
-            let body = serde_json::json!({ "places": places });
-            Ok::<_, Rejection>(json_with_etag(&body, seen.as_deref()))
-        });
+        .and_then(fleet_map);
 
-    login_route
-        .or(second_factor::routes(state.clone()))
-        .unify()
-        .or(map)
-        .unify()
-        .or(settings)
-        .unify()
-        .or(summary)
-        .unify()
-        .or(series)
-        .unify()
-        .or(logout)
-        .unify()
-        .or(current)
-        .unify()
-        .or(password)
-        .unify()
-        .or(list_accounts)
-        .unify()
-        .or(create_account)
-        .unify()
-        .or(account_action)
-        .unify()
-        .or(audit_list)
-        .unify()
-        .or(bare)
-        .unify()
-        .or(page)
-        .unify()
+    let (second_factor_table, second_factor) = second_factor::routes(state.clone());
+    let (mut table, panel) = endpoints! {
+        POST "/admin/api/login" => login_route,
+        GET "/api/v1/admin/map" => map,
+        GET "/api/v1/admin/settings" => settings,
+        GET "/api/v1/admin/summary" => summary,
+        GET "/api/v1/admin/summary/series" => series,
+        POST "/admin/api/logout" => logout,
+        GET "/admin/api/session" => current,
+        POST "/admin/api/password" => password,
+        GET "/admin/api/accounts" => list_accounts,
+        POST "/admin/api/accounts" => create_account,
+        POST "/admin/api/accounts/{name}/{action}" => account_action,
+        GET "/admin/api/audit" => audit_list,
+        GET "/admin" => bare,
+        GET "/admin/" | "/admin/{path}" => page,
+    };
+    table.extend(second_factor_table);
+    (table, panel.or(second_factor).unify())
+}
+
+async fn fleet_map(seen: Option<String>, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let proxies = state.registry.list(state.clock.now_ms()).map_err(reject)?;
+    let places = crate::admin::map::places(&proxies, state.config.max_clients);
+    let body = serde_json::json!({ "places": places });
+    Ok(json_with_etag(&body, seen.as_deref()))
+}
+
+fn masked_settings(state: Arc<AppState>) -> Route {
+    json(
+        StatusCode::OK,
+        &serde_json::json!({ "settings": crate::admin::settings::masked(&state.config) }),
+    )
+}
+
+async fn dashboard_series(query: SeriesQuery, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let days = query.days.unwrap_or(14).clamp(1, 90);
+    let series =
+        crate::admin::summary::series(&state.summary_sources(), state.clock.now_ms(), days)
+            .map_err(reject)?;
+    Ok(json(StatusCode::OK, &series))
+}
+
+async fn dashboard_summary(seen: Option<String>, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let summary = crate::admin::summary::summary(&state.summary_sources(), state.clock.now_ms())
+        .map_err(reject)?;
+    Ok(json_with_etag(&summary, seen.as_deref()))
+}
+
+async fn audit_trail(query: AuditQuery, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let limit = query.limit.unwrap_or(50).clamp(1, 500);
+    let q = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+    // Failed-login counts are written at most once a second: bring them up to date.
+    state
+        .admin
+        .failures
+        .flush(&state.store, state.clock.now_ms())
+        .map_err(reject)?;
+    let (entries, next) = audit::page(&state.store, query.before, limit, q).map_err(reject)?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "entries": entries, "next_before": next }),
+    ))
+}
+
+async fn account_act(
+    name: String,
+    action: String,
+    by: guard::Actor,
+    state: Arc<AppState>,
+) -> Result<Route, Rejection> {
+    let action = accounts::AccountAction::parse(&action)
+        .ok_or_else(|| reject(Error::NotFound(format!("account action `{action}`"))))?;
+    // A panel session cannot lock every admin out; the token and the CLI can undo.
+    let keep_one = matches!(by, guard::Actor::Session(_));
+    let store = state.store.clone();
+    let password =
+        tokio::task::spawn_blocking(move || accounts::apply(&store, &name, action, keep_one))
+            .await
+            .map_err(|e| reject(Error::internal(e)))?
+            .map_err(reject)?;
+    state.store.durable().await.map_err(reject)?;
+    let mut body = serde_json::json!({ "done": true });
+    if let Some(password) = password {
+        body["password"] = password.into();
+    }
+    Ok(json(StatusCode::OK, &body))
+}
+
+async fn account_create(body: NewAccount, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let store = state.store.clone();
+    let now = state.clock.now_ms();
+    let account = tokio::task::spawn_blocking(move || {
+        accounts::create(&store, &body.username, &body.password, now)
+    })
+    .await
+    .map_err(|e| reject(Error::internal(e)))?
+    .map_err(reject)?;
+    state.store.durable().await.map_err(reject)?;
+    Ok(json(
+        StatusCode::CREATED,
+        &accounts::AccountView::from(&account),
+    ))
+}
+
+async fn accounts_list(_: guard::Actor, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let accounts: Vec<_> = accounts::list(&state.store)
+        .map_err(reject)?
+        .iter()
+        .map(accounts::AccountView::from)
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "accounts": accounts }),
+    ))
+}
+
+async fn current_session(cookie: Option<String>, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let (session, account) = guard::session(&state, cookie.as_deref())?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "username": session.username, "csrf": session.csrf,
+            "expires_ms": session.expires_ms,
+            "totp_enabled": account.totp_secret.is_some() }),
+    ))
+}
+
+async fn end_session(
+    cookie: Option<String>,
+    csrf: Option<String>,
+    ip: Option<IpAddr>,
+    state: Arc<AppState>,
+) -> Result<Route, Rejection> {
+    let (session, _) = guard::session(&state, cookie.as_deref())?;
+    check_csrf(&session, csrf.as_deref())?;
+    if let Some(cookie) = cookie.as_deref() {
+        sessions::end(&state.store, cookie).map_err(reject)?;
+    }
+    note(&state, &session.username, "logout", 204, ip);
+    state.store.durable().await.map_err(reject)?;
+    let response = warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response();
+    Ok(with_cookie(response, cookie_header(&state, "", 0, false)))
 }
 
 /// Runs a check of the signed-in account's password or code under the login throttle: a
@@ -449,7 +466,7 @@ pub(super) async fn throttled<T: Send + 'static>(
     state
         .admin
         .throttle
-        .check(ip, username, now_ms())
+        .check(ip, username, state.clock.now_ms())
         .map_err(Error::TooManyRequests)?;
     // argon2 takes tens of milliseconds: off the async workers.
     let outcome = tokio::task::spawn_blocking(check)
@@ -457,7 +474,10 @@ pub(super) async fn throttled<T: Send + 'static>(
         .map_err(Error::internal)?;
     if let Err(error) = &outcome {
         if matches!(error.code(), "wrong_password" | "wrong_code") {
-            state.admin.throttle.failed(ip, username, now_ms());
+            state
+                .admin
+                .throttle
+                .failed(ip, username, state.clock.now_ms());
         }
     }
     outcome

@@ -19,7 +19,6 @@ use crate::admin::signin::{self, SecondFactorChange};
 use crate::admin::totp;
 use crate::api::filters::with_state;
 use crate::api::AppState;
-use crate::clock::now_ms;
 use crate::http::body::json as json_body;
 use crate::http::client_ip::client_ip;
 use crate::http::{json, reject};
@@ -46,7 +45,12 @@ struct Disable {
     code: String,
 }
 
-pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = Rejection> + Clone {
+pub fn routes(
+    state: Arc<AppState>,
+) -> (
+    crate::api::Table,
+    impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone,
+) {
     let trusted = Arc::new(state.config.trusted_proxies.clone());
     let base = warp::path("admin")
         .and(warp::path("api"))
@@ -56,18 +60,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .and(warp::path!("new"))
         .and(warp::get())
         .and(guard::signed_in(&state))
-        .and_then(|(session, _): (Session, AdminAccount)| async move {
-            let secret = totp::new_secret();
-            let url = totp::otpauth_url(&session.username, &secret);
-            Ok::<_, Rejection>(json(
-                StatusCode::OK,
-                &serde_json::json!({
-                    "qr_svg": totp::qr_svg(&url),
-                    "otpauth_url": url,
-                    "secret": secret,
-                }),
-            ))
-        });
+        .and_then(new_second_factor);
 
     let enable = base
         .and(warp::path::end())
@@ -77,33 +70,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .and(json_body::<Enable>(SMALL_BODY))
         .and(client_ip(trusted.clone()))
         .and(with_state(&state))
-        .and_then(
-            |(session, _): (Session, AdminAccount),
-             cookie: Option<String>,
-             body: Enable,
-             ip: Option<IpAddr>,
-             state: Arc<AppState>| async move {
-                let store = state.store.clone();
-                let keep = cookie.as_deref().map(sessions::key_of).unwrap_or_default();
-                let username = session.username.clone();
-                let codes = throttled(&state, ip, &username, move || {
-                    let change = SecondFactorChange {
-                        password: &body.password,
-                        current_code: body.current_code.as_deref(),
-                        new_secret: &body.secret,
-                        code: &body.code,
-                    };
-                    signin::set_second_factor(&store, &session.username, change, &keep, now_ms())
-                })
-                .await
-                .map_err(reject)?;
-                state.store.durable().await.map_err(reject)?;
-                Ok::<_, Rejection>(json(
-                    StatusCode::OK,
-                    &serde_json::json!({ "totp_enabled": true, "recovery_codes": codes }),
-                ))
-            },
-        );
+        .and_then(enable_second_factor);
 
     let disable = base
         .and(warp::path!("disable"))
@@ -112,31 +79,74 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Route,), Error = R
         .and(json_body::<Disable>(SMALL_BODY))
         .and(client_ip(trusted))
         .and(with_state(&state))
-        .and_then(
-            |(session, _): (Session, AdminAccount),
-             body: Disable,
-             ip: Option<IpAddr>,
-             state: Arc<AppState>| async move {
-                let store = state.store.clone();
-                let username = session.username.clone();
-                throttled(&state, ip, &username, move || {
-                    signin::remove_second_factor(
-                        &store,
-                        &session.username,
-                        &body.password,
-                        &body.code,
-                        now_ms(),
-                    )
-                })
-                .await
-                .map_err(reject)?;
-                state.store.durable().await.map_err(reject)?;
-                Ok::<_, Rejection>(json(
-                    StatusCode::OK,
-                    &serde_json::json!({ "totp_enabled": false }),
-                ))
-            },
-        );
+        .and_then(disable_second_factor);
 
-    fresh.or(enable).unify().or(disable).unify()
+    endpoints! {
+        GET "/admin/api/totp/new" => fresh,
+        POST "/admin/api/totp" => enable,
+        POST "/admin/api/totp/disable" => disable,
+    }
+}
+
+async fn disable_second_factor(
+    (session, _): (Session, AdminAccount),
+    body: Disable,
+    ip: Option<IpAddr>,
+    state: Arc<AppState>,
+) -> Result<Route, Rejection> {
+    let store = state.store.clone();
+    let username = session.username.clone();
+    let now = state.clock.now_ms();
+    throttled(&state, ip, &username, move || {
+        signin::remove_second_factor(&store, &session.username, &body.password, &body.code, now)
+    })
+    .await
+    .map_err(reject)?;
+    state.store.durable().await.map_err(reject)?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "totp_enabled": false }),
+    ))
+}
+
+async fn enable_second_factor(
+    (session, _): (Session, AdminAccount),
+    cookie: Option<String>,
+    body: Enable,
+    ip: Option<IpAddr>,
+    state: Arc<AppState>,
+) -> Result<Route, Rejection> {
+    let store = state.store.clone();
+    let keep = cookie.as_deref().map(sessions::key_of).unwrap_or_default();
+    let username = session.username.clone();
+    let now = state.clock.now_ms();
+    let codes = throttled(&state, ip, &username, move || {
+        let change = SecondFactorChange {
+            password: &body.password,
+            current_code: body.current_code.as_deref(),
+            new_secret: &body.secret,
+            code: &body.code,
+        };
+        signin::set_second_factor(&store, &session.username, change, &keep, now)
+    })
+    .await
+    .map_err(reject)?;
+    state.store.durable().await.map_err(reject)?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "totp_enabled": true, "recovery_codes": codes }),
+    ))
+}
+
+async fn new_second_factor((session, _): (Session, AdminAccount)) -> Result<Route, Rejection> {
+    let secret = totp::new_secret();
+    let url = totp::otpauth_url(&session.username, &secret);
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "qr_svg": totp::qr_svg(&url),
+            "otpauth_url": url,
+            "secret": secret,
+        }),
+    ))
 }
