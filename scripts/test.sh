@@ -51,6 +51,8 @@ if ! ls "$GEOIP_DIR"/*.mmdb >/dev/null 2>&1; then
 fi
 export PROXYFLEET_TEST_GEOIP_DB="$GEOIP_DIR"
 
+# A fresh clone gains nothing from incremental compilation, which only adds work.
+export CARGO_INCREMENTAL=0
 # Each step prints how long it took (the CI time and its breakdown, in the log).
 step() {
   local started=$SECONDS
@@ -60,7 +62,8 @@ step() {
 
 step cargo fmt --check
 step cargo clippy --all-targets -- -D warnings
-step cargo test --all-targets
+# `--timings`: target/cargo-timings/ shows where the build time went.
+step cargo test --all-targets --timings
 # Every fuzz target (the parsers of outside input) for 15 s each, built with the tests'
 # profile so the dependencies are built once (scripts/fuzz.sh; longer runs: `bash scripts/fuzz.sh 600 --release`).
 step bash scripts/fuzz.sh 15
