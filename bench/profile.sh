@@ -37,4 +37,4 @@ perf record -F 499 -p "$server_pid" -o "$work/perf.data" -- sleep "$seconds" 2>/
 wait "$load_pid"
 grep -E "Requests/sec" "$work/wrk.txt"
 perf report -i "$work/perf.data" --no-children --sort dso,symbol --stdio --percent-limit 1 2>/dev/null \
-  | grep -v '^#' | grep -v '^$' | head -50
+  | grep -v '^#' | grep -v '^$' | sed -E 's/ +/ /g' | cut -c1-150 | head -50

@@ -3,14 +3,14 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection};
 
 use crate::api::filters::limited;
 use crate::api::filters::{admin, user, with_state};
 use crate::api::AppState;
+use crate::billing::payments::Payment;
 use crate::billing::purchase::PurchaseMode;
 use crate::fleet::model::User;
 use crate::http::body::json as json_body;
@@ -165,24 +165,92 @@ pub fn routes(
     }
 }
 
+#[derive(Serialize)]
+struct Plans<'a> {
+    plans: &'a [crate::billing::plans::Plan],
+}
+
+/// A linked device as its owner sees it (never its token, shown once at linking).
+#[derive(Serialize)]
+struct DeviceView {
+    id: u64,
+    name: String,
+    created_at: u64,
+}
+
+#[derive(Serialize)]
+struct Devices {
+    devices: Vec<DeviceView>,
+    /// How many devices the account may link (more with Pro).
+    limit: usize,
+}
+
+/// `POST /api/v1/devices`: the device and its token, shown this once.
+#[derive(Serialize)]
+struct LinkedDevice {
+    id: u64,
+    name: String,
+    token: String,
+    created_at: u64,
+}
+
+#[derive(Serialize)]
+struct WebhookReceived {
+    received: bool,
+    outcome: String,
+}
+
+#[derive(Serialize)]
+struct OwnPayments {
+    pro_until: Option<u64>,
+    payments: Vec<Payment>,
+}
+
+/// `GET /api/v1/admin/payments`: a page, where the next starts, and the totals per currency.
+#[derive(Serialize)]
+struct PaymentPage {
+    payments: Vec<Payment>,
+    next: Option<String>,
+    totals: std::collections::BTreeMap<String, crate::billing::payments::Totals>,
+}
+
+#[derive(Serialize)]
+struct OwnReferralCode {
+    code: String,
+    bonus_days: u64,
+    redeemed_by: usize,
+}
+
+#[derive(Serialize)]
+struct PromoCodes {
+    codes: Vec<crate::billing::referrals::PromoCode>,
+}
+
+#[derive(Serialize)]
+struct ReferralCodePage {
+    codes: Vec<crate::billing::referrals::ReferralCode>,
+    next: Option<String>,
+}
+
 fn pro_plans(state: Arc<AppState>) -> Route {
-    json(
-        StatusCode::OK,
-        &json!({ "plans": state.billing.settings.plans }),
-    )
+    let plans = Plans {
+        plans: &state.billing.settings.plans,
+    };
+    json(StatusCode::OK, &plans)
 }
 
 fn own_devices(user: User, state: Arc<AppState>) -> Route {
-    let devices: Vec<_> = user
+    let devices = user
         .devices
         .iter()
-        .map(|d| json!({ "id": d.id, "name": d.name, "created_at": d.created_ms / 1000 }))
+        .map(|d| DeviceView {
+            id: d.id,
+            name: d.name.clone(),
+            created_at: d.created_ms / 1000,
+        })
         .collect();
     let limit = state.billing.device_limit(&user, state.clock.now_ms());
-    json(
-        StatusCode::OK,
-        &json!({ "devices": devices, "limit": limit }),
-    )
+    json(StatusCode::OK, &Devices { devices, limit })
 }
 
 async fn stripe_webhook(
@@ -197,18 +265,20 @@ async fn stripe_webhook(
         .inspect_err(|_| state.metrics.webhook("rejected"))
         .map_err(reject)?;
     state.metrics.webhook(outcome.kind());
-    Ok(json(
-        StatusCode::OK,
-        &json!({ "received": true, "outcome": outcome.describe() }),
-    ))
+    let received = WebhookReceived {
+        received: true,
+        outcome: outcome.describe(),
+    };
+    Ok(json(StatusCode::OK, &received))
 }
 
 async fn own_payments(user: User, state: Arc<AppState>) -> Result<Route, Rejection> {
     let payments = state.billing.payments_of(user.id).map_err(reject)?;
-    Ok(json(
-        StatusCode::OK,
-        &json!({ "pro_until": user.pro_until_ms.map(|t| t / 1000), "payments": payments }),
-    ))
+    let own = OwnPayments {
+        pro_until: user.pro_until_ms.map(|t| t / 1000),
+        payments,
+    };
+    Ok(json(StatusCode::OK, &own))
 }
 
 async fn all_payments(page: Page, state: Arc<AppState>) -> Result<Route, Rejection> {
@@ -219,10 +289,12 @@ async fn all_payments(page: Page, state: Arc<AppState>) -> Result<Route, Rejecti
         .map_err(reject)?;
     let next = Page::next(&payments, limit, |p| p.id.clone());
     let totals = state.billing.totals().map_err(reject)?;
-    Ok(json(
-        StatusCode::OK,
-        &json!({ "payments": payments, "next": next, "totals": totals }),
-    ))
+    let page = PaymentPage {
+        payments,
+        next,
+        totals,
+    };
+    Ok(json(StatusCode::OK, &page))
 }
 
 async fn link_device(
@@ -235,11 +307,13 @@ async fn link_device(
         .add_device(user.id, &body.name, state.clock.now_ms())
         .await
         .map_err(reject)?;
-    Ok(json(
-        StatusCode::CREATED,
-        &json!({ "id": device.id, "name": device.name, "token": token,
-                 "created_at": device.created_ms / 1000 }),
-    ))
+    let linked = LinkedDevice {
+        id: device.id,
+        name: device.name,
+        token,
+        created_at: device.created_ms / 1000,
+    };
+    Ok(json(StatusCode::CREATED, &linked))
 }
 
 async fn unlink_device(id: u64, user: User, state: Arc<AppState>) -> Result<Route, Rejection> {
@@ -278,10 +352,12 @@ async fn own_referral_code(user: User, state: Arc<AppState>) -> Result<Route, Re
         .map_err(reject)?;
     let redeemed_by = state.billing.redemptions(&code);
     let bonus_days = state.billing.settings.referral_bonus_days;
-    Ok(json(
-        StatusCode::OK,
-        &json!({ "code": code, "bonus_days": bonus_days, "redeemed_by": redeemed_by }),
-    ))
+    let own = OwnReferralCode {
+        code,
+        bonus_days,
+        redeemed_by,
+    };
+    Ok(json(StatusCode::OK, &own))
 }
 
 async fn redeem_code(user: User, body: Redeem, state: Arc<AppState>) -> Result<Route, Rejection> {
@@ -310,7 +386,7 @@ async fn create_promo_code(body: NewPromo, state: Arc<AppState>) -> Result<Route
 
 async fn promo_codes(state: Arc<AppState>) -> Result<Route, Rejection> {
     let codes = state.billing.promo_codes().map_err(reject)?;
-    Ok(json(StatusCode::OK, &json!({ "codes": codes })))
+    Ok(json(StatusCode::OK, &PromoCodes { codes }))
 }
 
 async fn referral_codes_page(page: Page, state: Arc<AppState>) -> Result<Route, Rejection> {
@@ -320,8 +396,5 @@ async fn referral_codes_page(page: Page, state: Arc<AppState>) -> Result<Route, 
         .referral_codes(page.after.as_deref(), limit)
         .map_err(reject)?;
     let next = Page::next(&codes, limit, |c| c.code.clone());
-    Ok(json(
-        StatusCode::OK,
-        &json!({ "codes": codes, "next": next }),
-    ))
+    Ok(json(StatusCode::OK, &ReferralCodePage { codes, next }))
 }

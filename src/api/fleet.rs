@@ -9,7 +9,7 @@ use warp::{Filter, Rejection};
 use crate::api::filters::{admin, user, with_state};
 use crate::api::filters::{check_code, limited};
 use crate::api::AppState;
-use crate::distribution::config::proxy_entries;
+use crate::distribution::config::{proxy_entries, ProxyEntry};
 use crate::error::Error;
 use crate::fleet::links;
 use crate::fleet::model::{Email, User, UserStatus};
@@ -97,6 +97,88 @@ impl From<&User> for UserSummary {
     }
 }
 
+/// `POST /api/v1/admin/users` and an accepted invitation: the account, with its token once.
+#[derive(Serialize)]
+struct CreatedUser {
+    id: u64,
+    email: Email,
+    invited_by: Option<u64>,
+    /// Shown once, when the account is made; `None` when the invitation was accepted before.
+    token: Option<String>,
+    proxies: Vec<ProxyEntry>,
+    already_accepted: bool,
+}
+
+/// `GET /api/v1/admin/users`: one page, and where the next one starts.
+#[derive(Serialize)]
+struct UserPage {
+    users: Vec<UserSummary>,
+    next_after: Option<u64>,
+    next_after_email: Option<String>,
+    users_total: u64,
+}
+
+/// One entry of a user's assignment history.
+#[derive(Serialize)]
+struct AssignmentView {
+    at: u64,
+    proxies: Vec<String>,
+    reason: String,
+}
+
+#[derive(Serialize)]
+struct DeviceView {
+    id: u64,
+    name: String,
+    created_at: u64,
+}
+
+#[derive(Serialize)]
+struct ProView {
+    active: bool,
+    until: Option<u64>,
+    proxies: Vec<String>,
+}
+
+/// `GET /api/v1/admin/users/{id}`: everything the panel's user page shows.
+#[derive(Serialize)]
+struct UserDetail {
+    user: UserSummary,
+    parent: Option<u64>,
+    children: Vec<u64>,
+    devices: Vec<DeviceView>,
+    payments: Vec<crate::billing::payments::Payment>,
+    /// What the client is served now, as the config server renders it.
+    config: crate::distribution::config::ClientConfig,
+    proxies: Vec<ProxyEntry>,
+    pro: ProView,
+    pro_until: Option<u64>,
+    config_version: u64,
+    history: Vec<AssignmentView>,
+}
+
+#[derive(Serialize)]
+struct PlanHistory {
+    plans: Vec<rebalance::plan::Plan>,
+}
+
+/// `POST /api/v1/admin/proxies/{name}/action`: the proxy's role after the action.
+#[derive(Serialize)]
+struct ProxyActionDone {
+    name: ProxyName,
+    role: crate::registry::Role,
+    action: ProxyAction,
+}
+
+/// `POST /api/v1/invitations`.
+#[derive(Serialize)]
+struct InvitationView {
+    code: String,
+    email: Email,
+    inviter: u64,
+    created_at: u64,
+}
+
 fn created_reply(state: &AppState, created: Created) -> Route {
     let status = if created.token.is_some() {
         StatusCode::CREATED
@@ -105,17 +187,16 @@ fn created_reply(state: &AppState, created: Created) -> Route {
     };
     let proxies =
         proxy_entries(&state.registry, &created.user, state.clock.now_ms()).unwrap_or_default();
-    json(
-        status,
-        &serde_json::json!({
-            "id": created.user.id,
-            "email": created.user.email,
-            "invited_by": created.user.invited_by,
-            "token": created.token,
-            "proxies": proxies,
-            "already_accepted": created.token.is_none(),
-        }),
-    )
+    let already_accepted = created.token.is_none();
+    let body = CreatedUser {
+        id: created.user.id,
+        email: created.user.email,
+        invited_by: created.user.invited_by,
+        token: created.token,
+        proxies,
+        already_accepted,
+    };
+    json(status, &body)
 }
 
 pub fn routes(
@@ -247,16 +328,13 @@ async fn list_users(q: ListQuery, state: Arc<AppState>) -> Result<Route, Rejecti
     let last = users.last().filter(|_| full);
     let next_after = last.map(|u| u.id);
     let next_after_email = last.map(|u| u.email.as_str().to_string());
-    let users: Vec<UserSummary> = users.iter().map(UserSummary::from).collect();
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({
-            "users": users,
-            "next_after": next_after,
-            "next_after_email": next_after_email,
-            "users_total": state.fleet.users_total().map_err(reject)?,
-        }),
-    ))
+    let page = UserPage {
+        users: users.iter().map(UserSummary::from).collect(),
+        next_after,
+        next_after_email,
+        users_total: state.fleet.users_total().map_err(reject)?,
+    };
+    Ok(json(StatusCode::OK, &page))
 }
 
 async fn user_detail(id: u64, state: Arc<AppState>) -> Result<Route, Rejection> {
@@ -268,16 +346,24 @@ async fn user_detail(id: u64, state: Arc<AppState>) -> Result<Route, Rejection> 
     let now = state.clock.now_ms();
     let proxies = proxy_entries(&state.registry, &user, now).map_err(reject)?;
     let history = links::history(&state.store, id).map_err(reject)?;
-    let history: Vec<serde_json::Value> = history
-        .iter()
-        .map(|h| serde_json::json!({ "at": h.at_ms / 1000, "proxies": h.proxies, "reason": h.reason }))
+    let history = history
+        .into_iter()
+        .map(|h| AssignmentView {
+            at: h.at_ms / 1000,
+            proxies: h.proxies,
+            reason: h.reason,
+        })
         .collect();
     let children =
         crate::fleet::invitees::children(&state.store, id, CHILDREN_SHOWN).map_err(reject)?;
-    let devices: Vec<serde_json::Value> = user
+    let devices = user
         .devices
         .iter()
-        .map(|d| serde_json::json!({ "id": d.id, "name": d.name, "created_at": d.created_ms / 1000 }))
+        .map(|d| DeviceView {
+            id: d.id,
+            name: d.name.clone(),
+            created_at: d.created_ms / 1000,
+        })
         .collect();
     let payments = state.billing.payments_of(id).map_err(reject)?;
     // What the client is served now, as the config server renders it (account subset).
@@ -285,22 +371,24 @@ async fn user_detail(id: u64, state: Arc<AppState>) -> Result<Route, Rejection> 
         .distribution
         .config_for(&user, None, now)
         .map_err(reject)?;
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({
-            "user": UserSummary::from(&user),
-            "parent": user.invited_by,
-            "children": children,
-            "devices": devices,
-            "payments": payments,
-            "config": config,
-            "proxies": proxies,
-            "pro": { "active": user.pro_until_ms.is_some_and(|t| t > now), "until": user.pro_until_ms.map(|t| t / 1000), "proxies": user.pro_proxies },
-            "pro_until": user.pro_until_ms.map(|t| t / 1000),
-            "config_version": user.config_version,
-            "history": history,
-        }),
-    ))
+    let detail = UserDetail {
+        user: UserSummary::from(&user),
+        parent: user.invited_by,
+        children,
+        devices,
+        payments,
+        config,
+        proxies,
+        pro: ProView {
+            active: user.pro_until_ms.is_some_and(|t| t > now),
+            until: user.pro_until_ms.map(|t| t / 1000),
+            proxies: user.pro_proxies.clone(),
+        },
+        pro_until: user.pro_until_ms.map(|t| t / 1000),
+        config_version: user.config_version,
+        history,
+    };
+    Ok(json(StatusCode::OK, &detail))
 }
 
 async fn disable_user(id: u64, state: Arc<AppState>) -> Result<Route, Rejection> {
@@ -355,7 +443,7 @@ async fn run_rebalance(q: RebalanceQuery, state: Arc<AppState>) -> Result<Route,
 async fn rebalance_plans(q: ListQuery, state: Arc<AppState>) -> Result<Route, Rejection> {
     let plans =
         rebalance::history(&state.fleet, q.limit.unwrap_or(20).clamp(1, 200)).map_err(reject)?;
-    Ok(json(StatusCode::OK, &serde_json::json!({ "plans": plans })))
+    Ok(json(StatusCode::OK, &PlanHistory { plans }))
 }
 
 async fn act_on_proxy(
@@ -369,10 +457,12 @@ async fn act_on_proxy(
         .proxy_action(&name, body.action, state.clock.now_ms())
         .await
         .map_err(reject)?;
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({ "name": proxy.name, "role": proxy.role, "action": body.action }),
-    ))
+    let done = ProxyActionDone {
+        name: proxy.name,
+        role: proxy.role,
+        action: body.action,
+    };
+    Ok(json(StatusCode::OK, &done))
 }
 
 async fn create_invitation(
@@ -386,15 +476,13 @@ async fn create_invitation(
         .invite(&inviter, &email, state.clock.now_ms())
         .await
         .map_err(reject)?;
-    Ok(json(
-        StatusCode::CREATED,
-        &serde_json::json!({
-            "code": invitation.code,
-            "email": invitation.email,
-            "inviter": invitation.inviter,
-            "created_at": invitation.created_ms / 1000,
-        }),
-    ))
+    let view = InvitationView {
+        code: invitation.code,
+        email: invitation.email,
+        inviter: invitation.inviter,
+        created_at: invitation.created_ms / 1000,
+    };
+    Ok(json(StatusCode::CREATED, &view))
 }
 
 async fn accept_invitation(

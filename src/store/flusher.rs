@@ -28,15 +28,17 @@ impl Flusher {
                 while let Ok(more) = queue.try_recv() {
                     batch.push(more);
                 }
-                let db = batch[0].0.clone();
-                let flushing = db.clone();
-                let outcome = match tokio::task::spawn_blocking(move || flushing.flush()).await {
+                let (handles, waiters): (Vec<sled::Db>, Vec<_>) = batch.into_iter().unzip();
+                let db = handles[0].clone();
+                let outcome = match tokio::task::spawn_blocking(move || db.flush()).await {
                     Ok(Ok(_)) => Ok(()),
                     Ok(Err(e)) => Err(format!("flush: {e}")),
                     Err(e) => Err(format!("flush task: {e}")),
                 };
-                drop(db);
-                for (_, waiter) in batch {
+                // Before answering: a waiter may close the store at once, and the database
+                // closes only once no handle is left here.
+                drop(handles);
+                for waiter in waiters {
                     let _ = waiter.send(outcome.clone());
                 }
             }

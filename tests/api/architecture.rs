@@ -172,3 +172,29 @@ fn the_reader_sees_grouped_and_nested_imports() {
     assert_eq!(module_of_file(Path::new("fleet/model.rs")), "fleet::model");
     assert_eq!(module_of_file(Path::new("lib.rs")), "lib");
 }
+
+/// The fuzz targets list proxyfleet's dev-dependencies as their own (fuzz/Cargo.toml says why):
+/// a dev-dependency missing there makes the fuzz build compile the shared crates a second time.
+#[test]
+fn the_fuzz_targets_depend_on_what_the_tests_depend_on() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let fuzz = std::fs::read_to_string(root.join("fuzz/Cargo.toml")).unwrap();
+    let section = manifest
+        .split("[dev-dependencies]")
+        .nth(1)
+        .expect("a [dev-dependencies] section");
+    let section = section.split("\n[").next().unwrap_or_default();
+    let lines: Vec<&str> = section
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect();
+    assert!(lines.len() >= 5, "{lines:?}");
+    for line in lines {
+        assert!(
+            fuzz.lines().any(|l| l.trim() == line),
+            "fuzz/Cargo.toml lacks the dev-dependency `{line}`"
+        );
+    }
+}
