@@ -10,9 +10,9 @@ use crate::api::filters::{admin, with_state};
 use crate::api::AppState;
 use crate::error::Error;
 use crate::http::{json, reject};
+use crate::queue::TaskState;
 
 type Route = warp::reply::Response;
-use crate::queue::TaskState;
 
 #[derive(Deserialize)]
 struct ListQuery {
