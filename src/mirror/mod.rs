@@ -4,7 +4,7 @@
 //! - `keys.rs`: the key schema (docs/REDIS.md); `records.rs`: records -> commands (pure);
 //! - `stream.rs`: the replication loop (batches of changes in MULTI/EXEC, resume, retry);
 //! - `resync.rs`: full copy from sled when Redis is empty, replaced or too far behind;
-//! - the admin's view (state, lag, last error) is served by `crate::api::mirror`;
+//! - the admin's view (state, lag, last error) is served by the HTTP API (src/api/mirror.rs);
 //! - `edge/`: `proxyfleet edge`, the read APIs served from Redis alone.
 
 pub mod configs;
