@@ -13,7 +13,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use warp::http::{header, Response, StatusCode};
 use warp::{Filter, Rejection};
 
@@ -39,6 +39,24 @@ struct ExposureQuery {
 }
 
 type Route = warp::reply::Response;
+
+/// The key that signs configs, for clients that check the signature.
+#[derive(Serialize)]
+struct PublicKey<'a> {
+    algorithm: &'static str,
+    public_key: &'a str,
+    signature_header: &'static str,
+}
+
+/// How many accounts a censor needs to learn half, and 90%, of the free proxies (simulated).
+#[derive(Serialize)]
+struct Exposure {
+    free_proxies: usize,
+    k: usize,
+    trials: usize,
+    accounts_for_50_percent: f64,
+    accounts_for_90_percent: f64,
+}
 
 pub fn routes(
     state: Arc<AppState>,
@@ -78,11 +96,11 @@ pub fn routes(
 pub fn pubkey_response(public_key: &str) -> Route {
     json(
         StatusCode::OK,
-        &serde_json::json!({
-            "algorithm": "ed25519",
-            "public_key": public_key,
-            "signature_header": SIGNATURE_HEADER,
-        }),
+        &PublicKey {
+            algorithm: "ed25519",
+            public_key,
+            signature_header: SIGNATURE_HEADER,
+        },
     )
 }
 
@@ -239,13 +257,13 @@ async fn exposure(query: ExposureQuery, state: Arc<AppState>) -> Result<Route, R
         let mut rng = StdRng::from_entropy();
         let half = accounts_to_learn(&free, k, 0.5, trials, 1_000_000, &mut rng);
         let most = accounts_to_learn(&free, k, 0.9, trials, 1_000_000, &mut rng);
-        serde_json::json!({
-            "free_proxies": free.len(),
-            "k": k,
-            "trials": trials,
-            "accounts_for_50_percent": half,
-            "accounts_for_90_percent": most,
-        })
+        Exposure {
+            free_proxies: free.len(),
+            k,
+            trials,
+            accounts_for_50_percent: half,
+            accounts_for_90_percent: most,
+        }
     })
     .await
     .map_err(|e| reject(Error::internal(e)))?;

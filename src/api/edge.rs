@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::http::listener::Connection;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use warp::http::{Method, StatusCode};
 use warp::{Filter, Rejection};
 
@@ -15,7 +15,7 @@ use crate::api::gateways::{json_request, recommend_in, JsonQuery};
 use crate::distribution::config::matches;
 use crate::error::Error;
 use crate::http::client_ip::client_ip;
-use crate::http::{json, recover, reject};
+use crate::http::{json, recover, reject, ErrorBody};
 use crate::mirror::edge::reader::{self, StoredConfig};
 use crate::mirror::edge::EdgeState;
 
@@ -90,7 +90,10 @@ pub fn routes(
             let long_polls = connection.map(|c| c.capacity().long_polls());
             json(
                 StatusCode::OK,
-                &serde_json::json!({ "status": "ok", "long_polls": long_polls }),
+                &EdgeHealth {
+                    status: "ok",
+                    long_polls,
+                },
             )
         });
     // Checked first: a write never reaches the read routes. Reads fall through (not_found is
@@ -122,6 +125,21 @@ pub fn routes(
         .unify()
 }
 
+#[derive(Serialize)]
+struct EdgeHealth {
+    status: &'static str,
+    /// Absent when the listener does not count them.
+    long_polls: Option<usize>,
+}
+
+/// The error shape, and the primary that takes writes.
+#[derive(Serialize)]
+struct ReadOnly<'a> {
+    #[serde(flatten)]
+    error: ErrorBody<'a>,
+    primary: Option<&'a str>,
+}
+
 /// 421 for a write, naming the primary when known.
 fn read_only(state: &EdgeState) -> Route {
     let message = match &state.settings.primary {
@@ -132,8 +150,10 @@ fn read_only(state: &EdgeState) -> Route {
     };
     json(
         StatusCode::MISDIRECTED_REQUEST,
-        &serde_json::json!({ "error": { "code": "read_only_edge", "message": message },
-            "primary": state.settings.primary }),
+        &ReadOnly {
+            error: ErrorBody::new("read_only_edge", &message),
+            primary: state.settings.primary.as_deref(),
+        },
     )
 }
 

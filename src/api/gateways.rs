@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use rand::thread_rng;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection};
 
@@ -15,7 +14,7 @@ use crate::api::AppState;
 use crate::gateways::rank::{self, location_key, Origin};
 use crate::http::client_ip::client_ip;
 use crate::http::rate_limit::Endpoint;
-use crate::http::{json, reject};
+use crate::http::{json, reject, ErrorBody};
 use crate::registry::validate::utc_offset_minutes;
 use crate::store::TreeId;
 
@@ -45,6 +44,20 @@ pub fn json_request() -> impl Filter<Extract = (JsonQuery,), Error = Rejection> 
 
 type Route = warp::reply::Response;
 
+/// How often each city was asked for by name, by city.
+#[derive(Serialize)]
+struct Overrides {
+    overrides: std::collections::BTreeMap<String, u64>,
+}
+
+/// The error shape, and the cities that have gateways.
+#[derive(Serialize)]
+struct UnknownCity<'a> {
+    #[serde(flatten)]
+    error: ErrorBody<'a>,
+    cities: Vec<&'a String>,
+}
+
 pub fn routes(
     state: Arc<AppState>,
 ) -> (
@@ -70,16 +83,16 @@ pub fn routes(
 }
 
 async fn override_counts(state: Arc<AppState>) -> Result<Route, Rejection> {
-    let mut counts = serde_json::Map::new();
+    let mut counts = std::collections::BTreeMap::new();
     for item in state
         .store
         .scan_prefix::<u64>(TreeId::Meta, OVERRIDE_PREFIX)
     {
         let (key, count) = item.map_err(reject)?;
         let city = String::from_utf8_lossy(&key[OVERRIDE_PREFIX.len()..]).into_owned();
-        counts.insert(city, json!(count));
+        counts.insert(city, count);
     }
-    Ok(json(StatusCode::OK, &json!({ "overrides": counts })))
+    Ok(json(StatusCode::OK, &Overrides { overrides: counts }))
 }
 
 /// A query value, or `None` when absent or empty (`city=` is no city).
@@ -176,7 +189,10 @@ pub fn recommend_in(
                 let message = format!("no gateway in {city}; see `cities` for the known ones");
                 return Ok(json(
                     StatusCode::NOT_FOUND,
-                    &json!({ "error": { "code": "unknown_city", "message": message }, "cities": known }),
+                    &UnknownCity {
+                        error: ErrorBody::new("unknown_city", &message),
+                        cities: known,
+                    },
                 ));
             }
             if query.kind.as_deref() == Some("refresh") {

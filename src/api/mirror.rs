@@ -8,7 +8,7 @@ use warp::{Filter, Rejection};
 
 use crate::api::filters::{admin, with_state};
 use crate::api::AppState;
-use crate::http::{json, reject};
+use crate::http::{json, reject, StatusBody};
 
 type Route = warp::reply::Response;
 
@@ -46,6 +46,8 @@ async fn request_resync(state: Arc<AppState>) -> Result<Route, Rejection> {
     state.mirror.request_resync().map_err(reject)?;
     Ok(json(
         StatusCode::ACCEPTED,
-        &serde_json::json!({ "status": "resync requested" }),
+        &StatusBody {
+            status: "resync requested",
+        },
     ))
 }

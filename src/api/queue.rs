@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection};
 
@@ -13,6 +13,11 @@ use crate::http::{json, reject};
 use crate::queue::TaskState;
 
 type Route = warp::reply::Response;
+
+#[derive(Serialize)]
+struct DeadLetters {
+    tasks: Vec<crate::queue::Task>,
+}
 
 #[derive(Deserialize)]
 struct ListQuery {
@@ -66,7 +71,7 @@ async fn queue_counts(state: Arc<AppState>) -> Result<Route, Rejection> {
 async fn dead_letters(q: ListQuery, state: Arc<AppState>) -> Result<Route, Rejection> {
     let limit = q.limit.unwrap_or(100).min(1000);
     let tasks = state.queue.list(TaskState::Dead, limit).map_err(reject)?;
-    Ok(json(StatusCode::OK, &serde_json::json!({ "tasks": tasks })))
+    Ok(json(StatusCode::OK, &DeadLetters { tasks }))
 }
 
 async fn one_task(id: u64, state: Arc<AppState>) -> Result<Route, Rejection> {

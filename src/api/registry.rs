@@ -74,6 +74,92 @@ impl From<Proxy> for ProxyView {
     }
 }
 
+/// `GET /api/v1/admin/proxies` without `limit`: every live proxy.
+#[derive(Serialize)]
+struct AllProxies {
+    proxies: Vec<ProxyView>,
+}
+
+/// One row of a page of proxies, with its recent client counts when asked (`history=true`).
+#[derive(Serialize)]
+struct ProxyRow {
+    #[serde(flatten)]
+    proxy: ProxyView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history: Option<Vec<Option<u32>>>,
+}
+
+#[derive(Serialize)]
+struct ProxyPage {
+    proxies: Vec<ProxyRow>,
+    next_after: Option<String>,
+    matched_total: usize,
+}
+
+#[derive(Serialize)]
+struct LoadSampleView {
+    at: u64,
+    clients: Option<u32>,
+    cpu: Option<f64>,
+    bandwidth: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct LoadHistory {
+    name: String,
+    samples: Vec<LoadSampleView>,
+}
+
+#[derive(Serialize)]
+struct Events {
+    events: Vec<EventView>,
+    next_before: Option<u64>,
+}
+
+/// `GET /api/v1/admin/edge`: the registry's version, what varnishd last loaded, and the sync
+/// task while varnishd lags behind.
+#[derive(Serialize)]
+struct EdgeView<'a> {
+    version: u64,
+    loaded: Option<edge::EdgeStatus>,
+    pending: Option<crate::queue::Task>,
+    vcl_path: &'a std::path::Path,
+    groups: usize,
+    group_loads: u64,
+}
+
+#[derive(Serialize)]
+struct Enrolments {
+    enrolments: Vec<EnrolmentView>,
+}
+
+/// A new enrolment and its token, shown this once.
+#[derive(Serialize)]
+struct CreatedEnrolment<'a> {
+    #[serde(flatten)]
+    enrolment: EnrolmentView,
+    token: &'a str,
+}
+
+#[derive(Serialize)]
+struct RotatedSecret<'a> {
+    name: &'a ProxyName,
+    proxy_secret: &'a str,
+}
+
+#[derive(Serialize)]
+struct Revoked<'a> {
+    name: &'a ProxyName,
+    revoked: bool,
+    removed: bool,
+}
+
+#[derive(Serialize)]
+struct Unregistered<'a> {
+    name: &'a ProxyName,
+    unregistered: bool,
+}
+
 #[derive(Deserialize)]
 struct EventsQuery {
     limit: Option<usize>,
@@ -301,8 +387,10 @@ async fn create_enrolment(body: EnrolmentBody, state: Arc<AppState>) -> Result<R
         .create_enrolment(new, now)
         .await
         .map_err(reject)?;
-    let mut body = serde_json::to_value(EnrolmentView::from(enrolment)).unwrap_or_default();
-    body["token"] = serde_json::json!(token);
+    let body = CreatedEnrolment {
+        enrolment: EnrolmentView::from(enrolment),
+        token: &token,
+    };
     let mut reply = json(StatusCode::CREATED, &body);
     reply.headers_mut().insert(
         warp::http::header::CACHE_CONTROL,
@@ -320,10 +408,7 @@ async fn list_enrolments(state: Arc<AppState>) -> Result<Route, Rejection> {
         .into_iter()
         .map(EnrolmentView::from)
         .collect();
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({ "enrolments": enrolments }),
-    ))
+    Ok(json(StatusCode::OK, &Enrolments { enrolments }))
 }
 
 async fn revoke_enrolment(id: u64, state: Arc<AppState>) -> Result<Route, Rejection> {
@@ -348,10 +433,11 @@ async fn rotate_secret(name: String, state: Arc<AppState>) -> Result<Route, Reje
         .rotate(&name)
         .await
         .map_err(reject)?;
-    let mut reply = json(
-        StatusCode::OK,
-        &serde_json::json!({ "name": name, "proxy_secret": secret }),
-    );
+    let body = RotatedSecret {
+        name: &name,
+        proxy_secret: &secret,
+    };
+    let mut reply = json(StatusCode::OK, &body);
     reply.headers_mut().insert(
         warp::http::header::CACHE_CONTROL,
         warp::http::HeaderValue::from_static("no-store"),
@@ -366,10 +452,12 @@ async fn revoke_proxy(name: String, state: Arc<AppState>) -> Result<Route, Rejec
         .revoke(&name, state.clock.now_ms())
         .await
         .map_err(reject)?;
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({ "name": name, "revoked": true, "removed": removed.is_some() }),
-    ))
+    let body = Revoked {
+        name: &name,
+        revoked: true,
+        removed: removed.is_some(),
+    };
+    Ok(json(StatusCode::OK, &body))
 }
 
 #[derive(Deserialize)]
@@ -472,10 +560,11 @@ async fn unregister(
         .unregister(&name, &presented, state.clock.now_ms())
         .await
         .map_err(reject)?;
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({ "name": proxy.name, "unregistered": true }),
-    ))
+    let body = Unregistered {
+        name: &proxy.name,
+        unregistered: true,
+    };
+    Ok(json(StatusCode::OK, &body))
 }
 
 /// Without `limit`, every live proxy (scripts); with it, one page in name order after `after`,
@@ -502,10 +591,7 @@ async fn list(
     let Some(limit) = query.limit else {
         let proxies = state.registry.list(now).map_err(reject)?;
         let proxies: Vec<ProxyView> = proxies.into_iter().map(ProxyView::from).collect();
-        return Ok(json(
-            StatusCode::OK,
-            &serde_json::json!({ "proxies": proxies }),
-        ));
+        return Ok(json(StatusCode::OK, &AllProxies { proxies }));
     };
     let role = query
         .role
@@ -529,30 +615,28 @@ async fn list(
         .page(query.after.as_deref(), limit.clamp(1, 500), &filter, now)
         .map_err(reject)?;
     let next_after = page.next_after.clone();
-    let rows: Vec<serde_json::Value> = page
+    let proxies: Vec<ProxyRow> = page
         .proxies
         .into_iter()
         .map(|proxy| {
             let history = if query.history.unwrap_or(false) {
                 let samples = state.registry.load_history(&proxy.name).unwrap_or_default();
                 let start = samples.len().saturating_sub(ROW_HISTORY);
-                Some(
-                    samples[start..]
-                        .iter()
-                        .map(|s| s.clients)
-                        .collect::<Vec<_>>(),
-                )
+                Some(samples[start..].iter().map(|s| s.clients).collect())
             } else {
                 None
             };
-            let mut row = serde_json::to_value(ProxyView::from(proxy)).unwrap_or_default();
-            if let (Some(history), Some(map)) = (history, row.as_object_mut()) {
-                map.insert("history".into(), serde_json::json!(history));
+            ProxyRow {
+                proxy: ProxyView::from(proxy),
+                history,
             }
-            row
         })
         .collect();
-    let body = serde_json::json!({ "proxies": rows, "next_after": next_after, "matched_total": page.matched_total });
+    let body = ProxyPage {
+        proxies,
+        next_after,
+        matched_total: page.matched_total,
+    };
     Ok(json_with_etag(&body, seen.as_deref()))
 }
 
@@ -580,17 +664,19 @@ async fn load(name: String, state: Arc<AppState>) -> Result<Route, Rejection> {
     {
         return Err(not_found());
     }
-    let samples: Vec<serde_json::Value> = state
+    let samples = state
         .registry
         .load_history(&parsed)
         .map_err(reject)?
         .into_iter()
-        .map(|s| serde_json::json!({ "at": s.at_ms / 1000, "clients": s.clients, "cpu": s.cpu, "bandwidth": s.bandwidth }))
+        .map(|s| LoadSampleView {
+            at: s.at_ms / 1000,
+            clients: s.clients,
+            cpu: s.cpu,
+            bandwidth: s.bandwidth,
+        })
         .collect();
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({ "name": name, "samples": samples }),
-    ))
+    Ok(json(StatusCode::OK, &LoadHistory { name, samples }))
 }
 
 #[derive(Serialize)]
@@ -636,7 +722,10 @@ async fn events(query: EventsQuery, state: Arc<AppState>) -> Result<Route, Rejec
     let events: Vec<EventView> = events.into_iter().map(EventView::from).collect();
     Ok(json(
         StatusCode::OK,
-        &serde_json::json!({ "events": events, "next_before": next_before }),
+        &Events {
+            events,
+            next_before,
+        },
     ))
 }
 
@@ -663,10 +752,13 @@ async fn edge_status(state: Arc<AppState>) -> Result<Route, Rejection> {
     } else {
         None
     };
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({ "version": version, "loaded": loaded, "pending": pending,
-                             "vcl_path": state.edge.vcl_path,
-                             "groups": groups.labels.len(), "group_loads": groups.group_loads }),
-    ))
+    let body = EdgeView {
+        version,
+        loaded,
+        pending,
+        vcl_path: &state.edge.vcl_path,
+        groups: groups.labels.len(),
+        group_loads: groups.group_loads,
+    };
+    Ok(json(StatusCode::OK, &body))
 }

@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 
-use serde_json::json;
+use serde::Serialize;
 use warp::http::StatusCode;
 use warp::reject::{LengthRequired, MethodNotAllowed, PayloadTooLarge, UnsupportedMediaType};
 use warp::Rejection;
@@ -16,11 +16,29 @@ pub fn reject(error: Error) -> Rejection {
     warp::reject::custom(error)
 }
 
+/// The error shape; a route that says more (the known cities, the primary) flattens this into
+/// its own body.
+#[derive(Serialize)]
+pub struct ErrorBody<'a> {
+    pub error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+pub struct ErrorDetail<'a> {
+    pub code: &'a str,
+    pub message: &'a str,
+}
+
+impl<'a> ErrorBody<'a> {
+    pub fn new(code: &'a str, message: &'a str) -> Self {
+        ErrorBody {
+            error: ErrorDetail { code, message },
+        }
+    }
+}
+
 pub fn error_response(status: StatusCode, code: &str, message: &str) -> warp::reply::Response {
-    super::json(
-        status,
-        &json!({ "error": { "code": code, "message": message } }),
-    )
+    super::json(status, &ErrorBody::new(code, message))
 }
 
 pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infallible> {

@@ -12,7 +12,13 @@ use warp::http::StatusCode;
 use warp::Reply;
 
 pub use auth::TokenHash;
-pub use error::{recover, reject};
+pub use error::{recover, reject, ErrorBody};
+
+/// The body of an answer that is only a word or sentence: `{"status": "..."}`.
+#[derive(Serialize)]
+pub struct StatusBody<'a> {
+    pub status: &'a str,
+}
 
 /// A JSON response with the given status.
 pub fn json<T: Serialize>(status: StatusCode, body: &T) -> warp::reply::Response {

@@ -30,7 +30,8 @@ pub use tx::{abort, Tx, TxResult};
 
 use crate::error::{Error, Result};
 use codec::decode;
-use disk_guard::{DiskGuard, DiskStatus};
+use disk_guard::DiskGuard;
+pub use disk_guard::DiskStatus;
 use flusher::Flusher;
 use generations::Generation;
 

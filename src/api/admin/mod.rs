@@ -10,7 +10,7 @@ mod ui;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use warp::http::{header, StatusCode};
 use warp::path::Tail;
 use warp::{Filter, Rejection, Reply};
@@ -25,10 +25,54 @@ use crate::api::AppState;
 use crate::error::Error;
 use crate::http::body::json as json_body;
 use crate::http::client_ip::client_ip;
-use crate::http::{json, json_with_etag, reject};
+use crate::http::{json, json_with_etag, reject, StatusBody};
 use guard::{check_csrf, CSRF_HEADER};
 
 type Route = warp::reply::Response;
+
+#[derive(Serialize)]
+struct SignedIn<'a> {
+    username: &'a str,
+    csrf: &'a str,
+}
+
+#[derive(Serialize)]
+struct CurrentSession<'a> {
+    username: &'a str,
+    csrf: &'a str,
+    expires_ms: u64,
+    totp_enabled: bool,
+}
+
+#[derive(Serialize)]
+struct FleetMap {
+    places: Vec<crate::admin::map::Place>,
+}
+
+/// The running settings, secrets masked.
+#[derive(Serialize)]
+struct Settings {
+    settings: serde_json::Value,
+}
+
+#[derive(Serialize)]
+struct AuditPage {
+    entries: Vec<audit::AuditEntry>,
+    next_before: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Accounts {
+    accounts: Vec<accounts::AccountView>,
+}
+
+/// An account action done; `password` only when it issued one (a reset), shown this once.
+#[derive(Serialize)]
+struct AccountActed {
+    done: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password: Option<String>,
+}
 
 /// Logins and password changes are tiny; anything bigger is not one.
 const SMALL_BODY: u64 = 4 * 1024;
@@ -171,7 +215,10 @@ async fn login(
     let https = over_tls || forwarded_proto.is_some_and(|p| p.eq_ignore_ascii_case("https"));
     let response = json(
         StatusCode::OK,
-        &serde_json::json!({ "username": account.username, "csrf": session.csrf }),
+        &SignedIn {
+            username: &account.username,
+            csrf: &session.csrf,
+        },
     );
     Ok(with_cookie(
         response,
@@ -334,14 +381,16 @@ pub fn routes(
 async fn fleet_map(seen: Option<String>, state: Arc<AppState>) -> Result<Route, Rejection> {
     let proxies = state.registry.list(state.clock.now_ms()).map_err(reject)?;
     let places = crate::admin::map::places(&proxies, state.config.max_clients);
-    let body = serde_json::json!({ "places": places });
+    let body = FleetMap { places };
     Ok(json_with_etag(&body, seen.as_deref()))
 }
 
 fn masked_settings(state: Arc<AppState>) -> Route {
     json(
         StatusCode::OK,
-        &serde_json::json!({ "settings": crate::admin::settings::masked(&state.config) }),
+        &Settings {
+            settings: crate::admin::settings::masked(&state.config),
+        },
     )
 }
 
@@ -371,7 +420,10 @@ async fn audit_trail(query: AuditQuery, state: Arc<AppState>) -> Result<Route, R
     let (entries, next) = audit::page(&state.store, query.before, limit, q).map_err(reject)?;
     Ok(json(
         StatusCode::OK,
-        &serde_json::json!({ "entries": entries, "next_before": next }),
+        &AuditPage {
+            entries,
+            next_before: next,
+        },
     ))
 }
 
@@ -392,11 +444,13 @@ async fn account_act(
             .map_err(|e| reject(Error::internal(e)))?
             .map_err(reject)?;
     state.store.durable().await.map_err(reject)?;
-    let mut body = serde_json::json!({ "done": true });
-    if let Some(password) = password {
-        body["password"] = password.into();
-    }
-    Ok(json(StatusCode::OK, &body))
+    Ok(json(
+        StatusCode::OK,
+        &AccountActed {
+            done: true,
+            password,
+        },
+    ))
 }
 
 async fn account_create(body: NewAccount, state: Arc<AppState>) -> Result<Route, Rejection> {
@@ -421,19 +475,19 @@ async fn accounts_list(_: guard::Actor, state: Arc<AppState>) -> Result<Route, R
         .iter()
         .map(accounts::AccountView::from)
         .collect();
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({ "accounts": accounts }),
-    ))
+    Ok(json(StatusCode::OK, &Accounts { accounts }))
 }
 
 async fn current_session(cookie: Option<String>, state: Arc<AppState>) -> Result<Route, Rejection> {
     let (session, account) = guard::session(&state, cookie.as_deref())?;
     Ok(json(
         StatusCode::OK,
-        &serde_json::json!({ "username": session.username, "csrf": session.csrf,
-            "expires_ms": session.expires_ms,
-            "totp_enabled": account.totp_secret.is_some() }),
+        &CurrentSession {
+            username: &session.username,
+            csrf: &session.csrf,
+            expires_ms: session.expires_ms,
+            totp_enabled: account.totp_secret.is_some(),
+        },
     ))
 }
 
@@ -525,7 +579,9 @@ async fn change_password(
     state.store.durable().await.map_err(reject)?;
     let response = json(
         StatusCode::OK,
-        &serde_json::json!({ "status": "password changed; every session has ended, sign in again" }),
+        &StatusBody {
+            status: "password changed; every session has ended, sign in again",
+        },
     );
     Ok(with_cookie(response, cookie_header(&state, "", 0, false)))
 }

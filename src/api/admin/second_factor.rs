@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection};
 
@@ -24,6 +24,22 @@ use crate::http::client_ip::client_ip;
 use crate::http::{json, reject};
 
 type Route = warp::reply::Response;
+
+/// Whether the account now has a second factor; the recovery codes once, when it was set.
+#[derive(Serialize)]
+struct SecondFactor {
+    totp_enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovery_codes: Option<Vec<String>>,
+}
+
+/// A fresh secret to scan, not yet enabled.
+#[derive(Serialize)]
+struct NewSecondFactor<'a> {
+    qr_svg: String,
+    otpauth_url: &'a str,
+    secret: &'a str,
+}
 const SMALL_BODY: u64 = 1024;
 
 #[derive(Deserialize)]
@@ -105,7 +121,10 @@ async fn disable_second_factor(
     state.store.durable().await.map_err(reject)?;
     Ok(json(
         StatusCode::OK,
-        &serde_json::json!({ "totp_enabled": false }),
+        &SecondFactor {
+            totp_enabled: false,
+            recovery_codes: None,
+        },
     ))
 }
 
@@ -134,7 +153,10 @@ async fn enable_second_factor(
     state.store.durable().await.map_err(reject)?;
     Ok(json(
         StatusCode::OK,
-        &serde_json::json!({ "totp_enabled": true, "recovery_codes": codes }),
+        &SecondFactor {
+            totp_enabled: true,
+            recovery_codes: Some(codes),
+        },
     ))
 }
 
@@ -143,10 +165,10 @@ async fn new_second_factor((session, _): (Session, AdminAccount)) -> Result<Rout
     let url = totp::otpauth_url(&session.username, &secret);
     Ok(json(
         StatusCode::OK,
-        &serde_json::json!({
-            "qr_svg": totp::qr_svg(&url),
-            "otpauth_url": url,
-            "secret": secret,
-        }),
+        &NewSecondFactor {
+            qr_svg: totp::qr_svg(&url),
+            otpauth_url: &url,
+            secret: &secret,
+        },
     ))
 }
