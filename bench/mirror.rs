@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use proxyfleet::clock::now_ms;
 use proxyfleet::fleet::links::set_proxies;
-use proxyfleet::fleet::model::{Email, User};
+use proxyfleet::fleet::model::{Email, ProxyName, User};
 use proxyfleet::fleet::users::NEXT_USER_ID;
 use proxyfleet::http::TokenHash;
 use proxyfleet::store::{Store, TreeId};
@@ -51,9 +51,9 @@ async fn main() -> Result<(), String> {
 
 async fn seed(dir: &str, users: u64, tokens_file: &str, sample: u64) -> Result<(), String> {
     let store = Store::open(std::path::Path::new(dir)).map_err(|e| e.to_string())?;
-    let proxies: Vec<String> = ["fb1", "fb2", "fb3"]
+    let proxies: Vec<ProxyName> = ["fb1", "fb2", "fb3"]
         .iter()
-        .map(|s| s.to_string())
+        .map(|s| ProxyName::parse(s).expect("a valid name"))
         .collect();
     let mut tokens =
         std::io::BufWriter::new(std::fs::File::create(tokens_file).map_err(|e| e.to_string())?);

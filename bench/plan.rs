@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use proxyfleet::fleet::rebalance::plan::{plan, ProxyState, Rules, Snapshot, Trigger, UserState};
+use proxyfleet::registry::model::ProxyName;
 use proxyfleet::registry::Role;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -41,7 +42,7 @@ fn main() {
     let mut users_on = BTreeMap::new();
     let mut next_user = 0u64;
     for i in 0..proxies {
-        let name = format!("p{i}");
+        let name = ProxyName::parse(&format!("p{i}")).expect("a valid name");
         let hot = i < overloaded;
         snapshot.proxies.push(ProxyState {
             name: name.clone(),

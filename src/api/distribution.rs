@@ -164,22 +164,22 @@ async fn get_config(
         }
         state.fleet.notifier.release(user.id, bell);
     }
-    let signature = state.distribution.signature(&rendered);
     respond(
         &rendered.body,
         &rendered.etag,
-        &signature,
+        || state.distribution.signature(&rendered),
         if_none_match.as_deref(),
         accept_encoding.as_deref(),
     )
 }
 
 /// The response for a config: 304 when the client has it, else the body (gzip when
-/// accepted) with its signature. Shared with the edge, so both answer byte for byte alike.
-pub fn respond(
+/// accepted) with its signature, asked for only then. Shared with the edge, so both answer
+/// byte for byte alike.
+pub fn respond<S: AsRef<str>>(
     body: &[u8],
     etag: &str,
-    signature: &str,
+    signature: impl FnOnce() -> S,
     if_none_match: Option<&str>,
     accept_encoding: Option<&str>,
 ) -> Result<Route, Rejection> {
@@ -202,7 +202,7 @@ pub fn respond(
     let builder = builder
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/json")
-        .header(SIGNATURE_HEADER, signature);
+        .header(SIGNATURE_HEADER, signature().as_ref());
     let response = if gzip {
         let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
         encoder

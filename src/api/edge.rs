@@ -208,7 +208,7 @@ async fn get_config(
     respond(
         &config.body,
         &config.etag,
-        &config.signature,
+        || config.signature.as_str(),
         if_none_match.as_deref(),
         accept_encoding.as_deref(),
     )

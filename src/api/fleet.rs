@@ -79,7 +79,7 @@ struct UserSummary {
     status: UserStatus,
     invited_by: Option<u64>,
     created_at: u64,
-    proxies: Vec<String>,
+    proxies: Vec<ProxyName>,
     pro_until: Option<u64>,
 }
 
@@ -122,7 +122,7 @@ struct UserPage {
 #[derive(Serialize)]
 struct AssignmentView {
     at: u64,
-    proxies: Vec<String>,
+    proxies: Vec<ProxyName>,
     reason: String,
 }
 
@@ -137,7 +137,7 @@ struct DeviceView {
 struct ProView {
     active: bool,
     until: Option<u64>,
-    proxies: Vec<String>,
+    proxies: Vec<ProxyName>,
 }
 
 /// `GET /api/v1/admin/users/{id}`: everything the panel's user page shows.

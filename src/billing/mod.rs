@@ -108,7 +108,7 @@ impl BillingSettings {
 
 /// What choosing pro proxies needs of a registered pro proxy.
 struct ProProxy {
-    name: String,
+    name: crate::registry::model::ProxyName,
     limit: u32,
     clients: u32,
     expires_ms: u64,
@@ -171,7 +171,7 @@ impl Billing {
             .into_iter()
             .filter(|p| p.role == Role::Pro)
             .map(|p| ProProxy {
-                name: p.name.to_string(),
+                name: p.name.clone(),
                 limit: p.capacity.unwrap_or(self.settings.pro_max_clients),
                 clients: p.load.clients.unwrap_or(0),
                 expires_ms: p.expires_ms,

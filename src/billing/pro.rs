@@ -5,7 +5,7 @@
 //! checks, through the Redis mirror, with one set lookup).
 
 use crate::fleet::links::proxy_user_key;
-use crate::fleet::model::User;
+use crate::fleet::model::{ProxyName, User};
 use crate::fleet::policy::Candidate;
 use crate::fleet::users::save_user;
 use crate::http::TokenHash;
@@ -35,27 +35,30 @@ fn adjust_count(tx: &Tx, proxy: &str, delta: i64) -> TxResult<()> {
 }
 
 /// Links `user` to exactly `proxies` (both indexes, the tokens, the config version).
-fn set_pro_proxies(tx: &Tx, user: &mut User, proxies: Vec<String>) -> TxResult<()> {
+fn set_pro_proxies(tx: &Tx, user: &mut User, proxies: Vec<ProxyName>) -> TxResult<()> {
     if user.pro_proxies == proxies {
         return Ok(());
     }
     for gone in user.pro_proxies.iter().filter(|p| !proxies.contains(p)) {
-        tx.remove(TreeId::ProLinks, proxy_user_key(gone, user.id))?;
+        tx.remove(TreeId::ProLinks, proxy_user_key(gone.as_str(), user.id))?;
         for token in user.token_hashes() {
-            tx.remove(TreeId::ProxyTokens, token_key(gone, token.as_bytes()))?;
+            tx.remove(
+                TreeId::ProxyTokens,
+                token_key(gone.as_str(), token.as_bytes()),
+            )?;
         }
-        adjust_count(tx, gone, -1)?;
+        adjust_count(tx, gone.as_str(), -1)?;
     }
     for added in proxies.iter().filter(|p| !user.pro_proxies.contains(p)) {
-        tx.put_marker(TreeId::ProLinks, proxy_user_key(added, user.id))?;
+        tx.put_marker(TreeId::ProLinks, proxy_user_key(added.as_str(), user.id))?;
         for token in user.token_hashes() {
             tx.put(
                 TreeId::ProxyTokens,
-                token_key(added, token.as_bytes()),
+                token_key(added.as_str(), token.as_bytes()),
                 &user.id,
             )?;
         }
-        adjust_count(tx, added, 1)?;
+        adjust_count(tx, added.as_str(), 1)?;
     }
     user.pro_proxies = proxies;
     user.config_version += 1;
@@ -67,7 +70,7 @@ pub fn accept_token(tx: &Tx, user: &User, token: &TokenHash) -> TxResult<()> {
     for proxy in &user.pro_proxies {
         tx.put(
             TreeId::ProxyTokens,
-            token_key(proxy, token.as_bytes()),
+            token_key(proxy.as_str(), token.as_bytes()),
             &user.id,
         )?;
     }
@@ -77,7 +80,10 @@ pub fn accept_token(tx: &Tx, user: &User, token: &TokenHash) -> TxResult<()> {
 /// A token the user's pro proxies must stop accepting (a device was removed).
 pub fn refuse_token(tx: &Tx, user: &User, token: &TokenHash) -> TxResult<()> {
     for proxy in &user.pro_proxies {
-        tx.remove(TreeId::ProxyTokens, token_key(proxy, token.as_bytes()))?;
+        tx.remove(
+            TreeId::ProxyTokens,
+            token_key(proxy.as_str(), token.as_bytes()),
+        )?;
     }
     Ok(())
 }
@@ -94,7 +100,7 @@ fn reindex_expiry(tx: &Tx, user: &User, old_until: Option<u64>) -> TxResult<()> 
 }
 
 /// The `count` pro proxies with the most headroom (ties by name, so the choice is stable).
-pub fn choose(candidates: &[Candidate], count: usize) -> Vec<String> {
+pub fn choose(candidates: &[Candidate], count: usize) -> Vec<ProxyName> {
     let mut ranked: Vec<&Candidate> = candidates.iter().collect();
     ranked.sort_by(|a, b| {
         b.headroom()
@@ -176,7 +182,7 @@ pub fn replace_departed(
     if !user.pro_proxies.iter().any(|p| p == gone) {
         return Ok(false);
     }
-    let mut kept: Vec<String> = user
+    let mut kept: Vec<ProxyName> = user
         .pro_proxies
         .iter()
         .filter(|p| *p != gone)
@@ -207,7 +213,7 @@ mod tests {
 
     fn candidate(name: &str, limit: u32, load: u64) -> Candidate {
         Candidate {
-            name: name.into(),
+            name: ProxyName::parse(name).unwrap(),
             limit,
             load,
         }

@@ -141,7 +141,7 @@ pub struct Rules<'a> {
 pub fn build(view: &FleetView, user: &User, rules: &Rules, now_ms: u64) -> ClientConfig {
     // Pro proxies are assigned (least loaded, at purchase): listed while Pro lasts.
     let pro_picks: Vec<&str> = if user.pro_until_ms.is_some_and(|until| until > now_ms) {
-        user.pro_proxies.iter().map(String::as_str).collect()
+        user.pro_proxies.iter().map(ProxyName::as_str).collect()
     } else {
         Vec::new()
     };
@@ -150,7 +150,7 @@ pub fn build(view: &FleetView, user: &User, rules: &Rules, now_ms: u64) -> Clien
     let mut proxies: Vec<ProxyEntry> = Vec::new();
     let candidates = pro_picks
         .into_iter()
-        .chain(user.proxies.iter().map(String::as_str))
+        .chain(user.proxies.iter().map(ProxyName::as_str))
         .chain(free_picks.into_iter().copied());
     for name in candidates {
         if proxies.iter().any(|p| p.name == name) {
@@ -212,10 +212,7 @@ fn list_version(proxies: &[ProxyEntry]) -> u64 {
 pub fn proxy_entries(registry: &Registry, user: &User, now_ms: u64) -> Result<Vec<ProxyEntry>> {
     let mut entries = Vec::with_capacity(user.proxies.len());
     for name in &user.proxies {
-        let Ok(name) = ProxyName::parse(name) else {
-            continue;
-        };
-        if let Some(proxy) = registry.get(&name, now_ms)? {
+        if let Some(proxy) = registry.get(name, now_ms)? {
             entries.push(ProxyEntry::from(&proxy));
         }
     }

@@ -3,7 +3,7 @@
 //! config version and the assignment history in the caller's transaction, so they never
 //! disagree.
 
-use super::model::{Assignment, User};
+use super::model::{Assignment, ProxyName, User};
 use super::users::save_user;
 use crate::error::Result;
 use crate::store::codec::{key_u64, pair_key, u64_key};
@@ -42,7 +42,7 @@ fn adjust_assigned(tx: &Tx, proxy: &str, delta: i64) -> TxResult<()> {
 pub fn set_proxies(
     tx: &Tx,
     user: &mut User,
-    proxies: Vec<String>,
+    proxies: Vec<ProxyName>,
     reason: &str,
     now_ms: u64,
 ) -> TxResult<bool> {
@@ -50,12 +50,12 @@ pub fn set_proxies(
         return Ok(false);
     }
     for gone in user.proxies.iter().filter(|p| !proxies.contains(p)) {
-        tx.remove(TreeId::ProxyUsers, proxy_user_key(gone, user.id))?;
-        adjust_assigned(tx, gone, -1)?;
+        tx.remove(TreeId::ProxyUsers, proxy_user_key(gone.as_str(), user.id))?;
+        adjust_assigned(tx, gone.as_str(), -1)?;
     }
     for added in proxies.iter().filter(|p| !user.proxies.contains(p)) {
-        tx.put_marker(TreeId::ProxyUsers, proxy_user_key(added, user.id))?;
-        adjust_assigned(tx, added, 1)?;
+        tx.put_marker(TreeId::ProxyUsers, proxy_user_key(added.as_str(), user.id))?;
+        adjust_assigned(tx, added.as_str(), 1)?;
     }
     let entry = Assignment {
         at_ms: now_ms,
@@ -120,7 +120,7 @@ pub fn check(store: &Store) -> Result<Vec<String>> {
 /// One kind of user <-> proxy link: where the forward list, the index and the counts live.
 struct Side {
     name: &'static str,
-    forward: fn(&User) -> &Vec<String>,
+    forward: fn(&User) -> &Vec<ProxyName>,
     index: TreeId,
     counts: TreeId,
 }
@@ -156,7 +156,7 @@ fn check_side(store: &Store, users: &[User], side: Side) -> Result<Vec<String>> 
     let mut forward: BTreeSet<(String, u64)> = BTreeSet::new();
     for user in users {
         for proxy in (side.forward)(user) {
-            if !forward.insert((proxy.clone(), user.id)) {
+            if !forward.insert((proxy.to_string(), user.id)) {
                 problems.push(format!("user {} lists {name} proxy {proxy} twice", user.id));
             }
         }
@@ -204,7 +204,7 @@ fn check_pro_tokens(store: &Store, users: &[User]) -> Result<Vec<String>> {
         .flat_map(|u| {
             u.pro_proxies.iter().flat_map(move |p| {
                 u.token_hashes()
-                    .map(move |t| (p.clone(), t.as_bytes().to_vec()))
+                    .map(move |t| (p.to_string(), t.as_bytes().to_vec()))
             })
         })
         .collect();

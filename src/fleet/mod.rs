@@ -21,7 +21,7 @@ use crate::registry::Registry;
 use crate::store::codec::u64_key;
 use crate::store::{Store, TreeId, Tx, TxResult};
 use links::set_proxies;
-use model::User;
+use model::{ProxyName, User};
 
 /// Task: a proxy left or changed address; its users' configs follow.
 pub const PROXY_CHANGED: TaskKind = TaskKind::ProxyChanged;
@@ -126,7 +126,7 @@ impl Fleet {
                         continue;
                     };
                     if gone {
-                        let kept: Vec<String> = user
+                        let kept: Vec<ProxyName> = user
                             .proxies
                             .iter()
                             .filter(|p| *p != name)

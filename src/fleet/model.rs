@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::http::TokenHash;
+pub use crate::registry::model::ProxyName;
 
 /// A validated, lower-cased email address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,7 +57,7 @@ pub struct User {
     pub pro_until_ms: Option<u64>,
     /// The user's fallback proxies, newest last. `ProxyUsers` is the reverse index, changed
     /// in the same transaction (`links::set_proxies`).
-    pub proxies: Vec<String>,
+    pub proxies: Vec<ProxyName>,
     /// Bumped whenever the user's proxy set changes: the config's `version`.
     pub config_version: u64,
     /// When the rebalancer last moved this user (its cooldown).
@@ -64,7 +65,7 @@ pub struct User {
     /// Next history sequence number.
     pub history_len: u64,
     /// Pro proxies assigned while Pro lasts (`billing::pro`); `ProLinks` is the reverse index.
-    pub pro_proxies: Vec<String>,
+    pub pro_proxies: Vec<ProxyName>,
     /// Linked devices, each with its own token (`billing::devices`).
     pub devices: Vec<Device>,
     /// This user's referral code, made on first ask (`billing::referrals`).
@@ -142,7 +143,7 @@ impl User {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Assignment {
     pub at_ms: u64,
-    pub proxies: Vec<String>,
+    pub proxies: Vec<ProxyName>,
     pub reason: String,
 }
 

@@ -2,11 +2,12 @@
 //! inviter's newest fallback proxy, else the closest ancestor's, else the least loaded one.
 
 use crate::config::AssignmentPolicy;
+use crate::fleet::model::ProxyName;
 
 /// A proxy that can take users, with what it carries now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
-    pub name: String,
+    pub name: ProxyName,
     pub limit: u32,
     /// max(reported clients, linked users): whichever says it is busier.
     pub load: u64,
@@ -20,7 +21,10 @@ impl Candidate {
 
 /// The candidate with the most headroom that is not in `exclude` (ties: by name, so the
 /// choice is stable).
-pub fn least_loaded<'a>(candidates: &'a [Candidate], exclude: &[String]) -> Option<&'a Candidate> {
+pub fn least_loaded<'a>(
+    candidates: &'a [Candidate],
+    exclude: &[ProxyName],
+) -> Option<&'a Candidate> {
     candidates
         .iter()
         .filter(|c| !exclude.contains(&c.name))
@@ -36,12 +40,12 @@ pub fn least_loaded<'a>(candidates: &'a [Candidate], exclude: &[String]) -> Opti
 pub fn choose(
     policy: AssignmentPolicy,
     count: usize,
-    ancestry: &[Vec<String>],
+    ancestry: &[Vec<ProxyName>],
     candidates: &[Candidate],
-) -> Vec<String> {
-    let mut chosen: Vec<String> = Vec::with_capacity(count);
+) -> Vec<ProxyName> {
+    let mut chosen: Vec<ProxyName> = Vec::with_capacity(count);
     if policy == AssignmentPolicy::Trust {
-        let live = |name: &String| candidates.iter().any(|c| &c.name == name);
+        let live = |name: &ProxyName| candidates.iter().any(|c| &c.name == name);
         if let Some(inherited) = ancestry
             .iter()
             .find_map(|proxies| proxies.iter().rev().find(|p| live(p)))
@@ -64,14 +68,14 @@ mod tests {
 
     fn c(name: &str, limit: u32, load: u64) -> Candidate {
         Candidate {
-            name: name.into(),
+            name: ProxyName::parse(name).unwrap(),
             limit,
             load,
         }
     }
 
-    fn names(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
+    fn names(list: &[&str]) -> Vec<ProxyName> {
+        list.iter().map(|s| ProxyName::parse(s).unwrap()).collect()
     }
 
     #[test]

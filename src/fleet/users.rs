@@ -3,7 +3,7 @@
 use rand::RngCore;
 
 use super::links::{self, set_proxies};
-use super::model::{Email, User, UserStatus};
+use super::model::{Email, ProxyName, User, UserStatus};
 use super::policy::{self, Candidate};
 use super::Fleet;
 use crate::changes::ChangeKind;
@@ -61,14 +61,14 @@ impl Fleet {
             candidates.push(Candidate {
                 limit: proxy.limit(self.settings.max_clients),
                 load: u64::from(proxy.load.clients.unwrap_or(0)).max(assigned),
-                name: proxy.name.to_string(),
+                name: proxy.name.clone(),
             });
         }
         Ok(candidates)
     }
 
     /// The proxy lists of `inviter`, its inviter, and so on (cycles and depth bounded).
-    fn ancestry(&self, inviter: Option<u64>) -> Result<Vec<Vec<String>>> {
+    fn ancestry(&self, inviter: Option<u64>) -> Result<Vec<Vec<ProxyName>>> {
         let mut lists = Vec::new();
         let mut next = inviter;
         let mut seen = Vec::new();
@@ -85,7 +85,7 @@ impl Fleet {
     }
 
     /// The fallback proxies a new user with this inviter gets now.
-    pub fn initial_proxies(&self, invited_by: Option<u64>, now_ms: u64) -> Result<Vec<String>> {
+    pub fn initial_proxies(&self, invited_by: Option<u64>, now_ms: u64) -> Result<Vec<ProxyName>> {
         let ancestry = self.ancestry(invited_by)?;
         let candidates = self.candidates(now_ms)?;
         Ok(policy::choose(
@@ -103,7 +103,7 @@ impl Fleet {
         tx: &Tx,
         email: &Email,
         invited_by: Option<u64>,
-        proxies: &[String],
+        proxies: &[ProxyName],
         token: &str,
         now_ms: u64,
     ) -> TxResult<User> {
@@ -237,26 +237,23 @@ impl Fleet {
     }
 
     /// Sets a user's proxies by hand (an operator's move). Each must be a live proxy.
-    pub async fn set_user_proxies(
-        &self,
-        id: u64,
-        proxies: Vec<String>,
-        now_ms: u64,
-    ) -> Result<User> {
-        for (at, name) in proxies.iter().enumerate() {
-            if proxies[..at].contains(name) {
+    pub async fn set_user_proxies(&self, id: u64, names: Vec<String>, now_ms: u64) -> Result<User> {
+        let mut proxies: Vec<ProxyName> = Vec::with_capacity(names.len());
+        for name in &names {
+            let parsed = ProxyName::parse(name)?;
+            if proxies.contains(&parsed) {
                 return Err(Error::invalid(
                     "duplicate_proxy",
                     format!("{name} is listed twice"),
                 ));
             }
-            let parsed = crate::registry::ProxyName::parse(name)?;
             if self.registry.get(&parsed, now_ms)?.is_none() {
                 return Err(Error::invalid(
                     "unknown_proxy",
                     format!("no live proxy {name}"),
                 ));
             }
+            proxies.push(parsed);
         }
         let wanted = self.settings.fallbacks_per_user;
         self.change_user(id, |tx, user| {

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::keys::Keys;
 use crate::changes::{Change, ChangeKind};
 use crate::distribution::config::Rendered;
-use crate::fleet::model::{User, UserStatus};
+use crate::fleet::model::{ProxyName, User, UserStatus};
 use crate::registry::Proxy;
 
 /// The script that mirrors a user (see the script's own comments).
@@ -79,8 +79,8 @@ struct UserPayload<'a> {
     id: String,
     /// Field, value, field, value... of `<prefix>user:<id>`.
     hash: Vec<String>,
-    proxies: &'a [String],
-    pro_proxies: &'a [String],
+    proxies: &'a [ProxyName],
+    pro_proxies: &'a [ProxyName],
     /// Hex SHA-256 of the account's token and of every linked device's.
     tokens: Vec<String>,
     seq: u64,
@@ -148,10 +148,11 @@ pub fn write_new_user(pipe: &mut Pipeline, keys: &Keys, user: &User) {
     pipe.hset_multiple(&ukey, &pairs(&user_fields(user)))
         .ignore();
     if !user.proxies.is_empty() {
-        pipe.sadd(format!("{ukey}:proxies"), &user.proxies).ignore();
+        pipe.sadd(format!("{ukey}:proxies"), names(&user.proxies))
+            .ignore();
     }
     for name in &user.proxies {
-        pipe.sadd(keys.proxy_users(name), &id).ignore();
+        pipe.sadd(keys.proxy_users(name.as_str()), &id).ignore();
     }
     let tokens: Vec<String> = user
         .published_token_hashes()
@@ -164,15 +165,20 @@ pub fn write_new_user(pipe: &mut Pipeline, keys: &Keys, user: &User) {
         pipe.sadd(format!("{ukey}:tokens"), &tokens).ignore();
     }
     if !user.pro_proxies.is_empty() {
-        pipe.sadd(format!("{ukey}:pro_proxies"), &user.pro_proxies)
+        pipe.sadd(format!("{ukey}:pro_proxies"), names(&user.pro_proxies))
             .ignore();
     }
     for name in &user.pro_proxies {
-        pipe.sadd(keys.proxy_pro_users(name), &id).ignore();
+        pipe.sadd(keys.proxy_pro_users(name.as_str()), &id).ignore();
         if !tokens.is_empty() {
-            pipe.sadd(keys.proxy_tokens(name), &tokens).ignore();
+            pipe.sadd(keys.proxy_tokens(name.as_str()), &tokens)
+                .ignore();
         }
     }
+}
+
+fn names(proxies: &[ProxyName]) -> Vec<&str> {
+    proxies.iter().map(ProxyName::as_str).collect()
 }
 
 fn pairs(flat: &[String]) -> Vec<(&str, &str)> {

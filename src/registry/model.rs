@@ -34,6 +34,38 @@ impl ProxyName {
     }
 }
 
+/// Maps keyed by name are looked up with a `&str` (the hash and order are the string's).
+impl std::borrow::Borrow<str> for ProxyName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for ProxyName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A name is its own store key.
+impl AsRef<[u8]> for ProxyName {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl PartialEq<str> for ProxyName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for ProxyName {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
 impl fmt::Display for ProxyName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -449,3 +449,31 @@ async fn odd_requests_get_a_json_4xx_and_change_nothing() {
     after = serde_json::json!(after.as_u64().unwrap() - 1); // the user made for the last cases
     assert_eq!(after, before);
 }
+
+/// The audit layer reads an audited request's headers leniently: an admin write whose
+/// `X-Forwarded-For` is not UTF-8 is still recorded, never served around the trail.
+#[tokio::test]
+async fn an_admin_write_with_a_garbled_forwarded_header_is_still_audited() {
+    use crate::helpers::ADMIN_TOKEN;
+    let app = spawn_app().await;
+    let body = br#"{"email":"garbled@example.org"}"#;
+    let mut request = format!(
+        "POST /api/v1/admin/users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(b"X-Forwarded-For: \xff\xfe\r\n\r\n");
+    request.extend_from_slice(body);
+    let answer = raw_exchange(&app, &request).await;
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+
+    let audit = app.admin_json("/admin/api/audit?q=users").await;
+    let recorded = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "POST /api/v1/admin/users" && e["status"] == 201)
+        .count();
+    assert_eq!(recorded, 1, "{audit}");
+}

@@ -13,7 +13,7 @@ use super::guard::{actor, is_mutating};
 use crate::admin::audit;
 use crate::admin::sessions::COOKIE;
 use crate::api::AppState;
-use crate::http::client_ip::client_ip;
+use crate::http::client_ip::{peer, resolve};
 use crate::http::listener::KeptBody;
 
 type Route = warp::reply::Response;
@@ -101,6 +101,9 @@ pub fn is_admin_path(path: &str) -> bool {
     path.starts_with("/api/v1/admin/") || path.starts_with("/admin/api/")
 }
 
+/// Wraps `api` so that audited requests (`is_audited`) are recorded once answered. Only those
+/// pay for reading the headers, the query and the client address: every other request (the
+/// heartbeats and config reads) goes straight to `api`.
 pub fn audited<F>(
     state: Arc<AppState>,
     api: F,
@@ -108,11 +111,11 @@ pub fn audited<F>(
 where
     F: Filter<Extract = (Route,), Error = Rejection> + Clone + Send + Sync + 'static,
 {
-    warp::method()
-        .and(warp::path::full())
-        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-        // Read leniently: a header that is not UTF-8 is the routes' to refuse (as JSON), not
-        // this layer's (warp's own rejection would answer in plain text).
+    // Read leniently: a header that is not UTF-8 is the routes' to refuse (as JSON). Nothing
+    // in the recording branch may reject once the request is known to be audited: `or` would
+    // then run it through `api` unrecorded.
+    let trusted = Arc::new(state.config.trusted_proxies.clone());
+    let who = peer()
         .and(
             warp::header::headers_cloned().map(|headers: warp::http::HeaderMap| {
                 let text = |name| {
@@ -124,12 +127,38 @@ where
                 (
                     text(warp::http::header::AUTHORIZATION),
                     cookie_value(text(warp::http::header::COOKIE)),
+                    text(warp::http::header::HeaderName::from_static(
+                        "x-forwarded-for",
+                    )),
                 )
             }),
         )
-        .and(client_ip(Arc::new(state.config.trusted_proxies.clone())))
+        .map(
+            move |peer: Option<std::net::SocketAddr>,
+                  (authorization, cookie, forwarded): (
+                Option<String>,
+                Option<String>,
+                Option<String>,
+            )| {
+                let ip = resolve(peer.map(|p| p.ip()), forwarded.as_deref(), &trusted);
+                ((authorization, cookie), ip)
+            },
+        )
+        .untuple_one();
+    let recorded = warp::method()
+        .and(warp::path::full())
+        .and_then(|method: Method, path: FullPath| async move {
+            if is_audited(&method, path.as_str()) {
+                Ok((method, path))
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one()
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(who)
         .and(warp::ext::optional::<KeptBody>())
-        .and(api)
+        .and(api.clone())
         .and_then(
             move |method: Method,
                   path: FullPath,
@@ -140,28 +169,26 @@ where
                   response: Route| {
                 let state = state.clone();
                 async move {
-                    if is_audited(&method, path.as_str()) {
-                        if let Some(who) =
-                            actor(&state, authorization.as_deref(), cookie.as_deref())
+                    if let Some(who) = actor(&state, authorization.as_deref(), cookie.as_deref()) {
+                        let what = format!("{method} {}", path.as_str());
+                        let event = audit::Event {
+                            actor: &who,
+                            action: &what,
+                            status: response.status().as_u16(),
+                            client_ip: ip,
+                            params: params(&query, body.as_ref().map(|b| &b.0[..])),
+                        };
+                        if let Err(error) = audit::record(&state.store, event, state.clock.now_ms())
                         {
-                            let what = format!("{method} {}", path.as_str());
-                            let event = audit::Event {
-                                actor: &who,
-                                action: &what,
-                                status: response.status().as_u16(),
-                                client_ip: ip,
-                                params: params(&query, body.as_ref().map(|b| &b.0[..])),
-                            };
-                            if let Err(error) =
-                                audit::record(&state.store, event, state.clock.now_ms())
-                            {
-                                tracing::error!(%error, "audit trail: could not record");
-                            }
-                            let _ = state.store.durable().await;
+                            tracing::error!(%error, "audit trail: could not record");
                         }
+                        let _ = state.store.durable().await;
                     }
                     Ok::<_, Rejection>(response)
                 }
             },
-        )
+        );
+    // `api` answers every request (it recovers its own rejections), so once an audited request
+    // reached it, the first branch cannot fall through and run it a second time.
+    recorded.or(api).unify()
 }

@@ -7,7 +7,7 @@ use super::plan::{DrainAction, Plan};
 use crate::changes::ChangeKind;
 use crate::error::Result;
 use crate::fleet::links::set_proxies;
-use crate::fleet::model::{User, UserStatus};
+use crate::fleet::model::{ProxyName, User, UserStatus};
 use crate::fleet::{Fleet, PROVISION, RETIRE};
 use crate::queue::NewTask;
 use crate::registry::{Proxy, Role};
@@ -37,7 +37,7 @@ pub async fn apply(fleet: &Fleet, plan: &mut Plan, now_ms: u64) -> Result<Vec<u6
     plan.id = store.transaction(|tx| {
         let id = tx.next(NEXT_PLAN_ID)?;
         for promotion in &plan.promoted {
-            set_role(tx, &promotion.proxy, Role::Fallback, now_ms)?;
+            set_role(tx, promotion.proxy.as_str(), Role::Fallback, now_ms)?;
         }
         Ok(id)
     })?;
@@ -63,7 +63,7 @@ pub async fn apply(fleet: &Fleet, plan: &mut Plan, now_ms: u64) -> Result<Vec<u6
                 {
                     continue;
                 }
-                let mut proxies: Vec<String> = user
+                let mut proxies: Vec<ProxyName> = user
                     .proxies
                     .iter()
                     .filter(|p| Some(*p) != step.from.as_ref())
@@ -86,7 +86,7 @@ pub async fn apply(fleet: &Fleet, plan: &mut Plan, now_ms: u64) -> Result<Vec<u6
 
     store.transaction(|tx| {
         for drain in &plan.retired {
-            set_role(tx, &drain.proxy, Role::Standby, now_ms)?;
+            set_role(tx, drain.proxy.as_str(), Role::Standby, now_ms)?;
             if drain.action == DrainAction::Retire {
                 let task = NewTask {
                     kind: RETIRE,

@@ -9,11 +9,12 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::registry::model::ProxyName;
 use crate::registry::Role;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProxyState {
-    pub name: String,
+    pub name: ProxyName,
     pub role: Role,
     pub limit: u32,
     /// Distinct clients last reported (None: the proxy reports no load).
@@ -33,7 +34,7 @@ impl ProxyState {
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserState {
     pub id: u64,
-    pub proxies: Vec<String>,
+    pub proxies: Vec<ProxyName>,
     pub last_moved_ms: Option<u64>,
 }
 
@@ -41,7 +42,7 @@ pub struct UserState {
 pub struct Snapshot {
     pub proxies: Vec<ProxyState>,
     /// Users of the overloaded and idle proxies.
-    pub users_on: BTreeMap<String, Vec<UserState>>,
+    pub users_on: BTreeMap<ProxyName, Vec<UserState>>,
     /// Users owed a fallback.
     pub needs_fallback: Vec<UserState>,
 }
@@ -70,14 +71,14 @@ pub enum Trigger {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Move {
     pub user: u64,
-    pub from: Option<String>,
-    pub to: String,
+    pub from: Option<ProxyName>,
+    pub to: ProxyName,
     pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Promotion {
-    pub proxy: String,
+    pub proxy: ProxyName,
     pub reason: String,
 }
 
@@ -95,7 +96,7 @@ pub enum DrainAction {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Drain {
-    pub proxy: String,
+    pub proxy: ProxyName,
     pub action: DrainAction,
     pub reason: String,
 }
@@ -117,15 +118,15 @@ pub struct Plan {
 /// Working state while planning: loads include the moves planned so far, and the proxies
 /// users may be moved to are kept ranked by headroom, so picking a target is O(log n).
 struct Board {
-    load: HashMap<String, u64>,
-    limit: HashMap<String, u32>,
+    load: HashMap<ProxyName, u64>,
+    limit: HashMap<ProxyName, u32>,
     /// Targets (fallback role, plus promotions) as (headroom, name), best last.
-    ranked: BTreeSet<(i64, Reverse<String>)>,
-    standby: Vec<String>,
+    ranked: BTreeSet<(i64, Reverse<ProxyName>)>,
+    standby: Vec<ProxyName>,
 }
 
 impl Board {
-    fn headroom(&self, name: &str) -> i64 {
+    fn headroom(&self, name: &ProxyName) -> i64 {
         i64::from(*self.limit.get(name).unwrap_or(&0)) - *self.load.get(name).unwrap_or(&0) as i64
     }
 
@@ -133,23 +134,23 @@ impl Board {
         self.ranked.len()
     }
 
-    fn is_target(&self, name: &str) -> bool {
+    fn is_target(&self, name: &ProxyName) -> bool {
         self.ranked
-            .contains(&(self.headroom(name), Reverse(name.to_string())))
+            .contains(&(self.headroom(name), Reverse(name.clone())))
     }
 
-    fn add_target(&mut self, name: &str) {
+    fn add_target(&mut self, name: &ProxyName) {
         self.ranked
-            .insert((self.headroom(name), Reverse(name.to_string())));
+            .insert((self.headroom(name), Reverse(name.clone())));
     }
 
-    fn remove_target(&mut self, name: &str) {
+    fn remove_target(&mut self, name: &ProxyName) {
         self.ranked
-            .remove(&(self.headroom(name), Reverse(name.to_string())));
+            .remove(&(self.headroom(name), Reverse(name.clone())));
     }
 
     /// The target with the most headroom (> 0) not in `avoid` (ties: the smaller name).
-    fn best_target(&self, avoid: &[String]) -> Option<String> {
+    fn best_target(&self, avoid: &[ProxyName]) -> Option<ProxyName> {
         self.ranked
             .iter()
             .rev()
@@ -158,19 +159,19 @@ impl Board {
             .map(|(_, Reverse(name))| name.clone())
     }
 
-    fn change_load(&mut self, name: &str, delta: i64) {
+    fn change_load(&mut self, name: &ProxyName, delta: i64) {
         let ranked = self.is_target(name);
         if ranked {
             self.remove_target(name);
         }
-        let load = self.load.entry(name.to_string()).or_default();
+        let load = self.load.entry(name.clone()).or_default();
         *load = load.saturating_add_signed(delta);
         if ranked {
             self.add_target(name);
         }
     }
 
-    fn shift(&mut self, from: Option<&str>, to: &str) {
+    fn shift(&mut self, from: Option<&ProxyName>, to: &ProxyName) {
         if let Some(from) = from {
             self.change_load(from, -1);
         }
@@ -236,9 +237,9 @@ fn find_room(
     board: &mut Board,
     plan: &mut Plan,
     rules: &Rules,
-    avoid: &[String],
+    avoid: &[ProxyName],
     why: &str,
-) -> Option<String> {
+) -> Option<ProxyName> {
     if let Some(target) = board.best_target(avoid) {
         return Some(target);
     }
@@ -396,7 +397,7 @@ fn drain_idle(
         .collect();
     // The idlest first.
     idle.sort_by(|a, b| a.load().cmp(&b.load()).then_with(|| a.name.cmp(&b.name)));
-    let mut drained: Vec<String> = Vec::new();
+    let mut drained: Vec<ProxyName> = Vec::new();
     for proxy in idle {
         if board.targets() <= rules.min_fallback_proxies {
             break;
@@ -467,6 +468,10 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 
+    fn n(name: &str) -> ProxyName {
+        ProxyName::parse(name).unwrap()
+    }
+
     fn proxy(
         name: &str,
         role: Role,
@@ -475,7 +480,7 @@ mod tests {
         assigned: u64,
     ) -> ProxyState {
         ProxyState {
-            name: name.into(),
+            name: n(name),
             role,
             limit,
             clients,
@@ -488,7 +493,7 @@ mod tests {
     fn users(ids: std::ops::Range<u64>, on: &str) -> Vec<UserState> {
         ids.map(|id| UserState {
             id,
-            proxies: vec![on.into()],
+            proxies: vec![n(on)],
             last_moved_ms: None,
         })
         .collect()
@@ -524,7 +529,7 @@ mod tests {
                 proxy("p1", Role::Fallback, 5, Some(10), 10),
                 proxy("p2", Role::Standby, 5, None, 0),
             ],
-            users_on: [("p1".to_string(), users(1..11, "p1"))].into(),
+            users_on: [(n("p1"), users(1..11, "p1"))].into(),
             needs_fallback: vec![],
         };
         let plan = run(&snapshot, Trigger::Manual, 2_000);
@@ -532,7 +537,7 @@ mod tests {
         assert!(plan
             .moves
             .iter()
-            .all(|m| m.from.as_deref() == Some("p1") && m.to == "p2"));
+            .all(|m| m.from.as_ref().is_some_and(|f| f == "p1") && m.to == "p2"));
         assert_eq!(plan.promoted.len(), 1);
         assert_eq!(plan.promoted[0].proxy, "p2");
         assert!(plan.provisioned.is_empty());
@@ -547,7 +552,7 @@ mod tests {
                 proxy("p1", Role::Fallback, 5, Some(10), 10),
                 proxy("p2", Role::Fallback, 50, Some(0), 0),
             ],
-            users_on: [("p1".to_string(), users(1..11, "p1"))].into(),
+            users_on: [(n("p1"), users(1..11, "p1"))].into(),
             needs_fallback: vec![],
         };
         assert!(
@@ -568,7 +573,7 @@ mod tests {
     fn without_room_it_asks_for_a_new_proxy_once() {
         let snapshot = Snapshot {
             proxies: vec![proxy("p1", Role::Fallback, 5, Some(10), 10)],
-            users_on: [("p1".to_string(), users(1..11, "p1"))].into(),
+            users_on: [(n("p1"), users(1..11, "p1"))].into(),
             needs_fallback: users(20..23, "x")
                 .into_iter()
                 .map(|mut u| {
@@ -608,7 +613,7 @@ mod tests {
                 idle2,
                 proxy("busy", Role::Fallback, 100, Some(50), 50),
             ],
-            users_on: [("idle".to_string(), users(1..3, "idle"))].into(),
+            users_on: [(n("idle"), users(1..3, "idle"))].into(),
             needs_fallback: vec![],
         };
         let plan = run(&snapshot, Trigger::Periodic, 4_000_000);

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::plan::{ProxyState, Snapshot, UserState};
 use crate::error::Result;
-use crate::fleet::model::{User, UserStatus};
+use crate::fleet::model::{ProxyName, User, UserStatus};
 use crate::fleet::{links, Fleet};
 use crate::store::codec::{key_u64, u64_key};
 use crate::store::TreeId;
@@ -21,14 +21,14 @@ fn user_state(user: &User) -> UserState {
 pub fn take(fleet: &Fleet, now_ms: u64) -> Result<Snapshot> {
     let max_clients = fleet.settings.max_clients;
     let mut snapshot = Snapshot::default();
-    let mut users_on: BTreeMap<String, Vec<UserState>> = BTreeMap::new();
+    let mut users_on: BTreeMap<ProxyName, Vec<UserState>> = BTreeMap::new();
     for proxy in fleet.registry.list(now_ms)? {
-        let name = proxy.name.to_string();
+        let name = proxy.name.clone();
         let limit = proxy.limit(max_clients);
         let overloaded = proxy.load.clients.is_some_and(|c| c > limit);
         if overloaded || proxy.under_low_since_ms.is_some() {
             let mut users = Vec::new();
-            for id in links::users_of(&fleet.store, &name)? {
+            for id in links::users_of(&fleet.store, name.as_str())? {
                 if let Some(user) = fleet.user(id)? {
                     users.push(user_state(&user));
                 }
@@ -36,7 +36,7 @@ pub fn take(fleet: &Fleet, now_ms: u64) -> Result<Snapshot> {
             users_on.insert(name.clone(), users);
         }
         snapshot.proxies.push(ProxyState {
-            assigned: links::assigned(&fleet.store, &name)?,
+            assigned: links::assigned(&fleet.store, name.as_str())?,
             name,
             role: proxy.role,
             limit,
