@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use proxyfleet::clock::now_ms;
 use proxyfleet::fleet::links::set_proxies;
-use proxyfleet::fleet::model::{Email, ProxyName, User};
+use proxyfleet::fleet::model::{Email, ProxyName, User, UserId};
 use proxyfleet::fleet::users::NEXT_USER_ID;
 use proxyfleet::http::TokenHash;
 use proxyfleet::store::{Store, TreeId};
@@ -72,7 +72,7 @@ async fn seed(dir: &str, users: u64, tokens_file: &str, sample: u64) -> Result<(
                     let token = TokenHash::of(&format!("pfu_bench{id}"));
                     tx.put(TreeId::UserEmails, email.as_str(), &id)?;
                     tx.put(TreeId::UserTokens, token.as_bytes(), &id)?;
-                    let mut user = User::new(id, email, token, None, now);
+                    let mut user = User::new(UserId(id), email, token, None, now);
                     set_proxies(tx, &mut user, proxies.clone(), "seed", now)?;
                     ids.push(id);
                 }

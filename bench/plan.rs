@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use proxyfleet::fleet::model::UserId;
 use proxyfleet::fleet::rebalance::plan::{plan, ProxyState, Rules, Snapshot, Trigger, UserState};
 use proxyfleet::registry::model::ProxyName;
 use proxyfleet::registry::Role;
@@ -57,7 +58,7 @@ fn main() {
             .map(|_| {
                 next_user += 1;
                 UserState {
-                    id: next_user,
+                    id: UserId(next_user),
                     proxies: vec![name.clone()],
                     last_moved_ms: None,
                 }

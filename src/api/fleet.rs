@@ -12,7 +12,7 @@ use crate::api::AppState;
 use crate::distribution::config::{proxy_entries, ProxyEntry};
 use crate::error::Error;
 use crate::fleet::links;
-use crate::fleet::model::{Email, User, UserStatus};
+use crate::fleet::model::{Email, User, UserId, UserStatus};
 use crate::fleet::proxy_actions::ProxyAction;
 use crate::fleet::rebalance::{self, plan::Trigger};
 use crate::fleet::users::Created;
@@ -31,7 +31,7 @@ const CHILDREN_SHOWN: usize = 200;
 #[serde(deny_unknown_fields)]
 struct NewUser {
     email: String,
-    invited_by: Option<u64>,
+    invited_by: Option<UserId>,
 }
 
 #[derive(Deserialize)]
@@ -61,7 +61,7 @@ struct GiftPro {
 #[derive(Deserialize)]
 struct ListQuery {
     limit: Option<usize>,
-    after: Option<u64>,
+    after: Option<UserId>,
     q: Option<String>,
     /// The email cursor of a search (`q`): the last email of the previous page.
     after_email: Option<String>,
@@ -74,10 +74,10 @@ struct RebalanceQuery {
 
 #[derive(Serialize)]
 struct UserSummary {
-    id: u64,
+    id: UserId,
     email: String,
     status: UserStatus,
-    invited_by: Option<u64>,
+    invited_by: Option<UserId>,
     created_at: u64,
     proxies: Vec<ProxyName>,
     pro_until: Option<u64>,
@@ -100,9 +100,9 @@ impl From<&User> for UserSummary {
 /// `POST /api/v1/admin/users` and an accepted invitation: the account, with its token once.
 #[derive(Serialize)]
 struct CreatedUser {
-    id: u64,
+    id: UserId,
     email: Email,
-    invited_by: Option<u64>,
+    invited_by: Option<UserId>,
     /// Shown once, when the account is made; `None` when the invitation was accepted before.
     token: Option<String>,
     proxies: Vec<ProxyEntry>,
@@ -113,7 +113,7 @@ struct CreatedUser {
 #[derive(Serialize)]
 struct UserPage {
     users: Vec<UserSummary>,
-    next_after: Option<u64>,
+    next_after: Option<UserId>,
     next_after_email: Option<String>,
     users_total: u64,
 }
@@ -144,8 +144,8 @@ struct ProView {
 #[derive(Serialize)]
 struct UserDetail {
     user: UserSummary,
-    parent: Option<u64>,
-    children: Vec<u64>,
+    parent: Option<UserId>,
+    children: Vec<UserId>,
     devices: Vec<DeviceView>,
     payments: Vec<crate::billing::payments::Payment>,
     /// What the client is served now, as the config server renders it.
@@ -175,7 +175,7 @@ struct ProxyActionDone {
 struct InvitationView {
     code: String,
     email: Email,
-    inviter: u64,
+    inviter: UserId,
     created_at: u64,
 }
 
@@ -227,32 +227,32 @@ pub fn routes(
         .and_then(list_users);
     let one = admin_base
         .clone()
-        .and(warp::path!("users" / u64))
+        .and(warp::path!("users" / UserId))
         .and(warp::get())
         .and(with_state(&state))
         .and_then(user_detail);
     let disable = admin_base
         .clone()
-        .and(warp::path!("users" / u64 / "disable"))
+        .and(warp::path!("users" / UserId / "disable"))
         .and(warp::post())
         .and(with_state(&state))
         .and_then(disable_user);
     let enable = admin_base
         .clone()
-        .and(warp::path!("users" / u64 / "enable"))
+        .and(warp::path!("users" / UserId / "enable"))
         .and(warp::post())
         .and(with_state(&state))
         .and_then(enable_user);
     let set_proxies = admin_base
         .clone()
-        .and(warp::path!("users" / u64 / "proxies"))
+        .and(warp::path!("users" / UserId / "proxies"))
         .and(warp::put())
         .and(json_body::<SetProxies>(limit))
         .and(with_state(&state))
         .and_then(set_user_proxies);
     let gift = admin_base
         .clone()
-        .and(warp::path!("users" / u64 / "pro"))
+        .and(warp::path!("users" / UserId / "pro"))
         .and(warp::post())
         .and(json_body::<GiftPro>(limit))
         .and(with_state(&state))
@@ -337,7 +337,7 @@ async fn list_users(q: ListQuery, state: Arc<AppState>) -> Result<Route, Rejecti
     Ok(json(StatusCode::OK, &page))
 }
 
-async fn user_detail(id: u64, state: Arc<AppState>) -> Result<Route, Rejection> {
+async fn user_detail(id: UserId, state: Arc<AppState>) -> Result<Route, Rejection> {
     let user = state
         .fleet
         .user(id)
@@ -391,7 +391,7 @@ async fn user_detail(id: u64, state: Arc<AppState>) -> Result<Route, Rejection> 
     Ok(json(StatusCode::OK, &detail))
 }
 
-async fn disable_user(id: u64, state: Arc<AppState>) -> Result<Route, Rejection> {
+async fn disable_user(id: UserId, state: Arc<AppState>) -> Result<Route, Rejection> {
     let user = state
         .fleet
         .disable(id, state.clock.now_ms())
@@ -400,7 +400,7 @@ async fn disable_user(id: u64, state: Arc<AppState>) -> Result<Route, Rejection>
     Ok(json(StatusCode::OK, &UserSummary::from(&user)))
 }
 
-async fn enable_user(id: u64, state: Arc<AppState>) -> Result<Route, Rejection> {
+async fn enable_user(id: UserId, state: Arc<AppState>) -> Result<Route, Rejection> {
     let user = state
         .fleet
         .enable(id, state.clock.now_ms())
@@ -410,7 +410,7 @@ async fn enable_user(id: u64, state: Arc<AppState>) -> Result<Route, Rejection> 
 }
 
 async fn set_user_proxies(
-    id: u64,
+    id: UserId,
     body: SetProxies,
     state: Arc<AppState>,
 ) -> Result<Route, Rejection> {
@@ -422,7 +422,7 @@ async fn set_user_proxies(
     Ok(json(StatusCode::OK, &UserSummary::from(&user)))
 }
 
-async fn gift_pro(id: u64, body: GiftPro, state: Arc<AppState>) -> Result<Route, Rejection> {
+async fn gift_pro(id: UserId, body: GiftPro, state: Arc<AppState>) -> Result<Route, Rejection> {
     let user = state
         .billing
         .gift(id, body.days, state.clock.now_ms())

@@ -5,6 +5,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::fleet::model::UserId;
 
 /// 30 symbols: digits 2-9 and the letters that cannot be mistaken for them or each other.
 pub const ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -16,7 +17,7 @@ const MAX_LEN: usize = 32;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Code {
     /// A user's own code: redeeming it gives both sides the referral bonus.
-    Referral { owner: u64 },
+    Referral { owner: UserId },
     /// An operator's code: `days` of Pro, at most `max_uses` redemptions, until `expires_ms`.
     Promo {
         days: u64,

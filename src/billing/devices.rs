@@ -6,10 +6,9 @@
 use super::pro;
 use super::Billing;
 use crate::error::{Error, Result};
-use crate::fleet::model::{Device, User};
+use crate::fleet::model::{Device, User, UserId};
 use crate::fleet::users::{new_token_with_prefix, save_user};
 use crate::http::TokenHash;
-use crate::store::codec::u64_key;
 use crate::store::{abort, TreeId};
 
 const NEXT_DEVICE_ID: &str = "devices.next_id";
@@ -41,7 +40,7 @@ impl Billing {
     /// Links a device; returns it with its token (shown once).
     pub async fn add_device(
         &self,
-        user_id: u64,
+        user_id: UserId,
         name: &str,
         now_ms: u64,
     ) -> Result<(Device, String)> {
@@ -49,7 +48,7 @@ impl Billing {
         let token = new_token_with_prefix("pfd");
         let token_hash = TokenHash::of(&token);
         let device = self.store.transaction(|tx| {
-            let Some(mut user) = tx.get::<User>(TreeId::Users, u64_key(user_id))? else {
+            let Some(mut user) = tx.get::<User>(TreeId::Users, user_id.key())? else {
                 return abort(Error::NotFound(format!("user {user_id}")));
             };
             if let Err(disabled) = user.check_enabled() {
@@ -87,9 +86,9 @@ impl Billing {
     }
 
     /// Unlinks a device: its token stops working everywhere at once.
-    pub async fn remove_device(&self, user_id: u64, device_id: u64, now_ms: u64) -> Result<()> {
+    pub async fn remove_device(&self, user_id: UserId, device_id: u64, now_ms: u64) -> Result<()> {
         self.store.transaction(|tx| {
-            let Some(mut user) = tx.get::<User>(TreeId::Users, u64_key(user_id))? else {
+            let Some(mut user) = tx.get::<User>(TreeId::Users, user_id.key())? else {
                 return abort(Error::NotFound(format!("user {user_id}")));
             };
             let Some(at) = user.devices.iter().position(|d| d.id == device_id) else {

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::fleet::model::UserId;
 
 /// A payment that grants Pro.
 #[derive(Debug, Clone, PartialEq)]
@@ -11,7 +12,7 @@ pub struct Paid {
     /// The PaymentIntent id when there is one (a Checkout Session carries it too, so the two
     /// events of one payment name the same payment), else the session id.
     pub payment_id: String,
-    pub user_id: u64,
+    pub user_id: UserId,
     pub plan: String,
     pub amount: u64,
     pub currency: String,
@@ -58,7 +59,7 @@ fn amount(object: &Value, field: &str) -> Result<u64> {
 }
 
 /// `metadata.user_id` and `metadata.plan`, set by our purchase call; None when absent.
-fn ours(object: &Value) -> Result<Option<(u64, String)>> {
+fn ours(object: &Value) -> Result<Option<(UserId, String)>> {
     let metadata = object.get("metadata");
     let user = metadata
         .and_then(|m| m.get("user_id"))
@@ -67,7 +68,7 @@ fn ours(object: &Value) -> Result<Option<(u64, String)>> {
     match (user, plan) {
         (Some(user), Some(plan)) => {
             let user = user
-                .parse::<u64>()
+                .parse::<UserId>()
                 .map_err(|_| bad("metadata.user_id must be a user id"))?;
             Ok(Some((user, plan.to_string())))
         }
@@ -154,7 +155,7 @@ mod tests {
         };
         assert_eq!(
             (a.payment_id.as_str(), a.user_id, a.amount),
-            ("pi_1", 7, 499)
+            ("pi_1", UserId(7), 499)
         );
         assert_eq!(b.payment_id, "pi_1");
     }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::config::{Config, Secret};
 use crate::distribution::notify::ConfigNotifier;
 use crate::error::{Error, Result};
-use crate::fleet::model::User;
+use crate::fleet::model::{User, UserId};
 use crate::fleet::policy::Candidate;
 use crate::queue::Queue;
 use crate::registry::{Registry, Role};
@@ -233,7 +233,7 @@ impl Billing {
     }
 
     /// Gives a user `days` of Pro (an operator's gift), with pro proxies if they had none.
-    pub async fn gift(&self, id: u64, days: u64, now_ms: u64) -> Result<User> {
+    pub async fn gift(&self, id: UserId, days: u64, now_ms: u64) -> Result<User> {
         if !(1..=3650).contains(&days) {
             return Err(Error::invalid(
                 "invalid_days",
@@ -243,7 +243,7 @@ impl Billing {
         let candidates = self.candidates(now_ms)?;
         let per_user = self.settings.pro_proxies_per_user;
         let user = self.store.transaction(|tx| {
-            let Some(mut user) = tx.get::<User>(TreeId::Users, u64_key(id))? else {
+            let Some(mut user) = tx.get::<User>(TreeId::Users, id.key())? else {
                 return abort(Error::NotFound(format!("user {id}")));
             };
             if let Err(disabled) = user.check_enabled() {
@@ -259,12 +259,12 @@ impl Billing {
 
     /// Ends Pro for every user whose time ran out by `now_ms`. Returns how many.
     pub async fn expire_due(&self, now_ms: u64) -> Result<usize> {
-        let mut due: Vec<u64> = Vec::new();
+        let mut due: Vec<UserId> = Vec::new();
         for key in self.store.keys_from(TreeId::ProExpiry, [0u8; 16]) {
             let key = key?;
             let (until, user) = (key_u64(&key[..]), key.get(8..).and_then(key_u64));
             match (until, user) {
-                (Some(until), Some(user)) if until <= now_ms => due.push(user),
+                (Some(until), Some(user)) if until <= now_ms => due.push(UserId(user)),
                 _ => break,
             }
         }
@@ -273,7 +273,7 @@ impl Billing {
             let changed = self.store.transaction(|tx| {
                 let mut changed = Vec::new();
                 for id in chunk {
-                    if let Some(mut user) = tx.get::<User>(TreeId::Users, u64_key(*id))? {
+                    if let Some(mut user) = tx.get::<User>(TreeId::Users, id.key())? {
                         let until = user.pro_until_ms.unwrap_or(0);
                         if pro::expire(tx, &mut user, now_ms)? {
                             self.mail_in(
@@ -380,7 +380,7 @@ impl Billing {
         for chunk in users.chunks(EXPIRED_PER_TRANSACTION) {
             self.store.transaction(|tx| {
                 for id in chunk {
-                    if let Some(mut user) = tx.get::<User>(TreeId::Users, u64_key(*id))? {
+                    if let Some(mut user) = tx.get::<User>(TreeId::Users, id.key())? {
                         pro::replace_departed(tx, &mut user, name, &candidates, per_user, now_ms)?;
                     }
                 }
@@ -393,11 +393,11 @@ impl Billing {
     }
 
     /// A user's payments, newest first.
-    pub fn payments_of(&self, user_id: u64) -> Result<Vec<Payment>> {
+    pub fn payments_of(&self, user_id: UserId) -> Result<Vec<Payment>> {
         let mut found = Vec::new();
         for key in self
             .store
-            .keys_with_prefix(TreeId::UserPayments, u64_key(user_id))
+            .keys_with_prefix(TreeId::UserPayments, user_id.key())
         {
             let key = key?;
             let id = String::from_utf8_lossy(&key[8..]).into_owned();

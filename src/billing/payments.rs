@@ -10,9 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::event::{Effect, Event, Paid};
 use super::plans::Plan;
 use super::pro;
-use crate::fleet::model::User;
+use crate::fleet::model::{User, UserId};
 use crate::fleet::policy::Candidate;
-use crate::store::codec::u64_key;
 use crate::store::{TreeId, Tx, TxResult};
 
 const TOTALS: &str = "billing.totals";
@@ -28,7 +27,7 @@ pub enum PaymentStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Payment {
     pub id: String,
-    pub user_id: u64,
+    pub user_id: UserId,
     pub plan: String,
     pub amount: u64,
     pub currency: String,
@@ -59,8 +58,8 @@ pub struct Totals {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Granted { user_id: u64, days: u64 },
-    Revoked { user_id: u64, days: u64 },
+    Granted { user_id: UserId, days: u64 },
+    Revoked { user_id: UserId, days: u64 },
     Duplicate,
     Ignored(String),
 }
@@ -86,8 +85,8 @@ impl Outcome {
     }
 }
 
-pub fn user_payment_key(user_id: u64, payment_id: &str) -> Vec<u8> {
-    let mut key = u64_key(user_id).to_vec();
+pub fn user_payment_key(user_id: UserId, payment_id: &str) -> Vec<u8> {
+    let mut key = user_id.key().to_vec();
     key.extend_from_slice(payment_id.as_bytes());
     key
 }
@@ -147,7 +146,7 @@ fn pay(
         ));
     }
     let plan = context.plans.iter().find(|p| p.id == paid.plan);
-    let user: Option<User> = tx.get(TreeId::Users, u64_key(paid.user_id))?;
+    let user: Option<User> = tx.get(TreeId::Users, paid.user_id.key())?;
     let (outcome, days, user) = match (plan, user) {
         (Some(plan), Some(mut user)) => {
             pro::extend(
@@ -230,7 +229,7 @@ fn refund(
     };
     tx.put(TreeId::Payments, &payment.id, &payment)?;
     add_to_totals(tx, &payment.currency, |t| t.refunded += more_money)?;
-    let user = match tx.get::<User>(TreeId::Users, u64_key(payment.user_id))? {
+    let user = match tx.get::<User>(TreeId::Users, payment.user_id.key())? {
         Some(mut user) if more_days > 0 => {
             pro::shorten(tx, &mut user, more_days, now_ms)?;
             Some(user)

@@ -91,10 +91,10 @@ pub fn refuse_token(tx: &Tx, user: &User, token: &TokenHash) -> TxResult<()> {
 /// Moves the user's entry in the expiry index from the old end of Pro to the new one.
 fn reindex_expiry(tx: &Tx, user: &User, old_until: Option<u64>) -> TxResult<()> {
     if let Some(old) = old_until {
-        tx.remove(TreeId::ProExpiry, pair_key(old, user.id))?;
+        tx.remove(TreeId::ProExpiry, pair_key(old, user.id.0))?;
     }
     if let Some(until) = user.pro_until_ms {
-        tx.put_marker(TreeId::ProExpiry, pair_key(until, user.id))?;
+        tx.put_marker(TreeId::ProExpiry, pair_key(until, user.id.0))?;
     }
     Ok(())
 }
@@ -163,7 +163,7 @@ pub fn expire(tx: &Tx, user: &mut User, now_ms: u64) -> TxResult<bool> {
     }
     set_pro_proxies(tx, user, Vec::new())?;
     if let Some(until) = user.pro_until_ms {
-        tx.remove(TreeId::ProExpiry, pair_key(until, user.id))?;
+        tx.remove(TreeId::ProExpiry, pair_key(until, user.id.0))?;
     }
     save_user(tx, user, now_ms)?;
     Ok(true)
@@ -233,7 +233,13 @@ mod tests {
 
     fn user(id: u64) -> User {
         let email = crate::fleet::model::Email::parse("p@example.org").unwrap();
-        User::new(id, email, crate::http::TokenHash::of("pfu_test"), None, 0)
+        User::new(
+            crate::fleet::model::UserId(id),
+            email,
+            crate::http::TokenHash::of("pfu_test"),
+            None,
+            0,
+        )
     }
 
     #[tokio::test]

@@ -9,7 +9,6 @@ use super::Billing;
 use crate::error::{Error, Result};
 use crate::fleet::model::User;
 use crate::fleet::users::save_user;
-use crate::store::codec::u64_key;
 use crate::store::TreeId;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -51,9 +50,9 @@ impl Billing {
             return Ok(id.clone());
         }
         let api = self.stripe_api()?;
-        let created = api.create_customer(user.id, user.email.as_str()).await?;
+        let created = api.create_customer(user.id.0, user.email.as_str()).await?;
         let kept = self.store.transaction(|tx| {
-            let Some(mut current) = tx.get::<User>(TreeId::Users, u64_key(user.id))? else {
+            let Some(mut current) = tx.get::<User>(TreeId::Users, user.id.key())? else {
                 return Ok(created.clone());
             };
             // A concurrent first purchase may have stored one already (the same, thanks to
@@ -100,7 +99,7 @@ impl Billing {
         match mode {
             PurchaseMode::PaymentIntent => {
                 let intent = api
-                    .create_payment_intent(&customer, user.id, plan, &key)
+                    .create_payment_intent(&customer, user.id.0, plan, &key)
                     .await?;
                 Ok(json!({
                     "mode": "payment_intent", "plan": plan.id, "amount": plan.price,
@@ -118,7 +117,7 @@ impl Billing {
                     ));
                 };
                 let session = api
-                    .create_checkout_session(&customer, user.id, plan, success, cancel, &key)
+                    .create_checkout_session(&customer, user.id.0, plan, success, cancel, &key)
                     .await?;
                 Ok(json!({
                     "mode": "checkout", "plan": plan.id, "amount": plan.price,

@@ -8,9 +8,8 @@ use super::codes::{self, Code};
 use super::pro;
 use super::Billing;
 use crate::error::{Error, Result};
-use crate::fleet::model::User;
+use crate::fleet::model::{User, UserId};
 use crate::fleet::users::save_user;
-use crate::store::codec::u64_key;
 use crate::store::{abort, TreeId, Tx, TxResult};
 
 /// Tries before giving up on finding an unused random code (a clash is about 1 in 10^11).
@@ -22,7 +21,7 @@ pub struct Redeemed {
     pub days: u64,
     pub pro_until: Option<u64>,
     /// The referrer rewarded, for a referral code.
-    pub referrer: Option<u64>,
+    pub referrer: Option<UserId>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -39,19 +38,19 @@ pub struct PromoCode {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReferralCode {
     pub code: String,
-    pub owner: u64,
+    pub owner: UserId,
     pub uses: u64,
 }
 
-fn redemption_key(code: &str, user: u64) -> Vec<u8> {
+fn redemption_key(code: &str, user: UserId) -> Vec<u8> {
     let mut key = code.as_bytes().to_vec();
     key.push(0);
-    key.extend_from_slice(&u64_key(user));
+    key.extend_from_slice(&user.key());
     key
 }
 
-fn user_in(tx: &Tx, id: u64) -> TxResult<User> {
-    match tx.get::<User>(TreeId::Users, u64_key(id))? {
+fn user_in(tx: &Tx, id: UserId) -> TxResult<User> {
+    match tx.get::<User>(TreeId::Users, id.key())? {
         Some(user) => Ok(user),
         None => abort(Error::NotFound(format!("user {id}"))),
     }
@@ -59,7 +58,7 @@ fn user_in(tx: &Tx, id: u64) -> TxResult<User> {
 
 impl Billing {
     /// The user's referral code, made (and stored) on the first ask.
-    pub async fn referral_code(&self, user_id: u64, now_ms: u64) -> Result<String> {
+    pub async fn referral_code(&self, user_id: UserId, now_ms: u64) -> Result<String> {
         let candidates: Vec<String> = {
             let mut rng = rand::thread_rng();
             (0..GENERATE_TRIES)
@@ -88,7 +87,7 @@ impl Billing {
     }
 
     /// Redeems a referral or promo code for `user_id`.
-    pub async fn redeem(&self, user_id: u64, typed: &str, now_ms: u64) -> Result<Redeemed> {
+    pub async fn redeem(&self, user_id: UserId, typed: &str, now_ms: u64) -> Result<Redeemed> {
         let code = codes::normalize(typed)?;
         let candidates = self.candidates(now_ms)?;
         let per_user = self.settings.pro_proxies_per_user;
@@ -164,7 +163,7 @@ impl Billing {
             Ok((redeemed, [Some(user_id), referrer]))
         })?;
         self.store.durable().await?;
-        let changed: Vec<u64> = changed.into_iter().flatten().collect();
+        let changed: Vec<UserId> = changed.into_iter().flatten().collect();
         self.notifier.notify(&changed);
         Ok(redeemed)
     }

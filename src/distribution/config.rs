@@ -163,7 +163,7 @@ pub fn build(view: &FleetView, user: &User, rules: &Rules, now_ms: u64) -> Clien
     let (issued_at, expires_at) = signing_window(now_ms, rules.validity_secs);
     ClientConfig {
         version: list_version(&proxies),
-        user: user.id,
+        user: user.id.0,
         issued_at,
         expires_at,
         proxies,

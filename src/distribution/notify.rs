@@ -6,14 +6,16 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
+use crate::fleet::model::UserId;
+
 #[derive(Clone, Default)]
 pub struct ConfigNotifier {
-    waiters: Arc<Mutex<HashMap<u64, Arc<Notify>>>>,
+    waiters: Arc<Mutex<HashMap<UserId, Arc<Notify>>>>,
 }
 
 impl ConfigNotifier {
     /// The bell of `user`, to await (call `enable` on the `Notified` before re-reading).
-    pub fn bell(&self, user: u64) -> Arc<Notify> {
+    pub fn bell(&self, user: UserId) -> Arc<Notify> {
         let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
         waiters
             .entry(user)
@@ -22,7 +24,7 @@ impl ConfigNotifier {
     }
 
     /// Drops the bell of `user` if nobody else holds it.
-    pub fn release(&self, user: u64, bell: Arc<Notify>) {
+    pub fn release(&self, user: UserId, bell: Arc<Notify>) {
         let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
         drop(bell);
         if waiters
@@ -33,7 +35,7 @@ impl ConfigNotifier {
         }
     }
 
-    pub fn notify(&self, users: &[u64]) {
+    pub fn notify(&self, users: &[UserId]) {
         let waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
         for user in users {
             if let Some(bell) = waiters.get(user) {

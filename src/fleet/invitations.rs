@@ -8,7 +8,6 @@ use super::model::{Email, Invitation, User};
 use super::users::{new_token, Created};
 use super::Fleet;
 use crate::error::{Error, Result};
-use crate::store::codec::u64_key;
 use crate::store::{abort, TreeId};
 
 fn new_code() -> String {
@@ -65,7 +64,7 @@ impl Fleet {
                 return abort(Error::NotFound("invitation".into()));
             };
             if let Some(existing) = invitation.accepted_user {
-                let Some(user) = tx.get::<User>(TreeId::Users, u64_key(existing))? else {
+                let Some(user) = tx.get::<User>(TreeId::Users, existing.key())? else {
                     return abort(Error::internal("accepted invitation points to no user"));
                 };
                 return Ok((user, false));

@@ -2,8 +2,8 @@
 //! (written with the user), so a user's children are a prefix scan, not a scan of every user.
 
 use crate::error::Result;
-use crate::fleet::model::User;
-use crate::store::codec::{pair_key, u64_key};
+use crate::fleet::model::{User, UserId};
+use crate::store::codec::pair_key;
 use crate::store::{Store, TreeId};
 
 /// Set once the index holds every user created before it existed.
@@ -11,9 +11,9 @@ const BUILT: &str = "index.invitees.built";
 const PER_TRANSACTION: usize = 5_000;
 
 /// Ids of the users `inviter` invited, oldest first, at most `limit`.
-pub fn children(store: &Store, inviter: u64, limit: usize) -> Result<Vec<u64>> {
+pub fn children(store: &Store, inviter: UserId, limit: usize) -> Result<Vec<UserId>> {
     store
-        .keys_with_prefix(TreeId::Invitees, u64_key(inviter))
+        .keys_with_prefix(TreeId::Invitees, inviter.key())
         .take(limit)
         .map(|key| {
             let key = key?;
@@ -21,7 +21,7 @@ pub fn children(store: &Store, inviter: u64, limit: usize) -> Result<Vec<u64>> {
                 .get(8..16)
                 .and_then(|b| b.try_into().ok())
                 .map(u64::from_be_bytes)
-                .unwrap_or_default())
+                .map_or(UserId(0), UserId))
         })
         .collect()
 }
@@ -35,7 +35,7 @@ pub fn backfill(store: &Store) -> Result<usize> {
     for user in store.values::<User>(TreeId::Users) {
         let user = user?;
         if let Some(inviter) = user.invited_by {
-            pairs.push(pair_key(inviter, user.id));
+            pairs.push(pair_key(inviter.0, user.id.0));
         }
     }
     for chunk in pairs.chunks(PER_TRANSACTION) {

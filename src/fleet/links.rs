@@ -3,20 +3,20 @@
 //! config version and the assignment history in the caller's transaction, so they never
 //! disagree.
 
-use super::model::{Assignment, ProxyName, User};
+use super::model::{Assignment, ProxyName, User, UserId};
 use super::users::save_user;
 use crate::error::Result;
-use crate::store::codec::{key_u64, pair_key, u64_key};
+use crate::store::codec::{key_u64, pair_key};
 use crate::store::{Store, TreeId, Tx, TxResult};
 
 /// History entries kept per user (older ones are dropped).
 pub const HISTORY_KEPT: u64 = 50;
 
-pub fn proxy_user_key(proxy: &str, user: u64) -> Vec<u8> {
+pub fn proxy_user_key(proxy: &str, user: UserId) -> Vec<u8> {
     let mut key = Vec::with_capacity(proxy.len() + 9);
     key.extend_from_slice(proxy.as_bytes());
     key.push(0);
-    key.extend_from_slice(&u64_key(user));
+    key.extend_from_slice(&user.key());
     key
 }
 
@@ -64,13 +64,13 @@ pub fn set_proxies(
     };
     tx.put(
         TreeId::UserHistory,
-        pair_key(user.id, user.history_len),
+        pair_key(user.id.0, user.history_len),
         &entry,
     )?;
     if user.history_len >= HISTORY_KEPT {
         tx.remove(
             TreeId::UserHistory,
-            pair_key(user.id, user.history_len - HISTORY_KEPT),
+            pair_key(user.id.0, user.history_len - HISTORY_KEPT),
         )?;
     }
     user.history_len += 1;
@@ -81,16 +81,16 @@ pub fn set_proxies(
 }
 
 /// Users linked to `proxy`, from the reverse index.
-pub fn users_of(store: &Store, proxy: &str) -> Result<Vec<u64>> {
+pub fn users_of(store: &Store, proxy: &str) -> Result<Vec<UserId>> {
     linked_users(store, TreeId::ProxyUsers, proxy)
 }
 
 /// The users of `proxy` in a `name 0 user` index (`ProxyUsers` or `ProLinks`).
-pub fn linked_users(store: &Store, index: TreeId, proxy: &str) -> Result<Vec<u64>> {
+pub fn linked_users(store: &Store, index: TreeId, proxy: &str) -> Result<Vec<UserId>> {
     let prefix = proxy_prefix(proxy);
     store
         .keys_with_prefix(index, &prefix)
-        .map(|key| key.map(|k| key_u64(&k[prefix.len()..]).unwrap_or(0)))
+        .map(|key| key.map(|k| UserId(key_u64(&k[prefix.len()..]).unwrap_or(0))))
         .collect()
 }
 
@@ -100,9 +100,9 @@ pub fn assigned(store: &Store, proxy: &str) -> Result<u64> {
 }
 
 /// The user's history, oldest first.
-pub fn history(store: &Store, user: u64) -> Result<Vec<Assignment>> {
+pub fn history(store: &Store, user: UserId) -> Result<Vec<Assignment>> {
     store
-        .scan_prefix::<Assignment>(TreeId::UserHistory, u64_key(user))
+        .scan_prefix::<Assignment>(TreeId::UserHistory, user.key())
         .map(|item| item.map(|(_, entry)| entry))
         .collect()
 }
@@ -156,7 +156,7 @@ fn check_side(store: &Store, users: &[User], side: Side) -> Result<Vec<String>> 
     let mut forward: BTreeSet<(String, u64)> = BTreeSet::new();
     for user in users {
         for proxy in (side.forward)(user) {
-            if !forward.insert((proxy.to_string(), user.id)) {
+            if !forward.insert((proxy.to_string(), user.id.0)) {
                 problems.push(format!("user {} lists {name} proxy {proxy} twice", user.id));
             }
         }

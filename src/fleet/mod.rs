@@ -18,7 +18,6 @@ use crate::distribution::notify::ConfigNotifier;
 use crate::error::Result;
 use crate::queue::Queue;
 use crate::registry::Registry;
-use crate::store::codec::u64_key;
 use crate::store::{Store, TreeId, Tx, TxResult};
 use links::set_proxies;
 use model::{ProxyName, User};
@@ -122,7 +121,7 @@ impl Fleet {
         for chunk in users.chunks(USERS_PER_TRANSACTION) {
             self.store.transaction(|tx| {
                 for id in chunk {
-                    let Some(mut user) = tx.get::<User>(TreeId::Users, u64_key(*id))? else {
+                    let Some(mut user) = tx.get::<User>(TreeId::Users, id.key())? else {
                         continue;
                     };
                     if gone {
@@ -133,7 +132,7 @@ impl Fleet {
                             .cloned()
                             .collect();
                         set_proxies(tx, &mut user, kept, &why, now_ms)?;
-                        tx.put(TreeId::NeedsFallback, u64_key(*id), &now_ms)?;
+                        tx.put(TreeId::NeedsFallback, id.key(), &now_ms)?;
                     } else {
                         user.config_version += 1;
                         users::save_user(tx, &user, now_ms)?;

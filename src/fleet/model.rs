@@ -6,6 +6,33 @@ use crate::error::{Error, Result};
 use crate::http::TokenHash;
 pub use crate::registry::model::ProxyName;
 
+/// A user's id: handed out in order by the store's counter, the key of the user's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UserId(pub u64);
+
+impl UserId {
+    /// The store key of the user's record (big-endian, so keys sort by id).
+    pub fn key(self) -> [u8; 8] {
+        self.0.to_be_bytes()
+    }
+}
+
+/// A user id in a path (`/users/{id}`): the decimal number.
+impl std::str::FromStr for UserId {
+    type Err = std::num::ParseIntError;
+
+    fn from_str(text: &str) -> std::result::Result<Self, Self::Err> {
+        text.parse().map(UserId)
+    }
+}
+
+impl std::fmt::Display for UserId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// A validated, lower-cased email address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -46,10 +73,10 @@ pub enum UserStatus {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct User {
-    pub id: u64,
+    pub id: UserId,
     pub email: Email,
     /// The trust-graph edge: who invited this user.
-    pub invited_by: Option<u64>,
+    pub invited_by: Option<UserId>,
     pub created_ms: u64,
     pub token_hash: TokenHash,
     pub status: UserStatus,
@@ -71,7 +98,7 @@ pub struct User {
     /// This user's referral code, made on first ask (`billing::referrals`).
     pub referral_code: Option<String>,
     /// Whose referral code this user redeemed (once per user).
-    pub referred_by: Option<u64>,
+    pub referred_by: Option<UserId>,
     /// The user's Stripe Customer, made on the first purchase.
     pub stripe_customer: Option<String>,
 }
@@ -107,10 +134,10 @@ impl User {
 
     /// A new active user without proxies or Pro.
     pub fn new(
-        id: u64,
+        id: UserId,
         email: Email,
         token_hash: TokenHash,
-        invited_by: Option<u64>,
+        invited_by: Option<UserId>,
         now_ms: u64,
     ) -> User {
         User {
@@ -150,11 +177,11 @@ pub struct Assignment {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Invitation {
     pub code: String,
-    pub inviter: u64,
+    pub inviter: UserId,
     pub email: Email,
     pub created_ms: u64,
     /// Set by the first accept; later accepts return this user.
-    pub accepted_user: Option<u64>,
+    pub accepted_user: Option<UserId>,
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use rand::RngCore;
 
 use super::links::{self, set_proxies};
-use super::model::{Email, ProxyName, User, UserStatus};
+use super::model::{Email, ProxyName, User, UserId, UserStatus};
 use super::policy::{self, Candidate};
 use super::Fleet;
 use crate::changes::ChangeKind;
@@ -35,8 +35,8 @@ pub fn new_token_with_prefix(prefix: &str) -> String {
 }
 
 /// The user `id`, or a 404 that aborts the transaction.
-fn existing_user(tx: &Tx, id: u64) -> TxResult<User> {
-    match tx.get::<User>(TreeId::Users, u64_key(id))? {
+fn existing_user(tx: &Tx, id: UserId) -> TxResult<User> {
+    match tx.get::<User>(TreeId::Users, id.key())? {
         Some(user) => Ok(user),
         None => abort(Error::NotFound(format!("user {id}"))),
     }
@@ -44,7 +44,7 @@ fn existing_user(tx: &Tx, id: u64) -> TxResult<User> {
 
 /// Stores the user and records the change for replay.
 pub fn save_user(tx: &Tx, user: &User, now_ms: u64) -> TxResult<()> {
-    tx.put(TreeId::Users, u64_key(user.id), user)?;
+    tx.put(TreeId::Users, user.id.key(), user)?;
     tx.log(now_ms, ChangeKind::UserUpserted(Box::new(user.clone())))?;
     Ok(())
 }
@@ -68,7 +68,7 @@ impl Fleet {
     }
 
     /// The proxy lists of `inviter`, its inviter, and so on (cycles and depth bounded).
-    fn ancestry(&self, inviter: Option<u64>) -> Result<Vec<Vec<ProxyName>>> {
+    fn ancestry(&self, inviter: Option<UserId>) -> Result<Vec<Vec<ProxyName>>> {
         let mut lists = Vec::new();
         let mut next = inviter;
         let mut seen = Vec::new();
@@ -85,7 +85,11 @@ impl Fleet {
     }
 
     /// The fallback proxies a new user with this inviter gets now.
-    pub fn initial_proxies(&self, invited_by: Option<u64>, now_ms: u64) -> Result<Vec<ProxyName>> {
+    pub fn initial_proxies(
+        &self,
+        invited_by: Option<UserId>,
+        now_ms: u64,
+    ) -> Result<Vec<ProxyName>> {
         let ancestry = self.ancestry(invited_by)?;
         let candidates = self.candidates(now_ms)?;
         Ok(policy::choose(
@@ -102,7 +106,7 @@ impl Fleet {
         &self,
         tx: &Tx,
         email: &Email,
-        invited_by: Option<u64>,
+        invited_by: Option<UserId>,
         proxies: &[ProxyName],
         token: &str,
         now_ms: u64,
@@ -114,20 +118,20 @@ impl Fleet {
             ));
         }
         if let Some(inviter) = invited_by {
-            if !tx.contains(TreeId::Users, u64_key(inviter))? {
+            if !tx.contains(TreeId::Users, inviter.key())? {
                 return abort(Error::invalid(
                     "unknown_inviter",
                     format!("no user {inviter} to be invited by"),
                 ));
             }
         }
-        let id = tx.next(NEXT_USER_ID)?;
+        let id = UserId(tx.next(NEXT_USER_ID)?);
         let token_hash = TokenHash::of(token);
         let mut user = User::new(id, email.clone(), token_hash, invited_by, now_ms);
         tx.put(TreeId::UserEmails, email.as_str(), &id)?;
         tx.put(TreeId::UserTokens, token_hash.as_bytes(), &id)?;
         if let Some(inviter) = invited_by {
-            tx.put_marker(TreeId::Invitees, pair_key(inviter, id))?;
+            tx.put_marker(TreeId::Invitees, pair_key(inviter.0, id.0))?;
         }
         if !set_proxies(
             tx,
@@ -139,7 +143,7 @@ impl Fleet {
             save_user(tx, &user, now_ms)?;
         }
         if user.proxies.len() < self.settings.fallbacks_per_user {
-            tx.put(TreeId::NeedsFallback, u64_key(id), &now_ms)?;
+            tx.put(TreeId::NeedsFallback, id.key(), &now_ms)?;
         }
         let welcome = serde_json::json!({ "email": email.as_str() });
         crate::mail::queue_in(
@@ -157,7 +161,7 @@ impl Fleet {
     pub async fn create_user(
         &self,
         email: &Email,
-        invited_by: Option<u64>,
+        invited_by: Option<UserId>,
         now_ms: u64,
     ) -> Result<Created> {
         let proxies = self.initial_proxies(invited_by, now_ms)?;
@@ -172,14 +176,17 @@ impl Fleet {
         })
     }
 
-    pub fn user(&self, id: u64) -> Result<Option<User>> {
-        self.store.get(TreeId::Users, u64_key(id))
+    pub fn user(&self, id: UserId) -> Result<Option<User>> {
+        self.store.get(TreeId::Users, id.key())
     }
 
     /// The active user holding this token.
     pub fn user_by_token(&self, token: &str) -> Result<Option<User>> {
         let hash = TokenHash::of(token);
-        let Some(id) = self.store.get::<u64>(TreeId::UserTokens, hash.as_bytes())? else {
+        let Some(id) = self
+            .store
+            .get::<UserId>(TreeId::UserTokens, hash.as_bytes())?
+        else {
             return Ok(None);
         };
         Ok(self
@@ -196,7 +203,7 @@ impl Fleet {
     /// after the email `after_email` (each page is one range scan, however deep it is).
     pub fn list_users(
         &self,
-        after: Option<u64>,
+        after: Option<UserId>,
         query: Option<&str>,
         after_email: Option<&str>,
         limit: usize,
@@ -216,7 +223,7 @@ impl Fleet {
                     _ => prefix.as_bytes().to_vec(),
                 };
                 let mut found = Vec::new();
-                for item in self.store.scan_from::<u64>(TreeId::UserEmails, &from) {
+                for item in self.store.scan_from::<UserId>(TreeId::UserEmails, &from) {
                     let (email, id) = item?;
                     if !email.starts_with(prefix.as_bytes()) || found.len() >= limit {
                         break;
@@ -229,7 +236,7 @@ impl Fleet {
             }
             None => self
                 .store
-                .scan_from::<User>(TreeId::Users, u64_key(after.map_or(0, |a| a + 1)))
+                .scan_from::<User>(TreeId::Users, u64_key(after.map_or(0, |a| a.0 + 1)))
                 .take(limit)
                 .map(|item| item.map(|(_, user)| user))
                 .collect(),
@@ -237,7 +244,12 @@ impl Fleet {
     }
 
     /// Sets a user's proxies by hand (an operator's move). Each must be a live proxy.
-    pub async fn set_user_proxies(&self, id: u64, names: Vec<String>, now_ms: u64) -> Result<User> {
+    pub async fn set_user_proxies(
+        &self,
+        id: UserId,
+        names: Vec<String>,
+        now_ms: u64,
+    ) -> Result<User> {
         let mut proxies: Vec<ProxyName> = Vec::with_capacity(names.len());
         for name in &names {
             let parsed = ProxyName::parse(name)?;
@@ -262,38 +274,38 @@ impl Fleet {
             }
             set_proxies(tx, user, proxies.clone(), "set by an operator", now_ms)?;
             if user.proxies.len() < wanted && !user.proxies.is_empty() {
-                tx.put(TreeId::NeedsFallback, u64_key(id), &now_ms)
+                tx.put(TreeId::NeedsFallback, id.key(), &now_ms)
             } else {
                 // An empty set is the operator's choice: the rebalancer leaves it alone.
-                tx.remove(TreeId::NeedsFallback, u64_key(id)).map(|_| ())
+                tx.remove(TreeId::NeedsFallback, id.key()).map(|_| ())
             }
         })
         .await
     }
 
     /// Disables a user: the token stops working and the proxy slots are released.
-    pub async fn disable(&self, id: u64, now_ms: u64) -> Result<User> {
+    pub async fn disable(&self, id: UserId, now_ms: u64) -> Result<User> {
         self.change_user(id, |tx, user| {
             user.status = UserStatus::Disabled;
             (self.on_disable)(tx, user)?;
             if !set_proxies(tx, user, Vec::new(), "account disabled", now_ms)? {
                 save_user(tx, user, now_ms)?;
             }
-            tx.remove(TreeId::NeedsFallback, u64_key(id)).map(|_| ())
+            tx.remove(TreeId::NeedsFallback, id.key()).map(|_| ())
         })
         .await
     }
 
     /// Enables a disabled user again: its tokens work and the rebalancer gives it fallback
     /// proxies on its next run (Pro, if any time is left, comes back with a purchase or gift).
-    pub async fn enable(&self, id: u64, now_ms: u64) -> Result<User> {
+    pub async fn enable(&self, id: UserId, now_ms: u64) -> Result<User> {
         self.change_user(id, |tx, user| {
             if user.status == UserStatus::Active {
                 return abort(Error::conflict("user_enabled", "the user is not disabled"));
             }
             user.status = UserStatus::Active;
             save_user(tx, user, now_ms)?;
-            tx.put(TreeId::NeedsFallback, u64_key(id), &now_ms)
+            tx.put(TreeId::NeedsFallback, id.key(), &now_ms)
         })
         .await
     }
@@ -302,7 +314,7 @@ impl Fleet {
     /// user's config long-polls.
     async fn change_user(
         &self,
-        id: u64,
+        id: UserId,
         change: impl Fn(&Tx, &mut User) -> TxResult<()>,
     ) -> Result<User> {
         let user = self.store.transaction(|tx| {

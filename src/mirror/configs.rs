@@ -122,7 +122,7 @@ impl Configs {
         let config = deps.distribution.config_in(&self.view, user, None, now_ms);
         let rendered = render(&config);
         let signature = deps.distribution.signature(&rendered);
-        write_config(pipe, keys, user.id, config.version, &rendered, &signature);
+        write_config(pipe, keys, user.id.0, config.version, &rendered, &signature);
     }
 
     /// The next chunk of the sweep in progress: its commands and how many users it covers.
@@ -147,7 +147,7 @@ impl Configs {
             self.write(pipe, keys, deps, user, now_ms);
         }
         self.sweep_from = match users.last() {
-            Some(last) if users.len() == SWEEP_CHUNK => Some(last.id + 1),
+            Some(last) if users.len() == SWEEP_CHUNK => Some(last.id.0 + 1),
             _ => None,
         };
         Ok(users.len())

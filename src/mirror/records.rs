@@ -144,7 +144,7 @@ pub fn write_user(pipe: &mut Pipeline, keys: &Keys, user: &User, seq: u64, publi
 /// times faster than the script; the mirror tests check that both give the same keys.
 pub fn write_new_user(pipe: &mut Pipeline, keys: &Keys, user: &User) {
     let id = user.id.to_string();
-    let ukey = keys.user(user.id);
+    let ukey = keys.user(user.id.0);
     pipe.hset_multiple(&ukey, &pairs(&user_fields(user)))
         .ignore();
     if !user.proxies.is_empty() {

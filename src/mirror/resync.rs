@@ -102,7 +102,7 @@ pub async fn run(
         }
         records += users.len() as u64;
         match users.last() {
-            Some(last) if users.len() == CHUNK => from = last.id + 1,
+            Some(last) if users.len() == CHUNK => from = last.id.0 + 1,
             _ => break,
         }
     }

@@ -191,10 +191,9 @@ impl TestApp {
         .await;
     }
 
-    /// The sum of a metric's samples whose line starts with `prefix` (`/metrics`).
-    pub async fn metric(&self, prefix: &str) -> u64 {
-        let text = self
-            .client
+    /// The `/metrics` page, as the admin reads it.
+    pub async fn metrics_text(&self) -> String {
+        self.client
             .get(self.url("/metrics"))
             .bearer_auth(ADMIN_TOKEN)
             .send()
@@ -202,7 +201,12 @@ impl TestApp {
             .unwrap()
             .text()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// The sum of a metric's samples whose line starts with `prefix` (`/metrics`).
+    pub async fn metric(&self, prefix: &str) -> u64 {
+        let text = self.metrics_text().await;
         text.lines()
             .filter(|line| line.starts_with(prefix))
             .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{spawn_app_with, ServerProcess, TestApp, ADMIN_TOKEN};
+use crate::helpers::{spawn_app_with, ServerProcess, TestApp};
 use crate::redis_support::{assert_equals_a_fresh_copy, caught_up, hash, members, RedisServer};
 
 fn sha_hex(token: &str) -> String {
@@ -159,16 +159,7 @@ async fn every_kind_of_change_appears_under_the_documented_keys() {
     );
 
     // The admin sees the mirror; /metrics carries its gauges.
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(metrics.contains("proxyfleet_mirror_up 1"), "{metrics}");
     assert!(
         metrics.contains("proxyfleet_mirror_lag_changes 0"),

@@ -7,7 +7,7 @@ use super::plan::{DrainAction, Plan};
 use crate::changes::ChangeKind;
 use crate::error::Result;
 use crate::fleet::links::set_proxies;
-use crate::fleet::model::{ProxyName, User, UserStatus};
+use crate::fleet::model::{ProxyName, User, UserId, UserStatus};
 use crate::fleet::{Fleet, PROVISION, RETIRE};
 use crate::queue::NewTask;
 use crate::registry::{Proxy, Role};
@@ -32,7 +32,7 @@ pub(crate) fn set_role(tx: &Tx, name: &str, role: Role, now_ms: u64) -> TxResult
 }
 
 /// Applies `plan` (already numbered) and stores it. Returns the users whose config changed.
-pub async fn apply(fleet: &Fleet, plan: &mut Plan, now_ms: u64) -> Result<Vec<u64>> {
+pub async fn apply(fleet: &Fleet, plan: &mut Plan, now_ms: u64) -> Result<Vec<UserId>> {
     let store = &fleet.store;
     plan.id = store.transaction(|tx| {
         let id = tx.next(NEXT_PLAN_ID)?;
@@ -47,7 +47,7 @@ pub async fn apply(fleet: &Fleet, plan: &mut Plan, now_ms: u64) -> Result<Vec<u6
         let moved = store.transaction(|tx| {
             let mut moved = Vec::new();
             for step in chunk {
-                let Some(mut user) = tx.get::<User>(TreeId::Users, u64_key(step.user))? else {
+                let Some(mut user) = tx.get::<User>(TreeId::Users, step.user.key())? else {
                     continue;
                 };
                 // The world may have moved since the snapshot: only apply what still makes sense.
@@ -73,7 +73,7 @@ pub async fn apply(fleet: &Fleet, plan: &mut Plan, now_ms: u64) -> Result<Vec<u6
                 user.last_moved_ms = Some(now_ms);
                 set_proxies(tx, &mut user, proxies, &step.reason, now_ms)?;
                 if user.proxies.len() >= fleet.settings.fallbacks_per_user {
-                    tx.remove(TreeId::NeedsFallback, u64_key(user.id))?;
+                    tx.remove(TreeId::NeedsFallback, user.id.key())?;
                 }
                 moved.push(user.id);
             }

@@ -9,6 +9,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::fleet::model::UserId;
 use crate::registry::model::ProxyName;
 use crate::registry::Role;
 
@@ -33,7 +34,7 @@ impl ProxyState {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserState {
-    pub id: u64,
+    pub id: UserId,
     pub proxies: Vec<ProxyName>,
     pub last_moved_ms: Option<u64>,
 }
@@ -70,7 +71,7 @@ pub enum Trigger {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Move {
-    pub user: u64,
+    pub user: UserId,
     pub from: Option<ProxyName>,
     pub to: ProxyName,
     pub reason: String,
@@ -221,7 +222,7 @@ pub fn plan(
     for proxy in snapshot.proxies.iter().filter(|p| p.role == Role::Fallback) {
         board.add_target(&proxy.name);
     }
-    let mut moved: HashSet<u64> = HashSet::new();
+    let mut moved: HashSet<UserId> = HashSet::new();
 
     relieve_overloaded(
         snapshot, rules, trigger, now_ms, rng, &mut board, &mut plan, &mut moved,
@@ -271,7 +272,7 @@ fn relieve_overloaded(
     rng: &mut impl Rng,
     board: &mut Board,
     plan: &mut Plan,
-    moved: &mut HashSet<u64>,
+    moved: &mut HashSet<UserId>,
 ) {
     let mut overloaded: Vec<(&ProxyState, u64)> = snapshot
         .proxies
@@ -338,7 +339,7 @@ fn place_needy(
     rules: &Rules,
     board: &mut Board,
     plan: &mut Plan,
-    moved: &mut HashSet<u64>,
+    moved: &mut HashSet<UserId>,
 ) {
     for user in &snapshot.needs_fallback {
         let missing = rules.fallbacks_per_user.saturating_sub(user.proxies.len());
@@ -381,7 +382,7 @@ fn drain_idle(
     now_ms: u64,
     board: &mut Board,
     plan: &mut Plan,
-    moved: &mut HashSet<u64>,
+    moved: &mut HashSet<UserId>,
 ) {
     let busy: HashSet<&str> = plan.moves.iter().map(|m| m.to.as_str()).collect();
     let promoted: HashSet<&str> = plan.promoted.iter().map(|p| p.proxy.as_str()).collect();
@@ -492,7 +493,7 @@ mod tests {
 
     fn users(ids: std::ops::Range<u64>, on: &str) -> Vec<UserState> {
         ids.map(|id| UserState {
-            id,
+            id: UserId(id),
             proxies: vec![n(on)],
             last_moved_ms: None,
         })

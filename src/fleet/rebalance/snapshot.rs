@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::plan::{ProxyState, Snapshot, UserState};
 use crate::error::Result;
-use crate::fleet::model::{ProxyName, User, UserStatus};
+use crate::fleet::model::{ProxyName, User, UserId, UserStatus};
 use crate::fleet::{links, Fleet};
 use crate::store::codec::{key_u64, u64_key};
 use crate::store::TreeId;
@@ -48,7 +48,10 @@ pub fn take(fleet: &Fleet, now_ms: u64) -> Result<Snapshot> {
     snapshot.users_on = users_on;
     for key in fleet.store.keys_from(TreeId::NeedsFallback, u64_key(0)) {
         let Some(id) = key_u64(&key?) else { continue };
-        if let Some(user) = fleet.user(id)?.filter(|u| u.status == UserStatus::Active) {
+        if let Some(user) = fleet
+            .user(UserId(id))?
+            .filter(|u| u.status == UserStatus::Active)
+        {
             snapshot.needs_fallback.push(user_state(&user));
         }
     }
