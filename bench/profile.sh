@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Where the server's CPU goes under one hot path's load: perf samples the server while wrk
-# drives it as bench/run.sh does, then prints the functions above 1% of the samples.
+# drives it as bench/run.sh does, then prints the server's CPU time per request and the
+# functions above 1% of the samples.
 #   bash bench/profile.sh [heartbeat | config304] [seconds, default 10]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,10 +32,20 @@ case "$what" in
     ;;
   *) echo "usage: bash bench/profile.sh [heartbeat | config304] [seconds]" >&2; exit 2 ;;
 esac
+# The server's CPU time (user + system, in clock ticks) over the whole load, per request: on a
+# shared 2-core machine it varies far less from run to run than requests per second do.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
+ticks_before=$(cpu_ticks)
 "${load[@]}" > "$work/wrk.txt" &
 load_pid=$!
 perf record -F 499 -p "$server_pid" -o "$work/perf.data" -- sleep "$seconds" 2>/dev/null
 wait "$load_pid"
+ticks_after=$(cpu_ticks)
 grep -E "Requests/sec" "$work/wrk.txt"
+requests=$(awk '/requests in/ {print $1}' "$work/wrk.txt")
+python3 -c "print(f'server CPU per request (under perf): {($ticks_after - $ticks_before) * 1e6 / $(getconf CLK_TCK) / $requests:.1f} us')"
+echo "samples by thread name (sled-io-N: sled's IO thread pool):"
+perf report -i "$work/perf.data" --no-children --sort comm --stdio 2>/dev/null \
+  | grep -v '^#' | grep -v '^$' | sed -E 's/ +/ /g' | head -12
 perf report -i "$work/perf.data" --no-children --sort dso,symbol --stdio --percent-limit 1 2>/dev/null \
   | grep -v '^#' | grep -v '^$' | sed -E 's/ +/ /g' | cut -c1-150 | head -50
