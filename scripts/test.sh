@@ -69,6 +69,7 @@ clippy_driver=$(command -v clippy-driver || rustup which clippy-driver)
 step env RUSTC_WORKSPACE_WRAPPER="$clippy_driver" \
   CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__" \
   cargo test --all-targets --timings
-# Every fuzz target (the parsers of outside input) for 15 s each, built with the tests'
-# profile so the dependencies are built once (scripts/fuzz.sh; longer runs: `bash scripts/fuzz.sh 600 --release`).
-step bash scripts/fuzz.sh 15
+# Every fuzz target (the parsers of outside input) for 20 s each, two at a time on two cores
+# (about as many runs per target as 15 s alone), built with the tests' profile so the
+# dependencies are built once (scripts/fuzz.sh; longer runs: `bash scripts/fuzz.sh 600 --release`).
+step bash scripts/fuzz.sh 20
