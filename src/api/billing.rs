@@ -170,12 +170,22 @@ struct Plans<'a> {
     plans: &'a [crate::billing::plans::Plan],
 }
 
-/// A linked device as its owner sees it (never its token, shown once at linking).
+/// A linked device as its owner and the admin see it (never its token, shown once at linking).
 #[derive(Serialize)]
-struct DeviceView {
+pub struct DeviceView {
     id: u64,
     name: String,
     created_at: u64,
+}
+
+impl From<&crate::fleet::model::Device> for DeviceView {
+    fn from(d: &crate::fleet::model::Device) -> Self {
+        DeviceView {
+            id: d.id,
+            name: d.name.clone(),
+            created_at: d.created_ms / 1000,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -240,15 +250,7 @@ fn pro_plans(state: Arc<AppState>) -> Route {
 }
 
 fn own_devices(user: User, state: Arc<AppState>) -> Route {
-    let devices = user
-        .devices
-        .iter()
-        .map(|d| DeviceView {
-            id: d.id,
-            name: d.name.clone(),
-            created_at: d.created_ms / 1000,
-        })
-        .collect();
+    let devices = user.devices.iter().map(DeviceView::from).collect();
     let limit = state.billing.device_limit(&user, state.clock.now_ms());
     json(StatusCode::OK, &Devices { devices, limit })
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection};
 
+use crate::api::billing::DeviceView;
 use crate::api::filters::{admin, user, with_state};
 use crate::api::filters::{check_code, limited};
 use crate::api::AppState;
@@ -124,13 +125,6 @@ struct AssignmentView {
     at: u64,
     proxies: Vec<ProxyName>,
     reason: String,
-}
-
-#[derive(Serialize)]
-struct DeviceView {
-    id: u64,
-    name: String,
-    created_at: u64,
 }
 
 #[derive(Serialize)]
@@ -356,15 +350,7 @@ async fn user_detail(id: UserId, state: Arc<AppState>) -> Result<Route, Rejectio
         .collect();
     let children =
         crate::fleet::invitees::children(&state.store, id, CHILDREN_SHOWN).map_err(reject)?;
-    let devices = user
-        .devices
-        .iter()
-        .map(|d| DeviceView {
-            id: d.id,
-            name: d.name.clone(),
-            created_at: d.created_ms / 1000,
-        })
-        .collect();
+    let devices = user.devices.iter().map(DeviceView::from).collect();
     let payments = state.billing.payments_of(id).map_err(reject)?;
     // What the client is served now, as the config server renders it (account subset).
     let config = state

@@ -12,9 +12,9 @@ pub use crate::registry::model::ProxyName;
 pub struct UserId(pub u64);
 
 impl UserId {
-    /// The store key of the user's record (big-endian, so keys sort by id).
+    /// The store key of the user's record (`u64_key`: big-endian, so keys sort by id).
     pub fn key(self) -> [u8; 8] {
-        self.0.to_be_bytes()
+        crate::store::codec::u64_key(self.0)
     }
 }
 
