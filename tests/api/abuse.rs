@@ -244,3 +244,34 @@ async fn long_polls_have_their_own_cap_and_do_not_hold_connection_slots() {
     assert!(refused.contains("\"busy\""), "{refused}");
     drop(waiting);
 }
+
+#[tokio::test]
+async fn a_body_refused_from_its_length_leaves_the_answer_readable() {
+    let app = crate::helpers::spawn_app().await;
+    // A client that sends its whole 3 MiB body before reading, as most do, and asks to
+    // close: the server refuses it from the Content-Length alone, with the body unread. The
+    // client must still finish writing and read the whole 413, not a reset.
+    let body = vec![b'x'; 3 * 1024 * 1024];
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(app.address).await.unwrap();
+        let head = format!(
+            "POST /register HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             Authorization: Bearer {REGISTRY_TOKEN}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream
+            .write_all(&body)
+            .await
+            .expect("the body is taken, not reset");
+        let mut answer = Vec::new();
+        stream
+            .read_to_end(&mut answer)
+            .await
+            .expect("the connection ends cleanly");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert!(answer.contains("body_too_large"), "{answer}");
+    }
+}
