@@ -75,6 +75,9 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// Prefix of every key the Redis mirror writes (several fleets can share one Redis).
     pub redis_prefix: String,
+    /// How often an idle mirror checks that Redis still holds what it wrote (a restart, a
+    /// FLUSHALL or an eviction is then copied again).
+    pub redis_check_secs: u64,
     /// MaxMind-format city database; unset means timezone fallback only.
     pub geoip_db: Option<PathBuf>,
     pub stripe_api_base: String,
@@ -263,6 +266,7 @@ impl Default for Config {
             config_validity_secs: 7 * 24 * 3600,
             redis_url: None,
             redis_prefix: "proxyfleet:".into(),
+            redis_check_secs: 5,
             geoip_db: None,
             stripe_api_base: "https://api.stripe.com".into(),
             stripe_secret_key: None,
@@ -346,7 +350,7 @@ impl Config {
     /// Checks the settings once, at start: every duration, cap and count that must be at
     /// least 1 is, so no code clamps them where it uses them. Names each setting that is not.
     pub fn validate(&self) -> Result<(), String> {
-        let at_least_one: [(&str, u64); 19] = [
+        let at_least_one: [(&str, u64); 20] = [
             ("heartbeat_ttl_secs", self.heartbeat_ttl_secs),
             ("config_validity_secs", self.config_validity_secs),
             ("stripe_timeout_secs", self.stripe_timeout_secs),
@@ -357,6 +361,7 @@ impl Config {
             ("queue_lease_secs", self.queue_lease_secs),
             ("fallbacks_per_user", self.fallbacks_per_user as u64),
             ("pro_sweep_secs", self.pro_sweep_secs),
+            ("redis_check_secs", self.redis_check_secs),
             ("referral_bonus_days", self.referral_bonus_days),
             ("admin_session_hours", self.admin_session_hours),
             ("http_header_timeout_secs", self.http_header_timeout_secs),

@@ -188,7 +188,11 @@ impl Application {
             recipient: crate::backup::encryption::recipient(&config)?,
         };
         let mailer = Mailer::new(store.clone(), &config)?;
-        let mirror = Mirror::new(config.redis_url.clone(), &config.redis_prefix);
+        let mirror = Mirror::new(
+            config.redis_url.clone(),
+            &config.redis_prefix,
+            std::time::Duration::from_secs(config.redis_check_secs),
+        );
         let admin = crate::admin::AdminPanel::new(config.admin_login_burst);
         let limits = crate::http::rate_limit::RateLimits::new(&config.rate_limits);
         let listener_limits = http::listener::Limits {

@@ -57,6 +57,10 @@ pub struct Status {
     pub resyncs: u64,
     pub last_resync_records: u64,
     pub last_resync_ms: u64,
+    /// Why the last full copy was made (Redis empty, flushed, restarted, diverged...).
+    pub last_resync_reason: Option<String>,
+    /// When (unix seconds).
+    pub last_resync_at: Option<u64>,
     pub configs_written: u64,
     /// Users whose config is still to be rewritten after a proxy came, left or changed.
     pub configs_pending: bool,
@@ -84,6 +88,8 @@ pub struct PublishedSettings {
 pub struct Mirror {
     pub keys: Keys,
     pub url: Option<String>,
+    /// How often an idle mirror checks that Redis still holds what it wrote.
+    pub check_every: Duration,
     status: Mutex<Status>,
     resync_requested: AtomicBool,
 }
@@ -100,9 +106,10 @@ pub struct Report {
 }
 
 impl Mirror {
-    pub fn new(url: Option<String>, prefix: &str) -> Mirror {
+    pub fn new(url: Option<String>, prefix: &str, check_every: Duration) -> Mirror {
         Mirror {
             keys: Keys::new(prefix),
+            check_every,
             status: Mutex::new(Status {
                 state: if url.is_some() {
                     State::Connecting
@@ -115,6 +122,8 @@ impl Mirror {
                 resyncs: 0,
                 last_resync_records: 0,
                 last_resync_ms: 0,
+                last_resync_reason: None,
+                last_resync_at: None,
                 configs_written: 0,
                 configs_pending: false,
             }),

@@ -43,16 +43,23 @@ pub async fn write_settings(
         .map_err(text)
 }
 
-/// Copies everything; returns the sequence Redis now holds.
+/// Copies everything, for `reason` (shown to the admin and published with the `resync`
+/// event); returns the sequence Redis now holds.
 pub async fn run(
     deps: &MirrorDeps,
     conn: &mut MultiplexedConnection,
     configs: &mut Configs,
     source: &str,
+    reason: &str,
 ) -> Result<u64, String> {
     let started = std::time::Instant::now();
     let keys = deps.mirror.keys.clone();
-    deps.mirror.update(|s| s.state = State::Resyncing);
+    tracing::info!(reason, "redis mirror: full copy");
+    deps.mirror.update(|s| {
+        s.state = State::Resyncing;
+        s.last_resync_reason = Some(reason.to_string());
+        s.last_resync_at = Some(now_ms() / 1000);
+    });
     deps.store.durable().await.map_err(text)?;
     // Everything up to here is in the copy; later changes are streamed after it.
     let seq = deps.store.last_seq().map_err(text)?;
@@ -111,7 +118,7 @@ pub async fn run(
         last.await.map_err(text)?.map_err(text)?;
     }
 
-    let message = json!({ "kind": "resync", "ids": [], "seq": seq }).to_string();
+    let message = json!({ "kind": "resync", "ids": [], "seq": seq, "reason": reason }).to_string();
     redis::pipe()
         .atomic()
         .set(keys.seq(), seq)
@@ -134,15 +141,16 @@ pub async fn run(
     Ok(seq)
 }
 
-/// The commands for one chunk of users, as two pipelines. Rendering and signing configs is
-/// most of a copy's CPU, so the halves are built on two threads; their order does not matter
-/// because the copy writes into an empty prefix and set additions commute.
+/// The commands for one chunk of users, as at most two pipelines (Redis refuses an empty
+/// one, and a chunk of one user has an empty half). Rendering and signing configs is most of
+/// a copy's CPU, so the halves are built on two threads; their order does not matter because
+/// the copy writes into an empty prefix and set additions commute.
 fn build_chunk(
     deps: &MirrorDeps,
     keys: &super::keys::Keys,
     configs: &Configs,
     users: &[User],
-) -> [redis::Pipeline; 2] {
+) -> Vec<redis::Pipeline> {
     let build = |part: &[User]| {
         let now = now_ms();
         let mut pipe = redis::pipe();
@@ -164,10 +172,11 @@ fn build_chunk(
     };
     // On the server's multi-threaded runtime, other tasks move to another worker meanwhile;
     // an embedding current-thread runtime (the tests' in-process server) just waits.
-    match tokio::runtime::Handle::current().runtime_flavor() {
+    let halves = match tokio::runtime::Handle::current().runtime_flavor() {
         tokio::runtime::RuntimeFlavor::CurrentThread => both(),
         _ => tokio::task::block_in_place(both),
-    }
+    };
+    halves.into_iter().filter(|pipe| !pipe.is_empty()).collect()
 }
 
 /// Removes every key under the prefix (SCAN + UNLINK: the server never blocks on a huge DEL).

@@ -129,6 +129,8 @@ async fn session(
         deps.store.first_retained_seq().map_err(text)?,
     );
     let mut configs = Configs::load(deps, now_ms()).map_err(text)?;
+    let mut watchdog = Watchdog::new(deps.mirror.check_every);
+    watchdog.check(&mut conn, &keys, None, &source).await?;
     let mut applied = match start {
         Start::Resume(seq) => {
             resync::write_settings(deps, &mut conn).await?;
@@ -137,8 +139,7 @@ async fn session(
             seq
         }
         Start::Resync(reason) => {
-            tracing::info!(reason, "redis mirror: full resync");
-            resync::run(deps, &mut conn, &mut configs, &source).await?
+            resync::run(deps, &mut conn, &mut configs, &source, reason).await?
         }
     };
     record_applied(deps, applied)?;
@@ -149,10 +150,26 @@ async fn session(
         if *stop.borrow() {
             return Ok(());
         }
-        if deps.mirror.take_resync_request() {
-            applied = resync::run(deps, &mut conn, &mut configs, &source).await?;
-            record_applied(deps, applied)?;
-            deps.mirror.update(|s| s.state = State::Streaming);
+        let mut copy_because = deps
+            .mirror
+            .take_resync_request()
+            .then_some("requested by an admin".to_string());
+        if copy_because.is_none() && watchdog.due() {
+            copy_because = watchdog
+                .check(&mut conn, &keys, Some(applied), &source)
+                .await?;
+        }
+        if let Some(reason) = copy_because {
+            applied = copy(
+                deps,
+                &mut conn,
+                &mut configs,
+                &source,
+                &reason,
+                &mut watchdog,
+            )
+            .await?;
+            continue;
         }
         if !configs.sweeping() && configs.window_moved(deps, now_ms()) {
             configs.start_sweep(deps, now_ms()).map_err(text)?;
@@ -169,13 +186,36 @@ async fn session(
         if let Some(first) = changes.first() {
             if first.seq != applied + 1 {
                 // The changes Redis needs next were compacted away while it was behind.
-                applied = resync::run(deps, &mut conn, &mut configs, &source).await?;
-                record_applied(deps, applied)?;
-                deps.mirror.update(|s| s.state = State::Streaming);
+                let reason = "redis is behind the retained change log";
+                applied = copy(
+                    deps,
+                    &mut conn,
+                    &mut configs,
+                    &source,
+                    reason,
+                    &mut watchdog,
+                )
+                .await?;
                 continue;
             }
-            applied = send_batch(deps, &mut conn, &mut configs, &changes).await?;
-            record_applied(deps, applied)?;
+            match send_batch(deps, &mut conn, &mut configs, &changes, applied, &source).await? {
+                Sent::Applied(last) => {
+                    applied = last;
+                    record_applied(deps, applied)?;
+                }
+                Sent::Diverged(reason) => {
+                    applied = copy(
+                        deps,
+                        &mut conn,
+                        &mut configs,
+                        &source,
+                        &reason,
+                        &mut watchdog,
+                    )
+                    .await?;
+                    continue;
+                }
+            }
         }
         if configs.sweeping() {
             sweep_step(deps, &mut conn, &mut configs, applied).await?;
@@ -183,17 +223,144 @@ async fn session(
     }
 }
 
+/// A full copy while streaming; returns the sequence Redis now holds.
+async fn copy(
+    deps: &MirrorDeps,
+    conn: &mut MultiplexedConnection,
+    configs: &mut Configs,
+    source: &str,
+    reason: &str,
+    watchdog: &mut Watchdog,
+) -> Result<u64, String> {
+    let applied = resync::run(deps, conn, configs, source, reason).await?;
+    record_applied(deps, applied)?;
+    // Evictions during the copy are the copy's own business: count from here.
+    watchdog
+        .check(conn, &deps.mirror.keys, None, source)
+        .await?;
+    deps.mirror.update(|s| s.state = State::Streaming);
+    Ok(applied)
+}
+
+/// Checks that Redis still holds what the mirror wrote: on every batch (inside it, see
+/// `send_batch`) and every `check_every` even when nothing changes, so a Redis restarted
+/// empty, a FLUSHALL or FLUSHDB, a deleted or rewritten `mirror:seq`, or keys evicted under
+/// `maxmemory` lead to a full copy within seconds instead of going unnoticed.
+struct Watchdog {
+    every: Duration,
+    next_at: tokio::time::Instant,
+    /// Redis' `evicted_keys` counter at the last check.
+    evicted: Option<u64>,
+}
+
+impl Watchdog {
+    fn new(every: Duration) -> Watchdog {
+        Watchdog {
+            every,
+            next_at: tokio::time::Instant::now() + every,
+            evicted: None,
+        }
+    }
+
+    fn due(&self) -> bool {
+        tokio::time::Instant::now() >= self.next_at
+    }
+
+    /// Why Redis needs a full copy, if it does. `applied`: what Redis should hold (`None`
+    /// right after a copy or at start, when only the eviction counter is taken as the base).
+    async fn check(
+        &mut self,
+        conn: &mut MultiplexedConnection,
+        keys: &super::keys::Keys,
+        applied: Option<u64>,
+        source: &str,
+    ) -> Result<Option<String>, String> {
+        self.next_at = tokio::time::Instant::now() + self.every;
+        let (seq, found_source, info): (Option<u64>, Option<String>, String) = redis::pipe()
+            .get(keys.seq())
+            .get(keys.source())
+            .cmd("INFO")
+            .arg("stats")
+            .query_async(conn)
+            .await
+            .map_err(text)?;
+        let evicted = info
+            .lines()
+            .find_map(|line| line.strip_prefix("evicted_keys:"))
+            .and_then(|n| n.trim().parse::<u64>().ok());
+        let before = std::mem::replace(&mut self.evicted, evicted);
+        let Some(applied) = applied else {
+            return Ok(None);
+        };
+        if let Some(reason) = diverged(seq, found_source.as_deref(), applied, source) {
+            return Ok(Some(reason.to_string()));
+        }
+        match (before, evicted) {
+            (Some(before), Some(now)) if now > before => Ok(Some(format!(
+                "redis evicted {} keys under maxmemory (set maxmemory-policy noeviction)",
+                now - before
+            ))),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Why `mirror:seq` and `mirror:source` are not what this mirror last wrote, if they are not.
+pub fn diverged(
+    seq: Option<u64>,
+    found_source: Option<&str>,
+    applied: u64,
+    source: &str,
+) -> Option<&'static str> {
+    match (seq, found_source) {
+        (None, _) => Some("redis lost the mirror (restarted empty, flushed, or mirror:seq deleted or evicted)"),
+        (_, found) if found != Some(source) => Some("redis holds another store's mirror"),
+        (Some(seq), _) if seq != applied => Some("mirror:seq is not what the mirror wrote (rewritten, or redis restarted from an older snapshot)"),
+        _ => None,
+    }
+}
+
+/// What became of a batch.
+enum Sent {
+    /// Applied; the last sequence sent.
+    Applied(u64),
+    /// Not applied: Redis no longer holds what the mirror wrote (why).
+    Diverged(String),
+}
+
 /// Sends one batch of changes (and the configs of the users they carry) in one MULTI/EXEC
-/// with the new `mirror:seq`. Returns the last sequence sent.
+/// with the new `mirror:seq`, only if Redis still holds exactly the changes up to `applied`
+/// from this store: `mirror:seq` and `mirror:source` are WATCHed and read first, so a FLUSHALL
+/// or a restart before or during the batch aborts it instead of writing a few records into
+/// an empty Redis and calling it up to date.
 async fn send_batch(
     deps: &MirrorDeps,
     conn: &mut MultiplexedConnection,
     configs: &mut Configs,
     changes: &[crate::changes::Change],
-) -> Result<u64, String> {
+    applied: u64,
+    source: &str,
+) -> Result<Sent, String> {
     let keys = &deps.mirror.keys;
     // Never let Redis get ahead of what sled would recover after a crash.
     deps.store.durable().await.map_err(text)?;
+    // The mirror's connection is its own, so the WATCH covers exactly the MULTI below.
+    let (_, seq, found_source): ((), Option<u64>, Option<String>) = redis::pipe()
+        .cmd("WATCH")
+        .arg(keys.seq())
+        .arg(keys.source())
+        .get(keys.seq())
+        .get(keys.source())
+        .query_async(conn)
+        .await
+        .map_err(text)?;
+    if let Some(reason) = diverged(seq, found_source.as_deref(), applied, source) {
+        redis::cmd("UNWATCH")
+            .query_async::<()>(conn)
+            .await
+            .map_err(text)?;
+        return Ok(Sent::Diverged(reason.to_string()));
+    }
     let now = now_ms();
     let mut sweep = false;
     let mut pipe = redis::pipe();
@@ -209,7 +376,14 @@ async fn send_batch(
     }
     let last = changes.last().map_or(0, |c| c.seq);
     pipe.set(keys.seq(), last).ignore();
-    pipe.query_async::<()>(conn).await.map_err(text)?;
+    // EXEC answers nil when a WATCHed key changed (FLUSHALL and FLUSHDB count): nothing of
+    // the batch was written.
+    let executed: Option<()> = pipe.query_async(conn).await.map_err(text)?;
+    if executed.is_none() {
+        return Ok(Sent::Diverged(
+            "the mirror's keys changed in redis during a batch (flushed or rewritten)".into(),
+        ));
+    }
     if sweep {
         configs.start_sweep(deps, now).map_err(text)?;
     }
@@ -217,7 +391,7 @@ async fn send_batch(
         s.configs_written += written;
         s.configs_pending = configs.sweeping();
     });
-    Ok(last)
+    Ok(Sent::Applied(last))
 }
 
 async fn sweep_step(
@@ -254,6 +428,17 @@ fn record_applied(deps: &MirrorDeps, applied: u64) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_goes_only_to_the_redis_that_holds_what_the_mirror_wrote() {
+        assert_eq!(diverged(Some(7), Some("me"), 7, "me"), None);
+        assert!(diverged(None, Some("me"), 7, "me").is_some_and(|r| r.contains("lost")));
+        assert!(diverged(None, None, 7, "me").is_some());
+        assert!(diverged(Some(7), None, 7, "me").is_some_and(|r| r.contains("another")));
+        assert!(diverged(Some(7), Some("you"), 7, "me").is_some_and(|r| r.contains("another")));
+        assert!(diverged(Some(3), Some("me"), 7, "me").is_some_and(|r| r.contains("not what")));
+        assert!(diverged(Some(9), Some("me"), 7, "me").is_some());
+    }
 
     #[test]
     fn resumes_only_when_redis_holds_this_stores_gapless_prefix() {

@@ -25,6 +25,7 @@ mod install;
 mod mail;
 mod metrics;
 mod mirror;
+mod mirror_heal;
 mod openapi;
 mod persistence;
 mod purchase;

@@ -54,7 +54,8 @@ export async function render(main) {
       card('Clients carried', `${number(s.clients)} / ${number(s.capacity)}`, `${full}% of capacity`, 'card-load'),
       card('Revenue this month', money(s.revenue_this_month), `${number(s.payments_this_month)} payments`, 'card-revenue'),
       card('Queue', number(s.queue.ready + s.queue.leased), `${number(s.queue.dead)} dead letters`, 'card-queue'),
-      card('Redis mirror', lag, s.mirror.last_error || '', 'card-mirror'));
+      card('Redis mirror', lag, s.mirror.last_error
+        || (s.mirror.last_resync_reason ? `last full copy: ${s.mirror.last_resync_reason}` : ''), 'card-mirror'));
   };
   const drawCharts = async () => {
     const series = await get('/api/v1/admin/summary/series?days=14');
