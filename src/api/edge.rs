@@ -83,15 +83,28 @@ pub fn routes(
             },
         );
     // With the long-polls waiting on this edge (load balancers and tests read it).
+    // 503 while the edge cannot serve from Redis, so a load balancer sends clients elsewhere.
     let health = warp::path!("healthz")
         .and(warp::get())
         .and(warp::ext::optional::<Connection>())
-        .map(|connection: Option<Connection>| {
+        .and(with_edge(&state))
+        .map(|connection: Option<Connection>, state: Arc<EdgeState>| {
             let long_polls = connection.map(|c| c.capacity().long_polls());
+            let reason = state.unready();
+            let status = if reason.is_some() {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
+            };
             json(
-                StatusCode::OK,
+                status,
                 &EdgeHealth {
-                    status: "ok",
+                    status: if reason.is_some() {
+                        "unavailable"
+                    } else {
+                        "ok"
+                    },
+                    reason,
                     long_polls,
                 },
             )
@@ -128,6 +141,9 @@ pub fn routes(
 #[derive(Serialize)]
 struct EdgeHealth {
     status: &'static str,
+    /// Why the edge cannot serve from Redis (with status `unavailable`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
     /// Absent when the listener does not count them.
     long_polls: Option<usize>,
 }
@@ -180,10 +196,21 @@ async fn get_config(
 ) -> Result<Route, Rejection> {
     let token = bearer(authorization.as_deref()).ok_or_else(|| reject(Error::Unauthorized))?;
     let mut conn = state.conn.clone();
-    let user = reader::user_of(&mut conn, &state.keys, token)
+    let user = match reader::user_of(&mut conn, &state.keys, token)
         .await
         .map_err(unavailable)?
-        .ok_or_else(|| reject(Error::Unauthorized))?;
+    {
+        Some(user) => user,
+        // An unknown token is refused only by a Redis that holds a complete mirror: an
+        // emptied one, or one being copied, would turn valid users away.
+        None => match reader::seq(&mut conn, &state.keys)
+            .await
+            .map_err(unavailable)?
+        {
+            Some(_) => return Err(reject(Error::Unauthorized)),
+            None => return Err(not_loaded()),
+        },
+    };
     let mut config = current(&state, user).await?;
     let wait = Duration::from_secs(
         query

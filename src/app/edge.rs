@@ -20,7 +20,7 @@ pub struct EdgeApp {
 impl EdgeApp {
     /// Connects to Redis and binds the listener (port 0 picks a free port).
     pub async fn build(settings: EdgeSettings) -> Result<EdgeApp> {
-        let conn = crate::mirror::connect(&settings.redis_url)
+        let conn = crate::mirror::connect_managed(&settings.redis_url)
             .await
             .map_err(|e| Error::caused_by(format!("redis {}", settings.redis_url), e))?;
         let state = Arc::new(EdgeState {
@@ -28,6 +28,7 @@ impl EdgeApp {
             settings,
             conn,
             loaded: RwLock::new(None),
+            unready: RwLock::new(Some("the fleet was not read from redis yet".into())),
         });
         if let Err(e) = state.refresh().await {
             tracing::warn!(error = %e, "edge: first read of the fleet failed");

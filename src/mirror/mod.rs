@@ -203,6 +203,18 @@ pub async fn connect(url: &str) -> redis::RedisResult<redis::aio::MultiplexedCon
         .await
 }
 
+/// An edge's connection to Redis: the same timeouts, and reconnection with backoff (100 ms
+/// doubling to 5 s) after any error.
+pub async fn connect_managed(url: &str) -> redis::RedisResult<redis::aio::ConnectionManager> {
+    let client = redis::Client::open(url)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_min_delay(Duration::from_millis(100))
+        .set_max_delay(Duration::from_secs(5));
+    redis::aio::ConnectionManager::new_with_config(client, config).await
+}
+
 /// The mirror's gauges in Prometheus' text format.
 pub fn prometheus_text(report: &Report) -> String {
     let mut out = String::new();

@@ -247,3 +247,92 @@ async fn keys_evicted_under_maxmemory_are_copied_again() {
     );
     assert_eq!(users_in_redis(&mut conn).await, 40, "every user back");
 }
+
+async fn edge_health(edge: &crate::edge::Edge) -> (reqwest::StatusCode, Value) {
+    let response = crate::helpers::client()
+        .get(format!("{}/healthz", edge.base))
+        .send()
+        .await
+        .expect("request");
+    let status = response.status();
+    (status, response.json().await.expect("json"))
+}
+
+async fn edge_config(edge: &crate::edge::Edge, token: &str) -> reqwest::StatusCode {
+    crate::helpers::client()
+        .get(format!("{}/api/v1/config", edge.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request")
+        .status()
+}
+
+#[tokio::test]
+async fn an_edge_on_an_empty_redis_says_so_rather_than_refusing_tokens() {
+    let redis = RedisServer::start();
+    let edge = crate::edge::start_edge(&redis).await;
+    let (status, body) = edge_health(&edge).await;
+    assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["status"], "unavailable");
+    assert!(
+        body["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{body}"
+    );
+    // Any token: Redis holds no mirror, so the edge cannot know it is wrong.
+    assert_eq!(
+        edge_config(&edge, "some-valid-looking-token").await,
+        reqwest::StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[tokio::test]
+async fn an_edge_whose_redis_restarted_reconnects_and_is_unavailable_meanwhile() {
+    let mut redis = RedisServer::start();
+    let app = mirrored_app(&redis).await;
+    let base = app.url("");
+    let (_, token, _) = app.create_user("edge-user@example.org", None).await;
+    caught_up(&base, Duration::from_secs(30)).await;
+    let edge = crate::edge::start_edge(&redis).await;
+    crate::helpers::eventually(Duration::from_secs(10), "the edge ready", || async {
+        (edge_health(&edge).await.0 == reqwest::StatusCode::OK).then_some(())
+    })
+    .await;
+    assert_eq!(edge_config(&edge, &token).await, reqwest::StatusCode::OK);
+    assert_eq!(
+        edge_config(&edge, "not-a-token").await,
+        reqwest::StatusCode::UNAUTHORIZED
+    );
+
+    redis.kill();
+    let down = crate::helpers::eventually(
+        Duration::from_secs(10),
+        "the edge to report Redis gone",
+        || async {
+            let (status, body) = edge_health(&edge).await;
+            (status == reqwest::StatusCode::SERVICE_UNAVAILABLE).then_some(body)
+        },
+    )
+    .await;
+    assert!(
+        down["reason"].as_str().is_some_and(|r| r.contains("redis")),
+        "{down}"
+    );
+    assert_eq!(
+        edge_config(&edge, &token).await,
+        reqwest::StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    // Back empty: the primary copies everything again and the same edge, without a restart,
+    // serves the user once more.
+    redis.restart_empty();
+    crate::helpers::eventually(
+        Duration::from_secs(30),
+        "the edge back, serving the user",
+        || async {
+            let healthy = edge_health(&edge).await.0 == reqwest::StatusCode::OK;
+            (healthy && edge_config(&edge, &token).await == reqwest::StatusCode::OK).then_some(())
+        },
+    )
+    .await;
+}

@@ -10,14 +10,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-
 use super::keys::Keys;
 use crate::clock::now_ms;
 use crate::distribution::config::FleetView;
 use crate::gateways::geo::GeoDb;
 use crate::gateways::{GatewaySet, Gateways};
-use reader::Settings;
+use reader::{Conn, Settings};
 
 /// How often the edge looks for a new fleet in Redis (the primary refreshes as often).
 pub const REFRESH: Duration = Duration::from_secs(1);
@@ -46,8 +44,10 @@ pub struct Loaded {
 pub struct EdgeState {
     pub settings: EdgeSettings,
     pub keys: Keys,
-    pub conn: MultiplexedConnection,
+    pub conn: Conn,
     pub loaded: RwLock<Option<Arc<Loaded>>>,
+    /// Why the edge cannot serve from Redis now (`None`: it can), for `/healthz`.
+    pub unready: RwLock<Option<String>>,
 }
 
 impl EdgeState {
@@ -58,18 +58,56 @@ impl EdgeState {
             .clone()
     }
 
-    /// Re-reads the fleet when the mirror moved on or a proxy expired since the last read.
+    /// Why the edge cannot serve from Redis now, if it cannot.
+    pub fn unready(&self) -> Option<String> {
+        self.unready
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_unready(&self, why: Option<String>) {
+        *self.unready.write().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
+    /// Re-reads the fleet when the mirror moved on or a proxy expired since the last read,
+    /// and records whether the edge can serve (`/healthz`).
     pub async fn refresh(&self) -> std::result::Result<(), String> {
+        match self.read_fleet().await {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                // What was read before a failure may be older than Redis once it is back:
+                // read everything again then.
+                *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = None;
+                self.set_unready(Some(format!("redis: {error}")));
+                Err(error)
+            }
+        }
+    }
+
+    async fn read_fleet(&self) -> std::result::Result<(), String> {
         let mut conn = self.conn.clone();
         let seq = reader::seq(&mut conn, &self.keys).await?;
+        if seq.is_none() {
+            // Redis restarted empty, was flushed, or a full copy is under way: what it holds
+            // is incomplete, and a valid token could be refused. Keep the last fleet read for
+            // `/json`, but tell the load balancer.
+            self.set_unready(Some(
+                "redis holds no complete mirror (empty, flushed, or a full copy in progress)"
+                    .into(),
+            ));
+            return Ok(());
+        }
         let now = now_ms();
         if let Some(current) = self.loaded() {
             if current.seq == seq && current.view.none_expired_since_built(now) {
+                self.set_unready(None);
                 return Ok(());
             }
         }
         let Some(settings) = reader::settings(&mut conn, &self.keys).await? else {
-            return Ok(()); // Nothing mirrored yet.
+            self.set_unready(Some("redis holds no settings from the primary".into()));
+            return Ok(());
         };
         let proxies = reader::proxies(&mut conn, &self.keys).await?;
         let view = Arc::new(FleetView::new(proxies, now));
@@ -86,6 +124,7 @@ impl EdgeState {
             gateways,
             set,
         }));
+        self.set_unready(None);
         Ok(())
     }
 }

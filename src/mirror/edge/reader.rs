@@ -3,13 +3,15 @@
 
 use std::collections::HashMap;
 
-use redis::aio::MultiplexedConnection;
-
 use crate::http::TokenHash;
 use crate::mirror::keys::Keys;
 use crate::registry::Proxy;
 
 pub type ReadResult<T> = Result<T, String>;
+
+/// An edge's connection: it reconnects by itself, with backoff, after any error (a Redis
+/// restart, a dropped connection), so an edge never stays on a dead socket.
+pub type Conn = redis::aio::ConnectionManager;
 
 fn text(error: impl std::fmt::Display) -> String {
     error.to_string()
@@ -23,10 +25,7 @@ pub struct Settings {
     pub max_clients: u32,
 }
 
-pub async fn settings(
-    conn: &mut MultiplexedConnection,
-    keys: &Keys,
-) -> ReadResult<Option<Settings>> {
+pub async fn settings(conn: &mut Conn, keys: &Keys) -> ReadResult<Option<Settings>> {
     let fields: HashMap<String, String> = redis::cmd("HGETALL")
         .arg(keys.settings())
         .query_async(conn)
@@ -47,7 +46,7 @@ pub async fn settings(
 }
 
 /// The sequence the mirror has applied (`None`: nothing mirrored yet).
-pub async fn seq(conn: &mut MultiplexedConnection, keys: &Keys) -> ReadResult<Option<u64>> {
+pub async fn seq(conn: &mut Conn, keys: &Keys) -> ReadResult<Option<u64>> {
     redis::cmd("GET")
         .arg(keys.seq())
         .query_async(conn)
@@ -56,7 +55,7 @@ pub async fn seq(conn: &mut MultiplexedConnection, keys: &Keys) -> ReadResult<Op
 }
 
 /// Every mirrored proxy record.
-pub async fn proxies(conn: &mut MultiplexedConnection, keys: &Keys) -> ReadResult<Vec<Proxy>> {
+pub async fn proxies(conn: &mut Conn, keys: &Keys) -> ReadResult<Vec<Proxy>> {
     let names: Vec<String> = redis::cmd("SMEMBERS")
         .arg(keys.proxies())
         .query_async(conn)
@@ -85,11 +84,7 @@ pub struct StoredConfig {
 }
 
 /// The active user a token belongs to, if any.
-pub async fn user_of(
-    conn: &mut MultiplexedConnection,
-    keys: &Keys,
-    token: &str,
-) -> ReadResult<Option<u64>> {
+pub async fn user_of(conn: &mut Conn, keys: &Keys, token: &str) -> ReadResult<Option<u64>> {
     let hash = hex::encode(TokenHash::of(token).as_bytes());
     let user: Option<u64> = redis::cmd("GET")
         .arg(keys.token(&hash))
@@ -108,11 +103,7 @@ pub async fn user_of(
     Ok((status.as_deref() == Some("active")).then_some(user))
 }
 
-pub async fn config(
-    conn: &mut MultiplexedConnection,
-    keys: &Keys,
-    user: u64,
-) -> ReadResult<Option<StoredConfig>> {
+pub async fn config(conn: &mut Conn, keys: &Keys, user: u64) -> ReadResult<Option<StoredConfig>> {
     let (etag, signature, body): (Option<String>, Option<String>, Option<Vec<u8>>) =
         redis::cmd("HMGET")
             .arg(keys.config(user))
