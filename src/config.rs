@@ -110,6 +110,9 @@ pub struct Config {
     pub varnish_admin: Option<String>,
     /// File holding varnishd's `-S` secret.
     pub varnish_secret_file: Option<PathBuf>,
+    /// How often varnishd is asked whether it still runs the VCL we loaded (a restarted
+    /// varnishd boots its own, and is then loaded again).
+    pub varnish_check_secs: u64,
     /// Where the rendered VCL is written; default `<data_dir>/edge/proxyfleet.vcl`.
     pub edge_vcl_path: Option<PathBuf>,
     /// URL path varnish probes on every proxy to decide whether it is healthy.
@@ -283,6 +286,7 @@ impl Default for Config {
             peers_domain: "peers.localhost".into(),
             varnish_admin: None,
             varnish_secret_file: None,
+            varnish_check_secs: 10,
             edge_vcl_path: None,
             edge_probe_path: "/".into(),
             edge_debounce_ms: 500,
@@ -350,7 +354,7 @@ impl Config {
     /// Checks the settings once, at start: every duration, cap and count that must be at
     /// least 1 is, so no code clamps them where it uses them. Names each setting that is not.
     pub fn validate(&self) -> Result<(), String> {
-        let at_least_one: [(&str, u64); 20] = [
+        let at_least_one: [(&str, u64); 21] = [
             ("heartbeat_ttl_secs", self.heartbeat_ttl_secs),
             ("config_validity_secs", self.config_validity_secs),
             ("stripe_timeout_secs", self.stripe_timeout_secs),
@@ -362,6 +366,7 @@ impl Config {
             ("fallbacks_per_user", self.fallbacks_per_user as u64),
             ("pro_sweep_secs", self.pro_sweep_secs),
             ("redis_check_secs", self.redis_check_secs),
+            ("varnish_check_secs", self.varnish_check_secs),
             ("referral_bonus_days", self.referral_bonus_days),
             ("admin_session_hours", self.admin_session_hours),
             ("http_header_timeout_secs", self.http_header_timeout_secs),

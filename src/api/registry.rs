@@ -122,6 +122,8 @@ struct Events {
 struct EdgeView<'a> {
     version: u64,
     loaded: Option<edge::EdgeStatus>,
+    /// The last check that varnishd runs what was loaded (every `varnish_check_secs`).
+    varnish_check: Option<edge::VarnishCheck>,
     pending: Option<crate::queue::Task>,
     vcl_path: &'a std::path::Path,
     groups: usize,
@@ -755,6 +757,7 @@ async fn edge_status(state: Arc<AppState>) -> Result<Route, Rejection> {
     let body = EdgeView {
         version,
         loaded,
+        varnish_check: edge::varnish_check(&state.store).map_err(reject)?,
         pending,
         vcl_path: &state.edge.vcl_path,
         groups: groups.labels.len(),

@@ -43,6 +43,42 @@ async fn handle(state: &Arc<AppState>, task: &Task) -> Result<(), String> {
     }
 }
 
+/// Every `varnish_check_secs`, checks that varnishd still runs what the last edge sync
+/// loaded, and queues a sync when it does not (a varnishd restarted by its supervisor).
+pub async fn verify_varnish(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    let every = Duration::from_secs(state.config.varnish_check_secs);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !*stop.borrow() {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => break,
+        }
+        let version = match edge::verify(&state.store, &state.edge).await {
+            Ok(Some(version)) => version,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "varnish check failed");
+                continue;
+            }
+        };
+        let now = now_ms();
+        let task = crate::queue::NewTask {
+            kind: edge::EDGE_SYNC,
+            key: format!("{}:{version}:reload:{now}", edge::EDGE_SYNC),
+            payload: serde_json::json!({ "version": version }),
+            due_ms: now,
+        };
+        let queued = state
+            .store
+            .transaction(|tx| state.queue.enqueue_in(tx, &task, now));
+        match queued {
+            Ok(_) => state.queue.wake(),
+            Err(e) => tracing::error!(error = %e, "queueing the varnish reload failed"),
+        }
+    }
+}
+
 /// Re-reads the live fleet every second (load, roles) and prepares the gateway set, so the
 /// config and `/json` requests never rebuild them themselves.
 pub async fn refresh_views(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {

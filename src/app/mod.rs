@@ -407,6 +407,12 @@ fn start_background(state: &Arc<AppState>, stop: &Arc<watch::Sender<bool>>) -> V
         state.clone(),
         stop.subscribe(),
     )));
+    if state.edge.varnish_admin.is_some() {
+        jobs.push(tokio::spawn(jobs::verify_varnish(
+            state.clone(),
+            stop.subscribe(),
+        )));
+    }
     let observed = state.clone();
     jobs.push(tokio::spawn(rebalance::periodic(
         state.fleet.clone(),

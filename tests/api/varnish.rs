@@ -296,3 +296,52 @@ async fn a_fleet_split_into_groups_routes_every_name_and_reloads_only_what_chang
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_varnishd_restarted_with_its_own_vcl_is_loaded_again_without_a_fleet_change() {
+    let workdir = tempfile::tempdir().unwrap();
+    let varnish = Varnishd::start(workdir.path()).await;
+    let app = spawn_app_with(|c| {
+        varnish.configure(c);
+        c.edge_debounce_ms = 300;
+        c.varnish_check_secs = 1;
+    })
+    .await;
+    let alpha = backend("backend-alpha");
+    app.register_ok("alpha", alpha.port()).await;
+    wait_for_edge_version(&app, 1).await;
+    eventually(Duration::from_secs(10), "alpha through varnish", || {
+        through_varnish(&varnish, "alpha.peers.test")
+    })
+    .await;
+
+    // Its supervisor restarts varnishd: it boots its own VCL and knows nothing of ours.
+    // Nothing changes in the fleet, so only the periodic check can notice.
+    let varnish = varnish.restart(workdir.path()).await;
+    let reached = eventually(Duration::from_secs(30), "alpha reloaded", || {
+        through_varnish(&varnish, "alpha.peers.test")
+    })
+    .await;
+    assert_eq!(reached, "backend-alpha");
+    let status = eventually(Duration::from_secs(10), "the check to see ours", || async {
+        let status = app.admin_json("/api/v1/admin/edge").await;
+        (status["varnish_check"]["problem"].is_null()
+            && status["loaded"]["varnish_vcl"].is_string())
+        .then_some(status)
+    })
+    .await;
+    assert!(
+        status["varnish_check"]["reloads"].as_u64() >= Some(1),
+        "{status}"
+    );
+    let active = status["loaded"]["varnish_vcl"].as_str().unwrap();
+    assert_eq!(status["varnish_check"]["active"], active, "{status}");
+    assert!(
+        varnish
+            .vcl_list()
+            .lines()
+            .any(|l| l.starts_with("active") && l.contains(active)),
+        "{}",
+        varnish.vcl_list()
+    );
+}

@@ -23,6 +23,8 @@ pub const EDGE_SYNC: crate::queue::TaskKind = crate::queue::TaskKind::EdgeSync;
 const STATUS: &str = "edge.status";
 /// What each group label runs (`LoadedGroups`), beside the status.
 const GROUPS: &str = "edge.groups";
+/// The last check of what varnishd runs (`VarnishCheck`).
+const CHECK: &str = "edge.varnish_check";
 /// The secret salt of the group key (`vcl::group_of`), made once per install.
 const GROUP_SALT: &str = "edge.group_salt";
 
@@ -70,6 +72,108 @@ pub struct EdgeStatus {
     pub varnish_vcl: Option<String>,
     /// VCLs written (and loaded) since the database was created.
     pub loads: u64,
+}
+
+/// The last check that varnishd runs what the last sync loaded (`verify`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct VarnishCheck {
+    pub checked_ms: u64,
+    /// The VCL varnishd had active at the check.
+    pub active: Option<String>,
+    /// What differed from the last sync (a restarted varnishd runs its boot VCL, a label is
+    /// gone), or the error reaching varnishd; `None` when it ran exactly ours.
+    pub problem: Option<String>,
+    /// Reloads queued because varnishd did not run what was loaded.
+    pub reloads: u64,
+}
+
+pub fn varnish_check(store: &Store) -> crate::error::Result<Option<VarnishCheck>> {
+    store.get(TreeId::Meta, CHECK)
+}
+
+async fn varnish_cli(settings: &EdgeSettings, admin: &str) -> Result<VarnishCli, String> {
+    let secret = match &settings.varnish_secret_file {
+        Some(path) => tokio::fs::read(path)
+            .await
+            .map_err(|e| format!("varnish secret {}: {e}", path.display()))?,
+        None => Vec::new(),
+    };
+    VarnishCli::connect(admin, &secret).await
+}
+
+/// Asks varnishd (`vcl.list`) whether it still runs what the last sync loaded: the active VCL
+/// and every group label. A varnishd restarted by its supervisor boots its own VCL and forgets
+/// ours, while our status would go on saying it runs ours. Returns the registry version to
+/// sync again when it does not (the caller queues that sync); records the check either way.
+pub async fn verify(store: &Store, settings: &EdgeSettings) -> Result<Option<u64>, String> {
+    let Some(admin) = &settings.varnish_admin else {
+        return Ok(None);
+    };
+    let failed = |e: crate::error::Error| e.to_string();
+    let (_, last) = status(store).map_err(failed)?;
+    let Some(expected) = last.as_ref().and_then(|s| s.varnish_vcl.clone()) else {
+        return Ok(None); // nothing loaded yet: the first sync will
+    };
+    let groups = loaded_groups(store).map_err(failed)?;
+    let mut check = varnish_check(store).map_err(failed)?.unwrap_or_default();
+    check.checked_ms = now_ms();
+    let listed = match varnish_cli(settings, admin).await {
+        Ok(mut cli) => cli.list().await,
+        Err(e) => Err(e),
+    };
+    let problem = match &listed {
+        Err(e) => {
+            check.active = None;
+            Some(format!("varnishd unreachable: {e}"))
+        }
+        Ok(list) => {
+            check.active = list.active().map(str::to_string);
+            let missing = groups.labels.keys().find(|label| !list.has_label(label));
+            match (check.active.as_deref(), missing) {
+                (Some(active), None) if active == expected => None,
+                (active, None) => Some(format!(
+                    "varnishd runs {}, not {expected} (restarted?)",
+                    active.unwrap_or("no VCL")
+                )),
+                (_, Some(label)) => Some(format!("varnishd lost the label {label} (restarted?)")),
+            }
+        }
+    };
+    // Reachable but running something else: load ours again. Unreachable: nothing to do
+    // until it answers (a sync would fail the same way).
+    let mut reload = None;
+    if listed.is_ok() && problem.is_some() {
+        // Only if no sync loaded something newer meanwhile; then the next sync must load
+        // even though the text did not change, every group included.
+        reload = store
+            .transaction(|tx| {
+                let status: Option<EdgeStatus> = tx.get(TreeId::Meta, STATUS)?;
+                let Some(mut status) = status.filter(|s| s.varnish_vcl == Some(expected.clone()))
+                else {
+                    return Ok(None);
+                };
+                status.vcl_sha256.clear();
+                status.varnish_vcl = None;
+                tx.put(TreeId::Meta, STATUS, &status)?;
+                let mut groups: LoadedGroups = tx.get(TreeId::Meta, GROUPS)?.unwrap_or_default();
+                groups.labels.clear();
+                tx.put(TreeId::Meta, GROUPS, &groups)?;
+                Ok(Some(
+                    tx.get::<u64>(TreeId::Meta, EDGE_VERSION)?.unwrap_or(0),
+                ))
+            })
+            .map_err(failed)?;
+        if reload.is_some() {
+            check.reloads += 1;
+            tracing::warn!(
+                problem = problem.as_deref().unwrap_or_default(),
+                "edge: reloading varnish"
+            );
+        }
+    }
+    check.problem = problem;
+    store.put(TreeId::Meta, CHECK, &check).map_err(failed)?;
+    Ok(reload)
 }
 
 #[derive(Deserialize)]
@@ -210,13 +314,7 @@ pub async fn sync(
     write_files(&settings.vcl_path, &config).await?;
     let mut varnish_vcl = None;
     if let Some(admin) = &settings.varnish_admin {
-        let secret = match &settings.varnish_secret_file {
-            Some(path) => tokio::fs::read(path)
-                .await
-                .map_err(|e| format!("varnish secret {}: {e}", path.display()))?,
-            None => Vec::new(),
-        };
-        let mut cli = VarnishCli::connect(admin, &secret).await?;
+        let mut cli = varnish_cli(settings, admin).await?;
         varnish_vcl = Some(load(&mut cli, store, &config, payload.version).await?);
     }
     let status = EdgeStatus {
