@@ -74,11 +74,18 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
-    /// Restore a backup FILE into DIR, which must be empty or absent; then point `data_dir`
-    /// at DIR. A corrupt file, or one from a newer proxyfleet, is refused.
+    /// Restore a backup FILE, or rebuild from the Redis mirror (`--from-redis URL`), into DIR,
+    /// which must be empty or absent; then point `data_dir` at DIR. A corrupt file, one from a
+    /// newer proxyfleet, or a Redis without a complete mirror is refused.
     Restore {
-        #[arg(value_name = "FILE")]
-        file: PathBuf,
+        #[arg(value_name = "FILE", required_unless_present = "from_redis")]
+        file: Option<PathBuf>,
+        /// Rebuild from the mirror in this Redis (`redis://host:port/db`) instead of a file.
+        #[arg(long, value_name = "URL", conflicts_with = "file")]
+        from_redis: Option<String>,
+        /// The mirror's key prefix (`redis_prefix`).
+        #[arg(long, value_name = "P", default_value = "proxyfleet:")]
+        prefix: String,
         #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
         /// The age identity file of `backup_recipient`, for an encrypted backup.
@@ -209,9 +216,15 @@ fn run_command(command: Command) -> Result<(), String> {
         Command::Backup { out, config } => backup(config, out),
         Command::Restore {
             file,
+            from_redis,
+            prefix,
             data_dir,
             identity,
-        } => restore(file, data_dir, identity),
+        } => match (file, from_redis) {
+            (_, Some(url)) => rebuild(&url, &prefix, data_dir),
+            (Some(file), None) => restore(file, data_dir, identity),
+            (None, None) => Err("give a backup FILE or --from-redis URL".into()),
+        },
         Command::Config { config } => Config::load(config.as_deref())
             .map(|c| print!("{}", proxyfleet::admin::settings::as_toml(&c)))
             .map_err(|e| e.to_string()),
@@ -332,6 +345,23 @@ fn restore(file: PathBuf, data_dir: PathBuf, identity: Option<PathBuf>) -> Resul
         header.records,
         header.data_format,
         header.written_by,
+        data_dir.display()
+    );
+    Ok(())
+}
+
+fn rebuild(url: &str, prefix: &str, data_dir: PathBuf) -> Result<(), String> {
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let rebuilt = runtime
+        .block_on(proxyfleet::mirror::rebuild::from_redis(
+            url, prefix, &data_dir,
+        ))
+        .map_err(|e| e.to_string())?;
+    println!(
+        "rebuilt {} records and {} proxies from the mirror at seq {} into {}",
+        rebuilt.records,
+        rebuilt.proxies,
+        rebuilt.seq,
         data_dir.display()
     );
     Ok(())

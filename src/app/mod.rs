@@ -107,6 +107,10 @@ impl Application {
             .guard_disk(config.min_free_disk_mb.saturating_mul(1_048_576))
             .map_err(|e| Error::caused_by("read the data disk's free space", e))?;
         migrations::run(&store, &config)?;
+        if config.redis_url.is_some() {
+            // Before anything writes: every transaction from here on feeds the replica.
+            store.keep_replica(crate::changes::replication());
+        }
         let (tokens, new_tokens) = tokens::load_or_create(&store, &config).await?;
         let queue = Queue::new(
             store.clone(),

@@ -94,7 +94,7 @@ impl Configs {
                 changed
             }
             ChangeKind::ProxyRemoved { name, .. } => self.shown.remove(name).is_some(),
-            ChangeKind::UserUpserted(_) => false,
+            ChangeKind::UserUpserted(_) | ChangeKind::Writes(_) => false,
         }
     }
 

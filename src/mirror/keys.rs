@@ -72,6 +72,17 @@ impl Keys {
     }
 
     /// A token's SHA-256 (hex) -> the user id it authenticates.
+    /// `<p>mirror:replica`: the replica's layout version, set by a full copy (a Redis mirrored
+    /// by a version without the replica is copied again).
+    pub fn replica_format(&self) -> String {
+        format!("{}mirror:replica", self.prefix)
+    }
+
+    /// `<p>replica:<tree>`: a store tree byte for byte (field: key, value: value).
+    pub fn replica(&self, tree: &str) -> String {
+        format!("{}replica:{tree}", self.prefix)
+    }
+
     pub fn token(&self, hash_hex: &str) -> String {
         format!("{}token:{hash_hex}", self.prefix)
     }

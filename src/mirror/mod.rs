@@ -10,6 +10,7 @@
 pub mod configs;
 pub mod edge;
 pub mod keys;
+pub mod rebuild;
 pub mod records;
 pub mod resync;
 pub mod stream;
@@ -31,6 +32,8 @@ use keys::Keys;
 pub const APPLIED_SEQ: &str = "mirror.applied_seq";
 /// The id of this store, written to Redis so a Redis holding another store's data is resynced.
 pub const SOURCE_ID: &str = "mirror.source";
+/// The layout of `<p>replica:<tree>` a full copy writes (`<p>mirror:replica`).
+pub const REPLICA_FORMAT: u64 = 1;
 /// Changes sent per MULTI/EXEC.
 pub const BATCH: usize = 1_000;
 

@@ -10,6 +10,7 @@ use crate::changes::{Change, ChangeKind};
 use crate::distribution::config::Rendered;
 use crate::fleet::model::{ProxyName, User, UserStatus};
 use crate::registry::Proxy;
+use crate::store::replication::RawWrite;
 
 /// The script that mirrors a user (see the script's own comments).
 pub const USER_SCRIPT: &str = include_str!("user.lua");
@@ -212,7 +213,8 @@ pub fn write_config(
     .ignore();
 }
 
-/// The `<prefix>events` message of a change.
+/// The `<prefix>events` message of a change. Raw writes get one too (`writes`, naming the
+/// trees), so subscribers see every sequence number and can tell when they missed one.
 pub fn event_message(change: &Change) -> String {
     let (kind, ids) = match &change.kind {
         ChangeKind::ProxiesUpserted(proxies) => (
@@ -221,8 +223,25 @@ pub fn event_message(change: &Change) -> String {
         ),
         ChangeKind::ProxyRemoved { name, .. } => ("proxy_removed", vec![json!(name)]),
         ChangeKind::UserUpserted(user) => ("user_upserted", vec![json!(user.id)]),
+        ChangeKind::Writes(writes) => {
+            let trees: std::collections::BTreeSet<&str> =
+                writes.iter().map(|w| w.tree.as_str()).collect();
+            ("writes", trees.into_iter().map(|t| json!(t)).collect())
+        }
     };
     json!({ "kind": kind, "ids": ids, "seq": change.seq, "at_ms": change.at_ms }).to_string()
+}
+
+/// Replays raw writes into the `<p>replica:<tree>` hashes.
+pub fn write_raw(pipe: &mut Pipeline, keys: &Keys, writes: &[RawWrite]) {
+    for write in writes {
+        let hash = keys.replica(&write.tree);
+        match &write.value {
+            Some(value) => pipe.hset(hash, write.key.as_slice(), value.as_slice()),
+            None => pipe.hdel(hash, write.key.as_slice()),
+        };
+        pipe.ignore();
+    }
 }
 
 /// Appends the commands of one change, then its event.
@@ -235,6 +254,7 @@ pub fn apply_change(pipe: &mut Pipeline, keys: &Keys, change: &Change) {
         }
         ChangeKind::ProxyRemoved { name, .. } => remove_proxy(pipe, keys, name),
         ChangeKind::UserUpserted(user) => write_user(pipe, keys, user, change.seq, true),
+        ChangeKind::Writes(writes) => write_raw(pipe, keys, writes),
     }
     pipe.publish(keys.events(), event_message(change)).ignore();
 }

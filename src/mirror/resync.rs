@@ -117,6 +117,7 @@ pub async fn run(
     if let Some(last) = in_flight {
         last.await.map_err(text)?.map_err(text)?;
     }
+    records += copy_replica(deps, conn, &keys).await?;
 
     let message = json!({ "kind": "resync", "ids": [], "seq": seq, "reason": reason }).to_string();
     redis::pipe()
@@ -124,6 +125,8 @@ pub async fn run(
         .set(keys.seq(), seq)
         .ignore()
         .set(keys.source(), source)
+        .ignore()
+        .set(keys.replica_format(), super::REPLICA_FORMAT)
         .ignore()
         .publish(keys.events(), message)
         .ignore()
@@ -139,6 +142,38 @@ pub async fn run(
         s.configs_pending = false;
     });
     Ok(seq)
+}
+
+/// Copies every tree a replica carries into `<p>replica:<tree>`, byte for byte. Records
+/// written meanwhile are also in the change log after `seq`, so the stream replays them.
+async fn copy_replica(
+    deps: &MirrorDeps,
+    conn: &mut MultiplexedConnection,
+    keys: &super::keys::Keys,
+) -> Result<u64, String> {
+    let mut records = 0u64;
+    for tree in TreeId::ALL {
+        let hash = keys.replica(tree.name());
+        let mut fields: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(CHUNK);
+        let mut entries = deps.store.raw_entries(tree).peekable();
+        while let Some(entry) = entries.next() {
+            let (key, value) = entry.map_err(text)?;
+            if crate::changes::carried(tree, &key) {
+                fields.push((key.to_vec(), value.to_vec()));
+            }
+            if fields.len() == CHUNK || (entries.peek().is_none() && !fields.is_empty()) {
+                records += fields.len() as u64;
+                redis::pipe()
+                    .hset_multiple(&hash, &fields)
+                    .ignore()
+                    .query_async::<()>(conn)
+                    .await
+                    .map_err(text)?;
+                fields.clear();
+            }
+        }
+    }
+    Ok(records)
 }
 
 /// The commands for one chunk of users, as at most two pipelines (Redis refuses an empty

@@ -115,19 +115,26 @@ async fn session(
     let keys = deps.mirror.keys.clone();
     let mut conn = connect(url).await.map_err(text)?;
     let source = source_id(deps)?;
-    let (redis_seq, redis_source): (Option<u64>, Option<String>) = redis::pipe()
-        .get(keys.seq())
-        .get(keys.source())
-        .query_async(&mut conn)
-        .await
-        .map_err(text)?;
-    let start = decide(
+    let (redis_seq, redis_source, replica): (Option<u64>, Option<String>, Option<u64>) =
+        redis::pipe()
+            .get(keys.seq())
+            .get(keys.source())
+            .get(keys.replica_format())
+            .query_async(&mut conn)
+            .await
+            .map_err(text)?;
+    let start = match decide(
         redis_seq,
         redis_source.as_deref(),
         &source,
         deps.store.last_seq().map_err(text)?,
         deps.store.first_retained_seq().map_err(text)?,
-    );
+    ) {
+        Start::Resume(_) if replica != Some(super::REPLICA_FORMAT) => {
+            Start::Resync("redis holds no replica of every tree yet (mirrored by an older version)")
+        }
+        start => start,
+    };
     let mut configs = Configs::load(deps, now_ms()).map_err(text)?;
     let mut watchdog = Watchdog::new(deps.mirror.check_every);
     watchdog.check(&mut conn, &keys, None, &source).await?;

@@ -13,6 +13,7 @@ pub mod disk_guard;
 mod flusher;
 pub mod format;
 mod generations;
+pub mod replication;
 mod tx;
 
 use std::path::{Path, PathBuf};
@@ -112,7 +113,7 @@ pub enum TreeId {
 }
 
 impl TreeId {
-    const ALL: [TreeId; 35] = [
+    pub const ALL: [TreeId; 35] = [
         TreeId::Meta,
         TreeId::Changes,
         TreeId::Proxies,
@@ -150,7 +151,7 @@ impl TreeId {
         TreeId::EnrolmentTokens,
     ];
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             TreeId::Meta => "meta",
             TreeId::Changes => "changes",
@@ -246,6 +247,8 @@ pub struct Store {
     gate: std::sync::Arc<std::sync::RwLock<()>>,
     /// Refuses writes while the data disk is nearly full (`disk_guard.rs`).
     disk: std::sync::Arc<DiskGuard>,
+    /// Set once when a replica is kept (a Redis mirror): see `replication.rs`.
+    replication: std::sync::Arc<std::sync::OnceLock<replication::Replication>>,
 }
 
 impl Store {
@@ -270,6 +273,7 @@ impl Store {
             changed: Default::default(),
             gate: Default::default(),
             disk: std::sync::Arc::new(DiskGuard::new(dir)),
+            replication: Default::default(),
         })
     }
 
@@ -312,6 +316,12 @@ impl Store {
         Ok(())
     }
 
+    /// From now on, every transaction logs the writes `replication` carries (set once, at
+    /// start, before anything writes; a second call changes nothing).
+    pub fn keep_replica(&self, replication: replication::Replication) {
+        let _ = self.replication.set(replication);
+    }
+
     /// A handle on one tree of the live generation (cheap: sled trees are reference-counted).
     fn tree(&self, id: TreeId) -> sled::Tree {
         self.engine.load().trees[id as usize].clone()
@@ -327,9 +337,12 @@ impl Store {
         let result = engine.trees.as_slice().transaction(|trees| {
             let tx = Tx {
                 trees,
+                replication: self.replication.get().copied(),
+                captured: Default::default(),
                 written: std::cell::Cell::new(0),
             };
             let value = body(&tx)?;
+            tx.log_captured()?;
             written.set(tx.written.get());
             Ok(value)
         });
@@ -459,6 +472,12 @@ impl Store {
 
     /// Writes one record outside a transaction (for single-record state such as the meta tree).
     pub fn put<V: Serialize>(&self, tree: TreeId, key: impl AsRef<[u8]>, value: &V) -> Result<()> {
+        if let Some(replication) = self.replication.get() {
+            if (replication.carries)(tree, key.as_ref()) {
+                // The replica must see it: through a transaction, which logs it.
+                return self.transaction(|tx| tx.put(tree, key.as_ref(), value));
+            }
+        }
         self.disk.admit()?;
         let _writing = self.write_gate();
         self.tree(tree)
@@ -502,6 +521,14 @@ impl Store {
             let (key, value) = item?;
             Ok((key, decode(&value)?))
         }))
+    }
+
+    /// A tree's records as stored (key and value bytes), in key order: the replica's copy.
+    pub fn raw_entries(
+        &self,
+        tree: TreeId,
+    ) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec)>> + '_ {
+        self.tree(tree).iter().map(|item| item.map_err(Error::from))
     }
 
     /// Keys only (index trees), in order, starting at `from`.

@@ -19,6 +19,9 @@ pub fn abort<T>(error: Error) -> TxResult<T> {
 
 pub struct Tx<'a> {
     pub(super) trees: &'a [TransactionalTree],
+    /// Set when a replica is kept: the writes it carries are captured and logged.
+    pub(super) replication: Option<super::replication::Replication>,
+    pub(super) captured: std::cell::RefCell<Vec<super::replication::RawWrite>>,
     /// Bit per tree written (for `Store::writes`): an attempt that sled retries may set bits
     /// for nothing, which only costs a reader a needless refresh.
     pub(super) written: std::cell::Cell<u64>,
@@ -56,6 +59,7 @@ impl Tx<'_> {
 
     /// Writes bytes already encoded (data-format migrations).
     pub fn put_raw(&self, tree: TreeId, key: impl AsRef<[u8]>, bytes: Vec<u8>) -> TxResult<()> {
+        self.capture(tree, key.as_ref(), Some(&bytes));
         self.tree_to_write(tree).insert(key.as_ref(), bytes)?;
         Ok(())
     }
@@ -71,18 +75,21 @@ impl Tx<'_> {
         value: &V,
     ) -> TxResult<()> {
         let bytes = codec(encode(value))?;
+        self.capture(tree, key.as_ref(), Some(&bytes));
         self.tree_to_write(tree).insert(key.as_ref(), bytes)?;
         Ok(())
     }
 
     /// An index entry: the key is the information.
     pub fn put_marker(&self, tree: TreeId, key: impl AsRef<[u8]>) -> TxResult<()> {
+        self.capture(tree, key.as_ref(), Some(&[]));
         self.tree_to_write(tree)
             .insert(key.as_ref(), &[] as &[u8])?;
         Ok(())
     }
 
     pub fn remove(&self, tree: TreeId, key: impl AsRef<[u8]>) -> TxResult<bool> {
+        self.capture(tree, key.as_ref(), None);
         Ok(self.tree_to_write(tree).remove(key.as_ref())?.is_some())
     }
 

@@ -32,6 +32,7 @@ mod purchase;
 mod queue;
 mod rate_limits;
 mod rebalance;
+mod rebuild;
 mod redis_support;
 mod referrals;
 mod registry;
