@@ -95,7 +95,17 @@ redis_mem=$(redis-cli -p "$redis_port" info memory | awk -F: '/^used_memory_huma
 keys_per_sec=$(python3 -c "print(f'{$keys / ($resync_ms / 1000):,.0f}')")
 users_per_sec=$(python3 -c "print(f'{$resync_records / ($resync_ms / 1000):,.0f}')")
 
-# 3. Reads: the edge (Redis only) against the primary, on the same data and the same cores.
+# 3. Failover: a primary rebuilt from what Redis holds (`proxyfleet restore --from-redis`),
+# its wall time and peak resident memory from GNU time.
+say "rebuild from redis"
+/usr/bin/time -f "TIME %e %M" -o "$work/rebuild.time" \
+  ./target/release/proxyfleet restore --from-redis "$redis_url" --data-dir "$work/rebuilt" >"$work/rebuild.out" 2>&1
+read -r rebuild_s rebuild_peak_kib <<<"$(awk '/^TIME/ {print $2, $3}' "$work/rebuild.time")"
+rebuild_line=$(tail -1 "$work/rebuild.out")
+rebuild_peak=$(python3 -c "print(f'{$rebuild_peak_kib / 1048576:.2f} GiB')")
+say "$rebuild_line in $rebuild_s s"
+
+# 4. Reads: the edge (Redis only) against the primary, on the same data and the same cores.
 say "edge against primary"
 edge_port=$(port_of)
 ./target/release/proxyfleet edge --redis "$redis_url" --listen "127.0.0.1:$edge_port" >/dev/null 2>&1 &
@@ -133,6 +143,10 @@ started with an empty Redis and copied everything while serving (users in chunks
 each chunk's configs rendered and signed on two threads while Redis takes the previous chunk): $resync_records records in
 $resync_ms ms, **$keys keys = $keys_per_sec keys/s** ($users_per_sec users/s; target >= 100,000
 keys/s). Redis memory after it: $redis_mem.
+
+**Rebuild of a primary from Redis** (failover, docs/REDIS.md): \`proxyfleet restore --from-redis\`
+on that Redis: $rebuild_line, in **$rebuild_s s**, peak resident memory **$rebuild_peak**
+(targets: under 60 s, under 2 GB).
 
 **Reads from the edge** (\`proxyfleet edge\`, Redis only) against the primary (sled), same data,
 wrk -t2 -c64 for ${DURATION} s each; config reads pick one of $SAMPLE users at random.

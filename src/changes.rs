@@ -58,3 +58,29 @@ pub fn replication() -> Replication {
         log: |tx, writes| tx.log(crate::clock::now_ms(), ChangeKind::Writes(writes)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replica_carries_the_fleet_but_not_the_box_or_what_the_mirror_holds_already() {
+        assert!(carried(TreeId::Users, b"\0\0\0\0\0\0\0\x01"));
+        assert!(carried(TreeId::Payments, b"pi_1"));
+        assert!(carried(TreeId::AdminAccounts, b"ops"));
+        assert!(carried(TreeId::Meta, b"distribution.signing_key"));
+        assert!(carried(TreeId::Meta, b"users.next_id"));
+        assert!(!carried(TreeId::Changes, b"\0"));
+        assert!(!carried(TreeId::AdminSessions, b"cookie"));
+        assert!(!carried(TreeId::Proxies, b"p1"));
+        assert!(!carried(TreeId::Meta, b"changelog.seq"));
+        assert!(!carried(TreeId::Meta, b"mirror.applied_seq"));
+        assert!(!carried(TreeId::Meta, b"mirror.source"));
+        assert!(!carried(TreeId::Meta, b"edge.status"));
+        assert!(carried(TreeId::Meta, b"edge.version"), "a fleet counter");
+        assert!(
+            carried(TreeId::Meta, b"edge.group_salt"),
+            "keeps the VCL groups"
+        );
+    }
+}

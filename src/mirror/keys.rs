@@ -78,6 +78,12 @@ impl Keys {
         format!("{}mirror:replica", self.prefix)
     }
 
+    /// `<p>mirror:data_format`: the store's data format when the replica was copied (a
+    /// migration since then rewrote records the stream did not carry: copied again).
+    pub fn data_format(&self) -> String {
+        format!("{}mirror:data_format", self.prefix)
+    }
+
     /// `<p>replica:<tree>`: a store tree byte for byte (field: key, value: value).
     pub fn replica(&self, tree: &str) -> String {
         format!("{}replica:{tree}", self.prefix)

@@ -128,6 +128,8 @@ pub async fn run(
         .ignore()
         .set(keys.replica_format(), super::REPLICA_FORMAT)
         .ignore()
+        .set(keys.data_format(), crate::store::format::DATA_FORMAT)
+        .ignore()
         .publish(keys.events(), message)
         .ignore()
         .query_async::<()>(conn)

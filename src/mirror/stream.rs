@@ -115,14 +115,19 @@ async fn session(
     let keys = deps.mirror.keys.clone();
     let mut conn = connect(url).await.map_err(text)?;
     let source = source_id(deps)?;
-    let (redis_seq, redis_source, replica): (Option<u64>, Option<String>, Option<u64>) =
-        redis::pipe()
-            .get(keys.seq())
-            .get(keys.source())
-            .get(keys.replica_format())
-            .query_async(&mut conn)
-            .await
-            .map_err(text)?;
+    let (redis_seq, redis_source, replica, data_format): (
+        Option<u64>,
+        Option<String>,
+        Option<u64>,
+        Option<u64>,
+    ) = redis::pipe()
+        .get(keys.seq())
+        .get(keys.source())
+        .get(keys.replica_format())
+        .get(keys.data_format())
+        .query_async(&mut conn)
+        .await
+        .map_err(text)?;
     let start = match decide(
         redis_seq,
         redis_source.as_deref(),
@@ -132,6 +137,9 @@ async fn session(
     ) {
         Start::Resume(_) if replica != Some(super::REPLICA_FORMAT) => {
             Start::Resync("redis holds no replica of every tree yet (mirrored by an older version)")
+        }
+        Start::Resume(_) if data_format != Some(crate::store::format::DATA_FORMAT) => {
+            Start::Resync("the store was migrated to a new data format since the last copy")
         }
         start => start,
     };
