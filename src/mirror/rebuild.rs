@@ -16,9 +16,7 @@ use crate::registry::Proxy;
 use crate::store::{Store, TreeId};
 
 /// Fields read per HSCAN step (and loaded per batch).
-const PAGE: usize = 10_000;
-/// Trees read and loaded at once: Redis' answers and sled's inserts overlap.
-const TREES_AT_ONCE: usize = 4;
+const PAGE: usize = 1_000;
 /// Attempts at a read during which Redis did not change.
 const ATTEMPTS: usize = 3;
 
@@ -123,64 +121,35 @@ async fn copy_into(
     conn: &mut MultiplexedConnection,
     keys: &Keys,
 ) -> Result<Rebuilt> {
-    use futures::StreamExt;
-    let copies = futures::stream::iter(TreeId::ALL)
-        .map(|tree| copy_tree(store.clone(), conn.clone(), keys.replica(tree.name()), tree))
-        .buffer_unordered(TREES_AT_ONCE)
-        .collect::<Vec<_>>()
-        .await;
     let mut rebuilt = Rebuilt::default();
-    for copied in copies {
-        rebuilt.records += copied?;
+    for tree in TreeId::ALL {
+        let hash = keys.replica(tree.name());
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, flat): (u64, Vec<Vec<u8>>) = redis::cmd("HSCAN")
+                .arg(&hash)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(PAGE)
+                .query_async(conn)
+                .await
+                .map_err(redis_error)?;
+            let records: Vec<(Vec<u8>, Vec<u8>)> = flat
+                .chunks_exact(2)
+                .map(|pair| (pair[0].clone(), pair[1].clone()))
+                .collect();
+            rebuilt.records += records.len() as u64;
+            if !records.is_empty() {
+                store.load(tree.name(), records)?;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
     }
     rebuilt.proxies = copy_proxies(store, conn, keys).await?;
     Ok(rebuilt)
-}
-
-/// One tree from `<p>replica:<tree>`, a page at a time; each page is written while the next
-/// is read. Returns the records copied.
-async fn copy_tree(
-    store: Store,
-    mut conn: MultiplexedConnection,
-    hash: String,
-    tree: TreeId,
-) -> Result<u64> {
-    let mut copied = 0;
-    let mut cursor: u64 = 0;
-    let mut writing: Option<tokio::task::JoinHandle<Result<()>>> = None;
-    loop {
-        let (next, flat): (u64, Vec<Vec<u8>>) = redis::cmd("HSCAN")
-            .arg(&hash)
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(PAGE)
-            .query_async(&mut conn)
-            .await
-            .map_err(redis_error)?;
-        let mut fields = flat.into_iter();
-        let mut records = Vec::with_capacity(fields.len() / 2);
-        while let (Some(key), Some(value)) = (fields.next(), fields.next()) {
-            records.push((key, value));
-        }
-        copied += records.len() as u64;
-        if let Some(previous) = writing.take() {
-            previous.await.map_err(Error::internal)??;
-        }
-        if !records.is_empty() {
-            let store = store.clone();
-            writing = Some(tokio::task::spawn_blocking(move || {
-                store.load(tree.name(), records)
-            }));
-        }
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
-    if let Some(last) = writing {
-        last.await.map_err(Error::internal)??;
-    }
-    Ok(copied)
 }
 
 /// The live proxies, from the mirror's records, each with the secret its credential holds.
