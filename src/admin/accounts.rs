@@ -178,12 +178,15 @@ pub fn save(store: &Store, account: &AdminAccount, end_sessions: &[Vec<u8>]) -> 
 /// printable characters (no control or bidirectional formatting characters), trimmed and
 /// lower-cased. A 4 KB username costs 64 bytes wherever it is kept.
 pub fn printable_name(raw: &str) -> String {
+    // Lower case first: some characters lower to two (`İ` to `i` and a combining dot), so
+    // cutting before lowering could record up to 128 (found by fuzz/admin_input).
     raw.chars()
+        .flat_map(char::to_lowercase)
         .filter(|c| !crate::http::body::is_invisible(*c))
         .take(64)
         .collect::<String>()
         .trim()
-        .to_lowercase()
+        .to_string()
 }
 
 /// What an operator does to an account (`proxyfleet admin ...`, the panel's Accounts page).
@@ -285,6 +288,13 @@ pub fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_that_lowers_to_more_characters_is_still_cut_to_64() {
+        let name = printable_name(&"\u{130}".repeat(64));
+        assert!(name.chars().count() <= 64, "{}", name.chars().count());
+        assert_eq!(printable_name("  Ops\u{202e}Team "), "opsteam");
+    }
 
     #[test]
     fn usernames_are_plain() {
