@@ -236,6 +236,9 @@ async fn acknowledged_writes_survive_twenty_kills_and_redis_ends_equal_to_sled()
         ("PROXYFLEET_STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
         // The whole test runs within one heartbeat lifetime: no registration expires.
         ("PROXYFLEET_HEARTBEAT_TTL_SECS", "3600"),
+        // No periodic rebalance: one that runs between the final comparison's two dumps
+        // (plans, users placed) would tell the streamed copy from the fresh one.
+        ("PROXYFLEET_REBALANCE_INTERVAL_SECS", "0"),
     ];
 
     // The inviter and the paying user exist before the first kill.
