@@ -93,18 +93,7 @@ pub fn restore(file: &Path, data_dir: &Path, identity: Option<&Path>) -> Result<
         }
     };
     let (header, body) = format::verify(&bytes, DATA_FORMAT).map_err(refused)?;
-    let occupied = std::fs::read_dir(data_dir)
-        .map(|mut entries| entries.next().is_some())
-        .unwrap_or(false);
-    if occupied {
-        return Err(Error::invalid(
-            "data_dir_not_empty",
-            format!(
-                "{} is not empty: restore into a new directory (then point data_dir at it)",
-                data_dir.display()
-            ),
-        ));
-    }
+    Store::refuse_occupied(data_dir)?;
     let store = Store::open(data_dir)?;
     let mut failure = None;
     format::read_trees(body, |(tree, records)| {

@@ -38,18 +38,7 @@ fn redis_error(error: redis::RedisError) -> Error {
 /// reads again (up to 3 times) when `mirror:seq` moved during the read (a primary still
 /// running): the result is one batch boundary of the primary's history.
 pub async fn from_redis(url: &str, prefix: &str, data_dir: &Path) -> Result<Rebuilt> {
-    let occupied = std::fs::read_dir(data_dir)
-        .map(|mut entries| entries.next().is_some())
-        .unwrap_or(false);
-    if occupied {
-        return Err(Error::invalid(
-            "data_dir_not_empty",
-            format!(
-                "{} is not empty: rebuild into a new directory (then point data_dir at it)",
-                data_dir.display()
-            ),
-        ));
-    }
+    Store::refuse_occupied(data_dir)?;
     let keys = Keys::new(prefix);
     let mut conn = connect(url).await.map_err(redis_error)?;
     // Built beside the data dir, which it replaces only once whole.

@@ -258,6 +258,23 @@ impl Store {
         generations::exists(dir)
     }
 
+    /// A restore (from a file or from Redis) never writes over a directory that holds anything.
+    pub fn refuse_occupied(data_dir: &Path) -> Result<()> {
+        let occupied = std::fs::read_dir(data_dir)
+            .map(|mut entries| entries.next().is_some())
+            .unwrap_or(false);
+        if occupied {
+            return Err(Error::invalid(
+                "data_dir_not_empty",
+                format!(
+                    "{} is not empty: restore into a new directory (then point data_dir at it)",
+                    data_dir.display()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn open(dir: &Path) -> Result<Store> {
         let io = |e: std::io::Error| Error::caused_by(dir.display().to_string(), e);
         std::fs::create_dir_all(dir).map_err(io)?;
