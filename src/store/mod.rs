@@ -304,17 +304,25 @@ impl Store {
     /// Every record of every tree at one instant, as raw bytes: (tree name, key, value).
     /// Writers wait while the copy is made (about a second per million records here).
     pub fn snapshot(&self) -> Result<Vec<TreeSnapshot>> {
+        self.with_writes_held(|| {
+            TreeId::ALL
+                .iter()
+                .map(|&id| {
+                    let records = self.tree(id).iter().collect::<sled::Result<Vec<_>>>()?;
+                    Ok((id.name(), records))
+                })
+                .collect()
+        })
+    }
+
+    /// Runs `read` while every writer waits, so reads that span trees see no half-committed
+    /// change. `read` must not write (the gate is not reentrant).
+    pub fn with_writes_held<T>(&self, read: impl FnOnce() -> T) -> T {
         let _alone = self
             .gate
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        TreeId::ALL
-            .iter()
-            .map(|&id| {
-                let records = self.tree(id).iter().collect::<sled::Result<Vec<_>>>()?;
-                Ok((id.name(), records))
-            })
-            .collect()
+        read()
     }
 
     /// Loads records made by [`Store::snapshot`] into this (empty) store, in one batch per
