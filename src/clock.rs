@@ -38,6 +38,38 @@ impl Clock {
     }
 }
 
+/// Runs `round` every `period`, the first time at once, until `stop` turns true (the loop of
+/// every periodic job).
+pub async fn every<F, Round>(period: Duration, stop: tokio::sync::watch::Receiver<bool>, round: F)
+where
+    F: FnMut() -> Round,
+    Round: std::future::Future<Output = ()>,
+{
+    repeat(tokio::time::Instant::now(), period, stop, round).await;
+}
+
+/// As [`every`], the first time at `first`. A round that overruns delays the next one
+/// instead of bunching them up.
+pub async fn repeat<F, Round>(
+    first: tokio::time::Instant,
+    period: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut round: F,
+) where
+    F: FnMut() -> Round,
+    Round: std::future::Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval_at(first, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !*stop.borrow() {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => break,
+        }
+        round().await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

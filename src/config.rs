@@ -78,6 +78,10 @@ pub struct Config {
     /// How often an idle mirror checks that Redis still holds what it wrote (a restart, a
     /// FLUSHALL or an eviction is then copied again).
     pub redis_check_secs: u64,
+    /// Key file (64 hex digits, mode 0600) sealing the replica's secrets in Redis (the
+    /// signing key, admin accounts, credentials); unset means they are written as the store
+    /// holds them, and Redis must be kept as private as the data directory.
+    pub redis_encrypt_secrets: Option<PathBuf>,
     /// MaxMind-format city database; unset means timezone fallback only.
     pub geoip_db: Option<PathBuf>,
     pub stripe_api_base: String,
@@ -270,6 +274,7 @@ impl Default for Config {
             redis_url: None,
             redis_prefix: "proxyfleet:".into(),
             redis_check_secs: 5,
+            redis_encrypt_secrets: None,
             geoip_db: None,
             stripe_api_base: "https://api.stripe.com".into(),
             stripe_secret_key: None,

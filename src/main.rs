@@ -89,8 +89,11 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
         /// The age identity file of `backup_recipient`, for an encrypted backup.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "from_redis")]
         identity: Option<PathBuf>,
+        /// The key file of `redis_encrypt_secrets`, for a replica whose secrets are sealed.
+        #[arg(long, value_name = "FILE", requires = "from_redis")]
+        secrets_key: Option<PathBuf>,
     },
     /// Print the effective configuration as TOML for config.toml (secrets as masked comments).
     Config {
@@ -220,8 +223,9 @@ fn run_command(command: Command) -> Result<(), String> {
             prefix,
             data_dir,
             identity,
+            secrets_key,
         } => match (file, from_redis) {
-            (_, Some(url)) => rebuild(&url, &prefix, data_dir),
+            (_, Some(url)) => rebuild(&url, &prefix, secrets_key, data_dir),
             (Some(file), None) => restore(file, data_dir, identity),
             (None, None) => Err("give a backup FILE or --from-redis URL".into()),
         },
@@ -350,11 +354,24 @@ fn restore(file: PathBuf, data_dir: PathBuf, identity: Option<PathBuf>) -> Resul
     Ok(())
 }
 
-fn rebuild(url: &str, prefix: &str, data_dir: PathBuf) -> Result<(), String> {
+fn rebuild(
+    url: &str,
+    prefix: &str,
+    secrets_key: Option<PathBuf>,
+    data_dir: PathBuf,
+) -> Result<(), String> {
+    let sealing = secrets_key
+        .as_deref()
+        .map(proxyfleet::mirror::sealing::Sealing::from_file)
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let rebuilt = runtime
         .block_on(proxyfleet::mirror::rebuild::from_redis(
-            url, prefix, &data_dir,
+            url,
+            prefix,
+            sealing.as_ref(),
+            &data_dir,
         ))
         .map_err(|e| e.to_string())?;
     println!(

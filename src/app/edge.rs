@@ -70,19 +70,14 @@ impl EdgeApp {
     /// Serves until `stopper()` sends true, refreshing the fleet every second.
     pub async fn run(self) {
         let state = self.state.clone();
-        let mut stop = self.stop.subscribe();
+        let stop = self.stop.subscribe();
         let refresher = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(REFRESH);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            while !*stop.borrow() {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = stop.changed() => break,
-                }
+            crate::clock::every(REFRESH, stop, || async {
                 if let Err(e) = state.refresh().await {
                     tracing::warn!(error = %e, "edge: fleet refresh from redis failed");
                 }
-            }
+            })
+            .await;
         });
         self.server.await;
         refresher.abort();

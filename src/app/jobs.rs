@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::AppState;
-use crate::clock::now_ms;
+use crate::clock::{every, now_ms};
 use crate::queue::{Task, TaskKind};
 use crate::registry::edge;
 
@@ -45,50 +45,40 @@ async fn handle(state: &Arc<AppState>, task: &Task) -> Result<(), String> {
 
 /// Every `varnish_check_secs`, checks that varnishd still runs what the last edge sync
 /// loaded, and queues a sync when it does not (a varnishd restarted by its supervisor).
-pub async fn verify_varnish(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
-    let every = Duration::from_secs(state.config.varnish_check_secs);
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    while !*stop.borrow() {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => break,
+pub async fn verify_varnish(state: Arc<AppState>, stop: watch::Receiver<bool>) {
+    let period = Duration::from_secs(state.config.varnish_check_secs);
+    every(period, stop, || check_varnish(&state)).await;
+}
+
+async fn check_varnish(state: &AppState) {
+    let version = match edge::verify(&state.store, &state.edge).await {
+        Ok(Some(version)) => version,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(error = %e, "varnish check failed");
+            return;
         }
-        let version = match edge::verify(&state.store, &state.edge).await {
-            Ok(Some(version)) => version,
-            Ok(None) => continue,
-            Err(e) => {
-                tracing::error!(error = %e, "varnish check failed");
-                continue;
-            }
-        };
-        let now = now_ms();
-        let task = crate::queue::NewTask {
-            kind: edge::EDGE_SYNC,
-            key: format!("{}:{version}:reload:{now}", edge::EDGE_SYNC),
-            payload: serde_json::json!({ "version": version }),
-            due_ms: now,
-        };
-        let queued = state
-            .store
-            .transaction(|tx| state.queue.enqueue_in(tx, &task, now));
-        match queued {
-            Ok(_) => state.queue.wake(),
-            Err(e) => tracing::error!(error = %e, "queueing the varnish reload failed"),
-        }
+    };
+    let now = now_ms();
+    let task = crate::queue::NewTask {
+        kind: edge::EDGE_SYNC,
+        key: format!("{}:{version}:reload:{now}", edge::EDGE_SYNC),
+        payload: serde_json::json!({ "version": version }),
+        due_ms: now,
+    };
+    let queued = state
+        .store
+        .transaction(|tx| state.queue.enqueue_in(tx, &task, now));
+    match queued {
+        Ok(_) => state.queue.wake(),
+        Err(e) => tracing::error!(error = %e, "queueing the varnish reload failed"),
     }
 }
 
 /// Re-reads the live fleet every second (load, roles) and prepares the gateway set, so the
 /// config and `/json` requests never rebuild them themselves.
-pub async fn refresh_views(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(crate::distribution::VIEW_REFRESH);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    while !*stop.borrow() {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => break,
-        }
+pub async fn refresh_views(state: Arc<AppState>, stop: watch::Receiver<bool>) {
+    every(crate::distribution::VIEW_REFRESH, stop, || async {
         let state = state.clone();
         let refreshed = tokio::task::spawn_blocking(move || {
             let now = now_ms();
@@ -100,20 +90,15 @@ pub async fn refresh_views(state: Arc<AppState>, mut stop: watch::Receiver<bool>
         if let Ok(Err(e)) = refreshed {
             tracing::error!(error = %e, "fleet view refresh failed");
         }
-    }
+    })
+    .await;
 }
 
 /// Ends Pro that ran out (releases the pro proxies) and warns users whose Pro ends within
 /// three days, every `pro_sweep_secs`.
-pub async fn expire_pro(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
-    let every = std::time::Duration::from_secs(state.config.pro_sweep_secs);
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    while !*stop.borrow() {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => break,
-        }
+pub async fn expire_pro(state: Arc<AppState>, stop: watch::Receiver<bool>) {
+    let period = Duration::from_secs(state.config.pro_sweep_secs);
+    every(period, stop, || async {
         let mut ok = true;
         match state.billing.expire_due(now_ms()).await {
             Ok(0) => {}
@@ -128,20 +113,15 @@ pub async fn expire_pro(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
             tracing::error!(error = %e, "pro expiry warnings failed");
         }
         state.metrics.pro_swept(ok);
-    }
+    })
+    .await;
 }
 
-/// Compaction of the history and finished tasks.
 /// Keeps disk use bounded: drops the change-log entries no one needs and rewrites the store
 /// when it has grown enough (`store::compaction`).
-pub async fn compact_store(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+pub async fn compact_store(state: Arc<AppState>, stop: watch::Receiver<bool>) {
     let policy = crate::store::CompactPolicy::from_config(&state.config);
-    let mut tick = tokio::time::interval(COMPACT_CHECK_EVERY);
-    while !*stop.borrow() {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => break,
-        }
+    every(COMPACT_CHECK_EVERY, stop, || async {
         let state = state.clone();
         let due = move || {
             state.drop_replayed_changes()?;
@@ -160,16 +140,14 @@ pub async fn compact_store(state: Arc<AppState>, mut stop: watch::Receiver<bool>
             Ok(Err(e)) => tracing::error!(error = %e, "store compaction failed"),
             Err(e) => tracing::error!(error = %e, "store compaction panicked"),
         }
-    }
+    })
+    .await;
 }
 
-pub async fn upkeep(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(UPKEEP_EVERY);
-    while !*stop.borrow() {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => break,
-        }
+/// Retention of everything that grows: finished tasks, the registry's history, forgotten
+/// credentials, old plans, expired sessions, the audit trail, the throttles' memory.
+pub async fn upkeep(state: Arc<AppState>, stop: watch::Receiver<bool>) {
+    every(UPKEEP_EVERY, stop, || async {
         let state = state.clone();
         let outcome = tokio::task::spawn_blocking(move || -> crate::error::Result<()> {
             state.queue.purge_done(now_ms())?;
@@ -194,5 +172,6 @@ pub async fn upkeep(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
             Ok(Err(e)) => tracing::error!(error = %e, "upkeep failed"),
             Err(e) => tracing::error!(error = %e, "upkeep panicked"),
         }
-    }
+    })
+    .await;
 }

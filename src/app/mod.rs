@@ -196,6 +196,13 @@ impl Application {
             config.redis_url.clone(),
             &config.redis_prefix,
             std::time::Duration::from_secs(config.redis_check_secs),
+        )
+        .sealing_secrets(
+            config
+                .redis_encrypt_secrets
+                .as_deref()
+                .map(crate::mirror::sealing::Sealing::from_file)
+                .transpose()?,
         );
         let admin = crate::admin::AdminPanel::new(config.admin_login_burst);
         let limits = crate::http::rate_limit::RateLimits::new(&config.rate_limits);

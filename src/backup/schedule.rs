@@ -59,19 +59,13 @@ pub fn take(store: &Store, schedule: &Schedule) -> crate::error::Result<super::W
     Ok(written)
 }
 
-pub async fn run(store: Store, schedule: Schedule, mut stop: watch::Receiver<bool>) {
+pub async fn run(store: Store, schedule: Schedule, stop: watch::Receiver<bool>) {
     if schedule.every.is_zero() {
         return;
     }
     let schedule = Arc::new(schedule);
-    let mut tick = tokio::time::interval(schedule.every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await; // immediate: skip it
-    while !*stop.borrow() {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => break,
-        }
+    let first = tokio::time::Instant::now() + schedule.every;
+    crate::clock::repeat(first, schedule.every, stop, || async {
         let store = store.clone();
         let schedule = schedule.clone();
         match tokio::task::spawn_blocking(move || take(&store, &schedule)).await {
@@ -82,7 +76,8 @@ pub async fn run(store: Store, schedule: Schedule, mut stop: watch::Receiver<boo
             Ok(Err(e)) => tracing::error!(error = %e, "scheduled backup failed"),
             Err(e) => tracing::error!(error = %e, "scheduled backup panicked"),
         }
-    }
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -84,6 +84,12 @@ impl Keys {
         format!("{}mirror:data_format", self.prefix)
     }
 
+    /// `<p>mirror:sealed`: the id of the key the replica's secrets are sealed with
+    /// (`redis_encrypt_secrets`); absent when they are not sealed.
+    pub fn sealed(&self) -> String {
+        format!("{}mirror:sealed", self.prefix)
+    }
+
     /// `<p>replica:<tree>`: a store tree byte for byte (field: key, value: value).
     pub fn replica(&self, tree: &str) -> String {
         format!("{}replica:{tree}", self.prefix)

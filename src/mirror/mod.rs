@@ -4,6 +4,8 @@
 //! - `keys.rs`: the key schema (docs/REDIS.md); `records.rs`: records -> commands (pure);
 //! - `stream.rs`: the replication loop (batches of changes in MULTI/EXEC, resume, retry);
 //! - `resync.rs`: full copy from sled when Redis is empty, replaced or too far behind;
+//! - `rebuild.rs`: a primary's store rebuilt from the replica (`restore --from-redis`);
+//! - `sealing.rs`: the replica's secrets sealed with a key file (`redis_encrypt_secrets`);
 //! - the admin's view (state, lag, last error) is served by the HTTP API (src/api/mirror.rs);
 //! - `edge/`: `proxyfleet edge`, the read APIs served from Redis alone.
 
@@ -13,6 +15,7 @@ pub mod keys;
 pub mod rebuild;
 pub mod records;
 pub mod resync;
+pub mod sealing;
 pub mod stream;
 
 use std::fmt::Write;
@@ -93,6 +96,8 @@ pub struct Mirror {
     pub url: Option<String>,
     /// How often an idle mirror checks that Redis still holds what it wrote.
     pub check_every: Duration,
+    /// Seals the replica's secrets (`redis_encrypt_secrets`); `None` writes them as stored.
+    pub sealing: Option<sealing::Sealing>,
     status: Mutex<Status>,
     resync_requested: AtomicBool,
 }
@@ -113,6 +118,7 @@ impl Mirror {
         Mirror {
             keys: Keys::new(prefix),
             check_every,
+            sealing: None,
             status: Mutex::new(Status {
                 state: if url.is_some() {
                     State::Connecting
@@ -133,6 +139,10 @@ impl Mirror {
             url,
             resync_requested: AtomicBool::new(false),
         }
+    }
+
+    pub fn sealing_secrets(self, sealing: Option<sealing::Sealing>) -> Mirror {
+        Mirror { sealing, ..self }
     }
 
     pub fn status(&self) -> Status {

@@ -9,6 +9,7 @@ use std::path::Path;
 use redis::aio::MultiplexedConnection;
 
 use super::keys::Keys;
+use super::sealing::{is_sealed, Sealing};
 use super::{connect, REPLICA_FORMAT};
 use crate::error::{Error, Result};
 use crate::registry::credentials::{ProxyCredential, SecretState};
@@ -17,6 +18,8 @@ use crate::store::{Store, TreeId};
 
 /// Fields read per HSCAN step (and loaded per batch).
 const PAGE: usize = 1_000;
+/// Pages read from Redis but not yet written to sled, at most.
+const PAGES_AHEAD: usize = 4;
 /// Attempts at a read during which Redis did not change.
 const ATTEMPTS: usize = 3;
 
@@ -37,7 +40,12 @@ fn redis_error(error: redis::RedisError) -> Error {
 /// Refuses a Redis that holds no complete mirror, or one mirrored without a replica, and
 /// reads again (up to 3 times) when `mirror:seq` moved during the read (a primary still
 /// running): the result is one batch boundary of the primary's history.
-pub async fn from_redis(url: &str, prefix: &str, data_dir: &Path) -> Result<Rebuilt> {
+pub async fn from_redis(
+    url: &str,
+    prefix: &str,
+    sealing: Option<&Sealing>,
+    data_dir: &Path,
+) -> Result<Rebuilt> {
     Store::refuse_occupied(data_dir)?;
     let keys = Keys::new(prefix);
     let mut conn = connect(url).await.map_err(redis_error)?;
@@ -48,10 +56,10 @@ pub async fn from_redis(url: &str, prefix: &str, data_dir: &Path) -> Result<Rebu
     let io = |what: &Path, e: std::io::Error| Error::caused_by(what.display().to_string(), e);
     for _ in 0..ATTEMPTS {
         let _ = std::fs::remove_dir_all(&scratch);
-        let before = complete_seq(&mut conn, &keys).await?;
+        let before = complete_seq(&mut conn, &keys, sealing).await?;
         let store = Store::open(&scratch)?;
-        let copied = copy_into(&store, &mut conn, &keys).await;
-        let after = complete_seq(&mut conn, &keys).await;
+        let copied = copy_into(&store, &mut conn, &keys, sealing).await;
+        let after = complete_seq(&mut conn, &keys, sealing).await;
         let (mut rebuilt, after) = match (copied, after) {
             (Ok(rebuilt), Ok(after)) => (rebuilt, after),
             (Err(e), _) | (_, Err(e)) => {
@@ -80,11 +88,17 @@ pub async fn from_redis(url: &str, prefix: &str, data_dir: &Path) -> Result<Rebu
     ))
 }
 
-/// `mirror:seq`, if Redis holds a complete mirror with a replica of every tree.
-async fn complete_seq(conn: &mut MultiplexedConnection, keys: &Keys) -> Result<u64> {
-    let (seq, replica): (Option<u64>, Option<u64>) = redis::pipe()
+/// `mirror:seq`, if Redis holds a complete mirror with a replica of every tree, sealed with
+/// the key given (if any).
+async fn complete_seq(
+    conn: &mut MultiplexedConnection,
+    keys: &Keys,
+    sealing: Option<&Sealing>,
+) -> Result<u64> {
+    let (seq, replica, sealed): (Option<u64>, Option<u64>, Option<String>) = redis::pipe()
         .get(keys.seq())
         .get(keys.replica_format())
+        .get(keys.sealed())
         .query_async(conn)
         .await
         .map_err(redis_error)?;
@@ -102,43 +116,104 @@ async fn complete_seq(conn: &mut MultiplexedConnection, keys: &Keys) -> Result<u
              proxyfleet): let the primary make a full copy first",
         ));
     }
+    match (sealed, sealing) {
+        (None, _) => {}
+        (Some(_), None) => {
+            return Err(Error::invalid(
+                "replica_sealed",
+                "the replica's secrets are sealed (redis_encrypt_secrets): give its key file \
+                 with --secrets-key FILE",
+            ))
+        }
+        (Some(id), Some(sealing)) if id != sealing.id() => {
+            return Err(Error::invalid(
+                "secrets_key_mismatch",
+                format!(
+                    "the replica's secrets are sealed with key {id}, the key file given is {}",
+                    sealing.id()
+                ),
+            ))
+        }
+        (Some(_), Some(_)) => {}
+    }
     Ok(seq)
 }
 
+/// Copies every replica hash into `store`. Reading Redis and writing sled overlap: a task
+/// reads pages while this one writes the previous ones, and at most `PAGES_AHEAD` pages wait
+/// between them, so memory stays bounded whatever the size of the fleet.
 async fn copy_into(
     store: &Store,
     conn: &mut MultiplexedConnection,
     keys: &Keys,
+    sealing: Option<&Sealing>,
 ) -> Result<Rebuilt> {
-    let mut rebuilt = Rebuilt::default();
-    for tree in TreeId::ALL {
-        let hash = keys.replica(tree.name());
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, flat): (u64, Vec<Vec<u8>>) = redis::cmd("HSCAN")
-                .arg(&hash)
-                .arg(cursor)
-                .arg("COUNT")
-                .arg(PAGE)
-                .query_async(conn)
-                .await
-                .map_err(redis_error)?;
-            let records: Vec<(Vec<u8>, Vec<u8>)> = flat
-                .chunks_exact(2)
-                .map(|pair| (pair[0].clone(), pair[1].clone()))
-                .collect();
-            rebuilt.records += records.len() as u64;
-            if !records.is_empty() {
-                store.load(tree.name(), records)?;
+    let (pages, mut received) = tokio::sync::mpsc::channel::<(TreeId, Vec<Vec<u8>>)>(PAGES_AHEAD);
+    let reader = {
+        let (mut conn, keys) = (conn.clone(), keys.clone());
+        tokio::spawn(async move {
+            for tree in TreeId::ALL {
+                let hash = keys.replica(tree.name());
+                let mut cursor: u64 = 0;
+                loop {
+                    let (next, flat): (u64, Vec<Vec<u8>>) = redis::cmd("HSCAN")
+                        .arg(&hash)
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(PAGE)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(redis_error)?;
+                    if !flat.is_empty() && pages.send((tree, flat)).await.is_err() {
+                        return Ok(()); // the writer failed: its error is the one reported
+                    }
+                    if next == 0 {
+                        break;
+                    }
+                    cursor = next;
+                }
             }
-            if next == 0 {
-                break;
+            Ok::<(), Error>(())
+        })
+    };
+    let writer = {
+        let (store, sealing) = (store.clone(), sealing.cloned());
+        tokio::task::spawn_blocking(move || {
+            let mut records = 0u64;
+            while let Some((tree, flat)) = received.blocking_recv() {
+                let page = pairs(tree, flat, sealing.as_ref())?;
+                records += page.len() as u64;
+                store.load(tree.name(), page)?;
             }
-            cursor = next;
-        }
+            Ok::<u64, Error>(records)
+        })
+    };
+    let written = writer.await.map_err(Error::internal)?;
+    reader.await.map_err(Error::internal)??;
+    let records = written?;
+    Ok(Rebuilt {
+        seq: 0,
+        records,
+        proxies: copy_proxies(store, conn, keys).await?,
+    })
+}
+
+/// An HSCAN page (field, value, field, value...) as records, sealed values opened.
+fn pairs(
+    tree: TreeId,
+    flat: Vec<Vec<u8>>,
+    sealing: Option<&Sealing>,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut records = Vec::with_capacity(flat.len() / 2);
+    let mut flat = flat.into_iter();
+    while let (Some(key), Some(value)) = (flat.next(), flat.next()) {
+        let value = match sealing {
+            Some(sealing) if is_sealed(tree) => sealing.open(tree, &key, &value)?,
+            _ => value,
+        };
+        records.push((key, value));
     }
-    rebuilt.proxies = copy_proxies(store, conn, keys).await?;
-    Ok(rebuilt)
+    Ok(records)
 }
 
 /// The live proxies, from the mirror's records, each with the secret its credential holds.

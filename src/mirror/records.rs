@@ -6,11 +6,13 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::keys::Keys;
+use super::sealing::Sealing;
 use crate::changes::{Change, ChangeKind};
 use crate::distribution::config::Rendered;
 use crate::fleet::model::{ProxyName, User, UserStatus};
 use crate::registry::Proxy;
 use crate::store::replication::RawWrite;
+use crate::store::TreeId;
 
 /// The script that mirrors a user (see the script's own comments).
 pub const USER_SCRIPT: &str = include_str!("user.lua");
@@ -232,20 +234,27 @@ pub fn event_message(change: &Change) -> String {
     json!({ "kind": kind, "ids": ids, "seq": change.seq, "at_ms": change.at_ms }).to_string()
 }
 
-/// Replays raw writes into the `<p>replica:<tree>` hashes.
-pub fn write_raw(pipe: &mut Pipeline, keys: &Keys, writes: &[RawWrite]) {
+/// Replays raw writes into the `<p>replica:<tree>` hashes (secret trees sealed, if a key is
+/// set).
+pub fn write_raw(pipe: &mut Pipeline, keys: &Keys, sealing: Option<&Sealing>, writes: &[RawWrite]) {
     for write in writes {
         let hash = keys.replica(&write.tree);
-        match &write.value {
-            Some(value) => pipe.hset(hash, write.key.as_slice(), value.as_slice()),
-            None => pipe.hdel(hash, write.key.as_slice()),
+        match (&write.value, TreeId::named(&write.tree)) {
+            (Some(value), Some(tree)) => pipe.hset(
+                hash,
+                write.key.as_slice(),
+                Sealing::outgoing(sealing, tree, &write.key, value),
+            ),
+            // A tree this version does not know cannot come from its own change log.
+            (Some(value), None) => pipe.hset(hash, write.key.as_slice(), value.as_slice()),
+            (None, _) => pipe.hdel(hash, write.key.as_slice()),
         };
         pipe.ignore();
     }
 }
 
 /// Appends the commands of one change, then its event.
-pub fn apply_change(pipe: &mut Pipeline, keys: &Keys, change: &Change) {
+pub fn apply_change(pipe: &mut Pipeline, keys: &Keys, sealing: Option<&Sealing>, change: &Change) {
     match &change.kind {
         ChangeKind::ProxiesUpserted(proxies) => {
             for proxy in proxies {
@@ -254,7 +263,7 @@ pub fn apply_change(pipe: &mut Pipeline, keys: &Keys, change: &Change) {
         }
         ChangeKind::ProxyRemoved { name, .. } => remove_proxy(pipe, keys, name),
         ChangeKind::UserUpserted(user) => write_user(pipe, keys, user, change.seq, true),
-        ChangeKind::Writes(writes) => write_raw(pipe, keys, writes),
+        ChangeKind::Writes(writes) => write_raw(pipe, keys, sealing, writes),
     }
     pipe.publish(keys.events(), event_message(change)).ignore();
 }

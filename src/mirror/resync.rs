@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::configs::Configs;
 use super::records::{write_new_user, write_proxy};
+use super::sealing::Sealing;
 use super::MirrorDeps;
 use super::State;
 use crate::clock::now_ms;
@@ -120,7 +121,12 @@ pub async fn run(
     records += copy_replica(deps, conn, &keys).await?;
 
     let message = json!({ "kind": "resync", "ids": [], "seq": seq, "reason": reason }).to_string();
-    redis::pipe()
+    let mut finish = redis::pipe();
+    match &deps.mirror.sealing {
+        Some(sealing) => finish.set(keys.sealed(), sealing.id()).ignore(),
+        None => finish.del(keys.sealed()).ignore(),
+    };
+    finish
         .atomic()
         .set(keys.seq(), seq)
         .ignore()
@@ -161,7 +167,8 @@ async fn copy_replica(
         while let Some(entry) = entries.next() {
             let (key, value) = entry.map_err(text)?;
             if crate::changes::carried(tree, &key) {
-                fields.push((key.to_vec(), value.to_vec()));
+                let value = Sealing::outgoing(deps.mirror.sealing.as_ref(), tree, &key, &value);
+                fields.push((key.to_vec(), value));
             }
             if fields.len() == CHUNK || (entries.peek().is_none() && !fields.is_empty()) {
                 records += fields.len() as u64;

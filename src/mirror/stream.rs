@@ -106,6 +106,31 @@ pub fn source_id(deps: &MirrorDeps) -> Result<String, String> {
     Ok(id)
 }
 
+/// Why a replica that holds the right changes must still be copied again: it was written in
+/// another layout, from another data format, or with its secrets sealed otherwise.
+async fn replica_outdated(
+    deps: &MirrorDeps,
+    conn: &mut MultiplexedConnection,
+) -> Result<Option<&'static str>, String> {
+    let keys = &deps.mirror.keys;
+    let (replica, data_format, sealed): (Option<u64>, Option<u64>, Option<String>) = redis::pipe()
+        .get(keys.replica_format())
+        .get(keys.data_format())
+        .get(keys.sealed())
+        .query_async(conn)
+        .await
+        .map_err(text)?;
+    Ok(if replica != Some(super::REPLICA_FORMAT) {
+        Some("redis holds no replica of every tree yet (mirrored by an older version)")
+    } else if data_format != Some(crate::store::format::DATA_FORMAT) {
+        Some("the store was migrated to a new data format since the last copy")
+    } else if sealed.as_deref() != deps.mirror.sealing.as_ref().map(|s| s.id()) {
+        Some("the replica's secrets were sealed otherwise (redis_encrypt_secrets changed)")
+    } else {
+        None
+    })
+}
+
 async fn session(
     deps: &Arc<MirrorDeps>,
     url: &str,
@@ -115,16 +140,9 @@ async fn session(
     let keys = deps.mirror.keys.clone();
     let mut conn = connect(url).await.map_err(text)?;
     let source = source_id(deps)?;
-    let (redis_seq, redis_source, replica, data_format): (
-        Option<u64>,
-        Option<String>,
-        Option<u64>,
-        Option<u64>,
-    ) = redis::pipe()
+    let (redis_seq, redis_source): (Option<u64>, Option<String>) = redis::pipe()
         .get(keys.seq())
         .get(keys.source())
-        .get(keys.replica_format())
-        .get(keys.data_format())
         .query_async(&mut conn)
         .await
         .map_err(text)?;
@@ -135,12 +153,10 @@ async fn session(
         deps.store.last_seq().map_err(text)?,
         deps.store.first_retained_seq().map_err(text)?,
     ) {
-        Start::Resume(_) if replica != Some(super::REPLICA_FORMAT) => {
-            Start::Resync("redis holds no replica of every tree yet (mirrored by an older version)")
-        }
-        Start::Resume(_) if data_format != Some(crate::store::format::DATA_FORMAT) => {
-            Start::Resync("the store was migrated to a new data format since the last copy")
-        }
+        Start::Resume(seq) => match replica_outdated(deps, &mut conn).await? {
+            Some(reason) => Start::Resync(reason),
+            None => Start::Resume(seq),
+        },
         start => start,
     };
     let mut configs = Configs::load(deps, now_ms()).map_err(text)?;
@@ -151,94 +167,84 @@ async fn session(
             resync::write_settings(deps, &mut conn).await?;
             // The proxies may have changed while nobody mirrored: rewrite every config.
             configs.start_sweep(deps, now_ms()).map_err(text)?;
+            record_applied(deps, seq)?;
+            deps.mirror.update(|s| s.state = State::Streaming);
             seq
         }
         Start::Resync(reason) => {
-            resync::run(deps, &mut conn, &mut configs, &source, reason).await?
-        }
-    };
-    record_applied(deps, applied)?;
-    deps.mirror.update(|s| s.state = State::Streaming);
-    *progressed = true;
-
-    loop {
-        if *stop.borrow() {
-            return Ok(());
-        }
-        let mut copy_because = deps
-            .mirror
-            .take_resync_request()
-            .then_some("requested by an admin".to_string());
-        if copy_because.is_none() && watchdog.due() {
-            copy_because = watchdog
-                .check(&mut conn, &keys, Some(applied), &source)
-                .await?;
-        }
-        if let Some(reason) = copy_because {
-            applied = copy(
+            copy(
                 deps,
                 &mut conn,
                 &mut configs,
                 &source,
-                &reason,
+                reason,
                 &mut watchdog,
             )
-            .await?;
-            continue;
+            .await?
         }
-        if !configs.sweeping() && configs.window_moved(deps, now_ms()) {
-            configs.start_sweep(deps, now_ms()).map_err(text)?;
+    };
+    *progressed = true;
+
+    'streaming: loop {
+        if *stop.borrow() {
+            return Ok(());
         }
-        let changes = deps.store.changes_after(applied, BATCH).map_err(text)?;
-        if changes.is_empty() && !configs.sweeping() {
-            tokio::select! {
-                _ = deps.store.next_change() => {}
-                _ = tokio::time::sleep(IDLE_TICK) => {}
-                _ = stop.changed() => {}
+        // One step of streaming; it breaks out with the reason when Redis needs a full copy.
+        let copy_because: String = 'step: {
+            if deps.mirror.take_resync_request() {
+                break 'step "requested by an admin".to_string();
             }
-            continue;
-        }
-        if let Some(first) = changes.first() {
-            if first.seq != applied + 1 {
-                // The changes Redis needs next were compacted away while it was behind.
-                let reason = "redis is behind the retained change log";
-                applied = copy(
-                    deps,
-                    &mut conn,
-                    &mut configs,
-                    &source,
-                    reason,
-                    &mut watchdog,
-                )
-                .await?;
-                continue;
-            }
-            match send_batch(deps, &mut conn, &mut configs, &changes, applied, &source).await? {
-                Sent::Applied(last) => {
-                    applied = last;
-                    record_applied(deps, applied)?;
-                }
-                Sent::Diverged(reason) => {
-                    applied = copy(
-                        deps,
-                        &mut conn,
-                        &mut configs,
-                        &source,
-                        &reason,
-                        &mut watchdog,
-                    )
-                    .await?;
-                    continue;
+            if watchdog.due() {
+                if let Some(reason) = watchdog
+                    .check(&mut conn, &keys, Some(applied), &source)
+                    .await?
+                {
+                    break 'step reason;
                 }
             }
-        }
-        if configs.sweeping() {
-            sweep_step(deps, &mut conn, &mut configs, applied).await?;
-        }
+            if !configs.sweeping() && configs.window_moved(deps, now_ms()) {
+                configs.start_sweep(deps, now_ms()).map_err(text)?;
+            }
+            let changes = deps.store.changes_after(applied, BATCH).map_err(text)?;
+            if changes.is_empty() && !configs.sweeping() {
+                tokio::select! {
+                    _ = deps.store.next_change() => {}
+                    _ = tokio::time::sleep(IDLE_TICK) => {}
+                    _ = stop.changed() => {}
+                }
+                continue 'streaming;
+            }
+            if let Some(first) = changes.first() {
+                if first.seq != applied + 1 {
+                    // The changes Redis needs next were compacted away while it was behind.
+                    break 'step "redis is behind the retained change log".to_string();
+                }
+                match send_batch(deps, &mut conn, &mut configs, &changes, applied, &source).await? {
+                    Sent::Applied(last) => {
+                        applied = last;
+                        record_applied(deps, applied)?;
+                    }
+                    Sent::Diverged(reason) => break 'step reason,
+                }
+            }
+            if configs.sweeping() {
+                sweep_step(deps, &mut conn, &mut configs, applied).await?;
+            }
+            continue 'streaming;
+        };
+        applied = copy(
+            deps,
+            &mut conn,
+            &mut configs,
+            &source,
+            &copy_because,
+            &mut watchdog,
+        )
+        .await?;
     }
 }
 
-/// A full copy while streaming; returns the sequence Redis now holds.
+/// A full copy (at start or while streaming); returns the sequence Redis now holds.
 async fn copy(
     deps: &MirrorDeps,
     conn: &mut MultiplexedConnection,
@@ -382,7 +388,7 @@ async fn send_batch(
     pipe.atomic();
     let mut written = 0;
     for change in changes {
-        apply_change(&mut pipe, keys, change);
+        apply_change(&mut pipe, keys, deps.mirror.sealing.as_ref(), change);
         sweep |= configs.observe(change);
         if let ChangeKind::UserUpserted(user) = &change.kind {
             configs.write(&mut pipe, keys, deps, user, now);

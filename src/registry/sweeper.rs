@@ -12,14 +12,8 @@ pub fn interval_for(ttl: Duration) -> Duration {
     (ttl / 4).clamp(Duration::from_millis(250), Duration::from_secs(15))
 }
 
-pub async fn run(registry: Registry, ttl: Duration, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(interval_for(ttl));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    while !*stop.borrow() {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => break,
-        }
+pub async fn run(registry: Registry, ttl: Duration, stop: watch::Receiver<bool>) {
+    crate::clock::every(interval_for(ttl), stop, || async {
         match registry.sweep(now_ms()).await {
             Ok(removed) if !removed.is_empty() => {
                 tracing::info!(count = removed.len(), "expired silent proxies")
@@ -27,7 +21,8 @@ pub async fn run(registry: Registry, ttl: Duration, mut stop: watch::Receiver<bo
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "sweep failed"),
         }
-    }
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 //! old store is backed up before it is migrated, and a newer one is not opened.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,18 +14,9 @@ use proxyfleet::Application;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{client, eventually, spawn_app_with, test_config, ServerProcess, ADMIN_TOKEN};
-
-fn proxyfleet(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_proxyfleet"))
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .expect("run proxyfleet");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (output.status.success(), text)
-}
+use crate::helpers::{
+    client, eventually, proxyfleet, spawn_app_with, test_config, ServerProcess, ADMIN_TOKEN,
+};
 
 fn restore(file: &Path, into: &Path) -> (bool, String) {
     proxyfleet(

@@ -359,6 +359,19 @@ where
     }
 }
 
+/// Runs the `proxyfleet` command with `args` and `env`: (whether it succeeded, its stdout
+/// then stderr).
+pub fn proxyfleet(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_proxyfleet"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run proxyfleet");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
 /// The real `proxyfleet` binary, serving on an ephemeral port.
 pub struct ServerProcess {
     pub child: Child,

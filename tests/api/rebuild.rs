@@ -4,26 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use proxyfleet::store::{Store, TreeId};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{client, ProxyKeys, ServerProcess, ADMIN_TOKEN};
+use crate::helpers::{client, proxyfleet, ProxyKeys, ServerProcess, ADMIN_TOKEN};
 use crate::redis_support::{caught_up, RedisServer};
-
-fn proxyfleet(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_proxyfleet"))
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .expect("run proxyfleet");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (output.status.success(), text)
-}
 
 type Trees = BTreeMap<&'static str, BTreeMap<Vec<u8>, Vec<u8>>>;
 
@@ -282,4 +270,166 @@ async fn a_rebuild_refuses_a_redis_without_a_complete_mirror() {
     assert!(!ok, "{text}");
     assert!(text.contains("no complete mirror"), "{text}");
     assert!(!into.exists(), "nothing written");
+}
+
+/// A key file for `redis_encrypt_secrets` in `dir`, readable by its owner only.
+fn key_file(dir: &Path, name: &str, byte: u8) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{}\n", hex::encode([byte; 32]))).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// Every value of `<p>replica:<tree>`.
+async fn replica_values(redis: &RedisServer, tree: &str) -> Vec<Vec<u8>> {
+    let mut conn = redis.connection().await;
+    let fields: BTreeMap<Vec<u8>, Vec<u8>> = redis::cmd("HGETALL")
+        .arg(format!("proxyfleet:replica:{tree}"))
+        .query_async(&mut conn)
+        .await
+        .expect("HGETALL");
+    fields.into_values().collect()
+}
+
+async fn wait_for_resync_because(base: &str, reason: &str) {
+    crate::helpers::eventually(Duration::from_secs(30), reason, || async {
+        let report = crate::redis_support::mirror_report(base).await;
+        let why = report["last_resync_reason"].as_str().unwrap_or_default();
+        (why.contains(reason) && report["state"] == "streaming").then_some(())
+    })
+    .await;
+    caught_up(base, Duration::from_secs(30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_secrets_are_unreadable_in_redis_and_a_rebuild_needs_their_key() {
+    let redis = RedisServer::start();
+    let root = tempfile::tempdir().unwrap();
+    let (data, url) = (root.path().join("data"), redis.url());
+    let key = key_file(root.path(), "redis.key", 7);
+    let wrong = key_file(root.path(), "other.key", 8);
+    let sealed_env = [
+        ("PROXYFLEET_REDIS_URL", url.as_str()),
+        ("PROXYFLEET_REBALANCE_INTERVAL_SECS", "0"),
+        ("PROXYFLEET_REDIS_ENCRYPT_SECRETS", key.as_str()),
+    ];
+    let server = ServerProcess::start(&data, &sealed_env);
+    let base = server.url("");
+    let (_, token) = create_user(&base, "sealed@example.org").await.unwrap();
+    let account = client()
+        .post(format!("{base}/admin/api/accounts"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({ "username": "ops", "password": "a long enough password 1" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(account.status().is_success());
+    let etag = config_etag(&base, &token).await;
+    caught_up(&base, Duration::from_secs(30)).await;
+    let is_sealed = |value: &Vec<u8>| value.starts_with(b"pfs1");
+    let meta = replica_values(&redis, "meta").await;
+    let accounts = replica_values(&redis, "admin_accounts").await;
+    assert!(!meta.is_empty() && meta.iter().all(is_sealed));
+    assert_eq!(accounts.len(), 1);
+    assert!(accounts.iter().all(is_sealed));
+    assert!(!accounts[0].windows(7).any(|w| w == b"$argon2"));
+    // Personal data is not a secret: it stays as the store holds it.
+    assert!(!replica_values(&redis, "users").await.iter().any(is_sealed));
+
+    // Restarted without the key, the primary copies the replica again, in clear; with it
+    // again, sealed again (a replica is never half one, half the other).
+    assert!(server.terminate().success());
+    let clear_env = &sealed_env[..2];
+    let server = ServerProcess::start(&data, clear_env);
+    wait_for_resync_because(&server.url(""), "sealed otherwise").await;
+    assert!(!replica_values(&redis, "meta").await.iter().any(is_sealed));
+    assert!(server.terminate().success());
+    let server = ServerProcess::start(&data, &sealed_env);
+    wait_for_resync_because(&server.url(""), "sealed otherwise").await;
+    assert!(replica_values(&redis, "meta").await.iter().all(is_sealed));
+    server.kill9();
+
+    let rebuilt = root.path().join("rebuilt");
+    let rebuild = |key: Option<&str>| {
+        let mut args = vec![
+            "restore",
+            "--from-redis",
+            url.as_str(),
+            "--data-dir",
+            rebuilt.to_str().unwrap(),
+        ];
+        args.extend(key.iter().flat_map(|key| ["--secrets-key", key]));
+        proxyfleet(&args, &[])
+    };
+    let (ok, text) = rebuild(None);
+    assert!(!ok && text.contains("--secrets-key"), "{text}");
+    let (ok, text) = rebuild(Some(&wrong));
+    assert!(!ok && text.contains("sealed with key"), "{text}");
+    assert!(!rebuilt.exists(), "nothing written");
+    let (ok, text) = rebuild(Some(&key));
+    assert!(ok, "{text}");
+    let server = ServerProcess::start(&rebuilt, &[("PROXYFLEET_REBALANCE_INTERVAL_SECS", "0")]);
+    assert_eq!(
+        config_etag(&server.url(""), &token).await,
+        etag,
+        "same signing key"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_without_a_replica_is_refused_then_copied_again_by_its_primary() {
+    let redis = RedisServer::start();
+    let root = tempfile::tempdir().unwrap();
+    let (data, url) = (root.path().join("data"), redis.url());
+    let env = [
+        ("PROXYFLEET_REDIS_URL", url.as_str()),
+        ("PROXYFLEET_REBALANCE_INTERVAL_SECS", "0"),
+    ];
+    let server = ServerProcess::start(&data, &env);
+    let (_, token) = create_user(&server.url(""), "old@example.org")
+        .await
+        .unwrap();
+    caught_up(&server.url(""), Duration::from_secs(30)).await;
+    assert!(server.terminate().success());
+    // What an older proxyfleet left: the mirror, without the replica and its marker.
+    let mut conn = redis.connection().await;
+    let replica: Vec<String> = redis::cmd("KEYS")
+        .arg("proxyfleet:replica:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!replica.is_empty());
+    let _: () = redis::cmd("DEL")
+        .arg(&replica)
+        .arg("proxyfleet:mirror:replica")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let rebuilt = root.path().join("rebuilt");
+    let rebuild = || {
+        proxyfleet(
+            &[
+                "restore",
+                "--from-redis",
+                url.as_str(),
+                "--data-dir",
+                rebuilt.to_str().unwrap(),
+            ],
+            &[],
+        )
+    };
+    let (ok, text) = rebuild();
+    assert!(!ok && text.contains("without a replica"), "{text}");
+    assert!(!rebuilt.exists(), "nothing written");
+
+    let server = ServerProcess::start(&data, &env);
+    wait_for_resync_because(&server.url(""), "no replica").await;
+    let etag = config_etag(&server.url(""), &token).await;
+    server.kill9();
+    let (ok, text) = rebuild();
+    assert!(ok, "{text}");
+    let server = ServerProcess::start(&rebuilt, &[("PROXYFLEET_REBALANCE_INTERVAL_SECS", "0")]);
+    assert_eq!(config_etag(&server.url(""), &token).await, etag);
 }
