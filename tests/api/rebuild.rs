@@ -433,3 +433,30 @@ async fn a_mirror_without_a_replica_is_refused_then_copied_again_by_its_primary(
     let server = ServerProcess::start(&rebuilt, &[("PROXYFLEET_REBALANCE_INTERVAL_SECS", "0")]);
     assert_eq!(config_etag(&server.url(""), &token).await, etag);
 }
+
+#[tokio::test]
+async fn a_rebuild_from_a_redis_that_answers_nothing_gives_up_and_writes_nothing() {
+    let redis = RedisServer::start();
+    let root = tempfile::tempdir().unwrap();
+    let into = root.path().join("rebuilt");
+    redis.stall(true);
+    let (ok, text) = proxyfleet(
+        &[
+            "restore",
+            "--from-redis",
+            &redis.url(),
+            "--data-dir",
+            into.to_str().unwrap(),
+        ],
+        &[],
+    );
+    redis.stall(false);
+    assert!(!ok, "{text}");
+    assert!(text.contains("redis"), "{text}");
+    assert!(!into.exists(), "nothing written");
+    let leftovers: Vec<_> = std::fs::read_dir(root.path()).unwrap().collect();
+    assert!(
+        leftovers.is_empty(),
+        "no scratch directory left: {leftovers:?}"
+    );
+}
