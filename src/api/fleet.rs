@@ -71,6 +71,8 @@ struct ListQuery {
 #[derive(Deserialize)]
 struct RebalanceQuery {
     dry_run: Option<bool>,
+    /// Makes the random choices (which users move) reproducible.
+    seed: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -265,6 +267,12 @@ pub fn routes(
         .and(warp::query::<ListQuery>())
         .and(with_state(&state))
         .and_then(rebalance_plans);
+    let apply_plan = admin_base
+        .clone()
+        .and(warp::path!("rebalance" / "plans" / u64 / "apply"))
+        .and(warp::post())
+        .and(with_state(&state))
+        .and_then(apply_plan);
     let proxy_action = admin_base
         .clone()
         .and(warp::path!("proxies" / String / "action"))
@@ -296,6 +304,7 @@ pub fn routes(
         POST "/api/v1/admin/users/{id}/pro" => gift,
         POST "/api/v1/admin/rebalance" => rebalance,
         GET "/api/v1/admin/rebalance/plans" => plans,
+        POST "/api/v1/admin/rebalance/plans/{id}/apply" => apply_plan,
         POST "/api/v1/admin/proxies/{name}/action" => proxy_action,
         POST "/api/v1/invitations" => invite,
         POST "/api/v1/invitations/{code}/accept" => accept,
@@ -419,7 +428,22 @@ async fn gift_pro(id: UserId, body: GiftPro, state: Arc<AppState>) -> Result<Rou
 
 async fn run_rebalance(q: RebalanceQuery, state: Arc<AppState>) -> Result<Route, Rejection> {
     let dry_run = q.dry_run.unwrap_or(true);
-    let plan = rebalance::run(&state.fleet, &state.rebalance, Trigger::Manual, dry_run)
+    let plan = rebalance::run(
+        &state.fleet,
+        &state.rebalance,
+        Trigger::Manual,
+        dry_run,
+        q.seed,
+        state.clock.now_ms(),
+    )
+    .await
+    .map_err(reject)?;
+    state.metrics.rebalanced(&plan);
+    Ok(json(StatusCode::OK, &plan))
+}
+
+async fn apply_plan(id: u64, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let plan = rebalance::apply_reviewed(&state.fleet, id, state.clock.now_ms())
         .await
         .map_err(reject)?;
     state.metrics.rebalanced(&plan);

@@ -599,7 +599,7 @@ async fn list(
         .role
         .as_deref()
         .filter(|r| !r.is_empty())
-        .map(crate::registry::Role::parse)
+        .map(crate::registry::Role::parse_any)
         .transpose()
         .map_err(reject)?;
     let needle = query

@@ -15,7 +15,7 @@ struct Migration {
     run: fn(&Store) -> Result<()>,
 }
 
-const MIGRATIONS: [Migration; 3] = [
+const MIGRATIONS: [Migration; 4] = [
     Migration {
         from: 0,
         what: "stores made before formats were recorded: build the trust graph's invitee index",
@@ -32,6 +32,12 @@ const MIGRATIONS: [Migration; 3] = [
         what: "admin accounts can be disabled and gain single-use codes; audit entries gain a \
                count and the request's parameters",
         run: crate::admin::migrate::to_format_3,
+    },
+    Migration {
+        from: 3,
+        what: "proxies can be out of service (roles `drained` and `retired`, set by an \
+               operator); nothing stored changes, but an older proxyfleet cannot read them",
+        run: |_| Ok(()),
     },
 ];
 

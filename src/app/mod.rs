@@ -428,6 +428,7 @@ fn start_background(state: &Arc<AppState>, stop: &Arc<watch::Sender<bool>>) -> V
     jobs.push(tokio::spawn(rebalance::periodic(
         state.fleet.clone(),
         state.rebalance.clone(),
+        state.clock.clone(),
         move |plan| observed.metrics.rebalanced(plan),
         stop.subscribe(),
     )));

@@ -365,10 +365,14 @@ impl Billing {
         Ok(warned)
     }
 
-    /// The `fleet.proxy_changed` task, Pro side: if the proxy left, its Pro users get another
-    /// pro proxy in its place.
+    /// The `fleet.proxy_changed` task, Pro side: if the proxy left or is no longer a pro
+    /// proxy (drained, retired, given another role), its Pro users get another in its place.
     pub async fn proxy_changed(&self, name: &str, now_ms: u64) -> Result<()> {
-        if self.store.contains(TreeId::Proxies, name)? {
+        let still_pro = self
+            .store
+            .get::<crate::registry::Proxy>(TreeId::Proxies, name)?
+            .is_some_and(|p| p.role == Role::Pro);
+        if still_pro {
             return Ok(());
         }
         let users = crate::fleet::links::linked_users(&self.store, TreeId::ProLinks, name)?;

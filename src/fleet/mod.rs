@@ -66,6 +66,8 @@ pub struct Fleet {
     pub settings: FleetSettings,
     /// One rebalance at a time (periodic and manual runs).
     pub rebalancing: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Applied moves the proxies have not reported yet (`rebalance::ledger`).
+    pub moves: std::sync::Arc<rebalance::ledger::MoveLedger>,
     on_disable: DisableHook,
 }
 
@@ -86,6 +88,7 @@ impl Fleet {
             notifier,
             settings,
             rebalancing: Default::default(),
+            moves: Default::default(),
         }
     }
 
@@ -114,7 +117,10 @@ impl Fleet {
             .is_none_or(|p| p.role != crate::registry::Role::Fallback);
         let why = match proxy.map(|p| p.role) {
             None => format!("proxy {name} left"),
-            Some(crate::registry::Role::Standby) => format!("proxy {name} was drained"),
+            Some(crate::registry::Role::Standby | crate::registry::Role::Drained) => {
+                format!("proxy {name} was drained")
+            }
+            Some(crate::registry::Role::Retired) => format!("proxy {name} was retired"),
             Some(role) => format!("proxy {name} became a {} proxy", role.name()),
         };
         let users = links::users_of(&self.store, name)?;

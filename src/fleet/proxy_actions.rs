@@ -1,6 +1,9 @@
 //! An operator's hand on one proxy: drain it (its users move elsewhere and it carries no one),
-//! promote a standby to a fallback, or retire it (drain, then the retire hook). The role is
-//! pinned, so the proxy's own heartbeats do not undo the operator's choice.
+//! promote a standby to a fallback, retire it (drain, then the retire hook), and return a
+//! drained or retired proxy to service (undrain, reactivate). The role is pinned on the live
+//! record and kept in the proxy's credential, so neither its own heartbeats nor a later
+//! enrolment undo the operator's choice; a drained or retired proxy is never chosen, promoted
+//! or assigned by anything automatic.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -18,14 +21,30 @@ pub enum ProxyAction {
     Drain,
     Promote,
     Retire,
+    /// A drained proxy becomes a fallback again.
+    Undrain,
+    /// A retired proxy becomes a standby again (the rebalancer may promote it).
+    Reactivate,
 }
 
 impl ProxyAction {
     /// The role the proxy ends with.
     fn role(self) -> Role {
         match self {
-            ProxyAction::Promote => Role::Fallback,
-            ProxyAction::Drain | ProxyAction::Retire => Role::Standby,
+            ProxyAction::Promote | ProxyAction::Undrain => Role::Fallback,
+            ProxyAction::Reactivate => Role::Standby,
+            ProxyAction::Drain => Role::Drained,
+            ProxyAction::Retire => Role::Retired,
+        }
+    }
+
+    /// The role the proxy must have for the action to make sense, if any.
+    fn requires(self) -> Option<Role> {
+        match self {
+            ProxyAction::Undrain => Some(Role::Drained),
+            ProxyAction::Reactivate => Some(Role::Retired),
+            ProxyAction::Promote => Some(Role::Standby),
+            ProxyAction::Drain | ProxyAction::Retire => None,
         }
     }
 }
@@ -40,8 +59,25 @@ impl Fleet {
         action: ProxyAction,
         now_ms: u64,
     ) -> Result<Proxy> {
+        if let Some(required) = action.requires() {
+            let role = self
+                .store
+                .get::<Proxy>(TreeId::Proxies, name.as_str())?
+                .map(|p| p.role);
+            if role.is_some_and(|role| role != required) {
+                return Err(Error::conflict(
+                    "wrong_role",
+                    format!(
+                        "{action:?} applies to a {} proxy; {name} is {}",
+                        required.name(),
+                        role.map_or("gone", Role::name)
+                    ),
+                ));
+            }
+        }
         self.change_role(name.as_str(), action.role(), now_ms, |tx, name| {
-            if action != ProxyAction::Promote {
+            crate::registry::credentials::set_role_in(tx, name, action.role())?;
+            if action.role() != Role::Fallback {
                 self.shed_users(tx, name, &format!("{action:?}"), now_ms)?;
             }
             if action == ProxyAction::Retire {

@@ -84,10 +84,28 @@ pub enum Role {
     /// A menshen-style public VPN gateway: the only role `/json` lists. Appended last: roles
     /// are stored by position.
     Gateway,
+    /// Out of service by an operator's drain: nothing automatic chooses, promotes or assigns
+    /// it; only an operator returns it (undrain). Data format 4.
+    Drained,
+    /// Out of service by an operator's retire (its retire hook ran): as `Drained`, returned
+    /// only by an operator (reactivate). Data format 4.
+    Retired,
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 7] = [
+        Role::Fallback,
+        Role::Free,
+        Role::Pro,
+        Role::Standby,
+        Role::Gateway,
+        Role::Drained,
+        Role::Retired,
+    ];
+
+    /// The roles a proxy may claim when it registers (or an operator may give it); out of
+    /// service is reached only through the drain and retire actions.
+    pub const CLAIMABLE: [Role; 5] = [
         Role::Fallback,
         Role::Free,
         Role::Pro,
@@ -95,8 +113,9 @@ impl Role {
         Role::Gateway,
     ];
 
+    /// A role a proxy may claim (see `CLAIMABLE`).
     pub fn parse(raw: &str) -> Result<Role> {
-        Role::ALL
+        Role::CLAIMABLE
             .into_iter()
             .find(|role| role.name() == raw)
             .ok_or_else(|| {
@@ -107,6 +126,24 @@ impl Role {
             })
     }
 
+    /// Any role, out of service included (a filter of the proxy list).
+    pub fn parse_any(raw: &str) -> Result<Role> {
+        Role::ALL
+            .into_iter()
+            .find(|role| role.name() == raw)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "invalid_role",
+                    "role must be one of fallback, free, pro, standby, gateway, drained, retired",
+                )
+            })
+    }
+
+    /// Drained or retired by an operator: carries no one until an operator returns it.
+    pub fn out_of_service(self) -> bool {
+        matches!(self, Role::Drained | Role::Retired)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Role::Fallback => "fallback",
@@ -114,6 +151,8 @@ impl Role {
             Role::Pro => "pro",
             Role::Standby => "standby",
             Role::Gateway => "gateway",
+            Role::Drained => "drained",
+            Role::Retired => "retired",
         }
     }
 }

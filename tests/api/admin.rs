@@ -384,7 +384,7 @@ async fn draining_a_proxy_moves_its_users_off_and_retiring_runs_the_hook_task() 
 
     let drained = app.admin_post(path, &json!({ "action": "drain" })).await;
     assert_eq!(drained.status(), StatusCode::OK);
-    assert_eq!(drained.json::<Value>().await.unwrap()["role"], "standby");
+    assert_eq!(drained.json::<Value>().await.unwrap()["role"], "drained");
     crate::helpers::eventually(
         std::time::Duration::from_secs(10),
         "the user left the drained proxy",
@@ -394,10 +394,10 @@ async fn draining_a_proxy_moves_its_users_off_and_retiring_runs_the_hook_task() 
     // Its own heartbeat does not undo the operator's choice.
     app.proxy("alpha", 9001, &[]).await;
     let listed = app.admin_json("/api/v1/admin/proxies").await;
-    assert_eq!(listed["proxies"][0]["role"], "standby");
+    assert_eq!(listed["proxies"][0]["role"], "drained");
 
-    let promoted = app.admin_post(path, &json!({ "action": "promote" })).await;
-    assert_eq!(promoted.json::<Value>().await.unwrap()["role"], "fallback");
+    let undrained = app.admin_post(path, &json!({ "action": "undrain" })).await;
+    assert_eq!(undrained.json::<Value>().await.unwrap()["role"], "fallback");
 
     let retired = app.admin_post(path, &json!({ "action": "retire" })).await;
     assert_eq!(retired.status(), StatusCode::OK);

@@ -447,27 +447,36 @@ async fn pro_ending_within_three_days_is_announced_once() {
 }
 
 #[tokio::test]
-async fn a_departed_pro_proxy_is_replaced_for_its_pro_users() {
-    let app = billing_app().await;
-    for (i, clients) in [(0, "1"), (1, "2"), (2, "30")] {
-        app.proxy(
-            &format!("pro{i}"),
-            11_000 + i,
-            &[("role", "pro"), ("clients", clients)],
-        )
+async fn a_pro_proxy_that_left_or_was_drained_is_replaced_for_its_pro_users() {
+    for drained in [false, true] {
+        let app = billing_app().await;
+        for (i, clients) in [(0, "1"), (1, "2"), (2, "30")] {
+            app.proxy(
+                &format!("pro{i}"),
+                11_000 + i,
+                &[("role", "pro"), ("clients", clients)],
+            )
+            .await;
+        }
+        let (id, token, _) = app.create_user("kept@example.org", None).await;
+        app.gift_pro(id, 30).await;
+        assert_eq!(app.pro_of(id).await["proxies"], json!(["pro0", "pro1"]));
+        let response = if drained {
+            let action = json!({ "action": "drain" });
+            (app.admin_post("/api/v1/admin/proxies/pro0/action", &action)).await
+        } else {
+            app.unregister("pro0").await
+        };
+        assert_eq!(response.status(), StatusCode::OK);
+        let pro = eventually(Duration::from_secs(10), "a replacement", || async {
+            let pro = app.pro_of(id).await;
+            (pro["proxies"] == json!(["pro1", "pro2"])).then_some(pro)
+        })
         .await;
+        assert_eq!(pro["active"], true);
+        let (_, _, config) = app.config(&token).await;
+        assert_eq!(&names_of(&config["proxies"])[..2], &["pro1", "pro2"]);
+        app.queue_idle().await;
+        app.assert_consistent().await;
     }
-    let (id, token, _) = app.create_user("kept@example.org", None).await;
-    app.gift_pro(id, 30).await;
-    assert_eq!(app.pro_of(id).await["proxies"], json!(["pro0", "pro1"]));
-    assert_eq!(app.unregister("pro0").await.status(), StatusCode::OK);
-    let pro = eventually(Duration::from_secs(10), "a replacement", || async {
-        let pro = app.pro_of(id).await;
-        (pro["proxies"] == json!(["pro1", "pro2"])).then_some(pro)
-    })
-    .await;
-    assert_eq!(pro["active"], true);
-    let (_, _, config) = app.config(&token).await;
-    assert_eq!(&names_of(&config["proxies"])[..2], &["pro1", "pro2"]);
-    app.assert_consistent().await;
 }

@@ -99,12 +99,9 @@ async fn a_dry_run_changes_nothing() {
         app.admin_json("/api/v1/admin/proxies/p2").await["role"],
         "standby"
     );
-    assert!(
-        app.admin_json("/api/v1/admin/rebalance/plans").await["plans"]
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    // Only the plan itself is kept, as a dry run to review.
+    let plans = app.admin_json("/api/v1/admin/rebalance/plans").await;
+    assert_eq!(plans["plans"], json!([plan]));
 }
 
 #[tokio::test]
@@ -369,4 +366,188 @@ async fn without_any_room_the_provisioning_hook_runs_once() {
             .len(),
         2
     );
+}
+
+/// `POST /api/v1/admin/proxies/{name}/action`: the response, asserted 200, as JSON.
+async fn act(app: &TestApp, proxy: &str, action: &str) -> Value {
+    let path = format!("/api/v1/admin/proxies/{proxy}/action");
+    let response = app.admin_post(&path, &json!({ "action": action })).await;
+    assert_eq!(response.status(), StatusCode::OK, "{action} {proxy}");
+    response.json().await.expect("json")
+}
+
+#[tokio::test]
+async fn a_drained_or_retired_proxy_stays_out_of_service_until_an_operator_returns_it() {
+    for (action, role, back, role_back) in [
+        ("drain", "drained", "undrain", "fallback"),
+        ("retire", "retired", "reactivate", "standby"),
+    ] {
+        // p1 holds ten users and reports 10 clients against a limit of 5; p2 is the only
+        // other proxy, and the operator takes it out of service.
+        let app = spawn_app_with(|c| c.max_clients = 5).await;
+        overloaded_fleet(&app).await;
+        assert_eq!(act(&app, "p2", action).await["role"], role);
+
+        let plan = app.rebalance(false).await;
+        assert_eq!(plan["promoted"], json!([]), "{action}: not promoted");
+        assert_eq!(plan["moves"], json!([]), "{action}: nobody moved onto it");
+        assert_eq!(
+            plan["unplaced"], 5,
+            "{action}: the excess has nowhere to go"
+        );
+        let p2 = || app.admin_json("/api/v1/admin/proxies/p2");
+        assert_eq!(p2().await["role"], role);
+        // Its own heartbeat claiming a role, or a new user, does not bring it back.
+        app.proxy("p2", 9002, &[("role", "fallback")]).await;
+        assert_eq!(p2().await["role"], role);
+        let (_, _, proxies) = app
+            .create_user(&format!("{action}@example.org"), None)
+            .await;
+        assert!(
+            !proxies.contains(&"p2".to_string()),
+            "{action}: {proxies:?}"
+        );
+
+        // Only the operator's action for that state returns it.
+        let wrong = if action == "drain" {
+            "reactivate"
+        } else {
+            "undrain"
+        };
+        let path = "/api/v1/admin/proxies/p2/action";
+        let refused = app.admin_post(path, &json!({ "action": wrong })).await;
+        assert_eq!(refused.status(), StatusCode::CONFLICT);
+        let error: Value = refused.json().await.unwrap();
+        assert_eq!(error["error"]["code"], "wrong_role", "{error}");
+        assert_eq!(act(&app, "p2", back).await["role"], role_back);
+        let plan = app.rebalance(false).await;
+        let off_p1 = plan["moves"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["from"] == "p1" && m["to"] == "p2")
+            .count();
+        assert_eq!(off_p1, 5, "{action}: {plan}");
+        app.assert_consistent().await;
+    }
+}
+
+#[tokio::test]
+async fn a_stale_load_report_moves_its_excess_once_across_runs() {
+    // The numbers: ten users on p1, which reports 14 clients against a limit of 10.
+    let app = spawn_app_with(|c| {
+        c.max_clients = 10;
+        c.fallbacks_per_user = 1;
+    })
+    .await;
+    app.proxy("p1", 9001, &[("clients", "0")]).await;
+    for i in 0..10 {
+        let (_, _, proxies) = app.create_user(&format!("u{i}@example.org"), None).await;
+        assert_eq!(proxies, vec!["p1"]);
+    }
+    app.proxy("p2", 9002, &[("clients", "0")]).await;
+    app.proxy("p1", 9001, &[("clients", "14")]).await;
+    let off_p1 = |plan: &Value| {
+        plan["moves"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["from"] == "p1")
+            .count()
+    };
+    let mut moved = 0;
+    for _ in 0..3 {
+        // p1 has not reported since: its 14 still stand.
+        moved += off_p1(&app.rebalance(false).await);
+    }
+    assert_eq!(moved, 4, "14 - 10 users, once");
+    // A dry run sees the same: nothing left to move.
+    assert_eq!(off_p1(&app.rebalance(true).await), 0);
+
+    // p1 reports after the moves: that report is taken as it is (6 users, 12 clients: 2 over),
+    // and p2's report of its 4 new users replaces the correction made for it.
+    app.clock.advance(Duration::from_secs(1));
+    app.proxy("p1", 9001, &[("clients", "12")]).await;
+    app.proxy("p2", 9002, &[("clients", "4")]).await;
+    assert_eq!(off_p1(&app.rebalance(false).await), 2);
+    assert_eq!(off_p1(&app.rebalance(false).await), 0);
+    app.assert_consistent().await;
+}
+
+/// (user, from, to) of every move of a plan.
+fn moves_of(plan: &Value) -> Vec<(u64, Value, Value)> {
+    plan["moves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["user"].as_u64().unwrap(),
+                m["from"].clone(),
+                m["to"].clone(),
+            )
+        })
+        .collect()
+}
+
+async fn dry_run_seeded(app: &TestApp, seed: u64) -> Value {
+    let path = format!("/api/v1/admin/rebalance?dry_run=true&seed={seed}");
+    let response = app.admin_post(&path, &json!({})).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_reviewed_dry_run_is_applied_exactly_once_or_refused_when_the_fleet_changed() {
+    let app = spawn_app_with(|c| c.max_clients = 5).await;
+    overloaded_fleet(&app).await;
+    // Three dry runs with nothing changed plan the same five moves.
+    let reviewed = app.rebalance(true).await;
+    assert_eq!(moves_of(&reviewed).len(), 5);
+    for _ in 0..2 {
+        assert_eq!(moves_of(&app.rebalance(true).await), moves_of(&reviewed));
+    }
+    // A seed given makes its own choice reproducible.
+    let seeded = moves_of(&dry_run_seeded(&app, 7).await);
+    assert_eq!(moves_of(&dry_run_seeded(&app, 7).await), seeded);
+
+    // Applying the reviewed dry run carries out exactly its moves.
+    let path = format!("/api/v1/admin/rebalance/plans/{}/apply", reviewed["id"]);
+    let response = app.admin_post(&path, &json!({})).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let applied: Value = response.json().await.unwrap();
+    assert_eq!(applied["dry_run"], false);
+    assert_eq!(moves_of(&applied), moves_of(&reviewed));
+    assert_eq!(applied["promoted"][0]["proxy"], "p2");
+    for (user, _, _) in moves_of(&reviewed) {
+        let user = app.admin_json(&format!("/api/v1/admin/users/{user}")).await;
+        assert_eq!(user["user"]["proxies"], json!(["p2"]), "{user}");
+    }
+    // Once: the dry run is gone, and a real plan is not a dry run to apply.
+    let again = app.admin_post(&path, &json!({})).await;
+    assert_eq!(again.status(), StatusCode::NOT_FOUND);
+    let real = format!("/api/v1/admin/rebalance/plans/{}/apply", applied["id"]);
+    let refused = app.admin_post(&real, &json!({})).await;
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "plan_applied");
+    app.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn a_dry_run_whose_target_left_is_refused_as_stale_and_changes_nothing() {
+    let app = spawn_app_with(|c| c.max_clients = 5).await;
+    let users = overloaded_fleet(&app).await;
+    let reviewed = app.rebalance(true).await;
+    assert_eq!(moves_of(&reviewed).len(), 5);
+    assert_eq!(app.unregister("p2").await.status(), StatusCode::OK);
+    let before = configs(&app, &users).await;
+    let path = format!("/api/v1/admin/rebalance/plans/{}/apply", reviewed["id"]);
+    let response = app.admin_post(&path, &json!({})).await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "plan_stale", "{error}");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("p2 to promote is gone"), "{message}");
+    assert_eq!(configs(&app, &users).await, before, "nothing moved");
 }

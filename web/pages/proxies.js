@@ -15,7 +15,7 @@ export async function render(main) {
   const count = h('span', { class: 'muted', id: 'proxy-count' });
   const form = h('form', { class: 'filters', onsubmit: (e) => { e.preventDefault(); filters.q = form.q.value; filters.role = form.role.value; cursors.length = 1; load(); } },
     h('input', { name: 'q', type: 'search', placeholder: 'name, ip, country, city' }),
-    h('select', { name: 'role' }, ['', 'fallback', 'free', 'pro', 'standby', 'gateway'].map((r) => h('option', { value: r }, r || 'any role'))),
+    h('select', { name: 'role' }, ['', 'fallback', 'free', 'pro', 'standby', 'gateway', 'drained', 'retired'].map((r) => h('option', { value: r }, r || 'any role'))),
     h('button', { type: 'submit' }, 'Filter'), count);
   replace(main, h('h1', {}, title), form, list);
 
@@ -45,7 +45,7 @@ export async function render(main) {
     replace(list,
       table([
         ['Name', (p) => h('span', { class: 'name' }, p.name)],
-        ['Status', (p) => h('span', { class: `status ${p.role}` }, p.role === 'standby' ? 'standby' : 'up')],
+        ['Status', (p) => h('span', { class: `status ${p.role}` }, ['standby', 'drained', 'retired'].includes(p.role) ? p.role : 'up')],
         ['Role', (p) => p.role],
         ['Address', (p) => `${p.ip}:${p.port}`],
         ['Location', (p) => [p.city, p.country].filter(Boolean).join(', ') || '–'],
@@ -54,10 +54,12 @@ export async function render(main) {
         ['Heartbeat', (p) => ago(p.last_seen)],
         ['Load', (p) => sparkline((p.history || []).map((v) => v || 0))],
         ['', (p) => h('span', { class: 'actions' },
-          p.role !== 'standby' ? h('button', { type: 'button', onclick: () => act(p.name, 'drain', `Drain ${p.name}? Its users move to other proxies.`) }, 'Drain') : null,
+          !['standby', 'drained', 'retired'].includes(p.role) ? h('button', { type: 'button', onclick: () => act(p.name, 'drain', `Drain ${p.name}? Its users move to other proxies, and nothing automatic uses it until you undrain it.`) }, 'Drain') : null,
           p.role === 'standby' ? h('button', { type: 'button', onclick: () => act(p.name, 'promote', `Promote ${p.name} to a fallback proxy?`) }, 'Promote') : null,
+          p.role === 'drained' ? h('button', { type: 'button', onclick: () => act(p.name, 'undrain', `Undrain ${p.name}? It becomes a fallback proxy again.`) }, 'Undrain') : null,
+          p.role === 'retired' ? h('button', { type: 'button', onclick: () => act(p.name, 'reactivate', `Reactivate ${p.name}? It becomes a standby the rebalancer may promote.`) }, 'Reactivate') : null,
           p.role !== 'gateway' ? h('button', { type: 'button', onclick: () => call(p.name, 'role', { role: 'gateway' }, `Make ${p.name} a public gateway? Anyone asking /json will see its address, and its users move elsewhere.`, 'now a gateway') }, 'Make gateway') : null,
-          h('button', { type: 'button', class: 'danger', onclick: () => act(p.name, 'retire', `Retire ${p.name}? It is drained and its retire command runs.`) }, 'Retire'),
+          p.role !== 'retired' ? h('button', { type: 'button', class: 'danger', onclick: () => act(p.name, 'retire', `Retire ${p.name}? It is drained and its retire command runs.`) }, 'Retire') : null,
           h('button', { type: 'button', class: 'danger', onclick: () => call(p.name, 'revoke', {}, `Revoke ${p.name}'s secret? It leaves service now and its heartbeats are refused until you rotate its secret.`, 'secret revoked') }, 'Revoke'))],
       ], page.proxies, 'No proxy matches.'),
       h('div', { class: 'pager' },

@@ -31,13 +31,89 @@ pub(crate) fn set_role(tx: &Tx, name: &str, role: Role, now_ms: u64) -> TxResult
     Ok(())
 }
 
-/// Applies `plan` (already numbered) and stores it. Returns the users whose config changed.
-pub async fn apply(fleet: &Fleet, plan: &mut Plan, now_ms: u64) -> Result<Vec<UserId>> {
+fn role_of(tx: &Tx, proxy: &ProxyName) -> TxResult<Option<Role>> {
+    Ok(tx
+        .get::<Proxy>(TreeId::Proxies, proxy.as_str())?
+        .map(|p| p.role))
+}
+
+/// Numbers a dry run's plan and keeps it, for the operator to apply after review.
+pub fn keep_for_review(fleet: &Fleet, plan: &mut Plan) -> Result<()> {
+    plan.id = fleet.store.transaction(|tx| {
+        let id = tx.next(NEXT_PLAN_ID)?;
+        tx.put(TreeId::Plans, u64_key(id), &Plan { id, ..plan.clone() })?;
+        Ok(id)
+    })?;
+    Ok(())
+}
+
+/// What keeps a reviewed plan from being applied as it is: users gone, disabled or moved
+/// meanwhile, targets that left or changed role, standbys promoted or taken out of service,
+/// proxies to drain that are no longer fallbacks. Empty when it still fits.
+pub fn what_changed(fleet: &Fleet, plan: &Plan) -> Result<Vec<String>> {
+    let store = &fleet.store;
+    let role = |name: &ProxyName| -> Result<Option<Role>> {
+        Ok(store
+            .get::<Proxy>(TreeId::Proxies, name.as_str())?
+            .map(|p| p.role))
+    };
+    let shown = |role: Option<Role>| role.map_or("gone", Role::name);
+    let mut changed = Vec::new();
+    for promotion in &plan.promoted {
+        let now = role(&promotion.proxy)?;
+        if now != Some(Role::Standby) {
+            changed.push(format!("{} to promote is {}", promotion.proxy, shown(now)));
+        }
+    }
+    for step in &plan.moves {
+        let promoted = plan.promoted.iter().any(|p| p.proxy == step.to);
+        let now = role(&step.to)?;
+        if !(now == Some(Role::Fallback) || promoted && now == Some(Role::Standby)) {
+            changed.push(format!("target {} is {}", step.to, shown(now)));
+            continue;
+        }
+        let user = store.get::<User>(TreeId::Users, step.user.key())?;
+        let problem = match &user {
+            None => Some("is gone"),
+            Some(u) if u.status != UserStatus::Active => Some("is disabled"),
+            Some(u) if step.from.as_ref().is_some_and(|f| !u.proxies.contains(f)) => {
+                Some("left the proxy to move off")
+            }
+            Some(u) if u.proxies.contains(&step.to) => Some("has the target already"),
+            Some(_) => None,
+        };
+        if let Some(problem) = problem {
+            changed.push(format!("user {} {problem}", step.user));
+        }
+    }
+    for drain in &plan.retired {
+        let now = role(&drain.proxy)?;
+        if now != Some(Role::Fallback) {
+            changed.push(format!("{} to drain is {}", drain.proxy, shown(now)));
+        }
+    }
+    Ok(changed)
+}
+
+/// Applies `plan` and stores it under a new number (replacing the dry run `reviewed`, if it
+/// is one the operator reviewed). Returns the users whose config changed.
+pub async fn apply(
+    fleet: &Fleet,
+    plan: &mut Plan,
+    now_ms: u64,
+    reviewed: Option<u64>,
+) -> Result<Vec<UserId>> {
     let store = &fleet.store;
     plan.id = store.transaction(|tx| {
+        if let Some(reviewed) = reviewed {
+            tx.remove(TreeId::Plans, u64_key(reviewed))?;
+        }
         let id = tx.next(NEXT_PLAN_ID)?;
         for promotion in &plan.promoted {
-            set_role(tx, promotion.proxy.as_str(), Role::Fallback, now_ms)?;
+            // Only a standby still: an operator may have drained it since the snapshot.
+            if role_of(tx, &promotion.proxy)? == Some(Role::Standby) {
+                set_role(tx, promotion.proxy.as_str(), Role::Fallback, now_ms)?;
+            }
         }
         Ok(id)
     })?;
@@ -55,10 +131,10 @@ pub async fn apply(fleet: &Fleet, plan: &mut Plan, now_ms: u64) -> Result<Vec<Us
                     .from
                     .as_ref()
                     .is_none_or(|from| user.proxies.contains(from));
-                let target_live = tx.contains(TreeId::Proxies, &step.to)?;
+                let target_serves = role_of(tx, &step.to)? == Some(Role::Fallback);
                 if user.status != UserStatus::Active
                     || !still_there
-                    || !target_live
+                    || !target_serves
                     || user.proxies.contains(&step.to)
                 {
                     continue;
@@ -75,17 +151,24 @@ pub async fn apply(fleet: &Fleet, plan: &mut Plan, now_ms: u64) -> Result<Vec<Us
                 if user.proxies.len() >= fleet.settings.fallbacks_per_user {
                     tx.remove(TreeId::NeedsFallback, user.id.key())?;
                 }
-                moved.push(user.id);
+                moved.push((user.id, step));
             }
             Ok(moved)
         })?;
         store.durable().await?;
+        fleet
+            .moves
+            .record(moved.iter().map(|(_, m)| (m.from.as_ref(), &m.to)), now_ms);
+        let moved: Vec<UserId> = moved.into_iter().map(|(id, _)| id).collect();
         fleet.notifier.notify(&moved);
         changed.extend(moved);
     }
 
     store.transaction(|tx| {
         for drain in &plan.retired {
+            if role_of(tx, &drain.proxy)? != Some(Role::Fallback) {
+                continue; // an operator changed it since the snapshot
+            }
             set_role(tx, drain.proxy.as_str(), Role::Standby, now_ms)?;
             if drain.action == DrainAction::Retire {
                 let task = NewTask {

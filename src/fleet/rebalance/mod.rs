@@ -1,7 +1,11 @@
 //! The rebalancer: periodic and on demand. `snapshot` reads, `plan` decides (pure), `apply`
-//! writes. A dry run plans and returns without writing anything.
+//! writes, `ledger` remembers the moves the proxies have not reported yet. Plans are
+//! deterministic: the same fleet and the same seed give the same plan. A dry run changes
+//! nothing in the fleet but keeps its plan, so the operator can apply exactly what they
+//! reviewed (`apply_reviewed`), or learn that the fleet changed since (409 `plan_stale`).
 
 pub mod apply;
+pub mod ledger;
 pub mod plan;
 pub mod snapshot;
 
@@ -11,10 +15,10 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tokio::sync::watch;
 
-use crate::clock::now_ms;
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fleet::Fleet;
+use crate::store::codec::u64_key;
 use crate::store::TreeId;
 use plan::{Plan, Rules, Trigger};
 
@@ -45,15 +49,37 @@ impl RebalanceSettings {
     }
 }
 
-/// Plans (and unless `dry_run`, applies) one rebalance.
+/// The meta key of this store's own rebalance seed (made once, never shown): plans are
+/// deterministic, yet which users move cannot be predicted from outside.
+const STORE_SEED: &str = "rebalance.seed";
+
+/// The seed of a run: the one asked for, else `rebalance_seed`, else the store's own.
+fn seed_for(fleet: &Fleet, settings: &RebalanceSettings, asked: Option<u64>) -> Result<u64> {
+    if let Some(seed) = asked.or(settings.seed) {
+        return Ok(seed);
+    }
+    fleet.store.transaction(|tx| {
+        if let Some(seed) = tx.get::<u64>(TreeId::Meta, STORE_SEED)? {
+            return Ok(seed);
+        }
+        let seed: u64 = rand::random();
+        tx.put(TreeId::Meta, STORE_SEED, &seed)?;
+        Ok(seed)
+    })
+}
+
+/// Plans (and unless `dry_run`, applies) one rebalance at `now` (the clock the proxies'
+/// reports are timed with); a dry run's plan is kept, numbered, for `apply_reviewed`. `seed`
+/// makes the random choices (which users move) reproducible.
 pub async fn run(
     fleet: &Fleet,
     settings: &RebalanceSettings,
     trigger: Trigger,
     dry_run: bool,
+    seed: Option<u64>,
+    now: u64,
 ) -> Result<Plan> {
     let _one_at_a_time = fleet.rebalancing.lock().await;
-    let now = now_ms();
     let requested: Option<u64> = fleet.store.get(TreeId::Meta, apply::PROVISION_REQUESTED)?;
     let rules = Rules {
         hysteresis_ms: settings.hysteresis_ms,
@@ -72,15 +98,52 @@ pub async fn run(
             .await
             .map_err(crate::error::Error::internal)??
     };
-    let mut rng = match settings.seed {
-        Some(seed) => StdRng::seed_from_u64(seed),
-        None => StdRng::from_entropy(),
-    };
+    let mut rng = StdRng::seed_from_u64(seed_for(fleet, settings, seed)?);
     let mut plan = plan::plan(&snapshot, &rules, trigger, now, &mut rng);
     plan.dry_run = dry_run;
-    if !dry_run {
-        apply::apply(fleet, &mut plan, now).await?;
+    if dry_run {
+        apply::keep_for_review(fleet, &mut plan)?;
+    } else {
+        apply::apply(fleet, &mut plan, now, None).await?;
     }
+    Ok(plan)
+}
+
+/// Applies the dry run `id` exactly as the operator reviewed it, if every part of it still
+/// fits the fleet; otherwise 409 `plan_stale`, saying what changed. A plan is applied once.
+pub async fn apply_reviewed(fleet: &Fleet, id: u64, now: u64) -> Result<Plan> {
+    let _one_at_a_time = fleet.rebalancing.lock().await;
+    let Some(mut plan) = fleet.store.get::<Plan>(TreeId::Plans, u64_key(id))? else {
+        return Err(Error::NotFound(format!("plan {id}")));
+    };
+    if !plan.dry_run {
+        return Err(Error::conflict(
+            "plan_applied",
+            format!("plan {id} is not a dry run waiting for review: it was applied"),
+        ));
+    }
+    let changed = {
+        let (fleet, plan) = (fleet.clone(), plan.clone());
+        tokio::task::spawn_blocking(move || apply::what_changed(&fleet, &plan))
+            .await
+            .map_err(Error::internal)??
+    };
+    if !changed.is_empty() {
+        const SHOWN: usize = 10;
+        let mut shown = changed.iter().take(SHOWN).cloned().collect::<Vec<_>>();
+        if changed.len() > SHOWN {
+            shown.push(format!("and {} more", changed.len() - SHOWN));
+        }
+        return Err(Error::conflict(
+            "plan_stale",
+            format!(
+                "plan {id} no longer fits the fleet ({}); run a new dry run",
+                shown.join("; ")
+            ),
+        ));
+    }
+    plan.dry_run = false;
+    apply::apply(fleet, &mut plan, now, Some(id)).await?;
     Ok(plan)
 }
 
@@ -110,24 +173,29 @@ pub fn compact_history(fleet: &Fleet, keep: usize) -> Result<usize> {
     Ok(old.len())
 }
 
-/// Periodic runs; `ran` sees each plan (for the metrics).
+/// Periodic runs, timed by `clock` (the one the proxies' reports are timed with); `ran` sees
+/// each plan (for the metrics). The first run waits one interval: the fleet reports first.
 pub async fn periodic(
     fleet: Fleet,
     settings: RebalanceSettings,
+    clock: crate::clock::Clock,
     ran: impl Fn(&Plan) + Send + 'static,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     if settings.interval.is_zero() {
         return;
     }
-    let mut tick = tokio::time::interval(settings.interval);
-    tick.tick().await; // the first tick is immediate: let the fleet report first
-    while !*stop.borrow() {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => break,
-        }
-        let outcome = run(&fleet, &settings, Trigger::Periodic, false).await;
+    let first = tokio::time::Instant::now() + settings.interval;
+    crate::clock::repeat(first, settings.interval, stop, || async {
+        let outcome = run(
+            &fleet,
+            &settings,
+            Trigger::Periodic,
+            false,
+            None,
+            clock.now_ms(),
+        )
+        .await;
         if let Ok(plan) = &outcome {
             ran(plan);
         }
@@ -148,5 +216,6 @@ pub async fn periodic(
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "rebalance failed"),
         }
-    }
+    })
+    .await;
 }

@@ -277,7 +277,7 @@ fn relieve_overloaded(
     let mut overloaded: Vec<(&ProxyState, u64)> = snapshot
         .proxies
         .iter()
-        .filter(|p| p.role != Role::Standby)
+        .filter(|p| p.role != Role::Standby && !p.role.out_of_service())
         .filter_map(|p| {
             let clients = u64::from(p.clients?);
             let excess = clients.checked_sub(u64::from(p.limit)).filter(|e| *e > 0)?;

@@ -22,10 +22,18 @@ pub fn take(fleet: &Fleet, now_ms: u64) -> Result<Snapshot> {
     let max_clients = fleet.settings.max_clients;
     let mut snapshot = Snapshot::default();
     let mut users_on: BTreeMap<ProxyName, Vec<UserState>> = BTreeMap::new();
-    for proxy in fleet.registry.list(now_ms)? {
+    let proxies = fleet.registry.list(now_ms)?;
+    fleet
+        .moves
+        .keep_only(&proxies.iter().map(|p| &p.name).collect());
+    for proxy in proxies {
         let name = proxy.name.clone();
         let limit = proxy.limit(max_clients);
-        let overloaded = proxy.load.clients.is_some_and(|c| c > limit);
+        // The report, less the users moved off since it was made (plus those moved on).
+        let clients = fleet
+            .moves
+            .corrected(&name, proxy.load.clients, proxy.last_seen_ms);
+        let overloaded = clients.is_some_and(|c| c > limit);
         if overloaded || proxy.under_low_since_ms.is_some() {
             let mut users = Vec::new();
             for id in links::users_of(&fleet.store, name.as_str())? {
@@ -40,7 +48,7 @@ pub fn take(fleet: &Fleet, now_ms: u64) -> Result<Snapshot> {
             name,
             role: proxy.role,
             limit,
-            clients: proxy.load.clients,
+            clients,
             over_limit_since_ms: proxy.over_limit_since_ms,
             under_low_since_ms: proxy.under_low_since_ms,
         });
