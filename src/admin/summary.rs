@@ -48,6 +48,8 @@ pub struct Summary {
     pub capacity: u64,
     pub users_total: u64,
     pub users_pro: u64,
+    /// Users waiting for a fallback proxy: none had room (they are placed when room appears).
+    pub users_unplaced: u64,
     /// Currency -> amount (minor units) paid this calendar month (UTC), less refunds.
     pub revenue_this_month: BTreeMap<String, i64>,
     pub payments_this_month: u64,
@@ -145,6 +147,7 @@ pub fn summary(sources: &Sources<'_>, now_ms: u64) -> Result<Summary> {
         capacity,
         users_total,
         users_pro,
+        users_unplaced: sources.store.len(TreeId::NeedsFallback) as u64,
         revenue_this_month: revenue,
         payments_this_month,
         queue: sources.queue.counts()?,

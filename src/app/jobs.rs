@@ -40,6 +40,9 @@ async fn handle(state: &Arc<AppState>, task: &Task) -> Result<(), String> {
         }
         TaskKind::Provision | TaskKind::Retire => state.fleet.hook_task(kind, &task.payload).await,
         TaskKind::MailSend => state.mailer.send_task(&task.payload, now_ms()).await,
+        TaskKind::PlaceUnplaced => (state.fleet.place_unplaced(now_ms()).await)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
     }
 }
 
@@ -84,7 +87,8 @@ pub async fn refresh_views(state: Arc<AppState>, stop: watch::Receiver<bool>) {
             let now = now_ms();
             state.distribution.refresh(now, |view| {
                 state.gateways.set(view, now);
-            })
+            })?;
+            state.fleet.refresh_candidates(now)
         })
         .await;
         if let Ok(Err(e)) = refreshed {

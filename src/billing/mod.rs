@@ -47,16 +47,23 @@ fn webhook_combiner(
         store,
         WEBHOOKS_PER_TRANSACTION,
         move |tx, jobs: &[WebhookJob]| {
+            // The pro proxies given by earlier events of the batch count in the loads the
+            // later ones see (otherwise a batch of new Pro users lands on one proxy).
+            let mut candidates: Option<Vec<Candidate>> = None;
             jobs.iter()
-                .map(|(event, candidates, now_ms)| {
-                    let context = ProContext {
+                .map(|(event, snapshot, now_ms)| {
+                    let candidates = match &mut candidates {
+                        Some(candidates) => candidates,
+                        None => candidates.insert(pro::with_links_in(tx, snapshot)?),
+                    };
+                    let mut context = ProContext {
                         plans: &settings.plans,
                         candidates,
                         proxies_per_user: settings.pro_proxies_per_user,
                     };
                     // Events of one batch are applied in order, each seeing the ones before it:
                     // a duplicate within the batch is still "already processed".
-                    let (outcome, user) = payments::apply(tx, event, &context, *now_ms)?;
+                    let (outcome, user) = payments::apply(tx, event, &mut context, *now_ms)?;
                     if let (Outcome::Granted { .. }, Some(user), event::Effect::Paid(paid)) =
                         (&outcome, &user, &event.effect)
                     {
@@ -243,13 +250,14 @@ impl Billing {
         let candidates = self.candidates(now_ms)?;
         let per_user = self.settings.pro_proxies_per_user;
         let user = self.store.transaction(|tx| {
+            let mut candidates = candidates.clone();
             let Some(mut user) = tx.get::<User>(TreeId::Users, id.key())? else {
                 return abort(Error::NotFound(format!("user {id}")));
             };
             if let Err(disabled) = user.check_enabled() {
                 return abort(disabled);
             }
-            pro::extend(tx, &mut user, days, &candidates, per_user, now_ms)?;
+            pro::extend(tx, &mut user, days, &mut candidates, per_user, now_ms)?;
             Ok(user)
         })?;
         self.store.durable().await?;
@@ -379,16 +387,25 @@ impl Billing {
         if users.is_empty() {
             return Ok(());
         }
-        let candidates = self.candidates(now_ms)?;
+        let mut candidates = self.candidates(now_ms)?;
         let per_user = self.settings.pro_proxies_per_user;
         for chunk in users.chunks(EXPIRED_PER_TRANSACTION) {
-            self.store.transaction(|tx| {
+            // Each replacement counts in the loads the next one sees.
+            candidates = self.store.transaction(|tx| {
+                let mut candidates = candidates.clone();
                 for id in chunk {
                     if let Some(mut user) = tx.get::<User>(TreeId::Users, id.key())? {
-                        pro::replace_departed(tx, &mut user, name, &candidates, per_user, now_ms)?;
+                        pro::replace_departed(
+                            tx,
+                            &mut user,
+                            name,
+                            &mut candidates,
+                            per_user,
+                            now_ms,
+                        )?;
                     }
                 }
-                Ok(())
+                Ok(candidates)
             })?;
             self.store.durable().await?;
             self.notifier.notify(chunk);

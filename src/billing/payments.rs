@@ -100,7 +100,8 @@ fn add_to_totals(tx: &Tx, currency: &str, change: impl Fn(&mut Totals)) -> TxRes
 /// What pro needs besides the event: the plans, and where pro proxies can be found.
 pub struct ProContext<'a> {
     pub plans: &'a [Plan],
-    pub candidates: &'a [Candidate],
+    /// Loads include the pro proxies given earlier in the same batch.
+    pub candidates: &'a mut Vec<Candidate>,
     pub proxies_per_user: usize,
 }
 
@@ -108,7 +109,7 @@ pub struct ProContext<'a> {
 pub fn apply(
     tx: &Tx,
     event: &Event,
-    context: &ProContext,
+    context: &mut ProContext,
     now_ms: u64,
 ) -> TxResult<(Outcome, Option<User>)> {
     if tx.contains(TreeId::StripeEvents, &event.id)? {
@@ -136,7 +137,7 @@ fn pay(
     tx: &Tx,
     paid: &Paid,
     event_id: &str,
-    context: &ProContext,
+    context: &mut ProContext,
     now_ms: u64,
 ) -> TxResult<(Outcome, Option<User>)> {
     if tx.contains(TreeId::Payments, &paid.payment_id)? {
@@ -153,7 +154,7 @@ fn pay(
                 tx,
                 &mut user,
                 plan.days,
-                context.candidates,
+                &mut *context.candidates,
                 context.proxies_per_user,
                 now_ms,
             )?;

@@ -34,6 +34,29 @@ fn adjust_count(tx: &Tx, proxy: &str, delta: i64) -> TxResult<()> {
     }
 }
 
+/// `snapshot` (taken when a request arrived) with the links committed since: a batch of
+/// payments starts from the links the batches before it made, not from its requests' reads.
+pub fn with_links_in(tx: &Tx, snapshot: &[Candidate]) -> TxResult<Vec<Candidate>> {
+    snapshot
+        .iter()
+        .map(|c| {
+            let linked: u64 = tx.get(TreeId::ProCounts, c.name.as_str())?.unwrap_or(0);
+            Ok(Candidate {
+                load: c.load.max(linked),
+                ..c.clone()
+            })
+        })
+        .collect()
+}
+
+/// Counts the proxies just given to a user in the loads later choices see (a batch of
+/// payments, or the users of a departed proxy, do not all land on the same proxy).
+fn count_in(candidates: &mut [Candidate], given: &[ProxyName]) {
+    for candidate in candidates.iter_mut().filter(|c| given.contains(&c.name)) {
+        candidate.load += 1;
+    }
+}
+
 /// Links `user` to exactly `proxies` (both indexes, the tokens, the config version).
 fn set_pro_proxies(tx: &Tx, user: &mut User, proxies: Vec<ProxyName>) -> TxResult<()> {
     if user.pro_proxies == proxies {
@@ -120,7 +143,7 @@ pub fn extend(
     tx: &Tx,
     user: &mut User,
     days: u64,
-    candidates: &[Candidate],
+    candidates: &mut [Candidate],
     per_user: usize,
     now_ms: u64,
 ) -> TxResult<()> {
@@ -134,7 +157,9 @@ pub fn extend(
             .filter(|c| !proxies.contains(&c.name))
             .cloned()
             .collect();
-        proxies.extend(choose(&more, per_user - proxies.len()));
+        let given = choose(&more, per_user - proxies.len());
+        count_in(candidates, &given);
+        proxies.extend(given);
         set_pro_proxies(tx, user, proxies)?;
     }
     reindex_expiry(tx, user, old_until)?;
@@ -175,7 +200,7 @@ pub fn replace_departed(
     tx: &Tx,
     user: &mut User,
     gone: &str,
-    candidates: &[Candidate],
+    candidates: &mut [Candidate],
     per_user: usize,
     now_ms: u64,
 ) -> TxResult<bool> {
@@ -194,7 +219,9 @@ pub fn replace_departed(
             .filter(|c| c.name != gone && !kept.contains(&c.name))
             .cloned()
             .collect();
-        kept.extend(choose(&others, per_user - kept.len()));
+        let given = choose(&others, per_user - kept.len());
+        count_in(candidates, &given);
+        kept.extend(given);
     }
     set_pro_proxies(tx, user, kept)?;
     save_user(tx, user, now_ms)?;
@@ -252,7 +279,7 @@ mod tests {
         let extended = store
             .transaction(|tx| {
                 let mut u = user(1);
-                extend(tx, &mut u, 2, &candidates, 1, now)?;
+                extend(tx, &mut u, 2, &mut candidates.clone(), 1, now)?;
                 Ok(u)
             })
             .unwrap();

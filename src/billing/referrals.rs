@@ -96,6 +96,8 @@ impl Billing {
             let Some(found) = tx.get::<Code>(TreeId::Codes, &code)? else {
                 return abort(Error::NotFound(format!("code {code}")));
             };
+            // The referrer's new pro proxies count in the loads the redeemer's choice sees.
+            let mut candidates = candidates.clone();
             let mut user = user_in(tx, user_id)?;
             if tx.contains(TreeId::Redemptions, redemption_key(&code, user_id))? {
                 return abort(Error::conflict(
@@ -118,7 +120,7 @@ impl Billing {
                         ));
                     }
                     let mut referrer = user_in(tx, owner)?;
-                    pro::extend(tx, &mut referrer, bonus, &candidates, per_user, now_ms)?;
+                    pro::extend(tx, &mut referrer, bonus, &mut candidates, per_user, now_ms)?;
                     user.referred_by = Some(owner);
                     (bonus, Some(owner))
                 }
@@ -152,7 +154,7 @@ impl Billing {
                     (days, None)
                 }
             };
-            pro::extend(tx, &mut user, days, &candidates, per_user, now_ms)?;
+            pro::extend(tx, &mut user, days, &mut candidates, per_user, now_ms)?;
             tx.put(TreeId::Redemptions, redemption_key(&code, user_id), &now_ms)?;
             let redeemed = Redeemed {
                 code: code.clone(),

@@ -1,10 +1,12 @@
 //! Users, the trust graph, invitations, fallback assignment and the rebalancer (the
 //! fallback-proxy proposal).
 
+pub mod index;
 pub mod invitations;
 pub mod invitees;
 pub mod links;
 pub mod model;
+pub mod placement;
 pub mod policy;
 pub mod proxy_actions;
 pub mod rebalance;
@@ -68,6 +70,8 @@ pub struct Fleet {
     pub rebalancing: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// Applied moves the proxies have not reported yet (`rebalance::ledger`).
     pub moves: std::sync::Arc<rebalance::ledger::MoveLedger>,
+    /// The fallback proxies new users are placed on, in memory (`index.rs`).
+    pub index: std::sync::Arc<index::CandidateIndex>,
     on_disable: DisableHook,
 }
 
@@ -89,6 +93,7 @@ impl Fleet {
             settings,
             rebalancing: Default::default(),
             moves: Default::default(),
+            index: Default::default(),
         }
     }
 
@@ -151,6 +156,8 @@ impl Fleet {
         }
         // Free subsets of any user may have shown it too.
         self.notifier.notify_all();
+        // Its users wait for another proxy: those with room take them now.
+        self.place_unplaced(now_ms).await?;
         Ok(())
     }
 

@@ -1,5 +1,8 @@
 //! Choosing fallback proxies (pure). The trust policy is the proposal's: an invitee gets the
 //! inviter's newest fallback proxy, else the closest ancestor's, else the least loaded one.
+//! Either policy chooses only proxies with room: a proxy at its limit is passed over (an
+//! invitation tree spreads once its proxy is full), and with no room anywhere the user waits
+//! for one (`placement.rs`) rather than overloading a proxy.
 
 use crate::config::AssignmentPolicy;
 use crate::fleet::model::ProxyName;
@@ -19,7 +22,7 @@ impl Candidate {
     }
 }
 
-/// The candidate with the most headroom that is not in `exclude` (ties: by name, so the
+/// The candidate with the most headroom (> 0) that is not in `exclude` (ties: by name, so the
 /// choice is stable).
 pub fn least_loaded<'a>(
     candidates: &'a [Candidate],
@@ -27,7 +30,7 @@ pub fn least_loaded<'a>(
 ) -> Option<&'a Candidate> {
     candidates
         .iter()
-        .filter(|c| !exclude.contains(&c.name))
+        .filter(|c| !exclude.contains(&c.name) && c.headroom() > 0)
         .max_by(|a, b| {
             a.headroom()
                 .cmp(&b.headroom())
@@ -45,7 +48,11 @@ pub fn choose(
 ) -> Vec<ProxyName> {
     let mut chosen: Vec<ProxyName> = Vec::with_capacity(count);
     if policy == AssignmentPolicy::Trust {
-        let live = |name: &ProxyName| candidates.iter().any(|c| &c.name == name);
+        let live = |name: &ProxyName| {
+            candidates
+                .iter()
+                .any(|c| &c.name == name && c.headroom() > 0)
+        };
         if let Some(inherited) = ancestry
             .iter()
             .find_map(|proxies| proxies.iter().rev().find(|p| live(p)))
@@ -114,5 +121,21 @@ mod tests {
             names(&["b", "c", "a"])
         );
         assert!(choose(AssignmentPolicy::LeastLoaded, 1, &ancestry, &[]).is_empty());
+    }
+
+    #[test]
+    fn a_full_proxy_is_passed_over_even_when_inherited() {
+        let candidates = [c("full", 10, 10), c("over", 10, 14), c("room", 10, 3)];
+        let ancestry = [names(&["room", "full"])];
+        // The inviter's newest proxy is full: the older one it also holds, then the rest.
+        assert_eq!(
+            choose(AssignmentPolicy::Trust, 1, &ancestry, &candidates),
+            names(&["room"])
+        );
+        assert_eq!(
+            choose(AssignmentPolicy::Trust, 3, &ancestry, &candidates),
+            names(&["room"])
+        );
+        assert!(choose(AssignmentPolicy::LeastLoaded, 1, &[], &candidates[..2]).is_empty());
     }
 }

@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::placement::queue_placement;
 use super::rebalance::apply::set_role;
 use super::{Fleet, PROXY_CHANGED, RETIRE};
 use crate::error::{Error, Result};
@@ -79,6 +80,8 @@ impl Fleet {
             crate::registry::credentials::set_role_in(tx, name, action.role())?;
             if action.role() != Role::Fallback {
                 self.shed_users(tx, name, &format!("{action:?}"), now_ms)?;
+            } else {
+                queue_placement(&self.queue, tx, &format!("{name}-{action:?}"), now_ms)?;
             }
             if action == ProxyAction::Retire {
                 let task = NewTask {
@@ -102,6 +105,8 @@ impl Fleet {
             crate::registry::credentials::set_role_in(tx, name, role)?;
             if role != Role::Fallback {
                 self.shed_users(tx, name, &format!("role-{}", role.name()), now_ms)?;
+            } else {
+                queue_placement(&self.queue, tx, &format!("{name}-fallback"), now_ms)?;
             }
             Ok(())
         })
@@ -129,6 +134,7 @@ impl Fleet {
         let Some(proxy) = proxy else {
             return Err(Error::NotFound(format!("proxy {name}")));
         };
+        self.index.invalidate();
         self.store.durable().await?;
         self.queue.wake();
         self.notifier.notify_all();

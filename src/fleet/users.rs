@@ -50,8 +50,23 @@ pub fn save_user(tx: &Tx, user: &User, now_ms: u64) -> TxResult<()> {
 }
 
 impl Fleet {
-    /// Live fallback proxies with their load.
-    pub fn candidates(&self, now_ms: u64) -> Result<Vec<Candidate>> {
+    /// Live fallback proxies with their load, from the in-memory index (`index.rs`).
+    pub fn candidates(&self, now_ms: u64) -> Result<std::sync::Arc<Vec<Candidate>>> {
+        let generation = self.registry.generation();
+        self.index.get(generation, || self.read_candidates(now_ms))
+    }
+
+    /// Reads the index again (the periodic view refresh, so requests rarely have to).
+    pub fn refresh_candidates(&self, now_ms: u64) -> Result<()> {
+        let generation = self.registry.generation();
+        self.index
+            .rebuild(generation, || self.read_candidates(now_ms))
+            .map(|_| ())
+    }
+
+    /// Live fallback proxies with their load, read from the store: every proxy and its link
+    /// count.
+    pub fn read_candidates(&self, now_ms: u64) -> Result<Vec<Candidate>> {
         let mut candidates = Vec::new();
         for proxy in self.registry.list(now_ms)? {
             if proxy.role != Role::Fallback {
@@ -92,12 +107,14 @@ impl Fleet {
     ) -> Result<Vec<ProxyName>> {
         let ancestry = self.ancestry(invited_by)?;
         let candidates = self.candidates(now_ms)?;
-        Ok(policy::choose(
+        let chosen = policy::choose(
             self.settings.policy,
             self.settings.fallbacks_per_user,
             &ancestry,
             &candidates,
-        ))
+        );
+        self.index.count_in(&chosen);
+        Ok(chosen)
     }
 
     /// Creates a user inside `tx`: unique email, token, first proxies. `proxies` were chosen
@@ -288,8 +305,13 @@ impl Fleet {
         self.change_user(id, |tx, user| {
             user.status = UserStatus::Disabled;
             (self.on_disable)(tx, user)?;
+            let released = !user.proxies.is_empty();
             if !set_proxies(tx, user, Vec::new(), "account disabled", now_ms)? {
                 save_user(tx, user, now_ms)?;
+            }
+            if released {
+                // Its slots are free: users waiting for a proxy may take them.
+                super::placement::queue_placement(&self.queue, tx, "user-disabled", now_ms)?;
             }
             tx.remove(TreeId::NeedsFallback, id.key()).map(|_| ())
         })
@@ -305,7 +327,8 @@ impl Fleet {
             }
             user.status = UserStatus::Active;
             save_user(tx, user, now_ms)?;
-            tx.put(TreeId::NeedsFallback, id.key(), &now_ms)
+            tx.put(TreeId::NeedsFallback, id.key(), &now_ms)?;
+            super::placement::queue_placement(&self.queue, tx, "user-enabled", now_ms)
         })
         .await
     }
@@ -323,6 +346,7 @@ impl Fleet {
             Ok(user)
         })?;
         self.store.durable().await?;
+        self.queue.wake();
         self.notifier.notify(&[id]);
         Ok(user)
     }

@@ -64,6 +64,13 @@ pub fn gauges(summary: &Summary, totals: &BTreeMap<String, Totals>) -> String {
             (vec!["pro"], summary.users_pro as i64),
         ],
     );
+    gauge(
+        &registry,
+        "proxyfleet_users_unplaced",
+        "Users waiting for a fallback proxy because none had room; placed as soon as room appears.",
+        &["reason"],
+        [(vec!["no_room"], summary.users_unplaced as i64)],
+    );
     let queue = summary.queue.by_kind.iter().flat_map(|(kind, states)| {
         states
             .iter()

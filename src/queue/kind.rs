@@ -15,15 +15,18 @@ pub enum TaskKind {
     Retire,
     /// Send one mail through the SMTP relay.
     MailSend,
+    /// Room appeared on the fallback proxies: place the users waiting for one.
+    PlaceUnplaced,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 5] = [
+    pub const ALL: [TaskKind; 6] = [
         TaskKind::EdgeSync,
         TaskKind::ProxyChanged,
         TaskKind::Provision,
         TaskKind::Retire,
         TaskKind::MailSend,
+        TaskKind::PlaceUnplaced,
     ];
 
     /// The name stored with each task.
@@ -34,6 +37,7 @@ impl TaskKind {
             TaskKind::Provision => "fleet.provision",
             TaskKind::Retire => "fleet.retire",
             TaskKind::MailSend => "mail.send",
+            TaskKind::PlaceUnplaced => "fleet.place_unplaced",
         }
     }
 

@@ -85,6 +85,8 @@ impl Registry {
         let registered = self.heartbeats.submit(submission).await??;
         if registered.edge_changed {
             self.set_changed();
+        } else if registered.tasks_queued {
+            self.queue.wake();
         }
         Ok(registered)
     }

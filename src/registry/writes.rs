@@ -6,7 +6,7 @@ use serde_json::json;
 use super::credentials::{self, Ceilings, Presented};
 use super::edge::EDGE_SYNC;
 use super::model::{
-    LoadSample, Proxy, ProxyEvent, ProxyEventKind, ProxyName, Registration, RemovalReason,
+    LoadSample, Proxy, ProxyEvent, ProxyEventKind, ProxyName, Registration, RemovalReason, Role,
 };
 use crate::changes::ChangeKind;
 use crate::error::Error;
@@ -51,6 +51,8 @@ pub struct Submission {
 pub struct Registered {
     pub proxy: Proxy,
     pub edge_changed: bool,
+    /// A task was queued for the fleet (room appeared): the queue must be woken.
+    pub tasks_queued: bool,
     pub secret: Option<String>,
 }
 
@@ -136,6 +138,14 @@ impl Writer {
                     self.proxy_changed(tx, &proxy.name, event_seq, now_ms)?;
                 }
             }
+            let more_room = match &previous {
+                None => true, // enrolled, or back after it expired
+                Some(p) => proxy.limit(self.max_clients) > p.limit(self.max_clients),
+            };
+            let tasks_queued = more_room && proxy.role == Role::Fallback;
+            if tasks_queued {
+                self.room_appeared(tx, &proxy.name, now_ms)?;
+            }
             last_at = Some(now_ms);
             // The change log's readers (the Redis mirror) never need the secret's hash, and
             // leaving it out keeps every heartbeat batch's log entry smaller.
@@ -146,6 +156,7 @@ impl Writer {
             answers.push(Ok(Registered {
                 proxy,
                 edge_changed: event.is_some(),
+                tasks_queued,
                 secret: admitted.secret,
             }));
         }
@@ -217,6 +228,19 @@ impl Writer {
         let task = NewTask {
             kind: TaskKind::ProxyChanged,
             key: format!("{}:{name}:{event_seq}", TaskKind::ProxyChanged),
+            payload: json!({ "proxy": name }),
+            due_ms: now_ms,
+        };
+        self.queue.enqueue_in(tx, &task, now_ms)?;
+        Ok(())
+    }
+
+    /// A fallback proxy enrolled, came back or raised its capacity: users waiting for a
+    /// fallback proxy may take it (a fleet task, one per event).
+    fn room_appeared(&self, tx: &Tx, name: &ProxyName, now_ms: u64) -> TxResult<()> {
+        let task = NewTask {
+            kind: TaskKind::PlaceUnplaced,
+            key: format!("{}:{name}:{now_ms}", TaskKind::PlaceUnplaced),
             payload: json!({ "proxy": name }),
             due_ms: now_ms,
         };

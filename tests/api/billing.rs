@@ -480,3 +480,46 @@ async fn a_pro_proxy_that_left_or_was_drained_is_replaced_for_its_pro_users() {
         app.assert_consistent().await;
     }
 }
+
+#[tokio::test]
+async fn a_burst_of_payments_spreads_over_the_pro_proxies() {
+    let app = spawn_app_with(|c| {
+        c.stripe_webhook_secret = Some(proxyfleet::config::Secret::new(WEBHOOK_SECRET));
+        c.pro_proxies_per_user = 1;
+    })
+    .await;
+    for i in 0..3 {
+        app.proxy(&format!("pro{i}"), 12_000 + i, &[("role", "pro")])
+            .await;
+    }
+    let mut users = Vec::new();
+    for i in 0..30 {
+        users.push(
+            app.create_user(&format!("burst{i}@example.org"), None)
+                .await
+                .0,
+        );
+    }
+    // All at once: the webhooks are applied in batches, each in one transaction.
+    let app = &app;
+    let deliveries = users.iter().map(|id| {
+        let body = paid_intent(&format!("evt_b{id}"), &format!("pi_b{id}"), *id, "pro-1m");
+        let header = stripe_header(WEBHOOK_SECRET, unix_now(), &body);
+        async move { app.deliver(&body, Some(header)).await.status() }
+    });
+    for status in futures::future::join_all(deliveries).await {
+        assert_eq!(status, StatusCode::OK);
+    }
+    let mut per_proxy = std::collections::BTreeMap::<String, usize>::new();
+    for id in &users {
+        for proxy in app.pro_of(*id).await["proxies"].as_array().unwrap() {
+            *per_proxy
+                .entry(proxy.as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    let expected: std::collections::BTreeMap<String, usize> =
+        (0..3).map(|i| (format!("pro{i}"), 10)).collect();
+    assert_eq!(per_proxy, expected);
+    app.assert_consistent().await;
+}

@@ -261,10 +261,12 @@ async fn config_etag_and_a_departing_proxy() {
         || async { app.user_proxies(id).await.is_empty().then_some(()) },
     )
     .await;
-    // The next rebalance gives the user a new fallback.
+    // A new proxy enrols: the user waiting for one gets it at once, without a rebalance.
     app.proxy("pb", 9002, &[]).await;
-    let plan = app.rebalance(false).await;
-    assert_eq!(plan["moves"][0]["user"], id);
+    eventually(Duration::from_secs(10), "the user placed on pb", || async {
+        (app.user_proxies(id).await == ["pb"]).then_some(())
+    })
+    .await;
     assert_eq!(names_of(&app.config(&token).await.2["proxies"]), vec!["pb"]);
     let detail = app.admin_json(&format!("/api/v1/admin/users/{id}")).await;
     let history: Vec<&Value> = detail["history"].as_array().unwrap().iter().collect();
@@ -328,4 +330,118 @@ async fn a_disabled_user_gets_nothing_until_enabled_again() {
         )
         .await;
     assert_eq!(gift.status(), StatusCode::OK);
+}
+
+/// `proxyfleet_users_unplaced` as `/metrics` shows it.
+async fn unplaced_in_metrics(app: &TestApp) -> Option<u64> {
+    let text = app.metrics_text().await;
+    text.lines()
+        .find_map(|line| line.strip_prefix(r#"proxyfleet_users_unplaced{reason="no_room"} "#))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn users_without_room_are_counted_then_placed_as_soon_as_a_proxy_enrols() {
+    // The issue's numbers: eight users, one proxy with room for five.
+    let app = spawn_app_with(|c| {
+        c.max_clients = 5;
+        c.fallbacks_per_user = 1;
+        c.rebalance_interval_secs = 0;
+    })
+    .await;
+    app.proxy("p1", 9001, &[]).await;
+    let mut waiting = Vec::new();
+    for i in 0..8 {
+        let (id, _, proxies) = app.create_user(&format!("u{i}@example.org"), None).await;
+        match proxies.as_slice() {
+            [] => waiting.push(id),
+            [only] => assert_eq!(only, "p1"),
+            more => panic!("one fallback each: {more:?}"),
+        }
+    }
+    assert_eq!(waiting.len(), 3, "p1 is never past its limit");
+    let summary = app.admin_json("/api/v1/admin/summary").await;
+    assert_eq!(summary["users_unplaced"], 3);
+    assert_eq!(unplaced_in_metrics(&app).await, Some(3));
+
+    // A proxy enrols: they are placed at once, without any rebalance (the periodic one is off).
+    app.proxy("p2", 9002, &[]).await;
+    eventually(
+        Duration::from_secs(10),
+        "the waiting users placed",
+        || async {
+            for id in &waiting {
+                if app.user_proxies(*id).await != ["p2"] {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        app.admin_json("/api/v1/admin/summary").await["users_unplaced"],
+        0
+    );
+    assert_eq!(unplaced_in_metrics(&app).await, Some(0));
+    app.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn a_disabled_user_frees_a_slot_that_a_waiting_user_takes() {
+    let app = spawn_app_with(|c| {
+        c.max_clients = 1;
+        c.fallbacks_per_user = 1;
+        c.rebalance_interval_secs = 0;
+    })
+    .await;
+    app.proxy("p1", 9001, &[]).await;
+    let (first, _, proxies) = app.create_user("first@example.org", None).await;
+    assert_eq!(proxies, ["p1"]);
+    let (second, _, proxies) = app.create_user("second@example.org", None).await;
+    assert!(proxies.is_empty());
+    let path = format!("/api/v1/admin/users/{first}/disable");
+    assert_eq!(
+        app.admin_post(&path, &json!({})).await.status(),
+        StatusCode::OK
+    );
+    eventually(Duration::from_secs(10), "the slot taken", || async {
+        (app.user_proxies(second).await == ["p1"]).then_some(())
+    })
+    .await;
+    app.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn two_hundred_invitees_spread_over_five_proxies_none_past_its_limit() {
+    let app = spawn_app_with(|c| {
+        c.max_clients = 40;
+        c.fallbacks_per_user = 1;
+        c.assignment_policy = AssignmentPolicy::Trust;
+        c.rebalance_interval_secs = 0;
+    })
+    .await;
+    for i in 0..5 {
+        app.proxy(&format!("p{i}"), 9000 + i, &[]).await;
+    }
+    // A small invitation tree: one root, each user inviting the next few.
+    let (root, _, _) = app.create_user("root@example.org", None).await;
+    let mut ids = vec![root];
+    for i in 1..200 {
+        let inviter = ids[(i - 1) / 3];
+        let (id, _, proxies) = app
+            .create_user(&format!("i{i}@example.org"), Some(inviter))
+            .await;
+        assert_eq!(proxies.len(), 1, "invitee {i} placed");
+        ids.push(id);
+    }
+    let mut per_proxy = std::collections::BTreeMap::<String, usize>::new();
+    for id in &ids {
+        for proxy in app.user_proxies(*id).await {
+            *per_proxy.entry(proxy).or_default() += 1;
+        }
+    }
+    assert_eq!(per_proxy.len(), 5, "{per_proxy:?}");
+    assert!(per_proxy.values().all(|n| *n == 40), "{per_proxy:?}");
+    app.assert_consistent().await;
 }

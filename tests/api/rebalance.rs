@@ -9,9 +9,12 @@ use serde_json::{json, Value};
 
 use crate::helpers::{names_of, spawn_app_with, TestApp};
 
-/// The scenario: limit 5, ten users on p1 which reports 10 clients, standby p2.
+/// The scenario: limit 5, ten users on p1 which reports 10 clients, standby p2. The
+/// users joined while p1 said it could carry 10 (no proxy is filled past its limit); then it
+/// says 5.
 async fn overloaded_fleet(app: &TestApp) -> Vec<(u64, String)> {
-    app.proxy("p1", 9001, &[("clients", "0")]).await;
+    app.proxy("p1", 9001, &[("clients", "0"), ("capacity", "10")])
+        .await;
     let mut users = Vec::new();
     for i in 0..10 {
         let (id, token, proxies) = app.create_user(&format!("u{i}@example.org"), None).await;
@@ -19,7 +22,8 @@ async fn overloaded_fleet(app: &TestApp) -> Vec<(u64, String)> {
         users.push((id, token));
     }
     app.proxy("p2", 9002, &[("role", "standby")]).await;
-    app.proxy("p1", 9001, &[("clients", "10")]).await;
+    app.proxy("p1", 9001, &[("clients", "10"), ("capacity", "5")])
+        .await;
     users
 }
 
@@ -328,11 +332,14 @@ async fn without_any_room_the_provisioning_hook_runs_once() {
         c.provision_command = Some(command);
     })
     .await;
-    app.proxy("p1", 9001, &[("clients", "0")]).await;
+    // Seven users joined while p1 could carry seven; now it can carry five.
+    app.proxy("p1", 9001, &[("clients", "0"), ("capacity", "7")])
+        .await;
     for i in 0..7 {
         app.create_user(&format!("u{i}@example.org"), None).await;
     }
-    app.proxy("p1", 9001, &[("clients", "7")]).await;
+    app.proxy("p1", 9001, &[("clients", "7"), ("capacity", "5")])
+        .await;
     let plan = app.rebalance(false).await;
     assert!(plan["moves"].as_array().unwrap().is_empty());
     assert_eq!(plan["unplaced"], 2);
@@ -400,12 +407,12 @@ async fn a_drained_or_retired_proxy_stays_out_of_service_until_an_operator_retur
         // Its own heartbeat claiming a role, or a new user, does not bring it back.
         app.proxy("p2", 9002, &[("role", "fallback")]).await;
         assert_eq!(p2().await["role"], role);
-        let (_, _, proxies) = app
+        let (waiting, _, proxies) = app
             .create_user(&format!("{action}@example.org"), None)
             .await;
         assert!(
-            !proxies.contains(&"p2".to_string()),
-            "{action}: {proxies:?}"
+            proxies.is_empty(),
+            "{action}: no room, not even p2: {proxies:?}"
         );
 
         // Only the operator's action for that state returns it.
@@ -420,6 +427,11 @@ async fn a_drained_or_retired_proxy_stays_out_of_service_until_an_operator_retur
         let error: Value = refused.json().await.unwrap();
         assert_eq!(error["error"]["code"], "wrong_role", "{error}");
         assert_eq!(act(&app, "p2", back).await["role"], role_back);
+        app.queue_idle().await;
+        // Undrained, p2 is a fallback again: the user waiting for one takes a slot at once.
+        // Reactivated, it is a standby: the rebalancer promotes it when p1 needs relief.
+        let (placed, relieved) = if back == "undrain" { (1, 4) } else { (0, 5) };
+        assert_eq!(app.user_proxies(waiting).await.len(), placed, "{action}");
         let plan = app.rebalance(false).await;
         let off_p1 = plan["moves"]
             .as_array()
@@ -427,7 +439,7 @@ async fn a_drained_or_retired_proxy_stays_out_of_service_until_an_operator_retur
             .iter()
             .filter(|m| m["from"] == "p1" && m["to"] == "p2")
             .count();
-        assert_eq!(off_p1, 5, "{action}: {plan}");
+        assert_eq!(off_p1, relieved, "{action}: {plan}");
         app.assert_consistent().await;
     }
 }

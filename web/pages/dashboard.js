@@ -50,7 +50,7 @@ export async function render(main) {
       card('Proxies up', number(s.proxies_total), roles || 'none registered', 'card-proxies'),
       card('Proxies down (24 h)', number(s.proxies_down.expired + s.proxies_down.unregistered),
         `${number(s.proxies_down.expired)} went silent · ${number(s.proxies_down.unregistered)} unregistered`, 'card-down'),
-      card('Users', number(s.users_total), `${number(s.users_pro)} pro · ${number(s.users_total - s.users_pro)} free`, 'card-users'),
+      card('Users', number(s.users_total), `${number(s.users_pro)} pro · ${number(s.users_total - s.users_pro)} free · ${number(s.users_unplaced)} waiting for a proxy`, 'card-users'),
       card('Clients carried', `${number(s.clients)} / ${number(s.capacity)}`, `${full}% of capacity`, 'card-load'),
       card('Revenue this month', money(s.revenue_this_month), `${number(s.payments_this_month)} payments`, 'card-revenue'),
       card('Queue', number(s.queue.ready + s.queue.leased), `${number(s.queue.dead)} dead letters`, 'card-queue'),

@@ -118,6 +118,9 @@ pub async fn apply(
         Ok(id)
     })?;
 
+    if !plan.promoted.is_empty() {
+        fleet.index.invalidate();
+    }
     let mut changed = Vec::new();
     for chunk in plan.moves.chunks(MOVES_PER_TRANSACTION) {
         let moved = store.transaction(|tx| {
@@ -192,6 +195,9 @@ pub async fn apply(
         }
         tx.put(TreeId::Plans, u64_key(plan.id), &*plan)
     })?;
+    if !plan.retired.is_empty() {
+        fleet.index.invalidate();
+    }
     store.durable().await?;
     fleet.queue.wake();
     Ok(changed)

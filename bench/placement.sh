@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Sign-ups with a big fleet: `POST /api/v1/admin/users` (each new user is given 3 fallback
+# proxies) while 10,000 fallback proxies are registered. Placement reads the in-memory index of
+# fallback proxies (src/fleet/index.rs), not every proxy and its link count.
+# Prints a Markdown section on stdout (progress on stderr); `--write` replaces that section in
+# BENCHMARKS.md.
+#   bash bench/placement.sh [seconds, default 15] [proxies, default 10000] [--write]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WRITE=false
+args=()
+for a in "$@"; do [ "$a" = --write ] && WRITE=true || args+=("$a"); done
+DURATION="${args[0]:-15}"
+PROXIES="${args[1]:-10000}"
+
+cargo build --release --bin proxyfleet >/dev/null
+source bench/lib.sh
+require_tools wrk python3
+say() { echo "placement bench: $*" >&2; }
+
+port=$(port_of)
+start_server "$port" "$work/data" PROXYFLEET_FALLBACKS_PER_USER=3 \
+  PROXYFLEET_REBALANCE_INTERVAL_SECS=0 PROXYFLEET_HEARTBEAT_TTL_SECS=86400
+say "enrolling $PROXIES proxies"
+python3 bench/enrol.py "http://127.0.0.1:$port" bench-token "$PROXIES" "$work/secrets" >/dev/null
+say "sign-ups"
+wrk -t1 -c4 -d2s -s bench/signup.lua "http://127.0.0.1:$port" >/dev/null
+result=$(wrk -t2 -c16 -d"${DURATION}s" -s bench/signup.lua "http://127.0.0.1:$port" \
+  | awk '/^RESULT/ {print $2, $3, $4, $5, $6}')
+read -r req rps p50 p99 err <<<"$result"
+rss=$(rss_mib "$server_pid")
+
+section=$(cat <<MD
+## Sign-ups with 10,000 proxies
+
+Written by \`bash bench/placement.sh $DURATION $PROXIES\` on $(date -u +%Y-%m-%d), same machine:
+$PROXIES fallback proxies enrolled, then \`POST /api/v1/admin/users\` with a new address each
+(\`bench/signup.lua\`), wrk -t2 -c16 for $DURATION s, each user given 3 fallback proxies in one
+durable transaction: **$req users created, $rps/s, p50 $p50 ms, p99 $p99 ms**, $err errors
+(target: p99 under 10 ms). Server resident memory afterwards: $rss MiB.
+MD
+)
+if $WRITE; then
+  python3 - "$section" <<'PY'
+import re
+import sys
+text = open("BENCHMARKS.md").read()
+section = sys.argv[1].rstrip("\n") + "\n\n"
+start = text.find("## Sign-ups with 10,000 proxies")
+if start < 0:
+    # New: at the end, among the runs done by hand (bench/run.sh keeps those).
+    text = text.rstrip("\n") + "\n\n" + section
+else:
+    following = re.search(r"^## ", text[start + 3:], re.M)
+    end = start + 3 + following.start() if following else len(text)
+    text = text[:start] + section + text[end:]
+open("BENCHMARKS.md", "w").write(text)
+PY
+fi
+echo "$section"

@@ -1,0 +1,127 @@
+//! Users owed a fallback proxy (`NeedsFallback`: theirs left, or none had room when they
+//! joined) are placed as soon as room appears, not at the next periodic rebalance: a fallback
+//! proxy enrols or comes back, raises its capacity, a proxy becomes a fallback, or a proxy
+//! loses users. Each of those queues a `fleet.place_unplaced` task; the task gives every
+//! waiting user proxies with headroom, least loaded first, counting each placement in the
+//! loads the next one sees, and stops when the room is gone.
+
+use serde_json::json;
+
+use super::links::set_proxies;
+use super::model::{User, UserId, UserStatus};
+use super::policy::{least_loaded, Candidate};
+use super::Fleet;
+use crate::error::Result;
+use crate::queue::{NewTask, Queue, TaskKind};
+use crate::store::codec::{key_u64, u64_key};
+use crate::store::{TreeId, Tx, TxResult};
+
+/// Task: place the users waiting for a fallback proxy.
+pub const PLACE_UNPLACED: TaskKind = TaskKind::PlaceUnplaced;
+/// Waiting users read per round of a task (a task places them all, round after round).
+const PER_ROUND: usize = 500;
+
+/// Queues a placement, in the transaction that made room (`why` and `now_ms` key it, so each
+/// event queues one task).
+pub fn queue_placement(queue: &Queue, tx: &Tx, why: &str, now_ms: u64) -> TxResult<()> {
+    let task = NewTask {
+        kind: PLACE_UNPLACED,
+        key: format!("{PLACE_UNPLACED}:{why}:{now_ms}"),
+        payload: json!({ "why": why }),
+        due_ms: now_ms,
+    };
+    queue.enqueue_in(tx, &task, now_ms)?;
+    Ok(())
+}
+
+impl Fleet {
+    /// Users waiting for a fallback proxy (the dashboard and `/metrics` show it).
+    pub fn unplaced(&self) -> usize {
+        self.store.len(TreeId::NeedsFallback)
+    }
+
+    /// The `fleet.place_unplaced` task: places waiting users while there is room. Returns how
+    /// many users got at least one proxy.
+    pub async fn place_unplaced(&self, now_ms: u64) -> Result<usize> {
+        if self.store.first_key(TreeId::NeedsFallback)?.is_none() {
+            return Ok(0); // nobody waits: not even the proxies are read
+        }
+        let per_user = self.settings.fallbacks_per_user;
+        // Read fresh: room just appeared (a capacity raised, a role set) that the index may
+        // not show yet.
+        let mut candidates = self.read_candidates(now_ms)?;
+        let mut placed = 0;
+        let mut after = 0u64;
+        loop {
+            if !candidates.iter().any(|c| c.headroom() > 0) {
+                break;
+            }
+            let waiting: Vec<UserId> = self
+                .store
+                .keys_from(TreeId::NeedsFallback, u64_key(after))
+                .take(PER_ROUND)
+                .filter_map(|key| key.ok().and_then(|k| key_u64(&k)).map(UserId))
+                .collect();
+            let Some(last) = waiting.last() else { break };
+            after = last.0 + 1;
+            let (round, loads) = self.store.transaction(|tx| {
+                let mut loads = candidates.clone();
+                let mut round = Vec::new();
+                for id in &waiting {
+                    if place(tx, *id, &mut loads, per_user, now_ms)? {
+                        round.push(*id);
+                    }
+                }
+                Ok((round, loads))
+            })?;
+            candidates = loads;
+            self.store.durable().await?;
+            self.notifier.notify(&round);
+            placed += round.len();
+        }
+        Ok(placed)
+    }
+}
+
+/// Gives one waiting user the proxies it lacks, from those with room; true if it got any.
+fn place(
+    tx: &Tx,
+    id: UserId,
+    loads: &mut [Candidate],
+    per_user: usize,
+    now_ms: u64,
+) -> TxResult<bool> {
+    let Some(mut user) = tx.get::<User>(TreeId::Users, id.key())? else {
+        tx.remove(TreeId::NeedsFallback, id.key())?;
+        return Ok(false);
+    };
+    if user.status != UserStatus::Active {
+        return Ok(false); // a disabled user waits until enabled again
+    }
+    let mut proxies = user.proxies.clone();
+    while proxies.len() < per_user {
+        let Some(best) = least_loaded(loads, &proxies) else {
+            break;
+        };
+        let name = best.name.clone();
+        if let Some(chosen) = loads.iter_mut().find(|c| c.name == name) {
+            chosen.load += 1;
+        }
+        proxies.push(name);
+    }
+    let got_any = proxies.len() > user.proxies.len();
+    let complete = proxies.len() >= per_user;
+    if got_any {
+        set_proxies(
+            tx,
+            &mut user,
+            proxies,
+            "room appeared on a fallback proxy",
+            now_ms,
+        )?;
+    }
+    if complete {
+        tx.remove(TreeId::NeedsFallback, id.key())?;
+    }
+    Ok(got_any)
+}
