@@ -52,3 +52,23 @@ start_server() {
   server_pid=$!
   wait_up "http://127.0.0.1:$port/healthz"
 }
+
+# Replaces the BENCHMARKS.md section that starts with the heading (the first line of SECTION)
+# up to the next `## ` heading, or appends SECTION at the end if there is none yet.
+write_section() {
+  python3 - "$1" <<'PY'
+import re
+import sys
+section = sys.argv[1].rstrip("\n") + "\n\n"
+heading = section.splitlines()[0]
+text = open("BENCHMARKS.md").read()
+start = text.find(heading)
+if start < 0:
+    text = text.rstrip("\n") + "\n\n" + section
+else:
+    following = re.search(r"^## ", text[start + 3:], re.M)
+    end = start + 3 + following.start() if following else len(text)
+    text = text[:start] + section + text[end:]
+open("BENCHMARKS.md", "w").write(text.rstrip("\n") + "\n")
+PY
+}

@@ -1,8 +1,9 @@
 //! Helpers of `bench/mirror.sh`.
 //!
-//! `bench-mirror seed DATA_DIR USERS TOKENS_FILE SAMPLE`: writes USERS users straight into a
-//! stopped server's store (each with three fallback proxies fb1..fb3, through the same
-//! transaction code the API uses), and SAMPLE of their tokens to TOKENS_FILE.
+//! `bench-mirror seed DATA_DIR USERS TOKENS_FILE SAMPLE [SPREAD]`: writes USERS users straight
+//! into a stopped server's store (each with three fallback proxies fb1..fb3, or with SPREAD one
+//! fallback proxy of p0..p{SPREAD-1} in turn; through the same transaction code the API uses),
+//! and SAMPLE of their tokens to TOKENS_FILE. Also used by `bench/rebalance.sh`.
 //!
 //! `bench-mirror lag REDIS_URL SECONDS [PREFIX]`: listens to the mirror's events for SECONDS and
 //! prints the lag of each mirrored change (publish time minus commit time), weighted by the
@@ -34,6 +35,17 @@ async fn main() -> Result<(), String> {
                 users.parse().map_err(|_| "USERS")?,
                 tokens,
                 sample.parse().map_err(|_| "SAMPLE")?,
+                None,
+            )
+            .await
+        }
+        ["seed", dir, users, tokens, sample, spread] => {
+            seed(
+                dir,
+                users.parse().map_err(|_| "USERS")?,
+                tokens,
+                sample.parse().map_err(|_| "SAMPLE")?,
+                Some(spread.parse().map_err(|_| "SPREAD")?),
             )
             .await
         }
@@ -44,17 +56,28 @@ async fn main() -> Result<(), String> {
             lag(url, seconds.parse().map_err(|_| "SECONDS")?, prefix).await
         }
         _ => Err(
-            "usage: bench-mirror seed DIR USERS TOKENS SAMPLE | lag URL SECONDS [PREFIX]".into(),
+            "usage: bench-mirror seed DIR USERS TOKENS SAMPLE [SPREAD] | lag URL SECONDS [PREFIX]"
+                .into(),
         ),
     }
 }
 
-async fn seed(dir: &str, users: u64, tokens_file: &str, sample: u64) -> Result<(), String> {
+async fn seed(
+    dir: &str,
+    users: u64,
+    tokens_file: &str,
+    sample: u64,
+    spread: Option<u64>,
+) -> Result<(), String> {
     let store = Store::open(std::path::Path::new(dir)).map_err(|e| e.to_string())?;
-    let proxies: Vec<ProxyName> = ["fb1", "fb2", "fb3"]
+    let three: Vec<ProxyName> = ["fb1", "fb2", "fb3"]
         .iter()
         .map(|s| ProxyName::parse(s).expect("a valid name"))
         .collect();
+    let proxies_of = |id: u64| match spread {
+        Some(n) => vec![ProxyName::parse(&format!("p{}", id % n)).expect("a valid name")],
+        None => three.clone(),
+    };
     let mut tokens =
         std::io::BufWriter::new(std::fs::File::create(tokens_file).map_err(|e| e.to_string())?);
     let started = Instant::now();
@@ -73,7 +96,7 @@ async fn seed(dir: &str, users: u64, tokens_file: &str, sample: u64) -> Result<(
                     tx.put(TreeId::UserEmails, email.as_str(), &id)?;
                     tx.put(TreeId::UserTokens, token.as_bytes(), &id)?;
                     let mut user = User::new(UserId(id), email, token, None, now);
-                    set_proxies(tx, &mut user, proxies.clone(), "seed", now)?;
+                    set_proxies(tx, &mut user, proxies_of(id), "seed", now)?;
                     ids.push(id);
                 }
                 Ok(ids)

@@ -24,8 +24,8 @@ start_server "$port" "$work/data" PROXYFLEET_FALLBACKS_PER_USER=3 \
 say "enrolling $PROXIES proxies"
 python3 bench/enrol.py "http://127.0.0.1:$port" bench-token "$PROXIES" "$work/secrets" >/dev/null
 say "sign-ups"
-wrk -t1 -c4 -d2s -s bench/signup.lua "http://127.0.0.1:$port" >/dev/null
-result=$(wrk -t2 -c16 -d"${DURATION}s" -s bench/signup.lua "http://127.0.0.1:$port" \
+BENCH_RUN=warm wrk -t1 -c4 -d2s -s bench/signup.lua "http://127.0.0.1:$port" >/dev/null
+result=$(BENCH_RUN=measured wrk -t2 -c16 -d"${DURATION}s" -s bench/signup.lua "http://127.0.0.1:$port" \
   | awk '/^RESULT/ {print $2, $3, $4, $5, $6}')
 read -r req rps p50 p99 err <<<"$result"
 rss=$(rss_mib "$server_pid")
@@ -41,20 +41,6 @@ durable transaction: **$req users created, $rps/s, p50 $p50 ms, p99 $p99 ms**, $
 MD
 )
 if $WRITE; then
-  python3 - "$section" <<'PY'
-import re
-import sys
-text = open("BENCHMARKS.md").read()
-section = sys.argv[1].rstrip("\n") + "\n\n"
-start = text.find("## Sign-ups with 10,000 proxies")
-if start < 0:
-    # New: at the end, among the runs done by hand (bench/run.sh keeps those).
-    text = text.rstrip("\n") + "\n\n" + section
-else:
-    following = re.search(r"^## ", text[start + 3:], re.M)
-    end = start + 3 + following.start() if following else len(text)
-    text = text[:start] + section + text[end:]
-open("BENCHMARKS.md", "w").write(text)
-PY
+  write_section "$section"
 fi
 echo "$section"

@@ -1,8 +1,9 @@
 //! The fallback proxies a new user can be given, kept in memory: creating a user read every
-//! proxy and its link count (10,000 reads per sign-up with 10,000 proxies). The index is
-//! rebuilt when the set of live proxies changes (an enrolment, a departure), when a role is
-//! set (`invalidate`), and once it is a second old (loads move with heartbeats); the periodic
-//! view refresh rebuilds it ahead of requests. Between rebuilds each placement counts itself
+//! proxy and its link count (10,000 reads per sign-up with 10,000 proxies). A request rebuilds
+//! it only when the set of live proxies changed (an enrolment, a departure) or a role was set
+//! (`invalidate`); the loads, which move with heartbeats, are read again every second by the
+//! periodic view refresh, off the request path (a request rebuilds them only if that refresh
+//! has not run for `MAX_AGE`). Between rebuilds each placement counts itself
 //! in (`count_in`), so a burst of sign-ups spreads as the store would say. A placement is a
 //! choice, not an invariant: the rebalancer corrects what a stale load got wrong.
 
@@ -14,8 +15,9 @@ use super::policy::Candidate;
 use crate::error::Result;
 use crate::registry::model::ProxyName;
 
-/// Loads older than this are read again.
-pub const MAX_AGE: Duration = Duration::from_secs(1);
+/// Loads older than this are read again by the request that finds them (the periodic refresh
+/// renews them every second; this is for when it cannot).
+pub const MAX_AGE: Duration = Duration::from_secs(5);
 
 #[derive(Default)]
 pub struct CandidateIndex {

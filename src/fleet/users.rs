@@ -113,6 +113,7 @@ impl Fleet {
             &ancestry,
             &candidates,
         );
+        drop(candidates); // the index's copy is then the only one: counted in without a clone
         self.index.count_in(&chosen);
         Ok(chosen)
     }

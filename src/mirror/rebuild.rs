@@ -22,6 +22,8 @@ const PAGE: usize = 1_000;
 const PAGES_AHEAD: usize = 4;
 /// Records written between two reopenings of the store (see `copy_into`).
 const REOPEN_EVERY: u64 = 1_000_000;
+/// How long a reopening waits for sled to let go of the store it just closed.
+const REOPEN_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 /// Attempts at a read during which Redis did not change.
 const ATTEMPTS: usize = 3;
 
@@ -198,7 +200,7 @@ async fn copy_into(
     let written = writer.await.map_err(Error::internal)?;
     reader.await.map_err(Error::internal)??;
     let records = written?;
-    let store = Store::open(dir)?;
+    let store = Store::reopen(dir, REOPEN_WITHIN)?;
     let proxies = copy_proxies(&store, conn, keys).await?;
     store.transaction(|tx| tx.put(TreeId::Meta, "changelog.seq", &seq))?;
     store.close()?;
@@ -256,7 +258,7 @@ impl Loader {
             // Closed first: sled refuses a second opening of a directory that is open.
             store.close()?;
             self.since_open = 0;
-            Store::open(&self.dir)?
+            Store::reopen(&self.dir, REOPEN_WITHIN)?
         } else {
             store
         });

@@ -294,6 +294,24 @@ impl Store {
         })
     }
 
+    /// Opens a store this process has just closed. sled's I/O threads let go of the
+    /// directory's lock a moment after `close` returns, so a lock still held is waited for,
+    /// up to `within`; any other error is returned at once.
+    pub fn reopen(dir: &Path, within: std::time::Duration) -> Result<Store> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            match Store::open(dir) {
+                Err(e)
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                opened => return opened,
+            }
+        }
+    }
+
     /// Shared by writers (a poisoned lock only means a writer panicked: the data is sled's).
     fn write_gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {
         self.gate
