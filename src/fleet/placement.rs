@@ -1,11 +1,11 @@
 //! Users owed a fallback proxy (`NeedsFallback`: theirs left, or none had room when they
 //! joined) are placed as soon as room appears, not at the next periodic rebalance: a fallback
 //! proxy enrols or comes back, raises its capacity, a proxy becomes a fallback, or a proxy
-//! loses users. Each of those queues a `fleet.place_unplaced` task; the task gives every
+//! loses users. Each of those queues a `fleet.place_unplaced` task (one per second at most,
+//! run when that second ends, so a proxy changing its capacity at every heartbeat cannot flood
+//! the queue); the task gives every
 //! waiting user proxies with headroom, least loaded first, counting each placement in the
 //! loads the next one sees, and stops when the room is gone.
-
-use serde_json::json;
 
 use super::links::set_proxies;
 use super::model::{User, UserId, UserStatus};
@@ -21,25 +21,13 @@ pub const PLACE_UNPLACED: TaskKind = TaskKind::PlaceUnplaced;
 /// Waiting users read per round of a task (a task places them all, round after round).
 const PER_ROUND: usize = 500;
 
-/// Queues a placement, in the transaction that made room (`why` and `now_ms` key it, so each
-/// event queues one task).
-pub fn queue_placement(queue: &Queue, tx: &Tx, why: &str, now_ms: u64) -> TxResult<()> {
-    let task = NewTask {
-        kind: PLACE_UNPLACED,
-        key: format!("{PLACE_UNPLACED}:{why}:{now_ms}"),
-        payload: json!({ "why": why }),
-        due_ms: now_ms,
-    };
-    queue.enqueue_in(tx, &task, now_ms)?;
+/// Queues a placement, in the transaction that made room (at most one task a second).
+pub fn queue_placement(queue: &Queue, tx: &Tx, now_ms: u64) -> TxResult<()> {
+    queue.enqueue_in(tx, &NewTask::per_second(PLACE_UNPLACED, now_ms), now_ms)?;
     Ok(())
 }
 
 impl Fleet {
-    /// Users waiting for a fallback proxy (the dashboard and `/metrics` show it).
-    pub fn unplaced(&self) -> usize {
-        self.store.len(TreeId::NeedsFallback)
-    }
-
     /// The `fleet.place_unplaced` task: places waiting users while there is room. Returns how
     /// many users got at least one proxy.
     pub async fn place_unplaced(&self, now_ms: u64) -> Result<usize> {

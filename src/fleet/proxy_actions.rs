@@ -81,7 +81,7 @@ impl Fleet {
             if action.role() != Role::Fallback {
                 self.shed_users(tx, name, &format!("{action:?}"), now_ms)?;
             } else {
-                queue_placement(&self.queue, tx, &format!("{name}-{action:?}"), now_ms)?;
+                queue_placement(&self.queue, tx, now_ms)?;
             }
             if action == ProxyAction::Retire {
                 let task = NewTask {
@@ -106,7 +106,7 @@ impl Fleet {
             if role != Role::Fallback {
                 self.shed_users(tx, name, &format!("role-{}", role.name()), now_ms)?;
             } else {
-                queue_placement(&self.queue, tx, &format!("{name}-fallback"), now_ms)?;
+                queue_placement(&self.queue, tx, now_ms)?;
             }
             Ok(())
         })

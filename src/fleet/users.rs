@@ -312,7 +312,7 @@ impl Fleet {
             }
             if released {
                 // Its slots are free: users waiting for a proxy may take them.
-                super::placement::queue_placement(&self.queue, tx, "user-disabled", now_ms)?;
+                super::placement::queue_placement(&self.queue, tx, now_ms)?;
             }
             tx.remove(TreeId::NeedsFallback, id.key()).map(|_| ())
         })
@@ -329,7 +329,7 @@ impl Fleet {
             user.status = UserStatus::Active;
             save_user(tx, user, now_ms)?;
             tx.put(TreeId::NeedsFallback, id.key(), &now_ms)?;
-            super::placement::queue_placement(&self.queue, tx, "user-enabled", now_ms)
+            super::placement::queue_placement(&self.queue, tx, now_ms)
         })
         .await
     }

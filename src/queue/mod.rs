@@ -60,6 +60,22 @@ pub struct NewTask {
     pub due_ms: u64,
 }
 
+impl NewTask {
+    /// One task of `kind` for everything that asks for it within the same second, run when
+    /// that second ends: a burst (a thousand enrolments, a proxy changing its capacity at
+    /// every heartbeat) queues one task a second, and none asked for is missed, because the
+    /// task runs after every request its key covers.
+    pub fn per_second(kind: TaskKind, now_ms: u64) -> NewTask {
+        let second_end = (now_ms / 1000 + 1) * 1000;
+        NewTask {
+            kind,
+            key: format!("{kind}:{second_end}"),
+            payload: serde_json::json!({}),
+            due_ms: second_end,
+        }
+    }
+}
+
 /// Queue settings taken from the configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct QueuePolicy {

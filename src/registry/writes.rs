@@ -144,7 +144,7 @@ impl Writer {
             };
             let tasks_queued = more_room && proxy.role == Role::Fallback;
             if tasks_queued {
-                self.room_appeared(tx, &proxy.name, now_ms)?;
+                self.room_appeared(tx, now_ms)?;
             }
             last_at = Some(now_ms);
             // The change log's readers (the Redis mirror) never need the secret's hash, and
@@ -236,14 +236,9 @@ impl Writer {
     }
 
     /// A fallback proxy enrolled, came back or raised its capacity: users waiting for a
-    /// fallback proxy may take it (a fleet task, one per event).
-    fn room_appeared(&self, tx: &Tx, name: &ProxyName, now_ms: u64) -> TxResult<()> {
-        let task = NewTask {
-            kind: TaskKind::PlaceUnplaced,
-            key: format!("{}:{name}:{now_ms}", TaskKind::PlaceUnplaced),
-            payload: json!({ "proxy": name }),
-            due_ms: now_ms,
-        };
+    /// fallback proxy may take it (a fleet task, at most one a second).
+    fn room_appeared(&self, tx: &Tx, now_ms: u64) -> TxResult<()> {
+        let task = NewTask::per_second(TaskKind::PlaceUnplaced, now_ms);
         self.queue.enqueue_in(tx, &task, now_ms)?;
         Ok(())
     }

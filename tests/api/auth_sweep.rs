@@ -104,6 +104,9 @@ async fn world() -> World {
             "0000".into(),
         ),
     ];
+    // What the setup queued (a placement round after the enrolments, mails) runs before the
+    // sweep takes its "before": only the refused calls may change anything after it.
+    app.queue_idle().await;
     World {
         app,
         session,

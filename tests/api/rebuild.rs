@@ -13,6 +13,19 @@ use serde_json::json;
 use crate::helpers::{client, proxyfleet, ProxyKeys, ServerProcess, ADMIN_TOKEN};
 use crate::redis_support::{caught_up, RedisServer};
 
+/// `proxyfleet restore --from-redis URL --data-dir INTO [--secrets-key KEY]`.
+fn rebuild_from(url: &str, into: &Path, key: Option<&str>) -> (bool, String) {
+    let mut args = vec![
+        "restore",
+        "--from-redis",
+        url,
+        "--data-dir",
+        into.to_str().unwrap(),
+    ];
+    args.extend(key.iter().flat_map(|key| ["--secrets-key", key]));
+    proxyfleet(&args, &[])
+}
+
 type Trees = BTreeMap<&'static str, BTreeMap<Vec<u8>, Vec<u8>>>;
 
 /// Every record of the store in `dir`, by tree.
@@ -154,16 +167,7 @@ async fn a_primary_killed_under_writes_is_rebuilt_from_redis_with_everything_it_
     std::fs::remove_dir_all(&data).unwrap();
 
     let rebuilt = root.path().join("rebuilt");
-    let (ok, text) = proxyfleet(
-        &[
-            "restore",
-            "--from-redis",
-            &url,
-            "--data-dir",
-            rebuilt.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (ok, text) = rebuild_from(&url, &rebuilt, None);
     assert!(ok, "{text}");
     assert!(text.contains("rebuilt"), "{text}");
     let (ok, text) = proxyfleet(
@@ -257,16 +261,7 @@ async fn a_rebuild_refuses_a_redis_without_a_complete_mirror() {
     let redis = RedisServer::start();
     let root = tempfile::tempdir().unwrap();
     let into = root.path().join("rebuilt");
-    let (ok, text) = proxyfleet(
-        &[
-            "restore",
-            "--from-redis",
-            &redis.url(),
-            "--data-dir",
-            into.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (ok, text) = rebuild_from(&redis.url(), &into, None);
     assert!(!ok, "{text}");
     assert!(text.contains("no complete mirror"), "{text}");
     assert!(!into.exists(), "nothing written");
@@ -351,17 +346,7 @@ async fn sealed_secrets_are_unreadable_in_redis_and_a_rebuild_needs_their_key() 
     server.kill9();
 
     let rebuilt = root.path().join("rebuilt");
-    let rebuild = |key: Option<&str>| {
-        let mut args = vec![
-            "restore",
-            "--from-redis",
-            url.as_str(),
-            "--data-dir",
-            rebuilt.to_str().unwrap(),
-        ];
-        args.extend(key.iter().flat_map(|key| ["--secrets-key", key]));
-        proxyfleet(&args, &[])
-    };
+    let rebuild = |key: Option<&str>| rebuild_from(&url, &rebuilt, key);
     let (ok, text) = rebuild(None);
     assert!(!ok && text.contains("--secrets-key"), "{text}");
     let (ok, text) = rebuild(Some(&wrong));
@@ -408,18 +393,7 @@ async fn a_mirror_without_a_replica_is_refused_then_copied_again_by_its_primary(
         .unwrap();
 
     let rebuilt = root.path().join("rebuilt");
-    let rebuild = || {
-        proxyfleet(
-            &[
-                "restore",
-                "--from-redis",
-                url.as_str(),
-                "--data-dir",
-                rebuilt.to_str().unwrap(),
-            ],
-            &[],
-        )
-    };
+    let rebuild = || rebuild_from(&url, &rebuilt, None);
     let (ok, text) = rebuild();
     assert!(!ok && text.contains("without a replica"), "{text}");
     assert!(!rebuilt.exists(), "nothing written");
@@ -440,16 +414,7 @@ async fn a_rebuild_from_a_redis_that_answers_nothing_gives_up_and_writes_nothing
     let root = tempfile::tempdir().unwrap();
     let into = root.path().join("rebuilt");
     redis.stall(true);
-    let (ok, text) = proxyfleet(
-        &[
-            "restore",
-            "--from-redis",
-            &redis.url(),
-            "--data-dir",
-            into.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (ok, text) = rebuild_from(&redis.url(), &into, None);
     redis.stall(false);
     assert!(!ok, "{text}");
     assert!(text.contains("redis"), "{text}");
