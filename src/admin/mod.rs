@@ -15,6 +15,7 @@ pub mod summary;
 pub mod throttle;
 pub mod totp;
 
+use crate::store::Store;
 use audit::LoginFailures;
 use throttle::LoginThrottle;
 
@@ -23,11 +24,15 @@ pub struct AdminPanel {
     pub throttle: LoginThrottle,
     /// The failed-login audit entries of the current minute.
     pub failures: LoginFailures,
+    /// Answered admin requests, appended in shared transactions.
+    pub trail: audit::Trail,
 }
 
 impl AdminPanel {
-    pub fn new(login_burst: u32) -> AdminPanel {
+    /// Must run inside a tokio runtime (it starts the audit trail's writer).
+    pub fn new(login_burst: u32, store: Store) -> AdminPanel {
         AdminPanel {
+            trail: audit::Trail::start(store),
             throttle: LoginThrottle::new(login_burst),
             failures: LoginFailures::default(),
         }

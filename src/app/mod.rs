@@ -204,7 +204,7 @@ impl Application {
                 .map(crate::mirror::sealing::Sealing::from_file)
                 .transpose()?,
         );
-        let admin = crate::admin::AdminPanel::new(config.admin_login_burst);
+        let admin = crate::admin::AdminPanel::new(config.admin_login_burst, store.clone());
         let limits = crate::http::rate_limit::RateLimits::new(&config.rate_limits);
         let listener_limits = http::listener::Limits {
             keep_body: Some(crate::api::admin::layer::is_audited),

@@ -7,8 +7,9 @@
 //! in (`count_in`), so a burst of sign-ups spreads as the store would say. A placement is a
 //! choice, not an invariant: the rebalancer corrects what a stale load got wrong.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::policy::Candidate;
@@ -30,50 +31,114 @@ struct Built {
     /// (registry generation, epoch) the index was built at.
     key: (u64, u64),
     at: Instant,
-    candidates: Arc<Vec<Candidate>>,
+    candidates: Candidates,
+}
+
+/// The candidates by name and by headroom, so a placement looks at a few of them, not all:
+/// scanning 10,000 for each of a user's proxies (and copying them when two requests held the
+/// list at once) was most of a sign-up's time with 10,000 proxies.
+struct Candidates {
+    by_name: HashMap<ProxyName, Candidate>,
+    /// (headroom, name), most headroom last; ties by name, smallest last, as
+    /// `policy::least_loaded` breaks them.
+    by_headroom: BTreeSet<(i64, std::cmp::Reverse<ProxyName>)>,
+}
+
+impl Candidates {
+    fn new(list: Vec<Candidate>) -> Candidates {
+        let by_headroom = list.iter().map(Candidates::order_key).collect();
+        let by_name = list.into_iter().map(|c| (c.name.clone(), c)).collect();
+        Candidates {
+            by_name,
+            by_headroom,
+        }
+    }
+
+    fn order_key(candidate: &Candidate) -> (i64, std::cmp::Reverse<ProxyName>) {
+        (
+            candidate.headroom(),
+            std::cmp::Reverse(candidate.name.clone()),
+        )
+    }
+
+    /// Enough candidates for `policy::choose` to pick `count` proxies with `named` (the
+    /// ancestry's proxies) in view: the ones named, and the `2 * count` with most headroom
+    /// (at most `count - 1` chosen ones are passed over before each pick).
+    fn shortlist(&self, named: &[&ProxyName], count: usize) -> Vec<Candidate> {
+        let mut list: Vec<Candidate> = self
+            .by_headroom
+            .iter()
+            .rev()
+            .take(2 * count)
+            .filter_map(|(_, name)| self.by_name.get(&name.0).cloned())
+            .collect();
+        for name in named {
+            if let Some(candidate) = self.by_name.get(*name) {
+                if !list.iter().any(|c| &c.name == *name) {
+                    list.push(candidate.clone());
+                }
+            }
+        }
+        list
+    }
+
+    fn count_in(&mut self, name: &ProxyName) {
+        if let Some(candidate) = self.by_name.get_mut(name) {
+            self.by_headroom.remove(&Candidates::order_key(candidate));
+            candidate.load += 1;
+            self.by_headroom.insert(Candidates::order_key(candidate));
+        }
+    }
 }
 
 impl CandidateIndex {
-    /// The candidates, rebuilt with `read` if the live set or a role changed (`generation`
-    /// is the registry's) or they are older than `MAX_AGE`.
-    pub fn get(
+    /// Chooses proxies for one new user and counts them in, in one step (two sign-ups at
+    /// once do not both take a proxy's last slot). `choose` gets the shortlist for
+    /// `count` proxies with `named` in view. The index is rebuilt with `read` first if the
+    /// live set or a role changed (`generation` is the registry's) or it is older than
+    /// `MAX_AGE`.
+    pub fn place(
         &self,
         generation: u64,
         read: impl FnOnce() -> Result<Vec<Candidate>>,
-    ) -> Result<Arc<Vec<Candidate>>> {
+        named: &[&ProxyName],
+        count: usize,
+        choose: impl FnOnce(&[Candidate]) -> Vec<ProxyName>,
+    ) -> Result<Vec<ProxyName>> {
         let key = (generation, self.epoch.load(Ordering::Acquire));
-        if let Some(built) = self.lock().as_ref() {
-            if built.key == key && built.at.elapsed() < MAX_AGE {
-                return Ok(built.candidates.clone());
-            }
+        let fresh = self
+            .lock()
+            .as_ref()
+            .is_some_and(|built| built.key == key && built.at.elapsed() < MAX_AGE);
+        if !fresh {
+            self.rebuild(generation, read)?;
         }
-        self.rebuild(generation, read)
+        let mut built = self.lock();
+        let Some(built) = built.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let chosen = choose(&built.candidates.shortlist(named, count));
+        for name in &chosen {
+            built.candidates.count_in(name);
+        }
+        Ok(chosen)
     }
 
-    /// Reads the candidates again now (the periodic refresh, and `get` when stale).
+    /// Reads the candidates again now (the periodic refresh, and `place` when stale). The
+    /// read runs without the lock: placements go on meanwhile, with the loads they had.
     pub fn rebuild(
         &self,
         generation: u64,
         read: impl FnOnce() -> Result<Vec<Candidate>>,
-    ) -> Result<Arc<Vec<Candidate>>> {
+    ) -> Result<()> {
         let key = (generation, self.epoch.load(Ordering::Acquire));
-        let candidates = Arc::new(read()?);
+        let candidates = Candidates::new(read()?);
         *self.lock() = Some(Built {
             key,
             at: Instant::now(),
-            candidates: candidates.clone(),
+            candidates,
         });
-        Ok(candidates)
-    }
-
-    /// Counts users just given `proxies` in the loads the next placements see.
-    pub fn count_in(&self, proxies: &[ProxyName]) {
-        if let Some(built) = self.lock().as_mut() {
-            let candidates = Arc::make_mut(&mut built.candidates);
-            for candidate in candidates.iter_mut().filter(|c| proxies.contains(&c.name)) {
-                candidate.load += 1;
-            }
-        }
+        Ok(())
     }
 
     /// A role changed: the next read rebuilds.
@@ -89,6 +154,8 @@ impl CandidateIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::AssignmentPolicy;
+    use crate::fleet::policy;
 
     fn candidate(name: &str, load: u64) -> Candidate {
         Candidate {
@@ -96,6 +163,10 @@ mod tests {
             limit: 10,
             load,
         }
+    }
+
+    fn names(list: &[&str]) -> Vec<ProxyName> {
+        list.iter().map(|s| ProxyName::parse(s).unwrap()).collect()
     }
 
     #[test]
@@ -106,19 +177,87 @@ mod tests {
             reads.set(reads.get() + 1);
             Ok(vec![candidate("a", 1), candidate("b", 5)])
         };
-        index.get(1, read).unwrap();
-        index.get(1, read).unwrap();
-        assert_eq!(reads.get(), 1, "cached");
-        index.count_in(&[ProxyName::parse("a").unwrap()]);
+        let least_loaded =
+            |list: &[Candidate]| policy::choose(AssignmentPolicy::LeastLoaded, 1, &[], list);
         assert_eq!(
-            index.get(1, read).unwrap()[0].load,
-            2,
+            index.place(1, read, &[], 1, least_loaded).unwrap(),
+            names(&["a"])
+        );
+        assert_eq!(
+            index.place(1, read, &[], 1, least_loaded).unwrap(),
+            names(&["a"])
+        );
+        assert_eq!(reads.get(), 1, "cached");
+        // a: 1 + 2 placed = 3 of 10; then 4 more make it busier than b (5).
+        for _ in 0..3 {
+            index.place(1, read, &[], 1, least_loaded).unwrap();
+        }
+        assert_eq!(
+            index.place(1, read, &[], 1, least_loaded).unwrap(),
+            names(&["b"]),
             "placements count in"
         );
-        index.get(2, read).unwrap();
+        index.place(2, read, &[], 1, least_loaded).unwrap();
         assert_eq!(reads.get(), 2, "a proxy came or went");
         index.invalidate();
-        index.get(2, read).unwrap();
+        index.place(2, read, &[], 1, least_loaded).unwrap();
         assert_eq!(reads.get(), 3, "a role changed");
+    }
+
+    /// Choosing from the shortlist gives what choosing from every candidate would, for each
+    /// policy, count and ancestry, while placements fill the fleet up.
+    #[test]
+    fn the_shortlist_chooses_as_the_whole_list_would() {
+        let mut rng = 7u64;
+        let mut next = |below: u64| {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (rng >> 33) % below
+        };
+        let all: Vec<Candidate> = (0..60)
+            .map(|i| Candidate {
+                name: ProxyName::parse(&format!("p{i}")).unwrap(),
+                limit: 1 + next(12) as u32,
+                load: next(10),
+            })
+            .collect();
+        let index = CandidateIndex::default();
+        let mut whole = all.clone();
+        index.rebuild(1, || Ok(all.clone())).unwrap();
+        for round in 0..300 {
+            let policy = if round % 2 == 0 {
+                AssignmentPolicy::Trust
+            } else {
+                AssignmentPolicy::LeastLoaded
+            };
+            let count = 1 + next(4) as usize;
+            let ancestry: Vec<Vec<ProxyName>> = (0..next(3))
+                .map(|_| {
+                    (0..next(3))
+                        .map(|_| whole[next(60) as usize].name.clone())
+                        .collect()
+                })
+                .collect();
+            let named: Vec<&ProxyName> = ancestry.iter().flatten().collect();
+            let expected = policy::choose(policy, count, &ancestry, &whole);
+            let chosen = index
+                .place(
+                    1,
+                    || unreachable!(),
+                    &named,
+                    count,
+                    |list| policy::choose(policy, count, &ancestry, list),
+                )
+                .unwrap();
+            assert_eq!(chosen, expected, "round {round}");
+            for name in &chosen {
+                whole.iter_mut().find(|c| &c.name == name).unwrap().load += 1;
+            }
+        }
+        assert!(
+            whole.iter().all(|c| c.headroom() <= 0),
+            "the fleet filled up and nothing went past its limit"
+        );
     }
 }

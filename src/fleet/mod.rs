@@ -20,6 +20,7 @@ use crate::distribution::notify::ConfigNotifier;
 use crate::error::Result;
 use crate::queue::Queue;
 use crate::registry::Registry;
+use crate::store::combiner::Combiner;
 use crate::store::{Store, TreeId, Tx, TxResult};
 use links::set_proxies;
 use model::{ProxyName, User};
@@ -72,10 +73,14 @@ pub struct Fleet {
     pub moves: std::sync::Arc<rebalance::ledger::MoveLedger>,
     /// The fallback proxies new users are placed on, in memory (`index.rs`).
     pub index: std::sync::Arc<index::CandidateIndex>,
+    new_users: users::NewUsers,
+    /// Sign-ups sharing transactions (`users::SIGN_UPS_PER_TRANSACTION`).
+    sign_ups: Combiner<users::SignUp, users::SignUpOutcome>,
     on_disable: DisableHook,
 }
 
 impl Fleet {
+    /// Must run inside a tokio runtime (it starts the sign-up combiner).
     pub fn new(
         store: Store,
         queue: Queue,
@@ -84,7 +89,13 @@ impl Fleet {
         settings: FleetSettings,
         on_disable: DisableHook,
     ) -> Fleet {
+        let new_users = users::NewUsers {
+            queue: queue.clone(),
+            fallbacks_per_user: settings.fallbacks_per_user,
+        };
         Fleet {
+            sign_ups: new_users.clone().combiner(store.clone()),
+            new_users,
             on_disable,
             store,
             queue,

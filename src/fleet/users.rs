@@ -9,9 +9,11 @@ use super::Fleet;
 use crate::changes::ChangeKind;
 use crate::error::{Error, Result};
 use crate::http::TokenHash;
+use crate::queue::Queue;
 use crate::registry::Role;
 use crate::store::codec::{pair_key, u64_key};
-use crate::store::{abort, TreeId, Tx, TxResult};
+use crate::store::combiner::Combiner;
+use crate::store::{abort, Store, TreeId, Tx, TxResult};
 
 pub const NEXT_USER_ID: &str = "users.next_id";
 /// How far up the trust graph the trust policy looks.
@@ -49,19 +51,125 @@ pub fn save_user(tx: &Tx, user: &User, now_ms: u64) -> TxResult<()> {
     Ok(())
 }
 
-impl Fleet {
-    /// Live fallback proxies with their load, from the in-memory index (`index.rs`).
-    pub fn candidates(&self, now_ms: u64) -> Result<std::sync::Arc<Vec<Candidate>>> {
-        let generation = self.registry.generation();
-        self.index.get(generation, || self.read_candidates(now_ms))
+/// Most sign-ups applied in one transaction. Each sign-up alone was its own transaction and
+/// flush: at 16 concurrent sign-ups the p99 was 217 ms (BENCHMARKS.md, "Sign-ups").
+pub const SIGN_UPS_PER_TRANSACTION: usize = 128;
+
+/// One sign-up as the combiner takes it: everything chosen before the transaction.
+pub struct SignUp {
+    pub email: Email,
+    pub invited_by: Option<UserId>,
+    pub proxies: Vec<ProxyName>,
+    pub token: String,
+    pub now_ms: u64,
+}
+
+/// Each sign-up's own outcome: one refused address does not fail the others of its batch.
+pub type SignUpOutcome = std::result::Result<User, Error>;
+
+/// What creating a user writes with. Not the whole `Fleet`: the sign-up combiner's task holds
+/// this, and a `Fleet` there would hold the combiner's own sender (the task, and the store it
+/// holds, would never end).
+#[derive(Clone)]
+pub struct NewUsers {
+    pub queue: Queue,
+    pub fallbacks_per_user: usize,
+}
+
+impl NewUsers {
+    /// Starts the sign-up combiner (inside a tokio runtime).
+    pub fn combiner(self, store: Store) -> Combiner<SignUp, SignUpOutcome> {
+        Combiner::start(
+            store,
+            SIGN_UPS_PER_TRANSACTION,
+            move |tx, batch: &[SignUp]| {
+                batch
+                    .iter()
+                    .map(|s| match refusal(tx, &s.email, s.invited_by)? {
+                        Some(refused) => Ok(Err(refused)),
+                        None => self
+                            .create_in(tx, &s.email, s.invited_by, &s.proxies, &s.token, s.now_ms)
+                            .map(Ok),
+                    })
+                    .collect()
+            },
+        )
     }
 
+    /// Creates a user inside `tx`: unique email, token, first proxies. `proxies` were chosen
+    /// before the transaction (a choice, not an invariant: the rebalancer corrects it).
+    pub fn create_in(
+        &self,
+        tx: &Tx,
+        email: &Email,
+        invited_by: Option<UserId>,
+        proxies: &[ProxyName],
+        token: &str,
+        now_ms: u64,
+    ) -> TxResult<User> {
+        if let Some(refused) = refusal(tx, email, invited_by)? {
+            return abort(refused);
+        }
+        let id = UserId(tx.next(NEXT_USER_ID)?);
+        let token_hash = TokenHash::of(token);
+        let mut user = User::new(id, email.clone(), token_hash, invited_by, now_ms);
+        tx.put(TreeId::UserEmails, email.as_str(), &id)?;
+        tx.put(TreeId::UserTokens, token_hash.as_bytes(), &id)?;
+        if let Some(inviter) = invited_by {
+            tx.put_marker(TreeId::Invitees, pair_key(inviter.0, id.0))?;
+        }
+        if !set_proxies(
+            tx,
+            &mut user,
+            proxies.to_vec(),
+            "first fallback on sign-up",
+            now_ms,
+        )? {
+            save_user(tx, &user, now_ms)?;
+        }
+        if user.proxies.len() < self.fallbacks_per_user {
+            tx.put(TreeId::NeedsFallback, id.key(), &now_ms)?;
+        }
+        let welcome = serde_json::json!({ "email": email.as_str() });
+        crate::mail::queue_in(
+            tx,
+            &self.queue,
+            email.as_str(),
+            "welcome",
+            &welcome,
+            &format!("welcome:{id}"),
+            now_ms,
+        )?;
+        Ok(user)
+    }
+}
+
+/// Why this sign-up cannot be made (the address is taken, the inviter does not exist), read
+/// inside the transaction that would make it. Sign-ups earlier in the same transaction count.
+fn refusal(tx: &Tx, email: &Email, invited_by: Option<UserId>) -> TxResult<Option<Error>> {
+    if tx.contains(TreeId::UserEmails, email.as_str())? {
+        return Ok(Some(Error::conflict(
+            "email_taken",
+            format!("{} already has an account", email.as_str()),
+        )));
+    }
+    if let Some(inviter) = invited_by {
+        if !tx.contains(TreeId::Users, inviter.key())? {
+            return Ok(Some(Error::invalid(
+                "unknown_inviter",
+                format!("no user {inviter} to be invited by"),
+            )));
+        }
+    }
+    Ok(None)
+}
+
+impl Fleet {
     /// Reads the index again (the periodic view refresh, so requests rarely have to).
     pub fn refresh_candidates(&self, now_ms: u64) -> Result<()> {
         let generation = self.registry.generation();
         self.index
             .rebuild(generation, || self.read_candidates(now_ms))
-            .map(|_| ())
     }
 
     /// Live fallback proxies with their load, read from the store: every proxy and its link
@@ -106,20 +214,18 @@ impl Fleet {
         now_ms: u64,
     ) -> Result<Vec<ProxyName>> {
         let ancestry = self.ancestry(invited_by)?;
-        let candidates = self.candidates(now_ms)?;
-        let chosen = policy::choose(
-            self.settings.policy,
-            self.settings.fallbacks_per_user,
-            &ancestry,
-            &candidates,
-        );
-        drop(candidates); // the index's copy is then the only one: counted in without a clone
-        self.index.count_in(&chosen);
-        Ok(chosen)
+        let named: Vec<&ProxyName> = ancestry.iter().flatten().collect();
+        let count = self.settings.fallbacks_per_user;
+        self.index.place(
+            self.registry.generation(),
+            || self.read_candidates(now_ms),
+            &named,
+            count,
+            |shortlist| policy::choose(self.settings.policy, count, &ancestry, shortlist),
+        )
     }
 
-    /// Creates a user inside `tx`: unique email, token, first proxies. `proxies` were chosen
-    /// before the transaction (a choice, not an invariant: the rebalancer corrects it).
+    /// Creates a user inside `tx` (an invitation's acceptance): see `NewUsers::create_in`.
     pub fn create_in(
         &self,
         tx: &Tx,
@@ -129,53 +235,12 @@ impl Fleet {
         token: &str,
         now_ms: u64,
     ) -> TxResult<User> {
-        if tx.contains(TreeId::UserEmails, email.as_str())? {
-            return abort(Error::conflict(
-                "email_taken",
-                format!("{} already has an account", email.as_str()),
-            ));
-        }
-        if let Some(inviter) = invited_by {
-            if !tx.contains(TreeId::Users, inviter.key())? {
-                return abort(Error::invalid(
-                    "unknown_inviter",
-                    format!("no user {inviter} to be invited by"),
-                ));
-            }
-        }
-        let id = UserId(tx.next(NEXT_USER_ID)?);
-        let token_hash = TokenHash::of(token);
-        let mut user = User::new(id, email.clone(), token_hash, invited_by, now_ms);
-        tx.put(TreeId::UserEmails, email.as_str(), &id)?;
-        tx.put(TreeId::UserTokens, token_hash.as_bytes(), &id)?;
-        if let Some(inviter) = invited_by {
-            tx.put_marker(TreeId::Invitees, pair_key(inviter.0, id.0))?;
-        }
-        if !set_proxies(
-            tx,
-            &mut user,
-            proxies.to_vec(),
-            "first fallback on sign-up",
-            now_ms,
-        )? {
-            save_user(tx, &user, now_ms)?;
-        }
-        if user.proxies.len() < self.settings.fallbacks_per_user {
-            tx.put(TreeId::NeedsFallback, id.key(), &now_ms)?;
-        }
-        let welcome = serde_json::json!({ "email": email.as_str() });
-        crate::mail::queue_in(
-            tx,
-            &self.queue,
-            email.as_str(),
-            "welcome",
-            &welcome,
-            &format!("welcome:{id}"),
-            now_ms,
-        )?;
-        Ok(user)
+        self.new_users
+            .create_in(tx, email, invited_by, proxies, token, now_ms)
     }
 
+    /// Creates a user. Concurrent sign-ups share one transaction and one flush (see
+    /// `SIGN_UPS_PER_TRANSACTION`); each still gets its own answer.
     pub async fn create_user(
         &self,
         email: &Email,
@@ -184,10 +249,17 @@ impl Fleet {
     ) -> Result<Created> {
         let proxies = self.initial_proxies(invited_by, now_ms)?;
         let token = new_token();
-        let user = self
-            .store
-            .transaction(|tx| self.create_in(tx, email, invited_by, &proxies, &token, now_ms))?;
-        self.store.durable().await?;
+        let sign_up = SignUp {
+            email: email.clone(),
+            invited_by,
+            proxies,
+            token: token.clone(),
+            now_ms,
+        };
+        let user = self.sign_ups.submit(sign_up).await??;
+        // The welcome mail is sent now rather than with the next idle wake-up (up to 500 ms
+        // later): a worker waking to a backlog of hundreds of mails stalled sign-ups.
+        self.queue.wake();
         Ok(Created {
             user,
             token: Some(token),

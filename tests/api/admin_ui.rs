@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use crate::admin::{create_account, ADMIN_PASSWORD, ADMIN_USER};
 use crate::helpers::{free_port, require_program, spawn_app_with, TestApp};
+use crate::rebalance::overloaded_fleet;
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -165,6 +166,38 @@ async fn fetch_status(browser: &Client, method: &str, path: &str, body: &str) ->
         .expect("a status")
 }
 
+/// Signs in from the open sign-in form; returns once the dashboard shows.
+async fn sign_in(browser: &Client) {
+    fill(browser, "#login input[name=username]", ADMIN_USER).await;
+    fill(browser, "#login input[name=password]", ADMIN_PASSWORD).await;
+    click(browser, "#login button[type=submit]").await;
+    browser
+        .wait()
+        .at_most(PATIENCE)
+        .for_element(Locator::Css("#card-users"))
+        .await
+        .expect("the dashboard after signing in");
+}
+
+/// Clicks `css`, then accepts the confirmation the click opens (`window.confirm`).
+async fn click_and_confirm(browser: &Client, css: &str) {
+    click(browser, css).await;
+    let started = Instant::now();
+    // The dialog opens from the click's handler: accepting fails until it is there.
+    while browser.accept_alert().await.is_err() {
+        assert!(started.elapsed() < PATIENCE, "no confirmation after {css}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The number in the first "Dry run #N" the element at `css` shows.
+async fn dry_run_id(browser: &Client, css: &str) -> u64 {
+    let text = wait_for_text(browser, css, "Dry run #").await;
+    let after = &text[text.find("Dry run #").unwrap() + "Dry run #".len()..];
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().expect("a plan number")
+}
+
 async fn seed(app: &TestApp) {
     let located = [
         ("country", "NL"),
@@ -211,8 +244,7 @@ async fn an_operator_runs_the_fleet_from_the_browser() {
     fill(&browser, "#login input[name=password]", "not the password").await;
     click(&browser, "#login button[type=submit]").await;
     wait_for_text(&browser, "#login-error", "Wrong username").await;
-    fill(&browser, "#login input[name=password]", ADMIN_PASSWORD).await;
-    click(&browser, "#login button[type=submit]").await;
+    sign_in(&browser).await;
     wait_for_text(&browser, "#card-proxies", "2").await;
     wait_for_text(&browser, "#card-users", "3").await;
     screenshot(&browser, "dashboard").await;
@@ -366,5 +398,94 @@ async fn an_operator_runs_the_fleet_from_the_browser() {
         .await
         .expect("the sign-in form again");
 
+    browser.close().await.expect("close the browser");
+}
+
+/// The rebalancer page as an operator uses it: a dry run, reviewed while the fleet changes under
+/// it (the standby it would promote leaves), is refused with what changed and nothing moves; the
+/// fresh dry run the page then offers is applied by its button, and exactly its moves happen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_applies_the_plan_they_reviewed_from_the_browser() {
+    let app = spawn_app_with(|c| {
+        c.admin_login_burst = 50;
+        c.max_clients = 5;
+    })
+    .await;
+    create_account(&app).await;
+    let users = overloaded_fleet(&app).await;
+    let driver = start_driver();
+    let profile = tempfile::tempdir().expect("profile dir");
+    let browser = browser(&driver, profile.path()).await;
+    browser.goto(&app.url("/admin/")).await.unwrap();
+    sign_in(&browser).await;
+
+    browser.goto(&app.url("/admin/#/rebalance")).await.unwrap();
+    click(&browser, "#dry-run-now").await;
+    let reviewed = dry_run_id(&browser, "#dry-run-plan").await;
+    wait_for_text(&browser, "#dry-run-plan", "5 moves, 1 promoted").await;
+    assert_eq!(app.unregister("p2").await.status(), reqwest::StatusCode::OK);
+    click_and_confirm(&browser, "#dry-run-plan .apply-plan").await;
+    wait_for_text(&browser, "#dry-run-plan .stale", "p2 to promote is gone").await;
+    screenshot(&browser, "rebalancer-stale").await;
+    for (id, _) in &users {
+        assert_eq!(app.user_proxies(*id).await, ["p1"], "nothing moved");
+    }
+
+    // Another standby enrols; the page's fresh dry run is the one applied.
+    app.proxy("p3", 9003, &[("role", "standby")]).await;
+    click(&browser, "#dry-run-plan .dry-run-again").await;
+    wait_for_text(
+        &browser,
+        "#dry-run-plan",
+        &format!("Dry run #{}", reviewed + 1),
+    )
+    .await;
+    let fresh = reviewed + 1;
+    let plans = app
+        .admin_json("/api/v1/admin/rebalance/plans?limit=10")
+        .await;
+    let planned = plans["plans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == fresh)
+        .expect("the fresh dry run is kept")
+        .clone();
+    assert_eq!(planned["dry_run"], true);
+    click_and_confirm(&browser, "#dry-run-plan .apply-plan").await;
+    let applied_id = fresh + 1; // the applied plan replaces the dry run under a new number
+    let notice = format!("Plan #{applied_id} applied: 5 moves");
+    wait_for_text(&browser, "#notices", &notice).await;
+    let moves = planned["moves"].as_array().unwrap();
+    assert_eq!(moves.len(), 5);
+    for mv in moves {
+        let user = mv["user"].as_u64().unwrap();
+        assert_eq!(
+            app.user_proxies(user).await,
+            [mv["to"].as_str().unwrap()],
+            "{mv}"
+        );
+    }
+    assert!(moves.iter().all(|mv| mv["to"] == "p3"), "{planned}");
+    let unmoved: Vec<u64> = users
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| !moves.iter().any(|mv| mv["user"] == *id))
+        .collect();
+    assert_eq!(unmoved.len(), 5);
+    for id in unmoved {
+        assert_eq!(app.user_proxies(id).await, ["p1"]);
+    }
+    // The applied plan is the reviewed one, which no longer waits for review.
+    let plans = app
+        .admin_json("/api/v1/admin/rebalance/plans?limit=10")
+        .await;
+    let plans = plans["plans"].as_array().unwrap();
+    assert!(plans.iter().all(|p| p["id"] != fresh), "{plans:?}");
+    let applied = &plans[0];
+    assert_eq!(applied["id"], applied_id);
+    assert_eq!(applied["dry_run"], false);
+    assert_eq!(applied["moves"], planned["moves"]);
+    screenshot(&browser, "rebalancer-applied").await;
     browser.close().await.expect("close the browser");
 }

@@ -170,6 +170,74 @@ async fn accepting_an_invitation_twice_or_concurrently_makes_one_user() {
     assert!(outbox["last_error"].as_str().unwrap().starts_with("held"));
 }
 
+/// Concurrent sign-ups share transactions (`SIGN_UPS_PER_TRANSACTION`), but each is answered
+/// for itself: of 30 sent at once, the 10 repeats of an address (in another case) and the 5 that
+/// name no existing inviter are refused, and only they; every other one is created with its own
+/// token, proxies and audit entry.
+#[tokio::test]
+async fn concurrent_sign_ups_are_each_answered_on_their_own() {
+    let app = spawn_app().await;
+    app.register_ok("p1", 7001).await;
+    let (inviter, _, _) = app.create_user("inviter@example.org", None).await;
+    let mut sent = Vec::new();
+    for i in 0..10 {
+        sent.push((format!("user{i}@example.org"), None));
+        sent.push((format!("USER{i}@example.org"), None));
+        sent.push((format!("invitee{i}@example.org"), Some(inviter)));
+    }
+    for i in 0..5 {
+        sent.push((format!("orphan{i}@example.org"), Some(inviter + 1000)));
+    }
+    let answers = futures::future::join_all(sent.iter().map(|(email, invited_by)| {
+        let body = json!({ "email": email, "invited_by": invited_by });
+        let app = &app;
+        async move { app.admin_post("/api/v1/admin/users", &body).await }
+    }))
+    .await;
+    let mut created = std::collections::BTreeMap::new();
+    let mut taken = 0;
+    let mut orphans = 0;
+    for ((email, invited_by), answer) in sent.iter().zip(answers) {
+        match answer.status() {
+            StatusCode::CREATED => {
+                let body: Value = answer.json().await.unwrap();
+                assert_eq!(body["email"], email.to_lowercase(), "{body}");
+                assert_eq!(body["invited_by"], json!(invited_by), "{body}");
+                assert_eq!(names_of(&body["proxies"]), ["p1"], "{body}");
+                assert!(body["token"].as_str().unwrap().starts_with("pfu_"));
+                let previous = created.insert(email.to_lowercase(), body["id"].as_u64().unwrap());
+                assert!(previous.is_none(), "{email} created twice");
+            }
+            StatusCode::CONFLICT => {
+                assert_eq!(error_code(answer).await, "email_taken");
+                taken += 1;
+            }
+            StatusCode::UNPROCESSABLE_ENTITY => {
+                assert_eq!(invited_by, &Some(inviter + 1000));
+                assert_eq!(error_code(answer).await, "unknown_inviter");
+                orphans += 1;
+            }
+            other => panic!("{email}: {other}"),
+        }
+    }
+    // Either case of each address may have come first; exactly one of the two was created.
+    assert_eq!((created.len(), taken, orphans), (20, 10, 5));
+    let ids: std::collections::BTreeSet<u64> = created.values().copied().collect();
+    assert_eq!(ids.len(), 20, "every user has an id of its own");
+    let page = app.admin_json("/api/v1/admin/users?limit=100").await;
+    assert_eq!(page["users_total"], 21);
+    // One audit entry per answered request, refusals included.
+    let trail = app.admin_json("/admin/api/audit?q=users&limit=100").await;
+    let entries = trail["entries"].as_array().unwrap();
+    let statuses = |code: u64| entries.iter().filter(|e| e["status"] == code).count();
+    assert_eq!(
+        (statuses(201), statuses(409), statuses(422)),
+        (21, 10, 5),
+        "{trail}"
+    );
+    app.assert_consistent().await;
+}
+
 #[tokio::test]
 async fn user_input_errors_and_auth() {
     let app = spawn_app().await;

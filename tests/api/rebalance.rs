@@ -12,7 +12,7 @@ use crate::helpers::{names_of, spawn_app_with, TestApp};
 /// The scenario: limit 5, ten users on p1 which reports 10 clients, standby p2. The
 /// users joined while p1 said it could carry 10 (no proxy is filled past its limit); then it
 /// says 5.
-async fn overloaded_fleet(app: &TestApp) -> Vec<(u64, String)> {
+pub(crate) async fn overloaded_fleet(app: &TestApp) -> Vec<(u64, String)> {
     app.proxy("p1", 9001, &[("clients", "0"), ("capacity", "10")])
         .await;
     let mut users = Vec::new();

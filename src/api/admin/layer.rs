@@ -178,11 +178,10 @@ where
                             client_ip: ip,
                             params: params(&query, body.as_ref().map(|b| &b.0[..])),
                         };
-                        if let Err(error) = audit::record(&state.store, event, state.clock.now_ms())
-                        {
+                        let recorded = state.admin.trail.record(event, state.clock.now_ms()).await;
+                        if let Err(error) = recorded {
                             tracing::error!(%error, "audit trail: could not record");
                         }
-                        let _ = state.store.durable().await;
                     }
                     Ok::<_, Rejection>(response)
                 }
