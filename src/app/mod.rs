@@ -41,6 +41,9 @@ use crate::registry::writes::Writer;
 use crate::registry::{sweeper, Registry};
 use crate::store::Store;
 
+/// How long a start waits for a store lock that sled's threads are about to release.
+const STORE_LOCK_WAIT: Duration = Duration::from_secs(2);
+
 /// Stops a running application: stop accepting, finish requests and tasks, flush.
 #[derive(Clone)]
 pub struct ShutdownHandle(Arc<watch::Sender<bool>>);
@@ -102,7 +105,9 @@ impl Application {
             .https_listen
             .map(|_| tls::load_or_create(&config))
             .transpose()?;
-        let store = Store::open(&config.data_dir)?;
+        // A store closed a moment ago by this process (a restart in place, the tests) may still
+        // be locked by sled's I/O threads; another process holding it fails after the wait.
+        let store = Store::reopen(&config.data_dir, STORE_LOCK_WAIT)?;
         store
             .guard_disk(config.min_free_disk_mb.saturating_mul(1_048_576))
             .map_err(|e| Error::caused_by("read the data disk's free space", e))?;

@@ -22,9 +22,32 @@ pub const MAX_AGE: Duration = Duration::from_secs(5);
 
 #[derive(Default)]
 pub struct CandidateIndex {
-    built: Mutex<Option<Built>>,
+    state: Mutex<State>,
     /// Bumped when a role changes outside the registry's own changes.
     epoch: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    built: Option<Built>,
+    /// Placements chosen whose sign-up has not committed yet. The periodic refresh reads the
+    /// store, which does not hold them yet: it waits for a moment with none (a refresh between
+    /// a choice and its commit had forgotten it, and the next sign-up went past the proxy's
+    /// limit).
+    in_flight: usize,
+}
+
+/// A placement not committed yet (see `State::in_flight`); drop it once the sign-up
+/// committed or failed.
+pub struct Pending {
+    index: std::sync::Arc<CandidateIndex>,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let mut state = self.index.lock();
+        state.in_flight = state.in_flight.saturating_sub(1);
+    }
 }
 
 struct Built {
@@ -98,30 +121,38 @@ impl CandidateIndex {
     /// live set or a role changed (`generation` is the registry's) or it is older than
     /// `MAX_AGE`.
     pub fn place(
-        &self,
+        self: &std::sync::Arc<Self>,
         generation: u64,
         read: impl FnOnce() -> Result<Vec<Candidate>>,
         named: &[&ProxyName],
         count: usize,
         choose: impl FnOnce(&[Candidate]) -> Vec<ProxyName>,
-    ) -> Result<Vec<ProxyName>> {
+    ) -> Result<(Vec<ProxyName>, Pending)> {
         let key = (generation, self.epoch.load(Ordering::Acquire));
         let fresh = self
             .lock()
+            .built
             .as_ref()
             .is_some_and(|built| built.key == key && built.at.elapsed() < MAX_AGE);
         if !fresh {
             self.rebuild(generation, read)?;
         }
-        let mut built = self.lock();
-        let Some(built) = built.as_mut() else {
-            return Ok(Vec::new());
+        let mut state = self.lock();
+        let chosen = match state.built.as_mut() {
+            Some(built) => {
+                let chosen = choose(&built.candidates.shortlist(named, count));
+                for name in &chosen {
+                    built.candidates.count_in(name);
+                }
+                chosen
+            }
+            None => Vec::new(),
         };
-        let chosen = choose(&built.candidates.shortlist(named, count));
-        for name in &chosen {
-            built.candidates.count_in(name);
-        }
-        Ok(chosen)
+        state.in_flight += 1;
+        let pending = Pending {
+            index: self.clone(),
+        };
+        Ok((chosen, pending))
     }
 
     /// Reads the candidates again now (the periodic refresh, and `place` when stale). The
@@ -133,7 +164,7 @@ impl CandidateIndex {
     ) -> Result<()> {
         let key = (generation, self.epoch.load(Ordering::Acquire));
         let candidates = Candidates::new(read()?);
-        *self.lock() = Some(Built {
+        self.lock().built = Some(Built {
             key,
             at: Instant::now(),
             candidates,
@@ -141,13 +172,26 @@ impl CandidateIndex {
         Ok(())
     }
 
+    /// The periodic refresh: `rebuild`, unless a placement is on its way to the store (the
+    /// loads counted in stay until the next refresh, or `MAX_AGE`).
+    pub fn refresh(
+        &self,
+        generation: u64,
+        read: impl FnOnce() -> Result<Vec<Candidate>>,
+    ) -> Result<()> {
+        if self.lock().in_flight > 0 {
+            return Ok(());
+        }
+        self.rebuild(generation, read)
+    }
+
     /// A role changed: the next read rebuilds.
     pub fn invalidate(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Built>> {
-        self.built.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -171,7 +215,7 @@ mod tests {
 
     #[test]
     fn the_index_is_read_again_only_when_the_fleet_changed() {
-        let index = CandidateIndex::default();
+        let index = std::sync::Arc::new(CandidateIndex::default());
         let reads = std::cell::Cell::new(0);
         let read = || {
             reads.set(reads.get() + 1);
@@ -180,11 +224,11 @@ mod tests {
         let least_loaded =
             |list: &[Candidate]| policy::choose(AssignmentPolicy::LeastLoaded, 1, &[], list);
         assert_eq!(
-            index.place(1, read, &[], 1, least_loaded).unwrap(),
+            index.place(1, read, &[], 1, least_loaded).unwrap().0,
             names(&["a"])
         );
         assert_eq!(
-            index.place(1, read, &[], 1, least_loaded).unwrap(),
+            index.place(1, read, &[], 1, least_loaded).unwrap().0,
             names(&["a"])
         );
         assert_eq!(reads.get(), 1, "cached");
@@ -193,7 +237,7 @@ mod tests {
             index.place(1, read, &[], 1, least_loaded).unwrap();
         }
         assert_eq!(
-            index.place(1, read, &[], 1, least_loaded).unwrap(),
+            index.place(1, read, &[], 1, least_loaded).unwrap().0,
             names(&["b"]),
             "placements count in"
         );
@@ -222,7 +266,7 @@ mod tests {
                 load: next(10),
             })
             .collect();
-        let index = CandidateIndex::default();
+        let index = std::sync::Arc::new(CandidateIndex::default());
         let mut whole = all.clone();
         index.rebuild(1, || Ok(all.clone())).unwrap();
         for round in 0..300 {
@@ -249,7 +293,8 @@ mod tests {
                     count,
                     |list| policy::choose(policy, count, &ancestry, list),
                 )
-                .unwrap();
+                .unwrap()
+                .0;
             assert_eq!(chosen, expected, "round {round}");
             for name in &chosen {
                 whole.iter_mut().find(|c| &c.name == name).unwrap().load += 1;
@@ -258,6 +303,28 @@ mod tests {
         assert!(
             whole.iter().all(|c| c.headroom() <= 0),
             "the fleet filled up and nothing went past its limit"
+        );
+    }
+
+    /// The periodic refresh leaves the counted-in loads alone while a placement is on its
+    /// way to the store.
+    #[test]
+    fn a_refresh_waits_for_the_placements_on_their_way() {
+        let index = std::sync::Arc::new(CandidateIndex::default());
+        let stored = || Ok(vec![candidate("a", 9)]);
+        let one = |list: &[Candidate]| policy::choose(AssignmentPolicy::LeastLoaded, 1, &[], list);
+        let (chosen, pending) = index.place(1, stored, &[], 1, one).unwrap();
+        assert_eq!(chosen, names(&["a"]));
+        index.refresh(1, stored).unwrap();
+        assert!(
+            index.place(1, stored, &[], 1, one).unwrap().0.is_empty(),
+            "a is full: 9 stored and 1 on its way"
+        );
+        drop(pending);
+        index.refresh(1, || Ok(vec![candidate("a", 5)])).unwrap();
+        assert_eq!(
+            index.place(1, stored, &[], 1, one).unwrap().0,
+            names(&["a"])
         );
     }
 }

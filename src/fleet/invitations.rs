@@ -57,7 +57,7 @@ impl Fleet {
         let Some(invitation) = self.store.get::<Invitation>(TreeId::Invitations, code)? else {
             return Err(Error::NotFound("invitation".into()));
         };
-        let proxies = self.initial_proxies(Some(invitation.inviter), now_ms)?;
+        let (proxies, _pending) = self.initial_proxies(Some(invitation.inviter), now_ms)?;
         let token = new_token();
         let (user, fresh) = self.store.transaction(|tx| {
             let Some(mut invitation) = tx.get::<Invitation>(TreeId::Invitations, code)? else {

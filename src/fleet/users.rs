@@ -169,7 +169,7 @@ impl Fleet {
     pub fn refresh_candidates(&self, now_ms: u64) -> Result<()> {
         let generation = self.registry.generation();
         self.index
-            .rebuild(generation, || self.read_candidates(now_ms))
+            .refresh(generation, || self.read_candidates(now_ms))
     }
 
     /// Live fallback proxies with their load, read from the store: every proxy and its link
@@ -207,12 +207,13 @@ impl Fleet {
         Ok(lists)
     }
 
-    /// The fallback proxies a new user with this inviter gets now.
+    /// The fallback proxies a new user with this inviter gets now; keep the `Pending` until
+    /// the user is committed (or refused).
     pub fn initial_proxies(
         &self,
         invited_by: Option<UserId>,
         now_ms: u64,
-    ) -> Result<Vec<ProxyName>> {
+    ) -> Result<(Vec<ProxyName>, super::index::Pending)> {
         let ancestry = self.ancestry(invited_by)?;
         let named: Vec<&ProxyName> = ancestry.iter().flatten().collect();
         let count = self.settings.fallbacks_per_user;
@@ -247,7 +248,7 @@ impl Fleet {
         invited_by: Option<UserId>,
         now_ms: u64,
     ) -> Result<Created> {
-        let proxies = self.initial_proxies(invited_by, now_ms)?;
+        let (proxies, _pending) = self.initial_proxies(invited_by, now_ms)?;
         let token = new_token();
         let sign_up = SignUp {
             email: email.clone(),

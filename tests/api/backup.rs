@@ -236,7 +236,7 @@ async fn an_old_store_is_backed_up_before_migrating_and_a_newer_one_is_refused()
     app.stop().await;
     // As a store made before formats were recorded.
     {
-        let store = Store::open(data.path()).unwrap();
+        let store = Store::reopen(data.path(), Duration::from_secs(10)).unwrap();
         assert_eq!(
             proxyfleet::store::format::read(&store).unwrap(),
             Some(DATA_FORMAT)
@@ -264,7 +264,7 @@ async fn an_old_store_is_backed_up_before_migrating_and_a_newer_one_is_refused()
 
     // A store from a newer proxyfleet is not opened.
     {
-        let store = Store::open(data.path()).unwrap();
+        let store = Store::reopen(data.path(), Duration::from_secs(10)).unwrap();
         assert_eq!(
             proxyfleet::store::format::read(&store).unwrap(),
             Some(DATA_FORMAT)
