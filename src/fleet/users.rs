@@ -51,8 +51,9 @@ pub fn save_user(tx: &Tx, user: &User, now_ms: u64) -> TxResult<()> {
     Ok(())
 }
 
-/// Most sign-ups applied in one transaction. Each sign-up alone was its own transaction and
-/// flush: at 16 concurrent sign-ups the p99 was 217 ms (BENCHMARKS.md, "Sign-ups").
+/// Most sign-ups applied in one transaction. Concurrent sign-ups share a transaction and a
+/// flush, as heartbeats and webhooks do, instead of paying for one each (BENCHMARKS.md,
+/// "Sign-ups with 10,000 proxies").
 pub const SIGN_UPS_PER_TRANSACTION: usize = 128;
 
 /// One sign-up as the combiner takes it: everything chosen before the transaction.
