@@ -69,7 +69,7 @@ impl Fleet {
                 };
                 return Ok((user, false));
             }
-            let user = self.create_in(
+            let user = self.new_users.create_in(
                 tx,
                 &invitation.email,
                 Some(invitation.inviter),

@@ -227,20 +227,6 @@ impl Fleet {
         )
     }
 
-    /// Creates a user inside `tx` (an invitation's acceptance): see `NewUsers::create_in`.
-    pub fn create_in(
-        &self,
-        tx: &Tx,
-        email: &Email,
-        invited_by: Option<UserId>,
-        proxies: &[ProxyName],
-        token: &str,
-        now_ms: u64,
-    ) -> TxResult<User> {
-        self.new_users
-            .create_in(tx, email, invited_by, proxies, token, now_ms)
-    }
-
     /// Creates a user. Concurrent sign-ups share one transaction and one flush (see
     /// `SIGN_UPS_PER_TRANSACTION`); each still gets its own answer.
     pub async fn create_user(
