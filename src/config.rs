@@ -146,6 +146,15 @@ pub struct Config {
     pub assignment_policy: AssignmentPolicy,
     /// Fallback proxies each user is given.
     pub fallbacks_per_user: usize,
+    /// An unused invitation code expires this long after it was made.
+    pub invitation_ttl_secs: u64,
+    /// The window invitation quotas count in.
+    pub invitation_period_secs: u64,
+    /// Invitations a user may send per period (an admin can set more or fewer per user); 0
+    /// turns invitations off for users without Pro.
+    pub invitations_per_period: u32,
+    /// The same for users with Pro.
+    pub pro_invitations_per_period: u32,
     /// Below this percentage of its limit a proxy counts as idle.
     pub low_water_percent: u32,
     /// Periodic rebalance interval; 0 turns periodic runs off.
@@ -304,6 +313,10 @@ impl Default for Config {
             changelog_retain: 1_000_000,
             assignment_policy: AssignmentPolicy::Trust,
             fallbacks_per_user: 1,
+            invitation_ttl_secs: 14 * 86_400,
+            invitation_period_secs: 30 * 86_400,
+            invitations_per_period: 5,
+            pro_invitations_per_period: 20,
             low_water_percent: 10,
             rebalance_interval_secs: 60,
             rebalance_hysteresis_secs: 300,
@@ -359,7 +372,7 @@ impl Config {
     /// Checks the settings once, at start: every duration, cap and count that must be at
     /// least 1 is, so no code clamps them where it uses them. Names each setting that is not.
     pub fn validate(&self) -> Result<(), String> {
-        let at_least_one: [(&str, u64); 21] = [
+        let at_least_one: [(&str, u64); 23] = [
             ("heartbeat_ttl_secs", self.heartbeat_ttl_secs),
             ("config_validity_secs", self.config_validity_secs),
             ("stripe_timeout_secs", self.stripe_timeout_secs),
@@ -369,6 +382,8 @@ impl Config {
             ("queue_max_attempts", u64::from(self.queue_max_attempts)),
             ("queue_lease_secs", self.queue_lease_secs),
             ("fallbacks_per_user", self.fallbacks_per_user as u64),
+            ("invitation_ttl_secs", self.invitation_ttl_secs),
+            ("invitation_period_secs", self.invitation_period_secs),
             ("pro_sweep_secs", self.pro_sweep_secs),
             ("redis_check_secs", self.redis_check_secs),
             ("varnish_check_secs", self.varnish_check_secs),

@@ -36,6 +36,17 @@ pub enum Error {
     /// 429: too many attempts; the client may try again after this many seconds.
     #[error("too many attempts; try again in {0} s")]
     TooManyRequests(u64),
+    /// 429: a quota of the account is used up (`invitation_quota`); the message says when
+    /// the next one is allowed, `retry_after_secs` is sent as `Retry-After`.
+    #[error("{message}")]
+    QuotaExceeded {
+        code: &'static str,
+        message: String,
+        retry_after_secs: u64,
+    },
+    /// 410: what was asked for existed but is no more (an expired or revoked invitation).
+    #[error("{message}")]
+    Gone { code: &'static str, message: String },
     /// 500: what was being done (`context`), and the error that made it fail, if any. Shown
     /// (to the log, to the operator at the CLI, never to a client) with every cause under it.
     #[error("internal error: {context}{}", causes(.source))]
@@ -86,6 +97,13 @@ impl Error {
         }
     }
 
+    pub fn gone(code: &'static str, message: impl Into<String>) -> Self {
+        Error::Gone {
+            code,
+            message: message.into(),
+        }
+    }
+
     pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
         Error::Forbidden {
             code,
@@ -119,7 +137,10 @@ impl Error {
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::Forbidden { .. } => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::TooManyRequests(_) | Error::QuotaExceeded { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            Error::Gone { .. } => StatusCode::GONE,
             Error::Conflict { .. } => StatusCode::CONFLICT,
             Error::Unavailable(_) | Error::StorageFull(_) | Error::AtCapacity { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -133,6 +154,7 @@ impl Error {
             Error::BadRequest { code, .. } | Error::Invalid { code, .. } => code,
             Error::Conflict { code, .. } | Error::Forbidden { code, .. } => code,
             Error::AtCapacity { code, .. } => code,
+            Error::QuotaExceeded { code, .. } | Error::Gone { code, .. } => code,
             Error::TooManyRequests(_) => "too_many_requests",
             Error::Unauthorized => "unauthorized",
             Error::NotFound(_) => "not_found",

@@ -1,4 +1,4 @@
-//! HTTP: users and the rebalancer (admin), invitations (users), the mail outbox (admin).
+//! HTTP: users and the rebalancer (admin).
 
 use std::sync::Arc;
 
@@ -7,19 +7,17 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection};
 
 use crate::api::billing::DeviceView;
-use crate::api::filters::{admin, user, with_state};
-use crate::api::filters::{check_code, limited};
+use crate::api::filters::{admin, with_state};
 use crate::api::AppState;
 use crate::distribution::config::{proxy_entries, ProxyEntry};
 use crate::error::Error;
+use crate::fleet::branch::Branch;
 use crate::fleet::links;
 use crate::fleet::model::{Email, User, UserId, UserStatus};
 use crate::fleet::proxy_actions::ProxyAction;
 use crate::fleet::rebalance::{self, plan::Trigger};
 use crate::fleet::users::Created;
 use crate::http::body::json as json_body;
-use crate::http::client_ip::client_ip;
-use crate::http::rate_limit::Endpoint;
 use crate::http::{json, reject};
 use crate::registry::ProxyName;
 
@@ -39,12 +37,6 @@ struct NewUser {
 #[serde(deny_unknown_fields)]
 struct ProxyActionBody {
     action: ProxyAction,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewInvitation {
-    email: String,
 }
 
 #[derive(Deserialize)]
@@ -166,16 +158,8 @@ struct ProxyActionDone {
     action: ProxyAction,
 }
 
-/// `POST /api/v1/invitations`.
-#[derive(Serialize)]
-struct InvitationView {
-    code: String,
-    email: Email,
-    inviter: UserId,
-    created_at: u64,
-}
-
-fn created_reply(state: &AppState, created: Created) -> Route {
+/// The answer to a new account (`POST /api/v1/admin/users`, an accepted invitation).
+pub(crate) fn created_reply(state: &AppState, created: Created) -> Route {
     let status = if created.token.is_some() {
         StatusCode::CREATED
     } else {
@@ -231,12 +215,14 @@ pub fn routes(
         .clone()
         .and(warp::path!("users" / UserId / "disable"))
         .and(warp::post())
+        .and(warp::query::<BranchQuery>())
         .and(with_state(&state))
         .and_then(disable_user);
     let enable = admin_base
         .clone()
         .and(warp::path!("users" / UserId / "enable"))
         .and(warp::post())
+        .and(warp::query::<BranchQuery>())
         .and(with_state(&state))
         .and_then(enable_user);
     let set_proxies = admin_base
@@ -273,6 +259,13 @@ pub fn routes(
         .and(warp::post())
         .and(with_state(&state))
         .and_then(apply_plan);
+    let exposure = admin_base
+        .clone()
+        .and(warp::path!("proxies" / String / "exposure"))
+        .and(warp::get())
+        .and(warp::query::<ExposureQuery>())
+        .and(with_state(&state))
+        .and_then(proxy_exposure);
     let proxy_action = admin_base
         .clone()
         .and(warp::path!("proxies" / String / "action"))
@@ -280,19 +273,6 @@ pub fn routes(
         .and(json_body::<ProxyActionBody>(limit))
         .and(with_state(&state))
         .and_then(act_on_proxy);
-
-    let invite = warp::path!("api" / "v1" / "invitations")
-        .and(warp::post())
-        .and(limited(&state, Endpoint::InvitationCreate))
-        .and(user(&state))
-        .and(json_body::<NewInvitation>(limit))
-        .and(with_state(&state))
-        .and_then(create_invitation);
-    let accept = warp::path!("api" / "v1" / "invitations" / String / "accept")
-        .and(warp::post())
-        .and(client_ip(Arc::new(state.config.trusted_proxies.clone())))
-        .and(with_state(&state))
-        .and_then(accept_invitation);
 
     endpoints! {
         POST "/api/v1/admin/users" => create,
@@ -306,8 +286,7 @@ pub fn routes(
         GET "/api/v1/admin/rebalance/plans" => plans,
         POST "/api/v1/admin/rebalance/plans/{id}/apply" => apply_plan,
         POST "/api/v1/admin/proxies/{name}/action" => proxy_action,
-        POST "/api/v1/invitations" => invite,
-        POST "/api/v1/invitations/{code}/accept" => accept,
+        GET "/api/v1/admin/proxies/{name}/exposure" => exposure,
     }
 }
 
@@ -386,22 +365,85 @@ async fn user_detail(id: UserId, state: Arc<AppState>) -> Result<Route, Rejectio
     Ok(json(StatusCode::OK, &detail))
 }
 
-async fn disable_user(id: UserId, state: Arc<AppState>) -> Result<Route, Rejection> {
-    let user = state
-        .fleet
-        .disable(id, state.clock.now_ms())
-        .await
-        .map_err(reject)?;
-    Ok(json(StatusCode::OK, &UserSummary::from(&user)))
+/// `?subtree=true&invited_after=T` on disable and enable: the user and everyone below it in
+/// the invitation tree (those who joined after `T`, unix seconds, if given).
+#[derive(Deserialize)]
+struct BranchQuery {
+    subtree: Option<bool>,
+    invited_after: Option<u64>,
 }
 
-async fn enable_user(id: UserId, state: Arc<AppState>) -> Result<Route, Rejection> {
-    let user = state
-        .fleet
-        .enable(id, state.clock.now_ms())
+/// The user as it now is, and every user the call changed (itself, or its branch).
+#[derive(Serialize)]
+struct StatusChanged {
+    #[serde(flatten)]
+    user: UserSummary,
+    affected: Vec<UserId>,
+}
+
+async fn set_status(
+    id: UserId,
+    query: BranchQuery,
+    disable: bool,
+    state: &AppState,
+) -> Result<Route, Rejection> {
+    let now_ms = state.clock.now_ms();
+    let fleet = &state.fleet;
+    if !query.subtree.unwrap_or(false) {
+        if query.invited_after.is_some() {
+            return Err(reject(Error::invalid(
+                "invited_after_without_subtree",
+                "invited_after narrows a subtree: add subtree=true",
+            )));
+        }
+        let changed = if disable {
+            fleet.disable(id, now_ms).await
+        } else {
+            fleet.enable(id, now_ms).await
+        };
+        let user = changed.map_err(reject)?;
+        let body = StatusChanged {
+            affected: vec![user.id],
+            user: UserSummary::from(&user),
+        };
+        return Ok(json(StatusCode::OK, &body));
+    }
+    let branch = Branch {
+        root: id,
+        joined_after_ms: query.invited_after.map(|secs| secs.saturating_mul(1000)),
+    };
+    let changed = fleet
+        .set_branch_status(branch, disable, now_ms)
         .await
         .map_err(reject)?;
-    Ok(json(StatusCode::OK, &UserSummary::from(&user)))
+    let root = match changed.first().filter(|u| u.id == id) {
+        Some(user) => user.clone(),
+        None => fleet
+            .user(id)
+            .map_err(reject)?
+            .ok_or_else(|| reject(Error::NotFound(format!("user {id}"))))?,
+    };
+    let body = StatusChanged {
+        user: UserSummary::from(&root),
+        affected: changed.iter().map(|u| u.id).collect(),
+    };
+    Ok(json(StatusCode::OK, &body))
+}
+
+async fn disable_user(
+    id: UserId,
+    query: BranchQuery,
+    state: Arc<AppState>,
+) -> Result<Route, Rejection> {
+    set_status(id, query, true, &state).await
+}
+
+async fn enable_user(
+    id: UserId,
+    query: BranchQuery,
+    state: Arc<AppState>,
+) -> Result<Route, Rejection> {
+    set_status(id, query, false, &state).await
 }
 
 async fn set_user_proxies(
@@ -475,37 +517,79 @@ async fn act_on_proxy(
     Ok(json(StatusCode::OK, &done))
 }
 
-async fn create_invitation(
-    inviter: User,
-    body: NewInvitation,
-    state: Arc<AppState>,
-) -> Result<Route, Rejection> {
-    let email = Email::parse(&body.email).map_err(reject)?;
-    let invitation = state
-        .fleet
-        .invite(&inviter, &email, state.clock.now_ms())
-        .await
-        .map_err(reject)?;
-    let view = InvitationView {
-        code: invitation.code,
-        email: invitation.email,
-        inviter: invitation.inviter,
-        created_at: invitation.created_ms / 1000,
-    };
-    Ok(json(StatusCode::CREATED, &view))
+#[derive(Deserialize)]
+struct ExposureQuery {
+    limit: Option<usize>,
+    /// The user id the previous page ended with.
+    after: Option<UserId>,
 }
 
-async fn accept_invitation(
-    code: String,
-    ip: Option<std::net::IpAddr>,
+/// One time a user held the proxy (unix seconds; `until` absent while it holds it still).
+#[derive(Serialize)]
+struct PeriodView {
+    from: u64,
+    until: Option<u64>,
+    seconds: u64,
+}
+
+#[derive(Serialize)]
+struct ExposedUser {
+    user: UserId,
+    email: Email,
+    status: UserStatus,
+    joined_at: u64,
+    periods: Vec<PeriodView>,
+    /// Who invited the user, who invited that one, and so on: nearest first.
+    inviters: Vec<UserId>,
+}
+
+/// `GET /api/v1/admin/proxies/{name}/exposure`.
+#[derive(Serialize)]
+struct ExposureView {
+    proxy: ProxyName,
+    users: Vec<ExposedUser>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_after: Option<UserId>,
+}
+
+async fn proxy_exposure(
+    name: String,
+    query: ExposureQuery,
     state: Arc<AppState>,
 ) -> Result<Route, Rejection> {
-    // The code is the credential here: each one, and each address, gets a few tries.
-    check_code(&state, Endpoint::InvitationAccept, ip, &code)?;
-    let created = state
-        .fleet
-        .accept(&code, state.clock.now_ms())
-        .await
-        .map_err(reject)?;
-    Ok(created_reply(&state, created))
+    // A proxy that is gone keeps its exposure: the name is checked for shape only.
+    let name = ProxyName::parse(&name).map_err(reject)?;
+    let now_ms = state.clock.now_ms();
+    let (page, next_after) = crate::fleet::exposure::of_proxy(
+        &state.store,
+        &name,
+        query.after,
+        query.limit.unwrap_or(100),
+    )
+    .map_err(reject)?;
+    let users = page
+        .into_iter()
+        .map(|exposed| ExposedUser {
+            periods: exposed
+                .periods
+                .iter()
+                .map(|p| PeriodView {
+                    from: p.from_ms / 1000,
+                    until: p.until_ms.map(|u| u / 1000),
+                    seconds: p.until_ms.unwrap_or(now_ms).saturating_sub(p.from_ms) / 1000,
+                })
+                .collect(),
+            inviters: exposed.inviters,
+            user: exposed.user.id,
+            joined_at: exposed.user.created_ms / 1000,
+            status: exposed.user.status,
+            email: exposed.user.email,
+        })
+        .collect();
+    let body = ExposureView {
+        proxy: name,
+        users,
+        next_after,
+    };
+    Ok(json(StatusCode::OK, &body))
 }

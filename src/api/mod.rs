@@ -36,6 +36,7 @@ pub mod edge;
 pub mod filters;
 pub mod fleet;
 pub mod gateways;
+pub mod invitations;
 pub mod mail;
 pub mod metrics;
 pub mod mirror;
@@ -146,6 +147,8 @@ pub fn routes(
         .or(boxed(t, mail::routes(state.clone())))
         .unify()
         .or(boxed(t, fleet::routes(state.clone())))
+        .unify()
+        .or(boxed(t, invitations::routes(state.clone())))
         .unify()
         .or(boxed(t, admin::routes(state.clone(), over_tls)))
         .unify()

@@ -15,7 +15,7 @@ struct Migration {
     run: fn(&Store) -> Result<()>,
 }
 
-const MIGRATIONS: [Migration; 4] = [
+const MIGRATIONS: [Migration; 5] = [
     Migration {
         from: 0,
         what: "stores made before formats were recorded: build the trust graph's invitee index",
@@ -38,6 +38,16 @@ const MIGRATIONS: [Migration; 4] = [
         what: "proxies can be out of service (roles `drained` and `retired`, set by an \
                operator); nothing stored changes, but an older proxyfleet cannot read them",
         run: |_| Ok(()),
+    },
+    Migration {
+        from: 4,
+        what: "invitations expire (those made before: 14 days after they were made) and can \
+               be revoked; each inviter gets an index of its invitations and a quota ledger; \
+               each proxy an index of the users ever given it, from the assignment history",
+        run: |store| {
+            crate::fleet::invitations::to_format_5(store)?;
+            crate::fleet::exposure::backfill(store).map(|_| ())
+        },
     },
 ];
 

@@ -1,14 +1,76 @@
 //! Invitations: a user invites an email; accepting the code creates the invitee once, with
 //! the inviter as its trust-graph parent. The invitation mail goes to the outbox.
+//!
+//! Invitations are how the trust graph grows, so they are what a censor holding an account
+//! would abuse to reach more proxies: each inviter has a quota per period (the inviter's
+//! `Ledger`), a code expires unused after `ttl`, and it dies when its inviter or an admin
+//! revokes it or the inviter's account is disabled.
 
 use rand::RngCore;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::model::{Email, Invitation, User};
+use super::model::{
+    Email, Invitation, InvitationState, Revocation, RevokedBy, User, UserId, UserStatus,
+};
 use super::users::{new_token, Created};
 use super::Fleet;
 use crate::error::{Error, Result};
-use crate::store::{abort, TreeId};
+use crate::store::{abort, Store, TreeId, Tx, TxResult};
+
+/// The most an admin may set one user's quota to, per period: the inviter's ledger holds a
+/// timestamp per invitation of the period, so its size stays bounded.
+pub const MAX_QUOTA: u32 = 1_000;
+/// The expiry given to invitations made before they expired: `invitation_ttl_secs`' default
+/// (the migration runs before the configuration is at hand).
+const MIGRATED_TTL_MS: u64 = 14 * 86_400 * 1000;
+/// Invitations listed per page at most.
+pub const MAX_PAGE: usize = 200;
+
+/// How invitations are bounded (`invitation_*` settings).
+#[derive(Debug, Clone, Copy)]
+pub struct InvitationRules {
+    /// An unused code expires this long after it was made.
+    pub ttl_ms: u64,
+    /// The window the quota counts in.
+    pub period_ms: u64,
+    /// Invitations per period for a user without Pro, and with Pro.
+    pub per_period: u32,
+    pub pro_per_period: u32,
+}
+
+/// Per inviter: the admin's override of the quota, when the invitations of the current period
+/// were made, and the codes still open (revoked with the account when it is disabled). One
+/// record, read and written in each invitation's transaction, so two invitations at once
+/// cannot both take the last slot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ledger {
+    pub quota_override: Option<u32>,
+    /// Creation times within the last period, oldest first.
+    pub recent_ms: Vec<u64>,
+    /// Codes neither accepted nor revoked (some may have expired since).
+    pub open: Vec<String>,
+}
+
+/// An inviter's quota as the API shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Quota {
+    pub per_period: u32,
+    pub period_secs: u64,
+    pub used: u32,
+    /// When the next invitation is allowed, if none is now (unix seconds).
+    pub next_allowed_at: Option<u64>,
+    /// Set by an admin for this user (else the default, or the Pro default).
+    pub overridden: bool,
+}
+
+/// One page of invitations, newest first, with the cursor of the next.
+#[derive(Debug, Clone)]
+pub struct InvitationPage {
+    pub invitations: Vec<Invitation>,
+    /// Pass as `before` for the next page (`None`: this was the last).
+    pub next_before: Option<String>,
+}
 
 fn new_code() -> String {
     let mut bytes = [0u8; 16];
@@ -16,10 +78,91 @@ fn new_code() -> String {
     hex::encode(bytes)
 }
 
+/// `UserInvitations` key: (inviter, created_ms, code), so one inviter's are a prefix, newest
+/// last.
+fn index_key(invitation: &Invitation) -> Vec<u8> {
+    let mut key =
+        crate::store::codec::pair_key(invitation.inviter.0, invitation.created_ms).to_vec();
+    key.extend_from_slice(invitation.code.as_bytes());
+    key
+}
+
+impl Ledger {
+    pub fn read(tx: &Tx, inviter: UserId) -> TxResult<Ledger> {
+        Ok(tx
+            .get(TreeId::InvitationLedgers, inviter.key())?
+            .unwrap_or_default())
+    }
+
+    fn write(&self, tx: &Tx, inviter: UserId) -> TxResult<()> {
+        tx.put(TreeId::InvitationLedgers, inviter.key(), self)
+    }
+
+    fn close(&mut self, code: &str) {
+        self.open.retain(|c| c != code);
+    }
+
+    fn quota(&self, inviter: &User, rules: &InvitationRules, now_ms: u64) -> Quota {
+        let per_period = self.quota_override.unwrap_or(
+            if inviter.pro_until_ms.is_some_and(|until| until > now_ms) {
+                rules.pro_per_period
+            } else {
+                rules.per_period
+            },
+        );
+        let since = now_ms.saturating_sub(rules.period_ms);
+        let recent: Vec<u64> = self
+            .recent_ms
+            .iter()
+            .copied()
+            .filter(|at| *at > since)
+            .collect();
+        let used = u32::try_from(recent.len()).unwrap_or(u32::MAX);
+        let next_allowed_at = (used >= per_period).then(|| {
+            // The slot the oldest counted invitation holds frees when it leaves the window
+            // (with no quota at all, at the end of a period from now).
+            let frees_at = recent
+                .len()
+                .checked_sub(per_period as usize)
+                .and_then(|i| recent.get(i))
+                .map_or(now_ms + rules.period_ms, |at| at + rules.period_ms);
+            frees_at.div_ceil(1000)
+        });
+        Quota {
+            per_period,
+            period_secs: rules.period_ms / 1000,
+            used,
+            next_allowed_at,
+            overridden: self.quota_override.is_some(),
+        }
+    }
+}
+
 impl Fleet {
     pub async fn invite(&self, inviter: &User, email: &Email, now_ms: u64) -> Result<Invitation> {
         let code = new_code();
+        let rules = self.settings.invitations;
         let invitation = self.store.transaction(|tx| {
+            let Some(inviter) = tx.get::<User>(TreeId::Users, inviter.id.key())? else {
+                return abort(Error::NotFound(format!("user {}", inviter.id)));
+            };
+            inviter.check_enabled().or_else(abort)?;
+            let mut ledger = Ledger::read(tx, inviter.id)?;
+            let quota = ledger.quota(&inviter, &rules, now_ms);
+            if let Some(next) = quota.next_allowed_at {
+                return abort(Error::QuotaExceeded {
+                    code: "invitation_quota",
+                    message: format!(
+                        "{} invitations per {} days are allowed and {} were sent; the next is \
+                         allowed at {}",
+                        quota.per_period,
+                        quota.period_secs / 86_400,
+                        quota.used,
+                        crate::mail::format_time(next * 1000)
+                    ),
+                    retry_after_secs: next.saturating_sub(now_ms / 1000).max(1),
+                });
+            }
             if tx.contains(TreeId::UserEmails, email.as_str())? {
                 return abort(Error::conflict(
                     "email_taken",
@@ -32,9 +175,21 @@ impl Fleet {
                 email: email.clone(),
                 created_ms: now_ms,
                 accepted_user: None,
+                expires_ms: now_ms + rules.ttl_ms,
+                revoked: None,
             };
             tx.put(TreeId::Invitations, &code, &invitation)?;
-            let data = json!({ "code": code, "inviter_email": inviter.email.as_str() });
+            tx.put_marker(TreeId::UserInvitations, index_key(&invitation))?;
+            let since = now_ms.saturating_sub(rules.period_ms);
+            ledger.recent_ms.retain(|at| *at > since);
+            ledger.recent_ms.push(now_ms);
+            ledger.open.push(code.clone());
+            ledger.write(tx, inviter.id)?;
+            let data = json!({
+                "code": code,
+                "inviter_email": inviter.email.as_str(),
+                "expires_at": crate::mail::format_time(invitation.expires_ms),
+            });
             crate::mail::queue_in(
                 tx,
                 &self.queue,
@@ -53,10 +208,18 @@ impl Fleet {
 
     /// Accepts an invitation: the first call creates the invitee (token shown), later calls
     /// return the same user (no token). One transaction decides, so concurrent accepts agree.
+    /// An expired or revoked code, or one whose inviter is disabled, gets a 410.
     pub async fn accept(&self, code: &str, now_ms: u64) -> Result<Created> {
         let Some(invitation) = self.store.get::<Invitation>(TreeId::Invitations, code)? else {
             return Err(Error::NotFound("invitation".into()));
         };
+        // Refused before a proxy is chosen for nobody; decided again in the transaction.
+        if invitation.accepted_user.is_none() {
+            let inviter = self
+                .store
+                .get::<User>(TreeId::Users, invitation.inviter.key())?;
+            refuse_unusable(&invitation, inviter.as_ref(), now_ms)?;
+        }
         let (proxies, _pending) = self.initial_proxies(Some(invitation.inviter), now_ms)?;
         let token = new_token();
         let (user, fresh) = self.store.transaction(|tx| {
@@ -69,6 +232,8 @@ impl Fleet {
                 };
                 return Ok((user, false));
             }
+            let inviter = tx.get::<User>(TreeId::Users, invitation.inviter.key())?;
+            refuse_unusable(&invitation, inviter.as_ref(), now_ms).or_else(abort)?;
             let user = self.new_users.create_in(
                 tx,
                 &invitation.email,
@@ -79,6 +244,9 @@ impl Fleet {
             )?;
             invitation.accepted_user = Some(user.id);
             tx.put(TreeId::Invitations, code, &invitation)?;
+            let mut ledger = Ledger::read(tx, invitation.inviter)?;
+            ledger.close(code);
+            ledger.write(tx, invitation.inviter)?;
             Ok((user, true))
         })?;
         self.store.durable().await?;
@@ -86,5 +254,385 @@ impl Fleet {
             user,
             token: fresh.then_some(token),
         })
+    }
+
+    /// Withdraws an unused invitation. `as_inviter`: only that user's own code (another's is
+    /// reported as not found, so codes cannot be probed). Revoking twice is harmless; an
+    /// accepted invitation cannot be (409 `invitation_accepted`: disable the account).
+    pub async fn revoke_invitation(
+        &self,
+        code: &str,
+        as_inviter: Option<UserId>,
+        now_ms: u64,
+    ) -> Result<Invitation> {
+        let by = match as_inviter {
+            Some(_) => RevokedBy::Inviter,
+            None => RevokedBy::Admin,
+        };
+        let invitation = self.store.transaction(|tx| {
+            let found = tx.get::<Invitation>(TreeId::Invitations, code)?;
+            let Some(mut invitation) =
+                found.filter(|i| as_inviter.is_none_or(|id| id == i.inviter))
+            else {
+                return abort(Error::NotFound("invitation".into()));
+            };
+            if invitation.accepted_user.is_some() {
+                return abort(Error::conflict(
+                    "invitation_accepted",
+                    "this invitation was accepted: disable the account it made instead",
+                ));
+            }
+            if invitation.revoked.is_none() {
+                invitation.revoked = Some(Revocation { at_ms: now_ms, by });
+                tx.put(TreeId::Invitations, code, &invitation)?;
+                let mut ledger = Ledger::read(tx, invitation.inviter)?;
+                ledger.close(code);
+                ledger.write(tx, invitation.inviter)?;
+            }
+            Ok(invitation)
+        })?;
+        self.store.durable().await?;
+        Ok(invitation)
+    }
+
+    /// An inviter's invitations, newest first, `limit` at most, from before the code `before`
+    /// (the previous page's cursor).
+    pub fn invitations_of(
+        &self,
+        inviter: UserId,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<InvitationPage> {
+        let prefix = inviter.key();
+        let upper: Vec<u8> = match before {
+            Some(code) => match self.store.get::<Invitation>(TreeId::Invitations, code)? {
+                Some(cursor) if cursor.inviter == inviter => index_key(&cursor),
+                _ => return Err(Error::invalid("invalid_cursor", "no such invitation")),
+            },
+            None => crate::store::codec::u64_key(inviter.0 + 1).to_vec(),
+        };
+        let limit = limit.clamp(1, MAX_PAGE);
+        let mut invitations = Vec::with_capacity(limit);
+        let mut more = false;
+        for item in self
+            .store
+            .scan_rev::<()>(TreeId::UserInvitations, Some(&upper))
+        {
+            let (key, ()) = item?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            if invitations.len() == limit {
+                more = true;
+                break;
+            }
+            let code = String::from_utf8_lossy(&key[16..]).into_owned();
+            if let Some(invitation) = self.store.get(TreeId::Invitations, &code)? {
+                invitations.push(invitation);
+            }
+        }
+        let next_before = more
+            .then(|| invitations.last().map(|i: &Invitation| i.code.clone()))
+            .flatten();
+        Ok(InvitationPage {
+            invitations,
+            next_before,
+        })
+    }
+
+    /// Every invitation, oldest code first from `after`, with the count of each state over
+    /// all of them (the admin's view). Bounded by the quota: at most `per_period` per user
+    /// per period are ever made.
+    pub fn all_invitations(
+        &self,
+        state: Option<InvitationState>,
+        limit: usize,
+        after: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(Vec<Invitation>, InvitationCounts)> {
+        let mut counts = InvitationCounts::default();
+        let mut page = Vec::new();
+        let limit = limit.clamp(1, MAX_PAGE);
+        for invitation in self.store.values::<Invitation>(TreeId::Invitations) {
+            let invitation = invitation?;
+            let current = invitation.state(now_ms);
+            counts.add(current);
+            let wanted = state.is_none_or(|s| s == current)
+                && after.is_none_or(|a| invitation.code.as_str() > a);
+            if wanted && page.len() < limit {
+                page.push(invitation);
+            }
+        }
+        Ok((page, counts))
+    }
+
+    /// The inviter's quota now.
+    pub fn invitation_quota(&self, inviter: &User, now_ms: u64) -> Result<Quota> {
+        let ledger: Ledger = self
+            .store
+            .get(TreeId::InvitationLedgers, inviter.id.key())?
+            .unwrap_or_default();
+        Ok(ledger.quota(inviter, &self.settings.invitations, now_ms))
+    }
+
+    /// Sets (or, with `None`, clears) an admin's override of one user's quota per period.
+    pub async fn set_invitation_quota(
+        &self,
+        id: UserId,
+        per_period: Option<u32>,
+        now_ms: u64,
+    ) -> Result<Quota> {
+        if per_period.is_some_and(|n| n > MAX_QUOTA) {
+            return Err(Error::invalid(
+                "invalid_quota",
+                format!("per_period must be at most {MAX_QUOTA}"),
+            ));
+        }
+        let rules = self.settings.invitations;
+        let quota = self.store.transaction(|tx| {
+            let Some(user) = tx.get::<User>(TreeId::Users, id.key())? else {
+                return abort(Error::NotFound(format!("user {id}")));
+            };
+            let mut ledger = Ledger::read(tx, id)?;
+            ledger.quota_override = per_period;
+            ledger.write(tx, id)?;
+            Ok(ledger.quota(&user, &rules, now_ms))
+        })?;
+        self.store.durable().await?;
+        Ok(quota)
+    }
+}
+
+/// Counts of invitations by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct InvitationCounts {
+    pub open: u64,
+    pub accepted: u64,
+    pub expired: u64,
+    pub revoked: u64,
+}
+
+impl InvitationCounts {
+    fn add(&mut self, state: InvitationState) {
+        match state {
+            InvitationState::Open => self.open += 1,
+            InvitationState::Accepted => self.accepted += 1,
+            InvitationState::Expired => self.expired += 1,
+            InvitationState::Revoked => self.revoked += 1,
+        }
+    }
+}
+
+/// 410 for a code that can no longer make an account: revoked (also when its inviter is
+/// disabled or gone), or expired.
+fn refuse_unusable(invitation: &Invitation, inviter: Option<&User>, now_ms: u64) -> Result<()> {
+    let inviter_disabled = inviter.is_none_or(|u| u.status == UserStatus::Disabled);
+    if invitation.revoked.is_some() || inviter_disabled {
+        return Err(Error::gone(
+            "invitation_revoked",
+            "this invitation was withdrawn",
+        ));
+    }
+    if now_ms >= invitation.expires_ms {
+        return Err(Error::gone(
+            "invitation_expired",
+            format!(
+                "this invitation expired at {}",
+                crate::mail::format_time(invitation.expires_ms)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Revokes the inviter's open invitations, in the transaction that disables the account.
+pub fn revoke_all_open(tx: &Tx, inviter: UserId, now_ms: u64) -> TxResult<usize> {
+    let mut ledger = Ledger::read(tx, inviter)?;
+    let mut revoked = 0;
+    for code in std::mem::take(&mut ledger.open) {
+        let Some(mut invitation) = tx.get::<Invitation>(TreeId::Invitations, &code)? else {
+            continue;
+        };
+        if invitation.state(now_ms) != InvitationState::Open {
+            continue;
+        }
+        invitation.revoked = Some(Revocation {
+            at_ms: now_ms,
+            by: RevokedBy::InviterDisabled,
+        });
+        tx.put(TreeId::Invitations, &code, &invitation)?;
+        revoked += 1;
+    }
+    ledger.write(tx, inviter)?;
+    Ok(revoked)
+}
+
+/// Data format 5: invitations gain an expiry (made with the default: 14 days from when they
+/// were made) and a revocation, and each inviter's invitations an index and a ledger.
+pub fn to_format_5(store: &Store) -> Result<()> {
+    let invitations = crate::store::format::rewrite::<super::model::InvitationV4, Invitation>(
+        store,
+        TreeId::Invitations,
+    )?;
+    let now_ms = crate::clock::now_ms();
+    for chunk in invitations.chunks(1_000) {
+        store.transaction(|tx| {
+            for invitation in chunk {
+                tx.put_marker(TreeId::UserInvitations, index_key(invitation))?;
+                let mut ledger = Ledger::read(tx, invitation.inviter)?;
+                // The quota starts counting with the invitations made after the upgrade.
+                if invitation.state(now_ms) == InvitationState::Open
+                    && !ledger.open.contains(&invitation.code)
+                {
+                    ledger.open.push(invitation.code.clone());
+                }
+                ledger.write(tx, invitation.inviter)?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+impl From<super::model::InvitationV4> for Invitation {
+    fn from(old: super::model::InvitationV4) -> Invitation {
+        Invitation {
+            expires_ms: old.created_ms + MIGRATED_TTL_MS,
+            code: old.code,
+            inviter: old.inviter,
+            email: old.email,
+            created_ms: old.created_ms,
+            accepted_user: old.accepted_user,
+            revoked: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::model::InvitationV4;
+    use crate::store::codec::encode;
+
+    /// A format-4 record: the old fields only, as bincode wrote them.
+    fn old_record(code: &str, inviter: u64, created_ms: u64, accepted: Option<u64>) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Old<'a> {
+            code: &'a str,
+            inviter: UserId,
+            email: Email,
+            created_ms: u64,
+            accepted_user: Option<UserId>,
+        }
+        encode(&Old {
+            code,
+            inviter: UserId(inviter),
+            email: Email::parse(&format!("{code}@example.org")).unwrap(),
+            created_ms,
+            accepted_user: accepted.map(UserId),
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn format_5_gives_old_invitations_an_expiry_an_index_and_a_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = crate::clock::now_ms();
+        store
+            .transaction(|tx| {
+                tx.put_raw(
+                    TreeId::Invitations,
+                    "fresh",
+                    old_record("fresh", 1, now, None),
+                )?;
+                tx.put_raw(
+                    TreeId::Invitations,
+                    "used",
+                    old_record("used", 1, now, Some(9)),
+                )?;
+                let old = now - 20 * 86_400 * 1000;
+                tx.put_raw(
+                    TreeId::Invitations,
+                    "stale",
+                    old_record("stale", 2, old, None),
+                )
+            })
+            .unwrap();
+        // The old layout does not read as the new one: the migration can tell them apart.
+        let (_, raw) = store
+            .raw_entries(TreeId::Invitations)
+            .map(Result::unwrap)
+            .find(|(key, _)| key.as_ref() == b"fresh")
+            .unwrap();
+        assert!(crate::store::codec::decode::<Invitation>(&raw).is_err());
+        assert!(crate::store::codec::decode::<InvitationV4>(&raw).is_ok());
+
+        to_format_5(&store).unwrap();
+        to_format_5(&store).unwrap(); // interrupted and run again: the same outcome
+        let get = |code: &str| {
+            store
+                .get::<Invitation>(TreeId::Invitations, code)
+                .unwrap()
+                .unwrap()
+        };
+        assert_eq!(get("fresh").expires_ms, now + MIGRATED_TTL_MS);
+        assert_eq!(get("fresh").state(now), InvitationState::Open);
+        assert_eq!(get("used").state(now), InvitationState::Accepted);
+        assert_eq!(get("stale").state(now), InvitationState::Expired);
+        let ledger = |id: u64| {
+            store
+                .get::<Ledger>(TreeId::InvitationLedgers, UserId(id).key())
+                .unwrap()
+                .unwrap()
+        };
+        assert_eq!(ledger(1).open, vec!["fresh".to_string()]);
+        assert!(ledger(2).open.is_empty());
+        assert!(
+            ledger(1).recent_ms.is_empty(),
+            "counted from the upgrade on"
+        );
+        assert_eq!(store.len(TreeId::UserInvitations), 3);
+    }
+
+    #[test]
+    fn the_quota_frees_the_slot_of_the_oldest_invitation_in_the_window() {
+        let rules = InvitationRules {
+            ttl_ms: 1_000,
+            period_ms: 10_000,
+            per_period: 2,
+            pro_per_period: 4,
+        };
+        let inviter = User::new(
+            UserId(1),
+            Email::parse("ana@example.org").unwrap(),
+            crate::http::TokenHash::of("t"),
+            None,
+            0,
+        );
+        let ledger = Ledger {
+            quota_override: None,
+            recent_ms: vec![1_000, 4_000, 6_000],
+            open: Vec::new(),
+        };
+        // At 9,000 all three count; the second-newest (4,000) frees the slot at 14,000.
+        let quota = ledger.quota(&inviter, &rules, 9_000);
+        assert_eq!((quota.used, quota.next_allowed_at), (3, Some(14)));
+        // At 12,000 the first left the window: two count, still full until 14,000.
+        let quota = ledger.quota(&inviter, &rules, 12_000);
+        assert_eq!((quota.used, quota.next_allowed_at), (2, Some(14)));
+        let quota = ledger.quota(&inviter, &rules, 14_001);
+        assert_eq!((quota.used, quota.next_allowed_at), (1, None));
+        let mut pro = inviter.clone();
+        pro.pro_until_ms = Some(20_000);
+        assert_eq!(ledger.quota(&pro, &rules, 9_000).per_period, 4);
+        let none = Ledger {
+            quota_override: Some(0),
+            ..Ledger::default()
+        };
+        assert_eq!(
+            none.quota(&inviter, &rules, 9_000).next_allowed_at,
+            Some(19)
+        );
     }
 }

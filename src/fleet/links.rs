@@ -3,6 +3,7 @@
 //! config version and the assignment history in the caller's transaction, so they never
 //! disagree.
 
+use super::exposure;
 use super::model::{Assignment, ProxyName, User, UserId};
 use super::users::save_user;
 use crate::error::Result;
@@ -52,10 +53,12 @@ pub fn set_proxies(
     for gone in user.proxies.iter().filter(|p| !proxies.contains(p)) {
         tx.remove(TreeId::ProxyUsers, proxy_user_key(gone.as_str(), user.id))?;
         adjust_assigned(tx, gone.as_str(), -1)?;
+        exposure::closed(tx, gone, user.id, now_ms)?;
     }
     for added in proxies.iter().filter(|p| !user.proxies.contains(p)) {
         tx.put_marker(TreeId::ProxyUsers, proxy_user_key(added.as_str(), user.id))?;
         adjust_assigned(tx, added.as_str(), 1)?;
+        exposure::opened(tx, added, user.id, now_ms)?;
     }
     let entry = Assignment {
         at_ms: now_ms,

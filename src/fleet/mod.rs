@@ -1,6 +1,8 @@
 //! Users, the trust graph, invitations, fallback assignment and the rebalancer (the
 //! fallback-proxy proposal).
 
+pub mod branch;
+pub mod exposure;
 pub mod index;
 pub mod invitations;
 pub mod invitees;
@@ -42,6 +44,7 @@ pub struct FleetSettings {
     pub max_clients: u32,
     pub provision_command: Option<String>,
     pub retire_command: Option<String>,
+    pub invitations: invitations::InvitationRules,
 }
 
 impl FleetSettings {
@@ -52,6 +55,12 @@ impl FleetSettings {
             max_clients: config.max_clients,
             provision_command: config.provision_command.clone(),
             retire_command: config.retire_command.clone(),
+            invitations: invitations::InvitationRules {
+                ttl_ms: config.invitation_ttl_secs.saturating_mul(1000),
+                period_ms: config.invitation_period_secs.saturating_mul(1000),
+                per_period: config.invitations_per_period,
+                pro_per_period: config.pro_invitations_per_period,
+            },
         }
     }
 }

@@ -174,6 +174,8 @@ pub struct Assignment {
     pub reason: String,
 }
 
+/// An invitation, stored under its code. Fields after `accepted_user` came with data format
+/// 5 (`fleet::migrate`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Invitation {
     pub code: String,
@@ -181,6 +183,60 @@ pub struct Invitation {
     pub email: Email,
     pub created_ms: u64,
     /// Set by the first accept; later accepts return this user.
+    pub accepted_user: Option<UserId>,
+    /// Unused past this time, the code is refused (410 `invitation_expired`).
+    pub expires_ms: u64,
+    /// Set when the code was withdrawn before it was used (410 `invitation_revoked`).
+    pub revoked: Option<Revocation>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    pub at_ms: u64,
+    pub by: RevokedBy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokedBy {
+    Inviter,
+    Admin,
+    /// The inviter's account was disabled: what it vouched for is withdrawn with it.
+    InviterDisabled,
+}
+
+/// Where an invitation stands, as its inviter and the admin see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvitationState {
+    Open,
+    Accepted,
+    Expired,
+    Revoked,
+}
+
+impl Invitation {
+    /// Accepted wins (an accepted code stays so after its expiry); then revoked, then expired.
+    pub fn state(&self, now_ms: u64) -> InvitationState {
+        if self.accepted_user.is_some() {
+            InvitationState::Accepted
+        } else if self.revoked.is_some() {
+            InvitationState::Revoked
+        } else if now_ms >= self.expires_ms {
+            InvitationState::Expired
+        } else {
+            InvitationState::Open
+        }
+    }
+}
+
+/// An invitation as format 4 stored it (read by the migration to format 5 only).
+#[derive(Debug, Clone, Deserialize)]
+pub struct InvitationV4 {
+    pub code: String,
+    pub inviter: UserId,
+    pub email: Email,
+    pub created_ms: u64,
     pub accepted_user: Option<UserId>,
 }
 

@@ -363,20 +363,25 @@ impl Fleet {
 
     /// Disables a user: the token stops working and the proxy slots are released.
     pub async fn disable(&self, id: UserId, now_ms: u64) -> Result<User> {
-        self.change_user(id, |tx, user| {
-            user.status = UserStatus::Disabled;
-            (self.on_disable)(tx, user)?;
-            let released = !user.proxies.is_empty();
-            if !set_proxies(tx, user, Vec::new(), "account disabled", now_ms)? {
-                save_user(tx, user, now_ms)?;
-            }
-            if released {
-                // Its slots are free: users waiting for a proxy may take them.
-                super::placement::queue_placement(&self.queue, tx, now_ms)?;
-            }
-            tx.remove(TreeId::NeedsFallback, id.key()).map(|_| ())
-        })
-        .await
+        self.change_user(id, |tx, user| self.disable_in(tx, user, now_ms))
+            .await
+    }
+
+    /// What disabling does, in the caller's transaction (one user, or a branch of the tree).
+    pub fn disable_in(&self, tx: &Tx, user: &mut User, now_ms: u64) -> TxResult<()> {
+        user.status = UserStatus::Disabled;
+        (self.on_disable)(tx, user)?;
+        // What the account vouched for and nobody used yet goes with it.
+        super::invitations::revoke_all_open(tx, user.id, now_ms)?;
+        let released = !user.proxies.is_empty();
+        if !set_proxies(tx, user, Vec::new(), "account disabled", now_ms)? {
+            save_user(tx, user, now_ms)?;
+        }
+        if released {
+            // Its slots are free: users waiting for a proxy may take them.
+            super::placement::queue_placement(&self.queue, tx, now_ms)?;
+        }
+        tx.remove(TreeId::NeedsFallback, user.id.key()).map(|_| ())
     }
 
     /// Enables a disabled user again: its tokens work and the rebalancer gives it fallback
@@ -386,12 +391,17 @@ impl Fleet {
             if user.status == UserStatus::Active {
                 return abort(Error::conflict("user_enabled", "the user is not disabled"));
             }
-            user.status = UserStatus::Active;
-            save_user(tx, user, now_ms)?;
-            tx.put(TreeId::NeedsFallback, id.key(), &now_ms)?;
-            super::placement::queue_placement(&self.queue, tx, now_ms)
+            self.enable_in(tx, user, now_ms)
         })
         .await
+    }
+
+    /// What enabling does, in the caller's transaction.
+    pub fn enable_in(&self, tx: &Tx, user: &mut User, now_ms: u64) -> TxResult<()> {
+        user.status = UserStatus::Active;
+        save_user(tx, user, now_ms)?;
+        tx.put(TreeId::NeedsFallback, user.id.key(), &now_ms)?;
+        super::placement::queue_placement(&self.queue, tx, now_ms)
     }
 
     /// Changes one user in a transaction (the change stores it), durably, and wakes the

@@ -47,10 +47,17 @@ pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infa
             tracing::error!(%error, "internal error");
         }
         let mut response = error_response(error.status(), error.code(), &error.public_message());
-        if let Error::TooManyRequests(secs) = error {
+        let retry_after = match error {
+            Error::TooManyRequests(secs) => Some(*secs),
+            Error::QuotaExceeded {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
-                .insert(warp::http::header::RETRY_AFTER, (*secs).into());
+                .insert(warp::http::header::RETRY_AFTER, secs.into());
         }
         response
     } else if rejection.is_not_found() {

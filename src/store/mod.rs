@@ -110,10 +110,17 @@ pub enum TreeId {
     Enrolments,
     /// SHA-256 of each enrolment token -> enrolment id.
     EnrolmentTokens,
+    /// Each inviter's invitations: (inviter id BE, created_ms BE, code) -> ().
+    UserInvitations,
+    /// Each inviter's quota override, recent invitation times and open codes: user id ->
+    /// `fleet::invitations::Ledger`.
+    InvitationLedgers,
+    /// Who was ever given each proxy: (proxy name, 0, user id BE) -> `fleet::exposure::Exposure`.
+    ProxyExposure,
 }
 
 impl TreeId {
-    pub const ALL: [TreeId; 35] = [
+    pub const ALL: [TreeId; 38] = [
         TreeId::Meta,
         TreeId::Changes,
         TreeId::Proxies,
@@ -149,6 +156,9 @@ impl TreeId {
         TreeId::ProxySecrets,
         TreeId::Enrolments,
         TreeId::EnrolmentTokens,
+        TreeId::UserInvitations,
+        TreeId::InvitationLedgers,
+        TreeId::ProxyExposure,
     ];
 
     pub fn name(self) -> &'static str {
@@ -188,6 +198,9 @@ impl TreeId {
             TreeId::ProxySecrets => "proxy_secrets",
             TreeId::Enrolments => "enrolments",
             TreeId::EnrolmentTokens => "enrolment_tokens",
+            TreeId::UserInvitations => "user_invitations",
+            TreeId::InvitationLedgers => "invitation_ledgers",
+            TreeId::ProxyExposure => "proxy_exposure",
         }
     }
 }

@@ -265,6 +265,12 @@ async fn an_operator_runs_the_fleet_from_the_browser() {
     .await;
     wait_for_text(&browser, "#proxy-list", "fra1").await;
     screenshot(&browser, "proxies").await;
+    // Who was ever given ams1 (all three users: the trust policy put them there).
+    click(&browser, "#proxy-list button.exposure").await;
+    let exposed = wait_for_text(&browser, "#exposure", "Who was given ams1").await;
+    for email in ["alice@example.org", "bob@example.org", "alfred@example.org"] {
+        assert!(exposed.contains(email), "{exposed}");
+    }
 
     browser.goto(&app.url("/admin/#/map")).await.unwrap();
     wait_for_text(&browser, "#places", "Dallas").await;
@@ -301,6 +307,8 @@ async fn an_operator_runs_the_fleet_from_the_browser() {
     fill(&browser, "#gift-form input[name=days]", "45").await;
     click(&browser, "#gift-form button[type=submit]").await;
     wait_for_text(&browser, "#pro-status", "until").await;
+    // With Pro, alice's invitation quota is the Pro one.
+    wait_for_text(&browser, "#invitation-quota", "0 of 20 in the last 30 days").await;
     screenshot(&browser, "user").await;
 
     browser.goto(&app.url("/admin/#/audit")).await.unwrap();

@@ -239,6 +239,8 @@ async fn acknowledged_writes_survive_twenty_kills_and_redis_ends_equal_to_sled()
         // No periodic rebalance: one that runs between the final comparison's two dumps
         // (plans, users placed) would tell the streamed copy from the fresh one.
         ("PROXYFLEET_REBALANCE_INTERVAL_SECS", "0"),
+        // One inviter keeps inviting through every round: no quota.
+        ("PROXYFLEET_INVITATIONS_PER_PERIOD", "4000000000"),
     ];
 
     // The inviter and the paying user exist before the first kill.

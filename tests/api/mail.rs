@@ -130,6 +130,8 @@ async fn welcome_invitation_and_device_mails_arrive_once_with_text_and_html() {
         )
         .await;
     assert_eq!(invited.status(), StatusCode::CREATED);
+    let invited: Value = invited.json().await.unwrap();
+    let expires_at = proxyfleet::mail::format_time(invited["expires_at"].as_u64().unwrap() * 1000);
     let device = app
         .user_post(
             &token,
@@ -149,6 +151,10 @@ async fn welcome_invitation_and_device_mails_arrive_once_with_text_and_html() {
     );
     let text = part(invitation, "text/plain")["text"].as_str().unwrap();
     assert!(text.contains("https://proxyfleet.test/get"), "{text}");
+    assert!(
+        text.contains(&format!("The code works until {expires_at}.")),
+        "{text}"
+    );
     let linked = all
         .iter()
         .find(|m| m["subject"].as_str().unwrap().contains("device"))

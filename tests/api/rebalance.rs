@@ -231,6 +231,8 @@ async fn concurrent_invitations_departures_and_rebalances_keep_the_indexes_in_ag
         c.max_clients = 3;
         c.fallbacks_per_user = 2;
         c.rebalance_cooldown_secs = 0;
+        // One host invites all 24.
+        c.invitations_per_period = 24;
     })
     .await;
     for (i, name) in ["pa", "pb", "pc", "pd"].iter().enumerate() {

@@ -1,9 +1,10 @@
 // Every proxy, a page at a time, filtered on the server: status, role, location, how clients
 // connect, clients against capacity, heartbeat age, recent load; drain, promote, retire, make a
-// public gateway, and revoke a proxy's secret, each with confirmation.
+// public gateway, and revoke a proxy's secret, each with confirmation; who was ever given a
+// proxy (its exposure, with each user's inviter chain), for when it is blocked.
 
 import { get, post, query } from '../api.js';
-import { h, replace, table, fullness, sparkline, ago, notice, confirmThen, number } from '../ui.js';
+import { h, replace, table, fullness, sparkline, ago, notice, confirmThen, number, date } from '../ui.js';
 
 export const title = 'Proxies';
 const PAGE = 50;
@@ -17,7 +18,25 @@ export async function render(main) {
     h('input', { name: 'q', type: 'search', placeholder: 'name, ip, country, city' }),
     h('select', { name: 'role' }, ['', 'fallback', 'free', 'pro', 'standby', 'gateway', 'drained', 'retired'].map((r) => h('option', { value: r }, r || 'any role'))),
     h('button', { type: 'submit' }, 'Filter'), count);
-  replace(main, h('h1', {}, title), form, list);
+  const exposure = h('section', { id: 'exposure' });
+  replace(main, h('h1', {}, title), form, list, exposure);
+
+  const userLink = (id) => h('a', { href: `#/users/${id}` }, `#${id}`);
+  const hours = (s) => (s < 3600 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`);
+  async function showExposure(name, after = null) {
+    try {
+      const page = await get(query(`/api/v1/admin/proxies/${encodeURIComponent(name)}/exposure`, { limit: 100, after }));
+      replace(exposure,
+        h('h2', {}, `Who was given ${name}`),
+        table([
+          ['User', (u) => [userLink(u.user), ' ', u.email, ' ', h('span', { class: `status ${u.status}` }, u.status)]],
+          ['Held', (u) => u.periods.map((p) => h('div', {}, `${date(p.from)} → ${p.until ? date(p.until) : 'now'} (${hours(p.seconds)})`))],
+          ['Invited by', (u) => (u.inviters.length ? u.inviters.map((id) => [userLink(id), ' ']) : 'nobody')],
+        ], page.users, 'Nobody was ever given this proxy.'),
+        page.next_after ? h('button', { type: 'button', onclick: () => showExposure(name, page.next_after) }, 'Next →') : '');
+      exposure.scrollIntoView();
+    } catch (e) { notice(`${name}: ${e.message}`, 'error'); }
+  }
 
   const act = (name, action, question) => confirmThen(question, async () => {
     try {
@@ -54,6 +73,7 @@ export async function render(main) {
         ['Heartbeat', (p) => ago(p.last_seen)],
         ['Load', (p) => sparkline((p.history || []).map((v) => v || 0))],
         ['', (p) => h('span', { class: 'actions' },
+          h('button', { type: 'button', class: 'exposure', onclick: () => showExposure(p.name) }, 'Who had it'),
           !['standby', 'drained', 'retired'].includes(p.role) ? h('button', { type: 'button', onclick: () => act(p.name, 'drain', `Drain ${p.name}? Its users move to other proxies, and nothing automatic uses it until you undrain it.`) }, 'Drain') : null,
           p.role === 'standby' ? h('button', { type: 'button', onclick: () => act(p.name, 'promote', `Promote ${p.name} to a fallback proxy?`) }, 'Promote') : null,
           p.role === 'drained' ? h('button', { type: 'button', onclick: () => act(p.name, 'undrain', `Undrain ${p.name}? It becomes a fallback proxy again.`) }, 'Undrain') : null,

@@ -1,7 +1,8 @@
 // One user: trust-graph parent and children, Pro status, devices, payments, assignment history
-// and the config the client is served now; disable, gift Pro days, move to a proxy.
+// and the config the client is served now, invitations and their quota; disable, gift Pro days,
+// move to a proxy, revoke an invitation, set the invitation quota.
 
-import { get, post, put } from '../api.js';
+import { get, post, put, del } from '../api.js';
 import { h, replace, table, date, notice, confirmThen, number } from '../ui.js';
 
 export const title = 'User';
@@ -16,6 +17,25 @@ export async function render(main, { id }) {
   async function load() {
     const d = await get(`/api/v1/admin/users/${encodeURIComponent(id)}`);
     const u = d.user;
+    const inv = await get(`/api/v1/admin/users/${u.id}/invitations?limit=50`);
+    const q = inv.quota;
+    const quotaForm = h('form', { class: 'inline', id: 'quota-form', onsubmit: async (e) => {
+      e.preventDefault();
+      const raw = quotaForm.per_period.value.trim();
+      const per_period = raw === '' ? null : Number(raw);
+      try {
+        await put(`/api/v1/admin/users/${u.id}/invitation_quota`, { per_period });
+        notice(per_period === null ? `${u.email} has the default quota again` : `${u.email} may send ${per_period} invitations per period`);
+        await load();
+      } catch (err) { notice(err.message, 'error'); }
+    } },
+    h('input', { name: 'per_period', type: 'number', min: 0, max: 1000, placeholder: 'default', value: q.overridden ? q.per_period : '' }),
+    h('button', { type: 'submit' }, 'Set quota'));
+    const revoke = (i) => (i.state === 'open'
+      ? h('button', { type: 'button', class: 'danger revoke-invitation', onclick: () => confirmThen(`Revoke the invitation of ${i.email}?`, async () => {
+        try { await del(`/api/v1/admin/invitations/${encodeURIComponent(i.code)}`); notice(`Invitation of ${i.email} revoked`); await load(); } catch (err) { notice(err.message, 'error'); }
+      }) }, 'Revoke')
+      : '');
     const giftForm = h('form', { class: 'inline', id: 'gift-form', onsubmit: async (e) => {
       e.preventDefault();
       const days = Number(giftForm.days.value);
@@ -38,6 +58,16 @@ export async function render(main, { id }) {
     } },
     h('input', { name: 'proxies', placeholder: 'proxy names, comma separated', value: u.proxies.join(', '), required: true }),
     h('button', { type: 'submit' }, 'Move'));
+    // Cutting the branch: the account and everyone it brought in, one operation.
+    const branch = d.children.length
+      ? h('button', { type: 'button', class: 'danger', id: 'disable-branch', onclick: () => confirmThen(`Disable ${u.email} and everyone below them in the invitation tree?`, async () => {
+        try {
+          const r = await post(`/api/v1/admin/users/${u.id}/disable?subtree=true`);
+          notice(`${r.affected.length} accounts disabled`);
+          await load();
+        } catch (err) { notice(err.message, 'error'); }
+      }) }, 'Disable with invitees')
+      : '';
     const disable = u.status === 'active'
       ? h('button', { type: 'button', class: 'danger', id: 'disable-user', onclick: () => confirmThen(`Disable ${u.email}? Their tokens stop working.`, async () => {
         try { await post(`/api/v1/admin/users/${u.id}/disable`); notice(`${u.email} disabled`); await load(); } catch (err) { notice(err.message, 'error'); }
@@ -57,12 +87,22 @@ export async function render(main, { id }) {
         h('dt', {}, 'Pro proxies'), h('dd', {}, d.pro.proxies.join(', ') || '–'),
         h('dt', {}, 'Config version'), h('dd', {}, number(d.config_version))),
       // A disabled account gets no Pro and no move (the server refuses them: 409).
-      h('div', { class: 'actions' }, u.status === 'active' ? giftForm : '', u.status === 'active' ? moveForm : '', disable),
+      h('div', { class: 'actions' }, u.status === 'active' ? giftForm : '', u.status === 'active' ? moveForm : '', disable, branch),
       h('h2', {}, 'Current config'),
       table([
         ['Proxy', (p) => p.name], ['Role', (p) => p.role], ['Address', (p) => `${p.ip}:${p.port}`],
         ['Location', (p) => [p.city, p.country].filter(Boolean).join(', ') || '–'],
       ], d.config?.proxies || [], 'No proxy in the config.'),
+      h('h2', {}, 'Invitations'),
+      h('p', { id: 'invitation-quota' }, `${number(q.used)} of ${number(q.per_period)} in the last ${number(q.period_secs / 86400)} days`,
+        q.overridden ? ' (set by an admin)' : ' (the default)', q.next_allowed_at ? `; the next is allowed ${date(q.next_allowed_at)}` : ''),
+      h('div', { class: 'actions' }, quotaForm),
+      table([
+        ['Email', (i) => i.email], ['State', (i) => h('span', { class: `status ${i.state}` }, i.state)],
+        ['Sent', (i) => date(i.created_at)], ['Expires', (i) => date(i.expires_at)],
+        ['Account', (i) => (i.accepted_user ? link(i.accepted_user) : '–')],
+        ['', revoke],
+      ], inv.invitations, 'No invitation sent.'),
       h('h2', {}, 'Devices'),
       table([['Name', (x) => x.name], ['Linked', (x) => date(x.created_at)]], d.devices, 'No linked device.'),
       h('h2', {}, 'Payments'),
