@@ -259,6 +259,13 @@ pub fn routes(
         .and(warp::post())
         .and(with_state(&state))
         .and_then(apply_plan);
+    let invitees = admin_base
+        .clone()
+        .and(warp::path!("users" / UserId / "invitees"))
+        .and(warp::get())
+        .and(warp::query::<InviteesQuery>())
+        .and(with_state(&state))
+        .and_then(user_invitees);
     let exposure = admin_base
         .clone()
         .and(warp::path!("proxies" / String / "exposure"))
@@ -287,6 +294,7 @@ pub fn routes(
         POST "/api/v1/admin/rebalance/plans/{id}/apply" => apply_plan,
         POST "/api/v1/admin/proxies/{name}/action" => proxy_action,
         GET "/api/v1/admin/proxies/{name}/exposure" => exposure,
+        GET "/api/v1/admin/users/{id}/invitees" => invitees,
     }
 }
 
@@ -589,6 +597,67 @@ async fn proxy_exposure(
     let body = ExposureView {
         proxy: name,
         users,
+        next_after,
+    };
+    Ok(json(StatusCode::OK, &body))
+}
+
+/// Invitees per page at most.
+const MAX_INVITEES_PAGE: usize = 500;
+
+#[derive(Deserialize)]
+struct InviteesQuery {
+    limit: Option<usize>,
+    /// The user id the previous page ended with.
+    after: Option<UserId>,
+}
+
+#[derive(Serialize)]
+struct InviteeView {
+    id: UserId,
+    email: Email,
+    status: UserStatus,
+    joined_at: u64,
+    /// How many this invitee invited in turn (the next level's size).
+    invited: u64,
+}
+
+/// `GET /api/v1/admin/users/{id}/invitees`: one level of the invitation tree below a user.
+#[derive(Serialize)]
+struct InviteesView {
+    user: UserId,
+    /// Every direct invitee, not just this page's.
+    total: u64,
+    invitees: Vec<InviteeView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_after: Option<UserId>,
+}
+
+async fn user_invitees(
+    id: UserId,
+    query: InviteesQuery,
+    state: Arc<AppState>,
+) -> Result<Route, Rejection> {
+    use crate::fleet::invitees;
+    if state.fleet.user(id).map_err(reject)?.is_none() {
+        return Err(reject(Error::NotFound(format!("user {id}"))));
+    }
+    let limit = query.limit.unwrap_or(100).clamp(1, MAX_INVITEES_PAGE);
+    let (page, next_after) =
+        invitees::page(&state.store, id, query.after, limit).map_err(reject)?;
+    let body = InviteesView {
+        user: id,
+        total: invitees::count(&state.store, id).map_err(reject)?,
+        invitees: page
+            .into_iter()
+            .map(|(user, invited)| InviteeView {
+                id: user.id,
+                joined_at: user.created_ms / 1000,
+                status: user.status,
+                email: user.email,
+                invited,
+            })
+            .collect(),
         next_after,
     };
     Ok(json(StatusCode::OK, &body))

@@ -48,8 +48,15 @@ pub struct Ledger {
     pub quota_override: Option<u32>,
     /// Creation times within the last period, oldest first.
     pub recent_ms: Vec<u64>,
-    /// Codes neither accepted nor revoked (some may have expired since).
-    pub open: Vec<String>,
+    /// Codes neither accepted nor revoked, with when they expire: pruned at every write, so
+    /// the list holds at most the codes of one expiry's time.
+    pub open: Vec<OpenCode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenCode {
+    pub code: String,
+    pub expires_ms: u64,
 }
 
 /// An inviter's quota as the API shows it.
@@ -94,12 +101,14 @@ impl Ledger {
             .unwrap_or_default())
     }
 
-    fn write(&self, tx: &Tx, inviter: UserId) -> TxResult<()> {
-        tx.put(TreeId::InvitationLedgers, inviter.key(), self)
+    /// Stores the ledger, without the codes expired by `now_ms` (nothing can use them).
+    fn write(&mut self, tx: &Tx, inviter: UserId, now_ms: u64) -> TxResult<()> {
+        self.open.retain(|open| open.expires_ms > now_ms);
+        tx.put(TreeId::InvitationLedgers, inviter.key(), &*self)
     }
 
     fn close(&mut self, code: &str) {
-        self.open.retain(|c| c != code);
+        self.open.retain(|open| open.code != code);
     }
 
     fn quota(&self, inviter: &User, rules: &InvitationRules, now_ms: u64) -> Quota {
@@ -183,8 +192,11 @@ impl Fleet {
             let since = now_ms.saturating_sub(rules.period_ms);
             ledger.recent_ms.retain(|at| *at > since);
             ledger.recent_ms.push(now_ms);
-            ledger.open.push(code.clone());
-            ledger.write(tx, inviter.id)?;
+            ledger.open.push(OpenCode {
+                code: code.clone(),
+                expires_ms: invitation.expires_ms,
+            });
+            ledger.write(tx, inviter.id, now_ms)?;
             let data = json!({
                 "code": code,
                 "inviter_email": inviter.email.as_str(),
@@ -246,7 +258,7 @@ impl Fleet {
             tx.put(TreeId::Invitations, code, &invitation)?;
             let mut ledger = Ledger::read(tx, invitation.inviter)?;
             ledger.close(code);
-            ledger.write(tx, invitation.inviter)?;
+            ledger.write(tx, invitation.inviter, now_ms)?;
             Ok((user, true))
         })?;
         self.store.durable().await?;
@@ -287,7 +299,7 @@ impl Fleet {
                 tx.put(TreeId::Invitations, code, &invitation)?;
                 let mut ledger = Ledger::read(tx, invitation.inviter)?;
                 ledger.close(code);
-                ledger.write(tx, invitation.inviter)?;
+                ledger.write(tx, invitation.inviter, now_ms)?;
             }
             Ok(invitation)
         })?;
@@ -395,7 +407,7 @@ impl Fleet {
             };
             let mut ledger = Ledger::read(tx, id)?;
             ledger.quota_override = per_period;
-            ledger.write(tx, id)?;
+            ledger.write(tx, id, now_ms)?;
             Ok(ledger.quota(&user, &rules, now_ms))
         })?;
         self.store.durable().await?;
@@ -449,7 +461,7 @@ fn refuse_unusable(invitation: &Invitation, inviter: Option<&User>, now_ms: u64)
 pub fn revoke_all_open(tx: &Tx, inviter: UserId, now_ms: u64) -> TxResult<usize> {
     let mut ledger = Ledger::read(tx, inviter)?;
     let mut revoked = 0;
-    for code in std::mem::take(&mut ledger.open) {
+    for OpenCode { code, .. } in std::mem::take(&mut ledger.open) {
         let Some(mut invitation) = tx.get::<Invitation>(TreeId::Invitations, &code)? else {
             continue;
         };
@@ -463,7 +475,7 @@ pub fn revoke_all_open(tx: &Tx, inviter: UserId, now_ms: u64) -> TxResult<usize>
         tx.put(TreeId::Invitations, &code, &invitation)?;
         revoked += 1;
     }
-    ledger.write(tx, inviter)?;
+    ledger.write(tx, inviter, now_ms)?;
     Ok(revoked)
 }
 
@@ -482,11 +494,14 @@ pub fn to_format_5(store: &Store) -> Result<()> {
                 let mut ledger = Ledger::read(tx, invitation.inviter)?;
                 // The quota starts counting with the invitations made after the upgrade.
                 if invitation.state(now_ms) == InvitationState::Open
-                    && !ledger.open.contains(&invitation.code)
+                    && !ledger.open.iter().any(|o| o.code == invitation.code)
                 {
-                    ledger.open.push(invitation.code.clone());
+                    ledger.open.push(OpenCode {
+                        code: invitation.code.clone(),
+                        expires_ms: invitation.expires_ms,
+                    });
                 }
-                ledger.write(tx, invitation.inviter)?;
+                ledger.write(tx, invitation.inviter, now_ms)?;
             }
             Ok(())
         })?;
@@ -586,13 +601,44 @@ mod tests {
                 .unwrap()
                 .unwrap()
         };
-        assert_eq!(ledger(1).open, vec!["fresh".to_string()]);
+        assert_eq!(
+            ledger(1).open,
+            vec![OpenCode {
+                code: "fresh".into(),
+                expires_ms: now + MIGRATED_TTL_MS
+            }]
+        );
         assert!(ledger(2).open.is_empty());
         assert!(
             ledger(1).recent_ms.is_empty(),
             "counted from the upgrade on"
         );
         assert_eq!(store.len(TreeId::UserInvitations), 3);
+    }
+
+    /// The open codes are bounded by what can still be used: a user whose invitations are
+    /// never accepted does not grow its ledger.
+    #[tokio::test]
+    async fn a_ledger_forgets_the_codes_that_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let open = |code: &str, expires_ms| OpenCode {
+            code: code.into(),
+            expires_ms,
+        };
+        let mut ledger = Ledger {
+            quota_override: None,
+            recent_ms: Vec::new(),
+            open: vec![open("old", 1_000), open("edge", 2_000), open("live", 3_000)],
+        };
+        store
+            .transaction(|tx| ledger.clone().write(tx, UserId(1), 2_000))
+            .unwrap();
+        ledger = store
+            .get(TreeId::InvitationLedgers, UserId(1).key())
+            .unwrap()
+            .unwrap();
+        assert_eq!(ledger.open, vec![open("live", 3_000)]);
     }
 
     #[test]

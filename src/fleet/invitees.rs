@@ -26,6 +26,50 @@ pub fn children(store: &Store, inviter: UserId, limit: usize) -> Result<Vec<User
         .collect()
 }
 
+/// How many users `inviter` invited directly.
+pub fn count(store: &Store, inviter: UserId) -> Result<u64> {
+    let mut n = 0;
+    for key in store.keys_with_prefix(TreeId::Invitees, inviter.key()) {
+        key?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// A page of invitees, each with how many it invited; and the cursor of the next page.
+pub type InviteePage = (Vec<(User, u64)>, Option<UserId>);
+
+/// One page of `inviter`'s invitees, by id from after `after`, with how many each invited
+/// in turn; and the cursor of the next page.
+pub fn page(
+    store: &Store,
+    inviter: UserId,
+    after: Option<UserId>,
+    limit: usize,
+) -> Result<InviteePage> {
+    let from = pair_key(inviter.0, after.map_or(0, |a| a.0.saturating_add(1)));
+    let mut page = Vec::with_capacity(limit);
+    let mut next = None;
+    for key in store.keys_from(TreeId::Invitees, from) {
+        let key = key?;
+        if !key.starts_with(&inviter.key()) {
+            break;
+        }
+        let Some(id) = key.get(8..16).and_then(crate::store::codec::key_u64) else {
+            continue;
+        };
+        if page.len() == limit {
+            next = page.last().map(|(u, _): &(User, u64)| u.id);
+            break;
+        }
+        if let Some(user) = store.get::<User>(TreeId::Users, UserId(id).key())? {
+            let invited = count(store, user.id)?;
+            page.push((user, invited));
+        }
+    }
+    Ok((page, next))
+}
+
 /// Fills the index from the users of a store made before it existed; once.
 pub fn backfill(store: &Store) -> Result<usize> {
     if store.get::<bool>(TreeId::Meta, BUILT)?.unwrap_or(false) {

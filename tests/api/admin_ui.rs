@@ -300,6 +300,7 @@ async fn an_operator_runs_the_fleet_from_the_browser() {
         .await
         .expect("open alice");
     let detail = wait_for_text(&browser, "#user-detail", "#2").await;
+    wait_for_text(&browser, "#invitee-tree", "2 invited directly").await;
     assert!(
         detail.contains("#3"),
         "alice invited bob and alfred: {detail}"

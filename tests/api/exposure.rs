@@ -54,6 +54,34 @@ async fn a_three_level_branch_is_disabled_and_enabled_in_one_operation() {
         .unwrap()
         .to_string();
 
+    // The tree as the admin reads it: one level at a time, each row with its own count.
+    let level = app
+        .admin_json(&format!("/api/v1/admin/users/{root}/invitees"))
+        .await;
+    assert_eq!(level["total"], 2);
+    let rows: Vec<(u64, u64)> = level["invitees"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["id"].as_u64().unwrap(), c["invited"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(rows, vec![(a, 2), (b, 0)]);
+    let first = app
+        .admin_json(&format!("/api/v1/admin/users/{a}/invitees?limit=1"))
+        .await;
+    assert_eq!(first["invitees"][0]["id"], a1);
+    assert_eq!(first["next_after"], a1);
+    let second = app
+        .admin_json(&format!(
+            "/api/v1/admin/users/{a}/invitees?limit=1&after={a1}"
+        ))
+        .await;
+    assert_eq!(second["invitees"][0]["id"], a2);
+    assert_eq!(second["invitees"][0]["invited"], 1, "late");
+    assert!(second.get("next_after").is_none(), "{second}");
+    let unknown = app.admin_get("/api/v1/admin/users/999999/invitees").await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+
     // Only those who joined after the cutoff (and the root of the cut, a).
     let path = format!("/api/v1/admin/users/{a}/disable?subtree=true&invited_after={cutoff}");
     let response = app.admin_post(&path, &json!({})).await;

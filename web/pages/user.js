@@ -2,7 +2,7 @@
 // and the config the client is served now, invitations and their quota; disable, gift Pro days,
 // move to a proxy, revoke an invitation, set the invitation quota.
 
-import { get, post, put, del } from '../api.js';
+import { get, post, put, del, query } from '../api.js';
 import { h, replace, table, date, notice, confirmThen, number } from '../ui.js';
 
 export const title = 'User';
@@ -18,6 +18,21 @@ export async function render(main, { id }) {
     const d = await get(`/api/v1/admin/users/${encodeURIComponent(id)}`);
     const u = d.user;
     const inv = await get(`/api/v1/admin/users/${u.id}/invitations?limit=50`);
+    // The tree below, one level and one page at a time (each row says how many it invited).
+    const tree = h('div', { id: 'invitee-tree' });
+    const cursors = [null];
+    async function loadTree() {
+      const page = await get(query(`/api/v1/admin/users/${u.id}/invitees`, { limit: 50, after: cursors[cursors.length - 1] }));
+      replace(tree,
+        h('p', {}, `${number(page.total)} invited directly`),
+        table([
+          ['User', (c) => [link(c.id), ' ', c.email]], ['Status', (c) => h('span', { class: `status ${c.status}` }, c.status)],
+          ['Joined', (c) => date(c.joined_at)], ['Invited in turn', (c) => number(c.invited)],
+        ], page.invitees, 'Nobody yet.'),
+        h('div', { class: 'pager' },
+          h('button', { type: 'button', disabled: cursors.length < 2, onclick: () => { cursors.pop(); loadTree(); } }, '← Previous'),
+          h('button', { type: 'button', disabled: !page.next_after, onclick: () => { cursors.push(page.next_after); loadTree(); } }, 'Next →')));
+    }
     const q = inv.quota;
     const quotaForm = h('form', { class: 'inline', id: 'quota-form', onsubmit: async (e) => {
       e.preventDefault();
@@ -93,6 +108,8 @@ export async function render(main, { id }) {
         ['Proxy', (p) => p.name], ['Role', (p) => p.role], ['Address', (p) => `${p.ip}:${p.port}`],
         ['Location', (p) => [p.city, p.country].filter(Boolean).join(', ') || '–'],
       ], d.config?.proxies || [], 'No proxy in the config.'),
+      h('h2', {}, 'Invitation tree'),
+      tree,
       h('h2', {}, 'Invitations'),
       h('p', { id: 'invitation-quota' }, `${number(q.used)} of ${number(q.per_period)} in the last ${number(q.period_secs / 86400)} days`,
         q.overridden ? ' (set by an admin)' : ' (the default)', q.next_allowed_at ? `; the next is allowed ${date(q.next_allowed_at)}` : ''),
@@ -113,6 +130,7 @@ export async function render(main, { id }) {
       h('h2', {}, 'Assignment history'),
       table([['When', (x) => date(x.at)], ['Proxies', (x) => x.proxies.join(', ') || '–'], ['Why', (x) => x.reason]],
         [...d.history].reverse(), 'No change yet.'));
+    await loadTree();
   }
   await load();
 }
