@@ -32,18 +32,6 @@ async fn invite_and_accept(app: &TestApp, inviter_token: &str, email: &str) -> V
     accepted.json().await.unwrap()
 }
 
-async fn set_proxies(app: &TestApp, user: u64, proxies: &[&str]) {
-    let response = app
-        .client
-        .put(app.url(&format!("/api/v1/admin/users/{user}/proxies")))
-        .bearer_auth(crate::helpers::ADMIN_TOKEN)
-        .json(&json!({ "proxies": proxies }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-}
-
 #[tokio::test]
 async fn trust_policy_reaches_the_closest_ancestor_with_a_proxy() {
     let app = spawn_app().await;
@@ -54,8 +42,8 @@ async fn trust_policy_reaches_the_closest_ancestor_with_a_proxy() {
     let (one, _, _) = app.create_user("one@example.org", Some(root)).await;
     let (two, two_token, _) = app.create_user("two@example.org", Some(one)).await;
     // The inviter and its parent lose their proxies; a roomier proxy appears.
-    set_proxies(&app, one, &[]).await;
-    set_proxies(&app, two, &[]).await;
+    app.set_proxies(one, &[]).await;
+    app.set_proxies(two, &[]).await;
     app.proxy("pz", 9002, &[("capacity", "100000")]).await;
 
     let invitee = invite_and_accept(&app, &two_token, "three@example.org").await;
@@ -71,7 +59,7 @@ async fn trust_policy_reaches_the_closest_ancestor_with_a_proxy() {
     assert_eq!(names_of(&config["proxies"]), vec!["pa"]);
 
     // With nobody up the chain holding a proxy, the least loaded one.
-    set_proxies(&app, root, &[]).await;
+    app.set_proxies(root, &[]).await;
     let orphan = invite_and_accept(&app, &two_token, "four@example.org").await;
     assert_eq!(names_of(&orphan["proxies"]), vec!["pz"]);
     app.assert_consistent().await;

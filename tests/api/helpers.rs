@@ -590,6 +590,19 @@ impl TestApp {
         )
     }
 
+    /// An operator's move: gives user `user` exactly `proxies`, expecting 200.
+    pub async fn set_proxies(&self, user: u64, proxies: &[&str]) {
+        let response = self
+            .client
+            .put(self.url(&format!("/api/v1/admin/users/{user}/proxies")))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({ "proxies": proxies }))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::OK, "set proxies of {user}");
+    }
+
     /// A user's proxy names, as the admin API sees them.
     pub async fn user_proxies(&self, id: u64) -> Vec<String> {
         let body = self.admin_json(&format!("/api/v1/admin/users/{id}")).await;
