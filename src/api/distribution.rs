@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use warp::http::{header, Response, StatusCode};
 use warp::{Filter, Rejection};
 
-use crate::api::filters::{admin, user, with_state};
+use crate::api::filters::{admin, config_reader, with_state};
 use crate::api::AppState;
 use crate::distribution::config::{matches, render, Rendered};
 use crate::distribution::subset::accounts_to_learn;
@@ -67,7 +67,7 @@ pub fn routes(
     let trusted = Arc::new(state.config.trusted_proxies.clone());
     let config = warp::path!("api" / "v1" / "config")
         .and(warp::get())
-        .and(user(&state))
+        .and(config_reader(&state))
         .and(warp::query::<ConfigQuery>())
         .and(warp::header::optional::<String>("if-none-match"))
         .and(warp::header::optional::<String>("accept-encoding"))

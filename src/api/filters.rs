@@ -28,6 +28,15 @@ pub fn user(state: &Arc<AppState>) -> impl Filter<Extract = (User,), Error = Rej
     bearer_lookup(move |token| state.fleet.user_by_token(token))
 }
 
+/// The user whose token may read its config (active, or pending: an invitee whose client
+/// holds the invitation's bundle); else 401. Only the config routes take it.
+pub fn config_reader(
+    state: &Arc<AppState>,
+) -> impl Filter<Extract = (User,), Error = Rejection> + Clone {
+    let state = state.clone();
+    bearer_lookup(move |token| state.fleet.config_reader_by_token(token))
+}
+
 /// The admin token, or an admin panel session (with its CSRF token on mutating calls).
 pub fn admin(state: &Arc<AppState>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
     super::admin::guard::admin(state)

@@ -10,6 +10,7 @@ use warp::{Filter, Rejection};
 use crate::api::filters::{admin, check_code, limited, user, with_state};
 use crate::api::fleet::created_reply;
 use crate::api::AppState;
+use crate::distribution::bundle::Bundle;
 use crate::error::Error;
 use crate::fleet::invitations::{InvitationCounts, Quota};
 use crate::fleet::model::{Email, Invitation, InvitationState, RevokedBy, User, UserId};
@@ -61,6 +62,8 @@ struct InvitationView {
     created_at: u64,
     expires_at: u64,
     accepted_user: Option<UserId>,
+    /// The invitee's pending account (active once accepted, lapsed if never).
+    invitee: Option<UserId>,
     revoked_at: Option<u64>,
     revoked_by: Option<RevokedBy>,
 }
@@ -77,8 +80,23 @@ impl InvitationView {
             email: invitation.email,
             inviter: invitation.inviter,
             accepted_user: invitation.accepted_user,
+            invitee: invitation.invitee,
         }
     }
+}
+
+/// `POST /api/v1/invitations`' answer: the invitation, and what it carries for the invitee's
+/// client, for the inviter to pass on by other channels than the mail.
+#[derive(Serialize)]
+struct CreatedInvitation {
+    #[serde(flatten)]
+    invitation: InvitationView,
+    /// `proxyfleet-config.json`, as the mail attaches it.
+    bundle: Bundle,
+    /// The bundle as a `proxyfleet://config?bundle=` link, and that link as a QR code (SVG;
+    /// `null` when the link is too long for one).
+    link: String,
+    qr_svg: Option<String>,
 }
 
 /// `GET /api/v1/invitations` and the admin's per-user list.
@@ -180,15 +198,33 @@ async fn create_invitation(
 ) -> Result<Route, Rejection> {
     let email = Email::parse(&body.email).map_err(reject)?;
     let now_ms = state.clock.now_ms();
-    let invitation = state
+    // Read before the invitation's transaction, which may only compute.
+    let view = state.distribution.view(now_ms).map_err(reject)?;
+    let make_bundle = |invitee: &User, invitation: &Invitation, token: &str| {
+        let bundle = state.distribution.invitation_bundle(
+            &view,
+            invitee,
+            token,
+            &invitation.code,
+            invitation.expires_ms,
+            now_ms,
+        );
+        serde_json::to_value(bundle).unwrap_or_default()
+    };
+    let invited = state
         .fleet
-        .invite(&inviter, &email, now_ms)
+        .invite(&inviter, &email, now_ms, &make_bundle)
         .await
         .map_err(reject)?;
-    Ok(json(
-        StatusCode::CREATED,
-        &InvitationView::new(invitation, now_ms),
-    ))
+    let bundle: Bundle = serde_json::from_value(invited.bundle)
+        .map_err(|e| reject(Error::caused_by("the invitation's bundle", e)))?;
+    let body = CreatedInvitation {
+        invitation: InvitationView::new(invited.invitation, now_ms),
+        link: bundle.link(),
+        qr_svg: bundle.qr_svg(),
+        bundle,
+    };
+    Ok(json(StatusCode::CREATED, &body))
 }
 
 async fn accept_invitation(

@@ -40,6 +40,11 @@ async fn handle(state: &Arc<AppState>, task: &Task) -> Result<(), String> {
         }
         TaskKind::Provision | TaskKind::Retire => state.fleet.hook_task(kind, &task.payload).await,
         TaskKind::MailSend => state.mailer.send_task(&task.payload, now_ms()).await,
+        TaskKind::InvitationExpire => {
+            (state.fleet)
+                .expire_invitation_task(&task.payload, now_ms())
+                .await
+        }
         TaskKind::PlaceUnplaced => (state.fleet.place_unplaced(now_ms()).await)
             .map(|_| ())
             .map_err(|e| e.to_string()),

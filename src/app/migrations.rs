@@ -15,7 +15,7 @@ struct Migration {
     run: fn(&Store) -> Result<()>,
 }
 
-const MIGRATIONS: [Migration; 5] = [
+const MIGRATIONS: [Migration; 6] = [
     Migration {
         from: 0,
         what: "stores made before formats were recorded: build the trust graph's invitee index",
@@ -48,6 +48,12 @@ const MIGRATIONS: [Migration; 5] = [
             crate::fleet::invitations::to_format_5(store)?;
             crate::fleet::exposure::backfill(store).map(|_| ())
         },
+    },
+    Migration {
+        from: 5,
+        what: "invitations make the invitee's account at once, pending until accepted, and \
+               name it (users gain the statuses `pending` and `lapsed`)",
+        run: crate::fleet::invitations::to_format_6,
     },
 ];
 

@@ -158,6 +158,7 @@ impl Application {
             FleetSettings::from_config(&config),
             // A disabled account's Pro proxies stop accepting its token at once.
             Arc::new(crate::billing::pro::release),
+            crate::fleet::pending::InviteeSecret::load_or_create(&store)?,
         );
         let rebalance = RebalanceSettings::from_config(&config);
         let distribution = Distribution::new(

@@ -2,6 +2,7 @@
 //! user's fallback proxies, and a stable rendezvous subset of the free proxies; signed with
 //! Ed25519, cacheable (ETag), compressed, long-pollable.
 
+pub mod bundle;
 pub mod config;
 pub mod keys;
 pub mod notify;

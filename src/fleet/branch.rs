@@ -77,7 +77,10 @@ impl Fleet {
                     || branch
                         .joined_after_ms
                         .is_none_or(|after| user.created_ms > after);
-                if !taken || user.status == target {
+                // A pending or lapsed account follows its invitation, not the branch (the
+                // root's disabling revokes the invitations it sent).
+                let member = matches!(user.status, UserStatus::Active | UserStatus::Disabled);
+                if !taken || !member || user.status == target {
                     continue;
                 }
                 if disable {

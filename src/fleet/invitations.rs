@@ -8,14 +8,17 @@
 
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::model::{
-    Email, Invitation, InvitationState, Revocation, RevokedBy, User, UserId, UserStatus,
+    Email, Invitation, InvitationState, InvitationV4, InvitationV5, Revocation, RevokedBy, User,
+    UserId, UserStatus,
 };
+use super::pending;
 use super::users::{new_token, Created};
 use super::Fleet;
 use crate::error::{Error, Result};
+use crate::queue::Queue;
 use crate::store::{abort, Store, TreeId, Tx, TxResult};
 
 /// The most an admin may set one user's quota to, per period: the inviter's ledger holds a
@@ -88,9 +91,12 @@ fn new_code() -> String {
 /// `UserInvitations` key: (inviter, created_ms, code), so one inviter's are a prefix, newest
 /// last.
 fn index_key(invitation: &Invitation) -> Vec<u8> {
-    let mut key =
-        crate::store::codec::pair_key(invitation.inviter.0, invitation.created_ms).to_vec();
-    key.extend_from_slice(invitation.code.as_bytes());
+    index_key_of(invitation.inviter, invitation.created_ms, &invitation.code)
+}
+
+fn index_key_of(inviter: UserId, created_ms: u64, code: &str) -> Vec<u8> {
+    let mut key = crate::store::codec::pair_key(inviter.0, created_ms).to_vec();
+    key.extend_from_slice(code.as_bytes());
     key
 }
 
@@ -147,11 +153,38 @@ impl Ledger {
     }
 }
 
+/// An invitation as made: the invitation, the invitee's pending account, the account's token
+/// and the bundle the caller made for it (which the invitation mail carries).
+pub struct Invited {
+    pub invitation: Invitation,
+    pub invitee: User,
+    pub token: String,
+    pub bundle: Value,
+}
+
+/// Makes what the invitation carries for the invitee's client from the pending account, the
+/// invitation and the account's token. The caller's (the config server signs it), run inside
+/// the invitation's transaction, so it must only compute.
+pub type BundleMaker<'a> = &'a (dyn Fn(&User, &Invitation, &str) -> Value + Sync);
+
 impl Fleet {
-    pub async fn invite(&self, inviter: &User, email: &Email, now_ms: u64) -> Result<Invitation> {
+    /// Invites `email`: within the inviter's quota, makes the invitation and the invitee's
+    /// pending account with its fallback proxies (chosen as for a sign-up under this
+    /// inviter), schedules its expiry, and queues the mail carrying `bundle`'s result. One
+    /// transaction.
+    pub async fn invite(
+        &self,
+        inviter: &User,
+        email: &Email,
+        now_ms: u64,
+        bundle: BundleMaker<'_>,
+    ) -> Result<Invited> {
         let code = new_code();
+        let token = self.invitee_token(&code);
         let rules = self.settings.invitations;
-        let invitation = self.store.transaction(|tx| {
+        // Held until the commit, so concurrent invitations and sign-ups see the slots taken.
+        let (proxies, _placed) = self.initial_proxies(Some(inviter.id), now_ms)?;
+        let invited = self.store.transaction(|tx| {
             let Some(inviter) = tx.get::<User>(TreeId::Users, inviter.id.key())? else {
                 return abort(Error::NotFound(format!("user {}", inviter.id)));
             };
@@ -178,6 +211,9 @@ impl Fleet {
                     format!("{} already has an account", email.as_str()),
                 ));
             }
+            let invitee = self
+                .new_users
+                .create_pending_in(tx, email, inviter.id, &proxies, &token, now_ms)?;
             let invitation = Invitation {
                 code: code.clone(),
                 inviter: inviter.id,
@@ -186,9 +222,11 @@ impl Fleet {
                 accepted_user: None,
                 expires_ms: now_ms + rules.ttl_ms,
                 revoked: None,
+                invitee: Some(invitee.id),
             };
             tx.put(TreeId::Invitations, &code, &invitation)?;
             tx.put_marker(TreeId::UserInvitations, index_key(&invitation))?;
+            pending::queue_expiry(tx, &self.queue, &invitation, now_ms)?;
             let since = now_ms.saturating_sub(rules.period_ms);
             ledger.recent_ms.retain(|at| *at > since);
             ledger.recent_ms.push(now_ms);
@@ -197,10 +235,12 @@ impl Fleet {
                 expires_ms: invitation.expires_ms,
             });
             ledger.write(tx, inviter.id, now_ms)?;
+            let bundle = bundle(&invitee, &invitation, &token);
             let data = json!({
                 "code": code,
                 "inviter_email": inviter.email.as_str(),
                 "expires_at": crate::mail::format_time(invitation.expires_ms),
+                "bundle": bundle,
             });
             crate::mail::queue_in(
                 tx,
@@ -211,29 +251,47 @@ impl Fleet {
                 &format!("invitation:{code}"),
                 now_ms,
             )?;
-            Ok(invitation)
+            Ok(Invited {
+                invitation,
+                invitee,
+                token: token.clone(),
+                bundle,
+            })
         })?;
         self.store.durable().await?;
         self.queue.wake();
-        Ok(invitation)
+        Ok(invited)
     }
 
-    /// Accepts an invitation: the first call creates the invitee (token shown), later calls
-    /// return the same user (no token). One transaction decides, so concurrent accepts agree.
-    /// An expired or revoked code, or one whose inviter is disabled, gets a 410.
+    /// Accepts an invitation: the first call activates the invitee's pending account (or, for
+    /// an invitation made before they existed, creates the account) and shows its token;
+    /// later calls return the same user (no token). One transaction decides, so concurrent
+    /// accepts agree. An expired or revoked code, or one whose inviter is disabled, gets a
+    /// 410.
     pub async fn accept(&self, code: &str, now_ms: u64) -> Result<Created> {
         let Some(invitation) = self.store.get::<Invitation>(TreeId::Invitations, code)? else {
             return Err(Error::NotFound("invitation".into()));
         };
+        let unused = invitation.accepted_user.is_none();
         // Refused before a proxy is chosen for nobody; decided again in the transaction.
-        if invitation.accepted_user.is_none() {
+        if unused {
             let inviter = self
                 .store
                 .get::<User>(TreeId::Users, invitation.inviter.key())?;
             refuse_unusable(&invitation, inviter.as_ref(), now_ms)?;
         }
-        let (proxies, _pending) = self.initial_proxies(Some(invitation.inviter), now_ms)?;
-        let token = new_token();
+        let made_before_pending = invitation.invitee.is_none();
+        let placed = if unused && made_before_pending {
+            Some(self.initial_proxies(Some(invitation.inviter), now_ms)?)
+        } else {
+            None
+        };
+        let proxies = placed.as_ref().map_or(&[][..], |(p, _)| p.as_slice());
+        let token = if made_before_pending {
+            new_token()
+        } else {
+            self.invitee_token(code)
+        };
         let (user, fresh) = self.store.transaction(|tx| {
             let Some(mut invitation) = tx.get::<Invitation>(TreeId::Invitations, code)? else {
                 return abort(Error::NotFound("invitation".into()));
@@ -246,14 +304,24 @@ impl Fleet {
             }
             let inviter = tx.get::<User>(TreeId::Users, invitation.inviter.key())?;
             refuse_unusable(&invitation, inviter.as_ref(), now_ms).or_else(abort)?;
-            let user = self.new_users.create_in(
-                tx,
-                &invitation.email,
-                Some(invitation.inviter),
-                &proxies,
-                &token,
-                now_ms,
-            )?;
+            let user = match invitation.invitee {
+                Some(id) => {
+                    let mut user = match tx.get::<User>(TreeId::Users, id.key())? {
+                        Some(user) if user.status == UserStatus::Pending => user,
+                        _ => return abort(withdrawn()),
+                    };
+                    self.new_users.activate_in(tx, &mut user, now_ms)?;
+                    user
+                }
+                None => self.new_users.create_in(
+                    tx,
+                    &invitation.email,
+                    Some(invitation.inviter),
+                    proxies,
+                    &token,
+                    now_ms,
+                )?,
+            };
             invitation.accepted_user = Some(user.id);
             tx.put(TreeId::Invitations, code, &invitation)?;
             let mut ledger = Ledger::read(tx, invitation.inviter)?;
@@ -262,6 +330,10 @@ impl Fleet {
             Ok((user, true))
         })?;
         self.store.durable().await?;
+        if fresh {
+            // The welcome mail.
+            self.queue.wake();
+        }
         Ok(Created {
             user,
             token: fresh.then_some(token),
@@ -300,6 +372,7 @@ impl Fleet {
                 let mut ledger = Ledger::read(tx, invitation.inviter)?;
                 ledger.close(code);
                 ledger.write(tx, invitation.inviter, now_ms)?;
+                pending::release(tx, &self.queue, &invitation, "invitation revoked", now_ms)?;
             }
             Ok(invitation)
         })?;
@@ -438,12 +511,9 @@ impl InvitationCounts {
 /// 410 for a code that can no longer make an account: revoked (also when its inviter is
 /// disabled or gone), or expired.
 fn refuse_unusable(invitation: &Invitation, inviter: Option<&User>, now_ms: u64) -> Result<()> {
-    let inviter_disabled = inviter.is_none_or(|u| u.status == UserStatus::Disabled);
+    let inviter_disabled = inviter.is_none_or(|u| u.status != UserStatus::Active);
     if invitation.revoked.is_some() || inviter_disabled {
-        return Err(Error::gone(
-            "invitation_revoked",
-            "this invitation was withdrawn",
-        ));
+        return Err(withdrawn());
     }
     if now_ms >= invitation.expires_ms {
         return Err(Error::gone(
@@ -457,8 +527,13 @@ fn refuse_unusable(invitation: &Invitation, inviter: Option<&User>, now_ms: u64)
     Ok(())
 }
 
-/// Revokes the inviter's open invitations, in the transaction that disables the account.
-pub fn revoke_all_open(tx: &Tx, inviter: UserId, now_ms: u64) -> TxResult<usize> {
+fn withdrawn() -> Error {
+    Error::gone("invitation_revoked", "this invitation was withdrawn")
+}
+
+/// Revokes the inviter's open invitations (their pending accounts lapse), in the transaction
+/// that disables the account.
+pub fn revoke_all_open(tx: &Tx, queue: &Queue, inviter: UserId, now_ms: u64) -> TxResult<usize> {
     let mut ledger = Ledger::read(tx, inviter)?;
     let mut revoked = 0;
     for OpenCode { code, .. } in std::mem::take(&mut ledger.open) {
@@ -473,6 +548,7 @@ pub fn revoke_all_open(tx: &Tx, inviter: UserId, now_ms: u64) -> TxResult<usize>
             by: RevokedBy::InviterDisabled,
         });
         tx.put(TreeId::Invitations, &code, &invitation)?;
+        pending::release(tx, queue, &invitation, "inviter disabled", now_ms)?;
         revoked += 1;
     }
     ledger.write(tx, inviter, now_ms)?;
@@ -482,20 +558,22 @@ pub fn revoke_all_open(tx: &Tx, inviter: UserId, now_ms: u64) -> TxResult<usize>
 /// Data format 5: invitations gain an expiry (made with the default: 14 days from when they
 /// were made) and a revocation, and each inviter's invitations an index and a ledger.
 pub fn to_format_5(store: &Store) -> Result<()> {
-    let invitations = crate::store::format::rewrite::<super::model::InvitationV4, Invitation>(
-        store,
-        TreeId::Invitations,
-    )?;
+    let invitations =
+        crate::store::format::rewrite::<InvitationV4, InvitationV5>(store, TreeId::Invitations)?;
     let now_ms = crate::clock::now_ms();
     for chunk in invitations.chunks(1_000) {
         store.transaction(|tx| {
             for invitation in chunk {
-                tx.put_marker(TreeId::UserInvitations, index_key(invitation))?;
+                tx.put_marker(
+                    TreeId::UserInvitations,
+                    index_key_of(invitation.inviter, invitation.created_ms, &invitation.code),
+                )?;
                 let mut ledger = Ledger::read(tx, invitation.inviter)?;
                 // The quota starts counting with the invitations made after the upgrade.
-                if invitation.state(now_ms) == InvitationState::Open
-                    && !ledger.open.iter().any(|o| o.code == invitation.code)
-                {
+                let open = invitation.accepted_user.is_none()
+                    && invitation.revoked.is_none()
+                    && invitation.expires_ms > now_ms;
+                if open && !ledger.open.iter().any(|o| o.code == invitation.code) {
                     ledger.open.push(OpenCode {
                         code: invitation.code.clone(),
                         expires_ms: invitation.expires_ms,
@@ -509,9 +587,16 @@ pub fn to_format_5(store: &Store) -> Result<()> {
     Ok(())
 }
 
-impl From<super::model::InvitationV4> for Invitation {
-    fn from(old: super::model::InvitationV4) -> Invitation {
-        Invitation {
+/// Data format 6: invitations name the pending account made with them (none for those made
+/// before, whose accept creates the account as it did).
+pub fn to_format_6(store: &Store) -> Result<()> {
+    crate::store::format::rewrite::<InvitationV5, Invitation>(store, TreeId::Invitations)
+        .map(|_| ())
+}
+
+impl From<InvitationV4> for InvitationV5 {
+    fn from(old: InvitationV4) -> InvitationV5 {
+        InvitationV5 {
             expires_ms: old.created_ms + MIGRATED_TTL_MS,
             code: old.code,
             inviter: old.inviter,
@@ -523,10 +608,24 @@ impl From<super::model::InvitationV4> for Invitation {
     }
 }
 
+impl From<InvitationV5> for Invitation {
+    fn from(old: InvitationV5) -> Invitation {
+        Invitation {
+            code: old.code,
+            inviter: old.inviter,
+            email: old.email,
+            created_ms: old.created_ms,
+            accepted_user: old.accepted_user,
+            expires_ms: old.expires_ms,
+            revoked: old.revoked,
+            invitee: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleet::model::InvitationV4;
     use crate::store::codec::encode;
 
     /// A format-4 record: the old fields only, as bincode wrote them.
@@ -550,7 +649,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn format_5_gives_old_invitations_an_expiry_an_index_and_a_ledger() {
+    async fn formats_5_and_6_give_old_invitations_an_expiry_an_index_and_a_ledger() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let now = crate::clock::now_ms();
@@ -585,6 +684,8 @@ mod tests {
 
         to_format_5(&store).unwrap();
         to_format_5(&store).unwrap(); // interrupted and run again: the same outcome
+        to_format_6(&store).unwrap();
+        to_format_6(&store).unwrap();
         let get = |code: &str| {
             store
                 .get::<Invitation>(TreeId::Invitations, code)
@@ -595,6 +696,11 @@ mod tests {
         assert_eq!(get("fresh").state(now), InvitationState::Open);
         assert_eq!(get("used").state(now), InvitationState::Accepted);
         assert_eq!(get("stale").state(now), InvitationState::Expired);
+        assert_eq!(
+            get("fresh").invitee,
+            None,
+            "accepting it creates the account"
+        );
         let ledger = |id: u64| {
             store
                 .get::<Ledger>(TreeId::InvitationLedgers, UserId(id).key())

@@ -8,6 +8,7 @@ pub mod invitations;
 pub mod invitees;
 pub mod links;
 pub mod model;
+pub mod pending;
 pub mod placement;
 pub mod policy;
 pub mod proxy_actions;
@@ -86,6 +87,8 @@ pub struct Fleet {
     /// Sign-ups sharing transactions (`users::SIGN_UPS_PER_TRANSACTION`).
     sign_ups: Combiner<users::SignUp, users::SignUpOutcome>,
     on_disable: DisableHook,
+    /// Derives invitees' tokens from their codes (`pending.rs`).
+    invitee_secret: pending::InviteeSecret,
 }
 
 impl Fleet {
@@ -97,6 +100,7 @@ impl Fleet {
         notifier: ConfigNotifier,
         settings: FleetSettings,
         on_disable: DisableHook,
+        invitee_secret: pending::InviteeSecret,
     ) -> Fleet {
         let new_users = users::NewUsers {
             queue: queue.clone(),
@@ -106,6 +110,7 @@ impl Fleet {
             sign_ups: new_users.clone().combiner(store.clone()),
             new_users,
             on_disable,
+            invitee_secret,
             store,
             queue,
             registry,

@@ -69,6 +69,13 @@ impl Email {
 pub enum UserStatus {
     Active,
     Disabled,
+    /// Made with an invitation, before it is accepted: holds its proxies and a signed config
+    /// (sent inside the invitation), which its token can fetch and nothing else.
+    Pending,
+    /// A pending account whose invitation expired or was revoked unused: its proxies were
+    /// released and its email and token freed. Kept, so the assignment history and the
+    /// proxies' exposure still name who had been given what.
+    Lapsed,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,20 +123,35 @@ impl User {
     /// 409 `user_disabled` for what a disabled account may not get: Pro days, proxy moves,
     /// devices. (Its tokens already stop authenticating.)
     pub fn check_enabled(&self) -> crate::error::Result<()> {
-        match self.status {
-            UserStatus::Active => Ok(()),
-            UserStatus::Disabled => Err(crate::error::Error::conflict(
-                "user_disabled",
-                format!("user {} is disabled: enable it first", self.id),
-            )),
-        }
+        let (code, why) = match self.status {
+            UserStatus::Active => return Ok(()),
+            UserStatus::Disabled => ("user_disabled", "is disabled: enable it first"),
+            UserStatus::Pending => (
+                "user_pending",
+                "is pending: its invitation must be accepted first",
+            ),
+            UserStatus::Lapsed => (
+                "user_lapsed",
+                "lapsed: its invitation expired or was revoked unused",
+            ),
+        };
+        Err(crate::error::Error::conflict(
+            code,
+            format!("user {} {why}", self.id),
+        ))
+    }
+
+    /// True when the account's token may fetch its config: active, or pending (the invitee's
+    /// client uses the config it was sent before accepting).
+    pub fn reads_config(&self) -> bool {
+        matches!(self.status, UserStatus::Active | UserStatus::Pending)
     }
 
     /// Token hashes to publish where tokens are checked (the mirror, pro proxies): none while
-    /// the account is disabled.
+    /// the account cannot read its config.
     pub fn published_token_hashes(&self) -> impl Iterator<Item = &crate::http::TokenHash> {
-        let active = self.status == UserStatus::Active;
-        self.token_hashes().filter(move |_| active)
+        let published = self.reads_config();
+        self.token_hashes().filter(move |_| published)
     }
 
     /// A new active user without proxies or Pro.
@@ -174,8 +196,8 @@ pub struct Assignment {
     pub reason: String,
 }
 
-/// An invitation, stored under its code. Fields after `accepted_user` came with data format
-/// 5 (`fleet::migrate`).
+/// An invitation, stored under its code. `expires_ms` and `revoked` came with data format 5,
+/// `invitee` with format 6 (`fleet::invitations::to_format_*`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Invitation {
     pub code: String,
@@ -188,6 +210,9 @@ pub struct Invitation {
     pub expires_ms: u64,
     /// Set when the code was withdrawn before it was used (410 `invitation_revoked`).
     pub revoked: Option<Revocation>,
+    /// The pending account made with the invitation (accepting activates it); `None` for
+    /// invitations made before format 6, whose accept creates the account.
+    pub invitee: Option<UserId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,6 +253,19 @@ impl Invitation {
             InvitationState::Open
         }
     }
+}
+
+/// An invitation as format 5 stored it (written by the migration to format 5, read by the
+/// one to format 6).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InvitationV5 {
+    pub code: String,
+    pub inviter: UserId,
+    pub email: Email,
+    pub created_ms: u64,
+    pub accepted_user: Option<UserId>,
+    pub expires_ms: u64,
+    pub revoked: Option<Revocation>,
 }
 
 /// An invitation as format 4 stored it (read by the migration to format 5 only).

@@ -108,17 +108,69 @@ impl NewUsers {
         token: &str,
         now_ms: u64,
     ) -> TxResult<User> {
+        let mut user = self.insert(
+            tx,
+            email,
+            invited_by,
+            proxies,
+            token,
+            UserStatus::Active,
+            now_ms,
+        )?;
+        self.joined(tx, &mut user, now_ms)?;
+        Ok(user)
+    }
+
+    /// Creates an invitee's pending account inside the invitation's transaction: its email,
+    /// token and proxies are taken, but it joins the trust graph (and gets its welcome mail
+    /// and any missing proxy) only when accepted (`activate_in`).
+    pub fn create_pending_in(
+        &self,
+        tx: &Tx,
+        email: &Email,
+        inviter: UserId,
+        proxies: &[ProxyName],
+        token: &str,
+        now_ms: u64,
+    ) -> TxResult<User> {
+        self.insert(
+            tx,
+            email,
+            Some(inviter),
+            proxies,
+            token,
+            UserStatus::Pending,
+            now_ms,
+        )
+    }
+
+    /// Activates a pending account (its invitation was accepted).
+    pub fn activate_in(&self, tx: &Tx, user: &mut User, now_ms: u64) -> TxResult<()> {
+        user.status = UserStatus::Active;
+        save_user(tx, user, now_ms)?;
+        self.joined(tx, user, now_ms)
+    }
+
+    #[allow(clippy::too_many_arguments)] // the fields of the record it makes
+    fn insert(
+        &self,
+        tx: &Tx,
+        email: &Email,
+        invited_by: Option<UserId>,
+        proxies: &[ProxyName],
+        token: &str,
+        status: UserStatus,
+        now_ms: u64,
+    ) -> TxResult<User> {
         if let Some(refused) = refusal(tx, email, invited_by)? {
             return abort(refused);
         }
         let id = UserId(tx.next(NEXT_USER_ID)?);
         let token_hash = TokenHash::of(token);
         let mut user = User::new(id, email.clone(), token_hash, invited_by, now_ms);
+        user.status = status;
         tx.put(TreeId::UserEmails, email.as_str(), &id)?;
         tx.put(TreeId::UserTokens, token_hash.as_bytes(), &id)?;
-        if let Some(inviter) = invited_by {
-            tx.put_marker(TreeId::Invitees, pair_key(inviter.0, id.0))?;
-        }
         if !set_proxies(
             tx,
             &mut user,
@@ -128,20 +180,29 @@ impl NewUsers {
         )? {
             save_user(tx, &user, now_ms)?;
         }
-        if user.proxies.len() < self.fallbacks_per_user {
-            tx.put(TreeId::NeedsFallback, id.key(), &now_ms)?;
+        Ok(user)
+    }
+
+    /// What makes an active user a member: its edge in the trust graph, a place in the queue
+    /// for proxies it lacks, the welcome mail.
+    fn joined(&self, tx: &Tx, user: &mut User, now_ms: u64) -> TxResult<()> {
+        if let Some(inviter) = user.invited_by {
+            tx.put_marker(TreeId::Invitees, pair_key(inviter.0, user.id.0))?;
         }
-        let welcome = serde_json::json!({ "email": email.as_str() });
+        if user.proxies.len() < self.fallbacks_per_user {
+            tx.put(TreeId::NeedsFallback, user.id.key(), &now_ms)?;
+        }
+        let welcome = serde_json::json!({ "email": user.email.as_str() });
         crate::mail::queue_in(
             tx,
             &self.queue,
-            email.as_str(),
+            user.email.as_str(),
             "welcome",
             &welcome,
-            &format!("welcome:{id}"),
+            &format!("welcome:{}", user.id),
             now_ms,
         )?;
-        Ok(user)
+        Ok(())
     }
 }
 
@@ -362,9 +423,16 @@ impl Fleet {
     }
 
     /// Disables a user: the token stops working and the proxy slots are released.
+    /// A pending or lapsed account is refused (409): its invitation decides it, so revoke
+    /// that instead.
     pub async fn disable(&self, id: UserId, now_ms: u64) -> Result<User> {
-        self.change_user(id, |tx, user| self.disable_in(tx, user, now_ms))
-            .await
+        self.change_user(id, |tx, user| {
+            if matches!(user.status, UserStatus::Pending | UserStatus::Lapsed) {
+                return user.check_enabled().or_else(abort);
+            }
+            self.disable_in(tx, user, now_ms)
+        })
+        .await
     }
 
     /// What disabling does, in the caller's transaction (one user, or a branch of the tree).
@@ -372,7 +440,7 @@ impl Fleet {
         user.status = UserStatus::Disabled;
         (self.on_disable)(tx, user)?;
         // What the account vouched for and nobody used yet goes with it.
-        super::invitations::revoke_all_open(tx, user.id, now_ms)?;
+        super::invitations::revoke_all_open(tx, &self.queue, user.id, now_ms)?;
         let released = !user.proxies.is_empty();
         if !set_proxies(tx, user, Vec::new(), "account disabled", now_ms)? {
             save_user(tx, user, now_ms)?;
@@ -387,11 +455,12 @@ impl Fleet {
     /// Enables a disabled user again: its tokens work and the rebalancer gives it fallback
     /// proxies on its next run (Pro, if any time is left, comes back with a purchase or gift).
     pub async fn enable(&self, id: UserId, now_ms: u64) -> Result<User> {
-        self.change_user(id, |tx, user| {
-            if user.status == UserStatus::Active {
-                return abort(Error::conflict("user_enabled", "the user is not disabled"));
+        self.change_user(id, |tx, user| match user.status {
+            UserStatus::Disabled => self.enable_in(tx, user, now_ms),
+            UserStatus::Active => {
+                abort(Error::conflict("user_enabled", "the user is not disabled"))
             }
-            self.enable_in(tx, user, now_ms)
+            UserStatus::Pending | UserStatus::Lapsed => user.check_enabled().or_else(abort),
         })
         .await
     }

@@ -81,6 +81,32 @@ pub fn queue_in(
     Ok(Some(id))
 }
 
+/// The mail with any `token` in its data replaced by `***`.
+fn masked(mut mail: Mail) -> Mail {
+    fn mask(value: &mut Value) {
+        match value {
+            Value::Object(fields) => {
+                for (name, field) in fields.iter_mut() {
+                    if name == "token" {
+                        *field = Value::String("***".into());
+                    } else {
+                        mask(field);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(mask),
+            _ => {}
+        }
+    }
+    if mail.data.contains("\"token\"") {
+        if let Ok(mut data) = serde_json::from_str::<Value>(&mail.data) {
+            mask(&mut data);
+            mail.data = data.to_string();
+        }
+    }
+    mail
+}
+
 /// lettre's form of an `smtp_url`: docs/CONFIG.md's `?tls=starttls` is lettre's `?tls=required`
 /// (STARTTLS, refusing to go on in clear); everything else is passed as it is.
 fn lettre_url(url: &str) -> String {
@@ -147,11 +173,13 @@ impl Mailer {
         })
     }
 
+    /// The newest mails, for the admin, with the tokens they carry masked (an invitation's
+    /// config holds the invitee's).
     pub fn outbox(&self, limit: usize) -> Result<Vec<Mail>> {
         self.store
             .scan_rev::<Mail>(TreeId::Outbox, None)
             .take(limit)
-            .map(|item| item.map(|(_, mail)| mail))
+            .map(|item| item.map(|(_, mail)| masked(mail)))
             .collect()
     }
 
@@ -179,7 +207,12 @@ impl Mailer {
         let body = rendered.attachments.into_iter().fold(
             MultiPart::mixed().multipart(body),
             |parts, (file, content)| {
-                let part: SinglePart = Attachment::new(file).body(content, ContentType::TEXT_PLAIN);
+                let kind = if file.ends_with(".json") {
+                    ContentType::parse("application/json").unwrap_or(ContentType::TEXT_PLAIN)
+                } else {
+                    ContentType::TEXT_PLAIN
+                };
+                let part: SinglePart = Attachment::new(file).body(content, kind);
                 parts.singlepart(part)
             },
         );
@@ -242,6 +275,29 @@ impl Mailer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_outbox_masks_tokens_at_any_depth() {
+        let mail = |data: Value| Mail {
+            id: 1,
+            to: "ana@example.org".into(),
+            template: "invitation".into(),
+            data: data.to_string(),
+            created_ms: 0,
+            sent_ms: None,
+            last_error: None,
+            attempts: 0,
+        };
+        let shown = masked(mail(
+            json!({"code": "c", "bundle": {"token": "pfu_1", "body": "b"}}),
+        ));
+        assert_eq!(
+            serde_json::from_str::<Value>(&shown.data).unwrap(),
+            json!({"code": "c", "bundle": {"token": "***", "body": "b"}})
+        );
+        let plain = mail(json!({"email": "ana@example.org"}));
+        assert_eq!(masked(plain.clone()), plain);
+    }
 
     #[test]
     fn starttls_urls_become_lettres_required_tls_and_all_forms_are_accepted() {

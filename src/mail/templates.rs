@@ -24,7 +24,8 @@ pub struct RenderedMail {
     pub subject: String,
     pub text: String,
     pub html: String,
-    /// (file name, content).
+    /// (file name, content). An attachment whose template renders to nothing is left out
+    /// (the invitation's config, for invitations made before they carried one).
     pub attachments: Vec<(String, String)>,
 }
 
@@ -68,7 +69,10 @@ impl Templates {
         let mut attachments = Vec::new();
         for path in MailAssets::iter().filter(|p| p.starts_with(&prefix)) {
             let file = path[prefix.len()..].to_string();
-            attachments.push((file, self.part(&path, &vars)?));
+            let content = self.part(&path, &vars)?;
+            if !content.trim().is_empty() {
+                attachments.push((file, content));
+            }
         }
         Ok(RenderedMail {
             subject: self
@@ -114,6 +118,20 @@ mod tests {
         assert!(receipt.attachments[0].1.contains("pi_1"));
         let invitation = templates.render("invitation", &data).unwrap();
         assert!(invitation.text.contains("https://example.org/get"));
+        assert!(
+            invitation.attachments.is_empty(),
+            "no bundle, no config attached"
+        );
+        let mut with_bundle = data.clone();
+        with_bundle["bundle"] = json!({ "body": "{\"user\":7}", "token": "pfu_<x>" });
+        let invitation = templates.render("invitation", &with_bundle).unwrap();
+        let (file, content) = &invitation.attachments[0];
+        assert_eq!(file, "proxyfleet-config.json");
+        let parsed: Value = serde_json::from_str(content).unwrap();
+        assert_eq!(
+            parsed, with_bundle["bundle"],
+            "JSON as it was, not HTML-escaped"
+        );
         assert!(templates.render("nope", &data).is_err());
     }
 }

@@ -95,6 +95,8 @@ pub fn user_fields(user: &User) -> Vec<String> {
     let status = match user.status {
         UserStatus::Active => "active",
         UserStatus::Disabled => "disabled",
+        UserStatus::Pending => "pending",
+        UserStatus::Lapsed => "lapsed",
     };
     let mut fields = vec![
         ("email", user.email.as_str().to_string()),

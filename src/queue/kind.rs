@@ -17,16 +17,19 @@ pub enum TaskKind {
     MailSend,
     /// Room appeared on the fallback proxies: place the users waiting for one.
     PlaceUnplaced,
+    /// An invitation's expiry: its pending account lapses unless it was accepted.
+    InvitationExpire,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 6] = [
+    pub const ALL: [TaskKind; 7] = [
         TaskKind::EdgeSync,
         TaskKind::ProxyChanged,
         TaskKind::Provision,
         TaskKind::Retire,
         TaskKind::MailSend,
         TaskKind::PlaceUnplaced,
+        TaskKind::InvitationExpire,
     ];
 
     /// The name stored with each task.
@@ -38,6 +41,7 @@ impl TaskKind {
             TaskKind::Retire => "fleet.retire",
             TaskKind::MailSend => "mail.send",
             TaskKind::PlaceUnplaced => "fleet.place_unplaced",
+            TaskKind::InvitationExpire => "fleet.invitation_expire",
         }
     }
 

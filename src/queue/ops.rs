@@ -14,7 +14,10 @@ const NEXT_ID: &str = "queue.next_id";
 
 #[derive(Debug, Default, Clone, Serialize, PartialEq)]
 pub struct QueueCounts {
+    /// Due now (or overdue), waiting for a worker.
     pub ready: u64,
+    /// Ready but due later (an invitation's expiry): not work waiting, so not in `ready`.
+    pub scheduled: u64,
     pub leased: u64,
     pub done: u64,
     pub dead: u64,
@@ -199,11 +202,13 @@ impl Queue {
             .and_then(|k| key_u64(&k)))
     }
 
-    pub fn counts(&self) -> Result<QueueCounts> {
+    /// Tasks by state (and by kind) at `now_ms`.
+    pub fn counts(&self, now_ms: u64) -> Result<QueueCounts> {
         let mut counts = QueueCounts::default();
         for task in self.store.values::<Task>(TreeId::Tasks) {
             let task = task?;
             let (total, label) = match task.state {
+                TaskState::Ready if task.due_ms > now_ms => (&mut counts.scheduled, "scheduled"),
                 TaskState::Ready => (&mut counts.ready, "ready"),
                 TaskState::Leased => (&mut counts.leased, "leased"),
                 TaskState::Done => (&mut counts.done, "done"),

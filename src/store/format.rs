@@ -9,7 +9,7 @@ use super::{Store, TreeId};
 use crate::error::{Error, Result};
 
 /// The format this binary writes.
-pub const DATA_FORMAT: u64 = 5;
+pub const DATA_FORMAT: u64 = 6;
 const KEY: &str = "store.data_format";
 
 /// The store's format: recorded, or 0 for a store made before formats were recorded, or

@@ -11,7 +11,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    client, error_code, eventually, spawn_app_with, ServerProcess, TestApp, REGISTRY_TOKEN,
+    client, error_code, eventually, spawn_app_with, verify_with_openssl, ServerProcess, TestApp,
+    REGISTRY_TOKEN,
 };
 use crate::redis_support::{caught_up, hash, RedisServer};
 
@@ -581,34 +582,6 @@ async fn the_fleet_is_capped_and_unregister_is_rate_limited() {
     assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(limited.headers().get("retry-after").is_some());
     assert_eq!(app.proxy_names().await, vec!["cap2"]);
-}
-
-/// Verifies a config's signature with OpenSSL (Python's `cryptography`), an Ed25519
-/// implementation independent of the server's, and prints the fields it signs.
-fn verify_with_openssl(public_key: &str, signature: &str, body: &[u8]) -> Value {
-    let script = r#"
-import base64, json, sys
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-key, signature, body = sys.argv[1], sys.argv[2], sys.stdin.buffer.read()
-Ed25519PublicKey.from_public_bytes(base64.b64decode(key)).verify(base64.b64decode(signature), body)
-print(json.dumps(json.loads(body)))
-"#;
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", script, public_key, signature])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3");
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(body).unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "the signature does not verify: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
 }
 
 #[tokio::test]

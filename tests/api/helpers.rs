@@ -670,3 +670,31 @@ pub fn unix_now() -> i64 {
         .expect("clock after 1970")
         .as_secs() as i64
 }
+
+/// Verifies a config's signature with OpenSSL (Python's `cryptography`), an Ed25519
+/// implementation independent of the server's, and prints the fields it signs.
+pub fn verify_with_openssl(public_key: &str, signature: &str, body: &[u8]) -> Value {
+    let script = r#"
+import base64, json, sys
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+key, signature, body = sys.argv[1], sys.argv[2], sys.stdin.buffer.read()
+Ed25519PublicKey.from_public_bytes(base64.b64decode(key)).verify(base64.b64decode(signature), body)
+print(json.dumps(json.loads(body)))
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script, public_key, signature])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "the signature does not verify: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}

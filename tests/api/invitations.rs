@@ -33,9 +33,16 @@ async fn accept(app: &TestApp, code: &str) -> reqwest::Response {
     .await
 }
 
-async fn user_count(app: &TestApp) -> usize {
+/// Users with this status (`active` members, `pending` invitees...).
+async fn count_status(app: &TestApp, status: &str) -> usize {
     let list = app.admin_json("/api/v1/admin/users?limit=200").await;
-    list["users"].as_array().unwrap().len()
+    let users = list["users"].as_array().unwrap();
+    users.iter().filter(|u| u["status"] == status).count()
+}
+
+/// Accounts that joined: active (no test here disables one it counts).
+async fn user_count(app: &TestApp) -> usize {
+    count_status(app, "active").await
 }
 
 fn states(list: &Value) -> Vec<(String, String)> {
@@ -90,6 +97,11 @@ async fn an_inviter_has_five_per_period_then_a_429_saying_when_the_next_is_allow
             .unwrap()
             .abs_diff(next_allowed)
             <= 2
+    );
+    assert_eq!(
+        count_status(&app, "pending").await,
+        5,
+        "one pending account per invitation"
     );
     assert_eq!(
         user_count(&app).await,
@@ -291,6 +303,11 @@ async fn only_the_inviter_or_an_admin_revokes_a_code_and_a_revoked_code_is_refus
     let refused = accept(&app, &third).await;
     assert_eq!(error_code(refused).await, "invitation_revoked");
     assert_eq!(user_count(&app).await, 3, "ana, mallory and one invitee");
+    assert_eq!(
+        count_status(&app, "lapsed").await,
+        2,
+        "the revoked invitations' accounts"
+    );
 }
 
 #[tokio::test]

@@ -12,13 +12,13 @@ use serde_json::{json, Value};
 use crate::helpers::*;
 
 /// aiosmtpd on `port`, writing each message it accepts as JSON into a temp folder.
-struct SmtpSink {
+pub(crate) struct SmtpSink {
     child: Child,
     dir: tempfile::TempDir,
 }
 
 impl SmtpSink {
-    fn start(port: u16) -> SmtpSink {
+    pub(crate) fn start(port: u16) -> SmtpSink {
         let probe = Command::new("python3")
             .args(["-c", "import aiosmtpd"])
             .output();
@@ -44,7 +44,7 @@ impl SmtpSink {
         SmtpSink { child, dir }
     }
 
-    fn messages(&self) -> Vec<Value> {
+    pub(crate) fn messages(&self) -> Vec<Value> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -57,7 +57,7 @@ impl SmtpSink {
             .collect()
     }
 
-    async fn wait_for(&self, count: usize) -> Vec<Value> {
+    pub(crate) async fn wait_for(&self, count: usize) -> Vec<Value> {
         eventually(Duration::from_secs(20), "mails delivered", || async {
             let messages = self.messages();
             (messages.len() >= count).then_some(messages)
@@ -73,7 +73,7 @@ impl Drop for SmtpSink {
     }
 }
 
-async fn app_mailing_to(
+pub(crate) async fn app_mailing_to(
     port: u16,
     adjust: impl FnOnce(&mut proxyfleet::config::Config),
 ) -> TestApp {
@@ -89,7 +89,7 @@ async fn app_mailing_to(
     .await
 }
 
-fn part<'a>(message: &'a Value, content_type: &str) -> &'a Value {
+pub(crate) fn part<'a>(message: &'a Value, content_type: &str) -> &'a Value {
     message["parts"]
         .as_array()
         .unwrap()

@@ -23,6 +23,7 @@ mod health;
 mod helpers;
 mod https;
 mod install;
+mod invitation_bundle;
 mod invitations;
 mod mail;
 mod metrics;

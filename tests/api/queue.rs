@@ -41,14 +41,20 @@ fn the_same_key_is_one_task_even_after_it_ran() {
         let first = queue.enqueue(task("k1", 100), 100).await.unwrap();
         let second = queue.enqueue(task("k1", 100), 100).await.unwrap();
         assert_eq!(first, second);
-        assert_eq!(queue.counts().unwrap().ready, 1);
+        assert_eq!(queue.counts(100).unwrap().ready, 1);
+        let early = queue.counts(99).unwrap();
+        assert_eq!(
+            (early.ready, early.scheduled),
+            (0, 1),
+            "not due yet: scheduled, not waiting"
+        );
 
         let leased = queue.lease(100).unwrap().expect("due task");
         assert_eq!(leased.id, first);
         assert!(queue.ack(&leased, 101).unwrap());
         let third = queue.enqueue(task("k1", 200), 200).await.unwrap();
         assert_eq!(third, first, "a finished task's key still dedupes");
-        let counts = queue.counts().unwrap();
+        let counts = queue.counts(200).unwrap();
         assert_eq!((counts.ready, counts.done), (0, 1));
         assert!(queue.lease(10_000).unwrap().is_none());
     });

@@ -36,7 +36,10 @@ class Sink:
             parts.append({
                 "content_type": part.get_content_type(),
                 "filename": part.get_filename(),
-                "text": part.get_content() if part.get_content_maintype() == "text" else None,
+                # Text parts as a mail client shows them; others (an application/json
+                # attachment) as their decoded bytes, read as UTF-8.
+                "text": part.get_content() if part.get_content_maintype() == "text"
+                else part.get_payload(decode=True).decode("utf-8", "replace"),
             })
         record = {
             "mail_from": envelope.mail_from,

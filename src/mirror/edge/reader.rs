@@ -83,7 +83,8 @@ pub struct StoredConfig {
     pub body: Vec<u8>,
 }
 
-/// The active user a token belongs to, if any.
+/// The user a token belongs to, if its config may be read: active, or pending (an invitee
+/// whose client holds the invitation's bundle and has not reached the primary).
 pub async fn user_of(conn: &mut Conn, keys: &Keys, token: &str) -> ReadResult<Option<u64>> {
     let hash = hex::encode(TokenHash::of(token).as_bytes());
     let user: Option<u64> = redis::cmd("GET")
@@ -100,7 +101,7 @@ pub async fn user_of(conn: &mut Conn, keys: &Keys, token: &str) -> ReadResult<Op
         .query_async(conn)
         .await
         .map_err(text)?;
-    Ok((status.as_deref() == Some("active")).then_some(user))
+    Ok(matches!(status.as_deref(), Some("active" | "pending")).then_some(user))
 }
 
 pub async fn config(conn: &mut Conn, keys: &Keys, user: u64) -> ReadResult<Option<StoredConfig>> {
