@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 use crate::store::Store;
 
 pub use kind::TaskKind;
-pub use ops::QueueCounts;
+pub use ops::{QueueCounts, SCHEDULED_AFTER_MS};
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

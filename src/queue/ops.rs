@@ -11,12 +11,17 @@ use crate::store::codec::{key_u64, pair_key, u64_key};
 use crate::store::{abort, TreeId, Tx, TxResult};
 
 const NEXT_ID: &str = "queue.next_id";
+/// A task not yet tried and due further ahead than this is `scheduled`, not `ready`: work
+/// debounced to the next second and retries waiting out their backoff are work waiting; an
+/// invitation's expiry days away is not.
+pub const SCHEDULED_AFTER_MS: u64 = 60_000;
 
 #[derive(Debug, Default, Clone, Serialize, PartialEq)]
 pub struct QueueCounts {
     /// Due now (or overdue), waiting for a worker.
     pub ready: u64,
-    /// Ready but due later (an invitation's expiry): not work waiting, so not in `ready`.
+    /// Ready, first run more than `SCHEDULED_AFTER_MS` away (an invitation's expiry): not
+    /// work waiting, so not in `ready`.
     pub scheduled: u64,
     pub leased: u64,
     pub done: u64,
@@ -208,7 +213,11 @@ impl Queue {
         for task in self.store.values::<Task>(TreeId::Tasks) {
             let task = task?;
             let (total, label) = match task.state {
-                TaskState::Ready if task.due_ms > now_ms => (&mut counts.scheduled, "scheduled"),
+                TaskState::Ready
+                    if task.attempts == 0 && task.due_ms > now_ms + SCHEDULED_AFTER_MS =>
+                {
+                    (&mut counts.scheduled, "scheduled")
+                }
                 TaskState::Ready => (&mut counts.ready, "ready"),
                 TaskState::Leased => (&mut counts.leased, "leased"),
                 TaskState::Done => (&mut counts.done, "done"),

@@ -198,7 +198,8 @@ async fn dry_run_id(browser: &Client, css: &str) -> u64 {
     digits.parse().expect("a plan number")
 }
 
-async fn seed(app: &TestApp) {
+/// Seeds the fleet; returns alice's token (she invites from the browser test).
+async fn seed(app: &TestApp) -> String {
     let located = [
         ("country", "NL"),
         ("city", "Amsterdam"),
@@ -221,16 +222,17 @@ async fn seed(app: &TestApp) {
         ],
     )
     .await;
-    let (alice, _, _) = app.create_user("alice@example.org", None).await;
+    let (alice, alice_token, _) = app.create_user("alice@example.org", None).await;
     app.create_user("bob@example.org", Some(alice)).await;
     app.create_user("alfred@example.org", Some(alice)).await;
+    alice_token
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_runs_the_fleet_from_the_browser() {
     let app = spawn_app_with(|c| c.admin_login_burst = 50).await;
     create_account(&app).await;
-    seed(&app).await;
+    let alice_token = seed(&app).await;
     let driver = start_driver();
     let profile = tempfile::tempdir().expect("profile dir");
     let browser = browser(&driver, profile.path()).await;
@@ -311,6 +313,24 @@ async fn an_operator_runs_the_fleet_from_the_browser() {
     // With Pro, alice's invitation quota is the Pro one.
     wait_for_text(&browser, "#invitation-quota", "0 of 20 in the last 30 days").await;
     screenshot(&browser, "user").await;
+
+    // An invitation's pending account says what it is, and offers no disable button.
+    let invited = app
+        .user_post(
+            &alice_token,
+            "/api/v1/invitations",
+            &json!({ "email": "carol@example.org" }),
+        )
+        .await;
+    assert_eq!(invited.status(), reqwest::StatusCode::CREATED);
+    let invitee = invited.json::<Value>().await.unwrap()["invitee"].clone();
+    browser
+        .goto(&app.url(&format!("/admin/#/users/{invitee}")))
+        .await
+        .unwrap();
+    let pending = wait_for_text(&browser, "#user-detail", "not yet accepted").await;
+    assert!(pending.contains("pending"), "{pending}");
+    assert!(browser.find(Locator::Css("#disable-user")).await.is_err());
 
     browser.goto(&app.url("/admin/#/audit")).await.unwrap();
     let audit = wait_for_text(&browser, "#audit-list", "/pro").await;

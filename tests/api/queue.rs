@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use proxyfleet::queue::{NewTask, Queue, QueuePolicy, TaskState};
+use proxyfleet::queue::{NewTask, Queue, QueuePolicy, TaskState, SCHEDULED_AFTER_MS};
 use proxyfleet::store::Store;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -42,12 +42,22 @@ fn the_same_key_is_one_task_even_after_it_ran() {
         let second = queue.enqueue(task("k1", 100), 100).await.unwrap();
         assert_eq!(first, second);
         assert_eq!(queue.counts(100).unwrap().ready, 1);
-        let early = queue.counts(99).unwrap();
+        assert_eq!(
+            queue.counts(99).unwrap().ready,
+            1,
+            "due within the minute: work waiting"
+        );
+        let far = queue
+            .enqueue(task("later", 1_000 + SCHEDULED_AFTER_MS), 100)
+            .await
+            .unwrap();
+        let early = queue.counts(100).unwrap();
         assert_eq!(
             (early.ready, early.scheduled),
-            (0, 1),
-            "not due yet: scheduled, not waiting"
+            (1, 1),
+            "due in more than a minute: scheduled, not waiting"
         );
+        assert_ne!(far, first);
 
         let leased = queue.lease(100).unwrap().expect("due task");
         assert_eq!(leased.id, first);

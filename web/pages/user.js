@@ -83,7 +83,13 @@ export async function render(main, { id }) {
         } catch (err) { notice(err.message, 'error'); }
       }) }, 'Disable with invitees')
       : '';
-    const disable = u.status === 'active'
+    // A pending or lapsed account follows its invitation: it is revoked, not disabled.
+    const member = u.status === 'active' || u.status === 'disabled';
+    const disable = !member
+      ? h('p', { id: 'pending-note' }, u.status === 'pending'
+        ? 'Made by an invitation not yet accepted: it holds its proxies and its config was sent with the invitation. Revoke the invitation to release them.'
+        : 'Its invitation expired or was revoked unused: its proxies were released.')
+      : u.status === 'active'
       ? h('button', { type: 'button', class: 'danger', id: 'disable-user', onclick: () => confirmThen(`Disable ${u.email}? Their tokens stop working.`, async () => {
         try { await post(`/api/v1/admin/users/${u.id}/disable`); notice(`${u.email} disabled`); await load(); } catch (err) { notice(err.message, 'error'); }
       }) }, 'Disable')
@@ -117,7 +123,7 @@ export async function render(main, { id }) {
       table([
         ['Email', (i) => i.email], ['State', (i) => h('span', { class: `status ${i.state}` }, i.state)],
         ['Sent', (i) => date(i.created_at)], ['Expires', (i) => date(i.expires_at)],
-        ['Account', (i) => (i.accepted_user ? link(i.accepted_user) : '–')],
+        ['Account', (i) => (i.accepted_user || i.invitee ? link(i.accepted_user || i.invitee) : '–')],
         ['', revoke],
       ], inv.invitations, 'No invitation sent.'),
       h('h2', {}, 'Devices'),
