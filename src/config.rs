@@ -155,6 +155,21 @@ pub struct Config {
     pub invitations_per_period: u32,
     /// The same for users with Pro.
     pub pro_invitations_per_period: u32,
+
+    /// Blocking reports older than this are forgotten (docs/BLOCKING.md).
+    pub block_window_secs: u64,
+    /// The weight of distinct reporters a verdict of blocked needs (a located client weighs
+    /// 1): one account can never reach it alone.
+    pub block_min_weight: f64,
+    /// The share of that weight reporting failures that makes a proxy blocked in a country.
+    pub block_failure_share: f64,
+    /// Below this share of failures among reports made since the block, it recovered; at or
+    /// above it (with any failure), an unblocked proxy is suspected.
+    pub block_recovery_share: f64,
+    /// The weight of a client GeoIP could not place, which declared its country.
+    pub block_declared_weight: f64,
+    /// The weight of one of the operator's probes.
+    pub block_probe_weight: f64,
     /// Below this percentage of its limit a proxy counts as idle.
     pub low_water_percent: u32,
     /// Periodic rebalance interval; 0 turns periodic runs off.
@@ -317,6 +332,12 @@ impl Default for Config {
             invitation_period_secs: 30 * 86_400,
             invitations_per_period: 5,
             pro_invitations_per_period: 20,
+            block_window_secs: 86_400,
+            block_min_weight: 3.0,
+            block_failure_share: 0.6,
+            block_recovery_share: 0.3,
+            block_declared_weight: 0.5,
+            block_probe_weight: 2.0,
             low_water_percent: 10,
             rebalance_interval_secs: 60,
             rebalance_hysteresis_secs: 300,
@@ -372,7 +393,7 @@ impl Config {
     /// Checks the settings once, at start: every duration, cap and count that must be at
     /// least 1 is, so no code clamps them where it uses them. Names each setting that is not.
     pub fn validate(&self) -> Result<(), String> {
-        let at_least_one: [(&str, u64); 23] = [
+        let at_least_one: [(&str, u64); 24] = [
             ("heartbeat_ttl_secs", self.heartbeat_ttl_secs),
             ("config_validity_secs", self.config_validity_secs),
             ("stripe_timeout_secs", self.stripe_timeout_secs),
@@ -384,6 +405,7 @@ impl Config {
             ("fallbacks_per_user", self.fallbacks_per_user as u64),
             ("invitation_ttl_secs", self.invitation_ttl_secs),
             ("invitation_period_secs", self.invitation_period_secs),
+            ("block_window_secs", self.block_window_secs),
             ("pro_sweep_secs", self.pro_sweep_secs),
             ("redis_check_secs", self.redis_check_secs),
             ("varnish_check_secs", self.varnish_check_secs),
@@ -407,6 +429,35 @@ impl Config {
             .collect();
         if self.backup_keep == 0 {
             problems.push("backup_keep must be at least 1".to_string());
+        }
+        let shares = [
+            ("block_failure_share", self.block_failure_share),
+            ("block_recovery_share", self.block_recovery_share),
+        ];
+        for (name, share) in shares {
+            if !(share > 0.0 && share <= 1.0) {
+                problems.push(format!("{name} must be above 0 and at most 1"));
+            }
+        }
+        let weights = [
+            ("block_min_weight", self.block_min_weight),
+            ("block_declared_weight", self.block_declared_weight),
+            ("block_probe_weight", self.block_probe_weight),
+        ];
+        for (name, weight) in weights {
+            if !(weight.is_finite() && weight >= 0.0) {
+                problems.push(format!("{name} must be a number of at least 0"));
+            }
+        }
+        // NaN is refused too: it is not above 1.
+        if self.block_min_weight.partial_cmp(&1.0) != Some(std::cmp::Ordering::Greater) {
+            problems.push(
+                "block_min_weight must be above 1, so one account cannot block a proxy alone"
+                    .to_string(),
+            );
+        }
+        if self.block_recovery_share > self.block_failure_share {
+            problems.push("block_recovery_share must be at most block_failure_share".to_string());
         }
         if problems.is_empty() {
             Ok(())
@@ -543,6 +594,8 @@ pub struct RateLimitSettings {
     pub invitation_create: Limit,
     /// `POST /api/v1/referrals/redeem`.
     pub referral_redeem: Limit,
+    /// `POST /api/v1/reports` (reachability reports of clients and probes).
+    pub report: Limit,
 }
 
 impl Default for RateLimitSettings {
@@ -555,6 +608,9 @@ impl Default for RateLimitSettings {
             invitation_accept: Limit::new((10, 10), (5, 5)),
             invitation_create: Limit::new((30, 10), (20, 10)),
             referral_redeem: Limit::new((10, 10), (5, 5)),
+            // A client reports after a failed connection, a probe on its schedule (its
+            // reports come from one address: its burst covers a round of checks).
+            report: Limit::new((30, 20), (6, 6)),
         }
     }
 }

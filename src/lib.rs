@@ -11,6 +11,8 @@ pub mod app;
 /// Backups: consistent online snapshots, restore, the schedule.
 pub mod backup;
 pub mod billing;
+/// Blocking awareness: reachability reports, probes, per-country verdicts.
+pub mod blocking;
 /// The change log's record types (proxies and users), above the store that keeps them.
 pub mod changes;
 /// Wall-clock milliseconds.

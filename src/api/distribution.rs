@@ -108,10 +108,11 @@ fn render_for(
     state: &AppState,
     user: &User,
     client: Option<IpAddr>,
+    country: Option<&str>,
 ) -> Result<Rendered, Rejection> {
     let config = state
         .distribution
-        .config_for(user, client, state.clock.now_ms())
+        .config_for(user, client, country, state.clock.now_ms())
         .map_err(reject)?;
     Ok(render(&config))
 }
@@ -125,7 +126,16 @@ async fn get_config(
     connection: Option<Connection>,
     state: Arc<AppState>,
 ) -> Result<Route, Rejection> {
-    let mut rendered = render_for(&state, &user, client)?;
+    // Where the client is decides which proxies are blocked for it; the fleet keeps it, so
+    // a block there moves this user (and the mirror renders what an edge serves it).
+    let country = client
+        .and_then(|ip| state.gateways.geo.lookup(ip))
+        .and_then(|place| place.country_code);
+    if let Some(country) = &country {
+        state.fleet.note_country(user.id, country).map_err(reject)?;
+    }
+    let country = country.as_deref();
+    let mut rendered = render_for(&state, &user, client, country)?;
     let wait = Duration::from_secs(
         query
             .wait
@@ -154,7 +164,7 @@ async fn get_config(
                 .user(user.id)
                 .map_err(reject)?
                 .unwrap_or_else(|| user.clone());
-            rendered = render_for(&state, &current, client)?;
+            rendered = render_for(&state, &current, client, country)?;
             if !matches(&known, &rendered.etag) {
                 break;
             }

@@ -349,9 +349,10 @@ async fn user_detail(id: UserId, state: Arc<AppState>) -> Result<Route, Rejectio
     let devices = user.devices.iter().map(DeviceView::from).collect();
     let payments = state.billing.payments_of(id).map_err(reject)?;
     // What the client is served now, as the config server renders it (account subset).
+    let country = state.fleet.country_of(id).map_err(reject)?;
     let config = state
         .distribution
-        .config_for(&user, None, now)
+        .config_for(&user, None, country.as_deref(), now)
         .map_err(reject)?;
     let detail = UserDetail {
         user: UserSummary::from(&user),

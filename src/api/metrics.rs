@@ -47,6 +47,9 @@ fn render(state: &AppState) -> crate::error::Result<String> {
         &state.billing.totals()?,
     ));
     text.push_str(&crate::mirror::prometheus_text(&summary.mirror));
+    text.push_str(&crate::metrics::scrape::blocked_gauges(
+        &state.blocking.blocked().counts(),
+    ));
     text.push_str(&crate::metrics::scrape::listener_gauges(
         state.capacity.connections(),
         state.capacity.long_polls(),

@@ -31,6 +31,7 @@ macro_rules! endpoints {
 pub mod admin;
 pub mod backup;
 pub mod billing;
+pub mod blocking;
 pub mod distribution;
 pub mod edge;
 pub mod filters;
@@ -149,6 +150,8 @@ pub fn routes(
         .or(boxed(t, fleet::routes(state.clone())))
         .unify()
         .or(boxed(t, invitations::routes(state.clone())))
+        .unify()
+        .or(boxed(t, blocking::routes(state.clone())))
         .unify()
         .or(boxed(t, admin::routes(state.clone(), over_tls)))
         .unify()

@@ -37,6 +37,7 @@ pub struct AppState {
     pub distribution: Arc<Distribution>,
     pub gateways: Gateways,
     pub billing: Billing,
+    pub blocking: crate::blocking::Blocking,
     pub mailer: Mailer,
     pub mirror: Arc<Mirror>,
     pub backup_schedule: crate::backup::schedule::Schedule,

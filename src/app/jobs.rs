@@ -40,6 +40,18 @@ async fn handle(state: &Arc<AppState>, task: &Task) -> Result<(), String> {
         }
         TaskKind::Provision | TaskKind::Retire => state.fleet.hook_task(kind, &task.payload).await,
         TaskKind::MailSend => state.mailer.send_task(&task.payload, now_ms()).await,
+        TaskKind::ProxyBlocked => {
+            let payload: serde_json::Value =
+                serde_json::from_str(&task.payload).map_err(|e| format!("bad payload: {e}"))?;
+            let (Some(proxy), Some(country)) =
+                (payload["proxy"].as_str(), payload["country"].as_str())
+            else {
+                return Err(format!("bad payload {}", task.payload));
+            };
+            (state.fleet.leave_blocked(proxy, country, now_ms()).await)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
         TaskKind::InvitationExpire => {
             (state.fleet)
                 .expire_invitation_task(&task.payload, now_ms())

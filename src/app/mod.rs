@@ -170,6 +170,7 @@ impl Application {
                 validity_secs: config.config_validity_secs,
             },
             registry.clone(),
+            fleet.blocked.clone(),
         );
         let gateways = Gateways::new(
             GeoDb::open(config.geoip_db.as_deref()),
@@ -218,6 +219,12 @@ impl Application {
         }
         .within_file_limit();
         let capacity = http::listener::Capacity::new(&listener_limits);
+        let blocking = crate::blocking::Blocking::new(
+            store.clone(),
+            queue.clone(),
+            crate::blocking::verdict::Rules::from_config(&config),
+            fleet.blocked.clone(),
+        )?;
         let state = Arc::new(AppState {
             clock,
             capacity: capacity.clone(),
@@ -235,6 +242,7 @@ impl Application {
             distribution: Arc::new(distribution),
             gateways,
             billing,
+            blocking,
             mailer,
             mirror: Arc::new(mirror),
             backup_schedule,

@@ -51,7 +51,7 @@ impl Distribution {
         invitation_expires_ms: u64,
         now_ms: u64,
     ) -> Bundle {
-        let mut config = self.config_in(view, user, None, now_ms);
+        let mut config = self.config_in(view, user, None, None, now_ms);
         let covers = invitation_expires_ms / 1000 + self.settings.validity_secs;
         config.expires_at = config.expires_at.max(covers);
         let rendered = render(&config);

@@ -2,7 +2,7 @@
 //! proxies, then a stable subset of k free proxies. Only live proxies are listed, so one that
 //! left is simply absent. Pure apart from the registry view it is given.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -136,6 +136,9 @@ pub struct Rules<'a> {
     pub poll_after_secs: u64,
     /// `expires_at - issued_at` of every signed config.
     pub validity_secs: u64,
+    /// Proxies blocked where the client is: never listed (the rest of the free subset
+    /// stays as it was, rendezvous hashing replaces only what is taken out).
+    pub blocked: &'a HashSet<String>,
 }
 
 pub fn build(view: &FleetView, user: &User, rules: &Rules, now_ms: u64) -> ClientConfig {
@@ -145,7 +148,10 @@ pub fn build(view: &FleetView, user: &User, rules: &Rules, now_ms: u64) -> Clien
     } else {
         Vec::new()
     };
-    let free = live_names(view, &view.free, now_ms);
+    let mut free = live_names(view, &view.free, now_ms);
+    if !rules.blocked.is_empty() {
+        free.retain(|name| !rules.blocked.contains(*name));
+    }
     let free_picks = pick(rules.secret, rules.subset_key, &free, rules.free_k);
     let mut proxies: Vec<ProxyEntry> = Vec::new();
     let candidates = pro_picks
@@ -153,7 +159,7 @@ pub fn build(view: &FleetView, user: &User, rules: &Rules, now_ms: u64) -> Clien
         .chain(user.proxies.iter().map(ProxyName::as_str))
         .chain(free_picks.into_iter().copied());
     for name in candidates {
-        if proxies.iter().any(|p| p.name == name) {
+        if proxies.iter().any(|p| p.name == name) || rules.blocked.contains(name) {
             continue;
         }
         if let Some(proxy) = view.live(name, now_ms) {

@@ -2,6 +2,7 @@
 //! user's fallback proxies, and a stable rendezvous subset of the free proxies; signed with
 //! Ed25519, cacheable (ETag), compressed, long-pollable.
 
+pub mod blocked;
 pub mod bundle;
 pub mod config;
 pub mod keys;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use crate::error::Result;
 use crate::fleet::model::User;
 use crate::registry::Registry;
+use blocked::BlockedSet;
 use config::{ClientConfig, FleetView, Rendered, Rules};
 use keys::Keys;
 
@@ -49,17 +51,25 @@ pub struct Distribution {
     pub keys: Keys,
     pub settings: DistributionSettings,
     registry: Registry,
+    /// The proxies blocked per country: left out of the configs served there.
+    blocked: BlockedSet,
     view: RwLock<Option<CachedView>>,
     /// Signatures by the SHA-256 of the body they sign.
     signatures: quick_cache::sync::Cache<[u8; 32], Arc<str>>,
 }
 
 impl Distribution {
-    pub fn new(keys: Keys, settings: DistributionSettings, registry: Registry) -> Distribution {
+    pub fn new(
+        keys: Keys,
+        settings: DistributionSettings,
+        registry: Registry,
+        blocked: BlockedSet,
+    ) -> Distribution {
         Distribution {
             keys,
             settings,
             registry,
+            blocked,
             view: RwLock::new(None),
             signatures: quick_cache::sync::Cache::new(SIGNATURES_CACHED),
         }
@@ -147,14 +157,17 @@ impl Distribution {
         }
     }
 
+    /// The config of `user` for a client at `client` in `country` (none of the proxies
+    /// blocked there).
     pub fn config_for(
         &self,
         user: &User,
         client: Option<IpAddr>,
+        country: Option<&str>,
         now_ms: u64,
     ) -> Result<ClientConfig> {
         let view = self.view(now_ms)?;
-        Ok(self.config_in(&view, user, client, now_ms))
+        Ok(self.config_in(&view, user, client, country, now_ms))
     }
 
     /// The config of `user` against a given fleet view (the Redis mirror keeps its own).
@@ -163,15 +176,18 @@ impl Distribution {
         view: &FleetView,
         user: &User,
         client: Option<IpAddr>,
+        country: Option<&str>,
         now_ms: u64,
     ) -> ClientConfig {
         let key = self.subset_key(user, client, now_ms);
+        let blocked = self.blocked.in_country(country);
         let rules = Rules {
             secret: &self.keys.rendezvous,
             free_k: self.settings.free_k,
             subset_key: &key,
             poll_after_secs: self.settings.poll_after_secs,
             validity_secs: self.settings.validity_secs,
+            blocked: &blocked,
         };
         config::build(view, user, &rules, now_ms)
     }

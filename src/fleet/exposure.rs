@@ -54,6 +54,11 @@ pub fn opened(tx: &Tx, proxy: &ProxyName, user: UserId, now_ms: u64) -> TxResult
     tx.put(TreeId::ProxyExposure, &key, &exposure)
 }
 
+/// True when `user` was ever given `proxy` (a reachability report is taken only for those).
+pub fn was_given(store: &Store, proxy: &str, user: UserId) -> Result<bool> {
+    store.contains(TreeId::ProxyExposure, proxy_user_key(proxy, user))
+}
+
 /// Records that `user` no longer has `proxy`.
 pub fn closed(tx: &Tx, proxy: &ProxyName, user: UserId, now_ms: u64) -> TxResult<()> {
     let key = proxy_user_key(proxy.as_str(), user);

@@ -1,6 +1,7 @@
 //! Users, the trust graph, invitations, fallback assignment and the rebalancer (the
 //! fallback-proxy proposal).
 
+pub mod blocked;
 pub mod branch;
 pub mod exposure;
 pub mod index;
@@ -89,6 +90,8 @@ pub struct Fleet {
     on_disable: DisableHook,
     /// Derives invitees' tokens from their codes (`pending.rs`).
     invitee_secret: pending::InviteeSecret,
+    /// The proxies blocked per country, which placement avoids (`blocked.rs`).
+    pub blocked: blocked::BlockedSet,
 }
 
 impl Fleet {
@@ -111,6 +114,7 @@ impl Fleet {
             new_users,
             on_disable,
             invitee_secret,
+            blocked: Default::default(),
             store,
             queue,
             registry,

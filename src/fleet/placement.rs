@@ -7,8 +7,9 @@
 //! waiting user proxies with headroom, least loaded first, counting each placement in the
 //! loads the next one sees, and stops when the room is gone.
 
+use super::blocked::BlockedSet;
 use super::links::set_proxies;
-use super::model::{User, UserId, UserStatus};
+use super::model::{ProxyName, User, UserId, UserStatus};
 use super::policy::{least_loaded, Candidate};
 use super::Fleet;
 use crate::error::Result;
@@ -56,7 +57,7 @@ impl Fleet {
                 let mut loads = candidates.clone();
                 let mut round = Vec::new();
                 for id in &waiting {
-                    if place(tx, *id, &mut loads, per_user, now_ms)? {
+                    if place(tx, *id, &mut loads, &self.blocked, per_user, now_ms)? {
                         round.push(*id);
                     }
                 }
@@ -71,11 +72,13 @@ impl Fleet {
     }
 }
 
-/// Gives one waiting user the proxies it lacks, from those with room; true if it got any.
+/// Gives one waiting user the proxies it lacks, from those with room and not blocked in its
+/// country; true if it got any.
 fn place(
     tx: &Tx,
     id: UserId,
     loads: &mut [Candidate],
+    blocked: &BlockedSet,
     per_user: usize,
     now_ms: u64,
 ) -> TxResult<bool> {
@@ -86,9 +89,16 @@ fn place(
     if user.status != UserStatus::Active {
         return Ok(false); // a disabled user waits until enabled again
     }
+    let country = tx.get::<String>(TreeId::UserCountries, id.key())?;
+    let blocked_there: Vec<ProxyName> = blocked
+        .in_country(country.as_deref())
+        .iter()
+        .filter_map(|name| ProxyName::parse(name).ok())
+        .collect();
     let mut proxies = user.proxies.clone();
     while proxies.len() < per_user {
-        let Some(best) = least_loaded(loads, &proxies) else {
+        let excluded: Vec<ProxyName> = blocked_there.iter().chain(&proxies).cloned().collect();
+        let Some(best) = least_loaded(loads, &excluded) else {
             break;
         };
         let name = best.name.clone();

@@ -19,6 +19,7 @@ pub enum Endpoint {
     InvitationAccept,
     InvitationCreate,
     ReferralRedeem,
+    Report,
 }
 
 /// The limiters of one endpoint.
@@ -87,6 +88,7 @@ pub struct RateLimits {
     invitation_accept: Limiters,
     invitation_create: Limiters,
     referral_redeem: Limiters,
+    report: Limiters,
 }
 
 impl RateLimits {
@@ -99,6 +101,7 @@ impl RateLimits {
             invitation_accept: Limiters::new(settings.invitation_accept),
             invitation_create: Limiters::new(settings.invitation_create),
             referral_redeem: Limiters::new(settings.referral_redeem),
+            report: Limiters::new(settings.report),
         }
     }
 
@@ -110,6 +113,7 @@ impl RateLimits {
             Endpoint::InvitationAccept => &self.invitation_accept,
             Endpoint::InvitationCreate => &self.invitation_create,
             Endpoint::ReferralRedeem => &self.referral_redeem,
+            Endpoint::Report => &self.report,
         }
     }
 
@@ -135,6 +139,7 @@ impl RateLimits {
             Endpoint::InvitationAccept,
             Endpoint::InvitationCreate,
             Endpoint::ReferralRedeem,
+            Endpoint::Report,
         ] {
             self.limiters(endpoint).shrink();
         }

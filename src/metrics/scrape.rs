@@ -25,6 +25,15 @@ fn gauge<'a>(
     }
 }
 
+/// A registry's samples in Prometheus' text format.
+fn encode(registry: &Registry) -> String {
+    let mut out = String::new();
+    if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&registry.gather(), &mut out) {
+        tracing::error!(error = %e, "encoding metrics");
+    }
+    out
+}
+
 /// The store's figures in Prometheus' text format.
 pub fn gauges(summary: &Summary, totals: &BTreeMap<String, Totals>) -> String {
     let registry = Registry::new();
@@ -140,11 +149,22 @@ pub fn gauges(summary: &Summary, totals: &BTreeMap<String, Totals>) -> String {
             (vec!["compactions"], store.compactions as i64),
         ],
     );
-    let mut out = String::new();
-    if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&registry.gather(), &mut out) {
-        tracing::error!(error = %e, "encoding metrics");
-    }
-    out
+    encode(&registry)
+}
+
+/// The proxies blocked in each country (`blocking`), one sample per country with any.
+pub fn blocked_gauges(counts: &[(String, usize)]) -> String {
+    let registry = Registry::new();
+    gauge(
+        &registry,
+        "proxyfleet_proxy_blocked",
+        "Proxies blocked in each country (by reachability reports and probes: docs/BLOCKING.md).",
+        &["country"],
+        counts
+            .iter()
+            .map(|(country, count)| (vec![country.as_str()], *count as i64)),
+    );
+    encode(&registry)
 }
 
 /// What the HTTP listeners hold now, against their caps (`max_connections`, `max_long_polls`).
@@ -160,9 +180,5 @@ pub fn listener_gauges(connections: usize, long_polls: usize) -> String {
             (vec!["long_polls"], long_polls as i64),
         ],
     );
-    let mut out = String::new();
-    if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&registry.gather(), &mut out) {
-        tracing::error!(error = %e, "encoding metrics");
-    }
-    out
+    encode(&registry)
 }

@@ -119,7 +119,14 @@ impl Configs {
         user: &User,
         now_ms: u64,
     ) {
-        let config = deps.distribution.config_in(&self.view, user, None, now_ms);
+        // Where the user was last seen: an edge serves what the primary would serve there.
+        let country = deps
+            .store
+            .get::<String>(crate::store::TreeId::UserCountries, user.id.key())
+            .unwrap_or_default();
+        let config =
+            deps.distribution
+                .config_in(&self.view, user, None, country.as_deref(), now_ms);
         let rendered = render(&config);
         let signature = deps.distribution.signature(&rendered);
         write_config(pipe, keys, user.id.0, config.version, &rendered, &signature);

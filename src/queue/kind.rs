@@ -19,10 +19,12 @@ pub enum TaskKind {
     PlaceUnplaced,
     /// An invitation's expiry: its pending account lapses unless it was accepted.
     InvitationExpire,
+    /// A proxy became blocked in a country: the users there leave it.
+    ProxyBlocked,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 7] = [
+    pub const ALL: [TaskKind; 8] = [
         TaskKind::EdgeSync,
         TaskKind::ProxyChanged,
         TaskKind::Provision,
@@ -30,6 +32,7 @@ impl TaskKind {
         TaskKind::MailSend,
         TaskKind::PlaceUnplaced,
         TaskKind::InvitationExpire,
+        TaskKind::ProxyBlocked,
     ];
 
     /// The name stored with each task.
@@ -42,6 +45,7 @@ impl TaskKind {
             TaskKind::MailSend => "mail.send",
             TaskKind::PlaceUnplaced => "fleet.place_unplaced",
             TaskKind::InvitationExpire => "fleet.invitation_expire",
+            TaskKind::ProxyBlocked => "blocking.proxy_blocked",
         }
     }
 

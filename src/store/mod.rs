@@ -117,10 +117,18 @@ pub enum TreeId {
     InvitationLedgers,
     /// Who was ever given each proxy: (proxy name, 0, user id BE) -> `fleet::exposure::Exposure`.
     ProxyExposure,
+    /// Each user's country as its last config request showed it: user id -> ISO code.
+    UserCountries,
+    /// Reachability per proxy and country: (proxy name, 0, country) -> `blocking::Verdict`.
+    BlockVerdicts,
+    /// The operator's probes: id (u64 BE) -> `blocking::probes::Probe`.
+    Probes,
+    /// SHA-256 of each probe token -> probe id.
+    ProbeTokens,
 }
 
 impl TreeId {
-    pub const ALL: [TreeId; 38] = [
+    pub const ALL: [TreeId; 42] = [
         TreeId::Meta,
         TreeId::Changes,
         TreeId::Proxies,
@@ -159,6 +167,10 @@ impl TreeId {
         TreeId::UserInvitations,
         TreeId::InvitationLedgers,
         TreeId::ProxyExposure,
+        TreeId::UserCountries,
+        TreeId::BlockVerdicts,
+        TreeId::Probes,
+        TreeId::ProbeTokens,
     ];
 
     pub fn name(self) -> &'static str {
@@ -201,6 +213,10 @@ impl TreeId {
             TreeId::UserInvitations => "user_invitations",
             TreeId::InvitationLedgers => "invitation_ledgers",
             TreeId::ProxyExposure => "proxy_exposure",
+            TreeId::UserCountries => "user_countries",
+            TreeId::BlockVerdicts => "block_verdicts",
+            TreeId::Probes => "probes",
+            TreeId::ProbeTokens => "probe_tokens",
         }
     }
 }

@@ -19,6 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["registry"],
     &["distribution"],
     &["fleet"],
+    &["blocking"],
     &["gateways"],
     &["billing"],
     &["mirror"],

@@ -53,7 +53,7 @@ fn hosts(body: &Value) -> Vec<String> {
         .collect()
 }
 
-fn geoip_db() -> PathBuf {
+pub(crate) fn geoip_db() -> PathBuf {
     let dir = std::env::var("PROXYFLEET_TEST_GEOIP_DB")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {

@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 
 use crate::edge::start_edge;
 use crate::helpers::{
-    client, error_code, eventually, free_port, spawn_app_with, verify_with_openssl, TestApp,
+    client, error_code, eventually, free_port, names_of, spawn_app_with, verify_with_openssl,
+    TestApp,
 };
 use crate::mail::{app_mailing_to, SmtpSink};
 use crate::redis_support::{caught_up, RedisServer};
@@ -51,13 +52,9 @@ async fn user_view(app: &TestApp, id: u64) -> Value {
     app.admin_json(&format!("/api/v1/admin/users/{id}")).await["user"].clone()
 }
 
+/// The proxy names a config lists.
 fn names(config: &Value) -> Vec<String> {
-    config["proxies"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap().to_string())
-        .collect()
+    names_of(&config["proxies"])
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ mod architecture;
 mod auth_sweep;
 mod backup;
 mod billing;
+mod blocking;
 mod censor;
 mod check;
 mod compaction;

@@ -106,3 +106,26 @@ async fn invitation_codes_and_referral_tokens_have_their_own_allowance() {
     let bobs = app.user_post(&bob, "/api/v1/referrals/redeem", &body).await;
     assert_ne!(bobs.status(), StatusCode::TOO_MANY_REQUESTS);
 }
+
+#[tokio::test]
+async fn reachability_reports_are_limited_per_token_and_a_limited_one_counts_for_nothing() {
+    let app = spawn_limited(|limits| limits.report = Limit::new((600, 100), (1, 2))).await;
+    app.proxy("p1", 9_901, &[("role", "fallback")]).await;
+    let (_, ana, proxies) = app.create_user("ana@example.org", None).await;
+    let (_, bob, _) = app.create_user("bob@example.org", None).await;
+    assert_eq!(proxies, ["p1"]);
+    let body = json!({ "country": "IR", "reports": [{ "proxy": "p1", "reachable": false }] });
+    for _ in 0..2 {
+        let sent = app.user_post(&ana, "/api/v1/reports", &body).await;
+        assert_eq!(sent.status(), StatusCode::OK);
+    }
+    assert_limited(app.user_post(&ana, "/api/v1/reports", &body).await).await;
+    let blocking = app.admin_json("/api/v1/admin/proxies/p1/blocking").await;
+    assert_eq!(
+        blocking["verdicts"][0]["reports"].as_array().unwrap().len(),
+        1
+    );
+    // Another account is not held back by ana's allowance.
+    let bobs = app.user_post(&bob, "/api/v1/reports", &body).await;
+    assert_eq!(bobs.status(), StatusCode::OK);
+}

@@ -1,0 +1,421 @@
+//! HTTP: reachability reports (clients and probes), the verdicts per proxy and country, and
+//! the operator's probes.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use warp::http::StatusCode;
+use warp::{Filter, Rejection};
+
+use crate::api::filters::{admin, limited, with_state};
+use crate::api::AppState;
+use crate::blocking::probes::Probe;
+use crate::blocking::verdict::{BlockState, Report, Reporter, Score, Source, Verdict};
+use crate::blocking::{Change, Country, Entry};
+use crate::error::Error;
+use crate::fleet::model::{ProxyName, UserId};
+use crate::http::auth::bearer_lookup;
+use crate::http::body::json as json_body;
+use crate::http::client_ip::client_ip;
+use crate::http::rate_limit::Endpoint;
+use crate::http::{json, reject};
+
+type Route = warp::reply::Response;
+
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportBody {
+    /// Where the client is, when GeoIP cannot tell (weighs less). Ignored for probes.
+    country: Option<String>,
+    reports: Vec<ReportEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportEntry {
+    proxy: String,
+    reachable: bool,
+    error: Option<String>,
+}
+
+/// Why an entry was not counted.
+#[derive(Serialize)]
+struct Ignored {
+    proxy: String,
+    why: &'static str,
+}
+
+#[derive(Serialize)]
+struct ReportReply {
+    country: String,
+    source: Source,
+    counted: usize,
+    ignored: Vec<Ignored>,
+    changed: Vec<Change>,
+}
+
+/// Who sends a report: an account (or one of its devices), or a probe.
+enum Caller {
+    User(UserId),
+    Probe(Probe),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerdictQuery {
+    state: Option<BlockState>,
+    country: Option<String>,
+    /// The last row of the previous page, as `proxy:country`.
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct VerdictView {
+    proxy: String,
+    country: String,
+    state: BlockState,
+    since: u64,
+    score: Score,
+    /// The counted reports (the proxy's own page lists them; the list shows none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reports: Option<Vec<ReportView>>,
+}
+
+#[derive(Serialize)]
+struct ReportView {
+    reporter: Reporter,
+    source: Source,
+    reachable: bool,
+    at: u64,
+    error: Option<String>,
+}
+
+impl ReportView {
+    fn new(report: &Report) -> ReportView {
+        ReportView {
+            reporter: report.reporter,
+            source: report.source,
+            reachable: report.reachable,
+            at: report.at_ms / 1000,
+            error: report.error.clone(),
+        }
+    }
+}
+
+fn view(state: &AppState, verdict: Verdict, with_reports: bool, now_ms: u64) -> VerdictView {
+    VerdictView {
+        score: verdict.score(&state.blocking.rules, now_ms),
+        since: verdict.since_ms / 1000,
+        reports: with_reports.then(|| verdict.reports.iter().map(ReportView::new).collect()),
+        proxy: verdict.proxy,
+        country: verdict.country,
+        state: verdict.state,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewProbe {
+    name: String,
+    country: String,
+}
+
+#[derive(Serialize)]
+struct ProbeView {
+    id: u64,
+    name: String,
+    country: String,
+    created_at: u64,
+    revoked_at: Option<u64>,
+    /// Shown once, when the probe is made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
+}
+
+impl ProbeView {
+    fn new(probe: Probe, token: Option<String>) -> ProbeView {
+        ProbeView {
+            id: probe.id,
+            name: probe.name,
+            country: probe.country,
+            created_at: probe.created_ms / 1000,
+            revoked_at: probe.revoked_ms.map(|t| t / 1000),
+            token,
+        }
+    }
+}
+
+/// The account or probe whose token the Authorization header carries; else 401.
+fn caller(state: &Arc<AppState>) -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
+    let state = state.clone();
+    bearer_lookup(move |token| {
+        if let Some(user) = state.fleet.config_reader_by_token(token)? {
+            return Ok(Some(Caller::User(user.id)));
+        }
+        Ok(state.blocking.probe_by_token(token)?.map(Caller::Probe))
+    })
+}
+
+pub fn routes(
+    state: Arc<AppState>,
+) -> (
+    super::Table,
+    impl Filter<Extract = (Route,), Error = Rejection> + Clone,
+) {
+    let limit = state.config.max_body_bytes;
+    let trusted = Arc::new(state.config.trusted_proxies.clone());
+    let admin_base = warp::path("api")
+        .and(warp::path("v1"))
+        .and(warp::path("admin"))
+        .and(admin(&state));
+    let report = warp::path!("api" / "v1" / "reports")
+        .and(warp::post())
+        .and(limited(&state, Endpoint::Report))
+        .and(caller(&state))
+        .and(client_ip(trusted))
+        .and(json_body::<ReportBody>(limit))
+        .and(with_state(&state))
+        .and_then(report);
+    let verdicts = admin_base
+        .clone()
+        .and(warp::path!("blocking"))
+        .and(warp::get())
+        .and(warp::query::<VerdictQuery>())
+        .and(with_state(&state))
+        .and_then(verdicts);
+    let of_proxy = admin_base
+        .clone()
+        .and(warp::path!("proxies" / String / "blocking"))
+        .and(warp::get())
+        .and(with_state(&state))
+        .and_then(proxy_verdicts);
+    let create_probe = admin_base
+        .clone()
+        .and(warp::path!("probes"))
+        .and(warp::post())
+        .and(json_body::<NewProbe>(limit))
+        .and(with_state(&state))
+        .and_then(create_probe);
+    let probes = admin_base
+        .clone()
+        .and(warp::path!("probes"))
+        .and(warp::get())
+        .and(with_state(&state))
+        .and_then(list_probes);
+    let revoke_probe = admin_base
+        .clone()
+        .and(warp::path!("probes" / u64))
+        .and(warp::delete())
+        .and(with_state(&state))
+        .and_then(revoke_probe);
+    endpoints! {
+        POST "/api/v1/reports" => report,
+        GET "/api/v1/admin/blocking" => verdicts,
+        GET "/api/v1/admin/proxies/{name}/blocking" => of_proxy,
+        POST "/api/v1/admin/probes" => create_probe,
+        GET "/api/v1/admin/probes" => probes,
+        DELETE "/api/v1/admin/probes/{id}" => revoke_probe,
+    }
+}
+
+/// Where a client is: GeoIP first (weight 1), else what it declares (weighs less).
+fn client_country(
+    state: &AppState,
+    ip: Option<IpAddr>,
+    declared: Option<&str>,
+) -> Result<(Country, Source), Error> {
+    let located = ip
+        .and_then(|ip| state.gateways.geo.lookup(ip))
+        .and_then(|place| place.country_code);
+    if let Some(code) = located {
+        return Ok((Country::parse(&code)?, Source::Located));
+    }
+    match declared {
+        Some(code) => Ok((Country::parse(code)?, Source::Declared)),
+        None => Err(Error::invalid(
+            "country_unknown",
+            "GeoIP cannot place this address: say where you are with \"country\"",
+        )),
+    }
+}
+
+async fn report(
+    caller: Caller,
+    ip: Option<IpAddr>,
+    body: ReportBody,
+    state: Arc<AppState>,
+) -> Result<Route, Rejection> {
+    let now_ms = state.clock.now_ms();
+    let (reporter, country, source) = match &caller {
+        Caller::User(id) => {
+            let (country, source) =
+                client_country(&state, ip, body.country.as_deref()).map_err(reject)?;
+            if source == Source::Located {
+                // Where the user is: a block there moves it.
+                (state.fleet.note_country(*id, country.as_str())).map_err(reject)?;
+            }
+            (Reporter::User(id.0), country, source)
+        }
+        Caller::Probe(probe) => (
+            Reporter::Probe(probe.id),
+            Country::parse(&probe.country).map_err(reject)?,
+            Source::Probe,
+        ),
+    };
+    // The proxies the client's config lists now (its free subset too).
+    let listed: Vec<String> = match &caller {
+        Caller::User(id) => match state.fleet.user(*id).map_err(reject)? {
+            Some(user) => {
+                (state
+                    .distribution
+                    .config_for(&user, ip, Some(country.as_str()), now_ms))
+                .map_err(reject)?
+                .proxies
+                .into_iter()
+                .map(|p| p.name)
+                .collect()
+            }
+            None => Vec::new(),
+        },
+        Caller::Probe(_) => Vec::new(),
+    };
+    let mut entries = Vec::with_capacity(body.reports.len());
+    let mut ignored = Vec::new();
+    for entry in body.reports {
+        let proxy = ProxyName::parse(&entry.proxy).map_err(reject)?;
+        // A client speaks only of proxies it was given (a censor's account cannot blame
+        // proxies it never knew); a probe tests any proxy the registry holds.
+        let known = match &caller {
+            Caller::User(id) => {
+                listed.contains(&entry.proxy)
+                    || crate::fleet::exposure::was_given(&state.store, proxy.as_str(), *id)
+                        .map_err(reject)?
+            }
+            Caller::Probe(_) => state
+                .registry
+                .get(&proxy, now_ms)
+                .map_err(reject)?
+                .is_some(),
+        };
+        if known {
+            entries.push(Entry {
+                proxy,
+                reachable: entry.reachable,
+                error: entry.error,
+            });
+        } else {
+            ignored.push(Ignored {
+                proxy: entry.proxy,
+                why: "not_given",
+            });
+        }
+    }
+    let changed = state
+        .blocking
+        .record(reporter, source, &country, &entries, now_ms)
+        .await
+        .map_err(reject)?;
+    let reply = ReportReply {
+        country: country.as_str().to_string(),
+        source,
+        counted: entries.len(),
+        ignored,
+        changed,
+    };
+    Ok(json(StatusCode::OK, &reply))
+}
+
+async fn verdicts(query: VerdictQuery, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let now_ms = state.clock.now_ms();
+    let country = query
+        .country
+        .as_deref()
+        .map(Country::parse)
+        .transpose()
+        .map_err(reject)?;
+    let after = match query.after.as_deref() {
+        Some(cursor) => Some(cursor.rsplit_once(':').ok_or_else(|| {
+            reject(Error::invalid(
+                "invalid_cursor",
+                "after is the last row's proxy:country",
+            ))
+        })?),
+        None => None,
+    };
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let found = state
+        .blocking
+        .verdicts(
+            query.state,
+            country.as_ref().map(Country::as_str),
+            after,
+            limit,
+            now_ms,
+        )
+        .map_err(reject)?;
+    let verdicts: Vec<VerdictView> = found
+        .into_iter()
+        .map(|v| view(&state, v, false, now_ms))
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "verdicts": verdicts }),
+    ))
+}
+
+async fn proxy_verdicts(name: String, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let now_ms = state.clock.now_ms();
+    let name = ProxyName::parse(&name).map_err(reject)?;
+    let verdicts: Vec<VerdictView> = state
+        .blocking
+        .verdicts_of(name.as_str(), now_ms)
+        .map_err(reject)?
+        .into_iter()
+        .map(|v| view(&state, v, true, now_ms))
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "proxy": name.as_str(), "verdicts": verdicts }),
+    ))
+}
+
+async fn create_probe(body: NewProbe, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let country = Country::parse(&body.country).map_err(reject)?;
+    let (probe, token) = state
+        .blocking
+        .create_probe(&body.name, &country, state.clock.now_ms())
+        .await
+        .map_err(reject)?;
+    Ok(json(
+        StatusCode::CREATED,
+        &ProbeView::new(probe, Some(token)),
+    ))
+}
+
+async fn list_probes(state: Arc<AppState>) -> Result<Route, Rejection> {
+    let probes: Vec<ProbeView> = state
+        .blocking
+        .probes()
+        .map_err(reject)?
+        .into_iter()
+        .map(|p| ProbeView::new(p, None))
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "probes": probes }),
+    ))
+}
+
+async fn revoke_probe(id: u64, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let probe = state
+        .blocking
+        .revoke_probe(id, state.clock.now_ms())
+        .await
+        .map_err(reject)?;
+    Ok(json(StatusCode::OK, &ProbeView::new(probe, None)))
+}

@@ -1,0 +1,246 @@
+//! Blocking awareness (docs/BLOCKING.md): clients and the operator's probes report whether
+//! they reach the proxies they were given; per proxy and country a verdict (`ok`,
+//! `suspected`, `blocked`, `recovered`) follows documented thresholds. A proxy blocked in a
+//! country is taken from the users there (the `blocking.proxy_blocked` task, carried out by
+//! the fleet) and from the free subsets served there, and still serves everyone else.
+
+pub mod probes;
+pub mod verdict;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::fleet::blocked::BlockedSet;
+use crate::fleet::model::ProxyName;
+use crate::queue::{NewTask, Queue, TaskKind};
+use crate::store::{Store, TreeId};
+use verdict::{BlockState, Report, Reporter, Rules, Source, Verdict, MAX_ERROR};
+
+/// Task: a proxy became blocked in a country; its users there leave it.
+pub const PROXY_BLOCKED: TaskKind = TaskKind::ProxyBlocked;
+/// Entries one report may hold.
+pub const MAX_ENTRIES: usize = 50;
+
+/// An ISO 3166-1 alpha-2 country code, upper case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Country(String);
+
+impl Country {
+    pub fn parse(raw: &str) -> Result<Country> {
+        let code = raw.trim().to_ascii_uppercase();
+        if code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase()) {
+            Ok(Country(code))
+        } else {
+            Err(Error::invalid(
+                "invalid_country",
+                "a country is a two-letter ISO 3166 code such as IR",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One line of a report: a proxy, and whether the reporter reached it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub proxy: ProxyName,
+    pub reachable: bool,
+    pub error: Option<String>,
+}
+
+/// A verdict that changed with a report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    pub proxy: String,
+    pub country: String,
+    pub from: BlockState,
+    pub to: BlockState,
+}
+
+#[derive(Clone)]
+pub struct Blocking {
+    store: Store,
+    queue: Queue,
+    pub rules: Rules,
+    blocked: BlockedSet,
+}
+
+/// `BlockVerdicts` key: the proxy's name, a zero byte, the country (one proxy's are a prefix).
+fn key(proxy: &str, country: &str) -> Vec<u8> {
+    let mut key = proxy.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(country.as_bytes());
+    key
+}
+
+impl Rules {
+    pub fn from_config(config: &Config) -> Rules {
+        Rules {
+            window_ms: config.block_window_secs.saturating_mul(1000),
+            min_weight: config.block_min_weight,
+            failure_share: config.block_failure_share,
+            recovery_share: config.block_recovery_share,
+            declared_weight: config.block_declared_weight,
+            probe_weight: config.block_probe_weight,
+        }
+    }
+}
+
+impl Blocking {
+    /// Loads the verdicts' blocked proxies into `blocked` (shared with the fleet).
+    pub fn new(store: Store, queue: Queue, rules: Rules, blocked: BlockedSet) -> Result<Blocking> {
+        for verdict in store.values::<Verdict>(TreeId::BlockVerdicts) {
+            let verdict = verdict?;
+            if verdict.state == BlockState::Blocked {
+                blocked.set(&verdict.country, &verdict.proxy, true);
+            }
+        }
+        Ok(Blocking {
+            store,
+            queue,
+            rules,
+            blocked,
+        })
+    }
+
+    /// Records one reporter's report from `country`, in one transaction; returns the
+    /// verdicts it changed. A proxy that became blocked queues `blocking.proxy_blocked`.
+    pub async fn record(
+        &self,
+        reporter: Reporter,
+        source: Source,
+        country: &Country,
+        entries: &[Entry],
+        now_ms: u64,
+    ) -> Result<Vec<Change>> {
+        if entries.len() > MAX_ENTRIES {
+            return Err(Error::invalid(
+                "too_many_entries",
+                format!("a report holds at most {MAX_ENTRIES} proxies"),
+            ));
+        }
+        if entries
+            .iter()
+            .any(|e| e.error.as_ref().is_some_and(|e| e.len() > MAX_ERROR))
+        {
+            return Err(Error::invalid(
+                "invalid_error",
+                format!("an entry's error is at most {MAX_ERROR} bytes"),
+            ));
+        }
+        let country = country.as_str();
+        let changes = self.store.transaction(|tx| {
+            let mut changes = Vec::new();
+            for entry in entries {
+                let proxy = entry.proxy.as_str();
+                let mut verdict = tx
+                    .get::<Verdict>(TreeId::BlockVerdicts, key(proxy, country))?
+                    .unwrap_or_else(|| Verdict::new(proxy, country, now_ms));
+                let report = Report {
+                    reporter,
+                    source,
+                    reachable: entry.reachable,
+                    at_ms: now_ms,
+                    error: entry.error.clone(),
+                };
+                if let Some(from) = verdict.add(report, &self.rules, now_ms) {
+                    if verdict.state == BlockState::Blocked {
+                        let task = NewTask {
+                            kind: PROXY_BLOCKED,
+                            key: format!("{PROXY_BLOCKED}:{proxy}:{country}:{now_ms}"),
+                            payload: serde_json::json!({ "proxy": proxy, "country": country }),
+                            due_ms: now_ms,
+                        };
+                        self.queue.enqueue_in(tx, &task, now_ms)?;
+                    }
+                    changes.push(Change {
+                        proxy: proxy.to_string(),
+                        country: country.to_string(),
+                        from,
+                        to: verdict.state,
+                    });
+                }
+                tx.put(TreeId::BlockVerdicts, key(proxy, country), &verdict)?;
+            }
+            Ok(changes)
+        })?;
+        // Before the task can run: the fleet places by this set.
+        for change in &changes {
+            self.blocked.set(
+                &change.country,
+                &change.proxy,
+                change.to == BlockState::Blocked,
+            );
+        }
+        self.store.durable().await?;
+        if !changes.is_empty() {
+            self.queue.wake();
+        }
+        Ok(changes)
+    }
+
+    /// Verdicts as they stand at `now_ms` (decided again, so a suspicion past its window
+    /// shows as ok), filtered by state and country, in (proxy, country) order after `after`.
+    pub fn verdicts(
+        &self,
+        state: Option<BlockState>,
+        country: Option<&str>,
+        after: Option<(&str, &str)>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Vec<Verdict>> {
+        let from = match after {
+            Some((proxy, country)) => {
+                let mut from = key(proxy, country);
+                from.push(0);
+                from
+            }
+            None => Vec::new(),
+        };
+        let mut found = Vec::new();
+        for item in self
+            .store
+            .scan_from::<Verdict>(TreeId::BlockVerdicts, &from)
+        {
+            let (_, mut verdict) = item?;
+            verdict.decide(&self.rules, now_ms);
+            let wanted = state.is_none_or(|s| s == verdict.state)
+                && country.is_none_or(|c| c == verdict.country);
+            if wanted {
+                found.push(verdict);
+                if found.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// One proxy's verdicts, every country.
+    pub fn verdicts_of(&self, proxy: &str, now_ms: u64) -> Result<Vec<Verdict>> {
+        let mut prefix = proxy.as_bytes().to_vec();
+        prefix.push(0);
+        let mut found = Vec::new();
+        for item in self
+            .store
+            .scan_from::<Verdict>(TreeId::BlockVerdicts, &prefix)
+        {
+            let (key, mut verdict) = item?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            verdict.decide(&self.rules, now_ms);
+            found.push(verdict);
+        }
+        Ok(found)
+    }
+
+    /// The shared set of blocked proxies per country.
+    pub fn blocked(&self) -> &BlockedSet {
+        &self.blocked
+    }
+}

@@ -1,0 +1,324 @@
+//! Blocking awareness against the real server: clients (located by the real GeoIP database
+//! through a trusted front) and probes report reachability; verdicts follow the thresholds;
+//! a proxy blocked in a country leaves the configs of the users there, and only there.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::gateways::geoip_db;
+use crate::helpers::{
+    client, error_code, eventually, names_of, spawn_app_with, TestApp, ADMIN_TOKEN,
+};
+
+/// Addresses the DB-IP lite database places in Iran, and one in Germany.
+const IRAN: [&str; 4] = ["2.176.0.1", "78.38.0.1", "5.160.0.1", "185.51.200.1"];
+const GERMANY: &str = "46.4.0.1";
+
+async fn located_app(adjust: impl FnOnce(&mut proxyfleet::config::Config)) -> TestApp {
+    let db = geoip_db();
+    spawn_app_with(move |c| {
+        c.geoip_db = Some(db);
+        // The tests speak through a trusted front that names the client's address.
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        adjust(c);
+    })
+    .await
+}
+
+/// `GET /api/v1/config` from `ip`; the status, ETag and body.
+async fn config_from(app: &TestApp, token: &str, ip: &str) -> (StatusCode, String, Value) {
+    let response = client()
+        .get(app.url("/api/v1/config"))
+        .bearer_auth(token)
+        .header("x-forwarded-for", ip)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let etag = response.headers()["etag"].to_str().unwrap().to_string();
+    (status, etag, response.json().await.unwrap())
+}
+
+/// The proxy names a config lists.
+fn listed(config: &Value) -> Vec<String> {
+    names_of(&config["proxies"])
+}
+
+async fn report_from(
+    app: &TestApp,
+    token: &str,
+    ip: Option<&str>,
+    body: &Value,
+) -> reqwest::Response {
+    let mut request = client()
+        .post(app.url("/api/v1/reports"))
+        .bearer_auth(token)
+        .json(body);
+    if let Some(ip) = ip {
+        request = request.header("x-forwarded-for", ip);
+    }
+    request.send().await.unwrap()
+}
+
+/// Reports `proxy` unreachable from `ip`, expecting 200; the answer.
+async fn unreachable(app: &TestApp, token: &str, ip: &str, proxy: &str) -> Value {
+    let body = json!({ "reports": [{ "proxy": proxy, "reachable": false, "error": "timeout" }] });
+    let response = report_from(app, token, Some(ip), &body).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+async fn verdict(app: &TestApp, proxy: &str, country: &str) -> Value {
+    let all = app
+        .admin_json(&format!("/api/v1/admin/proxies/{proxy}/blocking"))
+        .await;
+    all["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["country"] == country)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// Users on `proxy`, each seen in Iran (their config fetched from there); returns tokens.
+async fn iranian_users(app: &TestApp, proxy: &str, count: usize) -> Vec<(u64, String)> {
+    let mut users = Vec::new();
+    for i in 0..count {
+        let (id, token, _) = app.create_user(&format!("ir{i}@example.org"), None).await;
+        app.set_proxies(id, &[proxy]).await;
+        let (status, _, config) = config_from(app, &token, IRAN[i % IRAN.len()]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(listed(&config).contains(&proxy.to_string()));
+        users.push((id, token));
+    }
+    users
+}
+
+#[tokio::test]
+async fn reports_become_a_verdict_only_past_the_thresholds_and_one_account_never_suffices() {
+    let app = located_app(|_| {}).await;
+    app.proxy("p1", 9_801, &[("role", "fallback")]).await;
+    let users = iranian_users(&app, "p1", 3).await;
+    app.proxy("other", 9_802, &[("role", "fallback")]).await;
+
+    // One account, however often it reports: suspected, never blocked.
+    for _ in 0..5 {
+        let answer = unreachable(&app, &users[0].1, IRAN[0], "p1").await;
+        assert_eq!(
+            (answer["country"].clone(), answer["source"].clone()),
+            (json!("IR"), json!("located"))
+        );
+    }
+    let suspected = verdict(&app, "p1", "IR").await;
+    assert_eq!(suspected["state"], "suspected", "{suspected}");
+    assert_eq!(suspected["score"]["reporters"], 1);
+    assert_eq!(suspected["reports"][0]["error"], "timeout");
+
+    // A proxy the account was never given is not its to report.
+    let not_mine = report_from(
+        &app,
+        &users[0].1,
+        Some(IRAN[0]),
+        &json!({ "reports": [{ "proxy": "other", "reachable": false }] }),
+    )
+    .await;
+    let not_mine: Value = not_mine.json().await.unwrap();
+    assert_eq!(not_mine["counted"], 0);
+    assert_eq!(
+        not_mine["ignored"],
+        json!([{ "proxy": "other", "why": "not_given" }])
+    );
+    assert_eq!(verdict(&app, "other", "IR").await, Value::Null);
+
+    // A second account: still suspected (weight 2 of 3); a third decides.
+    unreachable(&app, &users[1].1, IRAN[1], "p1").await;
+    assert_eq!(verdict(&app, "p1", "IR").await["state"], "suspected");
+    let third = unreachable(&app, &users[2].1, IRAN[2], "p1").await;
+    assert_eq!(
+        third["changed"],
+        json!([{ "proxy": "p1", "country": "IR", "from": "suspected", "to": "blocked" }])
+    );
+    let listed = app.admin_json("/api/v1/admin/blocking?state=blocked").await;
+    assert_eq!(listed["verdicts"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed["verdicts"][0]["proxy"], "p1");
+    let metrics = app.metrics_text().await;
+    assert!(
+        metrics.contains("proxyfleet_proxy_blocked{country=\"IR\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(
+        verdict(&app, "p1", "DE").await,
+        Value::Null,
+        "blocked in Iran says nothing of Germany"
+    );
+}
+
+#[tokio::test]
+async fn bad_reports_are_refused_and_change_nothing() {
+    let app = located_app(|_| {}).await;
+    app.proxy("p1", 9_811, &[("role", "fallback")]).await;
+    let users = iranian_users(&app, "p1", 1).await;
+    let token = &users[0].1;
+    let no_token = client()
+        .post(app.url("/api/v1/reports"))
+        .json(&json!({ "reports": [] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_token.status(), StatusCode::UNAUTHORIZED);
+    let entry = json!({ "proxy": "p1", "reachable": false });
+    let too_many = json!({ "reports": vec![entry.clone(); 51] });
+    let long_error =
+        json!({ "reports": [{ "proxy": "p1", "reachable": false, "error": "x".repeat(201) }] });
+    let unknown_field = json!({ "reports": [entry.clone()], "user": 1 });
+    let bad_country = json!({ "country": "Iran", "reports": [entry.clone()] });
+    for (body, ip, code) in [
+        (&too_many, Some(IRAN[0]), "too_many_entries"),
+        (&long_error, Some(IRAN[0]), "invalid_error"),
+        (&bad_country, None, "invalid_country"),
+        (
+            &json!({ "reports": [entry.clone()] }),
+            None,
+            "country_unknown",
+        ),
+    ] {
+        let response = report_from(&app, token, ip, body).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{code}"
+        );
+        assert_eq!(error_code(response).await, code);
+    }
+    let refused = report_from(&app, token, Some(IRAN[0]), &unknown_field).await;
+    assert!(refused.status().is_client_error());
+    assert_eq!(
+        verdict(&app, "p1", "IR").await,
+        Value::Null,
+        "nothing recorded"
+    );
+
+    // GeoIP cannot place loopback: a declared country counts, for less.
+    let declared = report_from(
+        &app,
+        token,
+        None,
+        &json!({ "country": "ir", "reports": [entry] }),
+    )
+    .await;
+    assert_eq!(declared.status(), StatusCode::OK);
+    let declared: Value = declared.json().await.unwrap();
+    assert_eq!(
+        (declared["country"].clone(), declared["source"].clone()),
+        (json!("IR"), json!("declared"))
+    );
+    assert_eq!(verdict(&app, "p1", "IR").await["score"]["weight"], 0.5);
+}
+
+#[tokio::test]
+async fn a_blocked_proxy_leaves_the_configs_of_the_users_in_that_country_only() {
+    let app = located_app(|_| {}).await;
+    app.proxy("p1", 9_821, &[("role", "fallback")]).await;
+    let users = iranian_users(&app, "p1", 3).await;
+    let (german, german_token, _) = app.create_user("de@example.org", None).await;
+    app.set_proxies(german, &["p1"]).await;
+    assert!(listed(&config_from(&app, &german_token, GERMANY).await.2).contains(&"p1".into()));
+    // Room elsewhere for the users who will leave p1.
+    app.proxy("p2", 9_822, &[("role", "fallback")]).await;
+
+    // An Iranian user waits for its config to change.
+    let (_, etag, _) = config_from(&app, &users[0].1, IRAN[0]).await;
+    let waiting_token = users[0].1.clone();
+    let url = app.url("/api/v1/config?wait=30");
+    let long_poll = tokio::spawn(async move {
+        let response = client()
+            .get(url)
+            .bearer_auth(waiting_token)
+            .header("x-forwarded-for", IRAN[0])
+            .header("if-none-match", etag)
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.json::<Value>().await.unwrap())
+    });
+    app.long_polls_waiting(1).await;
+
+    // A probe in Iran (weight 2), then a user: blocked (2 + 1 >= 3, all failing).
+    let probe = app
+        .admin_post(
+            "/api/v1/admin/probes",
+            &json!({ "name": "tehran-1", "country": "IR" }),
+        )
+        .await;
+    assert_eq!(probe.status(), StatusCode::CREATED);
+    let probe: Value = probe.json().await.unwrap();
+    let probe_token = probe["token"].as_str().unwrap();
+    let by_probe = report_from(
+        &app,
+        probe_token,
+        None,
+        &json!({ "reports": [{ "proxy": "p1", "reachable": false }] }),
+    )
+    .await;
+    assert_eq!(by_probe.status(), StatusCode::OK);
+    let by_probe: Value = by_probe.json().await.unwrap();
+    assert_eq!(by_probe["source"], "probe");
+    assert_eq!(verdict(&app, "p1", "IR").await["state"], "suspected");
+    unreachable(&app, &users[1].1, IRAN[1], "p1").await;
+    assert_eq!(verdict(&app, "p1", "IR").await["state"], "blocked");
+
+    // The long-poll wakes with a config without p1.
+    let (status, woken) = tokio::time::timeout(Duration::from_secs(30), long_poll)
+        .await
+        .expect("the long-poll wakes")
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(!listed(&woken).contains(&"p1".into()), "{woken}");
+    for (id, token) in &users {
+        eventually(Duration::from_secs(30), "the user to leave p1", || async {
+            (app.user_proxies(*id).await == vec!["p2"]).then_some(())
+        })
+        .await;
+        let (_, _, config) = config_from(&app, token, IRAN[0]).await;
+        assert!(!listed(&config).contains(&"p1".into()), "{config}");
+        let detail = app.admin_json(&format!("/api/v1/admin/users/{id}")).await;
+        assert!(
+            detail["history"]
+                .to_string()
+                .contains("proxy p1 is blocked in IR"),
+            "{detail}"
+        );
+    }
+    // Germany keeps it.
+    assert_eq!(app.user_proxies(german).await, vec!["p1"]);
+    assert!(listed(&config_from(&app, &german_token, GERMANY).await.2).contains(&"p1".into()));
+
+    // A revoked probe's token stops working.
+    let id = probe["id"].as_u64().unwrap();
+    let revoked = app
+        .send_as(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/admin/probes/{id}"),
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(revoked.status(), StatusCode::OK);
+    let refused = report_from(
+        &app,
+        probe_token,
+        None,
+        &json!({ "reports": [{ "proxy": "p2", "reachable": false }] }),
+    )
+    .await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let probes = app.admin_json("/api/v1/admin/probes").await;
+    assert!(probes["probes"][0]["revoked_at"].is_u64(), "{probes}");
+    assert!(
+        probes["probes"][0].get("token").is_none(),
+        "shown once only"
+    );
+    app.assert_consistent().await;
+}
