@@ -170,6 +170,9 @@ pub struct Config {
     pub block_declared_weight: f64,
     /// The weight of one of the operator's probes.
     pub block_probe_weight: f64,
+    /// Past this suspicion a user is quarantined: it keeps what it has, gets no new proxy and
+    /// cannot invite (each block adds 1/n to the n users there who had been given the proxy).
+    pub suspicion_threshold: f64,
     /// Below this percentage of its limit a proxy counts as idle.
     pub low_water_percent: u32,
     /// Periodic rebalance interval; 0 turns periodic runs off.
@@ -338,6 +341,7 @@ impl Default for Config {
             block_recovery_share: 0.3,
             block_declared_weight: 0.5,
             block_probe_weight: 2.0,
+            suspicion_threshold: 1.0 / 3.0,
             low_water_percent: 10,
             rebalance_interval_secs: 60,
             rebalance_hysteresis_secs: 300,
@@ -443,6 +447,7 @@ impl Config {
             ("block_min_weight", self.block_min_weight),
             ("block_declared_weight", self.block_declared_weight),
             ("block_probe_weight", self.block_probe_weight),
+            ("suspicion_threshold", self.suspicion_threshold),
         ];
         for (name, weight) in weights {
             if !(weight.is_finite() && weight >= 0.0) {

@@ -15,6 +15,7 @@ use crate::blocking::verdict::{BlockState, Report, Reporter, Score, Source, Verd
 use crate::blocking::{Change, Country, Entry};
 use crate::error::Error;
 use crate::fleet::model::{ProxyName, UserId};
+use crate::fleet::suspicion::Suspicion;
 use crate::http::auth::bearer_lookup;
 use crate::http::body::json as json_body;
 use crate::http::client_ip::client_ip;
@@ -118,6 +119,78 @@ fn view(state: &AppState, verdict: Verdict, with_reports: bool, now_ms: u64) -> 
     }
 }
 
+/// A user's suspicion as the admin reads it: the score, whether it is quarantined, and the
+/// blocks behind it.
+#[derive(Serialize)]
+pub(crate) struct SuspicionView {
+    score: f64,
+    threshold: f64,
+    quarantined: bool,
+    quarantined_at: Option<u64>,
+    cleared_at: Option<u64>,
+    /// The blocks it was blamed for (the newest 50), each with its share.
+    blames: Vec<BlameView>,
+    why: String,
+}
+
+#[derive(Serialize)]
+struct BlameView {
+    proxy: String,
+    country: String,
+    blocked_at: u64,
+    share: f64,
+}
+
+impl SuspicionView {
+    pub(crate) fn new(suspicion: Suspicion, threshold: f64) -> SuspicionView {
+        let why = match (suspicion.blames.len(), suspicion.quarantined_ms) {
+            (0, _) => "no proxy it was given has been blocked".to_string(),
+            (n, Some(_)) => format!(
+                "quarantined: blamed for {n} blocks, a score of {:.3} past the threshold {:.3}; \
+                 it keeps its proxies, gets no new one and cannot invite",
+                suspicion.score, threshold
+            ),
+            (n, None) => format!(
+                "blamed for {n} blocks, a score of {:.3} (quarantine past {:.3})",
+                suspicion.score, threshold
+            ),
+        };
+        SuspicionView {
+            score: suspicion.score,
+            threshold,
+            quarantined: suspicion.quarantined_ms.is_some(),
+            quarantined_at: suspicion.quarantined_ms.map(|t| t / 1000),
+            cleared_at: suspicion.cleared_ms.map(|t| t / 1000),
+            blames: suspicion
+                .blames
+                .into_iter()
+                .map(|b| BlameView {
+                    proxy: b.proxy,
+                    country: b.country,
+                    blocked_at: b.blocked_ms / 1000,
+                    share: b.share,
+                })
+                .collect(),
+            why,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Suspect {
+    user: UserId,
+    email: String,
+    status: crate::fleet::model::UserStatus,
+    #[serde(flatten)]
+    suspicion: SuspicionView,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuspectQuery {
+    limit: Option<usize>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewProbe {
@@ -213,8 +286,23 @@ pub fn routes(
         .and(warp::delete())
         .and(with_state(&state))
         .and_then(revoke_probe);
+    let suspects = admin_base
+        .clone()
+        .and(warp::path!("suspects"))
+        .and(warp::get())
+        .and(warp::query::<SuspectQuery>())
+        .and(with_state(&state))
+        .and_then(suspects);
+    let clear = admin_base
+        .clone()
+        .and(warp::path!("users" / UserId / "suspicion" / "clear"))
+        .and(warp::post())
+        .and(with_state(&state))
+        .and_then(clear_suspicion);
     endpoints! {
         POST "/api/v1/reports" => report,
+        GET "/api/v1/admin/suspects" => suspects,
+        POST "/api/v1/admin/users/{id}/suspicion/clear" => clear,
         GET "/api/v1/admin/blocking" => verdicts,
         GET "/api/v1/admin/proxies/{name}/blocking" => of_proxy,
         POST "/api/v1/admin/probes" => create_probe,
@@ -381,6 +469,40 @@ async fn proxy_verdicts(name: String, state: Arc<AppState>) -> Result<Route, Rej
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({ "proxy": name.as_str(), "verdicts": verdicts }),
+    ))
+}
+
+async fn suspects(query: SuspectQuery, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let threshold = state.fleet.settings.suspicion_threshold;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    let mut suspects = Vec::new();
+    for (id, suspicion) in state.fleet.suspects(limit).map_err(reject)? {
+        let Some(user) = state.fleet.user(id).map_err(reject)? else {
+            continue;
+        };
+        suspects.push(Suspect {
+            user: id,
+            email: user.email.as_str().to_string(),
+            status: user.status,
+            suspicion: SuspicionView::new(suspicion, threshold),
+        });
+    }
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "suspects": suspects }),
+    ))
+}
+
+async fn clear_suspicion(id: UserId, state: Arc<AppState>) -> Result<Route, Rejection> {
+    let suspicion = state
+        .fleet
+        .clear_suspicion(id, state.clock.now_ms())
+        .await
+        .map_err(reject)?;
+    let threshold = state.fleet.settings.suspicion_threshold;
+    Ok(json(
+        StatusCode::OK,
+        &SuspicionView::new(suspicion, threshold),
     ))
 }
 

@@ -143,6 +143,10 @@ struct UserDetail {
     pro_until: Option<u64>,
     config_version: u64,
     history: Vec<AssignmentView>,
+    /// Where its last config request (or located report) came from.
+    country: Option<String>,
+    /// Blocks it was blamed for, and whether it is quarantined (docs/BLOCKING.md).
+    suspicion: crate::api::blocking::SuspicionView,
 }
 
 #[derive(Serialize)]
@@ -370,6 +374,15 @@ async fn user_detail(id: UserId, state: Arc<AppState>) -> Result<Route, Rejectio
         pro_until: user.pro_until_ms.map(|t| t / 1000),
         config_version: user.config_version,
         history,
+        country,
+        suspicion: crate::api::blocking::SuspicionView::new(
+            state
+                .fleet
+                .suspicion(id)
+                .map_err(reject)?
+                .unwrap_or_default(),
+            state.fleet.settings.suspicion_threshold,
+        ),
     };
     Ok(json(StatusCode::OK, &detail))
 }

@@ -48,7 +48,13 @@ async fn handle(state: &Arc<AppState>, task: &Task) -> Result<(), String> {
             else {
                 return Err(format!("bad payload {}", task.payload));
             };
-            (state.fleet.leave_blocked(proxy, country, now_ms()).await)
+            let blocked_ms = payload["at"].as_u64().unwrap_or_else(now_ms);
+            let block = crate::fleet::blocked::Block {
+                proxy,
+                country,
+                blocked_ms,
+            };
+            (state.fleet.leave_blocked(&block, now_ms()).await)
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         }

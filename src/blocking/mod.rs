@@ -152,7 +152,11 @@ impl Blocking {
                         let task = NewTask {
                             kind: PROXY_BLOCKED,
                             key: format!("{PROXY_BLOCKED}:{proxy}:{country}:{now_ms}"),
-                            payload: serde_json::json!({ "proxy": proxy, "country": country }),
+                            payload: serde_json::json!({
+                                "proxy": proxy,
+                                "country": country,
+                                "at": now_ms,
+                            }),
                             due_ms: now_ms,
                         };
                         self.queue.enqueue_in(tx, &task, now_ms)?;

@@ -13,6 +13,14 @@ use crate::store::TreeId;
 /// Users changed per transaction when a blocked proxy's users in one country leave it.
 const USERS_PER_TRANSACTION: usize = 500;
 
+/// A proxy blocked in a country, since when (the verdict's time names the block).
+#[derive(Debug, Clone, Copy)]
+pub struct Block<'a> {
+    pub proxy: &'a str,
+    pub country: &'a str,
+    pub blocked_ms: u64,
+}
+
 impl Fleet {
     /// The country a user's last config request came from, if known.
     pub fn country_of(&self, id: UserId) -> Result<Option<String>> {
@@ -28,10 +36,14 @@ impl Fleet {
         self.store.put(TreeId::UserCountries, id.key(), &country)
     }
 
-    /// The `blocking.proxy_blocked` task: users in `country` leave `proxy` (history: why) and
-    /// are placed again on proxies not blocked there; users elsewhere keep it. Every config
-    /// long-poll wakes (free subsets may have listed it). Returns how many users left it.
-    pub async fn leave_blocked(&self, proxy: &str, country: &str, now_ms: u64) -> Result<usize> {
+    /// The `blocking.proxy_blocked` task: every user there who had been given the proxy is
+    /// blamed for a share of the block (`suspicion.rs`), then the users seen there leave it
+    /// (history: why) and are placed again on proxies not blocked there, unless quarantined;
+    /// users elsewhere keep it. Every config long-poll wakes (free subsets may have listed
+    /// it). Run twice, it blames once. Returns how many users left it.
+    pub async fn leave_blocked(&self, block: &Block<'_>, now_ms: u64) -> Result<usize> {
+        let Block { proxy, country, .. } = *block;
+        self.blame_for(block, now_ms).await?;
         let why = format!("proxy {proxy} is blocked in {country}");
         let mut moved = 0;
         let users = super::links::users_of(&self.store, proxy)?;
@@ -66,5 +78,38 @@ impl Fleet {
         self.notifier.notify_all();
         self.place_unplaced(now_ms).await?;
         Ok(moved)
+    }
+
+    /// Blames, for an equal share of the block, the users in its country who had ever been
+    /// given the proxy (the exposure index: the censor may have learnt it from one who holds
+    /// it no longer).
+    async fn blame_for(&self, block: &Block<'_>, now_ms: u64) -> Result<()> {
+        let mut there = Vec::new();
+        for id in super::exposure::users_given(&self.store, block.proxy)? {
+            if self.country_of(id)?.as_deref() == Some(block.country) {
+                there.push(id);
+            }
+        }
+        if there.is_empty() {
+            return Ok(());
+        }
+        let share = 1.0 / there.len() as f64;
+        let threshold = self.settings.suspicion_threshold;
+        for chunk in there.chunks(USERS_PER_TRANSACTION) {
+            self.store.transaction(|tx| {
+                for id in chunk {
+                    let blame = super::suspicion::Blame {
+                        proxy: block.proxy.to_string(),
+                        country: block.country.to_string(),
+                        blocked_ms: block.blocked_ms,
+                        share,
+                    };
+                    super::suspicion::blame(tx, *id, blame, threshold, now_ms)?;
+                }
+                Ok(())
+            })?;
+            self.store.durable().await?;
+        }
+        Ok(())
     }
 }

@@ -123,6 +123,21 @@ pub fn of_proxy(
     Ok((page, next))
 }
 
+/// Every user ever given `proxy`, by id (the users a block of it casts suspicion on).
+pub fn users_given(store: &Store, proxy: &str) -> Result<Vec<UserId>> {
+    let mut prefix = proxy.as_bytes().to_vec();
+    prefix.push(0);
+    let mut users = Vec::new();
+    for key in store.keys_from(TreeId::ProxyExposure, &prefix) {
+        let key = key?;
+        if !key.starts_with(&prefix) {
+            break;
+        }
+        users.extend(key_u64(&key[prefix.len()..]).map(UserId));
+    }
+    Ok(users)
+}
+
 fn chain(store: &Store, user: &User) -> Result<Vec<UserId>> {
     let mut inviters = Vec::new();
     let mut next = user.invited_by;

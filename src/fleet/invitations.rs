@@ -189,6 +189,7 @@ impl Fleet {
                 return abort(Error::NotFound(format!("user {}", inviter.id)));
             };
             inviter.check_enabled().or_else(abort)?;
+            super::suspicion::refuse_quarantined(tx, inviter.id)?;
             let mut ledger = Ledger::read(tx, inviter.id)?;
             let quota = ledger.quota(&inviter, &rules, now_ms);
             if let Some(next) = quota.next_allowed_at {

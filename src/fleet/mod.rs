@@ -14,6 +14,7 @@ pub mod placement;
 pub mod policy;
 pub mod proxy_actions;
 pub mod rebalance;
+pub mod suspicion;
 pub mod users;
 
 use crate::queue::TaskKind;
@@ -47,6 +48,8 @@ pub struct FleetSettings {
     pub provision_command: Option<String>,
     pub retire_command: Option<String>,
     pub invitations: invitations::InvitationRules,
+    /// Past this, a user is quarantined (`suspicion.rs`).
+    pub suspicion_threshold: f64,
 }
 
 impl FleetSettings {
@@ -63,6 +66,7 @@ impl FleetSettings {
                 per_period: config.invitations_per_period,
                 pro_per_period: config.pro_invitations_per_period,
             },
+            suspicion_threshold: config.suspicion_threshold,
         }
     }
 }

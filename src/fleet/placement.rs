@@ -89,6 +89,9 @@ fn place(
     if user.status != UserStatus::Active {
         return Ok(false); // a disabled user waits until enabled again
     }
+    if super::suspicion::is_quarantined(tx, id)? {
+        return Ok(false); // waits until an admin clears it
+    }
     let country = tx.get::<String>(TreeId::UserCountries, id.key())?;
     let blocked_there: Vec<ProxyName> = blocked
         .in_country(country.as_deref())

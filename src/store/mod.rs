@@ -125,10 +125,12 @@ pub enum TreeId {
     Probes,
     /// SHA-256 of each probe token -> probe id.
     ProbeTokens,
+    /// Each blamed user's suspicion: user id -> `fleet::suspicion::Suspicion`.
+    Suspicions,
 }
 
 impl TreeId {
-    pub const ALL: [TreeId; 42] = [
+    pub const ALL: [TreeId; 43] = [
         TreeId::Meta,
         TreeId::Changes,
         TreeId::Proxies,
@@ -171,6 +173,7 @@ impl TreeId {
         TreeId::BlockVerdicts,
         TreeId::Probes,
         TreeId::ProbeTokens,
+        TreeId::Suspicions,
     ];
 
     pub fn name(self) -> &'static str {
@@ -217,6 +220,7 @@ impl TreeId {
             TreeId::BlockVerdicts => "block_verdicts",
             TreeId::Probes => "probes",
             TreeId::ProbeTokens => "probe_tokens",
+            TreeId::Suspicions => "suspicions",
         }
     }
 }

@@ -322,3 +322,140 @@ async fn a_blocked_proxy_leaves_the_configs_of_the_users_in_that_country_only() 
     );
     app.assert_consistent().await;
 }
+
+/// Users `names` on `proxy`, seen in Iran; returns (id, token) each.
+async fn seen_in_iran(app: &TestApp, proxy: &str, names: &[&str]) -> Vec<(u64, String)> {
+    let mut users = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let (id, token, _) = app.create_user(&format!("{name}@example.org"), None).await;
+        app.set_proxies(id, &[proxy]).await;
+        let (status, _, _) = config_from(app, &token, IRAN[i % IRAN.len()]).await;
+        assert_eq!(status, StatusCode::OK);
+        users.push((id, token));
+    }
+    users
+}
+
+/// Blocks `proxy` in Iran: a probe there and one user who was given it report failures.
+async fn block_in_iran(app: &TestApp, probe_token: &str, user_token: &str, proxy: &str) {
+    let failed = json!({ "reports": [{ "proxy": proxy, "reachable": false }] });
+    let by_probe = report_from(app, probe_token, None, &failed).await;
+    assert_eq!(by_probe.status(), StatusCode::OK);
+    unreachable(app, user_token, IRAN[3], proxy).await;
+    assert_eq!(verdict(app, proxy, "IR").await["state"], "blocked");
+    app.queue_idle().await;
+}
+
+#[tokio::test]
+async fn the_user_behind_two_blocks_is_quarantined_and_the_others_are_not() {
+    let app = located_app(|_| {}).await;
+    let probe = app
+        .admin_post(
+            "/api/v1/admin/probes",
+            &json!({ "name": "ir", "country": "IR" }),
+        )
+        .await;
+    let probe: Value = probe.json().await.unwrap();
+    let probe_token = probe["token"].as_str().unwrap().to_string();
+
+    // The agent shares "first" with three users and "second" with three others (each group
+    // made while only its proxy takes users, so nobody else was ever given it).
+    app.proxy("first", 9_831, &[("role", "fallback"), ("capacity", "4")])
+        .await;
+    let first = seen_in_iran(&app, "first", &["agent", "h1", "h2", "h3"]).await;
+    let (agent, agent_token) = first[0].clone();
+    // Full with its three: the users who leave "first" go elsewhere.
+    app.proxy("second", 9_832, &[("role", "fallback"), ("capacity", "3")])
+        .await;
+    let second = seen_in_iran(&app, "second", &["n1", "n2", "n3"]).await;
+    app.proxy("spare", 9_833, &[("role", "fallback"), ("capacity", "100")])
+        .await;
+    block_in_iran(&app, &probe_token, &first[1].1, "first").await;
+    let after_one = app.admin_json("/api/v1/admin/suspects").await;
+    assert_eq!(
+        after_one["suspects"].as_array().unwrap().len(),
+        4,
+        "{after_one}"
+    );
+    assert!(after_one["suspects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["score"] == 0.25 && s["quarantined"] == false));
+
+    app.set_proxies(agent, &["second"]).await;
+    block_in_iran(&app, &probe_token, &second[0].1, "second").await;
+
+    // 1/4 + 1/4 = 0.5, past 1/3: quarantined; every other user was behind one block only.
+    let suspects = app.admin_json("/api/v1/admin/suspects").await;
+    let ranked = suspects["suspects"].as_array().unwrap();
+    assert_eq!(ranked[0]["user"], agent, "{suspects}");
+    assert_eq!(ranked[0]["score"], 0.5);
+    assert_eq!(ranked[0]["quarantined"], true);
+    let behind: Vec<&str> = ranked[0]["blames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["proxy"].as_str().unwrap())
+        .collect();
+    assert_eq!(behind, ["first", "second"]);
+    assert!(ranked[1..]
+        .iter()
+        .all(|s| s["quarantined"] == false && s["score"] == 0.25));
+    let detail = app
+        .admin_json(&format!("/api/v1/admin/users/{agent}"))
+        .await;
+    assert!(
+        detail["suspicion"]["why"]
+            .as_str()
+            .unwrap()
+            .starts_with("quarantined"),
+        "{detail}"
+    );
+    assert_eq!(detail["country"], "IR");
+
+    // Quarantined: it lost the blocked proxy and got no other, and it cannot invite; the
+    // honest users of "second" were placed again.
+    assert_eq!(app.user_proxies(agent).await, Vec::<String>::new());
+    for (id, _) in &second {
+        assert_eq!(app.user_proxies(*id).await, vec!["spare"]);
+    }
+    let invite = app
+        .user_post(
+            &agent_token,
+            "/api/v1/invitations",
+            &json!({ "email": "friend@example.org" }),
+        )
+        .await;
+    assert_eq!(invite.status(), StatusCode::FORBIDDEN);
+    assert_eq!(error_code(invite).await, "user_quarantined");
+
+    // An admin clears it: the score is zero, it is placed again and may invite.
+    let cleared = app
+        .admin_post(
+            &format!("/api/v1/admin/users/{agent}/suspicion/clear"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(cleared.status(), StatusCode::OK);
+    let cleared: Value = cleared.json().await.unwrap();
+    assert_eq!(
+        (cleared["score"].clone(), cleared["quarantined"].clone()),
+        (json!(0.0), json!(false))
+    );
+    eventually(
+        Duration::from_secs(30),
+        "the agent to be placed again",
+        || async { (app.user_proxies(agent).await == vec!["spare"]).then_some(()) },
+    )
+    .await;
+    let invite = app
+        .user_post(
+            &agent_token,
+            "/api/v1/invitations",
+            &json!({ "email": "friend@example.org" }),
+        )
+        .await;
+    assert_eq!(invite.status(), StatusCode::CREATED);
+    app.assert_consistent().await;
+}
