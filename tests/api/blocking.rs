@@ -420,13 +420,9 @@ async fn the_user_behind_two_blocks_is_quarantined_and_the_others_are_not() {
     for (id, _) in &second {
         assert_eq!(app.user_proxies(*id).await, vec!["spare"]);
     }
-    let invite = app
-        .user_post(
-            &agent_token,
-            "/api/v1/invitations",
-            &json!({ "email": "friend@example.org" }),
-        )
-        .await;
+    let friend = json!({ "email": "friend@example.org" });
+    let invite_a_friend = || app.user_post(&agent_token, "/api/v1/invitations", &friend);
+    let invite = invite_a_friend().await;
     assert_eq!(invite.status(), StatusCode::FORBIDDEN);
     assert_eq!(error_code(invite).await, "user_quarantined");
 
@@ -449,13 +445,6 @@ async fn the_user_behind_two_blocks_is_quarantined_and_the_others_are_not() {
         || async { (app.user_proxies(agent).await == vec!["spare"]).then_some(()) },
     )
     .await;
-    let invite = app
-        .user_post(
-            &agent_token,
-            "/api/v1/invitations",
-            &json!({ "email": "friend@example.org" }),
-        )
-        .await;
-    assert_eq!(invite.status(), StatusCode::CREATED);
+    assert_eq!(invite_a_friend().await.status(), StatusCode::CREATED);
     app.assert_consistent().await;
 }
