@@ -61,6 +61,7 @@ fn main() {
                     id: UserId(next_user),
                     proxies: vec![name.clone()],
                     last_moved_ms: None,
+                    blocked_here: Vec::new(),
                 }
             })
             .collect();

@@ -37,6 +37,19 @@ pub struct UserState {
     pub id: UserId,
     pub proxies: Vec<ProxyName>,
     pub last_moved_ms: Option<u64>,
+    /// Proxies blocked where the user was last seen: never a target for it.
+    pub blocked_here: Vec<ProxyName>,
+}
+
+impl UserState {
+    /// What the user must not be moved to: what it has, and what is blocked where it is.
+    fn avoided(&self) -> Vec<ProxyName> {
+        self.proxies
+            .iter()
+            .chain(&self.blocked_here)
+            .cloned()
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -315,7 +328,7 @@ fn relieve_overloaded(
                 plan.unplaced += 1;
                 continue;
             }
-            let mut avoid = user.proxies.clone();
+            let mut avoid = user.avoided();
             avoid.push(proxy.name.clone());
             match find_room(board, plan, rules, &avoid, &why) {
                 Some(to) => {
@@ -343,7 +356,7 @@ fn place_needy(
 ) {
     for user in &snapshot.needs_fallback {
         let missing = rules.fallbacks_per_user.saturating_sub(user.proxies.len());
-        let mut have = user.proxies.clone();
+        let mut have = user.avoided();
         for _ in 0..missing {
             if plan.moves.len() >= rules.max_moves {
                 plan.unplaced += 1;
@@ -416,7 +429,7 @@ fn drain_idle(
         let mut tentative = Vec::new();
         let mut fits = true;
         for user in &users {
-            let mut avoid = user.proxies.clone();
+            let mut avoid = user.avoided();
             avoid.extend(drained.iter().cloned());
             match board.best_target(&avoid) {
                 Some(to) => {
@@ -493,6 +506,7 @@ mod tests {
 
     fn users(ids: std::ops::Range<u64>, on: &str) -> Vec<UserState> {
         ids.map(|id| UserState {
+            blocked_here: Vec::new(),
             id: UserId(id),
             proxies: vec![n(on)],
             last_moved_ms: None,
@@ -544,6 +558,43 @@ mod tests {
         assert!(plan.provisioned.is_empty());
         // Seeded: the same snapshot gives the same users.
         assert_eq!(plan, run(&snapshot, Trigger::Manual, 2_000));
+    }
+
+    #[test]
+    fn a_user_is_never_moved_to_a_proxy_blocked_where_it_is() {
+        let mut on_p1 = users(1..11, "p1");
+        for user in &mut on_p1 {
+            // p2 has the most room, but the even users are where it is blocked.
+            if user.id.0 % 2 == 0 {
+                user.blocked_here = vec![n("p2")];
+            }
+        }
+        let snapshot = Snapshot {
+            proxies: vec![
+                proxy("p1", Role::Fallback, 5, Some(10), 10),
+                proxy("p2", Role::Fallback, 100, Some(0), 0),
+                proxy("p3", Role::Fallback, 10, Some(0), 0),
+            ],
+            users_on: [(n("p1"), on_p1)].into(),
+            needs_fallback: users(20..22, "p1")
+                .into_iter()
+                .map(|mut u| {
+                    u.proxies.clear();
+                    u.blocked_here = vec![n("p2")];
+                    u
+                })
+                .collect(),
+        };
+        let plan = run(&snapshot, Trigger::Manual, 2_000);
+        assert!(!plan.moves.is_empty());
+        for m in &plan.moves {
+            let blocked = m.user.0 % 2 == 0 || m.user.0 >= 20;
+            assert!(!(blocked && m.to == "p2"), "{m:?}");
+        }
+        assert!(
+            plan.moves.iter().any(|m| m.to == "p2"),
+            "the others may go there"
+        );
     }
 
     #[test]

@@ -10,12 +10,20 @@ use crate::fleet::{links, Fleet};
 use crate::store::codec::{key_u64, u64_key};
 use crate::store::TreeId;
 
-fn user_state(user: &User) -> UserState {
-    UserState {
+fn user_state(fleet: &Fleet, user: &User) -> Result<UserState> {
+    let country = fleet.country_of(user.id)?;
+    let blocked_here = fleet
+        .blocked
+        .in_country(country.as_deref())
+        .iter()
+        .filter_map(|name| ProxyName::parse(name).ok())
+        .collect();
+    Ok(UserState {
         id: user.id,
         proxies: user.proxies.clone(),
         last_moved_ms: user.last_moved_ms,
-    }
+        blocked_here,
+    })
 }
 
 pub fn take(fleet: &Fleet, now_ms: u64) -> Result<Snapshot> {
@@ -38,7 +46,7 @@ pub fn take(fleet: &Fleet, now_ms: u64) -> Result<Snapshot> {
             let mut users = Vec::new();
             for id in links::users_of(&fleet.store, name.as_str())? {
                 if let Some(user) = fleet.user(id)? {
-                    users.push(user_state(&user));
+                    users.push(user_state(fleet, &user)?);
                 }
             }
             users_on.insert(name.clone(), users);
@@ -56,11 +64,17 @@ pub fn take(fleet: &Fleet, now_ms: u64) -> Result<Snapshot> {
     snapshot.users_on = users_on;
     for key in fleet.store.keys_from(TreeId::NeedsFallback, u64_key(0)) {
         let Some(id) = key_u64(&key?) else { continue };
+        let quarantined = fleet
+            .suspicion(UserId(id))?
+            .is_some_and(|s| s.quarantined_ms.is_some());
+        if quarantined {
+            continue; // gets no new proxy until an admin clears it
+        }
         if let Some(user) = fleet
             .user(UserId(id))?
             .filter(|u| u.status == UserStatus::Active)
         {
-            snapshot.needs_fallback.push(user_state(&user));
+            snapshot.needs_fallback.push(user_state(fleet, &user)?);
         }
     }
     Ok(snapshot)
