@@ -225,6 +225,22 @@ async fn seed(app: &TestApp) -> String {
     let (alice, alice_token, _) = app.create_user("alice@example.org", None).await;
     app.create_user("bob@example.org", Some(alice)).await;
     app.create_user("alfred@example.org", Some(alice)).await;
+    // Two probes in Iran cannot reach dal1: blocked there (weight 2 + 2 of 3).
+    for name in ["ir-1", "ir-2"] {
+        let probe = app
+            .admin_post(
+                "/api/v1/admin/probes",
+                &json!({ "name": name, "country": "IR" }),
+            )
+            .await;
+        let token = probe.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let failed = json!({ "reports": [{ "proxy": "dal1", "reachable": false }] });
+        let reported = app.user_post(&token, "/api/v1/reports", &failed).await;
+        assert_eq!(reported.status(), reqwest::StatusCode::OK);
+    }
     alice_token
 }
 
@@ -249,6 +265,11 @@ async fn an_operator_runs_the_fleet_from_the_browser() {
     sign_in(&browser).await;
     wait_for_text(&browser, "#card-proxies", "2").await;
     wait_for_text(&browser, "#card-users", "3").await;
+    let blocked = wait_for_text(&browser, "#blocked-list", "dal1").await;
+    assert!(
+        blocked.contains("IR") && blocked.contains("100%"),
+        "{blocked}"
+    );
     screenshot(&browser, "dashboard").await;
 
     // A proxy that registers now appears on the open proxies page without a reload.

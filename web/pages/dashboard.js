@@ -1,8 +1,9 @@
 // The fleet at a glance: proxies by role, users, load against capacity, money, queue, mirror;
-// charts of fleet load (30 s slots, the last hour) and sign-ups per day (two weeks).
+// the proxies blocked somewhere (docs/BLOCKING.md); charts of fleet load (30 s slots, the last
+// hour) and sign-ups per day (two weeks).
 
 import { get } from '../api.js';
-import { h, replace, number, svg } from '../ui.js';
+import { h, replace, number, svg, table, date } from '../ui.js';
 
 export const title = 'Dashboard';
 
@@ -38,7 +39,8 @@ export async function render(main) {
   const warnings = h('ul', { class: 'warnings', id: 'warnings' });
   const cards = h('div', { class: 'cards', id: 'summary' });
   const charts = h('div', { class: 'charts' });
-  replace(main, h('h1', {}, title), warnings, cards, charts);
+  const blocked = h('div', { id: 'blocked-list' });
+  replace(main, h('h1', {}, title), warnings, cards, h('h2', {}, 'Blocked'), blocked, charts);
 
   const draw = async () => {
     const s = await get('/api/v1/admin/summary');
@@ -56,6 +58,12 @@ export async function render(main) {
       card('Queue', number(s.queue.ready + s.queue.leased), `${number(s.queue.dead)} dead letters`, 'card-queue'),
       card('Redis mirror', lag, s.mirror.last_error
         || (s.mirror.last_resync_reason ? `last full copy: ${s.mirror.last_resync_reason}` : ''), 'card-mirror'));
+    const { verdicts } = await get('/api/v1/admin/blocking?state=blocked&limit=100');
+    replace(blocked, table([
+      ['Proxy', (v) => v.proxy], ['Country', (v) => v.country], ['Since', (v) => date(v.since)],
+      ['Reporters', (v) => number(v.score.reporters)],
+      ['Failing', (v) => `${Math.round(v.score.failure_share * 100)}%`],
+    ], verdicts, 'No proxy is known to be blocked anywhere.'));
   };
   const drawCharts = async () => {
     const series = await get('/api/v1/admin/summary/series?days=14');
