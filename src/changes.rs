@@ -26,6 +26,12 @@ pub enum ChangeKind {
     /// One transaction's writes to the trees a replica needs, byte for byte (logged only when a
     /// Redis mirror is configured): what `proxyfleet restore --from-redis` rebuilds from.
     Writes(Vec<RawWrite>),
+    /// A proxy became blocked in a country, or stopped being so (`blocking`).
+    BlockChanged {
+        proxy: String,
+        country: String,
+        blocked: bool,
+    },
 }
 
 /// Meta keys that describe this box rather than the fleet: a rebuilt primary makes its own.

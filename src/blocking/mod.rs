@@ -9,6 +9,7 @@ pub mod verdict;
 
 use serde::Serialize;
 
+use crate::changes::ChangeKind;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fleet::blocked::BlockedSet;
@@ -148,7 +149,19 @@ impl Blocking {
                     error: entry.error.clone(),
                 };
                 if let Some(from) = verdict.add(report, &self.rules, now_ms) {
-                    if verdict.state == BlockState::Blocked {
+                    let blocked = verdict.state == BlockState::Blocked;
+                    if blocked != (from == BlockState::Blocked) {
+                        // Edges follow: the mirror keeps `<p>blocked:<country>`.
+                        tx.log(
+                            now_ms,
+                            ChangeKind::BlockChanged {
+                                proxy: proxy.to_string(),
+                                country: country.to_string(),
+                                blocked,
+                            },
+                        )?;
+                    }
+                    if blocked {
                         let task = NewTask {
                             kind: PROXY_BLOCKED,
                             key: format!("{PROXY_BLOCKED}:{proxy}:{country}:{now_ms}"),
@@ -241,6 +254,18 @@ impl Blocking {
             found.push(verdict);
         }
         Ok(found)
+    }
+
+    /// Every (proxy, country) blocked now, as stored (what a full copy to Redis writes).
+    pub fn all_blocked(store: &Store) -> Result<Vec<(String, String)>> {
+        let mut blocked = Vec::new();
+        for verdict in store.values::<Verdict>(TreeId::BlockVerdicts) {
+            let verdict = verdict?;
+            if verdict.state == BlockState::Blocked {
+                blocked.push((verdict.proxy, verdict.country));
+            }
+        }
+        Ok(blocked)
     }
 
     /// The shared set of blocked proxies per country.

@@ -95,6 +95,8 @@ impl Configs {
             }
             ChangeKind::ProxyRemoved { name, .. } => self.shown.remove(name).is_some(),
             ChangeKind::UserUpserted(_) | ChangeKind::Writes(_) => false,
+            // The configs served in that country change: sign every one again.
+            ChangeKind::BlockChanged { .. } => true,
         }
     }
 

@@ -50,6 +50,11 @@ impl Keys {
     }
 
     /// The users whose fallback list holds the proxy.
+    /// `<p>blocked:<country>`: the proxies blocked in that country.
+    pub fn blocked(&self, country: &str) -> String {
+        format!("{}blocked:{country}", self.prefix)
+    }
+
     pub fn proxy_users(&self, name: &str) -> String {
         format!("{}proxy:{name}:users", self.prefix)
     }

@@ -227,6 +227,9 @@ pub fn event_message(change: &Change) -> String {
         ),
         ChangeKind::ProxyRemoved { name, .. } => ("proxy_removed", vec![json!(name)]),
         ChangeKind::UserUpserted(user) => ("user_upserted", vec![json!(user.id)]),
+        ChangeKind::BlockChanged { proxy, country, .. } => {
+            ("block_changed", vec![json!(proxy), json!(country)])
+        }
         ChangeKind::Writes(writes) => {
             let trees: std::collections::BTreeSet<&str> =
                 writes.iter().map(|w| w.tree.as_str()).collect();
@@ -255,6 +258,15 @@ pub fn write_raw(pipe: &mut Pipeline, keys: &Keys, sealing: Option<&Sealing>, wr
     }
 }
 
+/// `<p>blocked:<country>` gains or loses the proxy.
+pub fn write_block(pipe: &mut Pipeline, keys: &Keys, proxy: &str, country: &str, blocked: bool) {
+    if blocked {
+        pipe.sadd(keys.blocked(country), proxy).ignore();
+    } else {
+        pipe.srem(keys.blocked(country), proxy).ignore();
+    }
+}
+
 /// Appends the commands of one change, then its event.
 pub fn apply_change(pipe: &mut Pipeline, keys: &Keys, sealing: Option<&Sealing>, change: &Change) {
     match &change.kind {
@@ -266,6 +278,11 @@ pub fn apply_change(pipe: &mut Pipeline, keys: &Keys, sealing: Option<&Sealing>,
         ChangeKind::ProxyRemoved { name, .. } => remove_proxy(pipe, keys, name),
         ChangeKind::UserUpserted(user) => write_user(pipe, keys, user, change.seq, true),
         ChangeKind::Writes(writes) => write_raw(pipe, keys, sealing, writes),
+        ChangeKind::BlockChanged {
+            proxy,
+            country,
+            blocked,
+        } => write_block(pipe, keys, proxy, country, *blocked),
     }
     pipe.publish(keys.events(), event_message(change)).ignore();
 }

@@ -7,7 +7,7 @@ use redis::aio::MultiplexedConnection;
 use serde_json::json;
 
 use super::configs::Configs;
-use super::records::{write_new_user, write_proxy};
+use super::records::{write_block, write_new_user, write_proxy};
 use super::sealing::Sealing;
 use super::MirrorDeps;
 use super::State;
@@ -81,6 +81,16 @@ pub async fn run(
         }
         pipe.query_async::<()>(conn).await.map_err(text)?;
         records += chunk.len() as u64;
+    }
+
+    let blocked = crate::blocking::Blocking::all_blocked(&deps.store).map_err(text)?;
+    if !blocked.is_empty() {
+        let mut pipe = redis::pipe();
+        for (proxy, country) in &blocked {
+            write_block(&mut pipe, &keys, proxy, country, true);
+        }
+        pipe.query_async::<()>(conn).await.map_err(text)?;
+        records += blocked.len() as u64;
     }
 
     *configs = Configs::load(deps, now_ms()).map_err(text)?;

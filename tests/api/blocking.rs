@@ -448,3 +448,57 @@ async fn the_user_behind_two_blocks_is_quarantined_and_the_others_are_not() {
     assert_eq!(invite_a_friend().await.status(), StatusCode::CREATED);
     app.assert_consistent().await;
 }
+
+#[tokio::test]
+async fn the_mirror_carries_blocks_and_an_edge_serves_the_config_of_the_country() {
+    let redis = crate::redis_support::RedisServer::start();
+    let url = redis.url();
+    let app = located_app(move |c| c.redis_url = Some(url)).await;
+    app.proxy("p1", 9_841, &[("role", "fallback")]).await;
+    let users = iranian_users(&app, "p1", 1).await;
+    let (german, german_token, _) = app.create_user("de@example.org", None).await;
+    app.set_proxies(german, &["p1"]).await;
+    config_from(&app, &german_token, GERMANY).await;
+    app.proxy("p2", 9_842, &[("role", "fallback")]).await;
+    for name in ["ir-1", "ir-2"] {
+        let probe = app
+            .admin_post(
+                "/api/v1/admin/probes",
+                &json!({ "name": name, "country": "IR" }),
+            )
+            .await;
+        let token = probe.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let failed = json!({ "reports": [{ "proxy": "p1", "reachable": false }] });
+        assert_eq!(
+            report_from(&app, &token, None, &failed).await.status(),
+            StatusCode::OK
+        );
+    }
+    assert_eq!(verdict(&app, "p1", "IR").await["state"], "blocked");
+    app.queue_idle().await;
+    crate::redis_support::caught_up(&app.url(""), Duration::from_secs(30)).await;
+    let mut conn = redis.connection().await;
+    let blocked = crate::redis_support::members(&mut conn, "proxyfleet:blocked:IR").await;
+    assert_eq!(blocked.into_iter().collect::<Vec<_>>(), ["p1"]);
+
+    // The edge serves each user the config of where it was last seen.
+    let edge = crate::edge::start_edge(&redis).await;
+    let from_edge = |token: String| {
+        let url = format!("{}/api/v1/config", edge.base);
+        async move {
+            let response = client().get(url).bearer_auth(token).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            listed(&response.json::<Value>().await.unwrap())
+        }
+    };
+    assert!(!from_edge(users[0].1.clone())
+        .await
+        .contains(&"p1".to_string()));
+    assert!(from_edge(german_token.clone())
+        .await
+        .contains(&"p1".to_string()));
+    crate::redis_support::assert_equals_a_fresh_copy(&app.url(""), &redis).await;
+}
