@@ -172,7 +172,8 @@ pub async fn compact_store(state: Arc<AppState>, stop: watch::Receiver<bool>) {
 }
 
 /// Retention of everything that grows: finished tasks, the registry's history, forgotten
-/// credentials, old plans, expired sessions, the audit trail, the throttles' memory.
+/// credentials, old plans, expired sessions, the audit trail, the throttles' memory, quiet
+/// blocking verdicts.
 pub async fn upkeep(state: Arc<AppState>, stop: watch::Receiver<bool>) {
     every(UPKEEP_EVERY, stop, || async {
         let state = state.clone();
@@ -191,6 +192,7 @@ pub async fn upkeep(state: Arc<AppState>, stop: watch::Receiver<bool>) {
                 .saturating_mul(24 * 3600 * 1000);
             crate::admin::audit::prune(&state.store, audit_keep_ms, now_ms(), AUDIT_PRUNE_BATCH)?;
             state.limits.shrink();
+            state.blocking.forget_quiet(now_ms())?;
             Ok(())
         })
         .await;

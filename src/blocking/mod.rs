@@ -272,4 +272,104 @@ impl Blocking {
     pub fn blocked(&self) -> &BlockedSet {
         &self.blocked
     }
+
+    /// Retention (upkeep): forgets the verdicts that say nothing any more, `ok` with no report
+    /// left in the window (a proxy that left, a suspicion nobody renewed). A blocked or
+    /// recovered proxy keeps its verdict. Returns how many were forgotten.
+    pub fn forget_quiet(&self, now_ms: u64) -> Result<usize> {
+        let mut quiet = Vec::new();
+        for item in self.store.scan_from::<Verdict>(TreeId::BlockVerdicts, []) {
+            let (key, mut verdict) = item?;
+            verdict.decide(&self.rules, now_ms);
+            if verdict.state == BlockState::Ok && verdict.reports.is_empty() {
+                quiet.push(key.to_vec());
+            }
+        }
+        for chunk in quiet.chunks(1_000) {
+            self.store.transaction(|tx| {
+                for key in chunk {
+                    // Decided again in the transaction: a report may have come meanwhile.
+                    if let Some(mut verdict) = tx.get::<Verdict>(TreeId::BlockVerdicts, key)? {
+                        verdict.decide(&self.rules, now_ms);
+                        if verdict.state == BlockState::Ok && verdict.reports.is_empty() {
+                            tx.remove(TreeId::BlockVerdicts, key)?;
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        Ok(quiet.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn quiet_verdicts_are_forgotten_and_blocked_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let queue = Queue::new(
+            store.clone(),
+            crate::queue::QueuePolicy {
+                max_attempts: 3,
+                backoff_base_ms: 10,
+                lease_ms: 1_000,
+                done_retention_ms: 1_000,
+            },
+        );
+        let rules = Rules {
+            window_ms: 1_000,
+            min_weight: 3.0,
+            failure_share: 0.6,
+            recovery_share: 0.3,
+            declared_weight: 0.5,
+            probe_weight: 2.0,
+        };
+        let blocking = Blocking::new(store.clone(), queue, rules, BlockedSet::default()).unwrap();
+        let ir = Country::parse("ir").unwrap();
+        let entry = |proxy: &str| Entry {
+            proxy: ProxyName::parse(proxy).unwrap(),
+            reachable: false,
+            error: None,
+        };
+        // "quiet" is suspected by one account; "cut" is blocked by two probes.
+        blocking
+            .record(
+                Reporter::User(1),
+                Source::Located,
+                &ir,
+                &[entry("quiet")],
+                0,
+            )
+            .await
+            .unwrap();
+        for probe in [1, 2] {
+            blocking
+                .record(
+                    Reporter::Probe(probe),
+                    Source::Probe,
+                    &ir,
+                    &[entry("cut")],
+                    0,
+                )
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            blocking.forget_quiet(500).unwrap(),
+            0,
+            "still in the window"
+        );
+        assert_eq!(blocking.forget_quiet(2_000).unwrap(), 1);
+        let left = blocking.verdicts(None, None, None, 10, 2_000).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(
+            (left[0].proxy.as_str(), left[0].state),
+            ("cut", BlockState::Blocked)
+        );
+        assert!(blocking.blocked().is_blocked(Some("IR"), "cut"));
+    }
 }
