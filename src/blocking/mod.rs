@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::changes::ChangeKind;
 use crate::config::Config;
+use crate::distribution::blocked::BlockedSet;
 use crate::error::{Error, Result};
-use crate::fleet::blocked::BlockedSet;
 use crate::fleet::model::ProxyName;
 use crate::queue::{NewTask, Queue, TaskKind};
 use crate::store::{Store, TreeId};

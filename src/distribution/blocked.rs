@@ -7,20 +7,21 @@ use std::sync::{Arc, RwLock};
 
 /// The proxies blocked in each country (ISO code), shared by the blocking capability (which
 /// writes it when a verdict changes) and the fleet and config server (which read it).
+///
+/// Every config request reads it: a country's set is shared (`Arc`), so a read takes the lock
+/// for a map lookup and never copies the set; writes (a verdict changing) copy it.
 #[derive(Clone, Default)]
 pub struct BlockedSet {
-    by_country: Arc<RwLock<HashMap<String, HashSet<String>>>>,
+    by_country: Arc<RwLock<HashMap<String, Arc<HashSet<String>>>>>,
 }
 
 impl BlockedSet {
     pub fn set(&self, country: &str, proxy: &str, blocked: bool) {
         let mut map = self.by_country.write().unwrap_or_else(|e| e.into_inner());
         if blocked {
-            map.entry(country.to_string())
-                .or_default()
-                .insert(proxy.to_string());
+            Arc::make_mut(map.entry(country.to_string()).or_default()).insert(proxy.to_string());
         } else if let Some(proxies) = map.get_mut(country) {
-            proxies.remove(proxy);
+            Arc::make_mut(proxies).remove(proxy);
             if proxies.is_empty() {
                 map.remove(country);
             }
@@ -28,12 +29,12 @@ impl BlockedSet {
     }
 
     /// The proxies blocked in `country` (empty for none, or for an unknown country).
-    pub fn in_country(&self, country: Option<&str>) -> HashSet<String> {
-        let Some(country) = country else {
-            return HashSet::new();
-        };
+    pub fn in_country(&self, country: Option<&str>) -> Arc<HashSet<String>> {
         let map = self.by_country.read().unwrap_or_else(|e| e.into_inner());
-        map.get(country).cloned().unwrap_or_default()
+        country
+            .and_then(|c| map.get(c))
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn is_blocked(&self, country: Option<&str>, proxy: &str) -> bool {

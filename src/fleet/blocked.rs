@@ -6,7 +6,6 @@
 use super::links::set_proxies;
 use super::model::{ProxyName, User, UserId};
 use super::Fleet;
-pub use crate::distribution::blocked::BlockedSet;
 use crate::error::Result;
 use crate::store::TreeId;
 

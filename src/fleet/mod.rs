@@ -95,7 +95,7 @@ pub struct Fleet {
     /// Derives invitees' tokens from their codes (`pending.rs`).
     invitee_secret: pending::InviteeSecret,
     /// The proxies blocked per country, which placement avoids (`blocked.rs`).
-    pub blocked: blocked::BlockedSet,
+    pub blocked: crate::distribution::blocked::BlockedSet,
 }
 
 impl Fleet {

@@ -7,11 +7,11 @@
 //! waiting user proxies with headroom, least loaded first, counting each placement in the
 //! loads the next one sees, and stops when the room is gone.
 
-use super::blocked::BlockedSet;
 use super::links::set_proxies;
 use super::model::{ProxyName, User, UserId, UserStatus};
 use super::policy::{least_loaded, Candidate};
 use super::Fleet;
+use crate::distribution::blocked::BlockedSet;
 use crate::error::Result;
 use crate::queue::{NewTask, Queue, TaskKind};
 use crate::store::codec::{key_u64, u64_key};

@@ -225,22 +225,8 @@ async fn seed(app: &TestApp) -> String {
     let (alice, alice_token, _) = app.create_user("alice@example.org", None).await;
     app.create_user("bob@example.org", Some(alice)).await;
     app.create_user("alfred@example.org", Some(alice)).await;
-    // Two probes in Iran cannot reach dal1: blocked there (weight 2 + 2 of 3).
-    for name in ["ir-1", "ir-2"] {
-        let probe = app
-            .admin_post(
-                "/api/v1/admin/probes",
-                &json!({ "name": name, "country": "IR" }),
-            )
-            .await;
-        let token = probe.json::<Value>().await.unwrap()["token"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let failed = json!({ "reports": [{ "proxy": "dal1", "reachable": false }] });
-        let reported = app.user_post(&token, "/api/v1/reports", &failed).await;
-        assert_eq!(reported.status(), reqwest::StatusCode::OK);
-    }
+    // Two probes in Iran cannot reach dal1: blocked there.
+    app.block_by_probes("dal1", "IR").await;
     alice_token
 }
 

@@ -460,23 +460,7 @@ async fn the_mirror_carries_blocks_and_an_edge_serves_the_config_of_the_country(
     app.set_proxies(german, &["p1"]).await;
     config_from(&app, &german_token, GERMANY).await;
     app.proxy("p2", 9_842, &[("role", "fallback")]).await;
-    for name in ["ir-1", "ir-2"] {
-        let probe = app
-            .admin_post(
-                "/api/v1/admin/probes",
-                &json!({ "name": name, "country": "IR" }),
-            )
-            .await;
-        let token = probe.json::<Value>().await.unwrap()["token"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let failed = json!({ "reports": [{ "proxy": "p1", "reachable": false }] });
-        assert_eq!(
-            report_from(&app, &token, None, &failed).await.status(),
-            StatusCode::OK
-        );
-    }
+    app.block_by_probes("p1", "IR").await;
     assert_eq!(verdict(&app, "p1", "IR").await["state"], "blocked");
     app.queue_idle().await;
     crate::redis_support::caught_up(&app.url(""), Duration::from_secs(30)).await;

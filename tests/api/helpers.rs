@@ -603,6 +603,27 @@ impl TestApp {
         assert_eq!(response.status(), StatusCode::OK, "set proxies of {user}");
     }
 
+    /// Blocks `proxy` in `country` as the operator's probes would: two probes there (weight
+    /// 2 + 2 of 3) report it unreachable.
+    pub async fn block_by_probes(&self, proxy: &str, country: &str) {
+        for i in 0..2 {
+            let probe = self
+                .admin_post(
+                    "/api/v1/admin/probes",
+                    &serde_json::json!({ "name": format!("{country}-{i}"), "country": country }),
+                )
+                .await;
+            assert_eq!(probe.status(), StatusCode::CREATED);
+            let token = probe.json::<Value>().await.expect("json")["token"]
+                .as_str()
+                .expect("token")
+                .to_string();
+            let failed = serde_json::json!({ "reports": [{ "proxy": proxy, "reachable": false }] });
+            let reported = self.user_post(&token, "/api/v1/reports", &failed).await;
+            assert_eq!(reported.status(), StatusCode::OK);
+        }
+    }
+
     /// A user's proxy names, as the admin API sees them.
     pub async fn user_proxies(&self, id: u64) -> Vec<String> {
         let body = self.admin_json(&format!("/api/v1/admin/users/{id}")).await;

@@ -16,6 +16,7 @@ use crate::helpers::{
     client, error_code, eventually, free_port, names_of, spawn_app_with, verify_with_openssl,
     TestApp,
 };
+use crate::invitations::accept;
 use crate::mail::{app_mailing_to, SmtpSink};
 use crate::redis_support::{caught_up, RedisServer};
 
@@ -32,20 +33,9 @@ async fn fleet_with_inviter(app: &TestApp) -> String {
 
 /// Invites `email` as `token`, expecting 201: the whole answer.
 async fn invite(app: &TestApp, token: &str, email: &str) -> Value {
-    let response = app
-        .user_post(token, "/api/v1/invitations", &json!({ "email": email }))
-        .await;
+    let response = crate::invitations::invite(app, token, email).await;
     assert_eq!(response.status(), StatusCode::CREATED, "invite {email}");
     response.json().await.unwrap()
-}
-
-async fn accept(app: &TestApp, code: &str) -> reqwest::Response {
-    app.send_as(
-        Method::POST,
-        &format!("/api/v1/invitations/{code}/accept"),
-        None,
-    )
-    .await
 }
 
 async fn user_view(app: &TestApp, id: u64) -> Value {

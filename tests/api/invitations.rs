@@ -10,7 +10,7 @@ use crate::helpers::{error_code, spawn_app, spawn_app_with, TestApp, ADMIN_TOKEN
 
 const DAY: Duration = Duration::from_secs(86_400);
 
-async fn invite(app: &TestApp, token: &str, email: &str) -> reqwest::Response {
+pub(crate) async fn invite(app: &TestApp, token: &str, email: &str) -> reqwest::Response {
     app.user_post(token, "/api/v1/invitations", &json!({ "email": email }))
         .await
 }
@@ -24,7 +24,7 @@ async fn invite_ok(app: &TestApp, token: &str, email: &str) -> String {
     body["code"].as_str().unwrap().to_string()
 }
 
-async fn accept(app: &TestApp, code: &str) -> reqwest::Response {
+pub(crate) async fn accept(app: &TestApp, code: &str) -> reqwest::Response {
     app.send_as(
         Method::POST,
         &format!("/api/v1/invitations/{code}/accept"),
