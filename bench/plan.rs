@@ -62,6 +62,7 @@ fn main() {
                     proxies: vec![name.clone()],
                     last_moved_ms: None,
                     blocked_here: Vec::new(),
+                    wanted: 1,
                 }
             })
             .collect();
@@ -76,7 +77,6 @@ fn main() {
         max_moves: usize::MAX,
         drain_after_ms: u64::MAX,
         min_fallback_proxies: 2,
-        fallbacks_per_user: 1,
         provisioning_pending: false,
         retire_hook: false,
     };

@@ -173,6 +173,13 @@ pub struct Config {
     /// Past this suspicion a user is quarantined: it keeps what it has, gets no new proxy and
     /// cannot invite (each block adds 1/n to the n users there who had been given the proxy).
     pub suspicion_threshold: f64,
+    /// A block's blame weighs 1 on each user given the proxy this long before the block or
+    /// less, and `blame_old_weight` on those who had it longer (docs/BLOCKING.md).
+    pub blame_recent_secs: u64,
+    pub blame_old_weight: f64,
+    /// Trust levels 0-4 (`[trust]` table; docs/BLOCKING.md): when they rise, and what each
+    /// level may have.
+    pub trust: TrustRules,
     /// Below this percentage of its limit a proxy counts as idle.
     pub low_water_percent: u32,
     /// Periodic rebalance interval; 0 turns periodic runs off.
@@ -342,6 +349,9 @@ impl Default for Config {
             block_declared_weight: 0.5,
             block_probe_weight: 2.0,
             suspicion_threshold: 1.0 / 3.0,
+            blame_recent_secs: 86_400,
+            blame_old_weight: 0.1,
+            trust: Default::default(),
             low_water_percent: 10,
             rebalance_interval_secs: 60,
             rebalance_hysteresis_secs: 300,
@@ -437,6 +447,7 @@ impl Config {
         let shares = [
             ("block_failure_share", self.block_failure_share),
             ("block_recovery_share", self.block_recovery_share),
+            ("blame_old_weight", self.blame_old_weight),
         ];
         for (name, share) in shares {
             if !(share > 0.0 && share <= 1.0) {
@@ -461,6 +472,7 @@ impl Config {
                     .to_string(),
             );
         }
+        problems.extend(self.trust.problems());
         if self.block_recovery_share > self.block_failure_share {
             problems.push("block_recovery_share must be at most block_failure_share".to_string());
         }
@@ -617,6 +629,66 @@ impl Default for RateLimitSettings {
             // reports come from one address: its burst covers a round of checks).
             report: Limit::new((30, 20), (6, 6)),
         }
+    }
+}
+
+/// The highest trust level (levels are 0 to this).
+pub const TRUST_TOP: u8 = 4;
+
+/// The `[trust]` settings: when levels rise and what each level may have (`fleet::trust`;
+/// defaults and reasons in docs/BLOCKING.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrustRules {
+    /// Days at level n, without a block of a proxy the user knew, before it rises to n + 1.
+    pub rise_days: [u64; TRUST_TOP as usize],
+    /// The lowest level that may invite.
+    pub invite_level: u8,
+    /// The level of accounts an admin (or a sign-up front using the admin API) creates, unless
+    /// the request names one or an inviter.
+    pub created_level: u8,
+    /// The most fallback proxies a user of each level holds (and never more than
+    /// `fallbacks_per_user`).
+    pub fallbacks: [usize; TRUST_TOP as usize + 1],
+    /// The lowest level given a proxy nobody has had yet before proxies others already know.
+    pub fresh_level: u8,
+}
+
+impl Default for TrustRules {
+    fn default() -> TrustRules {
+        TrustRules {
+            rise_days: [2, 4, 8, 16],
+            invite_level: 2,
+            created_level: TRUST_TOP,
+            fallbacks: [1, 1, 2, 2, 3],
+            fresh_level: 3,
+        }
+    }
+}
+
+impl TrustRules {
+    /// What is wrong with these settings, each naming the setting (checked once, at start).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let levels = [
+            ("invite_level", self.invite_level),
+            ("created_level", self.created_level),
+            ("fresh_level", self.fresh_level),
+        ];
+        for (name, level) in levels {
+            if level > TRUST_TOP {
+                problems.push(format!(
+                    "trust.{name} must be a level from 0 to {TRUST_TOP}"
+                ));
+            }
+        }
+        if self.rise_days.contains(&0) {
+            problems.push("trust.rise_days must be at least 1 day each".to_string());
+        }
+        if self.fallbacks.contains(&0) {
+            problems.push("trust.fallbacks must be at least 1 proxy each".to_string());
+        }
+        problems
     }
 }
 

@@ -176,6 +176,86 @@ impl SuspicionView {
     }
 }
 
+/// A user's trust level, what it allows and why it is what it is (docs/BLOCKING.md).
+#[derive(Serialize)]
+pub(crate) struct TrustView {
+    level: u8,
+    /// Since when (unix seconds) it is at this level.
+    since: u64,
+    /// When it rises next without a block of a proxy it knew (null at the top).
+    next_rise_at: Option<u64>,
+    may_invite: bool,
+    /// The most fallback proxies it holds at this level.
+    fallbacks: usize,
+    /// The explicit changes (start, blocks, an operator's), newest last.
+    changes: Vec<TrustChangeView>,
+    why: String,
+}
+
+#[derive(Serialize)]
+struct TrustChangeView {
+    at: u64,
+    from: u8,
+    to: u8,
+    why: String,
+}
+
+impl TrustView {
+    pub(crate) fn of(
+        state: &AppState,
+        user: &crate::fleet::model::User,
+    ) -> crate::error::Result<TrustView> {
+        let now_ms = state.clock.now_ms();
+        let fleet = &state.fleet;
+        let rules = &fleet.settings.trust;
+        let (trust, standing) = fleet.trust_of(user, now_ms)?;
+        let may_invite = standing.level >= rules.invite_level;
+        let fallbacks = fleet.wanted_at(standing.level);
+        let days = now_ms.saturating_sub(standing.since_ms) / 86_400_000;
+        let rise = match standing.next_rise_ms {
+            Some(at) => format!(
+                "; it rises to {} at {} unless a proxy it was given is blocked",
+                standing.level + 1,
+                crate::mail::format_time(at)
+            ),
+            None => " (the top)".to_string(),
+        };
+        let invite = if may_invite {
+            "may invite".to_string()
+        } else {
+            format!("may invite from level {}", rules.invite_level)
+        };
+        let why = format!(
+            "level {} for {days} days{rise}; {invite}; holds up to {fallbacks} fallback proxies",
+            standing.level
+        );
+        Ok(TrustView {
+            level: standing.level,
+            since: standing.since_ms / 1000,
+            next_rise_at: standing.next_rise_ms.map(|t| t / 1000),
+            may_invite,
+            fallbacks,
+            changes: trust
+                .changes
+                .into_iter()
+                .map(|c| TrustChangeView {
+                    at: c.at_ms / 1000,
+                    from: c.from,
+                    to: c.to,
+                    why: c.why,
+                })
+                .collect(),
+            why,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrustBody {
+    level: u8,
+}
+
 #[derive(Serialize)]
 struct Suspect {
     user: UserId,
@@ -299,10 +379,18 @@ pub fn routes(
         .and(warp::post())
         .and(with_state(&state))
         .and_then(clear_suspicion);
+    let set_trust = admin_base
+        .clone()
+        .and(warp::path!("users" / UserId / "trust"))
+        .and(warp::put())
+        .and(json_body::<TrustBody>(limit))
+        .and(with_state(&state))
+        .and_then(set_trust);
     endpoints! {
         POST "/api/v1/reports" => report,
         GET "/api/v1/admin/suspects" => suspects,
         POST "/api/v1/admin/users/{id}/suspicion/clear" => clear,
+        PUT "/api/v1/admin/users/{id}/trust" => set_trust,
         GET "/api/v1/admin/blocking" => verdicts,
         GET "/api/v1/admin/proxies/{name}/blocking" => of_proxy,
         POST "/api/v1/admin/probes" => create_probe,
@@ -473,7 +561,7 @@ async fn proxy_verdicts(name: String, state: Arc<AppState>) -> Result<Route, Rej
 }
 
 async fn suspects(query: SuspectQuery, state: Arc<AppState>) -> Result<Route, Rejection> {
-    let threshold = state.fleet.settings.suspicion_threshold;
+    let threshold = state.fleet.settings.blame.threshold;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     let mut suspects = Vec::new();
     for (id, suspicion) in state.fleet.suspects(limit).map_err(reject)? {
@@ -499,10 +587,27 @@ async fn clear_suspicion(id: UserId, state: Arc<AppState>) -> Result<Route, Reje
         .clear_suspicion(id, state.clock.now_ms())
         .await
         .map_err(reject)?;
-    let threshold = state.fleet.settings.suspicion_threshold;
+    let threshold = state.fleet.settings.blame.threshold;
     Ok(json(
         StatusCode::OK,
         &SuspicionView::new(suspicion, threshold),
+    ))
+}
+
+async fn set_trust(id: UserId, body: TrustBody, state: Arc<AppState>) -> Result<Route, Rejection> {
+    state
+        .fleet
+        .set_trust_level(id, body.level, state.clock.now_ms())
+        .await
+        .map_err(reject)?;
+    let user = state
+        .fleet
+        .user(id)
+        .map_err(reject)?
+        .ok_or_else(|| reject(Error::NotFound(format!("user {id}"))))?;
+    Ok(json(
+        StatusCode::OK,
+        &TrustView::of(&state, &user).map_err(reject)?,
     ))
 }
 

@@ -31,6 +31,9 @@ const CHILDREN_SHOWN: usize = 200;
 struct NewUser {
     email: String,
     invited_by: Option<UserId>,
+    /// The trust level it starts at (default: one below its inviter's, else
+    /// `trust.created_level`). A sign-up front for strangers passes 0.
+    level: Option<u8>,
 }
 
 #[derive(Deserialize)]
@@ -147,6 +150,8 @@ struct UserDetail {
     country: Option<String>,
     /// Blocks it was blamed for, and whether it is quarantined (docs/BLOCKING.md).
     suspicion: crate::api::blocking::SuspicionView,
+    /// Its trust level, what the level allows, and why.
+    trust: crate::api::blocking::TrustView,
 }
 
 #[derive(Serialize)]
@@ -306,7 +311,7 @@ async fn create_user(body: NewUser, state: Arc<AppState>) -> Result<Route, Rejec
     let email = Email::parse(&body.email).map_err(reject)?;
     let created = state
         .fleet
-        .create_user(&email, body.invited_by, state.clock.now_ms())
+        .create_user(&email, body.invited_by, body.level, state.clock.now_ms())
         .await
         .map_err(reject)?;
     Ok(created_reply(&state, created))
@@ -381,8 +386,9 @@ async fn user_detail(id: UserId, state: Arc<AppState>) -> Result<Route, Rejectio
                 .suspicion(id)
                 .map_err(reject)?
                 .unwrap_or_default(),
-            state.fleet.settings.suspicion_threshold,
+            state.fleet.settings.blame.threshold,
         ),
+        trust: crate::api::blocking::TrustView::of(&state, &user).map_err(reject)?,
     };
     Ok(json(StatusCode::OK, &detail))
 }

@@ -200,6 +200,7 @@ impl Billing {
             candidates.push(Candidate {
                 limit: proxy.limit,
                 load: u64::from(proxy.clients).max(linked),
+                floor: None, // Pro proxies go to paying users, whatever their level
                 name: proxy.name.clone(),
             });
         }

@@ -243,6 +243,7 @@ mod tests {
             name: ProxyName::parse(name).unwrap(),
             limit,
             load,
+            floor: None,
         }
     }
 

@@ -79,31 +79,42 @@ impl Fleet {
         Ok(moved)
     }
 
-    /// Blames, for an equal share of the block, the users in its country who had ever been
-    /// given the proxy (the exposure index: the censor may have learnt it from one who holds
-    /// it no longer).
+    /// Blames the users in the block's country who had ever been given the proxy (the
+    /// exposure index: the censor may have learnt it from one who holds it no longer), each
+    /// for its share (`suspicion::shares`: those given it recently weigh most), and lowers
+    /// each one's trust level by one (`trust.rs`).
     async fn blame_for(&self, block: &Block<'_>, now_ms: u64) -> Result<()> {
         let mut there = Vec::new();
-        for id in super::exposure::users_given(&self.store, block.proxy)? {
+        for (id, given_ms) in super::exposure::last_given(&self.store, block.proxy)? {
             if self.country_of(id)?.as_deref() == Some(block.country) {
-                there.push(id);
+                there.push((id, given_ms));
             }
         }
-        if there.is_empty() {
-            return Ok(());
-        }
-        let share = 1.0 / there.len() as f64;
-        let threshold = self.settings.suspicion_threshold;
-        for chunk in there.chunks(USERS_PER_TRANSACTION) {
+        let shares = super::suspicion::shares(&there, block.blocked_ms, &self.settings.blame);
+        let rules = &self.settings.trust;
+        for chunk in shares.chunks(USERS_PER_TRANSACTION) {
             self.store.transaction(|tx| {
-                for id in chunk {
+                for &(id, share) in chunk {
                     let blame = super::suspicion::Blame {
                         proxy: block.proxy.to_string(),
                         country: block.country.to_string(),
                         blocked_ms: block.blocked_ms,
                         share,
                     };
-                    super::suspicion::blame(tx, *id, blame, threshold, now_ms)?;
+                    let threshold = self.settings.blame.threshold;
+                    if !super::suspicion::blame(tx, id, blame, threshold, now_ms)?.counted {
+                        continue; // this block was counted already: lowered once
+                    }
+                    let Some(user) = tx.get::<User>(TreeId::Users, id.key())? else {
+                        continue;
+                    };
+                    let mut trust = super::trust::read(tx, id, user.created_ms)?;
+                    let why = format!(
+                        "proxy {} it had been given is blocked in {}",
+                        block.proxy, block.country
+                    );
+                    trust.lower(rules, why, now_ms);
+                    tx.put(TreeId::TrustLevels, id.key(), &trust)?;
                 }
                 Ok(())
             })?;

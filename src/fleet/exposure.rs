@@ -138,6 +138,25 @@ pub fn users_given(store: &Store, proxy: &str) -> Result<Vec<UserId>> {
     Ok(users)
 }
 
+/// Every user ever given `proxy`, with when each was last given it.
+pub fn last_given(store: &Store, proxy: &str) -> Result<Vec<(UserId, u64)>> {
+    let mut prefix = proxy.as_bytes().to_vec();
+    prefix.push(0);
+    let mut given = Vec::new();
+    for item in store.scan_from::<Exposure>(TreeId::ProxyExposure, &prefix) {
+        let (key, exposure) = item?;
+        if !key.starts_with(&prefix) {
+            break;
+        }
+        let Some(user) = key_u64(&key[prefix.len()..]).map(UserId) else {
+            continue;
+        };
+        let at = exposure.periods.last().map_or(0, |p| p.from_ms);
+        given.push((user, at));
+    }
+    Ok(given)
+}
+
 fn chain(store: &Store, user: &User) -> Result<Vec<UserId>> {
     let mut inviters = Vec::new();
     let mut next = user.invited_by;

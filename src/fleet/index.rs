@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::policy::Candidate;
+use super::policy::{Candidate, Fit};
+use super::trust;
 use crate::error::Result;
 use crate::registry::model::ProxyName;
 
@@ -59,17 +60,28 @@ struct Built {
 
 /// The candidates by name and by headroom, so a placement looks at a few of them, not all:
 /// scanning 10,000 for each of a user's proxies (and copying them when two requests held the
-/// list at once) was most of a sign-up's time with 10,000 proxies.
+/// list at once) was most of a sign-up's time with 10,000 proxies. Kept apart by floor (the
+/// lowest level a proxy was given to), so a placement by level looks at each floor's best.
 struct Candidates {
     by_name: HashMap<ProxyName, Candidate>,
-    /// (headroom, name), most headroom last; ties by name, smallest last, as
-    /// `policy::least_loaded` breaks them.
-    by_headroom: BTreeSet<(i64, std::cmp::Reverse<ProxyName>)>,
+    /// Per floor (index 0: fresh, 1 + n: floor n): (headroom, name), most headroom last; ties
+    /// by name, smallest last, as `policy::best_for` breaks them.
+    by_headroom: [BTreeSet<(i64, std::cmp::Reverse<ProxyName>)>; FLOORS],
+}
+
+/// Fresh, and each level.
+const FLOORS: usize = 1 + trust::TOP as usize + 1;
+
+fn bucket(floor: Option<u8>) -> usize {
+    floor.map_or(0, |f| 1 + usize::from(f.min(trust::TOP)))
 }
 
 impl Candidates {
     fn new(list: Vec<Candidate>) -> Candidates {
-        let by_headroom = list.iter().map(Candidates::order_key).collect();
+        let mut by_headroom: [BTreeSet<_>; FLOORS] = Default::default();
+        for candidate in &list {
+            by_headroom[bucket(candidate.floor)].insert(Candidates::order_key(candidate));
+        }
         let by_name = list.into_iter().map(|c| (c.name.clone(), c)).collect();
         Candidates {
             by_name,
@@ -85,14 +97,34 @@ impl Candidates {
     }
 
     /// Enough candidates for `policy::choose` to pick `count` proxies with `named` (the
-    /// ancestry's proxies) in view: the ones named, and the `2 * count` with most headroom
-    /// (at most `count - 1` chosen ones are passed over before each pick).
-    fn shortlist(&self, named: &[&ProxyName], count: usize) -> Vec<Candidate> {
-        let mut list: Vec<Candidate> = self
-            .by_headroom
-            .iter()
-            .rev()
-            .take(2 * count)
+    /// ancestry's proxies) in view: the ones named, and the `2 * count` best (at most
+    /// `count - 1` chosen ones are passed over before each pick). Without a fit, the most
+    /// headroom of every floor; with one, floor after floor in the fit's order, those with room.
+    fn shortlist(&self, named: &[&ProxyName], count: usize, fit: Option<Fit>) -> Vec<Candidate> {
+        let wanted = 2 * count;
+        let mut keys: Vec<&(i64, std::cmp::Reverse<ProxyName>)> = Vec::new();
+        match fit {
+            None => {
+                for floor in &self.by_headroom {
+                    keys.extend(floor.iter().rev().take(wanted));
+                }
+                keys.sort_by(|a, b| b.cmp(a));
+                keys.truncate(wanted);
+            }
+            Some(fit) => {
+                let mut floors: Vec<usize> = (0..FLOORS).collect();
+                floors.sort_by_key(|&i| fit.rank(i.checked_sub(1).map(|f| f as u8)));
+                for i in floors {
+                    let room = self.by_headroom[i].iter().rev().take_while(|k| k.0 > 0);
+                    keys.extend(room.take(wanted - keys.len()));
+                    if keys.len() >= wanted {
+                        break;
+                    }
+                }
+            }
+        }
+        let mut list: Vec<Candidate> = keys
+            .into_iter()
             .filter_map(|(_, name)| self.by_name.get(&name.0).cloned())
             .collect();
         for name in named {
@@ -105,11 +137,15 @@ impl Candidates {
         list
     }
 
-    fn count_in(&mut self, name: &ProxyName) {
+    /// A placement gave `name` to a user of `level` (None: levels not in play).
+    fn count_in(&mut self, name: &ProxyName, level: Option<u8>) {
         if let Some(candidate) = self.by_name.get_mut(name) {
-            self.by_headroom.remove(&Candidates::order_key(candidate));
+            self.by_headroom[bucket(candidate.floor)].remove(&Candidates::order_key(candidate));
             candidate.load += 1;
-            self.by_headroom.insert(Candidates::order_key(candidate));
+            if let Some(level) = level {
+                candidate.floor = Some(candidate.floor.map_or(level, |f| f.min(level)));
+            }
+            self.by_headroom[bucket(candidate.floor)].insert(Candidates::order_key(candidate));
         }
     }
 }
@@ -117,7 +153,7 @@ impl Candidates {
 impl CandidateIndex {
     /// Chooses proxies for one new user and counts them in, in one step (two sign-ups at
     /// once do not both take a proxy's last slot). `choose` gets the shortlist for
-    /// `count` proxies with `named` in view. The index is rebuilt with `read` first if the
+    /// `count` proxies with `named` in view, best by `fit` (the user's level). The index is rebuilt with `read` first if the
     /// live set or a role changed (`generation` is the registry's) or it is older than
     /// `MAX_AGE`.
     pub fn place(
@@ -126,6 +162,7 @@ impl CandidateIndex {
         read: impl FnOnce() -> Result<Vec<Candidate>>,
         named: &[&ProxyName],
         count: usize,
+        fit: Option<Fit>,
         choose: impl FnOnce(&[Candidate]) -> Vec<ProxyName>,
     ) -> Result<(Vec<ProxyName>, Pending)> {
         let key = (generation, self.epoch.load(Ordering::Acquire));
@@ -140,9 +177,9 @@ impl CandidateIndex {
         let mut state = self.lock();
         let chosen = match state.built.as_mut() {
             Some(built) => {
-                let chosen = choose(&built.candidates.shortlist(named, count));
+                let chosen = choose(&built.candidates.shortlist(named, count, fit));
                 for name in &chosen {
-                    built.candidates.count_in(name);
+                    built.candidates.count_in(name, fit.map(|f| f.level));
                 }
                 chosen
             }
@@ -206,6 +243,7 @@ mod tests {
             name: ProxyName::parse(name).unwrap(),
             limit: 10,
             load,
+            floor: None,
         }
     }
 
@@ -222,29 +260,29 @@ mod tests {
             Ok(vec![candidate("a", 1), candidate("b", 5)])
         };
         let least_loaded =
-            |list: &[Candidate]| policy::choose(AssignmentPolicy::LeastLoaded, 1, &[], list);
+            |list: &[Candidate]| policy::choose(AssignmentPolicy::LeastLoaded, 1, &[], list, None);
         assert_eq!(
-            index.place(1, read, &[], 1, least_loaded).unwrap().0,
+            index.place(1, read, &[], 1, None, least_loaded).unwrap().0,
             names(&["a"])
         );
         assert_eq!(
-            index.place(1, read, &[], 1, least_loaded).unwrap().0,
+            index.place(1, read, &[], 1, None, least_loaded).unwrap().0,
             names(&["a"])
         );
         assert_eq!(reads.get(), 1, "cached");
         // a: 1 + 2 placed = 3 of 10; then 4 more make it busier than b (5).
         for _ in 0..3 {
-            index.place(1, read, &[], 1, least_loaded).unwrap();
+            index.place(1, read, &[], 1, None, least_loaded).unwrap();
         }
         assert_eq!(
-            index.place(1, read, &[], 1, least_loaded).unwrap().0,
+            index.place(1, read, &[], 1, None, least_loaded).unwrap().0,
             names(&["b"]),
             "placements count in"
         );
-        index.place(2, read, &[], 1, least_loaded).unwrap();
+        index.place(2, read, &[], 1, None, least_loaded).unwrap();
         assert_eq!(reads.get(), 2, "a proxy came or went");
         index.invalidate();
-        index.place(2, read, &[], 1, least_loaded).unwrap();
+        index.place(2, read, &[], 1, None, least_loaded).unwrap();
         assert_eq!(reads.get(), 3, "a role changed");
     }
 
@@ -264,6 +302,7 @@ mod tests {
                 name: ProxyName::parse(&format!("p{i}")).unwrap(),
                 limit: 1 + next(12) as u32,
                 load: next(10),
+                floor: [None, Some(0), Some(2), Some(4)][next(4) as usize],
             })
             .collect();
         let index = std::sync::Arc::new(CandidateIndex::default());
@@ -284,20 +323,29 @@ mod tests {
                 })
                 .collect();
             let named: Vec<&ProxyName> = ancestry.iter().flatten().collect();
-            let expected = policy::choose(policy, count, &ancestry, &whole);
+            let fit = (policy == AssignmentPolicy::Trust && round % 3 != 0).then(|| policy::Fit {
+                level: next(5) as u8,
+                fresh_level: 3,
+            });
+            let expected = policy::choose(policy, count, &ancestry, &whole, fit);
             let chosen = index
                 .place(
                     1,
                     || unreachable!(),
                     &named,
                     count,
-                    |list| policy::choose(policy, count, &ancestry, list),
+                    fit,
+                    |list| policy::choose(policy, count, &ancestry, list, fit),
                 )
                 .unwrap()
                 .0;
             assert_eq!(chosen, expected, "round {round}");
             for name in &chosen {
-                whole.iter_mut().find(|c| &c.name == name).unwrap().load += 1;
+                let given = whole.iter_mut().find(|c| &c.name == name).unwrap();
+                given.load += 1;
+                if let Some(fit) = fit {
+                    given.floor = Some(given.floor.map_or(fit.level, |f| f.min(fit.level)));
+                }
             }
         }
         assert!(
@@ -312,18 +360,23 @@ mod tests {
     fn a_refresh_waits_for_the_placements_on_their_way() {
         let index = std::sync::Arc::new(CandidateIndex::default());
         let stored = || Ok(vec![candidate("a", 9)]);
-        let one = |list: &[Candidate]| policy::choose(AssignmentPolicy::LeastLoaded, 1, &[], list);
-        let (chosen, pending) = index.place(1, stored, &[], 1, one).unwrap();
+        let one =
+            |list: &[Candidate]| policy::choose(AssignmentPolicy::LeastLoaded, 1, &[], list, None);
+        let (chosen, pending) = index.place(1, stored, &[], 1, None, one).unwrap();
         assert_eq!(chosen, names(&["a"]));
         index.refresh(1, stored).unwrap();
         assert!(
-            index.place(1, stored, &[], 1, one).unwrap().0.is_empty(),
+            index
+                .place(1, stored, &[], 1, None, one)
+                .unwrap()
+                .0
+                .is_empty(),
             "a is full: 9 stored and 1 on its way"
         );
         drop(pending);
         index.refresh(1, || Ok(vec![candidate("a", 5)])).unwrap();
         assert_eq!(
-            index.place(1, stored, &[], 1, one).unwrap().0,
+            index.place(1, stored, &[], 1, None, one).unwrap().0,
             names(&["a"])
         );
     }

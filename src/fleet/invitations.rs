@@ -182,14 +182,16 @@ impl Fleet {
         let code = new_code();
         let token = self.invitee_token(&code);
         let rules = self.settings.invitations;
+        let level = self.starting_level(None, Some(inviter.id), now_ms)?;
         // Held until the commit, so concurrent invitations and sign-ups see the slots taken.
-        let (proxies, _placed) = self.initial_proxies(Some(inviter.id), now_ms)?;
+        let (proxies, _placed) = self.initial_proxies(Some(inviter.id), level, now_ms)?;
         let invited = self.store.transaction(|tx| {
             let Some(inviter) = tx.get::<User>(TreeId::Users, inviter.id.key())? else {
                 return abort(Error::NotFound(format!("user {}", inviter.id)));
             };
             inviter.check_enabled().or_else(abort)?;
             super::suspicion::refuse_quarantined(tx, inviter.id)?;
+            super::trust::refuse_inviting(tx, &inviter, &self.settings.trust, now_ms)?;
             let mut ledger = Ledger::read(tx, inviter.id)?;
             let quota = ledger.quota(&inviter, &rules, now_ms);
             if let Some(next) = quota.next_allowed_at {
@@ -214,7 +216,7 @@ impl Fleet {
             }
             let invitee = self
                 .new_users
-                .create_pending_in(tx, email, inviter.id, &proxies, &token, now_ms)?;
+                .create_pending_in(tx, email, inviter.id, level, &proxies, &token, now_ms)?;
             let invitation = Invitation {
                 code: code.clone(),
                 inviter: inviter.id,
@@ -282,8 +284,9 @@ impl Fleet {
             refuse_unusable(&invitation, inviter.as_ref(), now_ms)?;
         }
         let made_before_pending = invitation.invitee.is_none();
+        let level = self.starting_level(None, Some(invitation.inviter), now_ms)?;
         let placed = if unused && made_before_pending {
-            Some(self.initial_proxies(Some(invitation.inviter), now_ms)?)
+            Some(self.initial_proxies(Some(invitation.inviter), level, now_ms)?)
         } else {
             None
         };
@@ -318,6 +321,7 @@ impl Fleet {
                     tx,
                     &invitation.email,
                     Some(invitation.inviter),
+                    level,
                     proxies,
                     &token,
                     now_ms,

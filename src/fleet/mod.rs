@@ -15,6 +15,7 @@ pub mod policy;
 pub mod proxy_actions;
 pub mod rebalance;
 pub mod suspicion;
+pub mod trust;
 pub mod users;
 
 use crate::queue::TaskKind;
@@ -48,8 +49,9 @@ pub struct FleetSettings {
     pub provision_command: Option<String>,
     pub retire_command: Option<String>,
     pub invitations: invitations::InvitationRules,
-    /// Past this, a user is quarantined (`suspicion.rs`).
-    pub suspicion_threshold: f64,
+    /// How a block's blame is shared, and past what a user is quarantined (`suspicion.rs`).
+    pub blame: suspicion::BlameRules,
+    pub trust: trust::TrustRules,
 }
 
 impl FleetSettings {
@@ -66,7 +68,12 @@ impl FleetSettings {
                 per_period: config.invitations_per_period,
                 pro_per_period: config.pro_invitations_per_period,
             },
-            suspicion_threshold: config.suspicion_threshold,
+            blame: suspicion::BlameRules {
+                threshold: config.suspicion_threshold,
+                recent_ms: config.blame_recent_secs.saturating_mul(1000),
+                old_weight: config.blame_old_weight,
+            },
+            trust: config.trust.clone(),
         }
     }
 }
@@ -112,6 +119,7 @@ impl Fleet {
         let new_users = users::NewUsers {
             queue: queue.clone(),
             fallbacks_per_user: settings.fallbacks_per_user,
+            trust: settings.trust.clone(),
         };
         Fleet {
             sign_ups: new_users.clone().combiner(store.clone()),

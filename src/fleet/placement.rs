@@ -4,14 +4,13 @@
 //! loses users. Each of those queues a `fleet.place_unplaced` task (one per second at most,
 //! run when that second ends, so a proxy changing its capacity at every heartbeat cannot flood
 //! the queue); the task gives every
-//! waiting user proxies with headroom, least loaded first, counting each placement in the
+//! waiting user proxies with headroom, best for its trust level first (`policy::Fit`), counting each placement in the
 //! loads the next one sees, and stops when the room is gone.
 
 use super::links::set_proxies;
 use super::model::{ProxyName, User, UserId, UserStatus};
-use super::policy::{least_loaded, Candidate};
-use super::Fleet;
-use crate::distribution::blocked::BlockedSet;
+use super::policy::{best_for, Candidate};
+use super::{trust, Fleet};
 use crate::error::Result;
 use crate::queue::{NewTask, Queue, TaskKind};
 use crate::store::codec::{key_u64, u64_key};
@@ -35,7 +34,6 @@ impl Fleet {
         if self.store.first_key(TreeId::NeedsFallback)?.is_none() {
             return Ok(0); // nobody waits: not even the proxies are read
         }
-        let per_user = self.settings.fallbacks_per_user;
         // Read fresh: room just appeared (a capacity raised, a role set) that the index may
         // not show yet.
         let mut candidates = self.read_candidates(now_ms)?;
@@ -57,7 +55,7 @@ impl Fleet {
                 let mut loads = candidates.clone();
                 let mut round = Vec::new();
                 for id in &waiting {
-                    if place(tx, *id, &mut loads, &self.blocked, per_user, now_ms)? {
+                    if self.place(tx, *id, &mut loads, now_ms)? {
                         round.push(*id);
                     }
                 }
@@ -72,57 +70,58 @@ impl Fleet {
     }
 }
 
-/// Gives one waiting user the proxies it lacks, from those with room and not blocked in its
-/// country; true if it got any.
-fn place(
-    tx: &Tx,
-    id: UserId,
-    loads: &mut [Candidate],
-    blocked: &BlockedSet,
-    per_user: usize,
-    now_ms: u64,
-) -> TxResult<bool> {
-    let Some(mut user) = tx.get::<User>(TreeId::Users, id.key())? else {
-        tx.remove(TreeId::NeedsFallback, id.key())?;
-        return Ok(false);
-    };
-    if user.status != UserStatus::Active {
-        return Ok(false); // a disabled user waits until enabled again
-    }
-    if super::suspicion::is_quarantined(tx, id)? {
-        return Ok(false); // waits until an admin clears it
-    }
-    let country = tx.get::<String>(TreeId::UserCountries, id.key())?;
-    let blocked_there: Vec<ProxyName> = blocked
-        .in_country(country.as_deref())
-        .iter()
-        .filter_map(|name| ProxyName::parse(name).ok())
-        .collect();
-    let mut proxies = user.proxies.clone();
-    while proxies.len() < per_user {
-        let excluded: Vec<ProxyName> = blocked_there.iter().chain(&proxies).cloned().collect();
-        let Some(best) = least_loaded(loads, &excluded) else {
-            break;
+impl Fleet {
+    /// Gives one waiting user the proxies it lacks (as many as its level holds), from those
+    /// with room and not blocked in its country, best for its level first; true if it got any.
+    fn place(&self, tx: &Tx, id: UserId, loads: &mut [Candidate], now_ms: u64) -> TxResult<bool> {
+        let Some(mut user) = tx.get::<User>(TreeId::Users, id.key())? else {
+            tx.remove(TreeId::NeedsFallback, id.key())?;
+            return Ok(false);
         };
-        let name = best.name.clone();
-        if let Some(chosen) = loads.iter_mut().find(|c| c.name == name) {
-            chosen.load += 1;
+        if user.status != UserStatus::Active {
+            return Ok(false); // a disabled user waits until enabled again
         }
-        proxies.push(name);
+        if super::suspicion::is_quarantined(tx, id)? {
+            return Ok(false); // waits until an admin clears it
+        }
+        let level = trust::level_of(tx, id, user.created_ms, &self.settings.trust, now_ms)?;
+        let per_user = self.wanted_at(level);
+        let fit = self.fit(level);
+        let country = tx.get::<String>(TreeId::UserCountries, id.key())?;
+        let blocked_there: Vec<ProxyName> = self
+            .blocked
+            .in_country(country.as_deref())
+            .iter()
+            .filter_map(|name| ProxyName::parse(name).ok())
+            .collect();
+        let mut proxies = user.proxies.clone();
+        while proxies.len() < per_user {
+            let excluded: Vec<ProxyName> = blocked_there.iter().chain(&proxies).cloned().collect();
+            let Some(best) = best_for(loads, &excluded, fit) else {
+                break;
+            };
+            let name = best.name.clone();
+            if let Some(chosen) = loads.iter_mut().find(|c| c.name == name) {
+                chosen.load += 1;
+                chosen.floor = Some(chosen.floor.map_or(level, |f| f.min(level)));
+            }
+            proxies.push(name);
+        }
+        let got_any = proxies.len() > user.proxies.len();
+        let complete = proxies.len() >= per_user;
+        if got_any {
+            trust::note_given(tx, &proxies, level)?;
+            set_proxies(
+                tx,
+                &mut user,
+                proxies,
+                "room appeared on a fallback proxy",
+                now_ms,
+            )?;
+        }
+        if complete {
+            tx.remove(TreeId::NeedsFallback, id.key())?;
+        }
+        Ok(got_any)
     }
-    let got_any = proxies.len() > user.proxies.len();
-    let complete = proxies.len() >= per_user;
-    if got_any {
-        set_proxies(
-            tx,
-            &mut user,
-            proxies,
-            "room appeared on a fallback proxy",
-            now_ms,
-        )?;
-    }
-    if complete {
-        tx.remove(TreeId::NeedsFallback, id.key())?;
-    }
-    Ok(got_any)
 }

@@ -14,6 +14,9 @@ pub struct Candidate {
     pub limit: u32,
     /// max(reported clients, linked users): whichever says it is busier.
     pub load: u64,
+    /// The lowest trust level of a user it was ever given to; None while nobody has had it
+    /// (a fresh proxy, unknown to everyone).
+    pub floor: Option<u8>,
 }
 
 impl Candidate {
@@ -22,29 +25,68 @@ impl Candidate {
     }
 }
 
-/// The candidate with the most headroom (> 0) that is not in `exclude` (ties: by name, so the
-/// choice is stable).
+/// Which proxies suit a user of a trust level (`trust.rs`): those users of its own level
+/// already know first, so a level's users share what they know and a newcomer gives away
+/// only what newcomers had. Then, for the levels from `fresh_level` up, proxies nobody has had
+/// yet; for the lower levels, proxies lower levels know (the closest first), and only then a
+/// fresh one. Last, proxies known only to higher levels: giving one to a lower level exposes
+/// the users trusted most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fit {
+    pub level: u8,
+    pub fresh_level: u8,
+}
+
+impl Fit {
+    /// Lower is better.
+    pub fn rank(&self, floor: Option<u8>) -> u8 {
+        let level = self.level;
+        match floor {
+            Some(f) if f == level => 0,
+            None if level >= self.fresh_level => 1,
+            Some(f) if f < level => 2 + (level - f),
+            None => 7,
+            Some(f) => 8 + (f - level),
+        }
+    }
+}
+
+/// The best candidate with headroom (> 0) that is not in `exclude`: by `fit` when given, then
+/// the most headroom (ties: by name, so the choice is stable).
+pub fn best_for<'a>(
+    candidates: &'a [Candidate],
+    exclude: &[ProxyName],
+    fit: Option<Fit>,
+) -> Option<&'a Candidate> {
+    let rank = |c: &Candidate| fit.map_or(0, |f| f.rank(c.floor));
+    candidates
+        .iter()
+        .filter(|c| !exclude.contains(&c.name) && c.headroom() > 0)
+        .min_by(|a, b| {
+            rank(a)
+                .cmp(&rank(b))
+                .then_with(|| b.headroom().cmp(&a.headroom()))
+                .then_with(|| a.name.cmp(&b.name))
+        })
+}
+
+/// The candidate with the most headroom (> 0) that is not in `exclude`, whatever the levels.
 pub fn least_loaded<'a>(
     candidates: &'a [Candidate],
     exclude: &[ProxyName],
 ) -> Option<&'a Candidate> {
-    candidates
-        .iter()
-        .filter(|c| !exclude.contains(&c.name) && c.headroom() > 0)
-        .max_by(|a, b| {
-            a.headroom()
-                .cmp(&b.headroom())
-                .then_with(|| b.name.cmp(&a.name))
-        })
+    best_for(candidates, exclude, None)
 }
 
 /// Picks `count` fallback proxies. `ancestry` is the proxy lists (newest last) of the inviter,
-/// then the inviter's inviter, and so on up the trust graph.
+/// then the inviter's inviter, and so on up the trust graph. Under the trust policy the rest
+/// are chosen by `fit` (the user's level); `least_loaded` ignores levels.
 pub fn choose(
     policy: AssignmentPolicy,
     count: usize,
     ancestry: &[Vec<ProxyName>],
     candidates: &[Candidate],
+    fit: Option<Fit>,
 ) -> Vec<ProxyName> {
     let mut chosen: Vec<ProxyName> = Vec::with_capacity(count);
     if policy == AssignmentPolicy::Trust {
@@ -60,8 +102,9 @@ pub fn choose(
             chosen.push(inherited.clone());
         }
     }
+    let fit = fit.filter(|_| policy == AssignmentPolicy::Trust);
     while chosen.len() < count {
-        match least_loaded(candidates, &chosen) {
+        match best_for(candidates, &chosen, fit) {
             Some(candidate) => chosen.push(candidate.name.clone()),
             None => break,
         }
@@ -78,6 +121,7 @@ mod tests {
             name: ProxyName::parse(name).unwrap(),
             limit,
             load,
+            floor: None,
         }
     }
 
@@ -95,11 +139,11 @@ mod tests {
             names(&["b"]),
         ];
         assert_eq!(
-            choose(AssignmentPolicy::Trust, 1, &ancestry, &candidates),
+            choose(AssignmentPolicy::Trust, 1, &ancestry, &candidates, None),
             names(&["c"])
         );
         assert_eq!(
-            choose(AssignmentPolicy::Trust, 2, &ancestry, &candidates),
+            choose(AssignmentPolicy::Trust, 2, &ancestry, &candidates, None),
             names(&["c", "b"])
         );
     }
@@ -109,18 +153,30 @@ mod tests {
         let candidates = [c("a", 10, 9), c("b", 100, 50), c("c", 10, 5)];
         let ancestry = [names(&["a"])];
         assert_eq!(
-            choose(AssignmentPolicy::Trust, 1, &[], &candidates),
+            choose(AssignmentPolicy::Trust, 1, &[], &candidates, None),
             names(&["b"])
         );
         assert_eq!(
-            choose(AssignmentPolicy::LeastLoaded, 1, &ancestry, &candidates),
+            choose(
+                AssignmentPolicy::LeastLoaded,
+                1,
+                &ancestry,
+                &candidates,
+                None
+            ),
             names(&["b"])
         );
         assert_eq!(
-            choose(AssignmentPolicy::LeastLoaded, 5, &ancestry, &candidates),
+            choose(
+                AssignmentPolicy::LeastLoaded,
+                5,
+                &ancestry,
+                &candidates,
+                None
+            ),
             names(&["b", "c", "a"])
         );
-        assert!(choose(AssignmentPolicy::LeastLoaded, 1, &ancestry, &[]).is_empty());
+        assert!(choose(AssignmentPolicy::LeastLoaded, 1, &ancestry, &[], None).is_empty());
     }
 
     #[test]
@@ -129,13 +185,60 @@ mod tests {
         let ancestry = [names(&["room", "full"])];
         // The inviter's newest proxy is full: the older one it also holds, then the rest.
         assert_eq!(
-            choose(AssignmentPolicy::Trust, 1, &ancestry, &candidates),
+            choose(AssignmentPolicy::Trust, 1, &ancestry, &candidates, None),
             names(&["room"])
         );
         assert_eq!(
-            choose(AssignmentPolicy::Trust, 3, &ancestry, &candidates),
+            choose(AssignmentPolicy::Trust, 3, &ancestry, &candidates, None),
             names(&["room"])
         );
-        assert!(choose(AssignmentPolicy::LeastLoaded, 1, &[], &candidates[..2]).is_empty());
+        assert!(choose(
+            AssignmentPolicy::LeastLoaded,
+            1,
+            &[],
+            &candidates[..2],
+            None
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn a_level_gets_what_its_own_level_knows_and_fresh_proxies_go_up() {
+        let with_floor = |name: &str, load: u64, floor: Option<u8>| Candidate {
+            floor,
+            ..c(name, 10, load)
+        };
+        let candidates = [
+            with_floor("fresh", 0, None),
+            with_floor("newcomers", 8, Some(0)),
+            with_floor("trusted", 5, Some(4)),
+            with_floor("middle", 2, Some(2)),
+        ];
+        let fit = |level| {
+            Some(Fit {
+                level,
+                fresh_level: 3,
+            })
+        };
+        let pick =
+            |level, count| choose(AssignmentPolicy::Trust, count, &[], &candidates, fit(level));
+        assert_eq!(
+            pick(0, 1),
+            names(&["newcomers"]),
+            "busier, but its own level's"
+        );
+        assert_eq!(pick(1, 2), names(&["newcomers", "fresh"]));
+        assert_eq!(pick(2, 3), names(&["middle", "newcomers", "fresh"]));
+        assert_eq!(
+            pick(3, 2),
+            names(&["fresh", "middle"]),
+            "fresh proxies go up"
+        );
+        assert_eq!(pick(4, 2), names(&["trusted", "fresh"]));
+        assert_eq!(
+            choose(AssignmentPolicy::LeastLoaded, 1, &[], &candidates, fit(0)),
+            names(&["fresh"]),
+            "least_loaded ignores levels"
+        );
     }
 }

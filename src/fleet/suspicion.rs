@@ -42,6 +42,39 @@ pub struct Suspicion {
     pub cleared_ms: Option<u64>,
 }
 
+/// How a block's weight (1) is shared among the users there who had been given the proxy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BlameRules {
+    /// Past this score a user is quarantined.
+    pub threshold: f64,
+    /// Users given the proxy this long before the block or less weigh 1 ...
+    pub recent_ms: u64,
+    /// ... and those who had it longer weigh this.
+    pub old_weight: f64,
+}
+
+/// Each user's share of a block: `given` lists the users there with when each was last given
+/// the proxy. A censor blocks what it learns soon after: a proxy that served its users for
+/// weeks and is blocked the day after a newcomer got it was most likely given away by the
+/// newcomer, so the recent ones weigh 1 and the others `old_weight`. The shares sum to 1.
+pub fn shares(given: &[(UserId, u64)], blocked_ms: u64, rules: &BlameRules) -> Vec<(UserId, f64)> {
+    let weight = |given_ms: u64| {
+        if blocked_ms.saturating_sub(given_ms) <= rules.recent_ms {
+            1.0
+        } else {
+            rules.old_weight
+        }
+    };
+    let total: f64 = given.iter().map(|&(_, at)| weight(at)).sum();
+    if total <= 0.0 {
+        return Vec::new();
+    }
+    given
+        .iter()
+        .map(|&(user, at)| (user, weight(at) / total))
+        .collect()
+}
+
 /// True when `user` is quarantined (read in the caller's transaction).
 pub fn is_quarantined(tx: &Tx, user: UserId) -> TxResult<bool> {
     Ok(tx
@@ -62,27 +95,52 @@ pub fn refuse_quarantined(tx: &Tx, user: UserId) -> TxResult<()> {
     Ok(())
 }
 
-/// Blames `user` for its share of a block, once per block. Returns true when this blame put
-/// it in quarantine.
-pub fn blame(tx: &Tx, user: UserId, blame: Blame, threshold: f64, now_ms: u64) -> TxResult<bool> {
+/// What one blame did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blamed {
+    /// False when this block was counted already (a task run twice).
+    pub counted: bool,
+    /// This blame put the user in quarantine.
+    pub quarantined: bool,
+}
+
+/// Blames `user` for its share of a block, once per block.
+pub fn blame(tx: &Tx, user: UserId, blame: Blame, threshold: f64, now_ms: u64) -> TxResult<Blamed> {
     let mut suspicion: Suspicion = tx.get(TreeId::Suspicions, user.key())?.unwrap_or_default();
-    let same = |b: &Blame| {
-        b.proxy == blame.proxy && b.country == blame.country && b.blocked_ms == blame.blocked_ms
+    let Some(quarantined) = suspicion.add(blame, threshold, now_ms) else {
+        return Ok(Blamed {
+            counted: false,
+            quarantined: false,
+        });
     };
-    if suspicion.blames.iter().any(same) {
-        return Ok(false);
-    }
-    suspicion.score += blame.share;
-    suspicion.blames.push(blame);
-    if suspicion.blames.len() > BLAMES_KEPT {
-        suspicion.blames.remove(0);
-    }
-    let newly = suspicion.quarantined_ms.is_none() && suspicion.score > threshold;
-    if newly {
-        suspicion.quarantined_ms = Some(now_ms);
-    }
     tx.put(TreeId::Suspicions, user.key(), &suspicion)?;
-    Ok(newly)
+    Ok(Blamed {
+        counted: true,
+        quarantined,
+    })
+}
+
+impl Suspicion {
+    /// Adds a blame, once per block: None when this block was counted already, else whether
+    /// it put the user in quarantine.
+    pub fn add(&mut self, blame: Blame, threshold: f64, now_ms: u64) -> Option<bool> {
+        let same = |b: &Blame| {
+            b.proxy == blame.proxy && b.country == blame.country && b.blocked_ms == blame.blocked_ms
+        };
+        if self.blames.iter().any(same) {
+            return None;
+        }
+        self.score += blame.share;
+        self.blames.push(blame);
+        if self.blames.len() > BLAMES_KEPT {
+            self.blames.remove(0);
+        }
+        let newly = self.quarantined_ms.is_none() && self.score > threshold;
+        if newly {
+            self.quarantined_ms = Some(now_ms);
+        }
+        Some(newly)
+    }
 }
 
 impl Fleet {
@@ -149,7 +207,8 @@ mod tests {
             quarantined.push(
                 store
                     .transaction(|tx| blame(tx, user, block(proxy, at), 1.0 / 3.0, at))
-                    .unwrap(),
+                    .unwrap()
+                    .quarantined,
             );
         }
         assert_eq!(

@@ -7,6 +7,7 @@ use super::model::{Email, ProxyName, User, UserId, UserStatus};
 use super::policy::{self, Candidate};
 use super::Fleet;
 use crate::changes::ChangeKind;
+use crate::config::AssignmentPolicy;
 use crate::error::{Error, Result};
 use crate::http::TokenHash;
 use crate::queue::Queue;
@@ -60,6 +61,8 @@ pub const SIGN_UPS_PER_TRANSACTION: usize = 128;
 pub struct SignUp {
     pub email: Email,
     pub invited_by: Option<UserId>,
+    /// The trust level it starts at.
+    pub level: u8,
     pub proxies: Vec<ProxyName>,
     pub token: String,
     pub now_ms: u64,
@@ -75,6 +78,7 @@ pub type SignUpOutcome = std::result::Result<User, Error>;
 pub struct NewUsers {
     pub queue: Queue,
     pub fallbacks_per_user: usize,
+    pub trust: super::trust::TrustRules,
 }
 
 impl NewUsers {
@@ -89,7 +93,15 @@ impl NewUsers {
                     .map(|s| match refusal(tx, &s.email, s.invited_by)? {
                         Some(refused) => Ok(Err(refused)),
                         None => self
-                            .create_in(tx, &s.email, s.invited_by, &s.proxies, &s.token, s.now_ms)
+                            .create_in(
+                                tx,
+                                &s.email,
+                                s.invited_by,
+                                s.level,
+                                &s.proxies,
+                                &s.token,
+                                s.now_ms,
+                            )
                             .map(Ok),
                     })
                     .collect()
@@ -97,13 +109,16 @@ impl NewUsers {
         )
     }
 
-    /// Creates a user inside `tx`: unique email, token, first proxies. `proxies` were chosen
-    /// before the transaction (a choice, not an invariant: the rebalancer corrects it).
+    /// Creates a user inside `tx`: unique email, token, trust level, first proxies. `proxies`
+    /// were chosen before the transaction (a choice, not an invariant: the rebalancer
+    /// corrects it).
+    #[allow(clippy::too_many_arguments)] // the fields of the record it makes
     pub fn create_in(
         &self,
         tx: &Tx,
         email: &Email,
         invited_by: Option<UserId>,
+        level: u8,
         proxies: &[ProxyName],
         token: &str,
         now_ms: u64,
@@ -112,7 +127,7 @@ impl NewUsers {
             tx,
             email,
             invited_by,
-            proxies,
+            (level, proxies),
             token,
             UserStatus::Active,
             now_ms,
@@ -124,11 +139,13 @@ impl NewUsers {
     /// Creates an invitee's pending account inside the invitation's transaction: its email,
     /// token and proxies are taken, but it joins the trust graph (and gets its welcome mail
     /// and any missing proxy) only when accepted (`activate_in`).
+    #[allow(clippy::too_many_arguments)] // the fields of the record it makes
     pub fn create_pending_in(
         &self,
         tx: &Tx,
         email: &Email,
         inviter: UserId,
+        level: u8,
         proxies: &[ProxyName],
         token: &str,
         now_ms: u64,
@@ -137,7 +154,7 @@ impl NewUsers {
             tx,
             email,
             Some(inviter),
-            proxies,
+            (level, proxies),
             token,
             UserStatus::Pending,
             now_ms,
@@ -157,7 +174,7 @@ impl NewUsers {
         tx: &Tx,
         email: &Email,
         invited_by: Option<UserId>,
-        proxies: &[ProxyName],
+        (level, proxies): (u8, &[ProxyName]),
         token: &str,
         status: UserStatus,
         now_ms: u64,
@@ -180,6 +197,12 @@ impl NewUsers {
         )? {
             save_user(tx, &user, now_ms)?;
         }
+        let why = match invited_by {
+            Some(inviter) => format!("invited by user {inviter}: one level below its inviter"),
+            None => "created by an operator".to_string(),
+        };
+        super::trust::start(tx, id, level, &why, now_ms)?;
+        super::trust::note_given(tx, proxies, level)?;
         Ok(user)
     }
 
@@ -189,7 +212,8 @@ impl NewUsers {
         if let Some(inviter) = user.invited_by {
             tx.put_marker(TreeId::Invitees, pair_key(inviter.0, user.id.0))?;
         }
-        if user.proxies.len() < self.fallbacks_per_user {
+        let level = super::trust::level_of(tx, user.id, user.created_ms, &self.trust, now_ms)?;
+        if user.proxies.len() < self.trust.fallbacks_for(level, self.fallbacks_per_user) {
             tx.put(TreeId::NeedsFallback, user.id.key(), &now_ms)?;
         }
         let welcome = serde_json::json!({ "email": user.email.as_str() });
@@ -246,6 +270,7 @@ impl Fleet {
             candidates.push(Candidate {
                 limit: proxy.limit(self.settings.max_clients),
                 load: u64::from(proxy.load.clients.unwrap_or(0)).max(assigned),
+                floor: self.floor_of(&proxy.name)?,
                 name: proxy.name.clone(),
             });
         }
@@ -269,23 +294,69 @@ impl Fleet {
         Ok(lists)
     }
 
-    /// The fallback proxies a new user with this inviter gets now; keep the `Pending` until
-    /// the user is committed (or refused).
+    /// The fallback proxies a new user of `level` with this inviter gets now; keep the
+    /// `Pending` until the user is committed (or refused).
     pub fn initial_proxies(
         &self,
         invited_by: Option<UserId>,
+        level: u8,
         now_ms: u64,
     ) -> Result<(Vec<ProxyName>, super::index::Pending)> {
         let ancestry = self.ancestry(invited_by)?;
         let named: Vec<&ProxyName> = ancestry.iter().flatten().collect();
-        let count = self.settings.fallbacks_per_user;
+        let count = self.wanted_at(level);
+        let fit = self.fit(level);
         self.index.place(
             self.registry.generation(),
             || self.read_candidates(now_ms),
             &named,
             count,
-            |shortlist| policy::choose(self.settings.policy, count, &ancestry, shortlist),
+            fit,
+            |shortlist| policy::choose(self.settings.policy, count, &ancestry, shortlist, fit),
         )
+    }
+
+    /// How many fallback proxies a user of `level` holds.
+    pub fn wanted_at(&self, level: u8) -> usize {
+        self.settings
+            .trust
+            .fallbacks_for(level, self.settings.fallbacks_per_user)
+    }
+
+    /// How placement ranks proxies for a user of `level` (None: the `least_loaded` policy
+    /// ignores levels).
+    pub fn fit(&self, level: u8) -> Option<policy::Fit> {
+        (self.settings.policy == AssignmentPolicy::Trust).then_some(policy::Fit {
+            level,
+            fresh_level: self.settings.trust.fresh_level,
+        })
+    }
+
+    /// The level a new user starts at: the requested one, else an invitee's (one below its
+    /// inviter's), else `trust.created_level`.
+    pub fn starting_level(
+        &self,
+        requested: Option<u8>,
+        invited_by: Option<UserId>,
+        now_ms: u64,
+    ) -> Result<u8> {
+        let rules = &self.settings.trust;
+        if let Some(level) = requested {
+            if level > super::trust::TOP {
+                return Err(Error::invalid(
+                    "invalid_level",
+                    format!("level must be from 0 to {}", super::trust::TOP),
+                ));
+            }
+            return Ok(level);
+        }
+        match invited_by.map(|id| self.user(id)).transpose()?.flatten() {
+            Some(inviter) => {
+                let (_, standing) = self.trust_of(&inviter, now_ms)?;
+                Ok(rules.invitee_level(standing.level))
+            }
+            None => Ok(rules.created_level),
+        }
     }
 
     /// Creates a user. Concurrent sign-ups share one transaction and one flush (see
@@ -294,13 +365,16 @@ impl Fleet {
         &self,
         email: &Email,
         invited_by: Option<UserId>,
+        level: Option<u8>,
         now_ms: u64,
     ) -> Result<Created> {
-        let (proxies, _pending) = self.initial_proxies(invited_by, now_ms)?;
+        let level = self.starting_level(level, invited_by, now_ms)?;
+        let (proxies, _pending) = self.initial_proxies(invited_by, level, now_ms)?;
         let token = new_token();
         let sign_up = SignUp {
             email: email.clone(),
             invited_by,
+            level,
             proxies,
             token: token.clone(),
             now_ms,
@@ -406,12 +480,16 @@ impl Fleet {
             }
             proxies.push(parsed);
         }
-        let wanted = self.settings.fallbacks_per_user;
+        let rules = &self.settings.trust;
+        let per_user = self.settings.fallbacks_per_user;
         self.change_user(id, |tx, user| {
             if let Err(disabled) = user.check_enabled() {
                 return abort(disabled);
             }
             set_proxies(tx, user, proxies.clone(), "set by an operator", now_ms)?;
+            let level = super::trust::level_of(tx, id, user.created_ms, rules, now_ms)?;
+            super::trust::note_given(tx, &proxies, level)?;
+            let wanted = rules.fallbacks_for(level, per_user);
             if user.proxies.len() < wanted && !user.proxies.is_empty() {
                 tx.put(TreeId::NeedsFallback, id.key(), &now_ms)
             } else {

@@ -127,10 +127,14 @@ pub enum TreeId {
     ProbeTokens,
     /// Each blamed user's suspicion: user id -> `fleet::suspicion::Suspicion`.
     Suspicions,
+    /// Each user's trust level and since when: user id -> `fleet::trust::Trust`.
+    TrustLevels,
+    /// The lowest trust level each proxy was given to: name -> u8 (absent: nobody had it).
+    ProxyFloors,
 }
 
 impl TreeId {
-    pub const ALL: [TreeId; 43] = [
+    pub const ALL: [TreeId; 45] = [
         TreeId::Meta,
         TreeId::Changes,
         TreeId::Proxies,
@@ -174,6 +178,8 @@ impl TreeId {
         TreeId::Probes,
         TreeId::ProbeTokens,
         TreeId::Suspicions,
+        TreeId::TrustLevels,
+        TreeId::ProxyFloors,
     ];
 
     pub fn name(self) -> &'static str {
@@ -221,6 +227,8 @@ impl TreeId {
             TreeId::Probes => "probes",
             TreeId::ProbeTokens => "probe_tokens",
             TreeId::Suspicions => "suspicions",
+            TreeId::TrustLevels => "trust_levels",
+            TreeId::ProxyFloors => "proxy_floors",
         }
     }
 }

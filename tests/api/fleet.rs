@@ -58,10 +58,18 @@ async fn trust_policy_reaches_the_closest_ancestor_with_a_proxy() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(names_of(&config["proxies"]), vec!["pa"]);
 
-    // With nobody up the chain holding a proxy, the least loaded one.
+    // With nobody up the chain holding a proxy, the best for the invitee's trust level: two
+    // is at level 2 (root 4, one 3), so its invitee is at 1, and pa, which level 1 already
+    // knows, comes before the fresh pz (fresh proxies go to levels 3 and up first).
     app.set_proxies(root, &[]).await;
     let orphan = invite_and_accept(&app, &two_token, "four@example.org").await;
-    assert_eq!(names_of(&orphan["proxies"]), vec!["pz"]);
+    assert_eq!(names_of(&orphan["proxies"]), vec!["pa"]);
+    let (_, _, trusted) = app.create_user("five@example.org", None).await;
+    assert_eq!(
+        trusted,
+        vec!["pz"],
+        "a level-4 account gets the fresh proxy"
+    );
     app.assert_consistent().await;
 }
 

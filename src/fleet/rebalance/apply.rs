@@ -8,7 +8,7 @@ use crate::changes::ChangeKind;
 use crate::error::Result;
 use crate::fleet::links::set_proxies;
 use crate::fleet::model::{ProxyName, User, UserId, UserStatus};
-use crate::fleet::{Fleet, PROVISION, RETIRE};
+use crate::fleet::{trust, Fleet, PROVISION, RETIRE};
 use crate::queue::NewTask;
 use crate::registry::{Proxy, Role};
 use crate::store::codec::u64_key;
@@ -150,8 +150,11 @@ pub async fn apply(
                     .collect();
                 proxies.push(step.to.clone());
                 user.last_moved_ms = Some(now_ms);
+                let rules = &fleet.settings.trust;
+                let level = trust::level_of(tx, user.id, user.created_ms, rules, now_ms)?;
+                trust::note_given(tx, std::slice::from_ref(&step.to), level)?;
                 set_proxies(tx, &mut user, proxies, &step.reason, now_ms)?;
-                if user.proxies.len() >= fleet.settings.fallbacks_per_user {
+                if user.proxies.len() >= fleet.wanted_at(level) {
                     tx.remove(TreeId::NeedsFallback, user.id.key())?;
                 }
                 moved.push((user.id, step));

@@ -87,7 +87,6 @@ pub async fn run(
         max_moves: settings.max_moves,
         drain_after_ms: settings.drain_after_ms,
         min_fallback_proxies: settings.min_fallback_proxies,
-        fallbacks_per_user: fleet.settings.fallbacks_per_user,
         provisioning_pending: requested
             .is_some_and(|at| now.saturating_sub(at) < settings.provision_wait_ms),
         retire_hook: fleet.settings.retire_command.is_some(),

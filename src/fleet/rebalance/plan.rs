@@ -39,6 +39,8 @@ pub struct UserState {
     pub last_moved_ms: Option<u64>,
     /// Proxies blocked where the user was last seen: never a target for it.
     pub blocked_here: Vec<ProxyName>,
+    /// The fallbacks it should hold: its trust level's bound (`trust::TrustRules::fallbacks_for`).
+    pub wanted: usize,
 }
 
 impl UserState {
@@ -68,7 +70,6 @@ pub struct Rules {
     pub max_moves: usize,
     pub drain_after_ms: u64,
     pub min_fallback_proxies: usize,
-    pub fallbacks_per_user: usize,
     /// A provisioning request is outstanding: do not ask again.
     pub provisioning_pending: bool,
     /// Drained proxies are retired through the hook rather than set to standby.
@@ -355,7 +356,7 @@ fn place_needy(
     moved: &mut HashSet<UserId>,
 ) {
     for user in &snapshot.needs_fallback {
-        let missing = rules.fallbacks_per_user.saturating_sub(user.proxies.len());
+        let missing = user.wanted.saturating_sub(user.proxies.len());
         let mut have = user.avoided();
         for _ in 0..missing {
             if plan.moves.len() >= rules.max_moves {
@@ -510,6 +511,7 @@ mod tests {
             id: UserId(id),
             proxies: vec![n(on)],
             last_moved_ms: None,
+            wanted: 1,
         })
         .collect()
     }
@@ -521,7 +523,6 @@ mod tests {
             max_moves: 1000,
             drain_after_ms: 3_600_000,
             min_fallback_proxies: 1,
-            fallbacks_per_user: 1,
             provisioning_pending: false,
             retire_hook: false,
         }

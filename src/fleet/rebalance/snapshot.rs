@@ -10,7 +10,7 @@ use crate::fleet::{links, Fleet};
 use crate::store::codec::{key_u64, u64_key};
 use crate::store::TreeId;
 
-fn user_state(fleet: &Fleet, user: &User) -> Result<UserState> {
+fn user_state(fleet: &Fleet, user: &User, now_ms: u64) -> Result<UserState> {
     let country = fleet.country_of(user.id)?;
     let blocked_here = fleet
         .blocked
@@ -18,11 +18,13 @@ fn user_state(fleet: &Fleet, user: &User) -> Result<UserState> {
         .iter()
         .filter_map(|name| ProxyName::parse(name).ok())
         .collect();
+    let (_, standing) = fleet.trust_of(user, now_ms)?;
     Ok(UserState {
         id: user.id,
         proxies: user.proxies.clone(),
         last_moved_ms: user.last_moved_ms,
         blocked_here,
+        wanted: fleet.wanted_at(standing.level),
     })
 }
 
@@ -46,7 +48,7 @@ pub fn take(fleet: &Fleet, now_ms: u64) -> Result<Snapshot> {
             let mut users = Vec::new();
             for id in links::users_of(&fleet.store, name.as_str())? {
                 if let Some(user) = fleet.user(id)? {
-                    users.push(user_state(fleet, &user)?);
+                    users.push(user_state(fleet, &user, now_ms)?);
                 }
             }
             users_on.insert(name.clone(), users);
@@ -74,7 +76,9 @@ pub fn take(fleet: &Fleet, now_ms: u64) -> Result<Snapshot> {
             .user(UserId(id))?
             .filter(|u| u.status == UserStatus::Active)
         {
-            snapshot.needs_fallback.push(user_state(fleet, &user)?);
+            snapshot
+                .needs_fallback
+                .push(user_state(fleet, &user, now_ms)?);
         }
     }
     Ok(snapshot)
