@@ -11,7 +11,8 @@
 //! No HTTP and no store: the rules are the server's, the bookkeeping is this file's.
 //!
 //! Usage: bench-censor-sim [--users N] [--agents SHARE] [--proxies N] [--days N]
-//!   [--capacity N] [--fallbacks N] [--probes N] [--seed N] [--json]
+//!   [--arrival-days N] [--capacity N] [--fallbacks N] [--probes N] [--invited SHARE]
+//!   [--agents-invited SHARE] [--recent-days N] [--old-weight W] [--seed N] [--json]
 //! Prints a Markdown table per day (or, with --json, one JSON object per day and a summary).
 
 use std::collections::{BTreeSet, HashMap};
@@ -59,7 +60,7 @@ impl Default for Scenario {
             agent_share: 0.05,
             proxies: 500,
             days: 60,
-            capacity: 100,
+            capacity: 60,
             fallbacks: 3,
             probes: 1,
             founders: 0.1,
@@ -154,6 +155,8 @@ struct Day {
     connected: usize,
     burned: usize,
     agents_quarantined: usize,
+    /// Agents holding a proxy not blocked yet (what they can still give away tomorrow).
+    agents_holding: usize,
     honest_quarantined: usize,
 }
 
@@ -236,10 +239,15 @@ impl Fleet {
 
     /// Tops `user` up to what it should hold; true when it holds enough.
     fn place(&mut self, user: usize, capacity: u32, now_ms: u64) -> bool {
-        if self.aware && self.quarantined(user) {
+        self.place_up_to(user, capacity, usize::MAX, now_ms)
+    }
+
+    /// As `place`, giving the user at most `at_most` proxies in all.
+    fn place_up_to(&mut self, user: usize, capacity: u32, at_most: usize, now_ms: u64) -> bool {
+        if self.aware && (self.quarantined(user) || self.users[user].trust.held(now_ms)) {
             return false;
         }
-        let wanted = self.wanted(user, now_ms);
+        let wanted = self.wanted(user, now_ms).min(at_most);
         let have = self.users[user].proxies.len();
         if have >= wanted {
             return true;
@@ -390,6 +398,15 @@ impl Fleet {
                 self.users[u]
                     .suspicion
                     .add(blame, self.blame.threshold, now_ms);
+                // Given it just before the block: probation, as the server does.
+                let recent = self.proxies[p]
+                    .given
+                    .iter()
+                    .any(|&(g, at)| g == u && now_ms.saturating_sub(at) <= self.blame.recent_ms);
+                if recent {
+                    self.users[u].trust.held_until_ms =
+                        Some(now_ms + self.rules.probation_days * DAY_MS);
+                }
                 let why = format!("{} blocked", self.proxies[p].name);
                 let rules = self.rules.clone();
                 self.users[u].trust.lower(&rules, why, now_ms);
@@ -407,6 +424,12 @@ impl Fleet {
 
     fn place_waiting(&mut self, capacity: u32, now_ms: u64) {
         let waiting = std::mem::take(&mut self.waiting);
+        // Everyone's first proxy before anyone's second.
+        for &u in &waiting {
+            if self.users[u].proxies.is_empty() {
+                self.place_up_to(u, capacity, 1, now_ms);
+            }
+        }
         for u in waiting {
             if !self.place(u, capacity, now_ms) {
                 self.waiting.push(u);
@@ -417,6 +440,14 @@ impl Fleet {
     /// The rebalancer's daily top-up: users whose level now allows more proxies get them.
     fn top_up(&mut self, capacity: u32, now_ms: u64) {
         if !self.aware {
+            return;
+        }
+        // Extra proxies only once nobody waits for a first one.
+        if self
+            .waiting
+            .iter()
+            .any(|&u| self.users[u].proxies.is_empty())
+        {
             return;
         }
         for u in 0..self.users.len() {
@@ -434,13 +465,15 @@ impl Fleet {
         };
         for user in &self.users {
             let quarantined = user.suspicion.quarantined_ms.is_some();
+            let working = user.proxies.iter().any(|p| !self.blocked.contains(p));
             if user.agent {
                 d.agents_quarantined += usize::from(quarantined);
+                d.agents_holding += usize::from(working);
                 continue;
             }
             d.honest += 1;
             d.honest_quarantined += usize::from(quarantined);
-            if user.proxies.iter().any(|p| !self.blocked.contains(p)) {
+            if working {
                 d.connected += 1;
             }
         }
@@ -473,6 +506,7 @@ fn parse_args() -> (Scenario, bool) {
             "--capacity" => s.capacity = number() as u32,
             "--fallbacks" => s.fallbacks = number() as usize,
             "--probes" => s.probes = number() as usize,
+            "--arrival-days" => s.arrival_days = (number() as u64).max(1),
             "--invited" => s.invited = number(),
             "--agents-invited" => s.agents_invited = number(),
             "--recent-days" => s.recent_days = number() as u64,
@@ -497,8 +531,8 @@ fn main() {
     let mut next = 0;
     if !json {
         println!("Scenario: {s:?}\n");
-        println!("| day | today: honest connected | today: burned | proxyfleet: honest connected | proxyfleet: burned | agents quarantined | honest quarantined |");
-        println!("|---|---|---|---|---|---|---|");
+        println!("| day | today: honest connected | today: burned | proxyfleet: honest connected | proxyfleet: burned | agents quarantined | agents holding a working proxy | honest quarantined |");
+        println!("|---|---|---|---|---|---|---|---|");
     }
     let mut last = (Day::default(), Day::default());
     for day in 0..=s.days {
@@ -523,13 +557,14 @@ fn main() {
             );
         } else if day % 5 == 0 || day == s.days {
             println!(
-                "| {day} | {:.1}% | {} | {:.1}% | {} | {} of {} | {} |",
+                "| {day} | {:.1}% | {} | {:.1}% | {} | {} of {} | {} | {} |",
                 share(&t),
                 t.burned,
                 share(&a),
                 a.burned,
                 a.agents_quarantined,
                 aware.users.iter().filter(|u| u.agent).count(),
+                a.agents_holding,
                 a.honest_quarantined
             );
         }

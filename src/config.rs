@@ -652,6 +652,9 @@ pub struct TrustRules {
     pub fallbacks: [usize; TRUST_TOP as usize + 1],
     /// The lowest level given a proxy nobody has had yet before proxies others already know.
     pub fresh_level: u8,
+    /// Days a user given a proxy shortly before its block (`blame_recent_secs`) waits for a new
+    /// one: a censor's agent gets nothing more to give away for that long.
+    pub probation_days: u64,
 }
 
 impl Default for TrustRules {
@@ -662,6 +665,7 @@ impl Default for TrustRules {
             created_level: TRUST_TOP,
             fallbacks: [1, 1, 2, 2, 3],
             fresh_level: 3,
+            probation_days: 4,
         }
     }
 }

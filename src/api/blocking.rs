@@ -187,6 +187,8 @@ pub(crate) struct TrustView {
     may_invite: bool,
     /// The most fallback proxies it holds at this level.
     fallbacks: usize,
+    /// Given a proxy just before it was blocked: no new proxy until then (null: none).
+    probation_until: Option<u64>,
     /// The explicit changes (start, blocks, an operator's), newest last.
     changes: Vec<TrustChangeView>,
     why: String,
@@ -225,8 +227,19 @@ impl TrustView {
         } else {
             format!("may invite from level {}", rules.invite_level)
         };
+        let probation_until = trust.held_until_ms.filter(|&t| t > now_ms);
+        let probation = probation_until
+            .map(|t| {
+                format!(
+                    "; on probation until {}: it was given a proxy just before that proxy was \
+                     blocked, and gets no new one until then",
+                    crate::mail::format_time(t)
+                )
+            })
+            .unwrap_or_default();
         let why = format!(
-            "level {} for {days} days{rise}; {invite}; holds up to {fallbacks} fallback proxies",
+            "level {} for {days} days{rise}; {invite}; holds up to {fallbacks} fallback \
+             proxies{probation}",
             standing.level
         );
         Ok(TrustView {
@@ -235,6 +248,7 @@ impl TrustView {
             next_rise_at: standing.next_rise_ms.map(|t| t / 1000),
             may_invite,
             fallbacks,
+            probation_until: probation_until.map(|t| t / 1000),
             changes: trust
                 .changes
                 .into_iter()

@@ -65,7 +65,7 @@ pub fn routes(
 
 async fn queue_counts(state: Arc<AppState>) -> Result<Route, Rejection> {
     // The workers' clock (not the API's, which a test may move) decides what is due.
-    let counts = state.queue.counts(crate::clock::now_ms()).map_err(reject)?;
+    let counts = state.queue.counts(state.clock.now_ms()).map_err(reject)?;
     Ok(json(StatusCode::OK, &counts))
 }
 

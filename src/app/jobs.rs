@@ -36,10 +36,19 @@ async fn handle(state: &Arc<AppState>, task: &Task) -> Result<(), String> {
         }
         TaskKind::ProxyChanged => {
             let name = state.fleet.proxy_changed(&task.payload).await?;
-            (state.billing.proxy_changed(&name, now_ms()).await).map_err(|e| e.to_string())
+            (state
+                .billing
+                .proxy_changed(&name, state.clock.now_ms())
+                .await)
+                .map_err(|e| e.to_string())
         }
         TaskKind::Provision | TaskKind::Retire => state.fleet.hook_task(kind, &task.payload).await,
-        TaskKind::MailSend => state.mailer.send_task(&task.payload, now_ms()).await,
+        TaskKind::MailSend => {
+            state
+                .mailer
+                .send_task(&task.payload, state.clock.now_ms())
+                .await
+        }
         TaskKind::ProxyBlocked => {
             let payload: serde_json::Value =
                 serde_json::from_str(&task.payload).map_err(|e| format!("bad payload: {e}"))?;
@@ -54,16 +63,19 @@ async fn handle(state: &Arc<AppState>, task: &Task) -> Result<(), String> {
                 country,
                 blocked_ms,
             };
-            (state.fleet.leave_blocked(&block, now_ms()).await)
+            (state
+                .fleet
+                .leave_blocked(&block, state.clock.now_ms())
+                .await)
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         }
         TaskKind::InvitationExpire => {
             (state.fleet)
-                .expire_invitation_task(&task.payload, now_ms())
+                .expire_invitation_task(&task.payload, state.clock.now_ms())
                 .await
         }
-        TaskKind::PlaceUnplaced => (state.fleet.place_unplaced(now_ms()).await)
+        TaskKind::PlaceUnplaced => (state.fleet.place_unplaced(state.clock.now_ms()).await)
             .map(|_| ())
             .map_err(|e| e.to_string()),
     }

@@ -387,6 +387,7 @@ fn start_background(state: &Arc<AppState>, stop: &Arc<watch::Sender<bool>>) -> V
         let handler_state = state.clone();
         jobs.push(tokio::spawn(worker::run(
             state.queue.clone(),
+            state.clock.clone(),
             stop.subscribe(),
             move |task| jobs::run_task(handler_state.clone(), task),
         )));

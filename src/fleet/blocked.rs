@@ -109,6 +109,12 @@ impl Fleet {
                         continue;
                     };
                     let mut trust = super::trust::read(tx, id, user.created_ms)?;
+                    let given_ms = there.iter().find(|(u, _)| *u == id).map_or(0, |g| g.1);
+                    if block.blocked_ms.saturating_sub(given_ms) <= self.settings.blame.recent_ms {
+                        // Given it just before the block: the likeliest to have passed it on.
+                        let days = rules.probation_days.saturating_mul(86_400_000);
+                        trust.held_until_ms = Some(now_ms.saturating_add(days));
+                    }
                     let why = format!(
                         "proxy {} it had been given is blocked in {}",
                         block.proxy, block.country

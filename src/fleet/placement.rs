@@ -37,43 +37,55 @@ impl Fleet {
         // Read fresh: room just appeared (a capacity raised, a role set) that the index may
         // not show yet.
         let mut candidates = self.read_candidates(now_ms)?;
-        let mut placed = 0;
-        let mut after = 0u64;
-        loop {
-            if !candidates.iter().any(|c| c.headroom() > 0) {
-                break;
-            }
-            let waiting: Vec<UserId> = self
-                .store
-                .keys_from(TreeId::NeedsFallback, u64_key(after))
-                .take(PER_ROUND)
-                .filter_map(|key| key.ok().and_then(|k| key_u64(&k)).map(UserId))
-                .collect();
-            let Some(last) = waiting.last() else { break };
-            after = last.0 + 1;
-            let (round, loads) = self.store.transaction(|tx| {
-                let mut loads = candidates.clone();
-                let mut round = Vec::new();
-                for id in &waiting {
-                    if self.place(tx, *id, &mut loads, now_ms)? {
-                        round.push(*id);
-                    }
+        let mut placed = std::collections::BTreeSet::new();
+        // Everyone's first proxy before anyone's second: when room is short, a user with none
+        // comes before a user owed its level's third.
+        for at_most in [1, usize::MAX] {
+            let mut after = 0u64;
+            loop {
+                if !candidates.iter().any(|c| c.headroom() > 0) {
+                    break;
                 }
-                Ok((round, loads))
-            })?;
-            candidates = loads;
-            self.store.durable().await?;
-            self.notifier.notify(&round);
-            placed += round.len();
+                let waiting: Vec<UserId> = self
+                    .store
+                    .keys_from(TreeId::NeedsFallback, u64_key(after))
+                    .take(PER_ROUND)
+                    .filter_map(|key| key.ok().and_then(|k| key_u64(&k)).map(UserId))
+                    .collect();
+                let Some(last) = waiting.last() else { break };
+                after = last.0 + 1;
+                let (round, loads) = self.store.transaction(|tx| {
+                    let mut loads = candidates.clone();
+                    let mut round = Vec::new();
+                    for id in &waiting {
+                        if self.place(tx, *id, &mut loads, at_most, now_ms)? {
+                            round.push(*id);
+                        }
+                    }
+                    Ok((round, loads))
+                })?;
+                candidates = loads;
+                self.store.durable().await?;
+                self.notifier.notify(&round);
+                placed.extend(round);
+            }
         }
-        Ok(placed)
+        Ok(placed.len())
     }
 }
 
 impl Fleet {
-    /// Gives one waiting user the proxies it lacks (as many as its level holds), from those
-    /// with room and not blocked in its country, best for its level first; true if it got any.
-    fn place(&self, tx: &Tx, id: UserId, loads: &mut [Candidate], now_ms: u64) -> TxResult<bool> {
+    /// Gives one waiting user the proxies it lacks (as many as its level holds, `at_most` in
+    /// all), from those with room and not blocked in its country, best for its level first;
+    /// true if it got any.
+    fn place(
+        &self,
+        tx: &Tx,
+        id: UserId,
+        loads: &mut [Candidate],
+        at_most: usize,
+        now_ms: u64,
+    ) -> TxResult<bool> {
         let Some(mut user) = tx.get::<User>(TreeId::Users, id.key())? else {
             tx.remove(TreeId::NeedsFallback, id.key())?;
             return Ok(false);
@@ -84,8 +96,13 @@ impl Fleet {
         if super::suspicion::is_quarantined(tx, id)? {
             return Ok(false); // waits until an admin clears it
         }
-        let level = trust::level_of(tx, id, user.created_ms, &self.settings.trust, now_ms)?;
-        let per_user = self.wanted_at(level);
+        let trust = trust::read(tx, id, user.created_ms)?;
+        if trust.held(now_ms) {
+            return Ok(false); // on probation after a block (`trust.rs`)
+        }
+        let level = trust.standing(&self.settings.trust, now_ms).level;
+        let wanted = self.wanted_at(level);
+        let per_user = wanted.min(at_most);
         let fit = self.fit(level);
         let country = tx.get::<String>(TreeId::UserCountries, id.key())?;
         let blocked_there: Vec<ProxyName> = self
@@ -108,7 +125,7 @@ impl Fleet {
             proxies.push(name);
         }
         let got_any = proxies.len() > user.proxies.len();
-        let complete = proxies.len() >= per_user;
+        let complete = proxies.len() >= wanted;
         if got_any {
             trust::note_given(tx, &proxies, level)?;
             set_proxies(

@@ -95,6 +95,12 @@ pub fn refuse_quarantined(tx: &Tx, user: UserId) -> TxResult<()> {
     Ok(())
 }
 
+fn created_ms(tx: &Tx, id: UserId) -> TxResult<u64> {
+    Ok(tx
+        .get::<super::model::User>(TreeId::Users, id.key())?
+        .map_or(0, |u| u.created_ms))
+}
+
 /// What one blame did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Blamed {
@@ -163,7 +169,8 @@ impl Fleet {
     }
 
     /// An admin's judgement that the user is honest: the score goes to zero (the blames stay
-    /// listed) and the quarantine ends; a user waiting for a proxy is placed again.
+    /// listed), the quarantine and any probation end; a user waiting for a proxy is placed
+    /// again.
     pub async fn clear_suspicion(&self, id: UserId, now_ms: u64) -> Result<Suspicion> {
         let suspicion = self.store.transaction(|tx| {
             if !tx.contains(TreeId::Users, id.key())? {
@@ -175,6 +182,11 @@ impl Fleet {
             suspicion.quarantined_ms = None;
             suspicion.cleared_ms = Some(now_ms);
             tx.put(TreeId::Suspicions, id.key(), &suspicion)?;
+            // Judged honest: its probation after a block ends too.
+            let mut trust = super::trust::read(tx, id, created_ms(tx, id)?)?;
+            if trust.held_until_ms.take().is_some() {
+                tx.put(TreeId::TrustLevels, id.key(), &trust)?;
+            }
             if tx.contains(TreeId::NeedsFallback, id.key())? {
                 super::placement::queue_placement(&self.queue, tx, now_ms)?;
             }

@@ -55,6 +55,8 @@ pub struct Trust {
     pub since_ms: u64,
     /// The newest explicit changes (start, blocks, an admin's), oldest first.
     pub changes: Vec<TrustChange>,
+    /// Given a proxy shortly before it was blocked: no new proxy until then (probation).
+    pub held_until_ms: Option<u64>,
 }
 
 /// A level now, and when it rises next (None at the top).
@@ -78,7 +80,13 @@ impl Trust {
                 to: level,
                 why: why.to_string(),
             }],
+            held_until_ms: None,
         }
+    }
+
+    /// True while on probation: it gets no new proxy.
+    pub fn held(&self, now_ms: u64) -> bool {
+        self.held_until_ms.is_some_and(|until| until > now_ms)
     }
 
     /// The level at `now_ms`: the stored one, risen by each full stay at a level since.
@@ -135,6 +143,7 @@ pub fn read(tx: &Tx, user: UserId, created_ms: u64) -> TxResult<Trust> {
             level: 0,
             since_ms: created_ms,
             changes: Vec::new(),
+            held_until_ms: None,
         }))
 }
 
@@ -209,7 +218,8 @@ impl Fleet {
         self.store.get(TreeId::ProxyFloors, proxy.as_str())
     }
 
-    /// An admin sets a user's level (a vouch, or a demotion); its clock starts again.
+    /// An admin sets a user's level (a vouch, or a demotion); its clock starts again and any
+    /// probation ends. A user short of the proxies its level holds is placed.
     pub async fn set_trust_level(&self, id: UserId, level: u8, now_ms: u64) -> Result<Trust> {
         if level > TOP {
             return Err(Error::invalid(
@@ -224,10 +234,17 @@ impl Fleet {
             };
             let mut trust = read(tx, id, user.created_ms)?;
             trust.set(rules, level, "set by an operator".to_string(), now_ms);
+            trust.held_until_ms = None;
             tx.put(TreeId::TrustLevels, id.key(), &trust)?;
+            let wanted = self.wanted_at(level);
+            if user.status == super::model::UserStatus::Active && user.proxies.len() < wanted {
+                tx.put(TreeId::NeedsFallback, id.key(), &now_ms)?;
+                super::placement::queue_placement(&self.queue, tx, now_ms)?;
+            }
             Ok(trust)
         })?;
         self.store.durable().await?;
+        self.queue.wake();
         Ok(trust)
     }
 }

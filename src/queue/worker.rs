@@ -7,29 +7,31 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::{Queue, Task};
-use crate::clock::now_ms;
+use crate::clock::Clock;
 
 /// Longest idle wait: a wake-up missed between "nothing due" and waiting costs at most this.
 const MAX_IDLE: Duration = Duration::from_millis(500);
 
-pub async fn run<F, Fut>(queue: Queue, mut stop: watch::Receiver<bool>, handle: F)
+/// Runs tasks as they fall due by `clock` (the app's: a test that moves it forward finds
+/// what it scheduled due).
+pub async fn run<F, Fut>(queue: Queue, clock: Clock, mut stop: watch::Receiver<bool>, handle: F)
 where
     F: Fn(Task) -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
     let run_limit = Duration::from_millis(queue.policy.lease_ms.saturating_sub(1000).max(1000));
     while !*stop.borrow() {
-        match queue.lease(now_ms()) {
+        match queue.lease(clock.now_ms()) {
             Ok(Some(task)) => {
                 let outcome = match tokio::time::timeout(run_limit, handle(task.clone())).await {
                     Ok(outcome) => outcome,
                     Err(_) => Err(format!("ran longer than {run_limit:?}")),
                 };
                 let recorded = match &outcome {
-                    Ok(()) => queue.ack(&task, now_ms()),
+                    Ok(()) => queue.ack(&task, clock.now_ms()),
                     Err(error) => {
                         tracing::warn!(task = task.id, kind = %task.kind, attempt = task.attempts, %error, "task failed");
-                        queue.fail(&task, error, now_ms())
+                        queue.fail(&task, error, clock.now_ms())
                     }
                 };
                 if let Err(e) = recorded {
@@ -39,7 +41,7 @@ where
             Ok(None) => {
                 let idle = match queue.next_due_ms() {
                     Ok(Some(due)) => {
-                        Duration::from_millis(due.saturating_sub(now_ms())).min(MAX_IDLE)
+                        Duration::from_millis(due.saturating_sub(clock.now_ms())).min(MAX_IDLE)
                     }
                     _ => MAX_IDLE,
                 };

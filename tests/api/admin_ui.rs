@@ -319,6 +319,27 @@ async fn an_operator_runs_the_fleet_from_the_browser() {
     wait_for_text(&browser, "#pro-status", "until").await;
     // With Pro, alice's invitation quota is the Pro one.
     wait_for_text(&browser, "#invitation-quota", "0 of 20 in the last 30 days").await;
+    // Her trust, explained, and set by the operator.
+    wait_for_text(
+        &browser,
+        "#trust-level",
+        "level 4 for 0 days (the top); may invite",
+    )
+    .await;
+    wait_for_text(
+        &browser,
+        "#suspicion",
+        "no proxy it was given has been blocked",
+    )
+    .await;
+    fill(&browser, "#trust-form input[name=level]", "3").await;
+    click(&browser, "#trust-form button[type=submit]").await;
+    wait_for_text(
+        &browser,
+        "#trust-level",
+        "level 3 for 0 days; it rises to 4 at",
+    )
+    .await;
     screenshot(&browser, "user").await;
 
     // An invitation's pending account says what it is, and offers no disable button.

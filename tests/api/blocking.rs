@@ -13,10 +13,10 @@ use crate::helpers::{
 };
 
 /// Addresses the DB-IP lite database places in Iran, and one in Germany.
-const IRAN: [&str; 4] = ["2.176.0.1", "78.38.0.1", "5.160.0.1", "185.51.200.1"];
+pub(crate) const IRAN: [&str; 4] = ["2.176.0.1", "78.38.0.1", "5.160.0.1", "185.51.200.1"];
 const GERMANY: &str = "46.4.0.1";
 
-async fn located_app(adjust: impl FnOnce(&mut proxyfleet::config::Config)) -> TestApp {
+pub(crate) async fn located_app(adjust: impl FnOnce(&mut proxyfleet::config::Config)) -> TestApp {
     let db = geoip_db();
     spawn_app_with(move |c| {
         c.geoip_db = Some(db);
@@ -28,7 +28,11 @@ async fn located_app(adjust: impl FnOnce(&mut proxyfleet::config::Config)) -> Te
 }
 
 /// `GET /api/v1/config` from `ip`; the status, ETag and body.
-async fn config_from(app: &TestApp, token: &str, ip: &str) -> (StatusCode, String, Value) {
+pub(crate) async fn config_from(
+    app: &TestApp,
+    token: &str,
+    ip: &str,
+) -> (StatusCode, String, Value) {
     let response = client()
         .get(app.url("/api/v1/config"))
         .bearer_auth(token)
@@ -228,6 +232,11 @@ async fn a_blocked_proxy_leaves_the_configs_of_the_users_in_that_country_only() 
     assert!(listed(&config_from(&app, &german_token, GERMANY).await.2).contains(&"p1".into()));
     // Room elsewhere for the users who will leave p1.
     app.proxy("p2", 9_822, &[("role", "fallback")]).await;
+    // Days on, they have all held p1 for long: none of them is on probation after its block.
+    // The proxies heartbeat meanwhile.
+    app.clock.advance(Duration::from_secs(2 * 86_400));
+    app.proxy("p1", 9_821, &[("role", "fallback")]).await;
+    app.proxy("p2", 9_822, &[("role", "fallback")]).await;
 
     // An Iranian user waits for its config to change.
     let (_, etag, _) = config_from(&app, &users[0].1, IRAN[0]).await;
@@ -341,8 +350,9 @@ async fn block_in_iran(app: &TestApp, probe_token: &str, user_token: &str, proxy
     let failed = json!({ "reports": [{ "proxy": proxy, "reachable": false }] });
     let by_probe = report_from(app, probe_token, None, &failed).await;
     assert_eq!(by_probe.status(), StatusCode::OK);
-    unreachable(app, user_token, IRAN[3], proxy).await;
-    assert_eq!(verdict(app, proxy, "IR").await["state"], "blocked");
+    let answer = unreachable(app, user_token, IRAN[3], proxy).await;
+    let now = verdict(app, proxy, "IR").await;
+    assert_eq!(now["state"], "blocked", "{now} after {answer}");
     app.queue_idle().await;
 }
 
@@ -370,6 +380,15 @@ async fn the_user_behind_two_blocks_is_quarantined_and_the_others_are_not() {
     let second = seen_in_iran(&app, "second", &["n1", "n2", "n3"]).await;
     app.proxy("spare", 9_833, &[("role", "fallback"), ("capacity", "100")])
         .await;
+    // Two days on: everyone has held its proxy for long, so each block's blame is shared
+    // evenly among those who had it (a recent one would take most of it).
+    app.clock.advance(Duration::from_secs(2 * 86_400));
+    app.proxy("first", 9_831, &[("role", "fallback"), ("capacity", "4")])
+        .await;
+    app.proxy("second", 9_832, &[("role", "fallback"), ("capacity", "3")])
+        .await;
+    app.proxy("spare", 9_833, &[("role", "fallback"), ("capacity", "100")])
+        .await;
     block_in_iran(&app, &probe_token, &first[1].1, "first").await;
     let after_one = app.admin_json("/api/v1/admin/suspects").await;
     assert_eq!(
@@ -386,11 +405,14 @@ async fn the_user_behind_two_blocks_is_quarantined_and_the_others_are_not() {
     app.set_proxies(agent, &["second"]).await;
     block_in_iran(&app, &probe_token, &second[0].1, "second").await;
 
-    // 1/4 + 1/4 = 0.5, past 1/3: quarantined; every other user was behind one block only.
+    // The agent was given "second" just before its block: it weighs 1 against 0.1 for each
+    // of the three who had it for days, so 1/4 + 1/1.3, past 1/3: quarantined; every other
+    // user was behind one block only, for 1/4 or 0.1/1.3.
     let suspects = app.admin_json("/api/v1/admin/suspects").await;
     let ranked = suspects["suspects"].as_array().unwrap();
     assert_eq!(ranked[0]["user"], agent, "{suspects}");
-    assert_eq!(ranked[0]["score"], 0.5);
+    let score = ranked[0]["score"].as_f64().unwrap();
+    assert!((score - (0.25 + 1.0 / 1.3)).abs() < 1e-9, "{score}");
     assert_eq!(ranked[0]["quarantined"], true);
     let behind: Vec<&str> = ranked[0]["blames"]
         .as_array()
@@ -399,9 +421,10 @@ async fn the_user_behind_two_blocks_is_quarantined_and_the_others_are_not() {
         .map(|b| b["proxy"].as_str().unwrap())
         .collect();
     assert_eq!(behind, ["first", "second"]);
-    assert!(ranked[1..]
-        .iter()
-        .all(|s| s["quarantined"] == false && s["score"] == 0.25));
+    assert!(ranked[1..].iter().all(|s| s["quarantined"] == false
+        && [0.25, 0.1 / 1.3]
+            .iter()
+            .any(|want| (s["score"].as_f64().unwrap() - want).abs() < 1e-9)));
     let detail = app
         .admin_json(&format!("/api/v1/admin/users/{agent}"))
         .await;
@@ -414,8 +437,9 @@ async fn the_user_behind_two_blocks_is_quarantined_and_the_others_are_not() {
     );
     assert_eq!(detail["country"], "IR");
 
-    // Quarantined: it lost the blocked proxy and got no other, and it cannot invite; the
-    // honest users of "second" were placed again.
+    // Quarantined, and on probation: it lost the blocked proxy and got no other, and it
+    // cannot invite; the honest users of "second", who had it for long, were placed again.
+    assert!(detail["trust"]["probation_until"].is_u64(), "{detail}");
     assert_eq!(app.user_proxies(agent).await, Vec::<String>::new());
     for (id, _) in &second {
         assert_eq!(app.user_proxies(*id).await, vec!["spare"]);

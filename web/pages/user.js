@@ -73,6 +73,22 @@ export async function render(main, { id }) {
     } },
     h('input', { name: 'proxies', placeholder: 'proxy names, comma separated', value: u.proxies.join(', '), required: true }),
     h('button', { type: 'submit' }, 'Move'));
+    // Trust (docs/BLOCKING.md): the operator vouches for or demotes a user by setting its level.
+    const trustForm = h('form', { class: 'inline', id: 'trust-form', onsubmit: async (e) => {
+      e.preventDefault();
+      try {
+        const t = await put(`/api/v1/admin/users/${u.id}/trust`, { level: Number(trustForm.level.value) });
+        notice(`${u.email} is now at trust level ${t.level}`);
+        await load();
+      } catch (err) { notice(err.message, 'error'); }
+    } },
+    h('label', {}, 'Trust level ', h('input', { name: 'level', type: 'number', min: 0, max: 4, value: d.trust.level, required: true })),
+    h('button', { type: 'submit' }, 'Set level'));
+    const clearSuspicion = d.suspicion.score > 0 || d.trust.probation_until
+      ? h('button', { type: 'button', id: 'clear-suspicion', onclick: async () => {
+        try { await post(`/api/v1/admin/users/${u.id}/suspicion/clear`); notice(`${u.email} cleared`); await load(); } catch (err) { notice(err.message, 'error'); }
+      } }, 'Clear suspicion')
+      : '';
     // Cutting the branch: the account and everyone it brought in, one operation.
     const branch = d.children.length
       ? h('button', { type: 'button', class: 'danger', id: 'disable-branch', onclick: () => confirmThen(`Disable ${u.email} and everyone below them in the invitation tree?`, async () => {
@@ -106,9 +122,12 @@ export async function render(main, { id }) {
         h('dt', {}, 'Invited'), h('dd', {}, d.children.length ? d.children.map((c) => [link(c), ' ']) : 'nobody yet'),
         h('dt', {}, 'Pro'), h('dd', { id: 'pro-status' }, d.pro.active ? `until ${date(d.pro.until)}` : 'free'),
         h('dt', {}, 'Pro proxies'), h('dd', {}, d.pro.proxies.join(', ') || '–'),
-        h('dt', {}, 'Config version'), h('dd', {}, number(d.config_version))),
+        h('dt', {}, 'Config version'), h('dd', {}, number(d.config_version)),
+        h('dt', {}, 'Trust'), h('dd', { id: 'trust-level' }, d.trust.why),
+        h('dt', {}, 'Suspicion'), h('dd', { id: 'suspicion' }, d.suspicion.why),
+        h('dt', {}, 'Country'), h('dd', {}, d.country || 'not seen yet')),
       // A disabled account gets no Pro and no move (the server refuses them: 409).
-      h('div', { class: 'actions' }, u.status === 'active' ? giftForm : '', u.status === 'active' ? moveForm : '', disable, branch),
+      h('div', { class: 'actions' }, u.status === 'active' ? giftForm : '', u.status === 'active' ? moveForm : '', trustForm, clearSuspicion, disable, branch),
       h('h2', {}, 'Current config'),
       table([
         ['Proxy', (p) => p.name], ['Role', (p) => p.role], ['Address', (p) => `${p.ip}:${p.port}`],

@@ -76,10 +76,15 @@ pub fn take(fleet: &Fleet, now_ms: u64) -> Result<Snapshot> {
             .user(UserId(id))?
             .filter(|u| u.status == UserStatus::Active)
         {
+            if fleet.trust_of(&user, now_ms)?.0.held(now_ms) {
+                continue; // on probation after a block
+            }
             snapshot
                 .needs_fallback
                 .push(user_state(fleet, &user, now_ms)?);
         }
     }
+    // Users with no proxy first: when room is short, a first proxy before anyone's second.
+    snapshot.needs_fallback.sort_by_key(|u| u.proxies.len());
     Ok(snapshot)
 }
