@@ -38,6 +38,9 @@ pub fn count(
         if event.at_ms < since_ms {
             break;
         }
+        if event.kind.country().is_some() {
+            continue; // a block says nothing of whether the proxy is up
+        }
         let name = event.name.as_str();
         if !seen.insert(name.to_string()) || is_live(name) {
             continue; // an older event of a proxy already counted, or one that is back
@@ -45,7 +48,7 @@ pub fn count(
         match event.kind {
             ProxyEventKind::Expired => down.expired += 1,
             ProxyEventKind::Unregistered | ProxyEventKind::Revoked => down.unregistered += 1,
-            ProxyEventKind::Registered | ProxyEventKind::Moved => {}
+            _ => {}
         }
     }
     down

@@ -20,10 +20,18 @@ pub struct Place {
     pub capacity: u64,
     /// clients / capacity, 0 when there is no capacity.
     pub fullness: f64,
+    /// How many of the proxies here are blocked in each country that blocks any (the map's
+    /// block layer; docs/BLOCKING.md).
+    pub blocked: BTreeMap<String, u64>,
 }
 
-/// Groups `proxies` by (country, city), biggest places first.
-pub fn places(proxies: &[Proxy], default_capacity: u32) -> Vec<Place> {
+/// Groups `proxies` by (country, city), biggest places first. `blocked_in` names the countries
+/// a proxy is blocked in.
+pub fn places(
+    proxies: &[Proxy],
+    default_capacity: u32,
+    blocked_in: impl Fn(&str) -> Vec<String>,
+) -> Vec<Place> {
     #[derive(Default)]
     struct Sum {
         proxies: u64,
@@ -32,6 +40,7 @@ pub fn places(proxies: &[Proxy], default_capacity: u32) -> Vec<Place> {
         positions: u64,
         lat: f64,
         lon: f64,
+        blocked: BTreeMap<String, u64>,
     }
     let mut sums: BTreeMap<(Option<String>, Option<String>), Sum> = BTreeMap::new();
     for proxy in proxies {
@@ -40,6 +49,9 @@ pub fn places(proxies: &[Proxy], default_capacity: u32) -> Vec<Place> {
             .entry((place.country.clone(), place.city.clone()))
             .or_default();
         sum.proxies += 1;
+        for country in blocked_in(proxy.name.as_str()) {
+            *sum.blocked.entry(country).or_default() += 1;
+        }
         sum.clients += u64::from(proxy.load.clients.unwrap_or(0));
         sum.capacity += u64::from(proxy.capacity.unwrap_or(default_capacity));
         if let (Some(lat), Some(lon)) = (place.lat, place.lon) {
@@ -65,6 +77,7 @@ pub fn places(proxies: &[Proxy], default_capacity: u32) -> Vec<Place> {
                 } else {
                     sum.clients as f64 / sum.capacity as f64
                 },
+                blocked: sum.blocked,
             }
         })
         .collect();
@@ -98,7 +111,11 @@ mod tests {
             proxy("a2", "Amsterdam", 53.0, 100),
             proxy("r1", "Rotterdam", 51.9, 10),
         ];
-        let places = places(&fleet, 200);
+        let blocked_in = |name: &str| match name {
+            "a2" => vec!["CN".to_string(), "IR".to_string()],
+            _ => Vec::new(),
+        };
+        let places = places(&fleet, 200, blocked_in);
         assert_eq!(places.len(), 2);
         let amsterdam = &places[0];
         assert_eq!(amsterdam.city.as_deref(), Some("Amsterdam"));
@@ -108,5 +125,12 @@ mod tests {
         );
         assert_eq!(amsterdam.lat, Some(52.5));
         assert!((amsterdam.fullness - 0.75).abs() < 1e-9);
+        let blocked: Vec<(&str, u64)> = amsterdam
+            .blocked
+            .iter()
+            .map(|(c, n)| (c.as_str(), *n))
+            .collect();
+        assert_eq!(blocked, [("CN", 1), ("IR", 1)]);
+        assert!(places[1].blocked.is_empty());
     }
 }

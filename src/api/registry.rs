@@ -686,7 +686,10 @@ struct EventView {
     seq: u64,
     at: u64,
     name: String,
-    kind: crate::registry::model::ProxyEventKind,
+    kind: &'static str,
+    /// The country of a `blocked` or `unblocked` event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    country: Option<String>,
     ip: String,
     port: u16,
 }
@@ -697,7 +700,8 @@ impl From<ProxyEvent> for EventView {
             seq: e.seq,
             at: e.at_ms / 1000,
             name: e.name.to_string(),
-            kind: e.kind,
+            kind: e.kind.name(),
+            country: e.kind.country().map(str::to_string),
             ip: e.ip.to_string(),
             port: e.port,
         }

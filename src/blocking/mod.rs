@@ -15,6 +15,9 @@ use crate::distribution::blocked::BlockedSet;
 use crate::error::{Error, Result};
 use crate::fleet::model::ProxyName;
 use crate::queue::{NewTask, Queue, TaskKind};
+use crate::registry::model::ProxyEventKind;
+use crate::registry::writes::record_event;
+use crate::registry::Proxy;
 use crate::store::{Store, TreeId};
 use verdict::{BlockState, Report, Reporter, Rules, Source, Verdict, MAX_ERROR};
 
@@ -160,6 +163,15 @@ impl Blocking {
                                 blocked,
                             },
                         )?;
+                        // The registry's history shows it beside arrivals and departures.
+                        let kind = if blocked {
+                            ProxyEventKind::Blocked(country.to_string())
+                        } else {
+                            ProxyEventKind::Unblocked(country.to_string())
+                        };
+                        if let Some(record) = tx.get::<Proxy>(TreeId::Proxies, proxy)? {
+                            record_event(tx, now_ms, &record, kind)?;
+                        }
                     }
                     if blocked {
                         let task = NewTask {

@@ -45,6 +45,18 @@ impl BlockedSet {
         map.get(country).is_some_and(|p| p.contains(proxy))
     }
 
+    /// The countries `proxy` is blocked in, sorted.
+    pub fn countries_of(&self, proxy: &str) -> Vec<String> {
+        let map = self.by_country.read().unwrap_or_else(|e| e.into_inner());
+        let mut countries: Vec<String> = map
+            .iter()
+            .filter(|(_, proxies)| proxies.contains(proxy))
+            .map(|(country, _)| country.clone())
+            .collect();
+        countries.sort();
+        countries
+    }
+
     /// How many proxies are blocked in each country (for `/metrics`).
     pub fn counts(&self) -> Vec<(String, usize)> {
         let map = self.by_country.read().unwrap_or_else(|e| e.into_inner());

@@ -351,7 +351,8 @@ pub struct ProxyEvent {
     pub port: u16,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// New kinds go at the end: stored records name a kind by its position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProxyEventKind {
     Registered,
@@ -360,6 +361,33 @@ pub enum ProxyEventKind {
     Unregistered,
     Expired,
     Revoked,
+    /// Became blocked in this country (`blocking`: docs/BLOCKING.md).
+    Blocked(String),
+    /// Stopped being blocked in this country.
+    Unblocked(String),
+}
+
+impl ProxyEventKind {
+    /// The kind's name, as the API shows it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProxyEventKind::Registered => "registered",
+            ProxyEventKind::Moved => "moved",
+            ProxyEventKind::Unregistered => "unregistered",
+            ProxyEventKind::Expired => "expired",
+            ProxyEventKind::Revoked => "revoked",
+            ProxyEventKind::Blocked(_) => "blocked",
+            ProxyEventKind::Unblocked(_) => "unblocked",
+        }
+    }
+
+    /// The country a block event is about.
+    pub fn country(&self) -> Option<&str> {
+        match self {
+            ProxyEventKind::Blocked(c) | ProxyEventKind::Unblocked(c) => Some(c),
+            _ => None,
+        }
+    }
 }
 
 impl From<RemovalReason> for ProxyEventKind {

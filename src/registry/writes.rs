@@ -131,8 +131,8 @@ impl Writer {
                 Some(p) if p.endpoint() != proxy.endpoint() => Some(ProxyEventKind::Moved),
                 Some(_) => None,
             };
-            if let Some(kind) = event {
-                let event_seq = record_event(tx, now_ms, &proxy, kind)?;
+            if let Some(kind) = event.clone() {
+                let event_seq = record_event(tx, now_ms, &proxy, kind.clone())?;
                 set_changed = true;
                 if kind == ProxyEventKind::Moved {
                     self.proxy_changed(tx, &proxy.name, event_seq, now_ms)?;
@@ -274,7 +274,7 @@ fn sample_load(tx: &Tx, proxy: &Proxy, now_ms: u64) -> TxResult<()> {
 }
 
 /// Appends to the registry history; returns the entry's sequence number.
-fn record_event(tx: &Tx, at_ms: u64, proxy: &Proxy, kind: ProxyEventKind) -> TxResult<u64> {
+pub fn record_event(tx: &Tx, at_ms: u64, proxy: &Proxy, kind: ProxyEventKind) -> TxResult<u64> {
     let seq = tx.next(EVENT_SEQ)?;
     let event = ProxyEvent {
         seq,

@@ -283,6 +283,14 @@ async fn an_operator_runs_the_fleet_from_the_browser() {
 
     browser.goto(&app.url("/admin/#/map")).await.unwrap();
     wait_for_text(&browser, "#places", "Dallas").await;
+    // The block layer: dal1 is blocked in Iran; Dallas is ringed and the legend says why.
+    wait_for_text(&browser, "#places", "1 in IR").await;
+    wait_for_text(&browser, "#map-legend", "proxies blocked in some country").await;
+    let rings = browser
+        .find_all(Locator::Css("#world circle.blocked-ring"))
+        .await
+        .unwrap();
+    assert_eq!(rings.len(), 1, "one place has blocked proxies");
     screenshot(&browser, "map").await;
 
     // Search a user by email prefix, open them, gift Pro days.

@@ -303,6 +303,16 @@ async fn a_blocked_proxy_leaves_the_configs_of_the_users_in_that_country_only() 
     }
     // Germany keeps it.
     assert_eq!(app.user_proxies(german).await, vec!["p1"]);
+    // The registry's history shows the block beside arrivals and departures.
+    let events = app
+        .admin_json("/api/v1/admin/registry/events?name=p1")
+        .await;
+    let newest = &events["events"][0];
+    assert_eq!(
+        (&newest["kind"], &newest["country"]),
+        (&json!("blocked"), &json!("IR")),
+        "{events}"
+    );
     assert!(listed(&config_from(&app, &german_token, GERMANY).await.2).contains(&"p1".into()));
 
     // A revoked probe's token stops working.

@@ -1,6 +1,7 @@
 // Every place the fleet has gateways, on an equirectangular world map (Natural Earth's land,
 // assets/admin/world-land.svg): one dot per city, sized by its proxy count and coloured by
-// fullness; the table below gives the same places.
+// fullness, ringed when proxies there are blocked in some country (the block layer); the
+// table below gives the same places.
 
 import { get } from '../api.js';
 import { h, replace, svg, table, number, fullness } from '../ui.js';
@@ -26,19 +27,30 @@ export async function render(main) {
 
   async function load() {
     const { places } = await get('/api/v1/admin/map');
-    const dots = places.filter((p) => p.lat !== null && p.lon !== null).map((p) => {
+    const blockedText = (p) => Object.entries(p.blocked || {}).map(([c, n]) => `${n} in ${c}`).join(', ');
+    const dots = places.filter((p) => p.lat !== null && p.lon !== null).flatMap((p) => {
       const where = [p.city, p.country].filter(Boolean).join(', ') || 'unknown';
-      const dot = svg('circle', { cx: x(p.lon).toFixed(1), cy: y(p.lat).toFixed(1), r: (3 + Math.sqrt(p.proxies) * 2).toFixed(1), class: `dot ${level(p.fullness)}` },
-        svg('title', {}, document.createTextNode(`${where}: ${p.proxies} proxies, ${p.clients} / ${p.capacity} clients`)));
-      return dot;
+      const r = 3 + Math.sqrt(p.proxies) * 2;
+      const blocked = blockedText(p);
+      const dot = svg('circle', { cx: x(p.lon).toFixed(1), cy: y(p.lat).toFixed(1), r: r.toFixed(1), class: `dot ${level(p.fullness)}` },
+        svg('title', {}, document.createTextNode(`${where}: ${p.proxies} proxies, ${p.clients} / ${p.capacity} clients${blocked ? `; blocked: ${blocked}` : ''}`)));
+      // The block layer: a ring around places with proxies blocked somewhere.
+      const ring = blocked
+        ? [svg('circle', { cx: x(p.lon).toFixed(1), cy: y(p.lat).toFixed(1), r: (r + 3).toFixed(1), class: 'blocked-ring' })]
+        : [];
+      return [dot, ...ring];
     });
+    const legend = h('p', { id: 'map-legend', class: 'legend' },
+      h('span', { class: 'dot-key ok' }), ' room ', h('span', { class: 'dot-key warm' }), ' over 70% full ',
+      h('span', { class: 'dot-key hot' }), ' over 90% full ', h('span', { class: 'ring-key' }), ' proxies blocked in some country');
     replace(map, svg('svg', { viewBox: `0 0 ${W} ${H}`, class: 'world', role: 'img', 'aria-label': 'gateways by location' },
       svg('rect', { x: 0, y: 0, width: W, height: H, class: 'sea' }),
-      svg('image', { href: 'world-land.svg', x: 0, y: 0, width: W, height: H }), grid(), ...dots));
+      svg('image', { href: 'world-land.svg', x: 0, y: 0, width: W, height: H }), grid(), ...dots), legend);
     replace(list, table([
       ['Place', (p) => [p.city, p.country].filter(Boolean).join(', ') || 'unknown'],
       ['Proxies', (p) => number(p.proxies)],
       ['Clients', (p) => fullness(p.clients, p.capacity)],
+      ['Blocked', (p) => blockedText(p) || '–'],
       ['Position', (p) => (p.lat === null ? '–' : `${p.lat.toFixed(1)}, ${p.lon.toFixed(1)}`)],
     ], places, 'No proxy registered.'));
   }

@@ -380,7 +380,10 @@ pub fn routes(
 
 async fn fleet_map(seen: Option<String>, state: Arc<AppState>) -> Result<Route, Rejection> {
     let proxies = state.registry.list(state.clock.now_ms()).map_err(reject)?;
-    let places = crate::admin::map::places(&proxies, state.config.max_clients);
+    let blocked = state.blocking.blocked();
+    let places = crate::admin::map::places(&proxies, state.config.max_clients, |name| {
+        blocked.countries_of(name)
+    });
     let body = FleetMap { places };
     Ok(json_with_etag(&body, seen.as_deref()))
 }
