@@ -1,10 +1,11 @@
 //! Suspicion (Salmon, PETS 2016): when a proxy becomes blocked in a country, the censor learnt
 //! its address from one of the users there who had been given it. Each of them is blamed for
-//! an equal share of the block (1/n among n such users); past `suspicion_threshold` a user is
-//! quarantined: it keeps what it has, gets no new proxy and cannot invite, until an admin
-//! clears it (or bans it: disabling, with its branch if need be). An honest user shares
-//! blocks with different people each time and stays low; an agent is behind every block of
-//! the proxies it learns, and its score adds up. Rules and defaults: docs/BLOCKING.md.
+//! a share of the block (`shares`: most on those given it just before the block); past
+//! `suspicion_threshold` a user is quarantined: it keeps what it has, gets no new proxy and
+//! cannot invite, until an admin clears it (or bans it: disabling, with its branch if need
+//! be). An honest user shares blocks with different people each time and stays low; an agent
+//! is behind every block of the proxies it learns, and its score adds up. Rules and defaults:
+//! docs/BLOCKING.md.
 
 use serde::{Deserialize, Serialize};
 
