@@ -18,10 +18,11 @@
 use std::collections::{BTreeSet, HashMap};
 
 use proxyfleet::blocking::verdict::{self, BlockState, Report, Reporter, Source, Verdict};
-use proxyfleet::config::AssignmentPolicy;
+use proxyfleet::config::{AssignmentPolicy, Config};
 use proxyfleet::fleet::policy::{choose, Candidate, Fit};
 use proxyfleet::fleet::suspicion::{self, Blame, BlameRules, Suspicion};
 use proxyfleet::fleet::trust::{Trust, TrustRules};
+use proxyfleet::fleet::FleetSettings;
 use proxyfleet::registry::model::ProxyName;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -67,8 +68,8 @@ impl Default for Scenario {
             arrival_days: 30,
             invited: 0.9,
             agents_invited: 0.5,
-            recent_days: 1,
-            old_weight: 0.1,
+            recent_days: Config::default().blame_recent_secs / 86_400,
+            old_weight: Config::default().blame_old_weight,
             seed: 1,
         }
     }
@@ -162,6 +163,12 @@ struct Day {
 
 impl Fleet {
     fn new(aware: bool, s: &Scenario) -> Fleet {
+        // The server's own defaults, with the blame settings the scenario names.
+        let config = Config {
+            blame_recent_secs: s.recent_days * 86_400,
+            blame_old_weight: s.old_weight,
+            ..Config::default()
+        };
         let proxies: Vec<Proxy> = (0..s.proxies)
             .map(|i| {
                 let name = ProxyName::parse(&format!("p{i}")).expect("name");
@@ -187,20 +194,9 @@ impl Fleet {
             known: BTreeSet::new(),
             blocked: BTreeSet::new(),
             waiting: Vec::new(),
-            rules: TrustRules::default(),
-            verdicts: verdict::Rules {
-                window_ms: 86_400_000,
-                min_weight: 3.0,
-                failure_share: 0.6,
-                recovery_share: 0.3,
-                declared_weight: 0.5,
-                probe_weight: 2.0,
-            },
-            blame: BlameRules {
-                threshold: 1.0 / 3.0,
-                recent_ms: s.recent_days * DAY_MS,
-                old_weight: s.old_weight,
-            },
+            rules: config.trust.clone(),
+            verdicts: verdict::Rules::from_config(&config),
+            blame: FleetSettings::from_config(&config).blame,
             fallbacks: s.fallbacks,
         }
     }

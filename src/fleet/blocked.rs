@@ -91,10 +91,16 @@ impl Fleet {
             }
         }
         let shares = super::suspicion::shares(&there, block.blocked_ms, &self.settings.blame);
+        // `shares` keeps `there`'s order: each user beside when it was given the proxy.
+        let blamed: Vec<(UserId, u64, f64)> = there
+            .iter()
+            .zip(&shares)
+            .map(|(&(id, given_ms), &(_, share))| (id, given_ms, share))
+            .collect();
         let rules = &self.settings.trust;
-        for chunk in shares.chunks(USERS_PER_TRANSACTION) {
+        for chunk in blamed.chunks(USERS_PER_TRANSACTION) {
             self.store.transaction(|tx| {
-                for &(id, share) in chunk {
+                for &(id, given_ms, share) in chunk {
                     let blame = super::suspicion::Blame {
                         proxy: block.proxy.to_string(),
                         country: block.country.to_string(),
@@ -105,11 +111,10 @@ impl Fleet {
                     if !super::suspicion::blame(tx, id, blame, threshold, now_ms)?.counted {
                         continue; // this block was counted already: lowered once
                     }
-                    let Some(user) = tx.get::<User>(TreeId::Users, id.key())? else {
+                    if !tx.contains(TreeId::Users, id.key())? {
                         continue;
-                    };
-                    let mut trust = super::trust::read(tx, id, user.created_ms)?;
-                    let given_ms = there.iter().find(|(u, _)| *u == id).map_or(0, |g| g.1);
+                    }
+                    let mut trust = super::trust::read(tx, id)?;
                     if block.blocked_ms.saturating_sub(given_ms) <= self.settings.blame.recent_ms {
                         // Given it just before the block: the likeliest to have passed it on.
                         let days = rules.probation_days.saturating_mul(86_400_000);

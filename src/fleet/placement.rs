@@ -96,7 +96,7 @@ impl Fleet {
         if super::suspicion::is_quarantined(tx, id)? {
             return Ok(false); // waits until an admin clears it
         }
-        let trust = trust::read(tx, id, user.created_ms)?;
+        let trust = trust::read(tx, id)?;
         if trust.held(now_ms) {
             return Ok(false); // on probation after a block (`trust.rs`)
         }

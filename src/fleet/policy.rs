@@ -38,6 +38,12 @@ pub struct Fit {
 }
 
 impl Fit {
+    /// How `policy` ranks proxies for a user of `level`: by fit under the trust policy, not
+    /// at all under `least_loaded` (it ignores levels). The one place that decides it.
+    pub fn under(policy: AssignmentPolicy, level: u8, fresh_level: u8) -> Option<Fit> {
+        (policy == AssignmentPolicy::Trust).then_some(Fit { level, fresh_level })
+    }
+
     /// Lower is better.
     pub fn rank(&self, floor: Option<u8>) -> u8 {
         let level = self.level;
@@ -79,8 +85,8 @@ pub fn least_loaded<'a>(
 }
 
 /// Picks `count` fallback proxies. `ancestry` is the proxy lists (newest last) of the inviter,
-/// then the inviter's inviter, and so on up the trust graph. Under the trust policy the rest
-/// are chosen by `fit` (the user's level); `least_loaded` ignores levels.
+/// then the inviter's inviter, and so on up the trust graph. The rest are chosen by `fit` (the
+/// user's level, from `Fit::under`), then by headroom.
 pub fn choose(
     policy: AssignmentPolicy,
     count: usize,
@@ -102,7 +108,6 @@ pub fn choose(
             chosen.push(inherited.clone());
         }
     }
-    let fit = fit.filter(|_| policy == AssignmentPolicy::Trust);
     while chosen.len() < count {
         match best_for(candidates, &chosen, fit) {
             Some(candidate) => chosen.push(candidate.name.clone()),
@@ -214,12 +219,7 @@ mod tests {
             with_floor("trusted", 5, Some(4)),
             with_floor("middle", 2, Some(2)),
         ];
-        let fit = |level| {
-            Some(Fit {
-                level,
-                fresh_level: 3,
-            })
-        };
+        let fit = |level| Fit::under(AssignmentPolicy::Trust, level, 3);
         let pick =
             |level, count| choose(AssignmentPolicy::Trust, count, &[], &candidates, fit(level));
         assert_eq!(
@@ -236,7 +236,13 @@ mod tests {
         );
         assert_eq!(pick(4, 2), names(&["trusted", "fresh"]));
         assert_eq!(
-            choose(AssignmentPolicy::LeastLoaded, 1, &[], &candidates, fit(0)),
+            choose(
+                AssignmentPolicy::LeastLoaded,
+                1,
+                &[],
+                &candidates,
+                Fit::under(AssignmentPolicy::LeastLoaded, 0, 3)
+            ),
             names(&["fresh"]),
             "least_loaded ignores levels"
         );

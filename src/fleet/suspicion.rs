@@ -96,12 +96,6 @@ pub fn refuse_quarantined(tx: &Tx, user: UserId) -> TxResult<()> {
     Ok(())
 }
 
-fn created_ms(tx: &Tx, id: UserId) -> TxResult<u64> {
-    Ok(tx
-        .get::<super::model::User>(TreeId::Users, id.key())?
-        .map_or(0, |u| u.created_ms))
-}
-
 /// What one blame did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Blamed {
@@ -184,7 +178,7 @@ impl Fleet {
             suspicion.cleared_ms = Some(now_ms);
             tx.put(TreeId::Suspicions, id.key(), &suspicion)?;
             // Judged honest: its probation after a block ends too.
-            let mut trust = super::trust::read(tx, id, created_ms(tx, id)?)?;
+            let mut trust = super::trust::read(tx, id)?;
             if trust.held_until_ms.take().is_some() {
                 tx.put(TreeId::TrustLevels, id.key(), &trust)?;
             }

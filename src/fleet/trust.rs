@@ -9,6 +9,8 @@
 //! rise needs no job and is seen by every check at once (the rebalancer's rounds give a risen
 //! user the proxies its new level allows).
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::model::{ProxyName, User, UserId};
@@ -84,6 +86,17 @@ impl Trust {
         }
     }
 
+    /// The record a user without one is taken to have: level 0 since it was created, so its
+    /// age earns its level.
+    fn unrecorded(created_ms: u64) -> Trust {
+        Trust {
+            level: 0,
+            since_ms: created_ms,
+            changes: Vec::new(),
+            held_until_ms: None,
+        }
+    }
+
     /// True while on probation: it gets no new proxy.
     pub fn held(&self, now_ms: u64) -> bool {
         self.held_until_ms.is_some_and(|until| until > now_ms)
@@ -135,27 +148,21 @@ impl Trust {
     }
 }
 
-/// A user's trust record, or the one it is taken to have (level 0 since `created_ms`).
-pub fn read(tx: &Tx, user: UserId, created_ms: u64) -> TxResult<Trust> {
-    Ok(tx
-        .get::<Trust>(TreeId::TrustLevels, user.key())?
-        .unwrap_or_else(|| Trust {
-            level: 0,
-            since_ms: created_ms,
-            changes: Vec::new(),
-            held_until_ms: None,
-        }))
+/// A user's trust record, or the one it is taken to have: a user made before levels existed
+/// is at level 0 since it was created (its record is read only then).
+pub fn read(tx: &Tx, user: UserId) -> TxResult<Trust> {
+    if let Some(trust) = tx.get::<Trust>(TreeId::TrustLevels, user.key())? {
+        return Ok(trust);
+    }
+    let created_ms = tx
+        .get::<User>(TreeId::Users, user.key())?
+        .map_or(0, |u| u.created_ms);
+    Ok(Trust::unrecorded(created_ms))
 }
 
 /// A user's level now (read in the caller's transaction).
-pub fn level_of(
-    tx: &Tx,
-    user: UserId,
-    created_ms: u64,
-    rules: &TrustRules,
-    now_ms: u64,
-) -> TxResult<u8> {
-    Ok(read(tx, user, created_ms)?.standing(rules, now_ms).level)
+pub fn level_of(tx: &Tx, user: UserId, rules: &TrustRules, now_ms: u64) -> TxResult<u8> {
+    Ok(read(tx, user)?.standing(rules, now_ms).level)
 }
 
 /// Writes a new user's starting level.
@@ -181,7 +188,7 @@ pub fn note_given(tx: &Tx, proxies: &[ProxyName], level: u8) -> TxResult<()> {
 
 /// 403 `trust_level_too_low` when `user` may not invite yet.
 pub fn refuse_inviting(tx: &Tx, user: &User, rules: &TrustRules, now_ms: u64) -> TxResult<()> {
-    let standing = read(tx, user.id, user.created_ms)?.standing(rules, now_ms);
+    let standing = read(tx, user.id)?.standing(rules, now_ms);
     if standing.level >= rules.invite_level {
         return Ok(());
     }
@@ -206,16 +213,23 @@ pub fn refuse_inviting(tx: &Tx, user: &User, rules: &TrustRules, now_ms: u64) ->
 impl Fleet {
     /// A user's trust record (as stored, or taken) and its standing now.
     pub fn trust_of(&self, user: &User, now_ms: u64) -> Result<(Trust, Standing)> {
-        let trust = self
+        let trust = match self
             .store
-            .transaction(|tx| read(tx, user.id, user.created_ms))?;
+            .get::<Trust>(TreeId::TrustLevels, user.id.key())?
+        {
+            Some(trust) => trust,
+            None => Trust::unrecorded(user.created_ms),
+        };
         let standing = trust.standing(&self.settings.trust, now_ms);
         Ok((trust, standing))
     }
 
-    /// The proxies' floors, for the candidates placement reads.
-    pub fn floor_of(&self, proxy: &ProxyName) -> Result<Option<u8>> {
-        self.store.get(TreeId::ProxyFloors, proxy.as_str())
+    /// Every proxy's floor (proxy name -> the lowest level given it), in one pass, for the
+    /// candidates placement reads.
+    pub fn floors(&self) -> Result<HashMap<sled::IVec, u8>> {
+        self.store
+            .scan_from::<u8>(TreeId::ProxyFloors, [])
+            .collect()
     }
 
     /// An admin sets a user's level (a vouch, or a demotion); its clock starts again and any
@@ -232,7 +246,7 @@ impl Fleet {
             let Some(user) = tx.get::<User>(TreeId::Users, id.key())? else {
                 return abort(Error::NotFound(format!("user {id}")));
             };
-            let mut trust = read(tx, id, user.created_ms)?;
+            let mut trust = read(tx, id)?;
             trust.set(rules, level, "set by an operator".to_string(), now_ms);
             trust.held_until_ms = None;
             tx.put(TreeId::TrustLevels, id.key(), &trust)?;

@@ -7,7 +7,6 @@ use super::model::{Email, ProxyName, User, UserId, UserStatus};
 use super::policy::{self, Candidate};
 use super::Fleet;
 use crate::changes::ChangeKind;
-use crate::config::AssignmentPolicy;
 use crate::error::{Error, Result};
 use crate::http::TokenHash;
 use crate::queue::Queue;
@@ -212,7 +211,7 @@ impl NewUsers {
         if let Some(inviter) = user.invited_by {
             tx.put_marker(TreeId::Invitees, pair_key(inviter.0, user.id.0))?;
         }
-        let level = super::trust::level_of(tx, user.id, user.created_ms, &self.trust, now_ms)?;
+        let level = super::trust::level_of(tx, user.id, &self.trust, now_ms)?;
         if user.proxies.len() < self.trust.fallbacks_for(level, self.fallbacks_per_user) {
             tx.put(TreeId::NeedsFallback, user.id.key(), &now_ms)?;
         }
@@ -258,10 +257,11 @@ impl Fleet {
             .refresh(generation, || self.read_candidates(now_ms))
     }
 
-    /// Live fallback proxies with their load, read from the store: every proxy and its link
-    /// count.
+    /// Live fallback proxies with their load, read from the store: every proxy, its link
+    /// count and its floor.
     pub fn read_candidates(&self, now_ms: u64) -> Result<Vec<Candidate>> {
         let mut candidates = Vec::new();
+        let floors = self.floors()?;
         for proxy in self.registry.list(now_ms)? {
             if proxy.role != Role::Fallback {
                 continue;
@@ -270,7 +270,7 @@ impl Fleet {
             candidates.push(Candidate {
                 limit: proxy.limit(self.settings.max_clients),
                 load: u64::from(proxy.load.clients.unwrap_or(0)).max(assigned),
-                floor: self.floor_of(&proxy.name)?,
+                floor: floors.get(proxy.name.as_str().as_bytes()).copied(),
                 name: proxy.name.clone(),
             });
         }
@@ -326,10 +326,7 @@ impl Fleet {
     /// How placement ranks proxies for a user of `level` (None: the `least_loaded` policy
     /// ignores levels).
     pub fn fit(&self, level: u8) -> Option<policy::Fit> {
-        (self.settings.policy == AssignmentPolicy::Trust).then_some(policy::Fit {
-            level,
-            fresh_level: self.settings.trust.fresh_level,
-        })
+        policy::Fit::under(self.settings.policy, level, self.settings.trust.fresh_level)
     }
 
     /// The level a new user starts at: the requested one, else an invitee's (one below its
@@ -487,7 +484,7 @@ impl Fleet {
                 return abort(disabled);
             }
             set_proxies(tx, user, proxies.clone(), "set by an operator", now_ms)?;
-            let level = super::trust::level_of(tx, id, user.created_ms, rules, now_ms)?;
+            let level = super::trust::level_of(tx, id, rules, now_ms)?;
             super::trust::note_given(tx, &proxies, level)?;
             let wanted = rules.fallbacks_for(level, per_user);
             if user.proxies.len() < wanted && !user.proxies.is_empty() {

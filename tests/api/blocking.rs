@@ -461,14 +461,7 @@ async fn the_user_behind_two_blocks_is_quarantined_and_the_others_are_not() {
     assert_eq!(error_code(invite).await, "user_quarantined");
 
     // An admin clears it: the score is zero, it is placed again and may invite.
-    let cleared = app
-        .admin_post(
-            &format!("/api/v1/admin/users/{agent}/suspicion/clear"),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(cleared.status(), StatusCode::OK);
-    let cleared: Value = cleared.json().await.unwrap();
+    let cleared = app.clear_suspicion(agent).await;
     assert_eq!(
         (cleared["score"].clone(), cleared["quarantined"].clone()),
         (json!(0.0), json!(false))

@@ -624,6 +624,18 @@ impl TestApp {
         }
     }
 
+    /// An admin clears a user's suspicion (expecting 200); returns the cleared record.
+    pub async fn clear_suspicion(&self, id: u64) -> Value {
+        let cleared = self
+            .admin_post(
+                &format!("/api/v1/admin/users/{id}/suspicion/clear"),
+                &serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(cleared.status(), StatusCode::OK);
+        cleared.json().await.expect("json")
+    }
+
     /// A user's proxy names, as the admin API sees them.
     pub async fn user_proxies(&self, id: u64) -> Vec<String> {
         let body = self.admin_json(&format!("/api/v1/admin/users/{id}")).await;

@@ -128,13 +128,7 @@ async fn a_level_rises_with_time_gates_invitations_bounds_fallbacks_and_drops_at
     assert!(trust["probation_until"].is_null());
     assert_eq!(detail["suspicion"]["quarantined"], true, "{detail}");
     assert!(app.user_proxies(id).await.is_empty());
-    let cleared = app
-        .admin_post(
-            &format!("/api/v1/admin/users/{id}/suspicion/clear"),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(cleared.status(), StatusCode::OK);
+    app.clear_suspicion(id).await;
     let moved = eventually(Duration::from_secs(30), "placed again", || async {
         let now = app.user_proxies(id).await;
         (!now.is_empty()).then_some(now)
@@ -158,13 +152,7 @@ async fn a_level_rises_with_time_gates_invitations_bounds_fallbacks_and_drops_at
     assert!(trust["probation_until"].is_u64(), "{trust}");
     assert!(trust["why"].as_str().unwrap().contains("probation"));
     assert_eq!(app.user_proxies(late).await.len(), 2, "not replaced");
-    let cleared = app
-        .admin_post(
-            &format!("/api/v1/admin/users/{late}/suspicion/clear"),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(cleared.status(), StatusCode::OK);
+    app.clear_suspicion(late).await;
     app.queue_idle().await;
     assert!(trust_of(&app, late).await["probation_until"].is_null());
     assert_eq!(app.user_proxies(late).await.len(), 2, "level 3 holds two");

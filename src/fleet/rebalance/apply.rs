@@ -151,7 +151,7 @@ pub async fn apply(
                 proxies.push(step.to.clone());
                 user.last_moved_ms = Some(now_ms);
                 let rules = &fleet.settings.trust;
-                let level = trust::level_of(tx, user.id, user.created_ms, rules, now_ms)?;
+                let level = trust::level_of(tx, user.id, rules, now_ms)?;
                 trust::note_given(tx, std::slice::from_ref(&step.to), level)?;
                 set_proxies(tx, &mut user, proxies, &step.reason, now_ms)?;
                 if user.proxies.len() >= fleet.wanted_at(level) {

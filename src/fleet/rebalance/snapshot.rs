@@ -6,11 +6,14 @@ use std::collections::BTreeMap;
 use super::plan::{ProxyState, Snapshot, UserState};
 use crate::error::Result;
 use crate::fleet::model::{ProxyName, User, UserId, UserStatus};
+use crate::fleet::trust::Standing;
 use crate::fleet::{links, Fleet};
 use crate::store::codec::{key_u64, u64_key};
 use crate::store::TreeId;
 
-fn user_state(fleet: &Fleet, user: &User, now_ms: u64) -> Result<UserState> {
+/// A user as the planner sees it, with its level read from `standing` (the caller's read of
+/// its trust).
+fn user_state(fleet: &Fleet, user: &User, standing: Standing) -> Result<UserState> {
     let country = fleet.country_of(user.id)?;
     let blocked_here = fleet
         .blocked
@@ -18,7 +21,6 @@ fn user_state(fleet: &Fleet, user: &User, now_ms: u64) -> Result<UserState> {
         .iter()
         .filter_map(|name| ProxyName::parse(name).ok())
         .collect();
-    let (_, standing) = fleet.trust_of(user, now_ms)?;
     Ok(UserState {
         id: user.id,
         proxies: user.proxies.clone(),
@@ -48,7 +50,8 @@ pub fn take(fleet: &Fleet, now_ms: u64) -> Result<Snapshot> {
             let mut users = Vec::new();
             for id in links::users_of(&fleet.store, name.as_str())? {
                 if let Some(user) = fleet.user(id)? {
-                    users.push(user_state(fleet, &user, now_ms)?);
+                    let (_, standing) = fleet.trust_of(&user, now_ms)?;
+                    users.push(user_state(fleet, &user, standing)?);
                 }
             }
             users_on.insert(name.clone(), users);
@@ -76,12 +79,13 @@ pub fn take(fleet: &Fleet, now_ms: u64) -> Result<Snapshot> {
             .user(UserId(id))?
             .filter(|u| u.status == UserStatus::Active)
         {
-            if fleet.trust_of(&user, now_ms)?.0.held(now_ms) {
+            let (trust, standing) = fleet.trust_of(&user, now_ms)?;
+            if trust.held(now_ms) {
                 continue; // on probation after a block
             }
             snapshot
                 .needs_fallback
-                .push(user_state(fleet, &user, now_ms)?);
+                .push(user_state(fleet, &user, standing)?);
         }
     }
     // Users with no proxy first: when room is short, a first proxy before anyone's second.
