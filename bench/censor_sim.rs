@@ -12,7 +12,8 @@
 //!
 //! Usage: bench-censor-sim [--users N] [--agents SHARE] [--proxies N] [--days N]
 //!   [--arrival-days N] [--capacity N] [--fallbacks N] [--probes N] [--invited SHARE]
-//!   [--agents-invited SHARE] [--recent-days N] [--old-weight W] [--seed N] [--json]
+//!   [--agents-invited SHARE] [--recent-days N] [--old-weight W] [--invitee-max-level N]
+//!   [--seed N] [--json]
 //! Prints a Markdown table per day (or, with --json, one JSON object per day and a summary).
 
 use std::collections::{BTreeSet, HashMap};
@@ -51,6 +52,8 @@ struct Scenario {
     /// Blame: given this many days before a block counts in full, earlier `old_weight`.
     recent_days: u64,
     old_weight: f64,
+    /// The highest level an invitee starts at (`trust.invitee_max_level`).
+    invitee_max_level: u8,
     seed: u64,
 }
 
@@ -70,6 +73,7 @@ impl Default for Scenario {
             agents_invited: 0.5,
             recent_days: Config::default().blame_recent_secs / 86_400,
             old_weight: Config::default().blame_old_weight,
+            invitee_max_level: Config::default().trust.invitee_max_level,
             seed: 1,
         }
     }
@@ -159,16 +163,23 @@ struct Day {
     /// Agents holding a proxy not blocked yet (what they can still give away tomorrow).
     agents_holding: usize,
     honest_quarantined: usize,
+    /// Why the honest users cut off are: quarantined, on probation, waiting for room (no
+    /// proxy), or holding only proxies blocked (not known to be, yet).
+    cut_quarantined: usize,
+    cut_probation: usize,
+    cut_waiting: usize,
+    cut_holding_blocked: usize,
 }
 
 impl Fleet {
     fn new(aware: bool, s: &Scenario) -> Fleet {
-        // The server's own defaults, with the blame settings the scenario names.
-        let config = Config {
+        // The server's own defaults, with the settings the scenario names.
+        let mut config = Config {
             blame_recent_secs: s.recent_days * 86_400,
             blame_old_weight: s.old_weight,
             ..Config::default()
         };
+        config.trust.invitee_max_level = s.invitee_max_level;
         let proxies: Vec<Proxy> = (0..s.proxies)
             .map(|i| {
                 let name = ProxyName::parse(&format!("p{i}")).expect("name");
@@ -453,7 +464,7 @@ impl Fleet {
         }
     }
 
-    fn day(&self, day: u64) -> Day {
+    fn day(&self, day: u64, now_ms: u64) -> Day {
         let mut d = Day {
             day,
             burned: self.blocked.len(),
@@ -471,6 +482,14 @@ impl Fleet {
             d.honest_quarantined += usize::from(quarantined);
             if working {
                 d.connected += 1;
+            } else if quarantined {
+                d.cut_quarantined += 1;
+            } else if user.trust.held(now_ms) {
+                d.cut_probation += 1;
+            } else if user.proxies.is_empty() {
+                d.cut_waiting += 1;
+            } else {
+                d.cut_holding_blocked += 1;
             }
         }
         d
@@ -507,6 +526,7 @@ fn parse_args() -> (Scenario, bool) {
             "--agents-invited" => s.agents_invited = number(),
             "--recent-days" => s.recent_days = number() as u64,
             "--old-weight" => s.old_weight = number(),
+            "--invitee-max-level" => s.invitee_max_level = number() as u8,
             "--seed" => s.seed = number() as u64,
             other => panic!("unknown argument {other}"),
         }
@@ -544,7 +564,7 @@ fn main() {
             aware.join(arrivals[next], s.capacity, &mut rng_aware, now_ms);
             next += 1;
         }
-        let (t, a) = (today.day(day), aware.day(day));
+        let (t, a) = (today.day(day, now_ms), aware.day(day, now_ms));
         let share = |d: &Day| 100.0 * d.connected as f64 / d.honest.max(1) as f64;
         if json {
             println!(
@@ -576,6 +596,12 @@ fn main() {
             "cut_off": cut_aware,
             "cut_off_today": cut_today,
             "ratio": cut_aware as f64 / cut_today.max(1) as f64,
+            "cut_off_why": {
+                "quarantined": a.cut_quarantined,
+                "probation": a.cut_probation,
+                "waiting_for_room": a.cut_waiting,
+                "holding_blocked": a.cut_holding_blocked,
+            },
         }
     });
     if json {
@@ -588,6 +614,10 @@ fn main() {
             cut_aware,
             cut_today,
             cut_aware as f64 / cut_today.max(1) as f64
+        );
+        println!(
+            "Of those cut off: {} quarantined, {} on probation, {} waiting for room, {} holding only proxies blocked but not yet reported so.",
+            a.cut_quarantined, a.cut_probation, a.cut_waiting, a.cut_holding_blocked
         );
     }
 }

@@ -650,6 +650,9 @@ pub struct TrustRules {
     /// The most fallback proxies a user of each level holds (and never more than
     /// `fallbacks_per_user`).
     pub fallbacks: [usize; TRUST_TOP as usize + 1],
+    /// The highest level an invitee starts at (one below its inviter's, at most this). 0: an
+    /// invitation admits (with the inviter's proxy) but does not vouch, and levels are earned.
+    pub invitee_max_level: u8,
     /// The lowest level given a proxy nobody has had yet before proxies others already know.
     pub fresh_level: u8,
     /// Days a user given a proxy shortly before its block (`blame_recent_secs`) waits for a new
@@ -664,6 +667,7 @@ impl Default for TrustRules {
             invite_level: 2,
             created_level: TRUST_TOP,
             fallbacks: [1, 1, 2, 2, 3],
+            invitee_max_level: 0,
             fresh_level: 3,
             probation_days: 4,
         }
@@ -677,6 +681,7 @@ impl TrustRules {
         let levels = [
             ("invite_level", self.invite_level),
             ("created_level", self.created_level),
+            ("invitee_max_level", self.invitee_max_level),
             ("fresh_level", self.fresh_level),
         ];
         for (name, level) in levels {

@@ -31,8 +31,9 @@ const CHILDREN_SHOWN: usize = 200;
 struct NewUser {
     email: String,
     invited_by: Option<UserId>,
-    /// The trust level it starts at (default: one below its inviter's, else
-    /// `trust.created_level`). A sign-up front for strangers passes 0.
+    /// The trust level it starts at (default: one below its inviter's, at most
+    /// `trust.invitee_max_level`, else `trust.created_level`). A sign-up front for strangers
+    /// passes 0.
     level: Option<u8>,
 }
 

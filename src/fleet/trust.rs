@@ -31,9 +31,13 @@ impl TrustRules {
         self.fallbacks[usize::from(level.min(TOP))].min(per_user)
     }
 
-    /// The level an invitee starts at: one below its inviter's, never above `TOP - 1`.
+    /// The level an invitee starts at: one below its inviter's, never above
+    /// `invitee_max_level` (0 by default: levels are earned, docs/BLOCKING.md).
     pub fn invitee_level(&self, inviter_level: u8) -> u8 {
-        inviter_level.saturating_sub(1).min(TOP - 1)
+        inviter_level
+            .saturating_sub(1)
+            .min(self.invitee_max_level)
+            .min(TOP - 1)
     }
 }
 
@@ -304,7 +308,13 @@ mod tests {
             1,
             "never above fallbacks_per_user"
         );
-        assert_eq!(rules.invitee_level(4), 3);
-        assert_eq!(rules.invitee_level(0), 0);
+        assert_eq!(rules.invitee_level(4), 0, "levels are earned by default");
+        let vouching = TrustRules {
+            invitee_max_level: TOP,
+            ..TrustRules::default()
+        };
+        assert_eq!(vouching.invitee_level(4), 3);
+        assert_eq!(vouching.invitee_level(2), 1);
+        assert_eq!(vouching.invitee_level(0), 0);
     }
 }

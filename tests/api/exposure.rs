@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{error_code, spawn_app, TestApp};
+use crate::helpers::{error_code, spawn_app, spawn_app_with, TestApp};
 
 async fn status_of(app: &TestApp, id: u64) -> String {
     let detail = app.admin_json(&format!("/api/v1/admin/users/{id}")).await;
@@ -27,7 +27,8 @@ fn ids(reply: &Value) -> Vec<u64> {
 
 #[tokio::test]
 async fn a_three_level_branch_is_disabled_and_enabled_in_one_operation() {
-    let app = spawn_app().await;
+    // Invitees start one level below their inviters, so a2 (level 2) may invite.
+    let app = spawn_app_with(|c| c.trust.invitee_max_level = 3).await;
     app.proxy("pa", 9001, &[("capacity", "1000")]).await;
     // root -> (a, b); a -> (a1, a2); a1 -> x. Then, a day later, a2 -> late.
     let (root, root_token, _) = app.create_user("root@example.org", None).await;

@@ -34,7 +34,9 @@ async fn invite_and_accept(app: &TestApp, inviter_token: &str, email: &str) -> V
 
 #[tokio::test]
 async fn trust_policy_reaches_the_closest_ancestor_with_a_proxy() {
-    let app = spawn_app().await;
+    // Invitees start one level below their inviters (a fleet whose invitations vouch), so
+    // invitees invite in turn.
+    let app = spawn_app_with(|c| c.trust.invitee_max_level = 3).await;
     app.proxy("pa", 9001, &[("capacity", "1000")]).await;
     // Four levels: root -> one -> two -> (the invitee).
     let (root, _, root_proxies) = app.create_user("root@example.org", None).await;

@@ -90,8 +90,8 @@ async fn a_level_rises_with_time_gates_invitations_bounds_fallbacks_and_drops_at
     let invitee = invited["invitee"].as_u64().unwrap();
     assert_eq!(
         trust_of(&app, invitee).await["level"],
-        1,
-        "one below its inviter"
+        0,
+        "an invitation admits but does not vouch: levels are earned"
     );
 
     // Bad input changes nothing.
