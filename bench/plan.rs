@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use proxyfleet::config::AssignmentPolicy;
 use proxyfleet::fleet::model::UserId;
+use proxyfleet::fleet::policy::Fit;
 use proxyfleet::fleet::rebalance::plan::{plan, ProxyState, Rules, Snapshot, Trigger, UserState};
 use proxyfleet::registry::model::ProxyName;
 use proxyfleet::registry::Role;
@@ -53,6 +55,9 @@ fn main() {
             assigned: per_proxy,
             over_limit_since_ms: hot.then_some(0),
             under_low_since_ms: None,
+            // Every level has proxies, and users of every level move: the planner ranks by
+            // level (a scan of the targets per move), its costliest case.
+            floor: Some((i % 5) as u8),
         });
         let list: Vec<UserState> = (0..per_proxy)
             .map(|_| {
@@ -63,6 +68,7 @@ fn main() {
                     last_moved_ms: None,
                     blocked_here: Vec::new(),
                     wanted: 1,
+                    fit: Fit::under(AssignmentPolicy::Trust, (next_user % 5) as u8, 3),
                 }
             })
             .collect();

@@ -125,7 +125,7 @@ impl Fleet {
                         block.proxy, block.country
                     );
                     trust.lower(rules, why, now_ms);
-                    tx.put(TreeId::TrustLevels, id.key(), &trust)?;
+                    super::trust::write(tx, id, &trust, rules, now_ms)?;
                 }
                 Ok(())
             })?;

@@ -180,7 +180,7 @@ impl Fleet {
             // Judged honest: its probation after a block ends too.
             let mut trust = super::trust::read(tx, id)?;
             if trust.held_until_ms.take().is_some() {
-                tx.put(TreeId::TrustLevels, id.key(), &trust)?;
+                super::trust::write(tx, id, &trust, &self.settings.trust, now_ms)?;
             }
             if tx.contains(TreeId::NeedsFallback, id.key())? {
                 super::placement::queue_placement(&self.queue, tx, now_ms)?;

@@ -169,14 +169,49 @@ pub fn level_of(tx: &Tx, user: UserId, rules: &TrustRules, now_ms: u64) -> TxRes
     Ok(read(tx, user)?.standing(rules, now_ms).level)
 }
 
+/// Writes a user's trust, and when its level rises next (`TrustRises`), so the user gets the
+/// fallbacks its new level holds at that time (`Fleet::note_rises`) rather than at its next
+/// placement. An older entry left for the user is harmless: it checks the user again.
+pub fn write(
+    tx: &Tx,
+    user: UserId,
+    trust: &Trust,
+    rules: &TrustRules,
+    now_ms: u64,
+) -> TxResult<()> {
+    tx.put(TreeId::TrustLevels, user.key(), trust)?;
+    if let Some(at) = trust.standing(rules, now_ms).next_rise_ms {
+        tx.put(TreeId::TrustRises, rise_key(at, user), &())?;
+    }
+    Ok(())
+}
+
 /// Writes a new user's starting level.
-pub fn start(tx: &Tx, user: UserId, level: u8, why: &str, now_ms: u64) -> TxResult<()> {
-    tx.put(
-        TreeId::TrustLevels,
-        user.key(),
+pub fn start(
+    tx: &Tx,
+    user: UserId,
+    level: u8,
+    why: &str,
+    rules: &TrustRules,
+    now_ms: u64,
+) -> TxResult<()> {
+    write(
+        tx,
+        user,
         &Trust::starting(level, why, now_ms),
+        rules,
+        now_ms,
     )
 }
+
+fn rise_key(at_ms: u64, user: UserId) -> Vec<u8> {
+    let mut key = crate::store::codec::u64_key(at_ms).to_vec();
+    key.extend_from_slice(&user.key());
+    key
+}
+
+/// Rises handled per transaction.
+const RISES_PER_TRANSACTION: usize = 500;
 
 /// Records that `proxies` were given to a user of `level`: each one's floor (the lowest level
 /// that knows it) goes down to it, so placement keeps the levels apart (`policy::Fit`).
@@ -236,6 +271,63 @@ impl Fleet {
             .collect()
     }
 
+    /// Users whose level rose by `now_ms` (`TrustRises`) and who hold fewer fallbacks than
+    /// their new level does are owed one (`NeedsFallback`), and placement is queued; their next
+    /// rise is scheduled. Run by each rebalance. Returns how many were owed a fallback.
+    pub async fn note_rises(&self, now_ms: u64) -> Result<usize> {
+        let rules = &self.settings.trust;
+        let until = crate::store::codec::u64_key(now_ms.saturating_add(1));
+        let mut owed = 0;
+        loop {
+            let due: Vec<sled::IVec> = self
+                .store
+                .keys_from(TreeId::TrustRises, [])
+                .take_while(|key| key.as_ref().map_or(true, |k| k.as_ref() < &until[..]))
+                .take(RISES_PER_TRANSACTION)
+                .collect::<Result<_>>()?;
+            if due.is_empty() {
+                break;
+            }
+            owed += self.store.transaction(|tx| {
+                let mut owed = 0;
+                for key in &due {
+                    tx.remove(TreeId::TrustRises, key.as_ref())?;
+                    let Some(id) = key.get(8..).and_then(crate::store::codec::key_u64) else {
+                        continue;
+                    };
+                    let id = UserId(id);
+                    let Some(user) = tx.get::<User>(TreeId::Users, id.key())? else {
+                        continue;
+                    };
+                    let trust = read(tx, id)?;
+                    let standing = trust.standing(rules, now_ms);
+                    if let Some(at) = standing.next_rise_ms {
+                        tx.put(TreeId::TrustRises, rise_key(at, id), &())?;
+                    }
+                    let short = user.proxies.len() < self.wanted_at(standing.level);
+                    if user.status == super::model::UserStatus::Active
+                        && short
+                        && !trust.held(now_ms)
+                        && !super::suspicion::is_quarantined(tx, id)?
+                        && !tx.contains(TreeId::NeedsFallback, id.key())?
+                    {
+                        tx.put(TreeId::NeedsFallback, id.key(), &now_ms)?;
+                        owed += 1;
+                    }
+                }
+                if owed > 0 {
+                    super::placement::queue_placement(&self.queue, tx, now_ms)?;
+                }
+                Ok(owed)
+            })?;
+        }
+        if owed > 0 {
+            self.store.durable().await?;
+            self.queue.wake();
+        }
+        Ok(owed)
+    }
+
     /// An admin sets a user's level (a vouch, or a demotion); its clock starts again and any
     /// probation ends. A user short of the proxies its level holds is placed.
     pub async fn set_trust_level(&self, id: UserId, level: u8, now_ms: u64) -> Result<Trust> {
@@ -253,7 +345,7 @@ impl Fleet {
             let mut trust = read(tx, id)?;
             trust.set(rules, level, "set by an operator".to_string(), now_ms);
             trust.held_until_ms = None;
-            tx.put(TreeId::TrustLevels, id.key(), &trust)?;
+            write(tx, id, &trust, rules, now_ms)?;
             let wanted = self.wanted_at(level);
             if user.status == super::model::UserStatus::Active && user.proxies.len() < wanted {
                 tx.put(TreeId::NeedsFallback, id.key(), &now_ms)?;

@@ -197,10 +197,10 @@ impl NewUsers {
             save_user(tx, &user, now_ms)?;
         }
         let why = match invited_by {
-            Some(inviter) => format!("invited by user {inviter}: one level below its inviter"),
+            Some(inviter) => format!("invited by user {inviter}"),
             None => "created by an operator".to_string(),
         };
-        super::trust::start(tx, id, level, &why, now_ms)?;
+        super::trust::start(tx, id, level, &why, &self.trust, now_ms)?;
         super::trust::note_given(tx, proxies, level)?;
         Ok(user)
     }

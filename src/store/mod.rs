@@ -131,10 +131,12 @@ pub enum TreeId {
     TrustLevels,
     /// The lowest trust level each proxy was given to: name -> u8 (absent: nobody had it).
     ProxyFloors,
+    /// When each user's level rises next: (time u64 BE, user id) -> () (`fleet::trust`).
+    TrustRises,
 }
 
 impl TreeId {
-    pub const ALL: [TreeId; 45] = [
+    pub const ALL: [TreeId; 46] = [
         TreeId::Meta,
         TreeId::Changes,
         TreeId::Proxies,
@@ -180,6 +182,7 @@ impl TreeId {
         TreeId::Suspicions,
         TreeId::TrustLevels,
         TreeId::ProxyFloors,
+        TreeId::TrustRises,
     ];
 
     pub fn name(self) -> &'static str {
@@ -229,6 +232,7 @@ impl TreeId {
             TreeId::Suspicions => "suspicions",
             TreeId::TrustLevels => "trust_levels",
             TreeId::ProxyFloors => "proxy_floors",
+            TreeId::TrustRises => "trust_rises",
         }
     }
 }

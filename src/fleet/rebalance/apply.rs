@@ -135,9 +135,14 @@ pub async fn apply(
                     .as_ref()
                     .is_none_or(|from| user.proxies.contains(from));
                 let target_serves = role_of(tx, &step.to)? == Some(Role::Fallback);
+                let rules = &fleet.settings.trust;
+                let level = trust::level_of(tx, user.id, rules, now_ms)?;
+                // A fallback it was owed may have come from placement since.
+                let owed = step.from.is_some() || user.proxies.len() < fleet.wanted_at(level);
                 if user.status != UserStatus::Active
                     || !still_there
                     || !target_serves
+                    || !owed
                     || user.proxies.contains(&step.to)
                 {
                     continue;
@@ -150,8 +155,6 @@ pub async fn apply(
                     .collect();
                 proxies.push(step.to.clone());
                 user.last_moved_ms = Some(now_ms);
-                let rules = &fleet.settings.trust;
-                let level = trust::level_of(tx, user.id, rules, now_ms)?;
                 trust::note_given(tx, std::slice::from_ref(&step.to), level)?;
                 set_proxies(tx, &mut user, proxies, &step.reason, now_ms)?;
                 if user.proxies.len() >= fleet.wanted_at(level) {

@@ -80,6 +80,10 @@ pub async fn run(
     now: u64,
 ) -> Result<Plan> {
     let _one_at_a_time = fleet.rebalancing.lock().await;
+    if !dry_run {
+        // Users whose level rose since are owed the fallbacks it holds: the snapshot sees them.
+        fleet.note_rises(now).await?;
+    }
     let requested: Option<u64> = fleet.store.get(TreeId::Meta, apply::PROVISION_REQUESTED)?;
     let rules = Rules {
         hysteresis_ms: settings.hysteresis_ms,

@@ -10,6 +10,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::fleet::model::UserId;
+use crate::fleet::policy::Fit;
 use crate::registry::model::ProxyName;
 use crate::registry::Role;
 
@@ -24,6 +25,8 @@ pub struct ProxyState {
     pub assigned: u64,
     pub over_limit_since_ms: Option<u64>,
     pub under_low_since_ms: Option<u64>,
+    /// The lowest trust level it was given to (`trust::note_given`).
+    pub floor: Option<u8>,
 }
 
 impl ProxyState {
@@ -41,6 +44,8 @@ pub struct UserState {
     pub blocked_here: Vec<ProxyName>,
     /// The fallbacks it should hold: its trust level's bound (`trust::TrustRules::fallbacks_for`).
     pub wanted: usize,
+    /// Which proxies suit it, by its level (None under `least_loaded`): placement's own rule.
+    pub fit: Option<Fit>,
 }
 
 impl UserState {
@@ -131,10 +136,13 @@ pub struct Plan {
 }
 
 /// Working state while planning: loads include the moves planned so far, and the proxies
-/// users may be moved to are kept ranked by headroom, so picking a target is O(log n).
+/// users may be moved to are kept ranked by headroom, so picking a target is O(log n) without
+/// levels (a scan of the targets with them).
 struct Board {
     load: HashMap<ProxyName, u64>,
     limit: HashMap<ProxyName, u32>,
+    /// Each proxy's floor, lowered by the moves planned so far.
+    floor: HashMap<ProxyName, u8>,
     /// Targets (fallback role, plus promotions) as (headroom, name), best last.
     ranked: BTreeSet<(i64, Reverse<ProxyName>)>,
     standby: Vec<ProxyName>,
@@ -164,14 +172,39 @@ impl Board {
             .remove(&(self.headroom(name), Reverse(name.clone())));
     }
 
-    /// The target with the most headroom (> 0) not in `avoid` (ties: the smaller name).
-    fn best_target(&self, avoid: &[ProxyName]) -> Option<ProxyName> {
-        self.ranked
+    /// The target with room (> 0) not in `avoid` that suits `fit` best (`Fit::rank`), then
+    /// with the most headroom (ties: the smaller name): the order placement chooses in.
+    fn best_target(&self, avoid: &[ProxyName], fit: Option<Fit>) -> Option<ProxyName> {
+        let mut open = self
+            .ranked
             .iter()
             .rev()
             .take_while(|(headroom, _)| *headroom > 0)
-            .find(|(_, Reverse(name))| !avoid.contains(name))
-            .map(|(_, Reverse(name))| name.clone())
+            .filter(|(_, Reverse(name))| !avoid.contains(name))
+            .map(|(_, Reverse(name))| name);
+        let Some(fit) = fit else {
+            return open.next().cloned();
+        };
+        // Headroom order within each rank: the first of the lowest rank wins.
+        let mut best: Option<(u8, &ProxyName)> = None;
+        for name in open {
+            let rank = fit.rank(self.floor.get(name).copied());
+            if best.is_none_or(|(r, _)| rank < r) {
+                best = Some((rank, name));
+                if rank == 0 {
+                    break;
+                }
+            }
+        }
+        best.map(|(_, name)| name.clone())
+    }
+
+    /// `name` is planned for a user of `fit`'s level: its floor goes down to it.
+    fn note_given(&mut self, name: &ProxyName, fit: Option<Fit>) {
+        if let Some(fit) = fit {
+            let floor = self.floor.entry(name.clone()).or_insert(fit.level);
+            *floor = (*floor).min(fit.level);
+        }
     }
 
     fn change_load(&mut self, name: &ProxyName, delta: i64) {
@@ -230,6 +263,11 @@ pub fn plan(
             .iter()
             .map(|p| (p.name.clone(), p.limit))
             .collect(),
+        floor: snapshot
+            .proxies
+            .iter()
+            .filter_map(|p| Some((p.name.clone(), p.floor?)))
+            .collect(),
         ranked: BTreeSet::new(),
         standby: standby.iter().map(|p| p.name.clone()).collect(),
     };
@@ -253,10 +291,13 @@ fn find_room(
     plan: &mut Plan,
     rules: &Rules,
     avoid: &[ProxyName],
+    fit: Option<Fit>,
     why: &str,
 ) -> Option<ProxyName> {
-    if let Some(target) = board.best_target(avoid) {
-        return Some(target);
+    let found = board.best_target(avoid, fit);
+    if found.is_some() {
+        board.note_given(found.as_ref()?, fit);
+        return found;
     }
     while !board.standby.is_empty() {
         let promoted = board.standby.remove(0);
@@ -266,6 +307,7 @@ fn find_room(
         });
         board.add_target(&promoted);
         if board.headroom(&promoted) > 0 && !avoid.contains(&promoted) {
+            board.note_given(&promoted, fit);
             return Some(promoted);
         }
     }
@@ -331,7 +373,7 @@ fn relieve_overloaded(
             }
             let mut avoid = user.avoided();
             avoid.push(proxy.name.clone());
-            match find_room(board, plan, rules, &avoid, &why) {
+            match find_room(board, plan, rules, &avoid, user.fit, &why) {
                 Some(to) => {
                     board.shift(Some(&proxy.name), &to);
                     moved.insert(user.id);
@@ -368,6 +410,7 @@ fn place_needy(
                 plan,
                 rules,
                 &have,
+                user.fit,
                 "a user had fewer fallback proxies than configured",
             ) {
                 Some(to) => {
@@ -432,10 +475,10 @@ fn drain_idle(
         for user in &users {
             let mut avoid = user.avoided();
             avoid.extend(drained.iter().cloned());
-            match board.best_target(&avoid) {
+            match board.best_target(&avoid, user.fit) {
                 Some(to) => {
                     board.shift(Some(&proxy.name), &to);
-                    tentative.push((user.id, to));
+                    tentative.push((user.id, user.fit, to));
                 }
                 None => {
                     fits = false;
@@ -444,7 +487,7 @@ fn drain_idle(
             }
         }
         if !fits {
-            for (_, to) in &tentative {
+            for (_, _, to) in &tentative {
                 board.shift(Some(to), &proxy.name);
             }
             board.add_target(&proxy.name);
@@ -455,7 +498,8 @@ fn drain_idle(
             proxy.name,
             proxy.under_low_since_ms.unwrap_or(0) / 1000
         );
-        for (user, to) in tentative {
+        for (user, fit, to) in tentative {
+            board.note_given(&to, fit);
             moved.insert(user);
             plan.moves.push(Move {
                 user,
@@ -502,6 +546,7 @@ mod tests {
             assigned,
             over_limit_since_ms: clients.filter(|c| *c > limit).map(|_| 1_000),
             under_low_since_ms: None,
+            floor: None,
         }
     }
 
@@ -512,6 +557,7 @@ mod tests {
             proxies: vec![n(on)],
             last_moved_ms: None,
             wanted: 1,
+            fit: None,
         })
         .collect()
     }
@@ -620,6 +666,63 @@ mod tests {
             run(&snapshot, Trigger::Manual, 61_000).moves.is_empty(),
             "cooldown"
         );
+    }
+
+    #[test]
+    fn users_go_where_their_level_already_is_as_placement_does() {
+        // "newcomers" is busier but level 0 knows it; "fresh" nobody had. A hot proxy sheds
+        // a newcomer and a trusted user; a newcomer and a trusted user wait for a fallback.
+        let floor = |name, floor, load| ProxyState {
+            floor,
+            ..proxy(name, Role::Fallback, 100, Some(load), u64::from(load))
+        };
+        let at = |level| Fit::under(crate::config::AssignmentPolicy::Trust, level, 3);
+        let with_fit = |mut list: Vec<UserState>, fits: &[Option<Fit>]| {
+            for (user, fit) in list.iter_mut().zip(fits) {
+                user.fit = *fit;
+            }
+            list
+        };
+        let snapshot = Snapshot {
+            proxies: vec![
+                floor("hot", Some(0), 102),
+                floor("newcomers", Some(0), 50),
+                floor("fresh", None, 0),
+            ],
+            users_on: [(n("hot"), with_fit(users(1..3, "hot"), &[at(0), at(4)]))].into(),
+            needs_fallback: with_fit(users(20..22, "hot"), &[at(0), at(4)])
+                .into_iter()
+                .map(|mut u| {
+                    u.proxies.clear();
+                    u
+                })
+                .collect(),
+        };
+        let plan = run(&snapshot, Trigger::Manual, 2_000);
+        let to = |user: u64| -> Vec<&str> {
+            plan.moves
+                .iter()
+                .filter(|m| m.user == UserId(user))
+                .map(|m| m.to.as_str())
+                .collect()
+        };
+        assert_eq!(to(1), ["newcomers"], "a newcomer stays among newcomers");
+        assert_eq!(to(2), ["fresh"], "a trusted user gets the fresh proxy");
+        assert_eq!(to(20), ["newcomers"]);
+        assert_eq!(to(21), ["fresh"]);
+
+        // Under least_loaded (no fit) the most headroom wins for everyone.
+        let mut blind = snapshot.clone();
+        for user in blind
+            .users_on
+            .values_mut()
+            .flatten()
+            .chain(&mut blind.needs_fallback)
+        {
+            user.fit = None;
+        }
+        let plan = run(&blind, Trigger::Manual, 2_000);
+        assert!(plan.moves.iter().all(|m| m.to.as_str() == "fresh"));
     }
 
     #[test]

@@ -27,6 +27,7 @@ fn user_state(fleet: &Fleet, user: &User, standing: Standing) -> Result<UserStat
         last_moved_ms: user.last_moved_ms,
         blocked_here,
         wanted: fleet.wanted_at(standing.level),
+        fit: fleet.fit(standing.level),
     })
 }
 
@@ -35,6 +36,7 @@ pub fn take(fleet: &Fleet, now_ms: u64) -> Result<Snapshot> {
     let mut snapshot = Snapshot::default();
     let mut users_on: BTreeMap<ProxyName, Vec<UserState>> = BTreeMap::new();
     let proxies = fleet.registry.list(now_ms)?;
+    let floors = fleet.floors()?;
     fleet
         .moves
         .keep_only(&proxies.iter().map(|p| &p.name).collect());
@@ -58,6 +60,7 @@ pub fn take(fleet: &Fleet, now_ms: u64) -> Result<Snapshot> {
         }
         snapshot.proxies.push(ProxyState {
             assigned: links::assigned(&fleet.store, name.as_str())?,
+            floor: floors.get(name.as_str().as_bytes()).copied(),
             name,
             role: proxy.role,
             limit,
