@@ -17,9 +17,17 @@ kept=$(awk -v m="$BY_HAND" 'found || $0 == m { found = 1; print }' BENCHMARKS.md
 source bench/lib.sh
 require_tools wrk python3
 
+# With a GeoIP database (the tests' copy), config reads are also measured from a located client:
+# the front (loopback, trusted) names an address in Iran, and each read looks it up.
+GEOIP_DIR="${PROXYFLEET_TEST_GEOIP_DB:-$HOME/.cache/proxyfleet/geoip}"
+geo_env=()
+if ls "$GEOIP_DIR"/*.mmdb >/dev/null 2>&1; then
+  geo_env=(PROXYFLEET_GEOIP_DB="$GEOIP_DIR" PROXYFLEET_TRUSTED_PROXIES='["127.0.0.1"]')
+fi
+LOCATED_IP=2.176.0.1
 pf_port=$(port_of)
 start_server "$pf_port" "$work/data" PROXYFLEET_FALLBACKS_PER_USER=3 \
-  PROXYFLEET_STRIPE_WEBHOOK_SECRET=bench-webhook-secret
+  PROXYFLEET_STRIPE_WEBHOOK_SECRET=bench-webhook-secret "${geo_env[@]}"
 pf_pid=$server_pid
 # The heartbeats authenticate as proxies do: 1,000 proxies enrolled with the registry token,
 # each heartbeating with its own secret; the baseline checks the same secrets from memory.
@@ -61,6 +69,22 @@ cfg_base=$(run "http://127.0.0.1:$base_port/api/v1/config" -s bench/report.lua -
 cfg_pf=$(run "http://127.0.0.1:$pf_port/api/v1/config" -s bench/report.lua -H "Authorization: Bearer $user_token")
 nm_base=$(run "http://127.0.0.1:$base_port/api/v1/config" -s bench/report.lua -H "Authorization: Bearer bench-token" -H "If-None-Match: $base_etag")
 nm_pf=$(run "http://127.0.0.1:$pf_port/api/v1/config" -s bench/report.lua -H "Authorization: Bearer $user_token" -H "If-None-Match: $pf_etag")
+located_rows="Not measured in this run: no GeoIP database in $GEOIP_DIR (\`scripts/test.sh\` fetches one)."
+if [ ${#geo_env[@]} -gt 0 ]; then
+  geo_etag=$(curl -fs -D - -o /dev/null -H "Authorization: Bearer $user_token" -H "X-Forwarded-For: $LOCATED_IP" \
+    "http://127.0.0.1:$pf_port/api/v1/config" | awk 'tolower($1)=="etag:" {print $2}' | tr -d '\r')
+  cfg_geo=$(run "http://127.0.0.1:$pf_port/api/v1/config" -s bench/report.lua -H "Authorization: Bearer $user_token" -H "X-Forwarded-For: $LOCATED_IP")
+  nm_geo=$(run "http://127.0.0.1:$pf_port/api/v1/config" -s bench/report.lua -H "Authorization: Bearer $user_token" -H "X-Forwarded-For: $LOCATED_IP" -H "If-None-Match: $geo_etag")
+  located_rows="| path | server | requests | req/s | p50 ms | p99 ms | errors |
+|---|---|---:|---:|---:|---:|---:|
+$(row "\`GET /api/v1/config\` 200, located | proxyfleet" "$cfg_geo")
+$(row "\`GET /api/v1/config\` 304, located | proxyfleet" "$nm_geo")
+
+| path | proxyfleet / baseline | against the same read unlocated |
+|---|---:|---:|
+| config 200, located | **$(ratio "$cfg_geo" "$cfg_base")%** | $(ratio "$cfg_geo" "$cfg_pf")% |
+| config 304, located | **$(ratio "$nm_geo" "$nm_base")%** | $(ratio "$nm_geo" "$nm_pf")% |"
+fi
 
 # Stripe webhooks: 1,000 more users, then distinct signed payment events spread over them.
 python3 bench/seed.py users "http://127.0.0.1:$pf_port" bench-admin 1000 "$work/wh_tokens"
@@ -124,6 +148,14 @@ $(row "\`GET /api/v1/config\` 304 | proxyfleet" "$nm_pf")
 | heartbeats (1,000 proxies, every one durable) | **$(ratio "$hb_pf" "$hb_base")%** | >= 50% |
 | config 200 (3 proxies) | **$(ratio "$cfg_pf" "$cfg_base")%** | >= 70% |
 | config 304 (If-None-Match) | **$(ratio "$nm_pf" "$nm_base")%** | >= 70% |
+
+### Config reads from a located client
+
+Blocking awareness needs each user's country: a config read behind a trusted front looks the
+client's address up in the GeoIP database (\`X-Forwarded-For: $LOCATED_IP\`, in Iran) and
+keeps the user's country when it changed. Same server, user and load as above.
+
+$located_rows
 
 ## Stripe webhooks
 
