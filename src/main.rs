@@ -164,7 +164,7 @@ fn init_logs(format: LogFormat) {
 
 /// glibc's malloc let the resident set creep under steady traffic while the live heap stayed
 /// flat (its arenas keep freed memory; docs/PITFALLS.md). jemalloc returns it by itself.
-#[cfg(not(target_env = "msvc"))]
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
