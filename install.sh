@@ -161,7 +161,7 @@ fi
 ADMIN_ACCOUNT=""
 if [ "$NEW_TOKENS" -eq 1 ]; then
   ADMIN_ACCOUNT=$(PROXYFLEET_DATA_DIR="$DATA_DIR" "$BIN_DIR/proxyfleet" admin create \
-    --username admin --config "$CONF_DIR/config.toml")
+    --username admin --create-store --config "$CONF_DIR/config.toml")
 fi
 
 if [ "$LIVE" -eq 1 ]; then

@@ -111,6 +111,10 @@ enum AdminAction {
         /// Read the password from the first line of stdin instead of generating one.
         #[arg(long)]
         password_stdin: bool,
+        /// Make a new store when the data directory holds none (a fresh install, before the
+        /// server's first start); without it such a directory is refused.
+        #[arg(long)]
+        create_store: bool,
     },
     /// List the accounts: name, enabled or disabled, second factor.
     List,
@@ -153,8 +157,11 @@ fn init_logs(format: LogFormat) {
     if let Ok(directive) = "hyper::proto=error".parse() {
         filter = filter.add_directive(directive);
     }
+    // Colours only on a terminal: journald and log files would keep the escape codes.
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(terminal)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => logs.init(),
@@ -259,7 +266,8 @@ fn admin(action: AdminAction, config_file: Option<PathBuf>) -> Result<(), String
         AdminAction::Create {
             username,
             password_stdin,
-        } => return create_admin(config, username, password_stdin),
+            create_store,
+        } => return create_admin(config, username, password_stdin, create_store),
         AdminAction::List => Request::List,
         AdminAction::Disable { username } => Request::Act {
             username,
@@ -292,7 +300,12 @@ fn admin(action: AdminAction, config_file: Option<PathBuf>) -> Result<(), String
     Ok(())
 }
 
-fn create_admin(config: Config, username: String, password_stdin: bool) -> Result<(), String> {
+fn create_admin(
+    config: Config,
+    username: String,
+    password_stdin: bool,
+    create_store: bool,
+) -> Result<(), String> {
     let (password, generated) = if password_stdin {
         let mut line = String::new();
         std::io::stdin()
@@ -307,6 +320,7 @@ fn create_admin(config: Config, username: String, password_stdin: bool) -> Resul
         let store = open_offline(
             &config,
             "create the account with POST /admin/api/accounts and the admin token",
+            create_store,
         )?;
         let account = proxyfleet::admin::accounts::create(
             &store,
@@ -385,12 +399,24 @@ fn rebuild(
 }
 
 /// Opens the store for a command that runs beside no server (sled allows one process); the
-/// error says what to do instead while the server runs.
-fn open_offline(config: &Config, instead: &str) -> Result<proxyfleet::store::Store, String> {
-    proxyfleet::store::Store::open(&config.data_dir).map_err(|e| {
+/// error says what to do instead while the server runs. It names the directory it opens, and a
+/// directory without a store is refused unless `create` (a command run with the wrong
+/// directory would otherwise make an empty store there and report on it).
+fn open_offline(
+    config: &Config,
+    instead: &str,
+    create: bool,
+) -> Result<proxyfleet::store::Store, String> {
+    let dir = if create {
+        std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone())
+    } else {
+        proxyfleet::admin::command::existing_store(config).map_err(|e| e.to_string())?
+    };
+    eprintln!("data directory: {}", dir.display());
+    proxyfleet::store::Store::open(&dir).map_err(|e| {
         format!(
             "opening {}: {e} (is the server running? stop it, or {instead})",
-            config.data_dir.display()
+            dir.display()
         )
     })
 }
@@ -399,7 +425,7 @@ fn check(config_file: Option<PathBuf>) -> Result<(), String> {
     let config = Config::load(config_file.as_deref()).map_err(|e| format!("configuration: {e}"))?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async move {
-        let store = open_offline(&config, "use GET /api/v1/admin/check")?;
+        let store = open_offline(&config, "use GET /api/v1/admin/check", false)?;
         let problems =
             proxyfleet::admin::check::store_invariants(&store).map_err(|e| e.to_string())?;
         if problems.is_empty() {

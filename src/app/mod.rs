@@ -72,6 +72,23 @@ pub struct Application {
     endpoints: crate::api::Table,
 }
 
+/// Binds `address`; the error names the setting (and its variable) that moves it.
+async fn bind_named(
+    address: SocketAddr,
+    setting: &str,
+    variable: &str,
+) -> Result<tokio::net::TcpListener> {
+    http::listener::bind(address).await.map_err(|e| {
+        Error::invalid(
+            "listen_failed",
+            format!(
+                "cannot listen on {address} ({setting}): {e}; set `{setting}` in the \
+                 configuration file or {variable} to a free address, or stop what holds it"
+            ),
+        )
+    })
+}
+
 impl Application {
     /// Opens everything and binds the listener (port 0 picks a free port), without serving yet.
     pub async fn build(config: Config) -> Result<Application> {
@@ -87,6 +104,16 @@ impl Application {
             .validate()
             .map_err(|problems| Error::invalid("config_invalid", problems))?;
         tls::check_plain_http(&config)?;
+        // Every listener first: a busy port must stop the start before anything is generated
+        // or stored (a first start that stored the tokens' hashes and then failed to listen
+        // would never print the tokens).
+        let listener = bind_named(config.listen, "listen", "PROXYFLEET_LISTEN").await?;
+        let https_listener = match config.https_listen {
+            Some(address) => {
+                Some(bind_named(address, "https_listen", "PROXYFLEET_HTTPS_LISTEN").await?)
+            }
+            None => None,
+        };
         if crate::backup::encryption::recipient(&config)?.is_none() {
             tracing::warn!(
                 "backups are written unencrypted, with every secret of the fleet in them: set \
@@ -250,10 +277,6 @@ impl Application {
 
         let (stop, _) = watch::channel(false);
         let stop = Arc::new(stop);
-        let listen = state.config.listen;
-        let listener = http::listener::bind(listen)
-            .await
-            .map_err(|e| Error::caused_by(format!("cannot listen on {listen}"), e))?;
         let address = listener.local_addr().map_err(Error::internal)?;
         tokens::write_control_url(&state.config.data_dir, address)?;
         let (endpoints, plain_routes) = routes::routes(state.clone(), false);
@@ -266,11 +289,8 @@ impl Application {
             stop.subscribe(),
         ));
         let mut https = None;
-        if let (Some(listen), Some(files)) = (state.config.https_listen, tls_files) {
+        if let (Some(listener), Some(files)) = (https_listener, tls_files) {
             let acceptor = http::listener::tls_acceptor(&files.cert_pem, &files.key_pem)?;
-            let listener = http::listener::bind(listen)
-                .await
-                .map_err(|e| Error::caused_by(format!("cannot serve HTTPS on {listen}"), e))?;
             let tls_address = listener.local_addr().map_err(Error::internal)?;
             let tls_server = http::listener::serve(
                 listener,

@@ -1,5 +1,7 @@
-//! Referral and promo codes (pure): short, in an alphabet without look-alikes (no 0/O, 1/I/L,
-//! no U), read back forgivingly (any case, spaces and dashes ignored).
+//! Referral and promo codes (pure). The codes proxyfleet makes are short, in an alphabet
+//! without look-alikes (no 0/O, 1/I/L, no U); an operator names a promo code with any letters
+//! and digits (SUMMER2026). Both are read back forgivingly (any case, spaces and dashes
+//! ignored).
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -35,21 +37,21 @@ pub fn generate(rng: &mut impl Rng, len: usize) -> String {
 }
 
 /// The canonical form of a code as typed: upper case, without spaces or dashes; refused if
-/// it has a symbol outside the alphabet or a wrong length.
+/// it has anything but ASCII letters and digits or a wrong length.
 pub fn normalize(typed: &str) -> Result<String> {
     let code: String = typed
         .chars()
         .filter(|c| !c.is_whitespace() && *c != '-')
         .map(|c| c.to_ascii_uppercase())
         .collect();
-    let valid =
-        (MIN_LEN..=MAX_LEN).contains(&code.len()) && code.bytes().all(|b| ALPHABET.contains(&b));
+    let valid = (MIN_LEN..=MAX_LEN).contains(&code.len())
+        && code.bytes().all(|b| b.is_ascii_alphanumeric());
     if valid {
         Ok(code)
     } else {
         Err(Error::invalid(
             "invalid_code",
-            "a code is 4 to 32 of 2-9 and A-Z without I, L, O and U",
+            "a code is 4 to 32 letters (A-Z, any case) and digits; spaces and dashes are ignored",
         ))
     }
 }
@@ -67,9 +69,12 @@ mod tests {
         assert_eq!(normalize(&code).unwrap(), code);
         let typed = format!(" {}-{} ", &code[..4].to_lowercase(), &code[4..]);
         assert_eq!(normalize(&typed).unwrap(), code);
-        for bad in ["ABC", "HELLO0", "ILOU2345", &"A".repeat(33)] {
+        for bad in ["ABC", "AB_CD", "ÄBCD", "ABC.D", &"A".repeat(33)] {
             assert!(normalize(bad).is_err(), "{bad}");
         }
+        // An operator's promo code may use any letters and digits.
+        assert_eq!(normalize("summer-2026").unwrap(), "SUMMER2026");
+        assert_eq!(normalize("ILOU0101").unwrap(), "ILOU0101");
         assert!(!ALPHABET.iter().any(|b| b"01ILOU".contains(b)));
     }
 }

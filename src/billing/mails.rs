@@ -36,6 +36,20 @@ pub fn to_user(
     .map(|_| ())
 }
 
+/// The time left until `until_ms`, as a mail's subject says it ("in 3 days", "in 1 day",
+/// "in 5 hours"): whole days from a day up, else hours (rounded up, at least 1).
+pub fn time_left(until_ms: u64, now_ms: u64) -> String {
+    const HOUR_MS: u64 = 3_600_000;
+    let hours = until_ms.saturating_sub(now_ms).div_ceil(HOUR_MS).max(1);
+    let (count, unit) = if hours >= 24 {
+        (hours / 24, "day")
+    } else {
+        (hours, "hour")
+    };
+    let plural = if count == 1 { "" } else { "s" };
+    format!("in {count} {unit}{plural}")
+}
+
 /// The receipt of a payment, once per payment.
 pub fn receipt(
     tx: &Tx,
@@ -58,4 +72,20 @@ pub fn receipt(
     });
     let event = format!("receipt:{}", paid.payment_id);
     to_user(tx, queue, user, "payment_receipt", &event, data, now_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::time_left;
+
+    #[test]
+    fn the_time_left_is_the_true_one() {
+        let hour = 3_600_000;
+        assert_eq!(time_left(72 * hour, 0), "in 3 days");
+        assert_eq!(time_left(24 * hour, 0), "in 1 day", "a one-day gift");
+        assert_eq!(time_left(47 * hour, 0), "in 1 day");
+        assert_eq!(time_left(5 * hour - 1, 0), "in 5 hours");
+        assert_eq!(time_left(1, 0), "in 1 hour");
+        assert_eq!(time_left(0, 10), "in 1 hour", "never in 0");
+    }
 }

@@ -355,12 +355,13 @@ impl Billing {
                     // Only if this is still the user's end of Pro (not extended meanwhile).
                     if user.pro_until_ms == Some(*until) {
                         let event = expiring_event(*id, *until);
+                        let left = mails::time_left(*until, now_ms);
                         self.mail_in(
                             tx,
                             &user,
                             "pro_expiring",
                             &event,
-                            serde_json::json!({}),
+                            serde_json::json!({ "time_left": left }),
                             now_ms,
                         )?;
                         warned += 1;

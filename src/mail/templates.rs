@@ -100,6 +100,7 @@ mod tests {
             "pro_until": "2026-12-24 10:00", "payment_id": "pi_1", "days": 30,
             "email": "bob@example.org", "paid_at": "2026-11-24 10:00",
             "device_name": "<script>phone</script>", "added_at": "2026-11-24 10:00",
+            "time_left": "in 1 day",
         });
         for name in TEMPLATES {
             let mail = templates.render(name, &data).unwrap();

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use prometheus::{IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use crate::admin::summary::Summary;
 use crate::billing::payments::Totals;
@@ -22,6 +22,25 @@ fn gauge<'a>(
     }
     if let Err(e) = registry.register(Box::new(family)) {
         tracing::error!(metric = name, error = %e, "registering a gauge");
+    }
+}
+
+/// A counter family whose values are totals kept in the store (monotonic since the store was
+/// created), set afresh at each scrape: a `_total` name is a counter's (promtool).
+fn counter<'a>(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    samples: impl IntoIterator<Item = (Vec<&'a str>, u64)>,
+) {
+    let family = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}")); // static names: a bug if it fails
+    for (values, value) in samples {
+        family.with_label_values(&values).inc_by(value);
+    }
+    if let Err(e) = registry.register(Box::new(family)) {
+        tracing::error!(metric = name, error = %e, "registering a counter");
     }
 }
 
@@ -92,22 +111,22 @@ pub fn gauges(summary: &Summary, totals: &BTreeMap<String, Totals>) -> String {
         &["kind", "state"],
         queue,
     );
-    gauge(
+    counter(
         &registry,
         "proxyfleet_payments_total",
         "Payments recorded since the store was created, by currency.",
         &["currency"],
         totals
             .iter()
-            .map(|(currency, total)| (vec![currency.as_str()], total.payments as i64)),
+            .map(|(currency, total)| (vec![currency.as_str()], total.payments)),
     );
     let amounts = totals.iter().flat_map(|(currency, total)| {
         [
-            (vec![currency.as_str(), "paid"], total.amount as i64),
-            (vec![currency.as_str(), "refunded"], total.refunded as i64),
+            (vec![currency.as_str(), "paid"], total.amount),
+            (vec![currency.as_str(), "refunded"], total.refunded),
         ]
     });
-    gauge(
+    counter(
         &registry,
         "proxyfleet_payments_amount_total",
         "Amounts paid and refunded since the store was created, in minor units.",

@@ -185,7 +185,9 @@ fn ip(raw: &str, rules: &Rules) -> Result<IpAddr> {
     if !rules.allow_private_ips && !is_public(&ip) {
         return Err(Error::invalid(
             "private_ip",
-            "ip must be a public address (private, loopback and reserved ranges are refused)",
+            "ip must be a public address (private, loopback, documentation and reserved ranges \
+             are refused; a lab fleet sets allow_private_ips = true, or \
+             PROXYFLEET_ALLOW_PRIVATE_IPS=true)",
         ));
     }
     Ok(ip)

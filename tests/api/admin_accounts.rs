@@ -189,7 +189,14 @@ async fn the_cli_manages_accounts_with_the_server_running_or_stopped() {
     assert!(!data.exists());
 
     let (ok, text) = cli(&data, &["create", "--username", "ops"]);
+    assert!(!ok && text.contains("holds no proxyfleet store"), "{text}");
+    assert!(!data.exists(), "nothing made without --create-store");
+    let (ok, text) = cli(&data, &["create", "--username", "ops", "--create-store"]);
     assert!(ok, "{text}");
+    assert!(
+        text.contains(&format!("data directory: {}", data.display())),
+        "{text}"
+    );
     let (ok, text) = cli(&data, &["create", "--username", "backup-ops"]);
     assert!(ok, "{text}");
 

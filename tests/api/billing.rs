@@ -444,6 +444,15 @@ async fn pro_ending_within_three_days_is_announced_once() {
     app.queue_idle().await;
     let outbox = app.admin_json("/api/v1/admin/mail/outbox").await;
     assert_eq!(expiring(&outbox), vec!["soon@example.org"]);
+    // The mail says the true time left (a two-day gift: not "3 days").
+    let notice = outbox["mails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["template"] == "pro_expiring")
+        .unwrap();
+    let data: Value = serde_json::from_str(notice["data"].as_str().unwrap()).unwrap();
+    assert_eq!(data["time_left"], "in 2 days", "{notice}");
 }
 
 #[tokio::test]

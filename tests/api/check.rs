@@ -78,3 +78,13 @@ async fn check_passes_after_traffic_and_a_kill_and_reports_a_broken_index() {
     let (again, _) = run_check(data.path());
     assert!(!again, "check changed nothing");
 }
+
+#[test]
+fn check_refuses_a_directory_without_a_store_and_makes_none() {
+    let root = tempfile::tempdir().unwrap();
+    let wrong = root.path().join("not-the-data-dir");
+    let (ok, text) = run_check(&wrong);
+    assert!(!ok, "{text}");
+    assert!(text.contains("holds no proxyfleet store"), "{text}");
+    assert!(!wrong.exists(), "no empty store made there");
+}

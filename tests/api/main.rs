@@ -19,6 +19,7 @@ mod distribution;
 mod edge;
 mod exposure;
 mod faults;
+mod first_run;
 mod fleet;
 mod gateways;
 mod health;

@@ -68,6 +68,16 @@ async fn metrics_count_requests_by_template_and_show_the_fleet() {
         let (_, value) = line.rsplit_once(' ').expect(line);
         assert!(value.parse::<f64>().is_ok(), "not a sample: {line}");
     }
+    // promtool's naming rules: a counter's name ends in `_total`, and only a counter's.
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let mut words = line.split_whitespace().skip(2);
+        let (name, kind) = (words.next().unwrap(), words.next().unwrap());
+        assert_eq!(
+            name.ends_with("_total"),
+            kind == "counter",
+            "{name} is a {kind}"
+        );
+    }
     let requests = "proxyfleet_http_requests_total";
     let register = [
         r#"route="/register""#,

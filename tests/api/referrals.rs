@@ -57,8 +57,14 @@ async fn a_referral_gives_both_sides_the_bonus_once() {
 
     let unknown = app.redeem(&cy_token, "ZZZZ2222").await;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
-    let garbage = app.redeem(&cy_token, "O0-IL1").await;
+    let garbage = app.redeem(&cy_token, "O0_IL1").await;
     assert_eq!(garbage.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let unknown = app.redeem(&cy_token, "O0-IL1").await;
+    assert_eq!(
+        unknown.status(),
+        StatusCode::NOT_FOUND,
+        "well formed, nobody's"
+    );
     app.assert_consistent().await;
 }
 
@@ -97,6 +103,16 @@ async fn promo_codes_count_their_uses_and_expire() {
     assert_eq!(app.pro_until(tokens[2].0).await, None, "nothing given");
     let listed = app.admin_json("/api/v1/admin/promo-codes").await;
     assert_eq!(listed["codes"][0]["uses"], 2);
+    // An operator's code may use any letters and digits, those a generated code avoids too.
+    let summer = app
+        .admin_post(
+            "/api/v1/admin/promo-codes",
+            &json!({ "code": "Summer-2026", "days": 2, "max_uses": 5 }),
+        )
+        .await;
+    assert_eq!(summer.status(), StatusCode::CREATED);
+    let ok = app.redeem(&tokens[2].1, "summer 2026").await;
+    assert_eq!(ok.status(), StatusCode::OK);
 
     let soon = app
         .admin_post(

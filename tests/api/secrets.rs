@@ -306,3 +306,31 @@ async fn the_store_backups_and_keys_are_private_whatever_the_umask() {
         "the self-signed pair is under the data dir"
     );
 }
+
+#[tokio::test]
+async fn text_logs_off_a_terminal_carry_no_colour_codes() {
+    // journald and log files keep whatever bytes they get: escape codes only on a terminal.
+    let root = tempfile::tempdir().unwrap();
+    let log_path = root.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let server = ServerProcess::start_logging(
+        &root.path().join("data"),
+        &[("RUST_LOG", "info")],
+        Stdio::from(log),
+    );
+    // A request the server logs at info (its access log), so there are lines to read.
+    let health = client().get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let logs = crate::helpers::eventually(
+        std::time::Duration::from_secs(30),
+        "the start-up lines in the log",
+        || async {
+            let logs = std::fs::read_to_string(&log_path).unwrap_or_default();
+            (logs.lines().count() >= 2).then_some(logs)
+        },
+    )
+    .await;
+    assert!(logs.contains("INFO") || logs.contains("WARN"), "{logs}");
+    assert!(!logs.contains('\u{1b}'), "colour codes in: {logs}");
+    drop(server);
+}

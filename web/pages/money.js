@@ -24,7 +24,8 @@ export async function render(main) {
       await loadPromos();
     } catch (err) { notice(err.message, 'error'); }
   } },
-  h('input', { name: 'code', placeholder: 'code (blank: generated)' }),
+  h('input', { name: 'code', 'aria-label': 'Promo code', placeholder: 'code (blank: generated)',
+    pattern: '[A-Za-z0-9 \\-]{4,40}', title: '4 to 32 letters and digits, any case; spaces and dashes are dropped' }),
   h('input', { name: 'days', type: 'number', min: 1, value: 30, required: true, title: 'Pro days' }),
   h('input', { name: 'max_uses', type: 'number', min: 1, value: 100, required: true, title: 'uses allowed' }),
   h('button', { type: 'submit' }, 'New promo code'));
