@@ -74,7 +74,13 @@ if [ -z "$BINARY" ]; then
 fi
 
 mkdir -p "$BIN_DIR" "$CONF_DIR" "$DATA_DIR" "$STATE_DIR/backups" "$(dirname "$UNIT")"
-install -m 0755 "$BINARY" "$BIN_DIR/proxyfleet.new"
+# Stripped: the release build keeps debug info for profiling (about 280 MB); the installed
+# server needs none of it.
+if command -v strip >/dev/null 2>&1; then
+  install -s -m 0755 "$BINARY" "$BIN_DIR/proxyfleet.new"
+else
+  install -m 0755 "$BINARY" "$BIN_DIR/proxyfleet.new"
+fi
 mv -f "$BIN_DIR/proxyfleet.new" "$BIN_DIR/proxyfleet"
 
 NEW_TOKENS=0

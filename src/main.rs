@@ -413,12 +413,19 @@ fn open_offline(
         proxyfleet::admin::command::existing_store(config).map_err(|e| e.to_string())?
     };
     eprintln!("data directory: {}", dir.display());
-    proxyfleet::store::Store::open(&dir).map_err(|e| {
+    let store = proxyfleet::store::Store::open(&dir).map_err(|e| {
         format!(
             "opening {}: {e} (is the server running? stop it, or {instead})",
             dir.display()
         )
-    })
+    })?;
+    // A store made here is of the current data format: stamped before anything is written,
+    // so the server's first start does not take it for an old one to migrate.
+    use proxyfleet::store::format;
+    if format::read(&store).map_err(|e| e.to_string())?.is_none() {
+        format::write(&store, format::DATA_FORMAT).map_err(|e| e.to_string())?;
+    }
+    Ok(store)
 }
 
 fn check(config_file: Option<PathBuf>) -> Result<(), String> {

@@ -214,8 +214,21 @@ async fn the_cli_manages_accounts_with_the_server_running_or_stopped() {
         "{text}"
     );
 
-    // Running: the command asks the server with its control cookie.
+    // Running: the command asks the server with its control cookie. The store the CLI made
+    // is of the current format: the first start migrates nothing (no pre-migration backup).
     let server = ServerProcess::start(&data, &[]);
+    let backups = data.with_file_name("data-backups");
+    let taken: Vec<String> = std::fs::read_dir(&backups)
+        .map(|dir| {
+            dir.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        !taken.iter().any(|name| name.starts_with("pre-migration")),
+        "{taken:?}"
+    );
     let (ok, text) = cli(&data, &["enable", "backup-ops"]);
     assert!(ok, "{text}");
     let (ok, text) = cli(&data, &["reset-password", "ops"]);

@@ -32,6 +32,11 @@ fn install_sh_lays_out_a_working_root_and_is_idempotent() {
     let binary = root.path().join("usr/local/bin/proxyfleet");
     let help = Command::new(&binary).arg("--help").output().unwrap();
     assert!(help.status.success());
+    let size = |path: &std::path::Path| std::fs::metadata(path).unwrap().len();
+    assert!(
+        size(&binary) < size(std::path::Path::new(env!("CARGO_BIN_EXE_proxyfleet"))),
+        "installed stripped"
+    );
     let config_path = root.path().join("etc/proxyfleet/config.toml");
     let config = std::fs::read_to_string(&config_path).unwrap();
     assert!(config.contains("admin_token = \"pfa_"));
