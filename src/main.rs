@@ -60,6 +60,15 @@ enum Command {
         #[arg(long, value_name = "FILE", global = true)]
         config: Option<PathBuf>,
     },
+    /// The tokens the server generated (no admin_token or registry_token configured) are
+    /// printed at every start until acknowledged here, once you have put them away.
+    Tokens {
+        /// Stop printing them.
+        #[arg(long, required = true)]
+        ack: bool,
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Check the store's invariants (link indexes, queue) without changing anything; exits 1
     /// when a problem is found. The server must be stopped (the store is opened here).
     Check {
@@ -223,6 +232,7 @@ fn run_command(command: Command) -> Result<(), String> {
         }),
         Command::Admin { action, config } => admin(action, config),
         Command::Check { config } => check(config),
+        Command::Tokens { ack: _, config } => acknowledge_tokens(config),
         Command::Backup { out, config } => backup(config, out),
         Command::Restore {
             file,
@@ -428,6 +438,19 @@ fn open_offline(
     Ok(store)
 }
 
+fn acknowledge_tokens(config_file: Option<PathBuf>) -> Result<(), String> {
+    let config = Config::load(config_file.as_deref()).map_err(|e| format!("configuration: {e}"))?;
+    let dir = std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
+    eprintln!("data directory: {}", dir.display());
+    let had = proxyfleet::app::acknowledge_tokens(&dir).map_err(|e| e.to_string())?;
+    if had {
+        println!("acknowledged: the generated tokens are no longer printed at start");
+    } else {
+        println!("no generated tokens were waiting to be acknowledged");
+    }
+    Ok(())
+}
+
 fn check(config_file: Option<PathBuf>) -> Result<(), String> {
     let config = Config::load(config_file.as_deref()).map_err(|e| format!("configuration: {e}"))?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
@@ -453,7 +476,10 @@ fn serve(config: Config) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
         for (label, token) in app.new_tokens() {
-            println!("generated {label} token (shown once, only its hash is stored): {token}");
+            println!(
+                "generated {label} token (only its hash is stored; printed at each start until \
+                 `proxyfleet tokens --ack`): {token}"
+            );
         }
         println!("proxyfleet listening on http://{}", app.address());
         if let Some(https) = app.https() {

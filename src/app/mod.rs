@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::api as routes;
 pub use crate::api::{AppState, Tokens, OPENAPI};
-pub use tokens::NewTokens;
+pub use tokens::{acknowledge_tokens, NewTokens};
 
 use crate::billing::stripe_api::StripeApi;
 use crate::billing::{Billing, BillingSettings};
