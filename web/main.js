@@ -89,7 +89,9 @@ function showLogin(message) {
         error.textContent = 'Enter the code from your authenticator app.';
         return;
       }
-      error.textContent = e.status === 429 ? `Too many failed attempts; try again in ${e.retryAfter || 'a few'} seconds.` : 'Wrong username, password or code.';
+      error.textContent = e.status === 429 ? `Too many failed attempts; try again in ${e.retryAfter || 'a few'} seconds.`
+        : e.status === 401 || e.status === 403 ? 'Wrong username, password or code.'
+        : `The server could not sign you in: ${e.message}`;
     }
   } },
   h('h1', {}, 'proxyfleet'),

@@ -55,7 +55,8 @@ pub fn start(
         created_ms: now_ms,
         expires_ms: now_ms + ttl_ms,
     };
-    store.put(TreeId::AdminSessions, key_of(&cookie), &session)?;
+    // Also while the disk guard refuses writes: signing in is how an operator gets to free it.
+    store.transaction_while_full(|tx| tx.put(TreeId::AdminSessions, key_of(&cookie), &session))?;
     Ok((cookie, session))
 }
 

@@ -77,7 +77,8 @@ pub fn use_second_factor(
     now_ms: u64,
 ) -> Result<Option<AdminAccount>> {
     let recovery = hash_recovery_code(code);
-    let used = store.transaction(|tx| {
+    // Part of signing in, which works while the disk guard refuses writes (`sessions::start`).
+    let used = store.transaction_while_full(|tx| {
         let Some(mut account) = tx.get::<AdminAccount>(TreeId::AdminAccounts, username)? else {
             return Ok(None);
         };

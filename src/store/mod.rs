@@ -419,6 +419,14 @@ impl Store {
     /// so it must only read and write through `tx`.
     pub fn transaction<T>(&self, body: impl Fn(&Tx) -> TxResult<T>) -> Result<T> {
         self.disk.admit()?;
+        self.transaction_while_full(body)
+    }
+
+    /// As `transaction`, also while the disk guard refuses writes: for the few small writes an
+    /// operator needs to act on a full disk (signing in to the panel: a session, a second
+    /// factor's use), never for what untrusted callers can repeat. The engine's own full-disk
+    /// error still stops it.
+    pub fn transaction_while_full<T>(&self, body: impl Fn(&Tx) -> TxResult<T>) -> Result<T> {
         let _writing = self.write_gate();
         let written = std::cell::Cell::new(0u64);
         let engine = self.engine.load();

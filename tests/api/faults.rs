@@ -82,6 +82,15 @@ async fn a_nearly_full_disk_refuses_writes_keeps_reads_and_recovers_when_freed()
         );
     }
     assert_eq!(health(&server).await.0, StatusCode::OK);
+    let password = "a long enough password for ops";
+    let made = client()
+        .post(server.url("/admin/api/accounts"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({ "username": "ops", "password": password }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), StatusCode::CREATED);
 
     let filler = disk.fill_leaving(8 * 1_048_576);
     let (_, body) = eventually(
@@ -104,6 +113,15 @@ async fn a_nearly_full_disk_refuses_writes_keeps_reads_and_recovers_when_freed()
     }
     let listed = proxy_names(&server.admin_json("/api/v1/admin/proxies").await);
     assert_eq!(listed.len(), 20, "{listed:?}");
+    // The operator can still sign in to the panel to see it and act (a session is the one
+    // small write allowed), and the panel's summary says why writes are refused.
+    let signed_in = client()
+        .post(server.url("/admin/api/login"))
+        .json(&serde_json::json!({ "username": "ops", "password": password }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), StatusCode::OK);
     let summary = server.admin_json("/api/v1/admin/summary").await;
     assert_eq!(
         summary["storage"]["writes_refused"], true,
