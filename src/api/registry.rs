@@ -85,6 +85,8 @@ struct AllProxies {
 struct ProxyRow {
     #[serde(flatten)]
     proxy: ProxyView,
+    /// Users assigned to it (fallback users, whatever the clients it reports).
+    users: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     history: Option<Vec<Option<u32>>>,
 }
@@ -628,12 +630,14 @@ async fn list(
             } else {
                 None
             };
-            ProxyRow {
+            Ok(ProxyRow {
+                users: state.fleet.users_on(proxy.name.as_str())?,
                 proxy: ProxyView::from(proxy),
                 history,
-            }
+            })
         })
-        .collect();
+        .collect::<crate::error::Result<_>>()
+        .map_err(reject)?;
     let body = ProxyPage {
         proxies,
         next_after,

@@ -257,6 +257,11 @@ impl Fleet {
             .refresh(generation, || self.read_candidates(now_ms))
     }
 
+    /// How many users hold `proxy` (the link count placement and the rebalancer read).
+    pub fn users_on(&self, proxy: &str) -> Result<u64> {
+        links::assigned(&self.store, proxy)
+    }
+
     /// Live fallback proxies with their load, read from the store: every proxy, its link
     /// count and its floor.
     pub fn read_candidates(&self, now_ms: u64) -> Result<Vec<Candidate>> {

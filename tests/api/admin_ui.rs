@@ -273,6 +273,8 @@ async fn an_operator_runs_the_fleet_from_the_browser() {
     )
     .await;
     wait_for_text(&browser, "#proxy-list", "fra1").await;
+    // The users assigned to each proxy (ams1, the first row, holds all three).
+    wait_for_text(&browser, "#proxy-list .users-assigned", "3").await;
     screenshot(&browser, "proxies").await;
     // Who was ever given ams1 (all three users: the trust policy put them there).
     click(&browser, "#proxy-list button.exposure").await;

@@ -70,6 +70,7 @@ export async function render(main) {
         ['Location', (p) => [p.city, p.country].filter(Boolean).join(', ') || '–'],
         ['Transport', transport],
         ['Clients', (p) => fullness(p.clients, p.capacity)],
+        ['Users', (p) => h('span', { class: 'users-assigned', title: 'users assigned to it' }, number(p.users))],
         ['Heartbeat', (p) => ago(p.last_seen)],
         ['Load', (p) => sparkline((p.history || []).map((v) => v || 0))],
         ['', (p) => h('span', { class: 'actions' },
