@@ -139,7 +139,7 @@ pub fn summary(sources: &Sources<'_>, now_ms: u64) -> Result<Summary> {
                 payment.amount as i64 - payment.refunded as i64;
         }
     }
-    Ok(Summary {
+    let mut summary = Summary {
         proxies,
         proxies_total: total,
         proxies_down,
@@ -158,7 +158,43 @@ pub fn summary(sources: &Sources<'_>, now_ms: u64) -> Result<Summary> {
             .store
             .compaction_status(crate::store::CompactPolicy::from_config(sources.config))?,
         warnings: warnings(sources),
-    })
+    };
+    summary.warnings.extend(attention(&summary));
+    Ok(summary)
+}
+
+/// What needs the operator now, read from the summary itself, most urgent first.
+fn attention(summary: &Summary) -> Vec<String> {
+    let mut needs = Vec::new();
+    let disk = &summary.storage;
+    if disk.storage_failed {
+        needs.push(
+            "The storage engine met a full disk: free space on the data disk, then restart \
+             proxyfleet."
+                .to_string(),
+        );
+    } else if disk.writes_refused {
+        needs.push(format!(
+            "Storage full: the data disk has {} MB free, under min_free_disk_mb ({} MB); every \
+             write is refused until space is freed.",
+            disk.free_bytes / 1_048_576,
+            disk.min_free_bytes / 1_048_576
+        ));
+    }
+    if summary.queue.dead > 0 {
+        needs.push(format!(
+            "{} background task(s) failed for good (dead letters): see Queues.",
+            summary.queue.dead
+        ));
+    }
+    if summary.users_unplaced > 0 {
+        needs.push(format!(
+            "{} user(s) wait for a fallback proxy: no proxy had room (add proxies, or raise \
+             their capacity).",
+            summary.users_unplaced
+        ));
+    }
+    needs
 }
 
 /// The first user created at or after `at_ms` (ids grow with creation time).

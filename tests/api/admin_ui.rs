@@ -251,6 +251,7 @@ async fn an_operator_runs_the_fleet_from_the_browser() {
     sign_in(&browser).await;
     wait_for_text(&browser, "#card-proxies", "2").await;
     wait_for_text(&browser, "#card-users", "3").await;
+    wait_for_text(&browser, "#card-storage", "MB free").await;
     let blocked = wait_for_text(&browser, "#blocked-list", "dal1").await;
     assert!(
         blocked.contains("IR") && blocked.contains("100%"),

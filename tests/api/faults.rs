@@ -127,6 +127,13 @@ async fn a_nearly_full_disk_refuses_writes_keeps_reads_and_recovers_when_freed()
         summary["storage"]["writes_refused"], true,
         "the dashboard shows it"
     );
+    let needs = summary["warnings"].as_array().unwrap();
+    assert!(
+        needs
+            .iter()
+            .any(|w| w.as_str().unwrap().starts_with("Storage full")),
+        "and puts it on top: {summary}"
+    );
     let metrics = client()
         .get(server.url("/metrics"))
         .bearer_auth(ADMIN_TOKEN)

@@ -56,6 +56,8 @@ export async function render(main) {
       card('Clients carried', `${number(s.clients)} / ${number(s.capacity)}`, `${full}% of capacity`, 'card-load'),
       card('Revenue this month', money(s.revenue_this_month), `${number(s.payments_this_month)} payments`, 'card-revenue'),
       card('Queue', number(s.queue.ready + s.queue.leased), `${number(s.queue.dead)} dead letters`, 'card-queue'),
+      card('Storage', s.storage.storage_failed ? 'failed: restart' : s.storage.writes_refused ? 'full: writes refused' : 'ok',
+        `${number(Math.floor(s.storage.free_bytes / 1048576))} MB free · writes refused under ${number(Math.floor(s.storage.min_free_bytes / 1048576))} MB`, 'card-storage'),
       card('Redis mirror', lag, s.mirror.last_error
         || (s.mirror.last_resync_reason ? `last full copy: ${s.mirror.last_resync_reason}` : ''), 'card-mirror'));
     const { verdicts } = await get('/api/v1/admin/blocking?state=blocked&limit=100');
