@@ -283,10 +283,13 @@ impl Fleet {
             .into_iter()
             .filter(|c| !held.contains(&c.name))
             .collect();
-        let fit = self.aware.then(|| Fit {
-            level: self.level(user, now_ms),
-            fresh_level: self.rules.fresh_level,
-        });
+        // Today's assignment ranks by headroom alone, as the server does without a fit.
+        let fit = Fit::under(
+            AssignmentPolicy::Trust,
+            self.level(user, now_ms),
+            self.rules.fresh_level,
+        )
+        .filter(|_| self.aware);
         let chosen = choose(
             AssignmentPolicy::Trust,
             wanted - have,

@@ -204,10 +204,8 @@ pub fn start(
     )
 }
 
-fn rise_key(at_ms: u64, user: UserId) -> Vec<u8> {
-    let mut key = crate::store::codec::u64_key(at_ms).to_vec();
-    key.extend_from_slice(&user.key());
-    key
+fn rise_key(at_ms: u64, user: UserId) -> [u8; 16] {
+    crate::store::codec::pair_key(at_ms, user.0)
 }
 
 /// Rises handled per transaction.

@@ -171,6 +171,14 @@ async fn a_paid_intent_grants_pro_with_the_least_loaded_pro_proxies_once() {
     let all = app.admin_json("/api/v1/admin/payments").await;
     assert_eq!(all["totals"]["usd"]["amount"], 499);
     assert_eq!(all["totals"]["usd"]["payments"], 1);
+    // The stored totals are counters in /metrics (a `_total` name is a counter's: promtool).
+    let metrics = app.metrics_text().await;
+    assert!(
+        metrics.contains("# TYPE proxyfleet_payments_total counter"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("# TYPE proxyfleet_payments_amount_total counter"));
+    assert!(metrics.contains(r#"proxyfleet_payments_total{currency="usd"} 1"#));
     app.assert_consistent().await;
 }
 
