@@ -139,45 +139,6 @@ enum AdminAction {
     ResetTotp { username: String },
 }
 
-const HTTP_STACK: [&str; 9] = [
-    "warp",
-    "hyper",
-    "hyper_util",
-    "h2",
-    "http",
-    "reqwest",
-    "rustls",
-    "tokio_rustls",
-    "redis",
-];
-
-/// Logs go to stderr (journald keeps them under systemd), as text or one JSON object a line.
-fn init_logs(format: LogFormat) {
-    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // The HTTP stack's debug and trace lines carry paths, headers and bodies, which hold
-    // invitation codes and tokens: they stay off whatever RUST_LOG asks.
-    for quiet in HTTP_STACK {
-        if let Ok(directive) = format!("{quiet}=info").parse() {
-            filter = filter.add_directive(directive);
-        }
-    }
-    // hyper warns once per connection cut by the header timeout: an attacker's line rate.
-    if let Ok(directive) = "hyper::proto=error".parse() {
-        filter = filter.add_directive(directive);
-    }
-    // Colours only on a terminal: journald and log files would keep the escape codes.
-    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(terminal)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().flatten_event(true).init(),
-    }
-}
-
 /// glibc's malloc let the resident set creep under steady traffic while the live heap stayed
 /// flat (its arenas keep freed memory; docs/PITFALLS.md). jemalloc returns it by itself.
 #[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
@@ -192,13 +153,13 @@ fn main() -> ExitCode {
         // The server's log format is a setting: read the configuration first.
         Command::Serve { config } => match Config::load(config.as_deref()) {
             Ok(config) => {
-                init_logs(config.log_format);
+                proxyfleet::app::logs::init(config.log_format);
                 serve(config)
             }
             Err(e) => Err(format!("configuration: {e}")),
         },
         command => {
-            init_logs(LogFormat::Text);
+            proxyfleet::app::logs::init(LogFormat::Text);
             run_command(command)
         }
     };

@@ -3,6 +3,7 @@
 
 pub mod edge;
 pub(crate) mod jobs;
+pub mod logs;
 mod migrations;
 pub mod permissions;
 pub mod tls;
