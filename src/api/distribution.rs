@@ -19,7 +19,7 @@ use warp::{Filter, Rejection};
 
 use crate::api::filters::{admin, config_reader, with_state};
 use crate::api::AppState;
-use crate::distribution::config::{matches, render, Rendered};
+use crate::distribution::config::{matches, Rendered};
 use crate::distribution::subset::accounts_to_learn;
 use crate::distribution::SIGNATURE_HEADER;
 use crate::error::Error;
@@ -109,12 +109,11 @@ fn render_for(
     user: &User,
     client: Option<IpAddr>,
     country: Option<&str>,
-) -> Result<Rendered, Rejection> {
-    let config = state
+) -> Result<Arc<Rendered>, Rejection> {
+    state
         .distribution
-        .config_for(user, client, country, state.clock.now_ms())
-        .map_err(reject)?;
-    Ok(render(&config))
+        .rendered_for(user, client, country, state.clock.now_ms())
+        .map_err(reject)
 }
 
 async fn get_config(

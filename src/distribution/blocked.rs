@@ -3,6 +3,7 @@
 //! them. Held here, below both, so each reads the one set the blocking capability writes.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// The proxies blocked in each country (ISO code), shared by the blocking capability (which
@@ -13,11 +14,16 @@ use std::sync::{Arc, RwLock};
 #[derive(Clone, Default)]
 pub struct BlockedSet {
     by_country: Arc<RwLock<HashMap<String, Arc<HashSet<String>>>>>,
+    /// Bumped by every change: what was derived from an older generation (a rendered
+    /// config) is stale.
+    generation: Arc<AtomicU64>,
 }
 
 impl BlockedSet {
     pub fn set(&self, country: &str, proxy: &str, blocked: bool) {
         let mut map = self.by_country.write().unwrap_or_else(|e| e.into_inner());
+        // Under the lock, so a reader that sees the new generation sees the new set.
+        self.generation.fetch_add(1, Ordering::AcqRel);
         if blocked {
             Arc::make_mut(map.entry(country.to_string()).or_default()).insert(proxy.to_string());
         } else if let Some(proxies) = map.get_mut(country) {
@@ -26,6 +32,11 @@ impl BlockedSet {
                 map.remove(country);
             }
         }
+    }
+
+    /// Changes whenever any country's set changes.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The proxies blocked in `country` (empty for none, or for an unknown country).

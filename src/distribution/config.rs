@@ -84,6 +84,9 @@ pub struct FleetView {
     pub by_name: HashMap<String, Proxy>,
     pub free: Vec<String>,
     pub pro: Vec<String>,
+    /// What a config lists of each proxy live when the view was built, formatted once here
+    /// rather than on every request.
+    entries: HashMap<String, ProxyEntry>,
     /// The earliest expiry among the live proxies when the view was built.
     first_expiry_ms: u64,
 }
@@ -106,6 +109,11 @@ impl FleetView {
             .filter(|expires| *expires > now_ms)
             .min()
             .unwrap_or(u64::MAX);
+        let entries = proxies
+            .iter()
+            .filter(|p| p.expires_ms > now_ms)
+            .map(|p| (p.name.to_string(), ProxyEntry::from(p)))
+            .collect();
         FleetView {
             by_name: proxies
                 .into_iter()
@@ -113,12 +121,26 @@ impl FleetView {
                 .collect(),
             free,
             pro,
+            entries,
             first_expiry_ms,
         }
     }
 
     fn live(&self, name: &str, now_ms: u64) -> Option<&Proxy> {
         self.by_name.get(name).filter(|p| p.expires_ms > now_ms)
+    }
+
+    /// What a config lists of proxy `name`, if it is live at `now_ms`.
+    fn live_entry(&self, name: &str, now_ms: u64) -> Option<&ProxyEntry> {
+        self.live(name, now_ms)?;
+        self.entries.get(name)
+    }
+
+    /// True when every config built from either view is the same as from the other while
+    /// no proxy expires: the same free proxies, and the same live proxies as configs list them
+    /// (load and heartbeat times differ from one view to the next and are not listed).
+    pub fn lists_as(&self, other: &FleetView) -> bool {
+        self.free == other.free && self.entries == other.entries
     }
 
     /// True when no proxy that was live when the view was built has expired by `now_ms`.
@@ -162,8 +184,8 @@ pub fn build(view: &FleetView, user: &User, rules: &Rules, now_ms: u64) -> Clien
         if proxies.iter().any(|p| p.name == name) || rules.blocked.contains(name) {
             continue;
         }
-        if let Some(proxy) = view.live(name, now_ms) {
-            proxies.push(ProxyEntry::from(proxy));
+        if let Some(entry) = view.live_entry(name, now_ms) {
+            proxies.push(entry.clone());
         }
     }
     let (issued_at, expires_at) = signing_window(now_ms, rules.validity_secs);

@@ -196,3 +196,147 @@ async fn the_exposure_report_prices_the_subset_size() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// A client polling with its ETag, as real clients do: `If-None-Match` from a located address.
+async fn poll(app: &TestApp, token: &str, ip: &str, etag: &str) -> (StatusCode, String, Value) {
+    let response = app
+        .client
+        .get(app.url("/api/v1/config"))
+        .bearer_auth(token)
+        .header("x-forwarded-for", ip)
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let etag = response.headers()["etag"].to_str().unwrap().to_string();
+    let body = if status == StatusCode::OK {
+        response.json().await.unwrap()
+    } else {
+        Value::Null
+    };
+    (status, etag, body)
+}
+
+/// Every proxy of the test below: (name, port, role).
+const POLLED_FLEET: [(&str, u16, &str); 7] = [
+    ("free0", 10_000, "free"),
+    ("free1", 10_001, "free"),
+    ("free2", 10_002, "free"),
+    ("free3", 10_003, "free"),
+    ("fb1", 12_000, "fallback"),
+    ("fb2", 12_001, "fallback"),
+    ("pro1", 11_000, "pro"),
+];
+
+/// Heartbeats every proxy of `POLLED_FLEET` but `silent`.
+async fn heartbeat_all_but(app: &TestApp, silent: &str) {
+    for (name, port, role) in POLLED_FLEET {
+        if name != silent {
+            app.proxy(name, port, &[("role", role)]).await;
+        }
+    }
+}
+
+/// The server keeps each user's last rendered config to answer polls without rebuilding it;
+/// every input of a config must still reach the client at its next poll: the proxy's transport,
+/// a block in the client's country, the user's fallbacks, Pro starting and ending, a proxy
+/// going silent, the signing window turning. Heartbeats alone change nothing.
+#[tokio::test]
+async fn a_polled_config_follows_every_change_it_is_built_from() {
+    use crate::blocking::{config_from, located_app, IRAN};
+    const GERMANY: &str = "46.4.0.1";
+    const DAY: u64 = 86_400;
+    // Signed for two days: a new signing window every day.
+    let app = located_app(|c| {
+        c.heartbeat_ttl_secs = 600;
+        c.config_validity_secs = 2 * DAY;
+    })
+    .await;
+    free_fleet(&app, 4).await;
+    app.proxy("fb1", 12_000, &[]).await;
+    let (id, token, _) = app.create_user("poller@example.org", None).await;
+    let (status, etag, config) = config_from(&app, &token, IRAN[0]).await;
+    assert_eq!(status, StatusCode::OK);
+    let first = names_of(&config["proxies"]);
+    assert_eq!(first[0], "fb1", "{first:?}");
+
+    app.proxy("fb1", 12_000, &[("clients", "7")]).await;
+    for i in 0..4u16 {
+        app.proxy(
+            &format!("free{i}"),
+            10_000 + i,
+            &[("role", "free"), ("clients", "3")],
+        )
+        .await;
+    }
+    let (status, same, _) = poll(&app, &token, IRAN[0], &etag).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_MODIFIED,
+        "heartbeats change nothing"
+    );
+    assert_eq!(same, etag);
+
+    // The fallback's certificate changes: the next polls bring it (the view follows within
+    // its refresh).
+    let cert = "cd".repeat(32);
+    app.proxy("fb1", 12_000, &[("cert_sha256", &cert)]).await;
+    let (_, etag, config) = crate::helpers::eventually(
+        std::time::Duration::from_secs(10),
+        "the new certificate in the config",
+        || async {
+            let polled = poll(&app, &token, IRAN[0], &etag).await;
+            (polled.0 == StatusCode::OK).then_some(polled)
+        },
+    )
+    .await;
+    assert_eq!(config["proxies"][0]["cert_sha256"], cert.as_str());
+
+    // A free proxy of the subset blocked in Iran: gone there at once, still listed in Germany.
+    let blocked = first[1].clone();
+    app.block_by_probes(&blocked, "IR").await;
+    let (status, etag, config) = poll(&app, &token, IRAN[0], &etag).await;
+    assert_eq!(status, StatusCode::OK, "a block in the client's country");
+    assert!(!names_of(&config["proxies"]).contains(&blocked));
+    let (_, _, german) = config_from(&app, &token, GERMANY).await;
+    assert!(names_of(&german["proxies"]).contains(&blocked));
+
+    // Another fallback for the user.
+    app.proxy("fb2", 12_001, &[]).await;
+    app.set_proxies(id, &["fb2"]).await;
+    let (status, etag, config) = poll(&app, &token, IRAN[0], &etag).await;
+    assert_eq!(status, StatusCode::OK, "the user's fallbacks changed");
+    assert_eq!(config["proxies"][0]["name"], "fb2");
+
+    // Pro starts: the pro proxy comes first.
+    app.proxy("pro1", 11_000, &[("role", "pro")]).await;
+    app.gift_pro(id, 1).await;
+    let (status, etag, config) = poll(&app, &token, IRAN[0], &etag).await;
+    assert_eq!(status, StatusCode::OK, "Pro started");
+    assert_eq!(config["proxies"][0]["name"], "pro1");
+
+    // A listed free proxy goes silent past its time to live while the others heartbeat: gone
+    // at the next poll, before any sweep or view refresh removes it.
+    let silent = names_of(&config["proxies"])
+        .into_iter()
+        .find(|name| name.starts_with("free"))
+        .expect("a free proxy listed");
+    app.clock.advance(std::time::Duration::from_secs(300));
+    heartbeat_all_but(&app, &silent).await;
+    app.clock.advance(std::time::Duration::from_secs(301));
+    let (status, etag, config) = poll(&app, &token, IRAN[0], &etag).await;
+    assert_eq!(status, StatusCode::OK, "a proxy went silent");
+    assert!(!names_of(&config["proxies"]).contains(&silent), "{config}");
+
+    // A day later Pro has ended and a new signing window has begun.
+    app.clock.advance(std::time::Duration::from_secs(DAY));
+    heartbeat_all_but(&app, "").await;
+    let (status, _, later) = poll(&app, &token, IRAN[0], &etag).await;
+    assert_eq!(status, StatusCode::OK, "Pro ended, a new window");
+    assert!(!names_of(&later["proxies"]).contains(&"pro1".to_string()));
+    assert!(
+        later["issued_at"].as_u64() > config["issued_at"].as_u64(),
+        "{later}"
+    );
+}
