@@ -9,7 +9,8 @@
 #   --binary PATH                     install this binary instead of building one
 #
 # Layout: /usr/local/bin/proxyfleet, /etc/proxyfleet/config.toml (every setting, commented),
-# /var/lib/proxyfleet/{data,backups,geoip}, systemd unit proxyfleet.service (sandboxed).
+# /var/lib/proxyfleet/{data,backups,geoip}, systemd unit proxyfleet.service (sandboxed). With
+# --prefix every one of these paths, in the files written too, is under DIR.
 set -euo pipefail
 
 PREFIX=""
@@ -27,6 +28,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+# Absolute, since the paths below are written into the config and the unit.
+[ -z "$PREFIX" ] || PREFIX="$(mkdir -p "$PREFIX" && cd "$PREFIX" && pwd)"
 BIN_DIR="$PREFIX/usr/local/bin"
 CONF_DIR="$PREFIX/etc/proxyfleet"
 STATE_DIR="$PREFIX/var/lib/proxyfleet"
@@ -101,10 +104,10 @@ https_listen = "0.0.0.0:8443"
 tls_hostnames = ["$(hostname 2>/dev/null || echo localhost)", "localhost"]
 # tls_cert = "/etc/letsencrypt/live/fleet.example.org/fullchain.pem"
 # tls_key = "/etc/letsencrypt/live/fleet.example.org/privkey.pem"
-data_dir = "/var/lib/proxyfleet/data"
-backup_dir = "/var/lib/proxyfleet/backups"
+data_dir = "$DATA_DIR"
+backup_dir = "$STATE_DIR/backups"
 # GeoIP city database(s) for gateway recommendation (DB-IP lite, CC BY 4.0).
-geoip_db = "/var/lib/proxyfleet/geoip"
+geoip_db = "$STATE_DIR/geoip"
 # Bearer tokens (keep this file private).
 admin_token = "$admin_token"
 registry_token = "$registry_token"
@@ -127,14 +130,14 @@ Wants=network-online.target
 [Service]
 User=proxyfleet
 Group=proxyfleet
-ExecStart=/usr/local/bin/proxyfleet serve --config /etc/proxyfleet/config.toml
+ExecStart=$BIN_DIR/proxyfleet serve --config $CONF_DIR/config.toml
 Restart=on-failure
 RestartSec=2
 NoNewPrivileges=true
 ProtectSystem=strict
 ProtectHome=true
 PrivateTmp=true
-ReadWritePaths=/var/lib/proxyfleet
+ReadWritePaths=$STATE_DIR
 ProtectKernelTunables=true
 ProtectKernelModules=true
 ProtectControlGroups=true
@@ -166,12 +169,12 @@ fi
 # its generated password is printed once below, and only its argon2 hash is kept.
 ADMIN_ACCOUNT=""
 if [ "$NEW_TOKENS" -eq 1 ]; then
-  ADMIN_ACCOUNT=$(PROXYFLEET_DATA_DIR="$DATA_DIR" "$BIN_DIR/proxyfleet" admin create \
+  ADMIN_ACCOUNT=$("$BIN_DIR/proxyfleet" admin create \
     --username admin --create-store --config "$CONF_DIR/config.toml")
 fi
 
 if [ "$LIVE" -eq 1 ]; then
-  id proxyfleet >/dev/null 2>&1 || useradd --system --home-dir /var/lib/proxyfleet --shell /usr/sbin/nologin proxyfleet
+  id proxyfleet >/dev/null 2>&1 || useradd --system --home-dir "$STATE_DIR" --shell /usr/sbin/nologin proxyfleet
   chown -R proxyfleet:proxyfleet "$STATE_DIR"
   chown root:proxyfleet "$CONF_DIR/config.toml"
   chmod 0640 "$CONF_DIR/config.toml"
@@ -195,7 +198,7 @@ if [ "$LIVE" -eq 1 ] && has_systemd; then
       echo "proxyfleet is up: http://127.0.0.1:8080/ (loopback) and https://0.0.0.0:8443/"
       # The certificate's fingerprint, for clients and browsers to check.
       journalctl -u proxyfleet -n 100 --no-pager -o cat 2>/dev/null | grep -m1 "fingerprint" || true
-      echo "backups: daily into /var/lib/proxyfleet/backups; now: sudo -u proxyfleet proxyfleet backup --config /etc/proxyfleet/config.toml --out FILE"
+      echo "backups: daily into $STATE_DIR/backups; now: sudo -u proxyfleet proxyfleet backup --config $CONF_DIR/config.toml --out FILE"
       exit 0
     fi
     sleep 0.2

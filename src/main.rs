@@ -443,6 +443,7 @@ fn serve(config: Config) -> Result<(), String> {
             );
         }
         println!("proxyfleet listening on http://{}", app.address());
+        let mut panel = format!("http://{}/admin/", app.address());
         if let Some(https) = app.https() {
             let kind = if https.self_signed {
                 "self-signed certificate"
@@ -453,7 +454,16 @@ fn serve(config: Config) -> Result<(), String> {
                 "proxyfleet listening on https://{} ({kind}, SHA-256 fingerprint {})",
                 https.address, https.fingerprint
             );
+            panel = format!("https://{}/admin/", https.address);
         }
+        if let Some(token) = app.setup_token() {
+            println!(
+                "no admin account yet: open {panel}setup?token={token} to make the first one \
+                 (valid until an account exists; or `proxyfleet admin create` on this machine)"
+            );
+        }
+        // Last of the start-up lines: scripts (and the tests) read up to it.
+        println!("admin panel: {panel}");
         let shutdown = app.shutdown_handle();
         tokio::spawn(async move {
             wait_for_signal().await;

@@ -103,6 +103,45 @@ function showLogin(message) {
   replace(root, form);
 }
 
+// The setup link printed at the server's first start: the first account, chosen here.
+function showSetup(token) {
+  const error = h('p', { class: 'error', id: 'setup-error' });
+  const form = h('form', { id: 'setup', class: 'login', onsubmit: async (event) => {
+    event.preventDefault();
+    const data = new FormData(form);
+    if (data.get('password') !== data.get('again')) {
+      error.textContent = 'The two passwords differ.';
+      return;
+    }
+    try {
+      const session = await post('/admin/api/setup',
+        { token, username: data.get('username'), password: data.get('password') });
+      // The token is spent: keep it out of the address bar and the history.
+      history.replaceState(null, '', './');
+      setCsrf(session.csrf);
+      me = session;
+      show();
+    } catch (e) {
+      if (e.code === 'setup_done') {
+        history.replaceState(null, '', './');
+        showLogin('An admin account exists already: sign in with it.');
+        return;
+      }
+      error.textContent = e.status === 429 ? `Too many attempts; try again in ${e.retryAfter || 'a few'} seconds.`
+        : e.status === 403 ? 'This setup link is not valid: use the one the server printed at its last start.'
+        : `The account was not made: ${e.message}`;
+    }
+  } },
+  h('h1', {}, 'proxyfleet'),
+  h('p', {}, 'No admin account exists yet. Choose the first one (more can be added from Accounts).'),
+  h('label', {}, 'Username', h('input', { name: 'username', autocomplete: 'username', required: true, autofocus: true, maxlength: 64 })),
+  h('label', {}, 'Password (12 characters or more)', h('input', { name: 'password', type: 'password', autocomplete: 'new-password', required: true, minlength: 12 })),
+  h('label', {}, 'Password again', h('input', { name: 'again', type: 'password', autocomplete: 'new-password', required: true, minlength: 12 })),
+  h('button', { type: 'submit' }, 'Create account and sign in'),
+  error);
+  replace(root, form);
+}
+
 async function logout() {
   try { await post('/admin/api/logout'); } catch (e) { /* the session may be gone already */ }
   me = null;
@@ -132,5 +171,7 @@ window.addEventListener('hashchange', show);
   } catch (e) {
     me = null;
   }
+  const setupToken = new URLSearchParams(location.search).get('token');
+  if (!me && location.pathname.endsWith('/setup') && setupToken) return showSetup(setupToken);
   show();
 })();

@@ -10,6 +10,7 @@ pub mod map;
 pub mod migrate;
 pub mod sessions;
 pub mod settings;
+pub mod setup;
 pub mod signin;
 pub mod summary;
 pub mod throttle;
@@ -26,6 +27,8 @@ pub struct AdminPanel {
     pub failures: LoginFailures,
     /// Answered admin requests, appended in shared transactions.
     pub trail: audit::Trail,
+    /// The one-time link that makes the first account while none exists.
+    pub setup: setup::SetupLink,
 }
 
 impl AdminPanel {
@@ -35,6 +38,7 @@ impl AdminPanel {
             trail: audit::Trail::start(store),
             throttle: LoginThrottle::new(login_burst),
             failures: LoginFailures::default(),
+            setup: setup::SetupLink::default(),
         }
     }
 }

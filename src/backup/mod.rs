@@ -19,7 +19,7 @@ use age::x25519::Recipient;
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::store::format::DATA_FORMAT;
-use crate::store::Store;
+use crate::store::{Store, TreeSnapshot};
 use format::{BackupError, Header, FILE_VERSION};
 
 /// What a backup holds, for the operator.
@@ -38,8 +38,9 @@ pub fn write_to<W: std::io::Write>(
     recipient: Option<&Recipient>,
 ) -> Result<(W, u64)> {
     let data_format = crate::store::format::read(store)?.unwrap_or(DATA_FORMAT);
-    let trees = store.snapshot()?;
+    let mut trees = store.snapshot()?;
     let records = trees.iter().map(|(_, r)| r.len() as u64).sum();
+    trees.extend(tls_files(store.dir())?);
     let header = Header {
         file_version: FILE_VERSION,
         data_format,
@@ -51,6 +52,58 @@ pub fn write_to<W: std::io::Write>(
         format::write(out, &header, &trees).map(|_| ())
     })?;
     Ok((out, records))
+}
+
+/// The backup's entry for the self-signed TLS pair the server made in `data_dir/tls`: a
+/// restored server keeps its certificate, so the fingerprint clients pinned stays true. (A
+/// configured `tls_cert`/`tls_key` lives outside the data directory, with its own renewal.)
+pub const TLS_TREE: &str = "tls-files";
+const TLS_FILES: [&str; 2] = ["self-signed.crt", "self-signed.key"];
+
+/// The self-signed pair as backup records, when both files exist.
+fn tls_files(data_dir: &Path) -> Result<Option<TreeSnapshot>> {
+    let dir = data_dir.join("tls");
+    let mut records = Vec::new();
+    for name in TLS_FILES {
+        let path = dir.join(name);
+        match std::fs::read(&path) {
+            Ok(bytes) => records.push((name.as_bytes().into(), bytes.into())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::caused_by(path.display().to_string(), e)),
+        }
+    }
+    Ok(Some((TLS_TREE, records)))
+}
+
+/// Writes the pair back into `data_dir/tls`, private to the server's user. Only the two
+/// known names: a backup never chooses a path.
+fn restore_tls_files(data_dir: &Path, records: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = data_dir.join("tls");
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |e: std::io::Error| Error::caused_by(path, e)
+    };
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    for (name, bytes) in records {
+        let Some(name) = TLS_FILES.iter().find(|known| known.as_bytes() == name) else {
+            return Err(Error::invalid(
+                "backup_refused",
+                "the backup names a TLS file proxyfleet does not make",
+            ));
+        };
+        let path = dir.join(name);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io(&path))?;
+        std::io::Write::write_all(&mut file, &bytes).map_err(io(&path))?;
+        file.sync_all().map_err(io(&path))?;
+    }
+    Ok(())
 }
 
 /// Writes a backup file next to `path` and renames it into place once it is complete and on
@@ -97,7 +150,12 @@ pub fn restore(file: &Path, data_dir: &Path, identity: Option<&Path>) -> Result<
     let store = Store::open(data_dir)?;
     let mut failure = None;
     format::read_trees(body, |(tree, records)| {
-        store.load(&tree, records).map_err(|e| {
+        let loaded = if tree == TLS_TREE {
+            restore_tls_files(data_dir, records)
+        } else {
+            store.load(&tree, records)
+        };
+        loaded.map_err(|e| {
             failure = Some(e.to_string());
             e.to_string()
         })

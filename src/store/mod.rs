@@ -339,6 +339,11 @@ impl Store {
         })
     }
 
+    /// The data directory the store was opened in.
+    pub fn dir(&self) -> &Path {
+        &self.root
+    }
+
     /// Opens a store this process has just closed. sled's I/O threads let go of the
     /// directory's lock a moment after `close` returns, so a lock still held is waited for,
     /// up to `within`; any other error is returned at once.

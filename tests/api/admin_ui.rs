@@ -233,17 +233,41 @@ async fn seed(app: &TestApp) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_runs_the_fleet_from_the_browser() {
     let app = spawn_app_with(|c| c.admin_login_burst = 50).await;
-    create_account(&app).await;
     let alice_token = seed(&app).await;
     let driver = start_driver();
     let profile = tempfile::tempdir().expect("profile dir");
     let browser = browser(&driver, profile.path()).await;
 
-    // Sign in.
+    // The first account, made with the setup link the start printed; then signed out.
+    let token = app
+        .setup_token
+        .clone()
+        .expect("no account yet: a setup link");
     browser
-        .goto(&app.url("/admin/"))
+        .goto(&app.url(&format!("/admin/setup?token={token}")))
         .await
-        .expect("open the panel");
+        .expect("open the setup link");
+    fill(&browser, "#setup input[name=username]", ADMIN_USER).await;
+    fill(&browser, "#setup input[name=password]", ADMIN_PASSWORD).await;
+    fill(&browser, "#setup input[name=again]", "another passphrase").await;
+    click(&browser, "#setup button[type=submit]").await;
+    wait_for_text(&browser, "#setup-error", "differ").await;
+    fill(&browser, "#setup input[name=again]", ADMIN_PASSWORD).await;
+    click(&browser, "#setup button[type=submit]").await;
+    browser
+        .wait()
+        .at_most(PATIENCE)
+        .for_element(Locator::Css("#card-users"))
+        .await
+        .expect("the dashboard after the setup");
+    let address = browser.current_url().await.expect("url");
+    assert!(
+        !address.as_str().contains("token"),
+        "the token left the address bar: {address}"
+    );
+    click(&browser, "#logout").await;
+
+    // Sign in.
     fill(&browser, "#login input[name=username]", ADMIN_USER).await;
     fill(&browser, "#login input[name=password]", "not the password").await;
     click(&browser, "#login button[type=submit]").await;

@@ -104,6 +104,22 @@ async fn an_online_backup_under_writes_restores_to_a_consistent_store() {
         &[("PROXYFLEET_DATA_DIR", restored.to_str().unwrap())],
     );
     assert!(ok, "{text}");
+    // The self-signed certificate and its key came back: the fingerprint clients pinned holds.
+    for file in ["tls/self-signed.crt", "tls/self-signed.key"] {
+        let original = std::fs::read(data.join(file)).unwrap();
+        assert!(!original.is_empty());
+        assert_eq!(
+            std::fs::read(restored.join(file)).unwrap(),
+            original,
+            "{file}"
+        );
+    }
+    let key_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(restored.join("tls/self-signed.key"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(key_mode & 0o777, 0o600);
     let server = ServerProcess::start(&restored, &[]);
     for i in [0, 49] {
         let found: Value = http
@@ -182,6 +198,30 @@ fn restore_refuses_corrupt_truncated_foreign_and_newer_files() {
     assert!(!ok);
     assert!(text.contains("newer proxyfleet"), "{text}");
     assert!(!target.exists());
+
+    // A hostile backup cannot choose where its TLS files go.
+    let escaping = root.path().join("escaping.pfbak");
+    let header = Header {
+        file_version: FILE_VERSION,
+        data_format: DATA_FORMAT,
+        created_ms: 0,
+        records: 1,
+        written_by: "proxyfleet test".into(),
+    };
+    let trees = [(
+        proxyfleet::backup::TLS_TREE,
+        vec![(b"../../escaped".to_vec(), b"x".to_vec())],
+    )];
+    std::fs::write(
+        &escaping,
+        format::write(Vec::new(), &header, &trees).unwrap(),
+    )
+    .unwrap();
+    let target = root.path().join("into-escaping");
+    let (ok, text) = restore(&escaping, &target);
+    assert!(!ok, "{text}");
+    assert!(text.contains("TLS file"), "{text}");
+    assert!(!root.path().join("escaped").exists());
 }
 
 fn backups_in(dir: &Path, prefix: &str) -> Vec<String> {

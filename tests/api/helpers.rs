@@ -29,6 +29,8 @@ pub struct TestApp {
     pub clock: proxyfleet::clock::Clock,
     /// Every endpoint the server routes: (method, path template).
     pub endpoints: Vec<(String, String)>,
+    /// The token of the setup link the start printed (no admin account existed).
+    pub setup_token: Option<String>,
 }
 
 /// What a proxy agent remembers: the secret its enrolment returned. A name it has a secret
@@ -144,6 +146,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         .iter()
         .map(|(method, template)| (method.to_string(), template.to_string()))
         .collect();
+    let setup_token = app.setup_token().map(str::to_string);
     let server = tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
@@ -154,6 +157,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         server: Some(server),
         clock,
         endpoints,
+        setup_token,
     }
 }
 

@@ -42,26 +42,44 @@ fn install_sh_lays_out_a_working_root_and_is_idempotent() {
     assert!(config.contains("admin_token = \"pfa_"));
     let unit =
         std::fs::read_to_string(root.path().join("etc/systemd/system/proxyfleet.service")).unwrap();
+    // Every path written follows the prefix: the unit and the config name the files installed.
+    let under = |path: &str| format!("{}{path}", root.path().display());
     for line in [
-        "NoNewPrivileges=true",
-        "ProtectSystem=strict",
-        "ReadWritePaths=/var/lib/proxyfleet",
-        "Restart=on-failure",
+        "NoNewPrivileges=true".to_string(),
+        "ProtectSystem=strict".to_string(),
+        format!("ReadWritePaths={}", under("/var/lib/proxyfleet")),
+        format!(
+            "ExecStart={} serve --config {}",
+            under("/usr/local/bin/proxyfleet"),
+            under("/etc/proxyfleet/config.toml")
+        ),
+        "Restart=on-failure".to_string(),
     ] {
-        assert!(unit.contains(line), "unit lacks {line}");
+        assert!(unit.contains(&line), "unit lacks {line}");
     }
     assert!(root.path().join("var/lib/proxyfleet/data").is_dir());
     assert!(root.path().join("var/lib/proxyfleet/backups").is_dir());
     // Every setting is in the file, the ones in use first, the rest commented with defaults.
     for line in [
-        "https_listen = \"0.0.0.0:8443\"",
-        "data_dir = \"/var/lib/proxyfleet/data\"",
-        "# heartbeat_ttl_secs = 300",
-        "# [rate_limits.json]",
-        "# backup_keep = 7",
+        "https_listen = \"0.0.0.0:8443\"".to_string(),
+        format!("data_dir = \"{}\"", under("/var/lib/proxyfleet/data")),
+        format!("backup_dir = \"{}\"", under("/var/lib/proxyfleet/backups")),
+        "# heartbeat_ttl_secs = 300".to_string(),
+        "# [rate_limits.json]".to_string(),
+        "# backup_keep = 7".to_string(),
     ] {
-        assert!(config.contains(line), "config lacks {line}");
+        assert!(config.contains(&line), "config lacks {line}");
     }
+    // The store the first account went into is the one the config names.
+    let check = Command::new(&binary)
+        .args(["check", "--config"])
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stdout).into_owned()
+        + &String::from_utf8_lossy(&check.stderr);
+    assert!(check.status.success(), "{said}");
+    assert!(said.contains(&under("/var/lib/proxyfleet/data")), "{said}");
     // The config it wrote is one the binary accepts.
     let checked = Command::new(&binary)
         .args(["config", "--config"])

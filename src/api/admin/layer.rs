@@ -82,10 +82,12 @@ pub fn params(query: &str, body: Option<&[u8]>) -> Option<String> {
 }
 
 /// Requests the trail records: mutations of admin paths, except those that record
-/// themselves with the account they concern (logins, logouts, password changes, whose
-/// bodies are passwords).
+/// themselves with the account they concern (logins, logouts, password changes and the
+/// first account's setup, whose bodies are passwords).
 pub fn is_audited(method: &Method, path: &str) -> bool {
-    let own = path.starts_with("/admin/api/log") || path == "/admin/api/password";
+    let own = path.starts_with("/admin/api/log")
+        || path == "/admin/api/password"
+        || path == "/admin/api/setup";
     is_mutating(method) && is_admin_path(path) && !own
 }
 

@@ -95,6 +95,15 @@ struct PasswordChange {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct FirstAccount {
+    /// The token of the setup link the server printed at its start.
+    token: String,
+    username: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewAccount {
     username: String,
     password: String,
@@ -207,12 +216,24 @@ async fn login(
         }
     };
     state.admin.throttle.succeeded(ip, &username);
+    let https = over_tls || forwarded_proto.is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    start_session(&state, &account, "login", ip, https).await
+}
+
+/// Starts a session for `account` (recorded as `action`) and answers with its cookie and
+/// CSRF token.
+async fn start_session(
+    state: &AppState,
+    account: &AdminAccount,
+    action: &str,
+    ip: Option<IpAddr>,
+    https: bool,
+) -> Result<Route, Rejection> {
     let ttl_ms = state.config.admin_session_hours * 3_600_000;
     let (cookie, session) =
-        sessions::start(&state.store, &account, state.clock.now_ms(), ttl_ms).map_err(reject)?;
-    note(&state, &account.username, "login", 200, ip);
+        sessions::start(&state.store, account, state.clock.now_ms(), ttl_ms).map_err(reject)?;
+    note(state, &account.username, action, 200, ip);
     state.store.durable().await.map_err(reject)?;
-    let https = over_tls || forwarded_proto.is_some_and(|p| p.eq_ignore_ascii_case("https"));
     let response = json(
         StatusCode::OK,
         &SignedIn {
@@ -222,8 +243,53 @@ async fn login(
     );
     Ok(with_cookie(
         response,
-        cookie_header(&state, &cookie, ttl_ms / 1000, https),
+        cookie_header(state, &cookie, ttl_ms / 1000, https),
     ))
+}
+
+/// `POST /admin/api/setup`: the first account, with the token of the link printed at start;
+/// signs it in. Throttled as logins are: a guessed token is a guessed password.
+async fn setup(
+    body: FirstAccount,
+    ip: Option<IpAddr>,
+    forwarded_proto: Option<String>,
+    over_tls: bool,
+    state: Arc<AppState>,
+) -> Result<Route, Rejection> {
+    const WHO: &str = "(setup link)";
+    let started = state.clock.now_ms();
+    if let Err(wait) = state.admin.throttle.check(ip, WHO, started) {
+        count_failure(&state, WHO, ip, LoginFailure::Throttled);
+        return Err(reject(Error::TooManyRequests(wait)));
+    }
+    // argon2 hashes the password: off the async workers.
+    let created = {
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || {
+            state.admin.setup.create_first_account(
+                &state.store,
+                &body.token,
+                &body.username,
+                &body.password,
+                started,
+            )
+        })
+        .await
+        .map_err(|e| reject(Error::internal(e)))?
+    };
+    let account = match created {
+        Ok(account) => account,
+        Err(error) => {
+            if matches!(error, Error::Forbidden { .. }) {
+                state.admin.throttle.failed(ip, WHO, state.clock.now_ms());
+                count_failure(&state, WHO, ip, LoginFailure::Refused);
+            }
+            return Err(reject(error));
+        }
+    };
+    tracing::info!(username = %account.username, "first admin account made with the setup link");
+    let https = over_tls || forwarded_proto.is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    start_session(&state, &account, "setup", ip, https).await
 }
 
 /// `over_tls`: these routes answer on the HTTPS listener (the session cookie is then `Secure`).
@@ -274,6 +340,16 @@ pub fn routes(
         .and(warp::any().map(move || over_tls))
         .and(with_state(&state))
         .and_then(login);
+
+    let setup_route = api
+        .and(warp::path!("setup"))
+        .and(warp::post())
+        .and(json_body::<FirstAccount>(SMALL_BODY))
+        .and(client_ip(trusted.clone()))
+        .and(warp::header::optional::<String>("x-forwarded-proto"))
+        .and(warp::any().map(move || over_tls))
+        .and(with_state(&state))
+        .and_then(setup);
 
     let session_cookie = warp::cookie::optional::<String>(COOKIE);
     let logout = api
@@ -360,6 +436,7 @@ pub fn routes(
     let (second_factor_table, second_factor) = second_factor::routes(state.clone());
     let (mut table, panel) = endpoints! {
         POST "/admin/api/login" => login_route,
+        POST "/admin/api/setup" => setup_route,
         GET "/api/v1/admin/map" => map,
         GET "/api/v1/admin/settings" => settings,
         GET "/api/v1/admin/summary" => summary,

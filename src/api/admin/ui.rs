@@ -38,9 +38,10 @@ fn file_response(
         .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
-/// `index.html` for `/admin/`, a static file, or an application module; None when unknown.
+/// `index.html` for `/admin/` (and `/admin/setup`), a static file, or an application module; None when unknown.
 pub fn file(path: &str) -> Option<Response<Body>> {
-    let (file, mime) = if path.is_empty() || path == "index.html" {
+    // `setup` is the page too: it opens on the first account's form (the setup link).
+    let (file, mime) = if path.is_empty() || path == "index.html" || path == "setup" {
         let file = Static::get("index.html")?;
         (file, "text/html; charset=utf-8".to_string())
     } else if let Some(rest) = path.strip_prefix("app/") {
