@@ -12,6 +12,8 @@ command -v cc >/dev/null 2>&1 || need_packages+=(gcc)
 # The admin panel's browser tests drive Debian's Chromium through ChromeDriver.
 [ -x /usr/bin/chromium ] || need_packages+=(chromium)
 [ -x /usr/bin/chromedriver ] || need_packages+=(chromium-driver)
+# `promtool check metrics` lints /metrics; Debian ships it with the Prometheus server.
+command -v promtool >/dev/null 2>&1 || need_packages+=(prometheus)
 
 if [ ${#need_packages[@]} -gt 0 ]; then
   echo "installing test dependencies: ${need_packages[*]}"
@@ -21,9 +23,12 @@ if [ ${#need_packages[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_packages[@]}" >/dev/null
 fi
 # The Debian package starts a system varnish on port 6081; the tests run their own.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet varnish 2>/dev/null; then
-  systemctl stop varnish || true
-fi
+# So does Prometheus's, on 9090: nothing here needs it running.
+for service in varnish prometheus; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$service" 2>/dev/null; then
+    systemctl stop "$service" || true
+  fi
+done
 
 # From PyPI: Stripe's official library (the webhook tests check our signature scheme against
 # it), aiosmtpd (the real SMTP server the mail tests deliver to), localstripe (a Stripe

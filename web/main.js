@@ -44,16 +44,21 @@ async function show() {
   if (!me) return showLogin();
   const { page, name, params } = route();
   const main = h('main', { id: 'main', 'data-page': name });
-  replace(root,
-    h('header', {},
-      h('span', { class: 'brand' }, 'proxyfleet'),
-      h('nav', {}, PAGES.filter(([key]) => key !== 'account').map(([key, mod]) =>
-        h('a', { href: `#/${key}`, class: key === name ? 'active' : '' }, mod.title))),
-      h('span', { class: 'who' },
-        h('a', { href: '#/account', id: 'account-link' }, me.username),
-        h('button', { type: 'button', id: 'logout', onclick: logout }, 'Sign out'))),
-    h('div', { id: 'notices', 'aria-live': 'polite' }),
-    main);
+  // On a narrow screen the navigation folds behind a Menu button (CSS shows it there only).
+  const menu = h('button', { type: 'button', id: 'menu', class: 'menu', 'aria-expanded': 'false', 'aria-controls': 'nav',
+    onclick: () => {
+      const open = header.classList.toggle('open');
+      menu.setAttribute('aria-expanded', String(open));
+    } }, 'Menu');
+  const header = h('header', {},
+    h('span', { class: 'brand' }, 'proxyfleet'),
+    menu,
+    h('nav', { id: 'nav' }, PAGES.filter(([key]) => key !== 'account').map(([key, mod]) =>
+      h('a', { href: `#/${key}`, class: key === name ? 'active' : '' }, mod.title))),
+    h('span', { class: 'who' },
+      h('a', { href: '#/account', id: 'account-link' }, me.username),
+      h('button', { type: 'button', id: 'logout', onclick: logout }, 'Sign out')));
+  replace(root, header, h('div', { id: 'notices', 'aria-live': 'polite' }), main);
   try {
     const refresh = await page.render(main, params);
     if (typeof refresh === 'function') {

@@ -51,9 +51,10 @@ export const dateMs = (ms) => (ms ? date(ms / 1000) : '–');
 /// A table from rows; `columns` are [heading, row => cell content].
 export function table(columns, rows, empty = 'Nothing here.') {
   if (!rows.length) return h('p', { class: 'empty' }, empty);
-  return h('table', {},
+  // In its own scrolling box: a wide table scrolls there, not the whole page (narrow screens).
+  return h('div', { class: 'table-scroll' }, h('table', {},
     h('thead', {}, h('tr', {}, columns.map(([title]) => h('th', {}, title)))),
-    h('tbody', {}, rows.map((row) => h('tr', {}, columns.map(([, cell]) => h('td', {}, cell(row)))))));
+    h('tbody', {}, rows.map((row) => h('tr', {}, columns.map(([, cell]) => h('td', {}, cell(row))))))));
 }
 
 /// clients / capacity as a bar, coloured by fullness.

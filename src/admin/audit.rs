@@ -269,42 +269,91 @@ pub fn prune(store: &Store, keep_ms: u64, now_ms: u64, batch: usize) -> Result<u
     })
 }
 
-/// Newest first, `limit` entries before id `before`, optionally only those whose actor or
-/// action contains `q`. Returns the entries and the cursor of the next page.
+/// What an entry acted on, named from its path: `user 7` for
+/// `POST /api/v1/admin/users/7/pro`, `proxy ams1`, `account ops`, `plan 3`, `probe IR-1`.
+pub fn target_of(action: &str) -> Option<String> {
+    const KINDS: [(&str, &str); 6] = [
+        ("users", "user"),
+        ("proxies", "proxy"),
+        ("accounts", "account"),
+        ("plans", "plan"),
+        ("probes", "probe"),
+        ("tasks", "task"),
+    ];
+    let path = action.split_whitespace().nth(1)?;
+    let path = path.split('?').next().unwrap_or(path);
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    segments.windows(2).rev().find_map(|pair| {
+        let (_, kind) = KINDS.iter().find(|(plural, _)| *plural == pair[0])?;
+        Some(format!("{kind} {}", pair[1]))
+    })
+}
+
+/// An entry as the API shows it: with its target.
+#[derive(Debug, Serialize)]
+pub struct AuditView {
+    #[serde(flatten)]
+    pub entry: AuditEntry,
+    pub target: Option<String>,
+}
+
+/// Newest first, `limit` entries before id `before`, optionally only those whose actor,
+/// action, target or parameters contain `q`. Returns the entries and the cursor of the next
+/// page: a filtered page reads at most 100,000 entries, and when it stops there, the cursor
+/// is the last entry it read, so the search goes on from there.
 pub fn page(
     store: &Store,
     before: Option<u64>,
     limit: usize,
     q: Option<&str>,
-) -> Result<(Vec<AuditEntry>, Option<u64>)> {
+) -> Result<(Vec<AuditView>, Option<u64>)> {
     let from = before.map(u64_key);
     let mut entries = Vec::with_capacity(limit);
-    // A filtered page reads at most this many entries, so a rare match cannot scan forever.
     let mut budget = 100_000usize;
+    let mut last_read = None;
     for item in store.scan_rev::<AuditEntry>(TreeId::Audit, from.as_ref().map(|k| &k[..])) {
+        if entries.len() == limit {
+            return Ok((entries, last_read));
+        }
+        if budget == 0 {
+            return Ok((entries, last_read));
+        }
         let (_, entry) = item?;
         budget -= 1;
+        last_read = Some(entry.id);
+        let target = target_of(&entry.action);
         let keep = q.is_none_or(|q| {
             entry.actor.contains(q)
                 || entry.action.contains(q)
+                || target.as_deref().is_some_and(|t| t.contains(q))
                 || entry.params.as_deref().is_some_and(|p| p.contains(q))
         });
         if keep {
-            entries.push(entry);
-        }
-        if entries.len() == limit || budget == 0 {
-            break;
+            entries.push(AuditView { entry, target });
         }
     }
-    let next = (entries.len() == limit)
-        .then(|| entries.last().map(|e| e.id))
-        .flatten();
-    Ok((entries, next))
+    Ok((entries, None))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_entry_names_what_it_acted_on() {
+        for (action, target) in [
+            ("POST /api/v1/admin/users/7/pro", Some("user 7")),
+            ("POST /api/v1/admin/proxies/ams1/action", Some("proxy ams1")),
+            ("POST /admin/api/accounts/ops/disable", Some("account ops")),
+            ("POST /api/v1/admin/rebalance/plans/3/apply", Some("plan 3")),
+            ("DELETE /api/v1/admin/probes/IR-1", Some("probe IR-1")),
+            ("POST /api/v1/admin/users", None),
+            ("POST /api/v1/admin/rebalance?dry_run=false", None),
+            ("login", None),
+        ] {
+            assert_eq!(target_of(action).as_deref(), target, "{action}");
+        }
+    }
 
     fn entries(store: &Store) -> Vec<AuditEntry> {
         store

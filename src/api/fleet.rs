@@ -16,7 +16,7 @@ use crate::fleet::links;
 use crate::fleet::model::{Email, User, UserId, UserStatus};
 use crate::fleet::proxy_actions::ProxyAction;
 use crate::fleet::rebalance::{self, plan::Trigger};
-use crate::fleet::users::Created;
+use crate::fleet::users::{Created, UserFilter};
 use crate::http::body::json as json_body;
 use crate::http::{json, reject};
 use crate::registry::ProxyName;
@@ -62,6 +62,61 @@ struct ListQuery {
     q: Option<String>,
     /// The email cursor of a search (`q`): the last email of the previous page.
     after_email: Option<String>,
+    /// Text in the email or a device's name, or the id: the filtered search.
+    contains: Option<String>,
+    status: Option<UserStatus>,
+    pro: Option<bool>,
+    level: Option<u8>,
+    proxy: Option<String>,
+}
+
+/// How many users one page of a filtered search reads at most (a few milliseconds): a rare
+/// match is found over several pages, each bounded.
+const SEARCH_BUDGET: usize = 20_000;
+/// The longest `contains` text (an email is at most 254 characters).
+const CONTAINS_MAX: usize = 256;
+
+impl ListQuery {
+    /// The filters given, checked; None when the request is a plain page or an email search.
+    fn filter(&self) -> Result<Option<UserFilter>, Error> {
+        let contains = self
+            .contains
+            .as_deref()
+            .map(|text| text.trim().to_lowercase())
+            .filter(|text| !text.is_empty());
+        if contains
+            .as_ref()
+            .is_some_and(|t| t.chars().count() > CONTAINS_MAX)
+        {
+            return Err(Error::invalid(
+                "contains_too_long",
+                format!("`contains` is at most {CONTAINS_MAX} characters"),
+            ));
+        }
+        if self
+            .level
+            .is_some_and(|level| level > crate::fleet::trust::TOP)
+        {
+            return Err(Error::invalid(
+                "invalid_level",
+                format!("levels are 0 to {}", crate::fleet::trust::TOP),
+            ));
+        }
+        let proxy = self.proxy.as_deref().map(ProxyName::parse).transpose()?;
+        let filter = UserFilter {
+            contains,
+            status: self.status,
+            pro: self.pro,
+            level: self.level,
+            proxy,
+        };
+        let any = filter.contains.is_some()
+            || filter.status.is_some()
+            || filter.pro.is_some()
+            || filter.level.is_some()
+            || filter.proxy.is_some();
+        Ok(any.then_some(filter))
+    }
 }
 
 #[derive(Deserialize)]
@@ -320,6 +375,19 @@ async fn create_user(body: NewUser, state: Arc<AppState>) -> Result<Route, Rejec
 
 async fn list_users(q: ListQuery, state: Arc<AppState>) -> Result<Route, Rejection> {
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    if let Some(filter) = q.filter().map_err(reject)? {
+        let found = state
+            .fleet
+            .find_users(&filter, q.after, limit, SEARCH_BUDGET, state.clock.now_ms())
+            .map_err(reject)?;
+        let page = UserPage {
+            users: found.users.iter().map(UserSummary::from).collect(),
+            next_after: found.next_after,
+            next_after_email: None,
+            users_total: state.fleet.users_total().map_err(reject)?,
+        };
+        return Ok(json(StatusCode::OK, &page));
+    }
     let users = state
         .fleet
         .list_users(q.after, q.q.as_deref(), q.after_email.as_deref(), limit)

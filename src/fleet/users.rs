@@ -458,6 +458,47 @@ impl Fleet {
         }
     }
 
+    /// A page of the users `filter` keeps, in id order after `after`. At most `budget` users
+    /// are read per call, so a rare match costs a bounded number of pages, never one
+    /// unbounded scan: `next_after` says where to go on (None once every user was read).
+    pub fn find_users(
+        &self,
+        filter: &UserFilter,
+        after: Option<UserId>,
+        limit: usize,
+        budget: usize,
+        now_ms: u64,
+    ) -> Result<FoundUsers> {
+        let mut found = Vec::new();
+        let mut last = after;
+        let start = u64_key(after.map_or(0, |a| a.0 + 1));
+        let scan = self.store.scan_from::<User>(TreeId::Users, start);
+        for (read, item) in scan.enumerate() {
+            if found.len() >= limit || read >= budget {
+                return Ok(FoundUsers {
+                    users: found,
+                    next_after: last,
+                });
+            }
+            let (_, user) = item?;
+            last = Some(user.id);
+            if filter.keeps(&user, now_ms) && self.level_kept(filter, &user, now_ms)? {
+                found.push(user);
+            }
+        }
+        Ok(FoundUsers {
+            users: found,
+            next_after: None,
+        })
+    }
+
+    fn level_kept(&self, filter: &UserFilter, user: &User, now_ms: u64) -> Result<bool> {
+        match filter.level {
+            Some(level) => Ok(self.trust_of(user, now_ms)?.1.level == level),
+            None => Ok(true),
+        }
+    }
+
     /// Sets a user's proxies by hand (an operator's move). Each must be a live proxy.
     pub async fn set_user_proxies(
         &self,
@@ -570,4 +611,48 @@ impl Fleet {
         self.notifier.notify(&[id]);
         Ok(user)
     }
+}
+
+/// What the admin's user search keeps; every field given must match.
+#[derive(Debug, Default, Clone)]
+pub struct UserFilter {
+    /// Lowercase text found in the email or a device's name, or the user's id written out.
+    pub contains: Option<String>,
+    pub status: Option<UserStatus>,
+    /// Pro on (or off) now.
+    pub pro: Option<bool>,
+    /// The trust level now.
+    pub level: Option<u8>,
+    /// Holds this proxy as a fallback or Pro proxy.
+    pub proxy: Option<ProxyName>,
+}
+
+impl UserFilter {
+    /// Everything but the level (which needs the user's trust record).
+    fn keeps(&self, user: &User, now_ms: u64) -> bool {
+        let text = self.contains.as_deref().is_none_or(|text| {
+            user.id.0.to_string() == text
+                || user.email.as_str().to_lowercase().contains(text)
+                || user
+                    .devices
+                    .iter()
+                    .any(|d| d.name.to_lowercase().contains(text))
+        });
+        let status = self.status.is_none_or(|s| s == user.status);
+        let pro = self
+            .pro
+            .is_none_or(|pro| pro == user.pro_until_ms.is_some_and(|until| until > now_ms));
+        let proxy = self
+            .proxy
+            .as_ref()
+            .is_none_or(|name| user.proxies.contains(name) || user.pro_proxies.contains(name));
+        text && status && pro && proxy
+    }
+}
+
+/// A page of a user search.
+pub struct FoundUsers {
+    pub users: Vec<User>,
+    /// Where the next page starts (the last user read); None once all were read.
+    pub next_after: Option<UserId>,
 }

@@ -147,6 +147,37 @@ async fn a_session_cookie_is_httponly_and_strict_and_mutations_need_its_csrf_tok
         .find(|e| e["action"] == "POST /api/v1/admin/users" && e["status"] == 201)
         .expect("the creation is in the audit log");
     assert_eq!(entry["actor"], ADMIN_USER);
+    assert!(
+        entry["params"]
+            .as_str()
+            .unwrap()
+            .contains("forged@example.org"),
+        "{entry}"
+    );
+    // An action on one user names it as its target, and the target finds it.
+    let id = created.json::<Value>().await.unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    let gift = session
+        .post(
+            &app,
+            &format!("/api/v1/admin/users/{id}/pro"),
+            json!({ "days": 2 }),
+        )
+        .await;
+    assert_eq!(gift.status(), StatusCode::OK);
+    let by_target: Value = session
+        .get(&app, &format!("/admin/api/audit?q=user%20{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let gifted = &by_target["entries"][0];
+    assert_eq!(gifted["target"], format!("user {id}"), "{by_target}");
+    assert_eq!(
+        gifted["action"],
+        format!("POST /api/v1/admin/users/{id}/pro")
+    );
 
     // Behind a TLS proxy the cookie is Secure.
     let https = app

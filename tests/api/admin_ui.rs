@@ -422,6 +422,66 @@ async fn an_operator_runs_the_fleet_from_the_browser() {
         screenshot(&browser, page).await;
     }
 
+    // At a phone's width: the navigation folds behind Menu, and no page scrolls sideways as a
+    // whole (wide tables scroll inside their own box).
+    browser
+        .set_window_size(390, 844)
+        .await
+        .expect("a narrow window");
+    for page in [
+        "dashboard",
+        "map",
+        "proxies",
+        "users",
+        "rebalance",
+        "money",
+        "queues",
+        "audit",
+        "accounts",
+        "settings",
+        "account",
+    ] {
+        browser
+            .goto(&app.url(&format!("/admin/#/{page}")))
+            .await
+            .unwrap();
+        let rendered = format!("main[data-page={page}] h1 ~ *");
+        browser
+            .wait()
+            .at_most(PATIENCE)
+            .for_element(Locator::Css(&rendered))
+            .await
+            .unwrap_or_else(|_| panic!("{page} at 390 px"));
+        let sideways = browser
+            .execute(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert!(
+            sideways.as_i64().unwrap_or(i64::MAX) <= 0,
+            "{page} scrolls sideways by {sideways} px at 390 px"
+        );
+    }
+    let nav = browser.find(Locator::Css("#nav")).await.unwrap();
+    assert!(!nav.is_displayed().await.unwrap(), "folded at 390 px");
+    click(&browser, "#menu").await;
+    assert!(nav.is_displayed().await.unwrap(), "Menu unfolds it");
+    screenshot(&browser, "narrow-menu").await;
+    click(&browser, "#nav a[href='#/proxies']").await;
+    browser
+        .wait()
+        .at_most(PATIENCE)
+        .for_element(Locator::Css("main[data-page=proxies]"))
+        .await
+        .expect("the proxies page from the folded menu");
+    screenshot(&browser, "narrow-proxies").await;
+    browser
+        .set_window_size(1400, 1000)
+        .await
+        .expect("a wide window again");
+
     // A form posted from the page without the CSRF token is refused and changes nothing.
     let alice_before = app.admin_json("/api/v1/admin/users/1").await;
     let status = fetch_status(&browser, "POST", "/api/v1/admin/users/1/disable", "{}").await;

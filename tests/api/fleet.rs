@@ -511,3 +511,118 @@ async fn two_hundred_invitees_spread_over_five_proxies_none_past_its_limit() {
     assert!(per_proxy.values().all(|n| *n == 40), "{per_proxy:?}");
     app.assert_consistent().await;
 }
+
+/// The ids `GET /api/v1/admin/users?{query}` lists, and its `next_after`.
+async fn found(app: &TestApp, query: &str) -> (Vec<u64>, Option<u64>) {
+    let page = app
+        .admin_json(&format!("/api/v1/admin/users?{query}"))
+        .await;
+    let ids = page["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_u64().unwrap())
+        .collect();
+    (ids, page["next_after"].as_u64())
+}
+
+/// The admin's user search: text anywhere in the email or a device's name, the id, status,
+/// Pro, level and proxy, each alone and together; paged by id; odd input refused.
+#[tokio::test]
+async fn users_are_found_by_text_status_pro_level_and_proxy() {
+    let app = spawn_app().await;
+    app.proxy("fb1", 9001, &[]).await;
+    app.proxy("fb2", 9002, &[]).await;
+    let (ana, _, _) = app.create_user("ana@example.org", None).await;
+    let (bob, bob_token, _) = app.create_user("bob@corp.example", None).await;
+    let (carol, _, _) = app.create_user("carol@example.org", None).await;
+    let made = app
+        .admin_post(
+            "/api/v1/admin/users",
+            &serde_json::json!({ "email": "dave@example.org", "level": 2 }),
+        )
+        .await;
+    assert_eq!(made.status(), StatusCode::CREATED);
+    let dave = made.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
+    app.gift_pro(ana, 3).await;
+    let device = app
+        .user_post(
+            &bob_token,
+            "/api/v1/devices",
+            &serde_json::json!({ "name": "Bob's Pixel" }),
+        )
+        .await;
+    assert_eq!(device.status(), StatusCode::CREATED);
+    for user in [ana, bob, carol] {
+        app.set_proxies(user, &["fb1"]).await;
+    }
+    app.set_proxies(dave, &["fb2"]).await;
+    let disabled = app
+        .admin_post(
+            &format!("/api/v1/admin/users/{carol}/disable"),
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(disabled.status(), StatusCode::OK);
+
+    assert_eq!(
+        found(&app, "contains=CORP").await,
+        (vec![bob], None),
+        "email, any case"
+    );
+    assert_eq!(
+        found(&app, "contains=pixel").await.0,
+        vec![bob],
+        "a device's name"
+    );
+    assert_eq!(
+        found(&app, &format!("contains={carol}")).await.0,
+        vec![carol],
+        "the id"
+    );
+    assert_eq!(
+        found(&app, "contains=example.org").await.0,
+        vec![ana, carol, dave]
+    );
+    assert_eq!(found(&app, "status=disabled").await.0, vec![carol]);
+    assert_eq!(found(&app, "pro=true").await.0, vec![ana]);
+    assert_eq!(found(&app, "level=2").await.0, vec![dave]);
+    assert_eq!(found(&app, "proxy=fb2").await.0, vec![dave]);
+    assert_eq!(
+        found(&app, "contains=example.org&pro=false&status=active")
+            .await
+            .0,
+        vec![dave]
+    );
+    assert_eq!(found(&app, "contains=nobody").await, (vec![], None));
+
+    // Paged by id: one at a time, every active user once, then the end.
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    loop {
+        let (ids, next) = found(&app, &format!("status=active&limit=1{after}")).await;
+        seen.extend(ids);
+        match next {
+            Some(next) => after = format!("&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec![ana, bob, dave]);
+
+    for (query, status) in [
+        (
+            format!("contains={}", "x".repeat(300)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        ("level=9".to_string(), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            "proxy=no%20such%20name!".to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        ("status=bogus".to_string(), StatusCode::UNPROCESSABLE_ENTITY),
+        ("pro=maybe".to_string(), StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let answer = app.admin_get(&format!("/api/v1/admin/users?{query}")).await;
+        assert_eq!(answer.status(), status, "{query}");
+    }
+}

@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{spawn_app, ADMIN_TOKEN};
+use crate::helpers::{require_program, spawn_app, ADMIN_TOKEN};
 
 /// The value of the sample named `name` whose labels include every one of `labels`.
 fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
@@ -68,6 +68,30 @@ async fn metrics_count_requests_by_template_and_show_the_fleet() {
         let (_, value) = line.rsplit_once(' ').expect(line);
         assert!(value.parse::<f64>().is_ok(), "not a sample: {line}");
     }
+    // Prometheus's own linter finds nothing (names, units, help texts, types).
+    let linted = {
+        use std::io::Write;
+        let mut promtool = std::process::Command::new(require_program("promtool", "prometheus"))
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run promtool");
+        promtool
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        promtool.wait_with_output().unwrap()
+    };
+    assert!(
+        linted.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&linted.stdout),
+        String::from_utf8_lossy(&linted.stderr)
+    );
     // promtool's naming rules: a counter's name ends in `_total`, and only a counter's.
     for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
         let mut words = line.split_whitespace().skip(2);

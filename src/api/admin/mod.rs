@@ -57,7 +57,7 @@ struct Settings {
 
 #[derive(Serialize)]
 struct AuditPage {
-    entries: Vec<audit::AuditEntry>,
+    entries: Vec<audit::AuditView>,
     next_before: Option<u64>,
 }
 
