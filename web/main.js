@@ -23,6 +23,14 @@ const PAGES = [
 ];
 const LIVE_EVERY_MS = 2000;
 
+// The page's own error log: uncaught errors, rejected promises and console.error calls. Shown
+// nowhere; the browser tests read it and fail on any entry.
+window.pfErrors = [];
+window.addEventListener('error', (event) => window.pfErrors.push(String(event.message)));
+window.addEventListener('unhandledrejection', (event) => window.pfErrors.push(String(event.reason)));
+const consoleError = console.error.bind(console);
+console.error = (...args) => { window.pfErrors.push(args.map(String).join(' ')); consoleError(...args); };
+
 const root = document.getElementById('app');
 let me = null;
 let live = null;

@@ -151,6 +151,20 @@ async fn screenshot(browser: &Client, name: &str) {
     }
 }
 
+/// Fails on anything in the page's error log (`window.pfErrors`: uncaught errors, rejected
+/// promises, `console.error`) since the panel was loaded in this tab.
+async fn assert_no_page_errors(browser: &Client) {
+    let errors = browser
+        .execute("return window.pfErrors", vec![])
+        .await
+        .expect("read the page's error log");
+    assert_eq!(
+        errors,
+        serde_json::json!([]),
+        "the panel logged errors: {errors}"
+    );
+}
+
 /// Runs a fetch in the page (with the page's cookie) and returns the response's status.
 async fn fetch_status(browser: &Client, method: &str, path: &str, body: &str) -> u64 {
     let script = r#"
@@ -481,6 +495,7 @@ async fn an_operator_runs_the_fleet_from_the_browser() {
         .set_window_size(1400, 1000)
         .await
         .expect("a wide window again");
+    assert_no_page_errors(&browser).await;
 
     // A form posted from the page without the CSRF token is refused and changes nothing.
     let alice_before = app.admin_json("/api/v1/admin/users/1").await;
@@ -639,5 +654,6 @@ async fn an_operator_applies_the_plan_they_reviewed_from_the_browser() {
     assert_eq!(applied["dry_run"], false);
     assert_eq!(applied["moves"], planned["moves"]);
     screenshot(&browser, "rebalancer-applied").await;
+    assert_no_page_errors(&browser).await;
     browser.close().await.expect("close the browser");
 }
