@@ -16,9 +16,6 @@ use crate::http::client_ip::client_ip;
 use crate::http::rate_limit::Endpoint;
 use crate::http::{json, reject, ErrorBody};
 use crate::registry::validate::utc_offset_minutes;
-use crate::store::TreeId;
-
-const OVERRIDE_PREFIX: &str = "gateways.override.";
 
 /// The query of `/json`, as text: menshen's clients send empty values for "unknown" (an empty
 /// `city=` is no city), so each field is read by hand (`Wanted::from_query`).
@@ -44,10 +41,11 @@ pub fn json_request() -> impl Filter<Extract = (JsonQuery,), Error = Rejection> 
 
 type Route = warp::reply::Response;
 
-/// How often each city was asked for by name, by city.
+/// How often each city was asked for by name: the total by city, and each city's last days.
 #[derive(Serialize)]
 struct Overrides {
     overrides: std::collections::BTreeMap<String, u64>,
+    by_day: std::collections::BTreeMap<String, Vec<crate::gateways::overrides::DayCount>>,
 }
 
 /// The error shape, and the cities that have gateways.
@@ -83,16 +81,16 @@ pub fn routes(
 }
 
 async fn override_counts(state: Arc<AppState>) -> Result<Route, Rejection> {
-    let mut counts = std::collections::BTreeMap::new();
-    for item in state
-        .store
-        .scan_prefix::<u64>(TreeId::Meta, OVERRIDE_PREFIX)
-    {
-        let (key, count) = item.map_err(reject)?;
-        let city = String::from_utf8_lossy(&key[OVERRIDE_PREFIX.len()..]).into_owned();
-        counts.insert(city, count);
+    let cities = crate::gateways::overrides::counts(&state.store).map_err(reject)?;
+    let mut answer = Overrides {
+        overrides: Default::default(),
+        by_day: Default::default(),
+    };
+    for (city, counts) in cities {
+        answer.overrides.insert(city.clone(), counts.total);
+        answer.by_day.insert(city, counts.days);
     }
-    Ok(json(StatusCode::OK, &Overrides { overrides: counts }))
+    Ok(json(StatusCode::OK, &answer))
 }
 
 /// A query value, or `None` when absent or empty (`city=` is no city).
@@ -113,7 +111,7 @@ async fn recommend(
     let view = state.distribution.view(now).map_err(reject)?;
     let set = state.gateways.set(&view, now);
     recommend_in(&set, &state.gateways.geo, &query, client, |key| {
-        count_override(&state, key)
+        crate::gateways::overrides::count(&state.store, key, now)
     })
 }
 
@@ -206,14 +204,6 @@ pub fn recommend_in(
         None => rank::best(&set.gateways, &set.centres, origin, n, &mut thread_rng()),
     };
     Ok(answer(client, place.as_ref(), &chosen, &set.locations_json))
-}
-
-fn count_override(state: &AppState, key: &str) -> crate::error::Result<()> {
-    let name = format!("{OVERRIDE_PREFIX}{key}");
-    state.store.transaction(|tx| {
-        let count: u64 = tx.get(TreeId::Meta, &name)?.unwrap_or(0);
-        tx.put(TreeId::Meta, &name, &(count + 1))
-    })
 }
 
 /// One entry of `sortedGateways`.

@@ -50,6 +50,11 @@ fn render(state: &AppState) -> crate::error::Result<String> {
     text.push_str(&crate::metrics::scrape::blocked_gauges(
         &state.blocking.blocked().counts(),
     ));
+    let overrides: Vec<(String, u64)> = crate::gateways::overrides::counts(&state.store)?
+        .into_iter()
+        .map(|(city, counts)| (city, counts.total))
+        .collect();
+    text.push_str(&crate::metrics::scrape::override_counters(&overrides));
     text.push_str(&crate::metrics::scrape::listener_gauges(
         state.capacity.connections(),
         state.capacity.long_polls(),

@@ -2,6 +2,7 @@
 //! gateways by distance then load, with city, coordinate and timezone overrides.
 
 pub mod geo;
+pub mod overrides;
 pub mod rank;
 
 use std::sync::{Arc, Mutex};

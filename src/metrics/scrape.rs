@@ -186,6 +186,21 @@ pub fn blocked_gauges(counts: &[(String, usize)]) -> String {
     encode(&registry)
 }
 
+/// Manual city choices in `/json` (`type=refresh`), by city, since the store was made.
+pub fn override_counters(totals: &[(String, u64)]) -> String {
+    let registry = Registry::new();
+    counter(
+        &registry,
+        "proxyfleet_gateway_overrides_total",
+        "Clients that chose a gateway city by hand in /json (type=refresh), by city.",
+        &["city"],
+        totals
+            .iter()
+            .map(|(city, total)| (vec![city.as_str()], *total)),
+    );
+    encode(&registry)
+}
+
 /// What the HTTP listeners hold now, against their caps (`max_connections`, `max_long_polls`).
 pub fn listener_gauges(connections: usize, long_polls: usize) -> String {
     let registry = Registry::new();

@@ -179,6 +179,29 @@ async fn city_override_unknown_city_and_the_override_count() {
 
     let counts = app.admin_json("/api/v1/admin/gateways/overrides").await;
     assert_eq!(counts["overrides"]["paris"], 2);
+    // Per day too (UTC), and in /metrics as a counter by city.
+    let today = chrono::DateTime::from_timestamp(app.clock.now_ms() as i64 / 1000, 0)
+        .unwrap()
+        .format("%Y-%m-%d")
+        .to_string();
+    assert_eq!(
+        counts["by_day"]["paris"],
+        serde_json::json!([{ "day": today, "count": 2 }])
+    );
+    // A day later, the new day has its own count; the total goes on.
+    app.clock.advance(std::time::Duration::from_secs(86_400));
+    world(&app).await;
+    get_json(&app, "?city=paris&type=refresh").await;
+    let counts = app.admin_json("/api/v1/admin/gateways/overrides").await;
+    assert_eq!(counts["overrides"]["paris"], 3);
+    let days = counts["by_day"]["paris"].as_array().unwrap();
+    assert_eq!(days.len(), 2, "{counts}");
+    assert_eq!(days[1]["count"], 1);
+    let metrics = app.metrics_text().await;
+    assert!(
+        metrics.contains("proxyfleet_gateway_overrides_total{city=\"paris\"} 3"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
