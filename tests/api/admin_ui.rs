@@ -322,7 +322,32 @@ async fn an_operator_runs_the_fleet_from_the_browser() {
         assert!(exposed.contains(email), "{exposed}");
     }
 
+    // A gateway in Lisbon, chosen there by hand twice: the map page counts it.
+    app.proxy(
+        "lis1",
+        9150,
+        &[
+            ("role", "gateway"),
+            ("city", "Lisbon"),
+            ("country", "PT"),
+            ("lat", "38.7"),
+            ("lon", "-9.1"),
+            ("capacity", "100"),
+        ],
+    )
+    .await;
+    for _ in 0..2 {
+        let chosen = app
+            .client
+            .get(app.url("/json?city=lisbon&type=refresh"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(chosen.status(), reqwest::StatusCode::OK);
+    }
     browser.goto(&app.url("/admin/#/map")).await.unwrap();
+    let chosen = wait_for_text(&browser, "#overrides", "lisbon").await;
+    assert!(chosen.contains('2'), "{chosen}");
     wait_for_text(&browser, "#places", "Dallas").await;
     // The block layer: dal1 is blocked in Iran; Dallas is ringed and the legend says why.
     wait_for_text(&browser, "#places", "1 in IR").await;

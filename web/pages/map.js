@@ -23,7 +23,11 @@ function grid() {
 export async function render(main) {
   const map = h('div', { id: 'world' });
   const list = h('div', { id: 'places' });
-  replace(main, h('h1', {}, title), map, list);
+  const overrides = h('div', { id: 'overrides' });
+  replace(main, h('h1', {}, title), map, list,
+    h('h2', {}, 'Cities chosen by hand'),
+    h('p', { class: 'muted' }, 'Clients that picked a gateway city themselves in /json (type=refresh): many there means the recommendation does not serve them. Counted by the primary.'),
+    overrides);
 
   async function load() {
     const { places } = await get('/api/v1/admin/map');
@@ -53,6 +57,17 @@ export async function render(main) {
       ['Blocked', (p) => blockedText(p) || '–'],
       ['Position', (p) => (p.lat === null ? '–' : `${p.lat.toFixed(1)}, ${p.lon.toFixed(1)}`)],
     ], places, 'No proxy registered.'));
+    const counted = await get('/api/v1/admin/gateways/overrides');
+    const lastDays = (city, n) => {
+      const since = new Date(Date.now() - n * 86400000).toISOString().slice(0, 10);
+      return (counted.by_day[city] || []).filter((d) => d.day > since).reduce((sum, d) => sum + d.count, 0);
+    };
+    replace(overrides, table([
+      ['City', ([city]) => city],
+      ['Last 7 days', ([city]) => number(lastDays(city, 7))],
+      ['Last 90 days', ([city]) => number(lastDays(city, 90))],
+      ['In all', ([, total]) => number(total)],
+    ], Object.entries(counted.overrides).sort((a, b) => b[1] - a[1]), 'No client chose a city by hand.'));
   }
   await load();
   return load;
