@@ -312,10 +312,7 @@ pub fn page(
     let mut budget = 100_000usize;
     let mut last_read = None;
     for item in store.scan_rev::<AuditEntry>(TreeId::Audit, from.as_ref().map(|k| &k[..])) {
-        if entries.len() == limit {
-            return Ok((entries, last_read));
-        }
-        if budget == 0 {
+        if entries.len() == limit || budget == 0 {
             return Ok((entries, last_read));
         }
         let (_, entry) = item?;

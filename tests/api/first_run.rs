@@ -65,33 +65,15 @@ fn a_busy_port_stops_the_first_start_before_anything_is_stored() {
     drop(busy);
 }
 
-/// Starts `proxyfleet serve` on `data` with no token configured, reads its stdout up to the
-/// listening line, stops it; returns the generated-token lines it printed.
+/// Starts `proxyfleet serve` on `data` with no token configured and returns the
+/// generated-token lines it printed (it is stopped again).
 fn first_lines(data: &std::path::Path) -> Vec<String> {
-    use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_proxyfleet"))
-        .arg("serve")
-        .env("PROXYFLEET_DATA_DIR", data)
-        .env("PROXYFLEET_LISTEN", "127.0.0.1:0")
-        .env("PROXYFLEET_HTTPS_LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "error")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start proxyfleet");
-    let stdout = child.stdout.take().unwrap();
-    let mut printed = Vec::new();
-    for line in std::io::BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        if line.starts_with("proxyfleet listening on http://") {
-            break;
-        }
-        if line.starts_with("generated ") {
-            printed.push(line);
-        }
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    printed
+    start(data, false)
+        .printed
+        .iter()
+        .filter(|line| line.starts_with("generated "))
+        .cloned()
+        .collect()
 }
 
 #[test]
@@ -141,19 +123,24 @@ impl Drop for Started {
     }
 }
 
-fn start(data: &std::path::Path) -> Started {
+/// Starts `proxyfleet serve` on `data` (with the tests' tokens when `tokens`, else none: it
+/// generates them) and reads what it prints up to its last start-up line.
+fn start(data: &std::path::Path, tokens: bool) -> Started {
     use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_proxyfleet"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_proxyfleet"));
+    command
         .arg("serve")
         .env("PROXYFLEET_DATA_DIR", data)
         .env("PROXYFLEET_LISTEN", "127.0.0.1:0")
         .env("PROXYFLEET_HTTPS_LISTEN", "127.0.0.1:0")
-        .env("PROXYFLEET_ADMIN_TOKEN", crate::helpers::ADMIN_TOKEN)
-        .env("PROXYFLEET_REGISTRY_TOKEN", crate::helpers::REGISTRY_TOKEN)
         .env("RUST_LOG", "error")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start proxyfleet");
+        .stdout(std::process::Stdio::piped());
+    if tokens {
+        command
+            .env("PROXYFLEET_ADMIN_TOKEN", crate::helpers::ADMIN_TOKEN)
+            .env("PROXYFLEET_REGISTRY_TOKEN", crate::helpers::REGISTRY_TOKEN);
+    }
+    let mut child = command.spawn().expect("start proxyfleet");
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let mut printed = Vec::new();
     let mut http = String::new();
@@ -185,7 +172,7 @@ async fn the_first_account_is_made_with_the_setup_link_printed_at_start() {
     use serde_json::{json, Value};
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
-    let server = start(&data);
+    let server = start(&data, true);
     let panel = server
         .printed
         .iter()
@@ -258,7 +245,7 @@ async fn the_first_account_is_made_with_the_setup_link_printed_at_start() {
     assert_eq!(crate::helpers::error_code(again).await, "setup_done");
     drop(server);
 
-    let restarted = start(&data);
+    let restarted = start(&data, true);
     assert!(
         !restarted
             .printed
