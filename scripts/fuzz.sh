@@ -11,6 +11,7 @@
 # fuzz/corpus/<target>, crashes written to fuzz/artifacts/<target>/ (cargo-fuzz's layout, so
 # `cargo fuzz run <target>` works on the same files).
 #   bash scripts/fuzz.sh [seconds per target] [--release]
+#   bash scripts/fuzz.sh --build-only   (scripts/test.sh builds them while the tests run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
@@ -21,6 +22,7 @@ if [ "${2:-}" = --release ]; then
   dir=release
 fi
 RUSTC_WORKSPACE_WRAPPER="$PWD/scripts/fuzz-rustc" cargo build -p proxyfleet-fuzz --bins "${profile[@]}"
+[ "$seconds" = --build-only ] && exit 0
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 # One target per core at a time: each still runs its full time on a core of its own, and the
 # whole run takes half as long on two cores.

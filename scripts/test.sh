@@ -73,10 +73,46 @@ step cargo fmt --check
 # only the server binary's allocator (jemalloc, Cargo.toml): the tests run the server in their
 # own process, and its C build was a tenth of the build's CPU time.
 clippy_driver=$(command -v clippy-driver || rustup which clippy-driver)
+tests=$(mktemp)
 step env RUSTC_WORKSPACE_WRAPPER="$clippy_driver" \
   CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__" \
-  cargo test --all-targets --no-default-features --timings
+  cargo test --all-targets --no-default-features --timings --no-run \
+  --message-format json-render-diagnostics >"$tests"
+
+# The fuzz targets build while the tests run, at the lowest priority: the tests mostly wait on
+# real servers and browsers (1.03 of the 2 cores busy over the suite, `/usr/bin/time`), so the
+# build takes the idle core instead of a step of its own. That build holds cargo's lock on
+# target/, which `cargo test` also takes while its tests run, so the test programs cargo just
+# built are run directly, as `cargo test` runs them: from the package root, one after another.
+fuzz_log=$(mktemp)
+nice -n 19 bash scripts/fuzz.sh --build-only >"$fuzz_log" 2>&1 &
+fuzz_build=$!
+trap 'pkill -P "$fuzz_build" 2>/dev/null; kill "$fuzz_build" 2>/dev/null; true' EXIT
+run_tests() {
+  local programs
+  mapfile -t programs < <(python3 -c '
+import json, sys
+for line in open(sys.argv[1]):
+    message = json.loads(line)
+    if message.get("reason") == "compiler-artifact" and message["profile"]["test"] \
+            and message.get("executable"):
+        print(message["executable"])' "$tests")
+  [ "${#programs[@]}" -gt 0 ] || { echo "cargo listed no test programs" >&2; return 1; }
+  for program in "${programs[@]}"; do
+    echo "== running $program"
+    "$program" </dev/null
+  done
+}
+fuzz_built() {
+  local status=0
+  wait "$fuzz_build" || status=$?
+  trap - EXIT
+  tail -3 "$fuzz_log"
+  [ "$status" -eq 0 ] || { cat "$fuzz_log"; return "$status"; }
+}
+step run_tests
+step fuzz_built
 # Every fuzz target (the parsers of outside input) for 20 s each, two at a time on two cores
-# (about as many runs per target as 15 s alone), built with the tests' profile so the
+# (about as many runs per target as 15 s alone), built above with the tests' profile so the
 # dependencies are built once (scripts/fuzz.sh; longer runs: `bash scripts/fuzz.sh 600 --release`).
 step bash scripts/fuzz.sh 20

@@ -4,6 +4,7 @@ use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use warp::filters::BoxedFilter;
 use warp::{Filter, Rejection};
 
 use super::AppState;
@@ -45,10 +46,7 @@ pub fn admin(state: &Arc<AppState>) -> impl Filter<Extract = (), Error = Rejecti
 /// Rejects with 429 once the client address or its bearer token is over the endpoint's limit.
 /// Put it right after the path match: it counts only this endpoint's requests, and it runs
 /// before authentication, so it slows down token guessing too.
-pub fn limited(
-    state: &Arc<AppState>,
-    endpoint: Endpoint,
-) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+pub fn limited(state: &Arc<AppState>, endpoint: Endpoint) -> BoxedFilter<()> {
     let state = state.clone();
     client_ip(Arc::new(state.config.trusted_proxies.clone()))
         .and(warp::header::optional::<String>("authorization"))
@@ -62,6 +60,7 @@ pub fn limited(
             }
         })
         .untuple_one()
+        .boxed()
 }
 
 /// As [`limited`], for endpoints whose credential is a code in the path.

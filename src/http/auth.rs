@@ -4,7 +4,8 @@
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use warp::{Filter, Rejection};
+use warp::filters::BoxedFilter;
+use warp::Filter;
 
 use super::reject;
 use crate::error::Error;
@@ -39,7 +40,7 @@ pub fn bearer_value(header: Option<&str>) -> Option<&str> {
 }
 
 /// Passes when the Authorization header carries a token matching `expected`; else 401.
-pub fn bearer(expected: TokenHash) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+pub fn bearer(expected: TokenHash) -> BoxedFilter<()> {
     warp::header::optional::<String>("authorization")
         .and_then(move |header: Option<String>| async move {
             match bearer_value(header.as_deref()) {
@@ -48,27 +49,30 @@ pub fn bearer(expected: TokenHash) -> impl Filter<Extract = (), Error = Rejectio
             }
         })
         .untuple_one()
+        .boxed()
 }
 
 /// What `lookup` finds for the Authorization header's bearer token; 401 when the header has
 /// no bearer token or `lookup` finds nothing.
-pub fn bearer_lookup<T, F>(lookup: F) -> impl Filter<Extract = (T,), Error = Rejection> + Clone
+pub fn bearer_lookup<T, F>(lookup: F) -> BoxedFilter<(T,)>
 where
     T: Send + 'static,
     F: Fn(&str) -> crate::error::Result<Option<T>> + Clone + Send + Sync + 'static,
 {
-    warp::header::optional::<String>("authorization").and_then(move |header: Option<String>| {
-        let lookup = lookup.clone();
-        async move {
-            let token =
-                bearer_value(header.as_deref()).ok_or_else(|| reject(Error::Unauthorized))?;
-            match lookup(token) {
-                Ok(Some(found)) => Ok(found),
-                Ok(None) => Err(reject(Error::Unauthorized)),
-                Err(e) => Err(reject(e)),
+    warp::header::optional::<String>("authorization")
+        .and_then(move |header: Option<String>| {
+            let lookup = lookup.clone();
+            async move {
+                let token =
+                    bearer_value(header.as_deref()).ok_or_else(|| reject(Error::Unauthorized))?;
+                match lookup(token) {
+                    Ok(Some(found)) => Ok(found),
+                    Ok(None) => Err(reject(Error::Unauthorized)),
+                    Err(e) => Err(reject(e)),
+                }
             }
-        }
-    })
+        })
+        .boxed()
 }
 
 #[cfg(test)]

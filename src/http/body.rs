@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
-use warp::{Filter, Rejection};
+use warp::filters::BoxedFilter;
+use warp::Filter;
 
 use super::reject;
 use crate::error::{Error, Result};
@@ -14,19 +15,18 @@ pub type Fields = BTreeMap<String, String>;
 
 /// The body as flat fields, from `application/json` (an object of scalars) or
 /// `application/x-www-form-urlencoded` (also the default, as peerdnsreg's clients send it).
-pub fn fields(limit: u64) -> impl Filter<Extract = (Fields,), Error = Rejection> + Clone {
+pub fn fields(limit: u64) -> BoxedFilter<(Fields,)> {
     warp::body::content_length_limit(limit)
         .and(warp::header::optional::<String>("content-type"))
         .and(warp::body::bytes())
         .and_then(|content_type: Option<String>, body: Bytes| async move {
             parse_fields(content_type.as_deref(), &body).map_err(reject)
         })
+        .boxed()
 }
 
 /// A JSON body of type `T`, limited to `limit` bytes.
-pub fn json<T: DeserializeOwned + Send>(
-    limit: u64,
-) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+pub fn json<T: DeserializeOwned + Send + 'static>(limit: u64) -> BoxedFilter<(T,)> {
     warp::body::content_length_limit(limit)
         .and(warp::body::bytes())
         .and_then(|body: Bytes| async move {
@@ -38,6 +38,7 @@ pub fn json<T: DeserializeOwned + Send>(
                 ))
             })
         })
+        .boxed()
 }
 
 /// Refuses a JSON document in which an object names a key twice. serde_json keeps the last

@@ -4,16 +4,16 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use warp::{Filter, Rejection};
+use warp::filters::BoxedFilter;
+use warp::Filter;
 
-pub fn client_ip(
-    trusted: Arc<Vec<IpAddr>>,
-) -> impl Filter<Extract = (Option<IpAddr>,), Error = Rejection> + Clone {
+pub fn client_ip(trusted: Arc<Vec<IpAddr>>) -> BoxedFilter<(Option<IpAddr>,)> {
     peer()
         .and(warp::header::optional::<String>("x-forwarded-for"))
         .map(move |peer: Option<SocketAddr>, forwarded: Option<String>| {
             resolve(peer.map(|p| p.ip()), forwarded.as_deref(), &trusted)
         })
+        .boxed()
 }
 
 /// The TCP peer: from the connection our listener recorded (`http::listener`), else warp's.

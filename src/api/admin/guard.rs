@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use warp::filters::BoxedFilter;
 use warp::http::Method;
 use warp::{Filter, Rejection};
 
@@ -53,9 +54,7 @@ pub fn actor(
 /// A panel session's own calls (password, second factor): the live session from the cookie,
 /// and, on mutating calls, its CSRF token. Put it before the body is read, so an anonymous
 /// caller learns nothing about the body's shape.
-pub fn signed_in(
-    state: &Arc<AppState>,
-) -> impl Filter<Extract = ((Session, AdminAccount),), Error = Rejection> + Clone {
+pub fn signed_in(state: &Arc<AppState>) -> BoxedFilter<((Session, AdminAccount),)> {
     let state = state.clone();
     warp::method()
         .and(warp::cookie::optional::<String>(COOKIE))
@@ -72,6 +71,7 @@ pub fn signed_in(
                 }
             },
         )
+        .boxed()
 }
 
 /// The session a cookie stands for; 401 when there is none or it ended.
@@ -110,10 +110,7 @@ pub fn admin(state: &Arc<AppState>) -> impl Filter<Extract = (), Error = Rejecti
 
 /// The admin token, the control cookie (only with `accept_control`), or a live session with
 /// its CSRF token on mutating calls; 401 or 403 otherwise.
-fn authorized(
-    state: &Arc<AppState>,
-    accept_control: bool,
-) -> impl Filter<Extract = (Actor,), Error = Rejection> + Clone {
+fn authorized(state: &Arc<AppState>, accept_control: bool) -> BoxedFilter<(Actor,)> {
     let state = state.clone();
     warp::method()
         .and(warp::header::optional::<String>("authorization"))
@@ -141,4 +138,5 @@ fn authorized(
                 }
             },
         )
+        .boxed()
 }
