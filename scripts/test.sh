@@ -74,10 +74,13 @@ step cargo fmt --check
 # own process, and its C build was a tenth of the build's CPU time.
 clippy_driver=$(command -v clippy-driver || rustup which clippy-driver)
 tests=$(mktemp)
-step env RUSTC_WORKSPACE_WRAPPER="$clippy_driver" \
-  CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__" \
-  cargo test --all-targets --no-default-features --timings --no-run \
-  --message-format json-render-diagnostics >"$tests"
+build_tests() {
+  RUSTC_WORKSPACE_WRAPPER="$clippy_driver" \
+    CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__" \
+    cargo test --all-targets --no-default-features --timings --no-run \
+    --message-format json-render-diagnostics >"$tests"
+}
+step build_tests
 
 # The fuzz targets build while the tests run, at the lowest priority: the tests mostly wait on
 # real servers and browsers (1.03 of the 2 cores busy over the suite, `/usr/bin/time`), so the
