@@ -441,7 +441,7 @@ async fn user_detail(id: UserId, state: Arc<AppState>) -> Result<Route, Rejectio
         config,
         proxies,
         pro: ProView {
-            active: user.pro_until_ms.is_some_and(|t| t > now),
+            active: user.is_pro(now),
             until: user.pro_until_ms.map(|t| t / 1000),
             proxies: user.pro_proxies.clone(),
         },

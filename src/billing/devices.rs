@@ -30,7 +30,7 @@ pub fn parse_name(raw: &str) -> Result<String> {
 
 impl Billing {
     pub fn device_limit(&self, user: &User, now_ms: u64) -> usize {
-        if pro::is_pro(user, now_ms) {
+        if user.is_pro(now_ms) {
             self.settings.devices_per_pro_user
         } else {
             self.settings.devices_per_free_user
@@ -56,7 +56,7 @@ impl Billing {
             }
             let limit = self.device_limit(&user, now_ms);
             if user.devices.len() >= limit {
-                let kind = if pro::is_pro(&user, now_ms) {
+                let kind = if user.is_pro(now_ms) {
                     "a Pro"
                 } else {
                     "a free"

@@ -14,10 +14,6 @@ use crate::store::{TreeId, Tx, TxResult};
 
 const DAY_MS: u64 = 86_400_000;
 
-pub fn is_pro(user: &User, now_ms: u64) -> bool {
-    user.pro_until_ms.is_some_and(|until| until > now_ms)
-}
-
 fn token_key(proxy: &str, token_hash: &[u8; 32]) -> Vec<u8> {
     let mut key = Vec::with_capacity(proxy.len() + 33);
     key.extend_from_slice(proxy.as_bytes());
@@ -173,7 +169,7 @@ pub fn shorten(tx: &Tx, user: &mut User, days: u64, now_ms: u64) -> TxResult<()>
         return Ok(());
     };
     user.pro_until_ms = Some(until.saturating_sub(days * DAY_MS).max(now_ms.min(until)));
-    if !is_pro(user, now_ms) {
+    if !user.is_pro(now_ms) {
         set_pro_proxies(tx, user, Vec::new())?;
     }
     reindex_expiry(tx, user, old_until)?;
@@ -183,7 +179,7 @@ pub fn shorten(tx: &Tx, user: &mut User, days: u64, now_ms: u64) -> TxResult<()>
 /// Ends Pro for a user whose time ran out: releases the pro proxies and the expiry entry.
 /// Does nothing (and returns false) if the user is Pro again meanwhile.
 pub fn expire(tx: &Tx, user: &mut User, now_ms: u64) -> TxResult<bool> {
-    if is_pro(user, now_ms) {
+    if user.is_pro(now_ms) {
         return Ok(false);
     }
     set_pro_proxies(tx, user, Vec::new())?;
@@ -213,7 +209,7 @@ pub fn replace_departed(
         .filter(|p| *p != gone)
         .cloned()
         .collect();
-    if is_pro(user, now_ms) && kept.len() < per_user {
+    if user.is_pro(now_ms) && kept.len() < per_user {
         let others: Vec<Candidate> = candidates
             .iter()
             .filter(|c| c.name != gone && !kept.contains(&c.name))

@@ -165,7 +165,7 @@ pub struct Rules<'a> {
 
 pub fn build(view: &FleetView, user: &User, rules: &Rules, now_ms: u64) -> ClientConfig {
     // Pro proxies are assigned (least loaded, at purchase): listed while Pro lasts.
-    let pro_picks: Vec<&str> = if user.pro_until_ms.is_some_and(|until| until > now_ms) {
+    let pro_picks: Vec<&str> = if user.is_pro(now_ms) {
         user.pro_proxies.iter().map(ProxyName::as_str).collect()
     } else {
         Vec::new()

@@ -261,7 +261,7 @@ impl Distribution {
             country: country.map(str::to_string),
             subset_key: self.subset_key(user, client, now_ms),
             issued_at: config::signing_window(now_ms, self.settings.validity_secs).0,
-            pro: user.pro_until_ms.is_some_and(|until| until > now_ms),
+            pro: user.is_pro(now_ms),
         };
         // A proxy expiring changes configs without a new listing: only reuse before that.
         let reusable = view.none_expired_since_built(now_ms);

@@ -118,13 +118,11 @@ impl Ledger {
     }
 
     fn quota(&self, inviter: &User, rules: &InvitationRules, now_ms: u64) -> Quota {
-        let per_period = self.quota_override.unwrap_or(
-            if inviter.pro_until_ms.is_some_and(|until| until > now_ms) {
-                rules.pro_per_period
-            } else {
-                rules.per_period
-            },
-        );
+        let per_period = self.quota_override.unwrap_or(if inviter.is_pro(now_ms) {
+            rules.pro_per_period
+        } else {
+            rules.per_period
+        });
         let since = now_ms.saturating_sub(rules.period_ms);
         let recent: Vec<u64> = self
             .recent_ms

@@ -120,6 +120,11 @@ pub struct Device {
 }
 
 impl User {
+    /// Pro is on now: paid (or given) time that has not run out.
+    pub fn is_pro(&self, now_ms: u64) -> bool {
+        self.pro_until_ms.is_some_and(|until| until > now_ms)
+    }
+
     /// 409 `user_disabled` for what a disabled account may not get: Pro days, proxy moves,
     /// devices. (Its tokens already stop authenticating.)
     pub fn check_enabled(&self) -> crate::error::Result<()> {

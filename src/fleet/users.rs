@@ -639,9 +639,7 @@ impl UserFilter {
                     .any(|d| d.name.to_lowercase().contains(text))
         });
         let status = self.status.is_none_or(|s| s == user.status);
-        let pro = self
-            .pro
-            .is_none_or(|pro| pro == user.pro_until_ms.is_some_and(|until| until > now_ms));
+        let pro = self.pro.is_none_or(|pro| pro == user.is_pro(now_ms));
         let proxy = self
             .proxy
             .as_ref()
