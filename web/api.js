@@ -16,7 +16,7 @@ export class ApiError extends Error {
   }
 }
 
-async function call(method, path, body) {
+async function call(method, path, body, tagged = false) {
   const headers = { 'Accept': 'application/json' };
   if (method !== 'GET') headers['X-CSRF-Token'] = csrf || '';
   if (body !== undefined) headers['Content-Type'] = 'application/json';
@@ -35,10 +35,13 @@ async function call(method, path, body) {
     throw new ApiError(response.status, error.code || 'http_' + response.status, error.message || response.statusText,
       response.headers.get('retry-after'));
   }
-  return data;
+  return tagged ? { data, etag: response.headers.get('etag') } : data;
 }
 
 export const get = (path) => call('GET', path);
+/// `{ data, etag }`. The browser revalidates with the ETag it holds (a 304 comes back as the
+/// cached answer), so an unchanged ETag means unchanged data: a live page then draws nothing.
+export const getTagged = (path) => call('GET', path, undefined, true);
 export const post = (path, body) => call('POST', path, body ?? {});
 export const put = (path, body) => call('PUT', path, body);
 export const del = (path) => call('DELETE', path);

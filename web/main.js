@@ -6,6 +6,7 @@ import { get, post, setCsrf, whenSignedOut, ApiError } from './api.js';
 import { h, replace, notice } from './ui.js';
 import * as dashboard from './pages/dashboard.js';
 import * as proxies from './pages/proxies.js';
+import * as proxy from './pages/proxy.js';
 import * as map from './pages/map.js';
 import * as users from './pages/users.js';
 import * as user from './pages/user.js';
@@ -38,6 +39,7 @@ let live = null;
 function route() {
   const [name, ...rest] = (location.hash.replace(/^#\/?/, '') || 'dashboard').split('/');
   if (name === 'users' && rest.length) return { page: user, name: 'users', params: { id: rest[0] } };
+  if (name === 'proxies' && rest.length) return { page: proxy, name: 'proxies', params: { name: decodeURIComponent(rest[0]) } };
   const found = PAGES.find(([key]) => key === name);
   return found ? { page: found[1], name, params: {} } : { page: dashboard, name: 'dashboard', params: {} };
 }

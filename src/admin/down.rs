@@ -12,14 +12,30 @@ use crate::registry::ProxyEvent;
 /// The most history one dashboard read walks.
 pub const MAX_EVENTS: usize = 100_000;
 pub const WINDOW_MS: u64 = 24 * 3_600_000;
+/// The most down proxies named in one answer (the counts cover them all).
+pub const MAX_LISTED: usize = 100;
 
 #[derive(Serialize, Debug, Default, PartialEq)]
 pub struct Down {
     /// Went silent: the sweeper expired them.
     pub expired: u64,
-    /// Said goodbye (`POST /unregister`).
+    /// Said goodbye (`POST /unregister`), or an operator revoked them.
     pub unregistered: u64,
     pub window_secs: u64,
+    /// Which they are, most recently gone first, at most `MAX_LISTED`.
+    pub proxies: Vec<DownProxy>,
+}
+
+/// A proxy that is down, and its last event: how and when it left, from which address.
+#[derive(Serialize, Debug, PartialEq)]
+pub struct DownProxy {
+    pub name: String,
+    /// `expired`, `unregistered` or `revoked`.
+    pub how: &'static str,
+    /// Unix seconds.
+    pub at: u64,
+    pub ip: String,
+    pub port: u16,
 }
 
 /// Counts the proxies whose latest event since `since_ms` is a departure and that are not live
@@ -48,7 +64,16 @@ pub fn count(
         match event.kind {
             ProxyEventKind::Expired => down.expired += 1,
             ProxyEventKind::Unregistered | ProxyEventKind::Revoked => down.unregistered += 1,
-            _ => {}
+            _ => continue,
+        }
+        if down.proxies.len() < MAX_LISTED {
+            down.proxies.push(DownProxy {
+                name: name.to_string(),
+                how: event.kind.name(),
+                at: event.at_ms / 1000,
+                ip: event.ip.to_string(),
+                port: event.port,
+            });
         }
     }
     down
@@ -85,5 +110,11 @@ mod tests {
         let live = |name: &str| name == "back";
         let down = count(history, live, 2000);
         assert_eq!((down.expired, down.unregistered), (1, 1));
+        let named: Vec<(&str, &str, u64)> = down
+            .proxies
+            .iter()
+            .map(|p| (p.name.as_str(), p.how, p.at))
+            .collect();
+        assert_eq!(named, [("gone", "expired", 8), ("bye", "unregistered", 6)]);
     }
 }

@@ -29,6 +29,8 @@ pub struct Sources<'a> {
     pub registry: &'a Registry,
     pub queue: &'a Queue,
     pub mirror: &'a Mirror,
+    pub blocked: &'a crate::distribution::blocked::BlockedSet,
+    pub mail: &'a crate::mail::Mailer,
 }
 
 #[derive(Serialize, Default)]
@@ -59,21 +61,36 @@ pub struct Summary {
     pub storage: crate::store::disk_guard::DiskStatus,
     /// The store's size on disk and its compactions.
     pub compaction: crate::store::CompactionStatus,
-    /// What the operator should fix, in sentences (the dashboard shows them on top).
+    /// What the operator should fix, most urgent first, each with the panel page to act on.
+    pub attention: Vec<Attention>,
+    /// The same, as sentences only (what the first dashboards showed).
     pub warnings: Vec<String>,
+    /// Sending mail since the process started.
+    pub mail: crate::mail::MailHealth,
 }
 
-/// Settings that leave the fleet exposed, as the dashboard words them.
-fn warnings(sources: &Sources<'_>) -> Vec<String> {
-    let mut warnings = Vec::new();
-    if sources.config.backup_recipient.is_none() {
-        warnings.push(
-            "Backups are written unencrypted, with every secret of the fleet in them: set \
-             backup_recipient to an age recipient (age1...)."
-                .to_string(),
-        );
-    }
-    warnings
+/// One thing that needs the operator.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct Attention {
+    /// What it is about: `storage`, `proxy_down`, `over_capacity`, `blocked`, `dead_letters`,
+    /// `unplaced_users`, `mirror`, `mail`, `backups`.
+    pub kind: &'static str,
+    pub text: String,
+    /// The panel's page to act on it (`#/proxies/ams1`, `#/queues`), when there is one.
+    pub link: Option<String>,
+}
+
+/// The most proxies named one by one for each kind of trouble; the rest are counted.
+const NAMED_PER_KIND: usize = 5;
+/// A mirror further behind than this is worth the operator's look.
+const MIRROR_LAG_CHANGES: u64 = 1_000;
+const MIRROR_LAG_SECS: f64 = 60.0;
+
+/// A proxy carrying more clients than its capacity.
+struct OverCapacity {
+    name: String,
+    clients: u32,
+    capacity: u32,
 }
 
 fn role_name(proxy: &Proxy) -> String {
@@ -96,11 +113,19 @@ pub fn summary(sources: &Sources<'_>, now_ms: u64) -> Result<Summary> {
     let mut proxies: BTreeMap<String, RoleCount> = BTreeMap::new();
     let (mut total, mut clients, mut capacity) = (0u64, 0u64, 0u64);
     let mut live = std::collections::HashSet::new();
+    let mut over = Vec::new();
     for proxy in sources.registry.list(now_ms)? {
         live.insert(proxy.name.as_str().to_string());
         let entry = proxies.entry(role_name(&proxy)).or_default();
         let carried = u64::from(proxy.load.clients.unwrap_or(0));
         let room = u64::from(proxy.capacity.unwrap_or(sources.config.max_clients));
+        if carried > room {
+            over.push(OverCapacity {
+                name: proxy.name.to_string(),
+                clients: proxy.load.clients.unwrap_or(0),
+                capacity: room as u32,
+            });
+        }
         entry.proxies += 1;
         entry.clients += carried;
         entry.capacity += room;
@@ -157,41 +182,200 @@ pub fn summary(sources: &Sources<'_>, now_ms: u64) -> Result<Summary> {
         compaction: sources
             .store
             .compaction_status(crate::store::CompactPolicy::from_config(sources.config))?,
-        warnings: warnings(sources),
+        attention: Vec::new(),
+        warnings: Vec::new(),
+        mail: sources.mail.health(),
     };
-    summary.warnings.extend(attention(&summary));
+    // The furthest over first.
+    over.sort_by_key(|o| std::cmp::Reverse(o.clients.saturating_sub(o.capacity)));
+    summary.attention = attention(&summary, &over, sources, now_ms);
+    summary.warnings = summary.attention.iter().map(|a| a.text.clone()).collect();
     Ok(summary)
 }
 
-/// What needs the operator now, read from the summary itself, most urgent first.
-fn attention(summary: &Summary) -> Vec<String> {
+fn item(kind: &'static str, text: String, link: Option<String>) -> Attention {
+    Attention { kind, text, link }
+}
+
+fn proxy_page(name: &str) -> Option<String> {
+    Some(format!("#/proxies/{name}"))
+}
+
+/// What needs the operator now, read from the summary, most urgent first: the store, proxies
+/// down, over capacity and blocked (each named, up to `NAMED_PER_KIND`), dead letters, users
+/// without a proxy, the mirror, mail, and settings that leave the fleet exposed.
+fn attention(
+    summary: &Summary,
+    over: &[OverCapacity],
+    sources: &Sources<'_>,
+    now_ms: u64,
+) -> Vec<Attention> {
     let mut needs = Vec::new();
     let disk = &summary.storage;
     if disk.storage_failed {
-        needs.push(
+        needs.push(item(
+            "storage",
             "The storage engine met a full disk: free space on the data disk, then restart \
              proxyfleet."
                 .to_string(),
-        );
+            None,
+        ));
     } else if disk.writes_refused {
-        needs.push(format!(
-            "Storage full: the data disk has {} MB free, under min_free_disk_mb ({} MB); every \
-             write is refused until space is freed.",
-            disk.free_bytes / 1_048_576,
-            disk.min_free_bytes / 1_048_576
+        needs.push(item(
+            "storage",
+            format!(
+                "Storage full: the data disk has {} MB free, under min_free_disk_mb ({} MB); \
+                 every write is refused until space is freed.",
+                disk.free_bytes / 1_048_576,
+                disk.min_free_bytes / 1_048_576
+            ),
+            None,
+        ));
+    }
+    let down = &summary.proxies_down;
+    for proxy in down.proxies.iter().take(NAMED_PER_KIND) {
+        let how = match proxy.how {
+            "expired" => "went silent",
+            "revoked" => "was revoked",
+            _ => "unregistered itself",
+        };
+        let minutes = now_ms.saturating_sub(proxy.at * 1000) / 60_000;
+        needs.push(item(
+            "proxy_down",
+            format!(
+                "Proxy {} is down: it {how} {minutes} min ago ({}:{}).",
+                proxy.name, proxy.ip, proxy.port
+            ),
+            proxy_page(&proxy.name),
+        ));
+    }
+    let more_down = (down.expired + down.unregistered).saturating_sub(NAMED_PER_KIND as u64);
+    if more_down > 0 {
+        needs.push(item(
+            "proxy_down",
+            format!("{more_down} more proxies went down in the last 24 h: see Proxies down."),
+            Some("#/dashboard".into()),
+        ));
+    }
+    for proxy in over.iter().take(NAMED_PER_KIND) {
+        needs.push(item(
+            "over_capacity",
+            format!(
+                "Proxy {} carries {} clients, over its capacity of {}: rebalance, or add proxies.",
+                proxy.name, proxy.clients, proxy.capacity
+            ),
+            proxy_page(&proxy.name),
+        ));
+    }
+    if over.len() > NAMED_PER_KIND {
+        needs.push(item(
+            "over_capacity",
+            format!(
+                "{} more proxies carry more clients than their capacity.",
+                over.len() - NAMED_PER_KIND
+            ),
+            Some("#/rebalance".into()),
+        ));
+    }
+    let mut blocked: Vec<(String, String)> = sources
+        .blocked
+        .counts()
+        .into_iter()
+        .flat_map(|(country, _)| {
+            let mut names: Vec<String> = sources
+                .blocked
+                .in_country(Some(&country))
+                .iter()
+                .cloned()
+                .collect();
+            names.sort();
+            names.into_iter().map(move |name| (name, country.clone()))
+        })
+        .collect();
+    blocked.sort();
+    for (name, country) in blocked.iter().take(NAMED_PER_KIND) {
+        needs.push(item(
+            "blocked",
+            format!(
+                "Proxy {name} is blocked in {country}: its users there were moved; see who was \
+                 given it."
+            ),
+            proxy_page(name),
+        ));
+    }
+    if blocked.len() > NAMED_PER_KIND {
+        needs.push(item(
+            "blocked",
+            format!(
+                "{} more blockings (proxy, country): see Blocked.",
+                blocked.len() - NAMED_PER_KIND
+            ),
+            Some("#/dashboard".into()),
         ));
     }
     if summary.queue.dead > 0 {
-        needs.push(format!(
-            "{} background task(s) failed for good (dead letters): see Queues.",
-            summary.queue.dead
+        needs.push(item(
+            "dead_letters",
+            format!(
+                "{} background task(s) failed for good (dead letters): retry them from Queues.",
+                summary.queue.dead
+            ),
+            Some("#/queues".into()),
         ));
     }
     if summary.users_unplaced > 0 {
-        needs.push(format!(
-            "{} user(s) wait for a fallback proxy: no proxy had room (add proxies, or raise \
-             their capacity).",
-            summary.users_unplaced
+        needs.push(item(
+            "unplaced_users",
+            format!(
+                "{} user(s) wait for a fallback proxy: no proxy had room (add proxies, or raise \
+                 their capacity).",
+                summary.users_unplaced
+            ),
+            Some("#/rebalance".into()),
+        ));
+    }
+    let mirror = &summary.mirror;
+    if mirror.enabled
+        && (mirror.changes_behind > MIRROR_LAG_CHANGES || mirror.seconds_behind > MIRROR_LAG_SECS)
+    {
+        needs.push(item(
+            "mirror",
+            format!(
+                "The Redis mirror is {} changes ({:.0} s) behind{}.",
+                mirror.changes_behind,
+                mirror.seconds_behind,
+                mirror
+                    .status
+                    .last_error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ),
+            None,
+        ));
+    }
+    let mail = &summary.mail;
+    if mail.failing_in_a_row > 0 {
+        let minutes = mail
+            .failing_since_ms
+            .map_or(0, |since| now_ms.saturating_sub(since) / 60_000);
+        needs.push(item(
+            "mail",
+            format!(
+                "Mail is failing: {} tries in a row for {minutes} min; the last error: {}.",
+                mail.failing_in_a_row,
+                mail.last_error.as_deref().unwrap_or("unknown")
+            ),
+            Some("#/queues".into()),
+        ));
+    }
+    if sources.config.backup_recipient.is_none() {
+        needs.push(item(
+            "backups",
+            "Backups are written unencrypted, with every secret of the fleet in them: set \
+             backup_recipient to an age recipient (age1...)."
+                .to_string(),
+            Some("#/settings".into()),
         ));
     }
     needs

@@ -72,14 +72,17 @@ pub fn routes(
         .and_then(
             |query: JsonQuery, client: Option<IpAddr>, state: Arc<EdgeState>| async move {
                 let loaded = state.loaded().ok_or_else(not_loaded)?;
-                // Manual city choices are counted by the primary only.
-                recommend_in(
-                    &loaded.set,
-                    &loaded.gateways.geo,
-                    &query,
-                    client,
-                    |_| Ok(()),
-                )
+                // A manual city choice is added to the counts the primary folds in.
+                let mut chosen = None;
+                let answer =
+                    recommend_in(&loaded.set, &loaded.gateways.geo, &query, client, |city| {
+                        chosen = Some(city.to_string());
+                        Ok(())
+                    });
+                if let Some(city) = chosen {
+                    state.count_override(&city, crate::clock::now_ms()).await;
+                }
+                answer
             },
         );
     // With the long-polls waiting on this edge (load balancers and tests read it).

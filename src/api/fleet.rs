@@ -221,6 +221,69 @@ struct ProxyActionDone {
     name: ProxyName,
     role: crate::registry::Role,
     action: ProxyAction,
+    /// The background tasks that carry the action out (moving users off, the retire hook):
+    /// the change is made, their outcome is not known yet. Follow each at
+    /// `GET /api/v1/admin/queue/tasks/{id}`.
+    tasks: Vec<TaskRef>,
+}
+
+/// A task queued by an operator's action, as its answer names it.
+#[derive(Serialize)]
+pub(crate) struct TaskRef {
+    id: u64,
+    kind: String,
+}
+
+/// The task references for `ids` (a task the queue no longer keeps is left out).
+pub(crate) fn task_refs(state: &AppState, ids: &[u64]) -> crate::error::Result<Vec<TaskRef>> {
+    let mut refs = Vec::new();
+    for id in ids {
+        if let Some(task) = state.queue.get(*id)? {
+            refs.push(TaskRef {
+                id: task.id,
+                kind: task.kind,
+            });
+        }
+    }
+    Ok(refs)
+}
+
+/// `GET /api/v1/admin/proxies/{name}/users`: who is assigned the proxy, a page at a time.
+#[derive(Serialize)]
+struct ProxyUsersPage {
+    proxy: ProxyName,
+    /// Every user assigned to it (the link count).
+    total: u64,
+    users: Vec<ProxyUserView>,
+    next_after: Option<UserId>,
+}
+
+#[derive(Serialize)]
+struct ProxyUserView {
+    id: UserId,
+    email: Email,
+    status: UserStatus,
+    pro: bool,
+    joined_at: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProxyUsersQuery {
+    limit: Option<usize>,
+    /// The user id the previous page ended with.
+    after: Option<UserId>,
+}
+
+#[derive(Serialize)]
+struct ProxyTasks {
+    tasks: Vec<crate::queue::Task>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProxyTasksQuery {
+    limit: Option<usize>,
 }
 
 /// The answer to a new account (`POST /api/v1/admin/users`, an accepted invitation).
@@ -338,6 +401,20 @@ pub fn routes(
         .and(warp::query::<ExposureQuery>())
         .and(with_state(&state))
         .and_then(proxy_exposure);
+    let proxy_users = admin_base
+        .clone()
+        .and(warp::path!("proxies" / String / "users"))
+        .and(warp::get())
+        .and(warp::query::<ProxyUsersQuery>())
+        .and(with_state(&state))
+        .and_then(proxy_users);
+    let proxy_tasks = admin_base
+        .clone()
+        .and(warp::path!("proxies" / String / "tasks"))
+        .and(warp::get())
+        .and(warp::query::<ProxyTasksQuery>())
+        .and(with_state(&state))
+        .and_then(proxy_tasks);
     let proxy_action = admin_base
         .clone()
         .and(warp::path!("proxies" / String / "action"))
@@ -359,6 +436,8 @@ pub fn routes(
         POST "/api/v1/admin/rebalance/plans/{id}/apply" => apply_plan,
         POST "/api/v1/admin/proxies/{name}/action" => proxy_action,
         GET "/api/v1/admin/proxies/{name}/exposure" => exposure,
+        GET "/api/v1/admin/proxies/{name}/tasks" => proxy_tasks,
+        GET "/api/v1/admin/proxies/{name}/users" => proxy_users,
         GET "/api/v1/admin/users/{id}/invitees" => invitees,
     }
 }
@@ -601,17 +680,67 @@ async fn act_on_proxy(
     state: Arc<AppState>,
 ) -> Result<Route, Rejection> {
     let name = ProxyName::parse(&name).map_err(reject)?;
-    let proxy = state
+    let changed = state
         .fleet
         .proxy_action(&name, body.action, state.clock.now_ms())
         .await
         .map_err(reject)?;
     let done = ProxyActionDone {
-        name: proxy.name,
-        role: proxy.role,
+        tasks: task_refs(&state, &changed.tasks).map_err(reject)?,
+        name: changed.proxy.name,
+        role: changed.proxy.role,
         action: body.action,
     };
     Ok(json(StatusCode::OK, &done))
+}
+
+async fn proxy_users(
+    name: String,
+    query: ProxyUsersQuery,
+    state: Arc<AppState>,
+) -> Result<Route, Rejection> {
+    let name = ProxyName::parse(&name).map_err(reject)?;
+    let now_ms = state.clock.now_ms();
+    let limit = query.limit.unwrap_or(50).clamp(1, 500);
+    let (users, more) = state
+        .fleet
+        .users_page_on(&name, query.after, limit)
+        .map_err(reject)?;
+    let next_after = if more {
+        users.last().map(|u| u.id)
+    } else {
+        None
+    };
+    let body = ProxyUsersPage {
+        total: state.fleet.users_on(name.as_str()).map_err(reject)?,
+        proxy: name,
+        users: users
+            .into_iter()
+            .map(|u| ProxyUserView {
+                pro: u.is_pro(now_ms),
+                id: u.id,
+                joined_at: u.created_ms / 1000,
+                status: u.status,
+                email: u.email,
+            })
+            .collect(),
+        next_after,
+    };
+    Ok(json(StatusCode::OK, &body))
+}
+
+/// `GET /api/v1/admin/proxies/{name}/tasks`: what the operator's actions and the fleet's own
+/// reactions queued for this proxy, newest first, each with its state, tries and last error.
+/// Answers for a proxy that has left the registry too (its retire hook outlives it).
+async fn proxy_tasks(
+    name: String,
+    query: ProxyTasksQuery,
+    state: Arc<AppState>,
+) -> Result<Route, Rejection> {
+    let name = ProxyName::parse(&name).map_err(reject)?;
+    let limit = query.limit.unwrap_or(50).clamp(1, 500);
+    let tasks = state.fleet.proxy_tasks(&name, limit).map_err(reject)?;
+    Ok(json(StatusCode::OK, &ProxyTasks { tasks }))
 }
 
 #[derive(Deserialize)]

@@ -46,6 +46,8 @@ type Route = warp::reply::Response;
 struct Overrides {
     overrides: std::collections::BTreeMap<String, u64>,
     by_day: std::collections::BTreeMap<String, Vec<crate::gateways::overrides::DayCount>>,
+    /// Batches of the edges' counts folded in from Redis so far (0 without edges).
+    edge_batches: u64,
 }
 
 /// The error shape, and the cities that have gateways.
@@ -85,6 +87,8 @@ async fn override_counts(state: Arc<AppState>) -> Result<Route, Rejection> {
     let mut answer = Overrides {
         overrides: Default::default(),
         by_day: Default::default(),
+        edge_batches: crate::gateways::overrides::edge_batches_folded(&state.store)
+            .map_err(reject)?,
     };
     for (city, counts) in cities {
         answer.overrides.insert(city.clone(), counts.total);

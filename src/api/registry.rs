@@ -7,12 +7,12 @@ use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use crate::api::filters::limited;
 use crate::api::filters::{admin, with_state};
+use crate::api::filters::{limited, limited_unboxed};
 use crate::api::AppState;
 use crate::error::Error;
-use crate::http::auth::bearer_lookup;
-use crate::http::body::{fields, json as json_body, Fields};
+use crate::http::auth::bearer_lookup_unboxed;
+use crate::http::body::{fields, fields_unboxed, json as json_body, Fields};
 use crate::http::rate_limit::Endpoint;
 use crate::http::{json, json_with_etag, reject};
 use crate::registry::credentials::{self, Presented};
@@ -178,11 +178,13 @@ pub fn routes(
     impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone,
 ) {
     let limit = state.config.max_body_bytes;
+    // The heartbeat, the hot path measured against the bare server: its filters stay unboxed
+    // (each boxed one is a boxed future per request); every other route takes the boxed ones.
     let register = warp::path!("register")
         .and(warp::post())
-        .and(limited(&state, Endpoint::Register))
-        .and(proxy_credential(&state))
-        .and(fields(limit))
+        .and(limited_unboxed(&state, Endpoint::Register))
+        .and(proxy_credential_unboxed(&state))
+        .and(fields_unboxed(limit))
         .and(with_state(&state))
         .and_then(register);
     let unregister = warp::path!("unregister")
@@ -464,6 +466,14 @@ async fn revoke_proxy(name: String, state: Arc<AppState>) -> Result<Route, Rejec
     Ok(json(StatusCode::OK, &body))
 }
 
+/// The proxy with its new role, and the task that moves its users off (none to a fallback).
+#[derive(Serialize)]
+struct RoleSet {
+    #[serde(flatten)]
+    proxy: ProxyView,
+    tasks: Vec<super::fleet::TaskRef>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RoleBody {
@@ -473,12 +483,16 @@ struct RoleBody {
 async fn set_role(name: String, body: RoleBody, state: Arc<AppState>) -> Result<Route, Rejection> {
     let name = proxy_name(&name)?;
     let role = crate::registry::Role::parse(&body.role).map_err(reject)?;
-    let proxy = state
+    let changed = state
         .fleet
         .set_proxy_role(&name, role, state.clock.now_ms())
         .await
         .map_err(reject)?;
-    Ok(json(StatusCode::OK, &ProxyView::from(proxy)))
+    let body = RoleSet {
+        tasks: super::fleet::task_refs(&state, &changed.tasks).map_err(reject)?,
+        proxy: ProxyView::from(changed.proxy),
+    };
+    Ok(json(StatusCode::OK, &body))
 }
 
 /// What the bearer token of `/register` or `/unregister` is: the fleet registry token, an
@@ -486,8 +500,15 @@ async fn set_role(name: String, body: RoleBody, state: Arc<AppState>) -> Result<
 fn proxy_credential(
     state: &Arc<AppState>,
 ) -> impl Filter<Extract = (Presented,), Error = Rejection> + Clone {
+    proxy_credential_unboxed(state).boxed()
+}
+
+/// [`proxy_credential`] unboxed, for the heartbeat.
+fn proxy_credential_unboxed(
+    state: &Arc<AppState>,
+) -> impl Filter<Extract = (Presented,), Error = Rejection> + Clone {
     let state = state.clone();
-    bearer_lookup(move |token| {
+    bearer_lookup_unboxed(move |token| {
         state
             .registry
             .credentials

@@ -58,6 +58,8 @@ impl AppState {
             registry: &self.registry,
             queue: &self.queue,
             mirror: &self.mirror,
+            blocked: self.blocking.blocked(),
+            mail: &self.mailer,
         }
     }
 

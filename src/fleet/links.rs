@@ -88,6 +88,33 @@ pub fn users_of(store: &Store, proxy: &str) -> Result<Vec<UserId>> {
     linked_users(store, TreeId::ProxyUsers, proxy)
 }
 
+/// A page of the users assigned to `proxy` (fallback links), by id from after `after`: at most
+/// `limit` ids, and whether more follow. Reads only the index keys of that page.
+pub fn users_page(
+    store: &Store,
+    proxy: &str,
+    after: Option<UserId>,
+    limit: usize,
+) -> Result<(Vec<UserId>, bool)> {
+    let prefix = proxy_prefix(proxy);
+    let start = match after {
+        Some(id) => proxy_user_key(proxy, UserId(id.0.saturating_add(1))),
+        None => prefix.clone(),
+    };
+    let mut ids = Vec::new();
+    for key in store.keys_from(TreeId::ProxyUsers, &start) {
+        let key = key?;
+        if !key.starts_with(&prefix) {
+            break;
+        }
+        if ids.len() == limit {
+            return Ok((ids, true));
+        }
+        ids.push(UserId(key_u64(&key[prefix.len()..]).unwrap_or(0)));
+    }
+    Ok((ids, false))
+}
+
 /// The users of `proxy` in a `name 0 user` index (`ProxyUsers` or `ProLinks`).
 pub fn linked_users(store: &Store, index: TreeId, proxy: &str) -> Result<Vec<UserId>> {
     let prefix = proxy_prefix(proxy);

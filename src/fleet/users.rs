@@ -257,6 +257,24 @@ impl Fleet {
             .refresh(generation, || self.read_candidates(now_ms))
     }
 
+    /// A page of the users holding `proxy` as a fallback, by id after `after`, and whether more
+    /// follow.
+    pub fn users_page_on(
+        &self,
+        proxy: &ProxyName,
+        after: Option<UserId>,
+        limit: usize,
+    ) -> Result<(Vec<User>, bool)> {
+        let (ids, more) = links::users_page(&self.store, proxy.as_str(), after, limit)?;
+        let mut users = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(user) = self.user(id)? {
+                users.push(user);
+            }
+        }
+        Ok((users, more))
+    }
+
     /// How many users hold `proxy` (the link count placement and the rebalancer read).
     pub fn users_on(&self, proxy: &str) -> Result<u64> {
         links::assigned(&self.store, proxy)

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::store::{Store, TreeId};
+use crate::store::{Store, TreeId, Tx, TxResult};
 
 /// The all-time total of a city: `<TOTAL_PREFIX><city>` -> u64.
 const TOTAL_PREFIX: &str = "gateways.override.";
@@ -33,25 +33,69 @@ pub struct DayCount {
     pub count: u64,
 }
 
+/// The last batch of edge counts folded in (`add_edge_batch`).
+const EDGE_BATCH: &str = "gateways.edge_overrides_batch";
+
 /// Counts one manual choice of `city` at `now_ms` (one transaction: total and day).
 pub fn count(store: &Store, city: &str, now_ms: u64) -> Result<()> {
-    let day = now_ms / DAY_MS;
+    let today = now_ms / DAY_MS;
+    store.transaction(|tx| add_in(tx, city, today, 1, today))
+}
+
+/// Adds `count` choices of `city` made on day `day` (a day number) as of `today`.
+fn add_in(tx: &Tx, city: &str, day: u64, count: u64, today: u64) -> TxResult<()> {
     let total_key = format!("{TOTAL_PREFIX}{city}");
     let days_key = format!("{DAYS_PREFIX}{city}");
-    store.transaction(|tx| {
-        let total: u64 = tx.get(TreeId::Meta, &total_key)?.unwrap_or(0);
-        tx.put(TreeId::Meta, &total_key, &(total + 1))?;
-        let mut days: Vec<(u64, u64)> = tx.get(TreeId::Meta, &days_key)?.unwrap_or_default();
-        match days.last_mut() {
-            Some((last, count)) if *last == day => *count += 1,
-            _ => days.push((day, 1)),
+    let total: u64 = tx.get(TreeId::Meta, &total_key)?.unwrap_or(0);
+    tx.put(TreeId::Meta, &total_key, &total.saturating_add(count))?;
+    let mut days: Vec<(u64, u64)> = tx.get(TreeId::Meta, &days_key)?.unwrap_or_default();
+    // Edges' counts may be for a day already past: kept in day order.
+    match days.iter_mut().find(|(d, _)| *d == day) {
+        Some((_, n)) => *n = n.saturating_add(count),
+        None => {
+            days.push((day, count));
+            days.sort_unstable();
         }
-        // Days older than the kept window go, and never more than DAYS_KEPT entries.
-        days.retain(|(d, _)| *d + DAYS_KEPT as u64 > day);
-        let excess = days.len().saturating_sub(DAYS_KEPT);
-        days.drain(..excess);
-        tx.put(TreeId::Meta, &days_key, &days)
+    }
+    // Days older than the kept window go, and never more than DAYS_KEPT entries.
+    days.retain(|(d, _)| *d + DAYS_KEPT as u64 > today);
+    let excess = days.len().saturating_sub(DAYS_KEPT);
+    days.drain(..excess);
+    tx.put(TreeId::Meta, &days_key, &days)
+}
+
+/// The last batch of edge counts already folded into the store.
+pub fn edge_batches_folded(store: &Store) -> Result<u64> {
+    Ok(store.get(TreeId::Meta, EDGE_BATCH)?.unwrap_or(0))
+}
+
+/// Folds batch `batch` of the edges' counts, `(day number, city, count)`, into the store in one
+/// transaction with the batch's number, so a batch is added once even if the caller dies
+/// before it forgets the batch in Redis. A batch not after the last folded adds nothing.
+/// Returns whether it was added.
+pub fn add_edge_batch(
+    store: &Store,
+    batch: u64,
+    counts: &[(u64, String, u64)],
+    now_ms: u64,
+) -> Result<bool> {
+    let today = now_ms / DAY_MS;
+    store.transaction(|tx| {
+        let folded: u64 = tx.get(TreeId::Meta, EDGE_BATCH)?.unwrap_or(0);
+        if batch <= folded {
+            return Ok(false);
+        }
+        for (day, city, count) in counts {
+            add_in(tx, city, *day, *count, today)?;
+        }
+        tx.put(TreeId::Meta, EDGE_BATCH, &batch)?;
+        Ok(true)
     })
+}
+
+/// The day number of `now_ms` (what edges write with each count).
+pub fn day_of(now_ms: u64) -> u64 {
+    now_ms / DAY_MS
 }
 
 /// Every city's counts, by city.

@@ -134,8 +134,23 @@ fn lettre_url(url: &str) -> String {
     }
 }
 
+/// Sending since the process started. Kept in memory: a restart forgets old failures, and the
+/// outbox keeps each mail's own last error.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MailHealth {
+    pub sent: u64,
+    pub failed: u64,
+    /// Tries that failed since the last mail that went out (0 when the last one did).
+    pub failing_in_a_row: u64,
+    pub failing_since_ms: Option<u64>,
+    pub last_error: Option<String>,
+    pub last_error_ms: Option<u64>,
+}
+
 pub struct Mailer {
     store: Store,
+    /// How sending has gone since the process started (the dashboard's "mail is failing").
+    health: std::sync::Mutex<MailHealth>,
     templates: Templates,
     transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
     from: Mailbox,
@@ -163,6 +178,7 @@ impl Mailer {
         };
         Ok(Mailer {
             store,
+            health: std::sync::Mutex::default(),
             templates: Templates::load(
                 &config.mail_product_name,
                 config.app_download_url.as_deref(),
@@ -171,6 +187,32 @@ impl Mailer {
             transport,
             from,
         })
+    }
+
+    /// How sending has gone since this process started.
+    pub fn health(&self) -> MailHealth {
+        self.health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn note_outcome(&self, outcome: &std::result::Result<(), String>, now_ms: u64) {
+        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        match outcome {
+            Ok(()) => {
+                health.sent += 1;
+                health.failing_in_a_row = 0;
+                health.failing_since_ms = None;
+            }
+            Err(error) => {
+                health.failed += 1;
+                health.failing_in_a_row += 1;
+                health.failing_since_ms.get_or_insert(now_ms);
+                health.last_error = Some(error.clone());
+                health.last_error_ms = Some(now_ms);
+            }
+        }
     }
 
     /// The newest mails, for the admin, with the tokens they carry masked (an invitation's
@@ -252,6 +294,7 @@ impl Mailer {
                 .map_err(|e| format!("smtp: {e}")),
             Err(e) => Err(e),
         };
+        self.note_outcome(&outcome, now_ms);
         match outcome {
             Ok(()) => {
                 self.update(id, |m| {

@@ -22,6 +22,23 @@ impl Keys {
         format!("{}*", glob_escape(&self.prefix))
     }
 
+    /// What edges write for the primary (not a copy of the store): a full copy leaves these
+    /// keys alone.
+    pub fn edge_written_prefix(&self) -> String {
+        format!("{}edge:", self.prefix)
+    }
+
+    /// The manual city choices edges counted and the primary has not taken yet: a hash of
+    /// `<day number>|<city key>` -> count (`HINCRBY` by each edge).
+    pub fn edge_overrides(&self) -> String {
+        format!("{}edge:overrides", self.prefix)
+    }
+
+    /// A batch of those counts the primary took (`RENAME`) and is folding into its store.
+    pub fn edge_overrides_folding(&self, batch: u64) -> String {
+        format!("{}edge:overrides:folding:{batch}", self.prefix)
+    }
+
     /// The last change sequence applied to Redis.
     pub fn seq(&self) -> String {
         format!("{}mirror:seq", self.prefix)

@@ -11,6 +11,7 @@
 
 pub mod configs;
 pub mod edge;
+pub mod edge_counts;
 pub mod keys;
 pub mod rebuild;
 pub mod records;

@@ -65,7 +65,7 @@ pub async fn run(
     // Everything up to here is in the copy; later changes are streamed after it.
     let seq = deps.store.last_seq().map_err(text)?;
 
-    clear(conn, &keys.pattern()).await?;
+    clear(conn, &keys.pattern(), &keys.edge_written_prefix()).await?;
     write_settings(deps, conn).await?;
 
     let mut records = 0u64;
@@ -233,11 +233,12 @@ fn build_chunk(
     halves.into_iter().filter(|pipe| !pipe.is_empty()).collect()
 }
 
-/// Removes every key under the prefix (SCAN + UNLINK: the server never blocks on a huge DEL).
-async fn clear(conn: &mut MultiplexedConnection, pattern: &str) -> Result<(), String> {
+/// Removes every key under the prefix (SCAN + UNLINK: the server never blocks on a huge DEL)
+/// but those the edges write for the primary (`keep`: their counts are not in the store yet).
+async fn clear(conn: &mut MultiplexedConnection, pattern: &str, keep: &str) -> Result<(), String> {
     let mut cursor: u64 = 0;
     loop {
-        let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+        let (next, mut found): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
             .arg(pattern)
@@ -246,6 +247,7 @@ async fn clear(conn: &mut MultiplexedConnection, pattern: &str) -> Result<(), St
             .query_async(conn)
             .await
             .map_err(text)?;
+        found.retain(|key| !key.starts_with(keep));
         if !found.is_empty() {
             redis::cmd("UNLINK")
                 .arg(&found)

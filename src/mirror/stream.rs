@@ -201,6 +201,8 @@ async fn session(
                 {
                     break 'step reason;
                 }
+                // As often as the check: what the edges counted since.
+                super::edge_counts::fold(deps, &mut conn).await?;
             }
             if !configs.sweeping() && configs.window_moved(deps, now_ms()) {
                 configs.start_sweep(deps, now_ms()).map_err(text)?;

@@ -1,7 +1,8 @@
 //! The admin panel in a real headless Chromium (Debian's, driven by chromedriver through
-//! WebDriver): sign in, watch a proxy appear live, search a user, gift Pro days and find the
-//! audit entry, dry-run the rebalancer, see a CSRF-less form refused, and be signed out by a
-//! password change. Screenshots of each page go to `PROXYFLEET_SCREENSHOTS` when it is set
+//! WebDriver): sign in, follow the dashboard's attention list to a proxy's page, watch a proxy
+//! appear live without the other rows being redrawn, open a proxy's page, retire a proxy whose
+//! hook fails and be told so, search a user, gift Pro days and find the audit entry, dry-run
+//! the rebalancer, see a CSRF-less form refused, and be signed out by a password change. Screenshots of each page go to `PROXYFLEET_SCREENSHOTS` when it is set
 //! (the README's come from `docs/screenshots/`).
 
 use std::path::PathBuf;
@@ -246,7 +247,15 @@ async fn seed(app: &TestApp) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_runs_the_fleet_from_the_browser() {
-    let app = spawn_app_with(|c| c.admin_login_burst = 50).await;
+    // Retiring a proxy runs a hook that fails (twice, then it is a dead letter): the panel must
+    // say so rather than "done".
+    let app = spawn_app_with(|c| {
+        c.admin_login_burst = 50;
+        c.retire_command = Some("echo 'no such droplet' >&2; exit 3".into());
+        c.queue_max_attempts = 2;
+        c.queue_backoff_base_ms = 20;
+    })
+    .await;
     let alice_token = seed(&app).await;
     let driver = start_driver();
     let profile = tempfile::tempdir().expect("profile dir");
@@ -295,11 +304,20 @@ async fn an_operator_runs_the_fleet_from_the_browser() {
         blocked.contains("IR") && blocked.contains("100%"),
         "{blocked}"
     );
+    // What needs attention names the blocked proxy, and its link opens that proxy's page.
+    wait_for_text(&browser, "#warnings", "Proxy dal1 is blocked in IR").await;
     screenshot(&browser, "dashboard").await;
+    click(&browser, "#warnings a[href='#/proxies/dal1']").await;
+    wait_for_text(&browser, "#proxy-facts", "127.0.0.1:9102").await;
 
     // A proxy that registers now appears on the open proxies page without a reload.
     browser.goto(&app.url("/admin/#/proxies")).await.unwrap();
     wait_for_text(&browser, "#proxy-list", "ams1").await;
+    // The live refresh redraws what changed only: ams1's buttons stay the same elements.
+    let ams1_retire = browser
+        .find(Locator::Css("#proxy-list tr[data-key=ams1] button.retire"))
+        .await
+        .expect("ams1's Retire button");
     app.proxy(
         "fra1",
         9103,
@@ -312,15 +330,28 @@ async fn an_operator_runs_the_fleet_from_the_browser() {
     )
     .await;
     wait_for_text(&browser, "#proxy-list", "fra1").await;
+    assert!(
+        ams1_retire
+            .is_displayed()
+            .await
+            .expect("not replaced by the refresh"),
+        "ams1's Retire button is the same element after fra1 was added"
+    );
     // The users assigned to each proxy (ams1, the first row, holds all three).
     wait_for_text(&browser, "#proxy-list .users-assigned", "3").await;
     screenshot(&browser, "proxies").await;
-    // Who was ever given ams1 (all three users: the trust policy put them there).
-    click(&browser, "#proxy-list button.exposure").await;
-    let exposed = wait_for_text(&browser, "#exposure", "Who was given ams1").await;
-    for email in ["alice@example.org", "bob@example.org", "alfred@example.org"] {
+    // ams1's own page: what it is, its load on a time axis, its users, its events, and who was
+    // ever given it (all three users: the trust policy put them there).
+    click(&browser, "#proxy-list tr[data-key=ams1] a.name").await;
+    wait_for_text(&browser, "#proxy-facts", "Amsterdam").await;
+    wait_for_text(&browser, "#proxy-users-total", "3 assigned").await;
+    wait_for_text(&browser, "#proxy-events", "registered").await;
+    wait_for_text(&browser, "#proxy-load", "times in UTC").await;
+    let exposed = wait_for_text(&browser, "#proxy-exposure", "alfred@example.org").await;
+    for email in ["alice@example.org", "bob@example.org"] {
         assert!(exposed.contains(email), "{exposed}");
     }
+    screenshot(&browser, "proxy").await;
 
     // A gateway in Lisbon, chosen there by hand twice: the map page counts it.
     app.proxy(
@@ -345,7 +376,24 @@ async fn an_operator_runs_the_fleet_from_the_browser() {
             .unwrap();
         assert_eq!(chosen.status(), reqwest::StatusCode::OK);
     }
+    // A gateway in Rotterdam, a few pixels from Amsterdam on the world map: the two places are
+    // drawn as one dot numbered 2, and both stay in the table.
+    app.proxy(
+        "rtm1",
+        9151,
+        &[
+            ("role", "gateway"),
+            ("city", "Rotterdam"),
+            ("country", "NL"),
+            ("lat", "51.92"),
+            ("lon", "4.48"),
+        ],
+    )
+    .await;
     browser.goto(&app.url("/admin/#/map")).await.unwrap();
+    wait_for_text(&browser, "#world text.cluster-count", "2").await;
+    let places = wait_for_text(&browser, "#places", "Rotterdam").await;
+    assert!(places.contains("Amsterdam"), "{places}");
     let chosen = wait_for_text(&browser, "#overrides", "lisbon").await;
     assert!(chosen.contains('2'), "{chosen}");
     wait_for_text(&browser, "#places", "Dallas").await;
@@ -461,6 +509,34 @@ async fn an_operator_runs_the_fleet_from_the_browser() {
         screenshot(&browser, page).await;
     }
 
+    // Retiring dal1 from its page: the panel follows the hook's task and tells its real
+    // outcome, a failure with the hook's own words, in a band that covers no control.
+    browser
+        .goto(&app.url("/admin/#/proxies/dal1"))
+        .await
+        .unwrap();
+    wait_for_text(&browser, "#proxy-facts", "fallback").await;
+    click_and_confirm(&browser, "#proxy-actions button.retire").await;
+    wait_for_text(&browser, "#notices", "dal1: retired").await;
+    let failed = wait_for_text(&browser, "#notices", "failed after 2 tries").await;
+    assert!(failed.contains("no such droplet"), "{failed}");
+    wait_for_text(&browser, "#proxy-tasks", "dead").await;
+    wait_for_text(&browser, "#proxy-role", "retired").await;
+    let covered = browser
+        .execute(
+            "const band = document.getElementById('notices').getBoundingClientRect();
+             return [...document.querySelectorAll('button, a, input, select')].filter((el) => {
+               const r = el.getBoundingClientRect();
+               return r.width && r.height && r.left < band.right && band.left < r.right
+                 && r.top < band.bottom && band.top < r.bottom;
+             }).map((el) => el.outerHTML);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(covered, json!([]), "controls under the notices");
+    screenshot(&browser, "proxy-retired").await;
+
     // At a phone's width: the navigation folds behind Menu, and no page scrolls sideways as a
     // whole (wide tables scroll inside their own box).
     browser
@@ -471,6 +547,7 @@ async fn an_operator_runs_the_fleet_from_the_browser() {
         "dashboard",
         "map",
         "proxies",
+        "proxies/ams1",
         "users",
         "rebalance",
         "money",
@@ -484,7 +561,11 @@ async fn an_operator_runs_the_fleet_from_the_browser() {
             .goto(&app.url(&format!("/admin/#/{page}")))
             .await
             .unwrap();
-        let rendered = format!("main[data-page={page}] h1 ~ *");
+        // A proxy's page is drawn once its facts are.
+        let rendered = match page.split_once('/') {
+            Some(_) => "main[data-page=proxies] #proxy-facts dl".to_string(),
+            None => format!("main[data-page={page}] h1 ~ *"),
+        };
         browser
             .wait()
             .at_most(PATIENCE)

@@ -294,3 +294,151 @@ async fn the_edge_answers_reads_byte_for_byte_like_the_primary() {
     })
     .await;
 }
+
+/// The primary's count of manual choices of `city` (`/api/v1/admin/gateways/overrides`).
+async fn overrides_of(app: &TestApp, city: &str) -> u64 {
+    app.admin_json("/api/v1/admin/gateways/overrides").await["overrides"][city]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+async fn choose(base: &str, city: &str, times: usize) {
+    for _ in 0..times {
+        let chosen = client()
+            .get(format!("{base}/json?city={city}&type=refresh"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(chosen.status(), StatusCode::OK, "{base} {city}");
+    }
+}
+
+#[tokio::test]
+async fn manual_city_choices_made_on_edges_are_counted_once_by_the_primary() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let app = spawn_app_with(move |c| {
+        c.redis_url = Some(url);
+        c.redis_check_secs = 1;
+    })
+    .await;
+    let lisbon = [
+        ("role", "gateway"),
+        ("city", "Lisbon"),
+        ("country", "PT"),
+        ("lat", "38.7"),
+        ("lon", "-9.1"),
+    ];
+    app.proxy("gwlis", 10_030, &lisbon).await;
+    caught_up(&app.url(""), Duration::from_secs(30)).await;
+    let (one, two) = (start_edge(&redis).await, start_edge(&redis).await);
+    for edge in [&one, &two] {
+        eventually(Duration::from_secs(30), "the edge to serve", || async {
+            let health = client()
+                .get(format!("{}/healthz", edge.base))
+                .send()
+                .await
+                .ok()?;
+            (health.status() == StatusCode::OK).then_some(())
+        })
+        .await;
+    }
+
+    // Three choices on one edge, two on the other, one on the primary itself.
+    choose(&one.base, "lisbon", 3).await;
+    choose(&two.base, "lisbon", 2).await;
+    choose(&app.url(""), "lisbon", 1).await;
+    eventually(Duration::from_secs(30), "six choices counted", || async {
+        (overrides_of(&app, "lisbon").await == 6).then_some(())
+    })
+    .await;
+    // A city without gateways is refused by the edge and counted nowhere.
+    let unknown = client()
+        .get(format!("{}/json?city=atlantis&type=refresh", one.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    // The per-day counts and /metrics carry the edges' choices too.
+    let counted = app.admin_json("/api/v1/admin/gateways/overrides").await;
+    assert_eq!(counted["by_day"]["lisbon"][0]["count"], 6, "{counted}");
+    let metrics = app.metrics_text().await;
+    assert!(
+        metrics.contains("proxyfleet_gateway_overrides_total{city=\"lisbon\"} 6"),
+        "{metrics}"
+    );
+
+    // Exactly once across a crash at either step. A batch the primary renamed but did not fold
+    // is folded; one it folded but did not delete adds nothing.
+    let mut conn = redis.connection().await;
+    let folded = counted["edge_batches"].as_u64().expect("edge_batches");
+    assert!(folded >= 1, "{counted}");
+    let day = counted["by_day"]["lisbon"][0]["day"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let day_number = chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d")
+        .unwrap()
+        .signed_duration_since(chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap())
+        .num_days();
+    let field = format!("{day_number}|lisbon");
+    let _: () = redis::cmd("HSET")
+        .arg(format!("proxyfleet:edge:overrides:folding:{folded}"))
+        .arg(&field)
+        .arg(100)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(format!("proxyfleet:edge:overrides:folding:{}", folded + 1))
+        .arg(&field)
+        .arg(4)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "the renamed batch folded",
+        || async { (overrides_of(&app, "lisbon").await == 10).then_some(()) },
+    )
+    .await;
+    eventually(Duration::from_secs(30), "the batches deleted", || async {
+        let mut conn = redis.connection().await;
+        let left: Vec<String> = redis::cmd("KEYS")
+            .arg("proxyfleet:edge:*")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        left.is_empty().then_some(())
+    })
+    .await;
+    assert_eq!(
+        overrides_of(&app, "lisbon").await,
+        10,
+        "the folded batch was not added again"
+    );
+
+    // A full copy of the store to Redis leaves what edges wrote for the primary alone (a batch
+    // number the primary is not at is never touched by it).
+    let _: () = redis::cmd("HSET")
+        .arg("proxyfleet:edge:overrides:folding:999999")
+        .arg(&field)
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    crate::redis_support::resync(&app.url(""), Duration::from_secs(60)).await;
+    let kept: bool = redis::cmd("EXISTS")
+        .arg("proxyfleet:edge:overrides:folding:999999")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(kept, "the full copy removed an edge's key");
+    choose(&two.base, "lisbon", 2).await;
+    eventually(
+        Duration::from_secs(30),
+        "the choices after the copy",
+        || async { (overrides_of(&app, "lisbon").await == 12).then_some(()) },
+    )
+    .await;
+}

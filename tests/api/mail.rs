@@ -250,6 +250,18 @@ async fn mail_waits_for_a_relay_that_is_down_and_goes_out_when_it_is_back() {
         "{failing}"
     );
     assert!(failing["sent_ms"].is_null());
+    // The dashboard says mail is failing, and where to look.
+    let summary = app.admin_json("/api/v1/admin/summary").await;
+    let mail = summary["attention"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "mail")
+        .unwrap_or_else(|| panic!("no mail trouble named: {summary}"))
+        .clone();
+    assert!(mail["text"].as_str().unwrap().contains("smtp"), "{mail}");
+    assert_eq!(mail["link"], "#/queues");
+    assert!(summary["mail"]["failing_in_a_row"].as_u64().unwrap() >= 1);
     let sink = SmtpSink::start(port);
     let delivered = sink.wait_for(1).await;
     assert_eq!(delivered[0]["rcpt_tos"], json!(["patient@example.org"]));
@@ -259,6 +271,17 @@ async fn mail_waits_for_a_relay_that_is_down_and_goes_out_when_it_is_back() {
     })
     .await;
     assert!(sent["mails"][0]["last_error"].is_null());
+    let summary = app.admin_json("/api/v1/admin/summary").await;
+    assert_eq!(summary["mail"]["failing_in_a_row"], 0, "{summary}");
+    assert_eq!(summary["mail"]["sent"], 1, "{summary}");
+    assert!(
+        !summary["attention"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "mail"),
+        "{summary}"
+    );
 }
 
 #[tokio::test]

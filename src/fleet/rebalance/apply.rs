@@ -182,7 +182,8 @@ pub async fn apply(
             if drain.action == DrainAction::Retire {
                 let task = NewTask {
                     kind: RETIRE,
-                    key: format!("{RETIRE}:{}:{}", plan.id, drain.proxy),
+                    // Named first, so a proxy's tasks are found by prefix (`Fleet::proxy_tasks`).
+                    key: format!("{RETIRE}:{}:plan-{}", drain.proxy, plan.id),
                     payload: json!({ "proxy": drain.proxy, "reason": drain.reason }),
                     due_ms: now_ms,
                 };

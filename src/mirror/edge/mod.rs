@@ -70,6 +70,23 @@ impl EdgeState {
         *self.unready.write().unwrap_or_else(|e| e.into_inner()) = why;
     }
 
+    /// Counts a manual choice of `city` (`/json?type=refresh`) where the primary folds it in
+    /// (`mirror::edge_counts`). A count Redis refuses is logged and lost: the answer to the
+    /// client does not wait on a statistic.
+    pub async fn count_override(&self, city: &str, now_ms: u64) {
+        let mut conn = self.conn.clone();
+        let field = format!("{}|{city}", crate::gateways::overrides::day_of(now_ms));
+        let counted: redis::RedisResult<()> = redis::cmd("HINCRBY")
+            .arg(self.keys.edge_overrides())
+            .arg(field)
+            .arg(1)
+            .query_async(&mut conn)
+            .await;
+        if let Err(error) = counted {
+            tracing::warn!(%error, city, "a manual city choice was not counted");
+        }
+    }
+
     /// Re-reads the fleet when the mirror moved on or a proxy expired since the last read,
     /// and records whether the edge can serve (`/healthz`).
     pub async fn refresh(&self) -> std::result::Result<(), String> {
