@@ -11,7 +11,7 @@ use super::AppState;
 use crate::error::Error;
 use crate::fleet::model::User;
 use crate::http::auth::bearer_lookup;
-use crate::http::client_ip::client_ip_unboxed;
+use crate::http::client_ip::client_ip;
 use crate::http::rate_limit::Endpoint;
 use crate::http::reject;
 
@@ -47,18 +47,8 @@ pub fn admin(state: &Arc<AppState>) -> impl Filter<Extract = (), Error = Rejecti
 /// Put it right after the path match: it counts only this endpoint's requests, and it runs
 /// before authentication, so it slows down token guessing too.
 pub fn limited(state: &Arc<AppState>, endpoint: Endpoint) -> BoxedFilter<()> {
-    limited_unboxed(state, endpoint).boxed()
-}
-
-/// [`limited`] as a plain filter. Boxing every shared filter halved the library's build time,
-/// but each boxed filter costs a heartbeat one more boxed future; the heartbeat route alone
-/// keeps its filters unboxed (`api::registry`), the one path measured against the bare server.
-pub fn limited_unboxed(
-    state: &Arc<AppState>,
-    endpoint: Endpoint,
-) -> impl Filter<Extract = (), Error = Rejection> + Clone {
     let state = state.clone();
-    client_ip_unboxed(Arc::new(state.config.trusted_proxies.clone()))
+    client_ip(Arc::new(state.config.trusted_proxies.clone()))
         .and(warp::header::optional::<String>("authorization"))
         .and_then(move |ip: Option<IpAddr>, authorization: Option<String>| {
             let state = state.clone();
@@ -70,6 +60,7 @@ pub fn limited_unboxed(
             }
         })
         .untuple_one()
+        .boxed()
 }
 
 /// As [`limited`], for endpoints whose credential is a code in the path.

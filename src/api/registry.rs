@@ -7,12 +7,12 @@ use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
+use crate::api::filters::limited;
 use crate::api::filters::{admin, with_state};
-use crate::api::filters::{limited, limited_unboxed};
 use crate::api::AppState;
 use crate::error::Error;
-use crate::http::auth::bearer_lookup_unboxed;
-use crate::http::body::{fields, fields_unboxed, json as json_body, Fields};
+use crate::http::auth::bearer_lookup;
+use crate::http::body::{fields, json as json_body, Fields};
 use crate::http::rate_limit::Endpoint;
 use crate::http::{json, json_with_etag, reject};
 use crate::registry::credentials::{self, Presented};
@@ -178,13 +178,11 @@ pub fn routes(
     impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone,
 ) {
     let limit = state.config.max_body_bytes;
-    // The heartbeat, the hot path measured against the bare server: its filters stay unboxed
-    // (each boxed one is a boxed future per request); every other route takes the boxed ones.
     let register = warp::path!("register")
         .and(warp::post())
-        .and(limited_unboxed(&state, Endpoint::Register))
-        .and(proxy_credential_unboxed(&state))
-        .and(fields_unboxed(limit))
+        .and(limited(&state, Endpoint::Register))
+        .and(proxy_credential(&state))
+        .and(fields(limit))
         .and(with_state(&state))
         .and_then(register);
     let unregister = warp::path!("unregister")
@@ -500,15 +498,8 @@ async fn set_role(name: String, body: RoleBody, state: Arc<AppState>) -> Result<
 fn proxy_credential(
     state: &Arc<AppState>,
 ) -> impl Filter<Extract = (Presented,), Error = Rejection> + Clone {
-    proxy_credential_unboxed(state).boxed()
-}
-
-/// [`proxy_credential`] unboxed, for the heartbeat.
-fn proxy_credential_unboxed(
-    state: &Arc<AppState>,
-) -> impl Filter<Extract = (Presented,), Error = Rejection> + Clone {
     let state = state.clone();
-    bearer_lookup_unboxed(move |token| {
+    bearer_lookup(move |token| {
         state
             .registry
             .credentials

@@ -59,29 +59,20 @@ where
     T: Send + 'static,
     F: Fn(&str) -> crate::error::Result<Option<T>> + Clone + Send + Sync + 'static,
 {
-    bearer_lookup_unboxed(lookup).boxed()
-}
-
-/// [`bearer_lookup`] as a plain filter, for the heartbeat path only (see `api::registry`).
-pub fn bearer_lookup_unboxed<T, F>(
-    lookup: F,
-) -> impl Filter<Extract = (T,), Error = warp::Rejection> + Clone
-where
-    T: Send + 'static,
-    F: Fn(&str) -> crate::error::Result<Option<T>> + Clone + Send + Sync + 'static,
-{
-    warp::header::optional::<String>("authorization").and_then(move |header: Option<String>| {
-        let lookup = lookup.clone();
-        async move {
-            let token =
-                bearer_value(header.as_deref()).ok_or_else(|| reject(Error::Unauthorized))?;
-            match lookup(token) {
-                Ok(Some(found)) => Ok(found),
-                Ok(None) => Err(reject(Error::Unauthorized)),
-                Err(e) => Err(reject(e)),
+    warp::header::optional::<String>("authorization")
+        .and_then(move |header: Option<String>| {
+            let lookup = lookup.clone();
+            async move {
+                let token =
+                    bearer_value(header.as_deref()).ok_or_else(|| reject(Error::Unauthorized))?;
+                match lookup(token) {
+                    Ok(Some(found)) => Ok(found),
+                    Ok(None) => Err(reject(Error::Unauthorized)),
+                    Err(e) => Err(reject(e)),
+                }
             }
-        }
-    })
+        })
+        .boxed()
 }
 
 #[cfg(test)]

@@ -16,19 +16,13 @@ pub type Fields = BTreeMap<String, String>;
 /// The body as flat fields, from `application/json` (an object of scalars) or
 /// `application/x-www-form-urlencoded` (also the default, as peerdnsreg's clients send it).
 pub fn fields(limit: u64) -> BoxedFilter<(Fields,)> {
-    fields_unboxed(limit).boxed()
-}
-
-/// [`fields`] as a plain filter, for the heartbeat path only (see `api::registry`).
-pub fn fields_unboxed(
-    limit: u64,
-) -> impl Filter<Extract = (Fields,), Error = warp::Rejection> + Clone {
     warp::body::content_length_limit(limit)
         .and(warp::header::optional::<String>("content-type"))
         .and(warp::body::bytes())
         .and_then(|content_type: Option<String>, body: Bytes| async move {
             parse_fields(content_type.as_deref(), &body).map_err(reject)
         })
+        .boxed()
 }
 
 /// A JSON body of type `T`, limited to `limit` bytes.

@@ -8,19 +8,12 @@ use warp::filters::BoxedFilter;
 use warp::Filter;
 
 pub fn client_ip(trusted: Arc<Vec<IpAddr>>) -> BoxedFilter<(Option<IpAddr>,)> {
-    client_ip_unboxed(trusted).boxed()
-}
-
-/// [`client_ip`] as a plain filter, for the one hot path that keeps its filters unboxed (the
-/// heartbeat: see `api::registry`); every other route takes the boxed one.
-pub fn client_ip_unboxed(
-    trusted: Arc<Vec<IpAddr>>,
-) -> impl Filter<Extract = (Option<IpAddr>,), Error = warp::Rejection> + Clone {
     peer()
         .and(warp::header::optional::<String>("x-forwarded-for"))
         .map(move |peer: Option<SocketAddr>, forwarded: Option<String>| {
             resolve(peer.map(|p| p.ip()), forwarded.as_deref(), &trusted)
         })
+        .boxed()
 }
 
 /// The TCP peer: from the connection our listener recorded (`http::listener`), else warp's.

@@ -4,7 +4,8 @@
 //! never reaches another's devices, payments or config.
 
 use reqwest::header::COOKIE;
-use reqwest::{Method, RequestBuilder, StatusCode};
+use reqwest::{Method, StatusCode};
+use reqwest_middleware::RequestBuilder;
 use serde_json::{json, Value};
 
 use crate::admin::{create_account, sign_in, Session};

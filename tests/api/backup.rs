@@ -30,7 +30,7 @@ fn restore(file: &Path, into: &Path) -> (bool, String) {
     )
 }
 
-async fn create_user(http: &reqwest::Client, base: &str, email: &str) -> bool {
+async fn create_user(http: &crate::helpers::Http, base: &str, email: &str) -> bool {
     http.post(format!("{base}/api/v1/admin/users"))
         .bearer_auth(ADMIN_TOKEN)
         .json(&json!({ "email": email }))

@@ -28,11 +28,11 @@ pub fn stripe_header(secret: &str, t: i64, body: &[u8]) -> String {
 
 /// A webhook delivery of `body` to `url`, signed with `secret` as Stripe signs.
 pub fn signed_webhook(
-    client: &reqwest::Client,
+    client: &crate::helpers::Http,
     url: String,
     secret: &str,
     body: Vec<u8>,
-) -> reqwest::RequestBuilder {
+) -> reqwest_middleware::RequestBuilder {
     client
         .post(url)
         .header("content-type", "application/json")

@@ -58,7 +58,10 @@ where
     })
 }
 
-async fn ok_json(sent: reqwest::Result<reqwest::Response>, want: StatusCode) -> Result<Value, ()> {
+async fn ok_json(
+    sent: reqwest_middleware::Result<reqwest::Response>,
+    want: StatusCode,
+) -> Result<Value, ()> {
     match sent {
         Ok(response) if response.status() == want => response.json().await.map_err(|_| ()),
         _ => Err(()),

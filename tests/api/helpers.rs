@@ -13,12 +13,16 @@ use proxyfleet::{Application, Config};
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
 
+/// The suite's HTTP client: reqwest with the API description's check on every answer
+/// (`conformance::Conformance`).
+pub type Http = reqwest_middleware::ClientWithMiddleware;
+
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const REGISTRY_TOKEN: &str = "test-registry-token";
 
 pub struct TestApp {
     pub address: SocketAddr,
-    pub client: reqwest::Client,
+    pub client: Http,
     pub data_dir: tempfile::TempDir,
     pub shutdown: ShutdownHandle,
     /// The secret each proxy was given when it enrolled, as a proxy agent keeps it.
@@ -61,11 +65,11 @@ impl ProxyKeys {
     /// would. An error sending (the server killed) is the caller's to judge.
     pub async fn try_register(
         &self,
-        client: &reqwest::Client,
+        client: &Http,
         base: &str,
         name: &str,
         form: &(impl serde::Serialize + ?Sized),
-    ) -> reqwest::Result<Response> {
+    ) -> reqwest_middleware::Result<Response> {
         let response = client
             .post(format!("{base}/register"))
             .bearer_auth(self.token_for(name))
@@ -78,7 +82,7 @@ impl ProxyKeys {
 
     pub async fn register(
         &self,
-        client: &reqwest::Client,
+        client: &Http,
         base: &str,
         name: &str,
         form: &(impl serde::Serialize + ?Sized),
@@ -89,7 +93,7 @@ impl ProxyKeys {
     }
 
     /// `POST /unregister` of `name` to `base` with its secret.
-    pub async fn unregister(&self, client: &reqwest::Client, base: &str, name: &str) -> Response {
+    pub async fn unregister(&self, client: &Http, base: &str, name: &str) -> Response {
         client
             .post(format!("{base}/unregister"))
             .bearer_auth(self.token_for(name))
@@ -326,11 +330,14 @@ pub fn proxy_names(list: &Value) -> Vec<String> {
 }
 
 /// An HTTP client whose requests cannot hang a test forever.
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+pub fn client() -> Http {
+    let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
-        .expect("client")
+        .expect("client");
+    reqwest_middleware::ClientBuilder::new(http)
+        .with(crate::conformance::Conformance)
+        .build()
 }
 
 /// Asserts the error shape of docs/API.md and returns its code.

@@ -13,6 +13,7 @@ mod censor;
 mod censor_sim;
 mod check;
 mod compaction;
+mod conformance;
 mod crash;
 mod devices;
 mod distribution;

@@ -16,7 +16,7 @@ const SMTP_PASSWORD: &str = "smtpPassw0rdNeverLogged";
 const PANEL_PASSWORD: &str = "panel passphrase never logged";
 
 /// Sends the request and returns the string field `name` of its JSON answer.
-async fn field(request: reqwest::RequestBuilder, name: &str) -> String {
+async fn field(request: reqwest_middleware::RequestBuilder, name: &str) -> String {
     let answer: Value = request.send().await.unwrap().json().await.unwrap();
     answer[name]
         .as_str()
