@@ -197,6 +197,24 @@ fn item(kind: &'static str, text: String, link: Option<String>) -> Attention {
     Attention { kind, text, link }
 }
 
+/// The first `NAMED_PER_KIND` of `named` (text, link) as items of `kind`, then one line for the
+/// rest of `total`, worded by `rest` from how many they are.
+fn name_some(
+    needs: &mut Vec<Attention>,
+    kind: &'static str,
+    named: impl Iterator<Item = (String, Option<String>)>,
+    total: usize,
+    rest: impl FnOnce(usize) -> (String, Option<String>),
+) {
+    for (text, link) in named.take(NAMED_PER_KIND) {
+        needs.push(item(kind, text, link));
+    }
+    if total > NAMED_PER_KIND {
+        let (text, link) = rest(total - NAMED_PER_KIND);
+        needs.push(item(kind, text, link));
+    }
+}
+
 fn proxy_page(name: &str) -> Option<String> {
     Some(format!("#/proxies/{name}"))
 }
@@ -233,86 +251,47 @@ fn attention(
         ));
     }
     let down = &summary.proxies_down;
-    for proxy in down.proxies.iter().take(NAMED_PER_KIND) {
+    let gone = down.proxies.iter().map(|proxy| {
         let how = match proxy.how {
             "expired" => "went silent",
             "revoked" => "was revoked",
             _ => "unregistered itself",
         };
         let minutes = now_ms.saturating_sub(proxy.at * 1000) / 60_000;
-        needs.push(item(
-            "proxy_down",
-            format!(
-                "Proxy {} is down: it {how} {minutes} min ago ({}:{}).",
-                proxy.name, proxy.ip, proxy.port
-            ),
-            proxy_page(&proxy.name),
-        ));
-    }
-    let more_down = (down.expired + down.unregistered).saturating_sub(NAMED_PER_KIND as u64);
-    if more_down > 0 {
-        needs.push(item(
-            "proxy_down",
-            format!("{more_down} more proxies went down in the last 24 h: see Proxies down."),
-            Some("#/dashboard".into()),
-        ));
-    }
-    for proxy in over.iter().take(NAMED_PER_KIND) {
-        needs.push(item(
-            "over_capacity",
-            format!(
-                "Proxy {} carries {} clients, over its capacity of {}: rebalance, or add proxies.",
-                proxy.name, proxy.clients, proxy.capacity
-            ),
-            proxy_page(&proxy.name),
-        ));
-    }
-    if over.len() > NAMED_PER_KIND {
-        needs.push(item(
-            "over_capacity",
-            format!(
-                "{} more proxies carry more clients than their capacity.",
-                over.len() - NAMED_PER_KIND
-            ),
-            Some("#/rebalance".into()),
-        ));
-    }
-    let mut blocked: Vec<(String, String)> = sources
-        .blocked
-        .counts()
-        .into_iter()
-        .flat_map(|(country, _)| {
-            let mut names: Vec<String> = sources
-                .blocked
-                .in_country(Some(&country))
-                .iter()
-                .cloned()
-                .collect();
-            names.sort();
-            names.into_iter().map(move |name| (name, country.clone()))
-        })
-        .collect();
-    blocked.sort();
-    for (name, country) in blocked.iter().take(NAMED_PER_KIND) {
-        needs.push(item(
-            "blocked",
-            format!(
-                "Proxy {name} is blocked in {country}: its users there were moved; see who was \
-                 given it."
-            ),
-            proxy_page(name),
-        ));
-    }
-    if blocked.len() > NAMED_PER_KIND {
-        needs.push(item(
-            "blocked",
-            format!(
-                "{} more blockings (proxy, country): see Blocked.",
-                blocked.len() - NAMED_PER_KIND
-            ),
-            Some("#/dashboard".into()),
-        ));
-    }
+        let text = format!(
+            "Proxy {} is down: it {how} {minutes} min ago ({}:{}).",
+            proxy.name, proxy.ip, proxy.port
+        );
+        (text, proxy_page(&proxy.name))
+    });
+    let total_down = (down.expired + down.unregistered) as usize;
+    name_some(&mut needs, "proxy_down", gone, total_down, |more| {
+        let text = format!("{more} more proxies went down in the last 24 h: see Proxies down.");
+        (text, Some("#/dashboard".into()))
+    });
+    let hot = over.iter().map(|proxy| {
+        let text = format!(
+            "Proxy {} carries {} clients, over its capacity of {}: rebalance, or add proxies.",
+            proxy.name, proxy.clients, proxy.capacity
+        );
+        (text, proxy_page(&proxy.name))
+    });
+    name_some(&mut needs, "over_capacity", hot, over.len(), |more| {
+        let text = format!("{more} more proxies carry more clients than their capacity.");
+        (text, Some("#/rebalance".into()))
+    });
+    let blocked = sources.blocked.pairs();
+    let named = blocked.iter().map(|(name, country)| {
+        let text = format!(
+            "Proxy {name} is blocked in {country}: its users there were moved; see who was \
+             given it."
+        );
+        (text, proxy_page(name))
+    });
+    name_some(&mut needs, "blocked", named, blocked.len(), |more| {
+        let text = format!("{more} more blockings (proxy, country): see Blocked.");
+        (text, Some("#/dashboard".into()))
+    });
     if summary.queue.dead > 0 {
         needs.push(item(
             "dead_letters",

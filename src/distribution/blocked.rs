@@ -68,6 +68,17 @@ impl BlockedSet {
         countries
     }
 
+    /// Every (proxy, country) blocked now, sorted.
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        let map = self.by_country.read().unwrap_or_else(|e| e.into_inner());
+        let mut pairs: Vec<(String, String)> = map
+            .iter()
+            .flat_map(|(country, proxies)| proxies.iter().map(|p| (p.clone(), country.clone())))
+            .collect();
+        pairs.sort();
+        pairs
+    }
+
     /// How many proxies are blocked in each country (for `/metrics`).
     pub fn counts(&self) -> Vec<(String, usize)> {
         let map = self.by_country.read().unwrap_or_else(|e| e.into_inner());

@@ -19,6 +19,16 @@ fn attention_of<'a>(summary: &'a Value, kind: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// The kinds of the tasks an action's answer names, in order.
+fn task_kinds(answer: &Value) -> Vec<&str> {
+    answer["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| t["kind"].as_str().expect("kind"))
+        .collect()
+}
+
 async fn users_page(app: &TestApp, query: &str) -> Value {
     app.admin_json(&format!("/api/v1/admin/proxies/p1/users{query}"))
         .await
@@ -131,12 +141,7 @@ async fn a_retire_whose_hook_keeps_failing_is_reported_failed_not_done() {
     assert_eq!(answer.status(), StatusCode::OK);
     let answer: Value = answer.json().await.unwrap();
     assert_eq!(answer["role"], "retired");
-    let kinds: Vec<&str> = answer["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["kind"].as_str().unwrap())
-        .collect();
+    let kinds = task_kinds(&answer);
     assert_eq!(kinds, ["fleet.proxy_changed", "fleet.retire"], "{answer}");
     let retire_id = answer["tasks"][1]["id"].as_u64().unwrap();
 
@@ -214,12 +219,7 @@ async fn a_retire_whose_hook_keeps_failing_is_reported_failed_not_done() {
         .json()
         .await
         .unwrap();
-    let kinds: Vec<&str> = answer["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["kind"].as_str().unwrap())
-        .collect();
+    let kinds = task_kinds(&answer);
     assert_eq!(kinds, ["fleet.proxy_changed"], "{answer}");
     // A role set for good names the task that moves the users off.
     let gateway: Value = quiet
