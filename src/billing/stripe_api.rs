@@ -5,18 +5,22 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
-use serde::Deserialize;
-use stripe::{
-    CheckoutSessionMode, Client, CreateCheckoutSession, CreateCheckoutSessionLineItems,
-    CreateCheckoutSessionLineItemsPriceData, CreateCheckoutSessionLineItemsPriceDataProductData,
-    CreateCustomer, CreatePaymentIntent, Currency, CustomerId, RequestStrategy,
+use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeRequest};
+use stripe_checkout::checkout_session::{
+    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData,
+    ProductData,
 };
+use stripe_core::customer::CreateCustomer;
+use stripe_core::payment_intent::CreatePaymentIntent;
+use stripe_shared::CheckoutSessionMode;
+use stripe_types::Currency;
 
 use super::plans::Plan;
 use crate::error::{Error, Result};
 
-/// The part of a created Stripe object we need.
-#[derive(Debug, Clone, Deserialize)]
+/// The part of a created Stripe object we need. async-stripe's own types would read (and
+/// require) every field of the API version it was made for.
+#[derive(Debug, Clone, miniserde::Deserialize)]
 pub struct Created {
     pub id: String,
     pub client_secret: Option<String>,
@@ -26,17 +30,27 @@ pub struct Created {
 #[derive(Clone)]
 pub struct StripeApi {
     client: Client,
-    /// async-stripe sets no deadline: a Stripe that accepts the connection and never answers
-    /// would hold the user's request (and a connection) forever.
+    /// The whole call's deadline: async-stripe sets none by default (its `timeout` bounds
+    /// one attempt), and a Stripe that accepts the connection and never answers would hold the
+    /// user's request (and a connection) forever.
     timeout: std::time::Duration,
 }
 
-/// Runs one Stripe call within the deadline; a failure or a timeout is a 503 to retry.
-async fn within<T>(
+/// Sends one Stripe request, with the idempotency key, within the deadline; a failure or a
+/// timeout is a 503 to retry.
+async fn send(
+    client: &Client,
     timeout: std::time::Duration,
     what: &str,
-    call: impl std::future::Future<Output = Result<T, stripe::StripeError>>,
-) -> Result<T> {
+    key: String,
+    request: impl StripeRequest,
+) -> Result<Created> {
+    let key = IdempotencyKey::new(key).map_err(Error::internal)?;
+    let call = request
+        .build()
+        .customize::<Created>()
+        .request_strategy(RequestStrategy::Idempotent(key))
+        .send(client);
     match tokio::time::timeout(timeout, call).await {
         Ok(answer) => answer.map_err(|e| provider_error(what, e)),
         Err(_) => {
@@ -63,46 +77,45 @@ fn metadata(user_id: u64, plan: &Plan) -> HashMap<String, String> {
 }
 
 fn currency(plan: &Plan) -> Result<Currency> {
-    Currency::from_str(&plan.currency).map_err(|_| {
-        Error::internal(format!(
+    match Currency::from_str(&plan.currency) {
+        Ok(Currency::Unknown(_)) | Err(_) => Err(Error::internal(format!(
             "plan {}: unknown currency {}",
             plan.id, plan.currency
-        ))
-    })
+        ))),
+        Ok(currency) => Ok(currency),
+    }
+}
+
+fn price(plan: &Plan) -> Result<i64> {
+    i64::try_from(plan.price).map_err(Error::internal)
 }
 
 impl StripeApi {
     /// `base` is Stripe's API root (`https://api.stripe.com`), or an emulator's.
     pub fn new(base: &str, secret_key: &str, timeout: std::time::Duration) -> Result<StripeApi> {
-        // async-stripe panics on a bad URL: check it first, as a configuration error.
         let parsed = url::Url::parse(base)
             .map_err(|e| Error::caused_by(format!("stripe_api_base {base:?}"), e))?;
-        Ok(StripeApi {
-            client: Client::from_url(parsed.as_str(), secret_key),
-            timeout,
-        })
-    }
-
-    fn idempotent(&self, key: String) -> Client {
-        self.client
-            .clone()
-            .with_strategy(RequestStrategy::Idempotent(key))
+        let client = ClientBuilder::new(secret_key)
+            .url(parsed.as_str())
+            .build()
+            .map_err(|e| Error::caused_by(format!("stripe_api_base {base:?}"), e))?;
+        Ok(StripeApi { client, timeout })
     }
 
     /// A Customer for the user. The key makes a retried or concurrent first purchase reuse the
     /// same one.
     pub async fn create_customer(&self, user_id: u64, email: &str) -> Result<String> {
-        let mut params = CreateCustomer::new();
-        params.email = Some(email);
-        params.metadata = Some(HashMap::from([(
+        let request = CreateCustomer::new().email(email).metadata(HashMap::from([(
             "user_id".to_string(),
             user_id.to_string(),
         )]));
-        let client = self.idempotent(format!("proxyfleet-customer-{user_id}"));
-        let created: Created = within(
+        let key = format!("proxyfleet-customer-{user_id}");
+        let created = send(
+            &self.client,
             self.timeout,
             "customer creation",
-            client.post_form("/customers", &params),
+            key,
+            request,
         )
         .await?;
         Ok(created.id)
@@ -117,19 +130,13 @@ impl StripeApi {
         plan: &Plan,
         key: &str,
     ) -> Result<Created> {
-        let price = i64::try_from(plan.price).map_err(Error::internal)?;
-        let mut params = CreatePaymentIntent::new(price, currency(plan)?);
-        params.customer = Some(customer_id(customer)?);
-        params.metadata = Some(metadata(user_id, plan));
         // Payment methods are left to Stripe's defaults (automatic since API 2023-08-16), which
         // also keeps the request within what localstripe, the test emulator, accepts.
-        let client = self.idempotent(format!("proxyfleet-pi-{user_id}-{key}"));
-        within(
-            self.timeout,
-            "payment intent",
-            client.post_form("/payment_intents", &params),
-        )
-        .await
+        let request = CreatePaymentIntent::new(price(plan)?, currency(plan)?)
+            .customer(customer)
+            .metadata(metadata(user_id, plan));
+        let key = format!("proxyfleet-pi-{user_id}-{key}");
+        send(&self.client, self.timeout, "payment intent", key, request).await
     }
 
     /// A Checkout Session link for web users. Its metadata (not the PaymentIntent's) names the
@@ -143,37 +150,23 @@ impl StripeApi {
         cancel_url: &str,
         key: &str,
     ) -> Result<Created> {
-        let user = user_id.to_string();
-        let mut params = CreateCheckoutSession::new();
-        params.mode = Some(CheckoutSessionMode::Payment);
-        params.customer = Some(customer_id(customer)?);
-        params.client_reference_id = Some(&user);
-        params.success_url = Some(success_url);
-        params.cancel_url = Some(cancel_url);
-        params.metadata = Some(metadata(user_id, plan));
-        params.line_items = Some(vec![CreateCheckoutSessionLineItems {
+        let mut price_data = CreateCheckoutSessionLineItemsPriceData::new(currency(plan)?);
+        price_data.unit_amount = Some(price(plan)?);
+        price_data.product_data = Some(ProductData::new(plan.name.clone()));
+        let line_item = CreateCheckoutSessionLineItems {
             quantity: Some(1),
-            price_data: Some(CreateCheckoutSessionLineItemsPriceData {
-                currency: currency(plan)?,
-                unit_amount: Some(i64::try_from(plan.price).map_err(Error::internal)?),
-                product_data: Some(CreateCheckoutSessionLineItemsPriceDataProductData {
-                    name: plan.name.clone(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
+            price_data: Some(price_data),
             ..Default::default()
-        }]);
-        let client = self.idempotent(format!("proxyfleet-cs-{user_id}-{key}"));
-        within(
-            self.timeout,
-            "checkout session",
-            client.post_form("/checkout/sessions", &params),
-        )
-        .await
+        };
+        let request = CreateCheckoutSession::new()
+            .mode(CheckoutSessionMode::Payment)
+            .customer(customer)
+            .client_reference_id(user_id.to_string())
+            .success_url(success_url)
+            .cancel_url(cancel_url)
+            .metadata(metadata(user_id, plan))
+            .line_items(vec![line_item]);
+        let key = format!("proxyfleet-cs-{user_id}-{key}");
+        send(&self.client, self.timeout, "checkout session", key, request).await
     }
-}
-
-fn customer_id(id: &str) -> Result<CustomerId> {
-    CustomerId::from_str(id).map_err(|_| Error::internal(format!("bad stripe customer id {id:?}")))
 }
