@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use proxyfleet::app::edge::EdgeApp;
-use proxyfleet::config::LogFormat;
+use proxyfleet::config::{Limit, LogFormat, RateLimitSettings};
 use proxyfleet::mirror::edge::EdgeSettings;
 use proxyfleet::{Application, Config};
 
@@ -51,6 +51,13 @@ enum Command {
         /// Addresses of reverse proxies whose X-Forwarded-For is believed.
         #[arg(long = "trusted-proxy", value_name = "IP")]
         trusted_proxies: Vec<std::net::IpAddr>,
+        /// `/json` requests a client address may make per minute (0: no limit), as the
+        /// primary's `rate_limits.json.per_ip_per_minute`.
+        #[arg(long, value_name = "N", default_value_t = RateLimitSettings::default().json.per_ip_per_minute)]
+        json_per_minute: u32,
+        /// How many of them may come at once (`rate_limits.json.ip_burst`).
+        #[arg(long, value_name = "N", default_value_t = RateLimitSettings::default().json.ip_burst)]
+        json_burst: u32,
     },
     /// Manage admin panel accounts. `create` needs the server stopped (the store is opened
     /// here); the others work either way (while it runs, they ask it).
@@ -182,6 +189,8 @@ fn run_command(command: Command) -> Result<(), String> {
             geoip,
             primary,
             trusted_proxies,
+            json_per_minute,
+            json_burst,
         } => edge(EdgeSettings {
             redis_url: redis,
             listen,
@@ -190,6 +199,10 @@ fn run_command(command: Command) -> Result<(), String> {
             primary,
             trusted_proxies,
             config_wait_max_secs: Config::default().config_wait_max_secs,
+            rate_limits: RateLimitSettings {
+                json: Limit::new((json_per_minute, json_burst), (0, 1)),
+                ..RateLimitSettings::default()
+            },
         }),
         Command::Admin { action, config } => admin(action, config),
         Command::Check { config } => check(config),

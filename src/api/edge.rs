@@ -15,6 +15,7 @@ use crate::api::gateways::{json_request, recommend_in, JsonQuery};
 use crate::distribution::config::matches;
 use crate::error::Error;
 use crate::http::client_ip::client_ip;
+use crate::http::rate_limit::Endpoint;
 use crate::http::{json, recover, reject, ErrorBody};
 use crate::mirror::edge::reader::{self, StoredConfig};
 use crate::mirror::edge::EdgeState;
@@ -71,6 +72,10 @@ pub fn routes(
         .and(with_edge(&state))
         .and_then(
             |query: JsonQuery, client: Option<IpAddr>, state: Arc<EdgeState>| async move {
+                state
+                    .limits
+                    .check(Endpoint::Json, client, None)
+                    .map_err(|wait| reject(Error::TooManyRequests(wait)))?;
                 let loaded = state.loaded().ok_or_else(not_loaded)?;
                 // A manual city choice is added to the counts the primary folds in.
                 let mut chosen = None;

@@ -10,6 +10,9 @@ use crate::error::{Error, Result};
 use crate::mirror::edge::{EdgeSettings, EdgeState, REFRESH};
 use crate::mirror::keys::Keys;
 
+/// How often the rate limiter forgets idle addresses.
+const SHRINK_LIMITS: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub struct EdgeApp {
     address: SocketAddr,
     server: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
@@ -25,6 +28,7 @@ impl EdgeApp {
             .map_err(|e| Error::caused_by(format!("redis {}", settings.redis_url), e))?;
         let state = Arc::new(EdgeState {
             keys: Keys::new(&settings.prefix),
+            limits: crate::http::rate_limit::RateLimits::new(&settings.rate_limits),
             settings,
             conn,
             loaded: RwLock::new(None),
@@ -79,7 +83,14 @@ impl EdgeApp {
             })
             .await;
         });
+        // As the primary's upkeep does: addresses idle long enough to be full again are
+        // forgotten, so a scan from many addresses does not grow the limiter for good.
+        let (state, stop) = (self.state.clone(), self.stop.subscribe());
+        let shrinker = tokio::spawn(async move {
+            crate::clock::every(SHRINK_LIMITS, stop, || async { state.limits.shrink() }).await;
+        });
         self.server.await;
         refresher.abort();
+        shrinker.abort();
     }
 }

@@ -73,6 +73,7 @@ impl Billing {
                 created_ms: now_ms,
             };
             tx.put(TreeId::UserTokens, token_hash.as_bytes(), &user_id)?;
+            crate::fleet::token_prefixes::record(tx, &token, &token_hash)?;
             pro::accept_token(tx, &user, &token_hash)?;
             user.devices.push(device.clone());
             save_user(tx, &user, now_ms)?;
@@ -96,6 +97,7 @@ impl Billing {
             };
             let device = user.devices.remove(at);
             tx.remove(TreeId::UserTokens, device.token_hash.as_bytes())?;
+            crate::fleet::token_prefixes::forget(tx, &device.token_hash)?;
             pro::refuse_token(tx, &user, &device.token_hash)?;
             save_user(tx, &user, now_ms)
         })?;

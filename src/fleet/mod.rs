@@ -15,6 +15,7 @@ pub mod policy;
 pub mod proxy_actions;
 pub mod rebalance;
 pub mod suspicion;
+pub mod token_prefixes;
 pub mod trust;
 pub mod users;
 

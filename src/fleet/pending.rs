@@ -103,6 +103,7 @@ pub fn release(
         tx.remove(TreeId::UserEmails, user.email.as_str())?;
     }
     tx.remove(TreeId::UserTokens, user.token_hash.as_bytes())?;
+    super::token_prefixes::forget(tx, &user.token_hash)?;
     let released = !user.proxies.is_empty();
     if !set_proxies(tx, &mut user, Vec::new(), why, now_ms)? {
         save_user(tx, &user, now_ms)?;

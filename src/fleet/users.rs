@@ -187,6 +187,7 @@ impl NewUsers {
         user.status = status;
         tx.put(TreeId::UserEmails, email.as_str(), &id)?;
         tx.put(TreeId::UserTokens, token_hash.as_bytes(), &id)?;
+        super::token_prefixes::record(tx, token, &token_hash)?;
         if !set_proxies(
             tx,
             &mut user,
@@ -487,6 +488,13 @@ impl Fleet {
         budget: usize,
         now_ms: u64,
     ) -> Result<FoundUsers> {
+        // Text that starts like a token also finds the accounts holding such a token.
+        let holders = match filter.contains.as_deref() {
+            Some(text) if super::token_prefixes::token_shaped(text) => {
+                Some(super::token_prefixes::holders(&self.store, text)?)
+            }
+            _ => None,
+        };
         let mut found = Vec::new();
         let mut last = after;
         let start = u64_key(after.map_or(0, |a| a.0 + 1));
@@ -500,7 +508,9 @@ impl Fleet {
             }
             let (_, user) = item?;
             last = Some(user.id);
-            if filter.keeps(&user, now_ms) && self.level_kept(filter, &user, now_ms)? {
+            if filter.keeps(&user, holders.as_ref(), now_ms)
+                && self.level_kept(filter, &user, now_ms)?
+            {
                 found.push(user);
             }
         }
@@ -634,7 +644,8 @@ impl Fleet {
 /// What the admin's user search keeps; every field given must match.
 #[derive(Debug, Default, Clone)]
 pub struct UserFilter {
-    /// Lowercase text found in the email or a device's name, or the user's id written out.
+    /// Lowercase text found in the email or a device's name, the user's id written out, or
+    /// the start of one of the user's tokens (`fleet::token_prefixes`).
     pub contains: Option<String>,
     pub status: Option<UserStatus>,
     /// Pro on (or off) now.
@@ -646,10 +657,17 @@ pub struct UserFilter {
 }
 
 impl UserFilter {
-    /// Everything but the level (which needs the user's trust record).
-    fn keeps(&self, user: &User, now_ms: u64) -> bool {
+    /// Everything but the level (which needs the user's trust record). `token_holders`: the
+    /// accounts holding a token the text starts (when it looks like one).
+    fn keeps(
+        &self,
+        user: &User,
+        token_holders: Option<&std::collections::BTreeSet<UserId>>,
+        now_ms: u64,
+    ) -> bool {
         let text = self.contains.as_deref().is_none_or(|text| {
             user.id.0.to_string() == text
+                || token_holders.is_some_and(|holders| holders.contains(&user.id))
                 || user.email.as_str().to_lowercase().contains(text)
                 || user
                     .devices

@@ -133,10 +133,14 @@ pub enum TreeId {
     ProxyFloors,
     /// When each user's level rises next: (time u64 BE, user id) -> () (`fleet::trust`).
     TrustRises,
+    /// The start of each user and device token, for the admin's search: SHA-256 of the token
+    /// -> its kind and first 8 hex digits (`pfu_1a2b3c4d`), 32 of its 256 bits
+    /// (`fleet::token_prefixes`).
+    TokenPrefixes,
 }
 
 impl TreeId {
-    pub const ALL: [TreeId; 46] = [
+    pub const ALL: [TreeId; 47] = [
         TreeId::Meta,
         TreeId::Changes,
         TreeId::Proxies,
@@ -183,6 +187,7 @@ impl TreeId {
         TreeId::TrustLevels,
         TreeId::ProxyFloors,
         TreeId::TrustRises,
+        TreeId::TokenPrefixes,
     ];
 
     pub fn name(self) -> &'static str {
@@ -233,6 +238,7 @@ impl TreeId {
             TreeId::TrustLevels => "trust_levels",
             TreeId::ProxyFloors => "proxy_floors",
             TreeId::TrustRises => "trust_rises",
+            TreeId::TokenPrefixes => "token_prefixes",
         }
     }
 }

@@ -192,6 +192,35 @@ fn report(problem: String) {
     }
 }
 
+/// With `PROXYFLEET_CONFORMANCE_SAMPLES=file`, every JSON answer of a documented operation is
+/// appended to that file (`{"method","template","status","body"}` a line): what the suite saw,
+/// for whoever describes an answer in assets/openapi.json.
+fn sample(method: &str, path: &str, status: u16, body: Option<&Value>) {
+    let (Some(file), Some(body)) = (std::env::var_os("PROXYFLEET_CONFORMANCE_SAMPLES"), body)
+    else {
+        return;
+    };
+    let Some(operation) = DESCRIPTION.find(method, path) else {
+        return;
+    };
+    use std::io::Write;
+    let line = serde_json::json!({
+        "method": method,
+        "template": operation.template,
+        "status": status,
+        "body": body,
+    });
+    let mut samples = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .expect("the samples file");
+    // One write a line: tests answer on several threads at once.
+    samples
+        .write_all(format!("{line}\n").as_bytes())
+        .expect("written");
+}
+
 /// The check `helpers::client()` runs on every answer.
 pub struct Conformance;
 
@@ -224,6 +253,7 @@ impl reqwest_middleware::Middleware for Conformance {
         let headers = response.headers().clone();
         let bytes = response.bytes().await?;
         let body: Option<Value> = serde_json::from_slice(&bytes).ok();
+        sample(&method, &path, status, body.as_ref());
         if let Some(problem) = violation(&method, &path, status, body.as_ref()) {
             report(problem);
         }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use proxyfleet::app::edge::EdgeApp;
+use proxyfleet::http::rate_limit::{Limit, RateLimitSettings};
 use proxyfleet::mirror::edge::EdgeSettings;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -22,7 +23,20 @@ impl Drop for Edge {
     }
 }
 
+/// An edge with the rate limits off, as the primary's tests run (every test talks from
+/// 127.0.0.1).
 pub(crate) async fn start_edge(redis: &RedisServer) -> Edge {
+    start_edge_with(
+        redis,
+        RateLimitSettings {
+            enabled: false,
+            ..RateLimitSettings::default()
+        },
+    )
+    .await
+}
+
+pub(crate) async fn start_edge_with(redis: &RedisServer, rate_limits: RateLimitSettings) -> Edge {
     let app = EdgeApp::build(EdgeSettings {
         redis_url: redis.url(),
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -31,6 +45,7 @@ pub(crate) async fn start_edge(redis: &RedisServer) -> Edge {
         primary: Some("https://fleet.example.org".into()),
         trusted_proxies: Vec::new(),
         config_wait_max_secs: 60,
+        rate_limits,
     })
     .await
     .expect("edge starts");
@@ -331,7 +346,16 @@ async fn manual_city_choices_made_on_edges_are_counted_once_by_the_primary() {
     ];
     app.proxy("gwlis", 10_030, &lisbon).await;
     caught_up(&app.url(""), Duration::from_secs(30)).await;
-    let (one, two) = (start_edge(&redis).await, start_edge(&redis).await);
+    // The second edge limits `/json` as a deployed edge does: a burst of 4 per address, then
+    // one a minute.
+    let limited = RateLimitSettings {
+        json: Limit::new((1, 4), (0, 1)),
+        ..RateLimitSettings::default()
+    };
+    let (one, two) = (
+        start_edge(&redis).await,
+        start_edge_with(&redis, limited).await,
+    );
     for edge in [&one, &two] {
         eventually(Duration::from_secs(30), "the edge to serve", || async {
             let health = client()
@@ -441,4 +465,39 @@ async fn manual_city_choices_made_on_edges_are_counted_once_by_the_primary() {
         || async { (overrides_of(&app, "lisbon").await == 12).then_some(()) },
     )
     .await;
+
+    // A flood from one address past its burst is refused before anything is counted: 429
+    // with Retry-After and the error shape, also for bitmask-vpn's POST and with a made-up
+    // X-Forwarded-For (the peer is not a trusted proxy). Each edge limits its own clients.
+    let mut let_through = 0;
+    for attempt in 0..40 {
+        let request = if attempt % 2 == 0 {
+            client().get(format!("{}/json?city=lisbon&type=refresh", two.base))
+        } else {
+            client()
+                .post(format!("{}/json?city=lisbon&type=refresh", two.base))
+                .header("x-forwarded-for", format!("198.51.100.{attempt}"))
+        };
+        let answer = request.send().await.unwrap();
+        if answer.status() == StatusCode::OK {
+            // One more allowance falls due each minute.
+            let_through += 1;
+            continue;
+        }
+        assert_eq!(answer.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(answer.headers().contains_key("retry-after"));
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "too_many_requests", "{body}");
+    }
+    assert!(let_through <= 1, "{let_through} of 40 let through");
+    // The edges count before they answer, so once the primary has this later choice it has
+    // every choice the flood could have made.
+    choose(&one.base, "lisbon", 1).await;
+    eventually(
+        Duration::from_secs(30),
+        "the later choice counted",
+        || async { (overrides_of(&app, "lisbon").await >= 13).then_some(()) },
+    )
+    .await;
+    assert_eq!(overrides_of(&app, "lisbon").await, 13 + let_through);
 }

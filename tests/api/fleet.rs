@@ -596,6 +596,61 @@ async fn users_are_found_by_text_status_pro_level_and_proxy() {
     );
     assert_eq!(found(&app, "contains=nobody").await, (vec![], None));
 
+    // The start of a token a user reads out finds the account: the kind and 8 hex digits,
+    // any case; 4 digits find it among others; a whole token by its hash. A device's token
+    // finds its owner until the device is removed.
+    let start = &bob_token[..12];
+    assert_eq!(found(&app, &format!("contains={start}")).await.0, vec![bob]);
+    let shouted = start.to_uppercase();
+    assert_eq!(
+        found(&app, &format!("contains={shouted}")).await.0,
+        vec![bob]
+    );
+    assert!(found(&app, &format!("contains={}", &bob_token[..8]))
+        .await
+        .0
+        .contains(&bob));
+    assert_eq!(
+        found(&app, &format!("contains={bob_token}")).await.0,
+        vec![bob]
+    );
+    let device = device.json::<Value>().await.unwrap();
+    let device_token = device["token"].as_str().unwrap();
+    assert!(device_token.starts_with("pfd_"), "{device}");
+    let device_start = format!("contains={}", &device_token[..14]);
+    assert_eq!(found(&app, &device_start).await.0, vec![bob]);
+    assert_eq!(
+        found(
+            &app,
+            &format!("contains={}&status=disabled", &bob_token[..12])
+        )
+        .await
+        .0,
+        Vec::<u64>::new(),
+        "the other filters still apply"
+    );
+    // A token nobody holds, a probe's kind, the kind alone: nothing.
+    let nobody = format!("contains=pfu_{}", "0".repeat(64));
+    assert_eq!(found(&app, &nobody).await.0, Vec::<u64>::new());
+    assert_eq!(
+        found(&app, "contains=pfp_0123abcd").await.0,
+        Vec::<u64>::new()
+    );
+    assert_eq!(found(&app, "contains=pfu_").await.0, Vec::<u64>::new());
+    let removed = app
+        .client
+        .delete(app.url(&format!("/api/v1/devices/{}", device["id"])))
+        .bearer_auth(&bob_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        found(&app, &device_start).await.0,
+        Vec::<u64>::new(),
+        "a removed device's token finds nobody"
+    );
+
     // Paged by id: one at a time, every active user once, then the end.
     let mut seen = Vec::new();
     let mut after = String::new();

@@ -25,15 +25,17 @@ export async function render(main) {
     state.cursors = [{}];
     load();
   } },
-  h('label', {}, 'Search', h('input', { name: 'q', type: 'search', placeholder: 'email prefix, or text with a filter', autocomplete: 'off' })),
+  h('label', {}, 'Search', h('input', { name: 'q', type: 'search', placeholder: 'email prefix, token start, or text with a filter', autocomplete: 'off' })),
   choice('status', 'Status', [['', 'any'], ['active', 'active'], ['pending', 'pending'], ['disabled', 'disabled'], ['lapsed', 'lapsed']]),
   choice('pro', 'Pro', [['', 'any'], ['true', 'Pro'], ['false', 'free']]),
   choice('level', 'Level', [['', 'any'], ['0', '0'], ['1', '1'], ['2', '2'], ['3', '3'], ['4', '4']]),
   h('label', {}, 'Proxy', h('input', { name: 'proxy', placeholder: 'proxy name', autocomplete: 'off', size: 12 })),
-  h('label', {}, h('input', { name: 'anywhere', type: 'checkbox' }), 'text anywhere (email or device)'),
+  h('label', {}, h('input', { name: 'anywhere', type: 'checkbox' }), 'text anywhere (email, device or token start)'),
   h('button', { type: 'submit' }, 'Search'), count);
-  // Any filter, or the text-anywhere box, turns the search into the filtered one.
-  const filtered = () => form.anywhere.checked || form.status.value || form.pro.value || form.level.value || form.proxy.value.trim();
+  // Any filter, the text-anywhere box, or the start of a token (`pfu_`/`pfd_` and hex digits:
+  // no email starts so) turns the search into the filtered one.
+  const tokenStart = () => /^pf[ud]_[0-9a-f]{4,64}$/i.test(form.q.value.trim());
+  const filtered = () => form.anywhere.checked || tokenStart() || form.status.value || form.pro.value || form.level.value || form.proxy.value.trim();
   replace(main, h('h1', {}, title), form, list);
 
   async function load() {

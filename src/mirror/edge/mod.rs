@@ -30,6 +30,9 @@ pub struct EdgeSettings {
     pub primary: Option<String>,
     pub trusted_proxies: Vec<std::net::IpAddr>,
     pub config_wait_max_secs: u64,
+    /// The limits of the public endpoints the edge serves (only `json` applies: `/json` is
+    /// the one limited endpoint that reads). Each edge counts its own clients.
+    pub rate_limits: crate::config::RateLimitSettings,
 }
 
 /// The fleet as last read from Redis, with the gateway set `/json` ranks.
@@ -48,6 +51,9 @@ pub struct EdgeState {
     pub loaded: RwLock<Option<Arc<Loaded>>>,
     /// Why the edge cannot serve from Redis now (`None`: it can), for `/healthz`.
     pub unready: RwLock<Option<String>>,
+    /// `/json`'s limit per client address: a flood from one address can neither enumerate
+    /// the gateways nor inflate a city's manual-choice count faster than the primary allows.
+    pub limits: crate::http::rate_limit::RateLimits,
 }
 
 impl EdgeState {
