@@ -664,3 +664,40 @@ async fn the_dashboard_counts_proxies_that_left_and_did_not_come_back() {
     app.proxy("leaves", 9002, &[]).await;
     assert_eq!(down().await["unregistered"], 0, "it is back");
 }
+
+/// The dashboard's charts: sign-ups per day (oldest first, today last) and the fleet's clients
+/// per 30 s slot, from the proxies' load samples; days beyond 90 are refused by clamping.
+#[tokio::test]
+async fn the_dashboard_series_count_todays_sign_ups_and_the_clients_reported() {
+    let app = spawn_app().await;
+    app.proxy("fb1", 9001, &[("clients", "12")]).await;
+    app.proxy("fb2", 9002, &[("clients", "30")]).await;
+    app.create_user("ana@example.org", None).await;
+    app.create_user("bob@example.org", None).await;
+    let series = app.admin_json("/api/v1/admin/summary/series?days=3").await;
+    let days = series["signups_per_day"].as_array().unwrap();
+    assert_eq!(days.len(), 3, "{series}");
+    let counts: Vec<u64> = days.iter().map(|d| d[1].as_u64().unwrap()).collect();
+    assert_eq!(counts, vec![0, 0, 2], "{series}");
+    let day_starts: Vec<u64> = days.iter().map(|d| d[0].as_u64().unwrap()).collect();
+    assert!(
+        day_starts.windows(2).all(|w| w[1] - w[0] == 86_400),
+        "{series}"
+    );
+    let clients: u64 = series["fleet_clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|slot| slot[1].as_u64().unwrap())
+        .sum();
+    assert_eq!(clients, 42, "{series}");
+    let wide = app
+        .admin_json("/api/v1/admin/summary/series?days=10000")
+        .await;
+    assert_eq!(wide["signups_per_day"].as_array().unwrap().len(), 90);
+    let bad = app
+        .admin_get("/api/v1/admin/summary/series?days=many")
+        .await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error_code(bad).await, "invalid_query");
+}

@@ -407,6 +407,19 @@ async fn an_operator_runs_the_fleet_from_the_browser() {
     assert_eq!(rings.len(), 1, "one place has blocked proxies");
     screenshot(&browser, "map").await;
 
+    // The start of a token a user reads out finds the account (no box to tick).
+    browser.goto(&app.url("/admin/#/users")).await.unwrap();
+    fill(&browser, "#user-search input[name=q]", &alice_token[..12]).await;
+    click(&browser, "#user-search button[type=submit]").await;
+    let by_token = wait_for_text_without(
+        &browser,
+        "#user-list",
+        "alice@example.org",
+        Some("bob@example.org"),
+    )
+    .await;
+    assert!(!by_token.contains("alfred@example.org"), "{by_token}");
+
     // Search a user by email prefix, open them, gift Pro days.
     browser.goto(&app.url("/admin/#/users")).await.unwrap();
     fill(&browser, "#user-search input[name=q]", "al").await;

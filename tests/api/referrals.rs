@@ -21,7 +21,7 @@ async fn a_referral_gives_both_sides_the_bonus_once() {
     let app = spawn_app().await;
     let (ana, ana_token, _) = app.create_user("ana@example.org", None).await;
     let (bob, bob_token, _) = app.create_user("bob@example.org", None).await;
-    let (_, cy_token, _) = app.create_user("cy@example.org", None).await;
+    let (cy, cy_token, _) = app.create_user("cy@example.org", None).await;
     let mine: Value = app.user_json(&ana_token, "/api/v1/referrals").await;
     let code = mine["code"].as_str().unwrap().to_string();
     assert_eq!(code.len(), 8);
@@ -54,6 +54,36 @@ async fn a_referral_gives_both_sides_the_bonus_once() {
     assert_eq!(error_code(second).await, "already_referred");
     let count: Value = app.user_json(&ana_token, "/api/v1/referrals").await;
     assert_eq!(count["redeemed_by"], 1);
+
+    // The admin's list: every code made, its owner and its uses, paged by code.
+    let mut listed = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = app
+            .admin_json(&format!("/api/v1/admin/referral-codes?limit=1{after}"))
+            .await;
+        for code in page["codes"].as_array().unwrap() {
+            listed.push((
+                code["code"].as_str().unwrap().to_string(),
+                code["owner"].clone(),
+                code["uses"].clone(),
+            ));
+        }
+        match page["next"].as_str() {
+            Some(next) => after = format!("&after={next}"),
+            None => break,
+        }
+    }
+    let mut expected = vec![
+        (code.clone(), json!(ana), json!(1)),
+        (
+            cys["code"].as_str().unwrap().to_string(),
+            json!(cy),
+            json!(0),
+        ),
+    ];
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(listed, expected);
 
     let unknown = app.redeem(&cy_token, "ZZZZ2222").await;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
