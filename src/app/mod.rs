@@ -155,6 +155,13 @@ impl Application {
                 done_retention_ms: config.queue_done_retention_secs * 1000,
             },
         );
+        let orphaned = queue.release_orphaned_leases(clock.now_ms())?;
+        if orphaned > 0 {
+            tracing::warn!(
+                tasks = orphaned,
+                "tasks the previous run was doing when it stopped are handed out again"
+            );
+        }
         let registry = Registry::new(
             store.clone(),
             queue.clone(),

@@ -162,6 +162,48 @@ impl Queue {
         })
     }
 
+    /// At start, before any worker runs: hands out again, now, every task a previous run of
+    /// the server leased and never finished (it was killed, or lost power). Only one process
+    /// opens the store (sled locks it), so every lease found here is an orphan; waiting for
+    /// each to run out (`queue_lease_secs`) only delayed the work after a crash. The try
+    /// counts: a task that kills the server every time still ends a dead letter.
+    pub fn release_orphaned_leases(&self, now_ms: u64) -> Result<u64> {
+        let mut leased = Vec::new();
+        for entry in self.store.keys_from(TreeId::TaskSchedule, []) {
+            let entry = entry?;
+            let Some(id) = key_u64(entry.get(8..).unwrap_or_default()) else {
+                return Err(Error::internal("malformed task schedule key"));
+            };
+            if self
+                .get(id)?
+                .is_some_and(|task| task.state == TaskState::Leased)
+            {
+                leased.push(id);
+            }
+        }
+        let mut released = 0;
+        for id in leased {
+            let done = self.store.transaction(|tx| {
+                let Some(mut task) = tx.get::<Task>(TreeId::Tasks, u64_key(id))? else {
+                    return Ok(false);
+                };
+                if task.state != TaskState::Leased {
+                    return Ok(false);
+                }
+                tx.remove(TreeId::TaskSchedule, pair_key(task.due_ms, id))?;
+                task.state = TaskState::Ready;
+                task.last_error = Some("the server stopped while running it".into());
+                task.due_ms = now_ms;
+                task.updated_ms = now_ms;
+                tx.put(TreeId::Tasks, u64_key(id), &task)?;
+                tx.put_marker(TreeId::TaskSchedule, pair_key(now_ms, id))?;
+                Ok(true)
+            })?;
+            released += u64::from(done);
+        }
+        Ok(released)
+    }
+
     /// Puts a dead letter back in the queue with a fresh set of tries.
     pub async fn retry_dead(&self, id: u64, now_ms: u64) -> Result<Task> {
         let task = self.store.transaction(|tx| {

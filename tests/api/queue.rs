@@ -220,3 +220,105 @@ async fn dead_letters_are_listed_and_retried_over_http() {
         .await;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 }
+
+#[test]
+fn orphaned_leases_are_handed_out_at_start_with_the_try_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let queue = Queue::new(Store::open(dir.path()).unwrap(), POLICY);
+        let waiting = queue.enqueue(task("waiting", 5_000), 1_000).await.unwrap();
+        let crashy = queue.enqueue(task("crashy", 1_000), 1_000).await.unwrap();
+        // Leased by a run that then died, again and again: each start hands it out at once,
+        // and the try it took counts, so a task that kills the server ends a dead letter.
+        let mut now = 1_000;
+        for attempt in 1..=POLICY.max_attempts {
+            let leased = queue.lease(now).unwrap().expect("due");
+            assert_eq!((leased.id, leased.attempts), (crashy, attempt));
+            now += 1;
+            assert_eq!(queue.release_orphaned_leases(now).unwrap(), 1);
+            let released = queue.get(crashy).unwrap().unwrap();
+            assert_eq!((released.state, released.due_ms), (TaskState::Ready, now));
+            assert_eq!(
+                released.last_error.as_deref(),
+                Some("the server stopped while running it")
+            );
+        }
+        assert!(queue.lease(now).unwrap().is_none(), "no try left");
+        assert_eq!(queue.get(crashy).unwrap().unwrap().state, TaskState::Dead);
+        // A task nobody leased is left as it was; with none leased, nothing is released.
+        assert_eq!(queue.release_orphaned_leases(now).unwrap(), 0);
+        let untouched = queue.get(waiting).unwrap().unwrap();
+        assert_eq!(
+            (untouched.state, untouched.due_ms),
+            (TaskState::Ready, 5_000)
+        );
+    });
+}
+
+/// The server killed while a task runs: the next start runs it again at once, not after its
+/// lease (an hour here) runs out.
+#[tokio::test]
+async fn work_interrupted_by_a_kill_runs_again_as_soon_as_the_server_is_back() {
+    use crate::helpers::{client, ServerProcess, REGISTRY_TOKEN};
+    let data = tempfile::tempdir().unwrap();
+    let hook_dir = tempfile::tempdir().unwrap();
+    let (started, release) = (
+        hook_dir.path().join("started"),
+        hook_dir.path().join("release"),
+    );
+    // The first run's retire hook stays busy until the test lets it go.
+    let busy = format!(
+        "touch '{}'; while [ ! -e '{}' ]; do sleep 0.1; done",
+        started.display(),
+        release.display()
+    );
+    let env = [("PROXYFLEET_QUEUE_LEASE_SECS", "3600")];
+    let mut first_env = env.to_vec();
+    first_env.push(("PROXYFLEET_RETIRE_COMMAND", busy.as_str()));
+    let server = ServerProcess::start(data.path(), &first_env);
+    let enrolled = client()
+        .post(server.url("/register"))
+        .bearer_auth(REGISTRY_TOKEN)
+        .form(&[("name", "p1"), ("ip", "127.0.0.1"), ("port", "9001")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(enrolled.status(), StatusCode::OK);
+    let retired: Value = client()
+        .post(server.url("/api/v1/admin/proxies/p1/action"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({ "action": "retire" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let hook = retired["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["kind"] == "fleet.retire")
+        .expect("the retire hook's task")["id"]
+        .as_u64()
+        .unwrap();
+    eventually(Duration::from_secs(30), "the hook to start", || async {
+        started.exists().then_some(())
+    })
+    .await;
+    server.kill9();
+    std::fs::write(&release, b"").unwrap();
+
+    let mut second_env = env.to_vec();
+    second_env.push(("PROXYFLEET_RETIRE_COMMAND", "exit 0"));
+    let server = ServerProcess::start(data.path(), &second_env);
+    let done = eventually(Duration::from_secs(30), "the hook to run again", || async {
+        let task = server
+            .admin_json(&format!("/api/v1/admin/queue/tasks/{hook}"))
+            .await;
+        (task["state"] == "done").then_some(task)
+    })
+    .await;
+    assert_eq!(done["attempts"], 2, "{done}");
+    assert_eq!(done["last_error"], "the server stopped while running it");
+}
