@@ -12,7 +12,7 @@ use crate::check::run_check;
 use crate::helpers::{client, eventually, proxy_names, ProxyKeys, ServerProcess};
 
 const PROXIES: usize = 100;
-const ROUNDS: usize = 300;
+const ROUNDS: usize = 60;
 
 /// `ROUNDS` heartbeats from each of `PROXIES` proxies, 16 at a time; the last one of proxy `p`
 /// reports `p + last_round` clients.
