@@ -644,7 +644,7 @@ impl Fleet {
 /// What the admin's user search keeps; every field given must match.
 #[derive(Debug, Default, Clone)]
 pub struct UserFilter {
-    /// Lowercase text found in the email or a device's name, the user's id written out, or
+    /// Lowercase text found in the email, a device's name or the user's id written out, or
     /// the start of one of the user's tokens (`fleet::token_prefixes`).
     pub contains: Option<String>,
     pub status: Option<UserStatus>,
@@ -666,7 +666,7 @@ impl UserFilter {
         now_ms: u64,
     ) -> bool {
         let text = self.contains.as_deref().is_none_or(|text| {
-            user.id.0.to_string() == text
+            user.id.0.to_string().contains(text)
                 || token_holders.is_some_and(|holders| holders.contains(&user.id))
                 || user.email.as_str().to_lowercase().contains(text)
                 || user

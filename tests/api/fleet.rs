@@ -664,6 +664,26 @@ async fn users_are_found_by_text_status_pro_level_and_proxy() {
     }
     assert_eq!(seen, vec![ana, bob, dave]);
 
+    // The id's digits anywhere: more accounts (emails without digits) until one's id holds
+    // carol's, which then finds both.
+    let carols = carol.to_string();
+    let mut holder = None;
+    for letter in 'a'..='z' {
+        let (id, _, _) = app
+            .create_user(&format!("extra-{letter}@example.net"), None)
+            .await;
+        if id.to_string().contains(&carols) {
+            holder = Some(id);
+            break;
+        }
+    }
+    let holder = holder.expect("26 more ids hold carol's digits");
+    assert_eq!(
+        found(&app, &format!("contains={carol}")).await.0,
+        vec![carol, holder],
+        "part of an id"
+    );
+
     for (query, status) in [
         (
             format!("contains={}", "x".repeat(300)),

@@ -1,5 +1,5 @@
 // Users, a page at a time: by id; by email prefix (the email index, fast); or through filters
-// (text in the email or a device's name, status, Pro, level, proxy), which the server applies
+// (text in the email, a device's name or the id, status, Pro, level, proxy), which the server applies
 // while reading users in id order, a bounded number per page. A number alone opens that user.
 
 import { get, query } from '../api.js';
@@ -30,7 +30,7 @@ export async function render(main) {
   choice('pro', 'Pro', [['', 'any'], ['true', 'Pro'], ['false', 'free']]),
   choice('level', 'Level', [['', 'any'], ['0', '0'], ['1', '1'], ['2', '2'], ['3', '3'], ['4', '4']]),
   h('label', {}, 'Proxy', h('input', { name: 'proxy', placeholder: 'proxy name', autocomplete: 'off', size: 12 })),
-  h('label', {}, h('input', { name: 'anywhere', type: 'checkbox' }), 'text anywhere (email, device or token start)'),
+  h('label', {}, h('input', { name: 'anywhere', type: 'checkbox' }), 'text anywhere (email, device, id digits or token start)'),
   h('button', { type: 'submit' }, 'Search'), count);
   // Any filter, the text-anywhere box, or the start of a token (`pfu_`/`pfd_` and hex digits:
   // no email starts so) turns the search into the filtered one.
