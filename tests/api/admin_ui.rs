@@ -436,6 +436,7 @@ async fn an_operator_runs_the_fleet_from_the_browser() {
         found.contains("alice@example.org") && !found.contains("bob@example.org"),
         "{found}"
     );
+    screenshot(&browser, "users").await;
     browser
         .find(Locator::LinkText("alice@example.org"))
         .await

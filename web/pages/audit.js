@@ -13,7 +13,7 @@ export async function render(main) {
   const state = { q: '', cursors: [null] };
   const list = h('div', { id: 'audit-list' });
   const form = h('form', { class: 'filters', onsubmit: (e) => { e.preventDefault(); state.q = form.q.value.trim(); state.cursors = [null]; load(); } },
-    h('label', {}, 'Search', h('input', { name: 'q', type: 'search', placeholder: 'who, what, target or parameter' })), h('button', { type: 'submit' }, 'Search'));
+    h('label', {}, 'Search', h('input', { name: 'q', type: 'search', placeholder: 'who, what, target or parameter', size: 30 })), h('button', { type: 'submit' }, 'Search'));
   replace(main, h('h1', {}, title), form, list);
 
   async function load() {
