@@ -488,13 +488,14 @@ impl Fleet {
         budget: usize,
         now_ms: u64,
     ) -> Result<FoundUsers> {
-        // Text that starts like a token also finds the accounts holding such a token.
-        let holders = match filter.contains.as_deref() {
-            Some(text) if super::token_prefixes::token_shaped(text) => {
-                Some(super::token_prefixes::holders(&self.store, text)?)
+        // Text that starts like a token finds the accounts holding such a token: only they
+        // can match, so they are read instead of every account.
+        if let Some(text) = filter.contains.as_deref() {
+            if super::token_prefixes::token_shaped(text) {
+                let holders = super::token_prefixes::holders(&self.store, text)?;
+                return self.find_among(filter, &holders, after, limit, now_ms);
             }
-            _ => None,
-        };
+        }
         let mut found = Vec::new();
         let mut last = after;
         let start = u64_key(after.map_or(0, |a| a.0 + 1));
@@ -508,7 +509,39 @@ impl Fleet {
             }
             let (_, user) = item?;
             last = Some(user.id);
-            if filter.keeps(&user, holders.as_ref(), now_ms)
+            if filter.keeps(&user, None, now_ms) && self.level_kept(filter, &user, now_ms)? {
+                found.push(user);
+            }
+        }
+        Ok(FoundUsers {
+            users: found,
+            next_after: None,
+        })
+    }
+
+    /// A page of the users of `holders` (a token search's accounts) that `filter` keeps, in
+    /// id order after `after`.
+    fn find_among(
+        &self,
+        filter: &UserFilter,
+        holders: &std::collections::BTreeSet<UserId>,
+        after: Option<UserId>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<FoundUsers> {
+        let mut found: Vec<User> = Vec::new();
+        for id in holders.range(UserId(after.map_or(0, |a| a.0 + 1))..) {
+            if found.len() >= limit {
+                let next_after = found.last().map(|u| u.id);
+                return Ok(FoundUsers {
+                    users: found,
+                    next_after,
+                });
+            }
+            let Some(user) = self.store.get::<User>(TreeId::Users, id.key())? else {
+                continue;
+            };
+            if filter.keeps(&user, Some(holders), now_ms)
                 && self.level_kept(filter, &user, now_ms)?
             {
                 found.push(user);
@@ -644,8 +677,9 @@ impl Fleet {
 /// What the admin's user search keeps; every field given must match.
 #[derive(Debug, Default, Clone)]
 pub struct UserFilter {
-    /// Lowercase text found in the email, a device's name or the user's id written out, or
-    /// the start of one of the user's tokens (`fleet::token_prefixes`).
+    /// Lowercase text found in the email, a device's name or the user's id written out; text
+    /// shaped like the start of a token finds only the accounts holding such a token
+    /// (`fleet::token_prefixes`).
     pub contains: Option<String>,
     pub status: Option<UserStatus>,
     /// Pro on (or off) now.

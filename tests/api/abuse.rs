@@ -69,13 +69,7 @@ async fn two_thousand_slow_or_idle_connections_do_not_expire_a_heartbeating_prox
         1024,
     );
     let http = client();
-    let enrolled = http
-        .post(server.url("/register"))
-        .bearer_auth(REGISTRY_TOKEN)
-        .form(&[("name", "steady"), ("ip", "127.0.0.1"), ("port", "9001")])
-        .send()
-        .await
-        .unwrap();
+    let enrolled = server.enrol("steady", 9001).await;
     assert_eq!(enrolled.status(), StatusCode::OK);
     let secret = enrolled.headers()["x-proxy-secret"]
         .to_str()

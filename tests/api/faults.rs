@@ -54,16 +54,6 @@ impl Drop for SmallDisk {
     }
 }
 
-async fn register(server: &ServerProcess, name: &str) -> reqwest::Response {
-    client()
-        .post(server.url("/register"))
-        .bearer_auth(REGISTRY_TOKEN)
-        .form(&[("name", name), ("ip", "127.0.0.1"), ("port", "7000")])
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn health(server: &ServerProcess) -> (StatusCode, Value) {
     let response = client().get(server.url("/healthz")).send().await.unwrap();
     (response.status(), response.json().await.unwrap())
@@ -77,7 +67,7 @@ async fn a_nearly_full_disk_refuses_writes_keeps_reads_and_recovers_when_freed()
     let server = ServerProcess::start(&data, &env);
     for i in 0..20 {
         assert_eq!(
-            register(&server, &format!("before{i}")).await.status(),
+            server.enrol(&format!("before{i}"), 7000).await.status(),
             StatusCode::OK
         );
     }
@@ -107,7 +97,7 @@ async fn a_nearly_full_disk_refuses_writes_keeps_reads_and_recovers_when_freed()
 
     // Writes: a clear 503, nothing stored. Reads: as before.
     for i in 0..5 {
-        let refused = register(&server, &format!("during{i}")).await;
+        let refused = server.enrol(&format!("during{i}"), 7000).await;
         assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(error_code(refused).await, "storage_full");
     }
@@ -156,7 +146,7 @@ async fn a_nearly_full_disk_refuses_writes_keeps_reads_and_recovers_when_freed()
     .await;
     for i in 0..20 {
         assert_eq!(
-            register(&server, &format!("after{i}")).await.status(),
+            server.enrol(&format!("after{i}"), 7000).await.status(),
             StatusCode::OK
         );
     }
@@ -185,14 +175,14 @@ async fn an_engine_that_met_a_full_disk_exits_for_a_restart_and_keeps_what_it_ac
     let mut acked = Vec::new();
     for i in 0..10 {
         let name = format!("before{i}");
-        assert_eq!(register(&server, &name).await.status(), StatusCode::OK);
+        assert_eq!(server.enrol(&name, 7000).await.status(), StatusCode::OK);
         acked.push(name);
     }
     let filler = disk.fill_leaving(0);
     let mut refused = 0;
     for i in 0..200 {
         let name = format!("full{i}");
-        match register(&server, &name).await.status() {
+        match server.enrol(&name, 7000).await.status() {
             StatusCode::OK => acked.push(name),
             _ => refused += 1,
         }
@@ -221,7 +211,7 @@ async fn an_engine_that_met_a_full_disk_exits_for_a_restart_and_keeps_what_it_ac
             "acknowledged {name} lost: {listed:?}"
         );
     }
-    assert_eq!(register(&server, "after").await.status(), StatusCode::OK);
+    assert_eq!(server.enrol("after", 7000).await.status(), StatusCode::OK);
     server.kill9();
 }
 

@@ -601,6 +601,15 @@ async fn users_are_found_by_text_status_pro_level_and_proxy() {
     // finds its owner until the device is removed.
     let start = &bob_token[..12];
     assert_eq!(found(&app, &format!("contains={start}")).await.0, vec![bob]);
+    // Only the holders are read: a page of one is bob and the end; after bob, nothing.
+    assert_eq!(
+        found(&app, &format!("contains={start}&limit=1")).await,
+        (vec![bob], None)
+    );
+    assert_eq!(
+        found(&app, &format!("contains={start}&after={bob}")).await,
+        (vec![], None)
+    );
     let shouted = start.to_uppercase();
     assert_eq!(
         found(&app, &format!("contains={shouted}")).await.0,

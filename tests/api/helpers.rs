@@ -471,6 +471,19 @@ impl ServerProcess {
         self.admin_call(reqwest::Method::POST, path).await
     }
 
+    /// POST `body` as JSON with the admin token; asserts 200 and returns the JSON.
+    pub async fn admin_post_body(&self, path: &str, body: &Value) -> Value {
+        let response = client()
+            .post(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        response.json().await.expect("json")
+    }
+
     async fn admin_call(&self, method: reqwest::Method, path: &str) -> Value {
         let response = client()
             .request(method, self.url(path))
@@ -480,6 +493,18 @@ impl ServerProcess {
             .expect("request");
         assert_eq!(response.status(), StatusCode::OK, "{path}");
         response.json().await.expect("json")
+    }
+
+    /// Enrols (or heartbeats) proxy `name` at 127.0.0.1:`port` with the registry token.
+    pub async fn enrol(&self, name: &str, port: u16) -> reqwest::Response {
+        let port = port.to_string();
+        client()
+            .post(self.url("/register"))
+            .bearer_auth(REGISTRY_TOKEN)
+            .form(&[("name", name), ("ip", "127.0.0.1"), ("port", port.as_str())])
+            .send()
+            .await
+            .expect("request")
     }
 
     pub fn kill9(mut self) {

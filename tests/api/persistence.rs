@@ -25,15 +25,8 @@ async fn list(server: &ServerProcess) -> Vec<String> {
 async fn registrations_survive_a_clean_restart() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path(), &[]);
-    let client = client();
     for name in ["one", "two", "three"] {
-        let response = client
-            .post(server.url("/register"))
-            .bearer_auth(REGISTRY_TOKEN)
-            .form(&[("name", name), ("ip", "127.0.0.1"), ("port", "7000")])
-            .send()
-            .await
-            .unwrap();
+        let response = server.enrol(name, 7000).await;
         assert_eq!(response.status(), StatusCode::OK);
     }
     let status = server.terminate();

@@ -259,7 +259,7 @@ fn orphaned_leases_are_handed_out_at_start_with_the_try_counted() {
 /// lease (an hour here) runs out.
 #[tokio::test]
 async fn work_interrupted_by_a_kill_runs_again_as_soon_as_the_server_is_back() {
-    use crate::helpers::{client, ServerProcess, REGISTRY_TOKEN};
+    use crate::helpers::ServerProcess;
     let data = tempfile::tempdir().unwrap();
     let hook_dir = tempfile::tempdir().unwrap();
     let (started, release) = (
@@ -276,24 +276,13 @@ async fn work_interrupted_by_a_kill_runs_again_as_soon_as_the_server_is_back() {
     let mut first_env = env.to_vec();
     first_env.push(("PROXYFLEET_RETIRE_COMMAND", busy.as_str()));
     let server = ServerProcess::start(data.path(), &first_env);
-    let enrolled = client()
-        .post(server.url("/register"))
-        .bearer_auth(REGISTRY_TOKEN)
-        .form(&[("name", "p1"), ("ip", "127.0.0.1"), ("port", "9001")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(enrolled.status(), StatusCode::OK);
-    let retired: Value = client()
-        .post(server.url("/api/v1/admin/proxies/p1/action"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({ "action": "retire" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(server.enrol("p1", 9001).await.status(), StatusCode::OK);
+    let retired = server
+        .admin_post_body(
+            "/api/v1/admin/proxies/p1/action",
+            &json!({ "action": "retire" }),
+        )
+        .await;
     let hook = retired["tasks"]
         .as_array()
         .unwrap()

@@ -54,13 +54,7 @@ async fn no_token_password_or_key_appears_in_the_logs() {
         http.post(server.url(path)).bearer_auth(token).json(&body)
     };
 
-    let registered = http
-        .post(server.url("/register"))
-        .bearer_auth(REGISTRY_TOKEN)
-        .form(&[("name", "alpha"), ("ip", "127.0.0.1"), ("port", "9001")])
-        .send()
-        .await
-        .unwrap();
+    let registered = server.enrol("alpha", 9001).await;
     assert_eq!(registered.status(), StatusCode::OK);
     // The proxy's own secret is a secret too: never logged.
     let enrolled: Value = registered.json().await.unwrap();
