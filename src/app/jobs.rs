@@ -158,6 +158,20 @@ pub async fn expire_pro(state: Arc<AppState>, stop: watch::Receiver<bool>) {
 
 /// Keeps disk use bounded: drops the change-log entries no one needs and rewrites the store
 /// when it has grown enough (`store::compaction`).
+/// Folds the heartbeats' deferred writes into the store every `FOLD_EVERY` (`store::deferred`):
+/// the Redis mirror learns of them then, and the journal starts again.
+pub async fn fold_deferred(store: crate::store::Store, stop: watch::Receiver<bool>) {
+    every(crate::store::FOLD_EVERY, stop, || async {
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.fold_deferred()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "folding the deferred writes failed"),
+            Err(e) => tracing::error!(error = %e, "folding the deferred writes panicked"),
+        }
+    })
+    .await;
+}
+
 pub async fn compact_store(state: Arc<AppState>, stop: watch::Receiver<bool>) {
     let policy = crate::store::CompactPolicy::from_config(&state.config);
     every(COMPACT_CHECK_EVERY, stop, || async {

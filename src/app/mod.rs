@@ -436,6 +436,10 @@ fn start_background(state: &Arc<AppState>, stop: &Arc<watch::Sender<bool>>) -> V
         stop.subscribe(),
     )));
     jobs.push(tokio::spawn(jobs::upkeep(state.clone(), stop.subscribe())));
+    jobs.push(tokio::spawn(jobs::fold_deferred(
+        state.store.clone(),
+        stop.subscribe(),
+    )));
     jobs.push(tokio::spawn(jobs::compact_store(
         state.clone(),
         stop.subscribe(),

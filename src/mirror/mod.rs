@@ -185,7 +185,8 @@ impl Mirror {
         // With no Redis configured nothing is owed to it: nothing is behind.
         let enabled = self.url.is_some();
         let behind = if enabled {
-            last_seq.saturating_sub(status.applied_seq)
+            // Deferred heartbeats are owed to Redis too, though the log gets them at the fold.
+            last_seq.saturating_sub(status.applied_seq) + store.changes_deferred()
         } else {
             0
         };

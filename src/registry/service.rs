@@ -32,10 +32,11 @@ pub struct Registry {
 impl Registry {
     /// Must run inside a tokio runtime (it starts the heartbeat combiner).
     pub fn new(store: Store, queue: Queue, writer: Writer) -> Registry {
-        let combined = writer.clone();
-        let heartbeats = Combiner::start(
+        let (combined, refreshing, reads) = (writer.clone(), writer.clone(), store.clone());
+        let heartbeats = Combiner::start_deferring(
             store.clone(),
             HEARTBEATS_PER_TRANSACTION,
+            move |batch: &[Submission]| refreshing.refresh_all(&reads, batch),
             move |tx, batch: &[Submission]| combined.register_all(tx, batch),
         );
         Registry {

@@ -1,6 +1,8 @@
 //! What registry changes write, inside a transaction: the proxies, the history, the change
 //! log and, when the routable set changed, an edge sync task.
 
+use std::collections::HashMap;
+
 use serde_json::json;
 
 use super::credentials::{self, Ceilings, Presented};
@@ -12,8 +14,8 @@ use crate::changes::ChangeKind;
 use crate::error::Error;
 use crate::queue::TaskKind;
 use crate::queue::{NewTask, Queue};
-use crate::store::codec::u64_key;
-use crate::store::{TreeId, Tx, TxResult};
+use crate::store::codec::{encode, u64_key};
+use crate::store::{Deferral, Store, TreeId, Tx, TxResult};
 
 /// Meta counter bumped whenever the set of (name, ip, port) changes.
 pub const EDGE_VERSION: &str = "edge.version";
@@ -35,6 +37,9 @@ pub struct Writer {
     pub low_water_percent: u32,
     pub ceilings: Ceilings,
 }
+
+/// A batch of heartbeats answered by `Writer::refresh_all`, and what they write.
+pub type Refreshed = (Vec<Result<Registered, Error>>, Deferral);
 
 /// One `/register` as the combiner takes it.
 #[derive(Debug, Clone)]
@@ -101,26 +106,7 @@ impl Writer {
                     }
                 }
             };
-            let mut proxy = Proxy {
-                name: reg.name.clone(),
-                ip: reg.ip,
-                port: reg.port,
-                // The role is the operator's (enrolment, admin, rebalancer), never the proxy's.
-                role: previous.as_ref().map_or(admitted.role, |p| p.role),
-                location: reg.location.clone(),
-                capacity: reg.capacity.map(|c| c.min(admitted.max_capacity)),
-                load: reg.load.clone(),
-                registered_ms: previous.as_ref().map_or(now_ms, |p| p.registered_ms),
-                last_seen_ms: now_ms,
-                expires_ms: now_ms + self.ttl_ms,
-                role_pinned: previous.as_ref().is_some_and(|p| p.role_pinned),
-                over_limit_since_ms: None,
-                under_low_since_ms: None,
-                load_sampled_ms: previous.as_ref().map_or(0, |p| p.load_sampled_ms),
-                transport: reg.transport.clone(),
-                secret_hash: Some(admitted.secret_hash),
-            };
-            self.track_load(&mut proxy, previous.as_ref(), now_ms);
+            let mut proxy = self.next_record(sub, previous.as_ref(), &admitted);
             if now_ms.saturating_sub(proxy.load_sampled_ms) >= SAMPLE_EVERY_MS {
                 sample_load(tx, &proxy, now_ms)?;
                 proxy.load_sampled_ms = now_ms;
@@ -138,21 +124,12 @@ impl Writer {
                     self.proxy_changed(tx, &proxy.name, event_seq, now_ms)?;
                 }
             }
-            let more_room = match &previous {
-                None => true, // enrolled, or back after it expired
-                Some(p) => proxy.limit(self.max_clients) > p.limit(self.max_clients),
-            };
-            let tasks_queued = more_room && proxy.role == Role::Fallback;
+            let tasks_queued = self.room_appears(&proxy, previous.as_ref());
             if tasks_queued {
                 self.room_appeared(tx, now_ms)?;
             }
             last_at = Some(now_ms);
-            // The change log's readers (the Redis mirror) never need the secret's hash, and
-            // leaving it out keeps every heartbeat batch's log entry smaller.
-            upserted.push(Proxy {
-                secret_hash: None,
-                ..proxy.clone()
-            });
+            upserted.push(logged(&proxy));
             answers.push(Ok(Registered {
                 proxy,
                 edge_changed: event.is_some(),
@@ -168,6 +145,127 @@ impl Writer {
             self.edge_changed(tx, last_at)?;
         }
         Ok(answers)
+    }
+
+    /// The common heartbeat, without a transaction (`Store::defer`): every proxy of the batch
+    /// is live, presents the secret it holds, keeps its address, gets no more room and owes
+    /// no load sample, so only its own record changes. `None` when any one needs more: the
+    /// batch then goes through `register_all`, in a transaction.
+    pub fn refresh_all(
+        &self,
+        store: &Store,
+        batch: &[Submission],
+    ) -> Result<Option<Refreshed>, Error> {
+        // A name twice in one batch: the second refresh starts from the first.
+        let mut written: HashMap<&str, Proxy> = HashMap::with_capacity(batch.len());
+        let mut samples_written: HashMap<&str, Vec<LoadSample>> = HashMap::new();
+        let mut answers = Vec::with_capacity(batch.len());
+        let mut upserted = Vec::with_capacity(batch.len());
+        for sub in batch {
+            let name = sub.reg.name.as_str();
+            let previous = match written.remove(name) {
+                Some(proxy) => proxy,
+                None => match store.get::<Proxy>(TreeId::Proxies, name)? {
+                    Some(proxy) => proxy,
+                    None => return Ok(None),
+                },
+            };
+            let admitted = match &sub.presented {
+                Presented::Secret { hash, .. } if previous.secret_hash == Some(*hash) => {
+                    credentials::Admitted {
+                        role: previous.role,
+                        max_capacity: sub.presented.ceiling(self.ceilings),
+                        secret_hash: *hash,
+                        secret: None,
+                    }
+                }
+                _ => return Ok(None),
+            };
+            let mut proxy = self.next_record(sub, Some(&previous), &admitted);
+            if previous.endpoint() != proxy.endpoint() || self.room_appears(&proxy, Some(&previous))
+            {
+                return Ok(None);
+            }
+            if sub.now_ms.saturating_sub(proxy.load_sampled_ms) >= SAMPLE_EVERY_MS {
+                // Deferred writes only replace records: a proxy without samples yet takes
+                // the transaction.
+                let Some(samples) = store.get(TreeId::ProxyLoad, name)? else {
+                    return Ok(None);
+                };
+                samples_written.insert(name, with_sample(samples, &proxy, sub.now_ms));
+                proxy.load_sampled_ms = sub.now_ms;
+            }
+            upserted.push(logged(&proxy));
+            answers.push(Ok(Registered {
+                proxy: proxy.clone(),
+                edge_changed: false,
+                tasks_queued: false,
+                secret: None,
+            }));
+            written.insert(name, proxy);
+        }
+        let Some(last) = batch.last() else {
+            return Ok(None);
+        };
+        let mut writes = Vec::with_capacity(written.len() + samples_written.len());
+        for (name, proxy) in written {
+            writes.push((TreeId::Proxies, name.as_bytes().to_vec(), encode(&proxy)?));
+        }
+        for (name, samples) in samples_written {
+            writes.push((
+                TreeId::ProxyLoad,
+                name.as_bytes().to_vec(),
+                encode(&samples)?,
+            ));
+        }
+        let change = encode(&ChangeKind::ProxiesUpserted(upserted))?;
+        let deferral = Deferral {
+            writes,
+            change: Some((last.now_ms, change)),
+        };
+        Ok(Some((answers, deferral)))
+    }
+
+    /// The record a registration leaves: the operator's fields (role, pin, enrolment time)
+    /// kept from `previous`, the proxy's own from the registration.
+    fn next_record(
+        &self,
+        sub: &Submission,
+        previous: Option<&Proxy>,
+        admitted: &credentials::Admitted,
+    ) -> Proxy {
+        let (reg, now_ms) = (&sub.reg, sub.now_ms);
+        let mut proxy = Proxy {
+            name: reg.name.clone(),
+            ip: reg.ip,
+            port: reg.port,
+            // The role is the operator's (enrolment, admin, rebalancer), never the proxy's.
+            role: previous.map_or(admitted.role, |p| p.role),
+            location: reg.location.clone(),
+            capacity: reg.capacity.map(|c| c.min(admitted.max_capacity)),
+            load: reg.load.clone(),
+            registered_ms: previous.map_or(now_ms, |p| p.registered_ms),
+            last_seen_ms: now_ms,
+            expires_ms: now_ms + self.ttl_ms,
+            role_pinned: previous.is_some_and(|p| p.role_pinned),
+            over_limit_since_ms: None,
+            under_low_since_ms: None,
+            load_sampled_ms: previous.map_or(0, |p| p.load_sampled_ms),
+            transport: reg.transport.clone(),
+            secret_hash: Some(admitted.secret_hash),
+        };
+        self.track_load(&mut proxy, previous, now_ms);
+        proxy
+    }
+
+    /// Whether users waiting for a fallback proxy may now take this one: it enrolled, came
+    /// back after it expired, or raised its limit.
+    fn room_appears(&self, proxy: &Proxy, previous: Option<&Proxy>) -> bool {
+        let more_room = match previous {
+            None => true,
+            Some(p) => proxy.limit(self.max_clients) > p.limit(self.max_clients),
+        };
+        more_room && proxy.role == Role::Fallback
     }
 
     pub fn remove_in(
@@ -257,10 +355,28 @@ impl Writer {
     }
 }
 
+/// A record as the change log carries it: its readers (the Redis mirror) never need the
+/// secret's hash, and leaving it out keeps every heartbeat batch's entry smaller.
+fn logged(proxy: &Proxy) -> Proxy {
+    Proxy {
+        secret_hash: None,
+        ..proxy.clone()
+    }
+}
+
 fn sample_load(tx: &Tx, proxy: &Proxy, now_ms: u64) -> TxResult<()> {
-    let mut samples: Vec<LoadSample> = tx
+    let samples: Vec<LoadSample> = tx
         .get(TreeId::ProxyLoad, proxy.name.as_str())?
         .unwrap_or_default();
+    tx.put(
+        TreeId::ProxyLoad,
+        proxy.name.as_str(),
+        &with_sample(samples, proxy, now_ms),
+    )
+}
+
+/// `samples` with the proxy's load now appended, the oldest dropped beyond `SAMPLES_KEPT`.
+fn with_sample(mut samples: Vec<LoadSample>, proxy: &Proxy, now_ms: u64) -> Vec<LoadSample> {
     if samples.len() >= SAMPLES_KEPT {
         samples.drain(..=samples.len() - SAMPLES_KEPT);
     }
@@ -270,7 +386,7 @@ fn sample_load(tx: &Tx, proxy: &Proxy, now_ms: u64) -> TxResult<()> {
         cpu: proxy.load.cpu,
         bandwidth: proxy.load.bandwidth,
     });
-    tx.put(TreeId::ProxyLoad, proxy.name.as_str(), &samples)
+    samples
 }
 
 /// Appends to the registry history; returns the entry's sequence number.

@@ -8,7 +8,9 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::codec::{key_u64, u64_key};
+use sled::transaction::ConflictableTransactionError;
+
+use super::codec::{encode, key_u64, u64_key};
 use super::{Store, TreeId, Tx, TxResult};
 use crate::error::Result;
 
@@ -26,6 +28,17 @@ impl Tx<'_> {
     pub fn log<K: Serialize>(&self, at_ms: u64, kind: K) -> TxResult<u64> {
         let seq = self.next(SEQ)?;
         self.put(TreeId::Changes, u64_key(seq), &Change { seq, at_ms, kind })?;
+        Ok(seq)
+    }
+
+    /// As `log`, with the kind already encoded (`codec::encode`): a deferred write's entry.
+    /// bincode writes a struct as its fields one after the other, so the bytes are the same.
+    pub fn log_encoded(&self, at_ms: u64, kind: &[u8]) -> TxResult<u64> {
+        let seq = self.next(SEQ)?;
+        let mut bytes = encode(&seq).map_err(ConflictableTransactionError::Abort)?;
+        bytes.extend(encode(&at_ms).map_err(ConflictableTransactionError::Abort)?);
+        bytes.extend_from_slice(kind);
+        self.put_raw(TreeId::Changes, u64_key(seq), bytes)?;
         Ok(seq)
     }
 }

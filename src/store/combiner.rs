@@ -5,11 +5,11 @@
 //! one transaction in arrival order, flushes, and answers each. Requests arriving meanwhile
 //! form the next batch, so the batch grows with the load.
 
-use std::sync::Arc;
+use std::panic::AssertUnwindSafe;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Store, Tx, TxResult};
+use super::{Deferral, Store, Tx, TxResult};
 use crate::error::{Error, Result};
 
 type Reply<Out> = oneshot::Sender<Result<Out>>;
@@ -38,47 +38,78 @@ where
     where
         F: Fn(&Tx, &[In]) -> TxResult<Vec<Out>> + Send + Sync + 'static,
     {
+        Self::start_deferring(store, max_batch, |_: &[In]| Ok(None), apply)
+    }
+
+    /// As `start`, but each batch is first offered to `defer`, which may answer it with
+    /// deferred writes (`Store::defer`: a journal append and one `fdatasync`, no transaction);
+    /// `None` sends the batch through `apply` as usual.
+    pub fn start_deferring<D, F>(
+        store: Store,
+        max_batch: usize,
+        defer: D,
+        apply: F,
+    ) -> Combiner<In, Out>
+    where
+        D: Fn(&[In]) -> Result<Option<(Vec<Out>, Deferral)>> + Send + Sync + 'static,
+        F: Fn(&Tx, &[In]) -> TxResult<Vec<Out>> + Send + Sync + 'static,
+    {
         let (queue, mut pending) = mpsc::unbounded_channel::<(In, Reply<Out>)>();
-        let apply = Arc::new(apply);
-        tokio::spawn(async move {
-            while let Some(first) = pending.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < max_batch {
-                    match pending.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
-                    }
+        // A thread of its own: the batch's work and its sync are blocking, and a hop to
+        // tokio's blocking pool and back per batch cost two more context switches (measured
+        // in BENCHMARKS.md). It ends when every `Combiner` handle is gone.
+        let work = move |inputs: &[In]| -> Result<Vec<Out>> {
+            let deferred = store.defer(|| match defer(inputs)? {
+                Some((outputs, _)) if outputs.len() != inputs.len() => {
+                    Err(Error::internal("combiner: one output per input expected"))
                 }
-                let (inputs, replies): (Vec<In>, Vec<Reply<Out>>) = batch.into_iter().unzip();
-                let (store_for_tx, apply) = (store.clone(), apply.clone());
-                // One trip to a blocking thread per batch: commit, then fsync.
-                let outcome = tokio::task::spawn_blocking(move || {
-                    let outputs = store_for_tx.transaction(|tx| apply(tx, &inputs))?;
-                    if outputs.len() != inputs.len() {
-                        return Err(Error::internal("combiner: one output per input expected"));
-                    }
-                    store_for_tx.flush_now()?;
-                    Ok::<_, Error>(outputs)
-                })
-                .await
-                .map_err(|e| Error::caused_by("combiner", e))
-                .and_then(|result| result);
-                match outcome {
-                    Ok(outputs) => {
-                        for (reply, output) in replies.into_iter().zip(outputs) {
-                            let _ = reply.send(Ok(output));
-                        }
-                    }
-                    Err(e) => {
-                        // Every request of the batch gets the same answer (a full disk stays
-                        // a 503 `storage_full`, not a bare internal error).
-                        for reply in replies {
-                            let _ = reply.send(Err(e.clone()));
-                        }
-                    }
-                }
+                deferred => Ok(deferred),
+            })?;
+            if let Some(outputs) = deferred {
+                store.deferred_durable()?;
+                return Ok(outputs);
             }
-        });
+            let outputs = store.transaction(|tx| apply(tx, inputs))?;
+            if outputs.len() != inputs.len() {
+                return Err(Error::internal("combiner: one output per input expected"));
+            }
+            store.flush_now()?;
+            Ok(outputs)
+        };
+        let spawned = std::thread::Builder::new()
+            .name("combiner".into())
+            .spawn(move || {
+                while let Some(first) = pending.blocking_recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < max_batch {
+                        match pending.try_recv() {
+                            Ok(next) => batch.push(next),
+                            Err(_) => break,
+                        }
+                    }
+                    let (inputs, replies): (Vec<In>, Vec<Reply<Out>>) = batch.into_iter().unzip();
+                    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| work(&inputs)))
+                        .unwrap_or_else(|_| Err(Error::internal("combiner: a batch panicked")));
+                    match outcome {
+                        Ok(outputs) => {
+                            for (reply, output) in replies.into_iter().zip(outputs) {
+                                let _ = reply.send(Ok(output));
+                            }
+                        }
+                        Err(e) => {
+                            // Every request of the batch gets the same answer (a full disk
+                            // stays a 503 `storage_full`, not a bare internal error).
+                            for reply in replies {
+                                let _ = reply.send(Err(e.clone()));
+                            }
+                        }
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            // No thread: every submit fails with "combiner stopped" (the channel is closed).
+            tracing::error!(error = %e, "cannot start a combiner thread");
+        }
         Combiner { queue }
     }
 

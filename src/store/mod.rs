@@ -9,6 +9,7 @@ pub mod changelog;
 pub mod codec;
 pub mod combiner;
 mod compaction;
+mod deferred;
 pub mod disk_guard;
 mod flusher;
 pub mod format;
@@ -27,6 +28,7 @@ use sled::Transactional;
 
 pub use changelog::Change;
 pub use compaction::{CompactPolicy, Compacted, CompactionStatus};
+pub use deferred::{Deferral, FOLD_EVERY};
 pub use tx::{abort, Tx, TxResult};
 
 use crate::error::{Error, Result};
@@ -300,6 +302,9 @@ pub struct Store {
     disk: std::sync::Arc<DiskGuard>,
     /// Set once when a replica is kept (a Redis mirror): see `replication.rs`.
     replication: std::sync::Arc<std::sync::OnceLock<replication::Replication>>,
+    /// Writes made durable in a journal of their own and folded into the trees later
+    /// (`deferred.rs`): the heartbeat's fast path.
+    deferred: Arc<deferred::Deferred>,
 }
 
 impl Store {
@@ -333,7 +338,8 @@ impl Store {
         let engine = Engine::open(generation)?;
         // Only after sled holds its lock: another process may have this store open.
         generations::remove_stale(dir, &engine.generation).map_err(io)?;
-        Ok(Store {
+        let (deferred, journal) = deferred::Deferred::open(dir)?;
+        let store = Store {
             root: Arc::new(dir.to_path_buf()),
             engine: Arc::new(ArcSwap::from_pointee(engine)),
             compaction: Default::default(),
@@ -342,7 +348,39 @@ impl Store {
             gate: Default::default(),
             disk: std::sync::Arc::new(DiskGuard::new(dir)),
             replication: Default::default(),
-        })
+            deferred: Arc::new(deferred),
+        };
+        store.replay_deferred(&journal)?;
+        Ok(store)
+    }
+
+    /// Shows the journal's records that no fold covered (the process stopped first) again:
+    /// reads see them at once, the next fold writes them to the trees.
+    fn replay_deferred(&self, journal: &[u8]) -> Result<()> {
+        let folded_through: u64 = self
+            .get(TreeId::Meta, deferred::FOLDED_THROUGH)?
+            .unwrap_or(0);
+        let mut pending = self.deferred.lock();
+        let replayed = pending.replay(journal, folded_through);
+        if !replayed.is_empty() {
+            tracing::info!(
+                records = replayed.len(),
+                "deferred writes acknowledged before the last stop are read from the journal"
+            );
+        }
+        for deferral in replayed {
+            self.deferred.restore(&mut pending, deferral);
+        }
+        Ok(())
+    }
+
+    fn tx<'a>(&self, trees: &'a [sled::transaction::TransactionalTree]) -> Tx<'a> {
+        Tx {
+            trees,
+            replication: self.replication.get().copied(),
+            captured: Default::default(),
+            written: std::cell::Cell::new(0),
+        }
     }
 
     /// The data directory the store was opened in.
@@ -378,6 +416,7 @@ impl Store {
     /// Every record of every tree at one instant, as raw bytes: (tree name, key, value).
     /// Writers wait while the copy is made (about a second per million records here).
     pub fn snapshot(&self) -> Result<Vec<TreeSnapshot>> {
+        self.fold_deferred()?;
         self.with_writes_held(|| {
             TreeId::ALL
                 .iter()
@@ -439,26 +478,90 @@ impl Store {
     /// error still stops it.
     pub fn transaction_while_full<T>(&self, body: impl Fn(&Tx) -> TxResult<T>) -> Result<T> {
         let _writing = self.write_gate();
+        let mut pending = self.deferred.lock();
+        self.transaction_locked(&mut pending, body)
+    }
+
+    /// A transaction while this caller holds the deferred writes: it folds them in first.
+    fn transaction_locked<T>(
+        &self,
+        pending: &mut deferred::Pending,
+        body: impl Fn(&Tx) -> TxResult<T>,
+    ) -> Result<T> {
         let written = std::cell::Cell::new(0u64);
         let engine = self.engine.load();
         let result = engine.trees.as_slice().transaction(|trees| {
-            let tx = Tx {
-                trees,
-                replication: self.replication.get().copied(),
-                captured: Default::default(),
-                written: std::cell::Cell::new(0),
-            };
+            let tx = self.tx(trees);
+            self.deferred.fold_into(pending, &tx)?;
             let value = body(&tx)?;
             tx.log_captured()?;
             written.set(tx.written.get());
             Ok(value)
         });
         if result.is_ok() {
+            self.deferred.folded(pending);
             self.count_writes(written.get());
         }
         result
             .map_err(Error::from)
             .inspect_err(|e| self.disk.note(e))
+    }
+
+    /// Runs `body` alone among writers; what it returns to write is made visible at once and
+    /// written to the deferred journal (`deferred.rs`), not yet synced: call
+    /// `deferred_durable` before acknowledging it. `None` from `body` writes nothing.
+    /// Reads in `body` go through the store as usual (they see earlier deferred writes).
+    pub fn defer<T>(
+        &self,
+        body: impl FnOnce() -> Result<Option<(T, Deferral)>>,
+    ) -> Result<Option<T>> {
+        self.disk.admit()?;
+        let _writing = self.write_gate();
+        let mut pending = self.deferred.lock();
+        let Some((value, deferral)) = body()? else {
+            return Ok(None);
+        };
+        let trees = self
+            .deferred
+            .append(&mut pending, deferral)
+            .inspect_err(|e| self.disk.note(e))?;
+        // Not the change log's bit: the mirror is woken by the fold that logs it.
+        self.count_writes(trees);
+        if pending.journal_bytes() >= deferred::FOLD_AT_BYTES {
+            self.fold_locked(&mut pending)?;
+        }
+        Ok(Some(value))
+    }
+
+    /// Change-log entries of deferred writes that the next fold will append (`last_seq` does
+    /// not count them yet).
+    pub fn changes_deferred(&self) -> u64 {
+        self.deferred.changes_pending()
+    }
+
+    /// Blocks until every deferred write so far is on disk.
+    pub fn deferred_durable(&self) -> Result<()> {
+        self.deferred.sync().inspect_err(|e| self.disk.note(e))
+    }
+
+    /// Folds the deferred writes into the trees, flushes and starts the journal again. Blocking
+    /// (a flush): the fold job calls it every `FOLD_EVERY`, a snapshot before it copies.
+    pub fn fold_deferred(&self) -> Result<()> {
+        if !self.deferred.any_pending() {
+            return Ok(());
+        }
+        let _writing = self.write_gate();
+        let mut pending = self.deferred.lock();
+        self.fold_locked(&mut pending)
+    }
+
+    fn fold_locked(&self, pending: &mut deferred::Pending) -> Result<()> {
+        self.transaction_locked(pending, |_| Ok(()))?;
+        // Writers wait for this flush (about a millisecond here, once per fold): the journal
+        // may only start again once the trees hold all of it on disk.
+        self.flush_now()?;
+        pending.rewind();
+        Ok(())
     }
 
     /// Resolves after the next commit that appends to the change log (or at once if one
@@ -540,6 +643,7 @@ impl Store {
     /// another `Store::open` (this process or another) may take them. Only the last handle
     /// can close it (see `handles`); with others still open, nothing is closed. Blocking.
     pub fn close(self) -> Result<()> {
+        self.fold_deferred()?;
         self.flush_now()?;
         let others = self.handles() - 1;
         if others > 0 {
@@ -567,10 +671,19 @@ impl Store {
         tree: TreeId,
         key: impl AsRef<[u8]>,
     ) -> Result<Option<V>> {
+        // The overlay first: a fold writes the trees before it empties the overlay.
+        if let Some(bytes) = self.deferred.value(tree, key.as_ref()) {
+            return Ok(Some(decode(&bytes)?));
+        }
         match self.tree(tree).get(key.as_ref())? {
             Some(bytes) => Ok(Some(decode(&bytes)?)),
             None => Ok(None),
         }
+    }
+
+    /// An entry's newest value: the deferred overlay's, if it holds one (`deferred.rs`).
+    fn latest(&self, tree: TreeId, key: &[u8], stored: sled::IVec) -> sled::IVec {
+        self.deferred.value(tree, key).unwrap_or(stored)
     }
 
     pub fn contains(&self, tree: TreeId, key: impl AsRef<[u8]>) -> Result<bool> {
@@ -598,7 +711,10 @@ impl Store {
         &self,
         tree: TreeId,
     ) -> impl Iterator<Item = Result<V>> + '_ {
-        self.tree(tree).iter().values().map(|item| decode(&item?))
+        self.tree(tree).iter().map(move |item| {
+            let (key, value) = item?;
+            decode(&self.latest(tree, &key, value))
+        })
     }
 
     /// Entries with keys in `[from, ..)`, in key order.
@@ -607,9 +723,10 @@ impl Store {
         tree: TreeId,
         from: impl AsRef<[u8]>,
     ) -> impl Iterator<Item = Result<(sled::IVec, V)>> + '_ {
-        self.tree(tree).range(from.as_ref()..).map(|item| {
+        self.tree(tree).range(from.as_ref()..).map(move |item| {
             let (key, value) = item?;
-            Ok((key, decode(&value)?))
+            let value = decode(&self.latest(tree, &key, value))?;
+            Ok((key, value))
         })
     }
 
@@ -619,14 +736,16 @@ impl Store {
         tree: TreeId,
         before: Option<&[u8]>,
     ) -> Box<dyn Iterator<Item = Result<(sled::IVec, V)>> + '_> {
+        let id = tree;
         let tree = self.tree(tree);
         let iter = match before {
             Some(b) => tree.range(..b.to_vec()).rev(),
             None => tree.iter().rev(),
         };
-        Box::new(iter.map(|item| {
+        Box::new(iter.map(move |item| {
             let (key, value) = item?;
-            Ok((key, decode(&value)?))
+            let value = decode(&self.latest(id, &key, value))?;
+            Ok((key, value))
         }))
     }
 
@@ -635,7 +754,11 @@ impl Store {
         &self,
         tree: TreeId,
     ) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec)>> + '_ {
-        self.tree(tree).iter().map(|item| item.map_err(Error::from))
+        self.tree(tree).iter().map(move |item| {
+            let (key, value) = item?;
+            let value = self.latest(tree, &key, value);
+            Ok((key, value))
+        })
     }
 
     /// Keys only (index trees), in order, starting at `from`.
@@ -656,10 +779,13 @@ impl Store {
         tree: TreeId,
         prefix: impl AsRef<[u8]>,
     ) -> impl Iterator<Item = Result<(sled::IVec, V)>> + '_ {
-        self.tree(tree).scan_prefix(prefix.as_ref()).map(|item| {
-            let (key, value) = item?;
-            Ok((key, decode(&value)?))
-        })
+        self.tree(tree)
+            .scan_prefix(prefix.as_ref())
+            .map(move |item| {
+                let (key, value) = item?;
+                let value = decode(&self.latest(tree, &key, value))?;
+                Ok((key, value))
+            })
     }
 
     /// Keys only, with the given prefix.

@@ -15,6 +15,7 @@ mod check;
 mod compaction;
 mod conformance;
 mod crash;
+mod deferred;
 mod devices;
 mod distribution;
 mod edge;
