@@ -194,7 +194,8 @@ $(row "\`GET /json\`, 10,000 gateways | proxyfleet" "$json_pf")
 | /json, 10,000 gateways | **$(ratio "$json_pf" "$json_base")%** | >= 70%, p99 < 5 ms |
 
 Every proxyfleet heartbeat is acknowledged only once it is on disk: concurrent heartbeats share
-one sled transaction and one fsync (\`store::combiner\`). Its secret is checked against the
+one journal append and one \`fdatasync\` (\`store::combiner\`, \`store::deferred\`; a batch that
+enrols or moves a proxy shares one sled transaction and flush instead). Its secret is checked against the
 live record the transaction reads anyway, after an in-memory lookup of whose secret it is (a
 first version that read the secret index in the handler and the credential inside the shared
 transaction ran at 31-35% of the baseline in A/B runs on this machine). \`/json\` rows

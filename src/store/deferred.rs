@@ -72,6 +72,9 @@ pub(super) struct Deferred {
     pending: Mutex<Pending>,
     /// Trees with values in the overlay, a bit per tree (reads skip the map when 0).
     mask: AtomicU64,
+    /// Folds so far: a reader that read a tree before a fold and finds the overlay emptied
+    /// after it reads the tree again (`Store::latest`).
+    folds: AtomicU64,
     /// Change-log entries waiting for the fold (readers of the log count them as behind).
     changes_pending: AtomicU64,
     overlay: RwLock<HashMap<(u8, Vec<u8>), sled::IVec>>,
@@ -119,6 +122,7 @@ impl Deferred {
             }),
             mask: AtomicU64::new(0),
             changes_pending: AtomicU64::new(0),
+            folds: AtomicU64::new(0),
             overlay: RwLock::default(),
             sync_handle,
         };
@@ -132,6 +136,10 @@ impl Deferred {
     /// Whether anything waits to be folded (a hint: the fold itself checks under the lock).
     pub(super) fn any_pending(&self) -> bool {
         self.mask.load(Ordering::Acquire) != 0 || self.changes_pending() != 0
+    }
+
+    pub(super) fn folds(&self) -> u64 {
+        self.folds.load(Ordering::Acquire)
     }
 
     /// Change-log entries deferred and not folded yet.
@@ -225,6 +233,8 @@ impl Deferred {
         if pending.last_seq == pending.folded_through {
             return;
         }
+        // Counted before the overlay empties: see `folds`.
+        self.folds.fetch_add(1, Ordering::AcqRel);
         self.overlay
             .write()
             .unwrap_or_else(PoisonError::into_inner)

@@ -682,8 +682,34 @@ impl Store {
     }
 
     /// An entry's newest value: the deferred overlay's, if it holds one (`deferred.rs`).
-    fn latest(&self, tree: TreeId, key: &[u8], stored: sled::IVec) -> sled::IVec {
-        self.deferred.value(tree, key).unwrap_or(stored)
+    /// `stored` was read from the tree when `deferred.folds()` was `folds`: if a fold ran since,
+    /// the overlay may have been emptied after `stored` was read, and the tree is read again.
+    fn latest(&self, tree: TreeId, key: &[u8], stored: sled::IVec, folds: u64) -> sled::IVec {
+        if let Some(newer) = self.deferred.value(tree, key) {
+            return newer;
+        }
+        if self.deferred.folds() != folds {
+            if let Ok(Some(folded)) = self.tree(tree).get(key) {
+                return folded;
+            }
+        }
+        stored
+    }
+
+    /// `entries` (a tree's, in any order) with each value as `latest` gives it.
+    fn latest_entries<'a>(
+        &'a self,
+        tree: TreeId,
+        mut entries: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + 'a,
+    ) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec)>> + 'a {
+        std::iter::from_fn(move || {
+            let folds = self.deferred.folds();
+            let entry = entries.next()?;
+            Some(entry.map_err(Error::from).map(|(key, stored)| {
+                let value = self.latest(tree, &key, stored, folds);
+                (key, value)
+            }))
+        })
     }
 
     pub fn contains(&self, tree: TreeId, key: impl AsRef<[u8]>) -> Result<bool> {
@@ -711,10 +737,8 @@ impl Store {
         &self,
         tree: TreeId,
     ) -> impl Iterator<Item = Result<V>> + '_ {
-        self.tree(tree).iter().map(move |item| {
-            let (key, value) = item?;
-            decode(&self.latest(tree, &key, value))
-        })
+        self.latest_entries(tree, self.tree(tree).iter())
+            .map(|item| decode(&item?.1))
     }
 
     /// Entries with keys in `[from, ..)`, in key order.
@@ -723,11 +747,11 @@ impl Store {
         tree: TreeId,
         from: impl AsRef<[u8]>,
     ) -> impl Iterator<Item = Result<(sled::IVec, V)>> + '_ {
-        self.tree(tree).range(from.as_ref()..).map(move |item| {
-            let (key, value) = item?;
-            let value = decode(&self.latest(tree, &key, value))?;
-            Ok((key, value))
-        })
+        self.latest_entries(tree, self.tree(tree).range(from.as_ref()..))
+            .map(|item| {
+                let (key, value) = item?;
+                Ok((key, decode(&value)?))
+            })
     }
 
     /// Entries in reverse key order (newest first for time- or sequence-keyed trees).
@@ -742,10 +766,9 @@ impl Store {
             Some(b) => tree.range(..b.to_vec()).rev(),
             None => tree.iter().rev(),
         };
-        Box::new(iter.map(move |item| {
+        Box::new(self.latest_entries(id, iter).map(|item| {
             let (key, value) = item?;
-            let value = decode(&self.latest(id, &key, value))?;
-            Ok((key, value))
+            Ok((key, decode(&value)?))
         }))
     }
 
@@ -754,11 +777,7 @@ impl Store {
         &self,
         tree: TreeId,
     ) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec)>> + '_ {
-        self.tree(tree).iter().map(move |item| {
-            let (key, value) = item?;
-            let value = self.latest(tree, &key, value);
-            Ok((key, value))
-        })
+        self.latest_entries(tree, self.tree(tree).iter())
     }
 
     /// Keys only (index trees), in order, starting at `from`.
@@ -779,12 +798,10 @@ impl Store {
         tree: TreeId,
         prefix: impl AsRef<[u8]>,
     ) -> impl Iterator<Item = Result<(sled::IVec, V)>> + '_ {
-        self.tree(tree)
-            .scan_prefix(prefix.as_ref())
-            .map(move |item| {
+        self.latest_entries(tree, self.tree(tree).scan_prefix(prefix.as_ref()))
+            .map(|item| {
                 let (key, value) = item?;
-                let value = decode(&self.latest(tree, &key, value))?;
-                Ok((key, value))
+                Ok((key, decode(&value)?))
             })
     }
 

@@ -10,7 +10,8 @@ use serde_json::Value;
 
 use crate::helpers::{client, proxy_names, ServerProcess, ADMIN_TOKEN, REGISTRY_TOKEN};
 
-async fn list(server: &ServerProcess) -> Vec<String> {
+/// The admin's list of live proxies.
+async fn proxies(server: &ServerProcess) -> Value {
     let response = client()
         .get(server.url("/api/v1/admin/proxies"))
         .bearer_auth(ADMIN_TOKEN)
@@ -18,7 +19,11 @@ async fn list(server: &ServerProcess) -> Vec<String> {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    proxy_names(&response.json::<Value>().await.unwrap())
+    response.json().await.unwrap()
+}
+
+async fn list(server: &ServerProcess) -> Vec<String> {
+    proxy_names(&proxies(server).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,15 +109,7 @@ async fn acknowledged_registrations_survive_kill_9() {
 
 /// Every proxy's `clients` as the admin list shows it.
 async fn clients_by_proxy(server: &ServerProcess) -> std::collections::BTreeMap<String, u64> {
-    let response = client()
-        .get(server.url("/api/v1/admin/proxies"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let body: Value = response.json().await.unwrap();
-    body["proxies"]
+    proxies(server).await["proxies"]
         .as_array()
         .unwrap()
         .iter()
