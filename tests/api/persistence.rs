@@ -187,6 +187,12 @@ async fn acknowledged_heartbeats_survive_kill_9() {
         }
         let acked = acked.lock().unwrap().clone();
         assert!(progress(&acked) > 50, "round {round}: too few heartbeats");
+        // They took the deferred path (a transaction per batch would pass the rest too).
+        let journal = std::fs::metadata(dir.path().join("deferred.journal")).unwrap();
+        assert!(
+            journal.len() > 0,
+            "round {round}: no heartbeat reached the journal"
+        );
 
         let restarted = ServerProcess::start(dir.path(), &[]);
         let present = clients_by_proxy(&restarted).await;
