@@ -21,6 +21,9 @@ use crate::registry::model::ProxyName;
 /// renews them every second; this is for when it cannot).
 pub const MAX_AGE: Duration = Duration::from_secs(5);
 
+/// Reads a stale index's rebuild makes before it installs one that placements overlapped.
+const READS: u32 = 3;
+
 #[derive(Default)]
 pub struct CandidateIndex {
     state: Mutex<State>,
@@ -36,6 +39,12 @@ struct State {
     /// a choice and its commit had forgotten it, and the next sign-up went past the proxy's
     /// limit).
     in_flight: usize,
+    /// Placements counted in so far. A read of the store that saw this move while it ran may
+    /// lack one of them (it committed after the read passed its proxy): installing that read
+    /// would forget it, and the next sign-up would go past the proxy's limit (seen under a
+    /// loaded CI: the periodic refresh read, a sign-up placed and committed, the refresh
+    /// installed its older loads).
+    placements: u64,
 }
 
 /// A placement not committed yet (see `State::in_flight`); drop it once the sign-up
@@ -159,7 +168,7 @@ impl CandidateIndex {
     pub fn place(
         self: &std::sync::Arc<Self>,
         generation: u64,
-        read: impl FnOnce() -> Result<Vec<Candidate>>,
+        read: impl Fn() -> Result<Vec<Candidate>>,
         named: &[&ProxyName],
         count: usize,
         fit: Option<Fit>,
@@ -186,40 +195,68 @@ impl CandidateIndex {
             None => Vec::new(),
         };
         state.in_flight += 1;
+        state.placements += 1;
         let pending = Pending {
             index: self.clone(),
         };
         Ok((chosen, pending))
     }
 
-    /// Reads the candidates again now (the periodic refresh, and `place` when stale). The
-    /// read runs without the lock: placements go on meanwhile, with the loads they had.
+    /// Reads the candidates again now (`place` when stale). The read runs without the lock:
+    /// placements go on meanwhile, with the loads they had. A read that a placement overlapped
+    /// is read again, up to `READS` times; the last one is installed anyway (a placement is a
+    /// choice, and the rebalancer corrects a stale load).
     pub fn rebuild(
         &self,
         generation: u64,
-        read: impl FnOnce() -> Result<Vec<Candidate>>,
+        read: impl Fn() -> Result<Vec<Candidate>>,
     ) -> Result<()> {
-        let key = (generation, self.epoch.load(Ordering::Acquire));
-        let candidates = Candidates::new(read()?);
-        self.lock().built = Some(Built {
-            key,
-            at: Instant::now(),
-            candidates,
-        });
+        for attempt in 1..=READS {
+            if self.read_and_install(generation, &read, attempt == READS)? {
+                break;
+            }
+        }
         Ok(())
     }
 
-    /// The periodic refresh: `rebuild`, unless a placement is on its way to the store (the
-    /// loads counted in stay until the next refresh, or `MAX_AGE`).
+    /// The periodic refresh: reads and installs, unless a placement is on its way to the
+    /// store or runs during the read (the loads counted in stay until the next refresh, or
+    /// `MAX_AGE`).
     pub fn refresh(
         &self,
         generation: u64,
         read: impl FnOnce() -> Result<Vec<Candidate>>,
     ) -> Result<()> {
-        if self.lock().in_flight > 0 {
-            return Ok(());
+        self.read_and_install(generation, read, false).map(|_| ())
+    }
+
+    /// Reads and installs the candidates if no placement was uncommitted when the read began
+    /// or counted in while it ran, or if `anyway`. True if installed.
+    fn read_and_install(
+        &self,
+        generation: u64,
+        read: impl FnOnce() -> Result<Vec<Candidate>>,
+        anyway: bool,
+    ) -> Result<bool> {
+        let key = (generation, self.epoch.load(Ordering::Acquire));
+        let before = {
+            let state = self.lock();
+            (state.in_flight == 0).then_some(state.placements)
+        };
+        if before.is_none() && !anyway {
+            return Ok(false);
         }
-        self.rebuild(generation, read)
+        let candidates = Candidates::new(read()?);
+        let mut state = self.lock();
+        if before != Some(state.placements) && !anyway {
+            return Ok(false);
+        }
+        state.built = Some(Built {
+            key,
+            at: Instant::now(),
+            candidates,
+        });
+        Ok(true)
     }
 
     /// A role changed: the next read rebuilds.
@@ -284,6 +321,41 @@ mod tests {
         index.invalidate();
         index.place(2, read, &[], 1, None, least_loaded).unwrap();
         assert_eq!(reads.get(), 3, "a role changed");
+    }
+
+    /// The periodic refresh reads the store while a sign-up places and commits: the read,
+    /// older than that placement, is not installed (it would forget the placement).
+    #[test]
+    fn a_refresh_that_a_placement_overlapped_keeps_the_placement() {
+        let index = std::sync::Arc::new(CandidateIndex::default());
+        let stored = || Ok(vec![candidate("a", 1), candidate("b", 1)]);
+        let least_loaded =
+            |list: &[Candidate]| policy::choose(AssignmentPolicy::LeastLoaded, 1, &[], list, None);
+        index.rebuild(1, stored).unwrap();
+        index
+            .refresh(1, || {
+                // A sign-up while the refresh reads: it takes a (ties go by name) and commits.
+                let (chosen, committed) = index.place(1, stored, &[], 1, None, least_loaded)?;
+                assert_eq!(chosen, names(&["a"]));
+                drop(committed);
+                stored()
+            })
+            .unwrap();
+        assert_eq!(
+            index
+                .place(1, stored, &[], 1, None, least_loaded)
+                .unwrap()
+                .0,
+            names(&["b"]),
+            "a holds the placement made during the read"
+        );
+
+        // With a placement on its way to the store, the refresh does not read at all.
+        let (_, on_its_way) = index.place(1, stored, &[], 1, None, least_loaded).unwrap();
+        index
+            .refresh(1, || panic!("read while a placement was uncommitted"))
+            .unwrap();
+        drop(on_its_way);
     }
 
     /// Choosing from the shortlist gives what choosing from every candidate would, for each

@@ -23,6 +23,18 @@ where
     while !*stop.borrow() {
         match queue.lease(clock.now_ms()) {
             Ok(Some(task)) => {
+                // The lease reaches the disk before the work starts: a kill during the work
+                // must find the try counted at the next start (a task that kills the server
+                // every time ends a dead letter), and sled alone writes it up to 500 ms later.
+                if let Err(e) = queue.store.durable().await {
+                    tracing::error!(task = task.id, error = %e, "could not record a lease");
+                    let _ = queue.fail(&task, "could not record the lease", clock.now_ms());
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.changed() => {}
+                    }
+                    continue;
+                }
                 let outcome = match tokio::time::timeout(run_limit, handle(task.clone())).await {
                     Ok(outcome) => outcome,
                     Err(_) => Err(format!("ran longer than {run_limit:?}")),
