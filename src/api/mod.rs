@@ -26,8 +26,11 @@ macro_rules! endpoints {
         [$( (warp::http::Method::$method, $template) ),+]
     };
     (@rows $method:ident $template:literal) => { [(warp::http::Method::$method, $template)] };
-    (@or $first:expr $(, $rest:expr)*) => {
-        warp::Filter::boxed($first) $( .or(warp::Filter::boxed($rest)).unify() )*
+    (@or $only:expr) => { warp::Filter::boxed($only) };
+    // Nested to the right: the first endpoint's answer leaves through one `or`, the last's
+    // through all of them (see `first_match`).
+    (@or $first:expr, $($rest:expr),+) => {
+        warp::Filter::boxed($first).or(endpoints!(@or $($rest),+)).unify()
     };
 }
 
@@ -84,6 +87,21 @@ where
     filter.boxed()
 }
 
+/// The first of `filters` (in order) that serves the request. Nested to the right,
+/// `a.or(b.or(c))`: an answer is moved out through every `or` that holds its filter, and
+/// nested to the left (`a.or(b).or(c)`) the first filter, the hottest, was inside them all.
+/// Moving the answers up those chains was 7% of a heartbeat's CPU (`perf`, memmove under
+/// warp's `EitherFuture`).
+fn first_match(
+    filters: Vec<BoxedFilter<(warp::reply::Response,)>>,
+) -> BoxedFilter<(warp::reply::Response,)> {
+    filters
+        .into_iter()
+        .rev()
+        .reduce(|rest, filter| filter.or(rest).unify().boxed())
+        .expect("the router has route modules")
+}
+
 /// Every route, and the table of every endpoint it serves; `over_tls` when they answer on the
 /// HTTPS listener.
 pub fn routes(
@@ -123,44 +141,30 @@ pub fn routes(
     // module's filters are boxed once, so a request pays one boxed attempt per module at most.
     let mut table = Table::new();
     let t = &mut table;
-    let api = boxed(t, distribution::routes(state.clone()))
-        .or(boxed(t, registry::routes(state.clone())))
-        .unify()
-        .or(boxed(t, gateways::routes(state.clone())))
-        .unify()
-        .or(boxed(
+    let modules = vec![
+        boxed(t, distribution::routes(state.clone())),
+        boxed(t, registry::routes(state.clone())),
+        boxed(t, gateways::routes(state.clone())),
+        boxed(
             t,
             endpoints! {
                 GET "/healthz" => health,
                 GET "/api/v1/openapi.json" => openapi,
             },
-        ))
-        .unify()
-        .or(boxed(t, queue::routes(state.clone())))
-        .unify()
-        .or(boxed(t, billing::routes(state.clone())))
-        .unify()
-        .or(boxed(t, mirror::routes(state.clone())))
-        .unify()
-        .or(boxed(t, metrics::routes(state.clone())))
-        .unify()
-        .or(boxed(t, backup::routes(state.clone())))
-        .unify()
-        .or(boxed(t, store::routes(state.clone())))
-        .unify()
-        .or(boxed(t, mail::routes(state.clone())))
-        .unify()
-        .or(boxed(t, fleet::routes(state.clone())))
-        .unify()
-        .or(boxed(t, invitations::routes(state.clone())))
-        .unify()
-        .or(boxed(t, blocking::routes(state.clone())))
-        .unify()
-        .or(boxed(t, admin::routes(state.clone(), over_tls)))
-        .unify()
-        .recover(recover)
-        .unify()
-        .boxed();
+        ),
+        boxed(t, queue::routes(state.clone())),
+        boxed(t, billing::routes(state.clone())),
+        boxed(t, mirror::routes(state.clone())),
+        boxed(t, metrics::routes(state.clone())),
+        boxed(t, backup::routes(state.clone())),
+        boxed(t, store::routes(state.clone())),
+        boxed(t, mail::routes(state.clone())),
+        boxed(t, fleet::routes(state.clone())),
+        boxed(t, invitations::routes(state.clone())),
+        boxed(t, blocking::routes(state.clone())),
+        boxed(t, admin::routes(state.clone(), over_tls)),
+    ];
+    let api = first_match(modules).recover(recover).unify().boxed();
     // Every mutating admin call is recorded in the audit trail once answered; every answer is
     // counted by route template (never the raw path: it may hold a code or a user id).
     let observed = state.clone();

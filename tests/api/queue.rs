@@ -266,11 +266,12 @@ async fn work_interrupted_by_a_kill_runs_again_as_soon_as_the_server_is_back() {
         hook_dir.path().join("started"),
         hook_dir.path().join("release"),
     );
-    // The first run's retire hook stays busy until the test lets it go.
+    // The first run's retire hook stays busy until the test lets it go (or its directory is
+    // gone: a hook that missed the release before the test ended looped on forever).
     let busy = format!(
-        "touch '{}'; while [ ! -e '{}' ]; do sleep 0.1; done",
-        started.display(),
-        release.display()
+        "touch '{started}'; while [ ! -e '{release}' ] && [ -e '{started}' ]; do sleep 0.1; done",
+        started = started.display(),
+        release = release.display()
     );
     let env = [("PROXYFLEET_QUEUE_LEASE_SECS", "3600")];
     let mut first_env = env.to_vec();
