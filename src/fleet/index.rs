@@ -41,9 +41,9 @@ struct State {
     in_flight: usize,
     /// Placements counted in so far. A read of the store that saw this move while it ran may
     /// lack one of them (it committed after the read passed its proxy): installing that read
-    /// would forget it, and the next sign-up would go past the proxy's limit (seen under a
-    /// loaded CI: the periodic refresh read, a sign-up placed and committed, the refresh
-    /// installed its older loads).
+    /// would forget it, and the next sign-up would go past the proxy's limit (seen in a full
+    /// run of the suite: the periodic refresh read, a sign-up placed and committed, the
+    /// refresh installed its older loads).
     placements: u64,
 }
 
@@ -348,6 +348,29 @@ mod tests {
                 .0,
             names(&["b"]),
             "a holds the placement made during the read"
+        );
+
+        // A stale index's rebuild that a placement overlapped reads again, and keeps the
+        // second read (the store after that placement), not the first.
+        let reads = std::cell::Cell::new(0);
+        index
+            .rebuild(2, || {
+                reads.set(reads.get() + 1);
+                if reads.get() == 1 {
+                    drop(index.place(1, stored, &[], 1, None, least_loaded)?);
+                    return stored();
+                }
+                Ok(vec![candidate("a", 5), candidate("b", 2)])
+            })
+            .unwrap();
+        assert_eq!(reads.get(), 2, "read again after the overlapped read");
+        assert_eq!(
+            index
+                .place(2, stored, &[], 1, None, least_loaded)
+                .unwrap()
+                .0,
+            names(&["b"]),
+            "the second read's loads are installed (the first's would give a)"
         );
 
         // With a placement on its way to the store, the refresh does not read at all.

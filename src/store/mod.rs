@@ -684,16 +684,23 @@ impl Store {
     /// An entry's newest value: the deferred overlay's, if it holds one (`deferred.rs`).
     /// `stored` was read from the tree when `deferred.folds()` was `folds`: if a fold ran since,
     /// the overlay may have been emptied after `stored` was read, and the tree is read again.
-    fn latest(&self, tree: TreeId, key: &[u8], stored: sled::IVec, folds: u64) -> sled::IVec {
+    fn latest(
+        &self,
+        tree: TreeId,
+        key: &[u8],
+        stored: sled::IVec,
+        folds: u64,
+    ) -> Result<sled::IVec> {
         if let Some(newer) = self.deferred.value(tree, key) {
-            return newer;
+            return Ok(newer);
         }
         if self.deferred.folds() != folds {
-            if let Ok(Some(folded)) = self.tree(tree).get(key) {
-                return folded;
+            // A failed read is the caller's error, not a silent fall-back to the stale value.
+            if let Some(folded) = self.tree(tree).get(key)? {
+                return Ok(folded);
             }
         }
-        stored
+        Ok(stored)
     }
 
     /// `entries` (a tree's, in any order) with each value as `latest` gives it.
@@ -705,9 +712,9 @@ impl Store {
         std::iter::from_fn(move || {
             let folds = self.deferred.folds();
             let entry = entries.next()?;
-            Some(entry.map_err(Error::from).map(|(key, stored)| {
-                let value = self.latest(tree, &key, stored, folds);
-                (key, value)
+            Some(entry.map_err(Error::from).and_then(|(key, stored)| {
+                let value = self.latest(tree, &key, stored, folds)?;
+                Ok((key, value))
             }))
         })
     }
